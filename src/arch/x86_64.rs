@@ -1,0 +1,107 @@
+//! x86-64 System V.
+//!
+//! Callee-saved by the ABI: rbx, rbp, r12-r15, rsp, the MXCSR control bits
+//! and the x87 control word. rbx and rbp cannot be inline-asm operands, so
+//! they are pushed by hand; r12-r15 and every caller-saved register are
+//! declared clobbered, so the compiler spills only what is live.
+//!
+//! A suspended context's stack, growing down:
+//!
+//! ```text
+//!   | ...caller frames...   |
+//!   | saved rbp             |
+//!   | saved rbx             |
+//!   | x87 CW  | MXCSR       |  8 bytes: [sp+8] MXCSR, [sp+12] FPU control word
+//!   | resume address        |  <- saved StackPointer
+//! ```
+//!
+//! A fresh stack made by [`init_stack`]:
+//!
+//! ```text
+//!   top ->                       (16-byte aligned, exclusive)
+//!   | entry function        |  top-8
+//!   | data                  |  top-16   <- rsp after the first switch pops
+//!   | start_trampoline      |  top-24   <- StackPointer returned
+//! ```
+
+use super::{EntryFn, StackPointer};
+use core::arch::{asm, naked_asm};
+
+/// Switches from the running context to `to`.
+///
+/// Saves the running context, writes its stack pointer to `*from`, resumes
+/// `to` and passes it `arg`. Returns the `arg` of the switch that later
+/// resumes this context.
+///
+/// # Safety
+/// `to` must be a context suspended by `switch` or made by [`init_stack`],
+/// on memory that stays valid; `from` must be writable and stay valid until
+/// the context is resumed.
+#[inline(always)]
+pub unsafe fn switch(from: *mut StackPointer, to: StackPointer, arg: usize) -> usize {
+    let ret: usize;
+    // SAFETY: the caller guarantees both contexts; every register the other
+    // side may change is an operand or clobber, rbx/rbp are saved by hand.
+    unsafe {
+        asm!(
+            "push rbp",                // rbp cannot be a clobber: save it
+            "push rbx",                // rbx likewise (LLVM's base register)
+            "sub rsp, 8",              // room for the FP control state
+            "stmxcsr [rsp]",           // MXCSR (rounding, exception masks)
+            "fnstcw [rsp + 4]",        // x87 control word
+            "lea rax, [rip + 2f]",     // where this context resumes
+            "push rax",
+            "mov [rdi], rsp",          // publish our stack pointer
+            "mov rsp, rsi",            // adopt the other context's stack
+            "pop rax",                 // its resume address
+            "jmp rax",                 // jmp, not ret: keeps the return stack buffer in step
+            "2:",
+            "ldmxcsr [rsp]",           // back on our stack: restore FP control
+            "fldcw [rsp + 4]",
+            "add rsp, 8",
+            "pop rbx",
+            "pop rbp",
+            inout("rdi") from => _,
+            inout("rsi") to => _,
+            inout("rdx") arg => ret,   // arg travels in rdx both ways
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            clobber_abi("C"),
+        );
+    }
+    ret
+}
+
+/// Lays out a fresh stack whose exclusive, 16-byte aligned top is `top`, so
+/// that the first [`switch`] to the returned pointer calls
+/// `entry(arg, data)` on it.
+///
+/// # Safety
+/// `top` must be the top of writable memory with at least 32 bytes below it
+/// and room for everything `entry` will run.
+pub unsafe fn init_stack(top: *mut u8, entry: EntryFn, data: *mut u8) -> StackPointer {
+    debug_assert_eq!(top as usize % 16, 0);
+    let top = top.cast::<usize>();
+    // SAFETY: the caller guarantees the three words below `top` are ours.
+    unsafe {
+        top.sub(1).write(entry as *const () as usize);
+        top.sub(2).write(data as usize);
+        top.sub(3).write(start_trampoline as *const () as usize);
+        top.sub(3).cast()
+    }
+}
+
+/// First code run on a fresh stack: `rdx` holds the switch's `arg`, `rsp`
+/// points at `data` (16-byte aligned), `entry` sits above it.
+#[unsafe(naked)]
+unsafe extern "C" fn start_trampoline() -> ! {
+    naked_asm!(
+        "mov rdi, rdx",   // entry's first argument: the switch's arg
+        "mov rsi, [rsp]", // second: data
+        "xor ebp, ebp",   // end the frame-pointer chain here
+        "call [rsp + 8]", // entry(arg, data); pushes a return address, so entry sees rsp = 8 mod 16
+        "ud2",            // entry never returns
+    )
+}

@@ -1,0 +1,79 @@
+//! Lifecycle: `photon_init`, `photon_fini`, engine name, version, clock.
+
+use core::ffi::c_char;
+
+use super::guard;
+use crate::engine;
+use crate::errno::Errno;
+use crate::sched;
+
+/// Use io_uring when this kernel and process allow it, else epoll (with one
+/// logged warning saying why). `PHOTON_ENGINE=io_uring|epoll` overrides it.
+pub const PHOTON_EVENT_DEFAULT: u64 = 0;
+/// The epoll engine.
+pub const PHOTON_EVENT_EPOLL: u64 = 1;
+/// The io_uring engine.
+pub const PHOTON_EVENT_IOURING: u64 = 2;
+const _: () = assert!(
+    PHOTON_EVENT_DEFAULT == engine::EVENT_DEFAULT
+        && PHOTON_EVENT_EPOLL == engine::EVENT_EPOLL
+        && PHOTON_EVENT_IOURING == engine::EVENT_IOURING
+);
+
+/// A `timeout_us` meaning "no timeout".
+pub const PHOTON_FOREVER: u64 = u64::MAX;
+
+/// Makes the calling OS thread a vcpu, running photon threads on the event
+/// engine `event_engine` (`PHOTON_EVENT_*`); the caller becomes its main
+/// photon thread. `flags` must be 0.
+///
+/// Returns 0, or -1 with errno: `EINVAL` (unknown engine or nonzero flags),
+/// `EALREADY` (this OS thread is already a vcpu), `ENOSYS` (the engine
+/// asked for explicitly is unavailable), or the engine's setup error.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_init(event_engine: u64, flags: u64) -> libc::c_int {
+    guard(|| {
+        if flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        sched::init(event_engine).map(|()| 0)
+    })
+}
+
+/// Ends the calling vcpu. Waits for its other photon threads to end;
+/// threads blocked without a timeout are interrupted with `ECANCELED` (again
+/// every 10 ms while they keep blocking), so it does not hang on them.
+/// Afterwards `photon_init` may be called again on this OS thread.
+///
+/// Returns 0, or -1 with `EPERM` when the caller is not a vcpu's main photon
+/// thread (the one that called `photon_init`).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_fini() -> libc::c_int {
+    guard(|| sched::fini().map(|()| 0))
+}
+
+/// The calling vcpu's engine, `"io_uring"` or `"epoll"`; NULL (errno
+/// `EPERM`) off a vcpu. The string is static.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_engine_name() -> *const c_char {
+    guard(|| {
+        let name = sched::engine_name().ok_or(Errno::EPERM)?;
+        Ok(match name {
+            "io_uring" => c"io_uring".as_ptr(),
+            _ => c"epoll".as_ptr(),
+        })
+    })
+}
+
+/// The library version, e.g. `"0.1.0"`. Static; callable anywhere.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_version() -> *const c_char {
+    const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    V.as_ptr().cast()
+}
+
+/// Monotonic time in microseconds (`CLOCK_MONOTONIC`). Callable anywhere.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_now_us() -> u64 {
+    crate::time::now_us()
+}

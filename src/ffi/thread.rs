@@ -1,0 +1,143 @@
+//! Photon threads: create, join, detach, yield, sleep, interrupt.
+
+use core::ffi::c_void;
+
+use super::guard;
+use crate::errno::Errno;
+use crate::sched::{self, Handle};
+
+/// A photon thread (a stackful coroutine). Opaque: the pointer value is an
+/// encoded handle, never dereferenced; a stale one fails with `ESRCH`.
+pub struct photon_thread {
+    _private: [u8; 0],
+}
+
+/// A photon thread's entry function; its return value is what
+/// `photon_thread_join` hands back.
+pub type photon_entry = Option<unsafe extern "C" fn(arg: *mut c_void) -> *mut c_void>;
+
+fn to_handle(th: *mut photon_thread) -> Result<Handle, Errno> {
+    if th.is_null() {
+        Err(Errno::EINVAL)
+    } else {
+        Ok(Handle(th as u64))
+    }
+}
+
+fn from_handle(h: Handle) -> *mut photon_thread {
+    h.0 as *mut photon_thread
+}
+
+/// Creates a photon thread on the calling vcpu running `entry(arg)` on a
+/// stack of `stack_size` bytes (0: the default, 8 MiB of address space
+/// committed lazily; other sizes are rounded up to whole pages, at least
+/// 16 KiB). The new thread is runnable and first runs when its creator
+/// yields or blocks. It starts detached: call `photon_thread_enable_join`
+/// before it ends to join it.
+///
+/// Returns the thread, or NULL with errno: `EINVAL` (`entry` NULL or
+/// `stack_size` absurd), `EPERM` (not on a vcpu), `ENOMEM` (no memory or
+/// mappings for the stack; each stack is two mappings, see
+/// `vm.max_map_count`), `EAGAIN` (16M threads alive).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_create(
+    entry: photon_entry,
+    arg: *mut c_void,
+    stack_size: usize,
+) -> *mut photon_thread {
+    guard(|| {
+        let entry = entry.ok_or(Errno::EINVAL)?;
+        sched::spawn(entry, arg, stack_size).map(from_handle)
+    })
+}
+
+/// Makes `th` joinable; call it before `th` ends, then join it exactly once.
+/// Returns 0, or -1 with `EINVAL` (NULL) or `ESRCH` (stale handle: the
+/// thread ended detached, or was joined).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_enable_join(th: *mut photon_thread) -> libc::c_int {
+    guard(|| sched::enable_join(to_handle(th)?).map(|()| 0))
+}
+
+/// Waits for the joinable thread `th` to end and stores its entry's return
+/// value in `*retval` (if `retval` is not NULL). The thread may live on any
+/// vcpu. Interruptible: `photon_thread_interrupt` on the joiner makes it
+/// return -1 with the interrupter's errno, and `th` stays joinable.
+///
+/// Returns 0, or -1 with errno: `EINVAL` (NULL; `th` not joinable; a join
+/// of `th` already under way or done: a second join of a joined thread gives
+/// `EINVAL` until its slot is reused, `ESRCH` after; joining oneself),
+/// `ESRCH` (stale handle), `EPERM` (not on a vcpu).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_join(
+    th: *mut photon_thread,
+    retval: *mut *mut c_void,
+) -> libc::c_int {
+    guard(|| {
+        let h = to_handle(th)?;
+        let rv = sched::join(h)?;
+        if !retval.is_null() {
+            // SAFETY: the caller passes a writable pointer or NULL.
+            unsafe { retval.write(rv) };
+        }
+        Ok(0)
+    })
+}
+
+/// Undoes `photon_thread_enable_join`: the thread's resources go away when
+/// it ends (or now, if it has ended). Returns 0, or -1 with `EINVAL` (NULL,
+/// not joinable, or a join is under way) or `ESRCH` (stale handle).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_detach(th: *mut photon_thread) -> libc::c_int {
+    guard(|| sched::detach(to_handle(th)?).map(|()| 0))
+}
+
+/// The calling photon thread (the main thread of a vcpu included), or NULL
+/// (errno `EPERM`) off a vcpu.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_self() -> *mut photon_thread {
+    guard(|| sched::self_handle().map(from_handle).ok_or(Errno::EPERM))
+}
+
+/// Lets every other runnable photon thread of this vcpu run once, then
+/// continues. Off a vcpu it returns at once.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_yield() {
+    sched::yield_now()
+}
+
+/// Sleeps the calling photon thread for `us` microseconds (at least that
+/// long; `PHOTON_FOREVER` until interrupted; 0 just yields) while others run.
+/// Returns 0 when it slept fully, or -1 with the interrupter's errno, or
+/// `EPERM` off a vcpu.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_usleep(us: u64) -> libc::c_int {
+    guard(|| sched::sleep_us(us).map(|()| 0))
+}
+
+/// `photon_thread_usleep(seconds * 1000000)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_sleep(seconds: u64) -> libc::c_int {
+    guard(|| sched::sleep_us(seconds.saturating_mul(1_000_000)).map(|()| 0))
+}
+
+/// Interrupts `th`: if it is blocked (sleeping, joining, waiting on I/O or a
+/// lock), it wakes and its call fails with `error_number` as errno. If it is
+/// not blocked, the interrupt stays pending and its next blocking call fails
+/// with it at once (so an interrupt is never lost to a race). Callable from
+/// any OS thread; on another vcpu the effect is asynchronous.
+///
+/// Returns 0, or -1 with `EINVAL` (NULL, or `error_number` <= 0) or `ESRCH`
+/// (stale handle, or a thread that has ended).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_interrupt(
+    th: *mut photon_thread,
+    error_number: libc::c_int,
+) -> libc::c_int {
+    guard(|| {
+        if error_number <= 0 {
+            return Err(Errno::EINVAL);
+        }
+        sched::interrupt(to_handle(th)?, error_number).map(|()| 0)
+    })
+}

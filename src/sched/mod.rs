@@ -1,0 +1,32 @@
+//! The scheduler: vcpus, photon threads, timers, keys, handles and the
+//! messages that let other OS threads reach a vcpu's threads.
+
+pub mod handle;
+pub mod keys;
+mod remote;
+mod run_queue;
+mod thread;
+mod timer;
+mod vcpu;
+
+pub use handle::Handle;
+pub use thread::Entry;
+#[allow(unused_imports)] // the blocking primitives are for the I/O layers
+pub(crate) use vcpu::{FOREVER, block, next_wait_seq, wake};
+pub(crate) use vcpu::{
+    engine_name, fini, init, interrupt, join, key_get, key_set, self_handle, sleep_us, spawn,
+    yield_now,
+};
+
+/// `photon_thread_enable_join`.
+pub(crate) fn enable_join(h: Handle) -> Result<(), crate::errno::Errno> {
+    handle::enable_join(h)
+}
+
+/// `photon_thread_detach`.
+pub(crate) fn detach(h: Handle) -> Result<(), crate::errno::Errno> {
+    let v = vcpu::current();
+    // SAFETY: a non-null vcpu is this OS thread's, live; no switch here.
+    let cache = (!v.is_null()).then(|| unsafe { &mut (*v).slots });
+    handle::detach(h, cache)
+}

@@ -1,0 +1,89 @@
+//! The thread control block (TCB) of a photon thread.
+//!
+//! A TCB lives at the top of its thread's own stack (one allocation, one
+//! cache line from the stack pointer), except the vcpu's main thread, whose
+//! TCB is on the heap. It is owned by its vcpu and touched only from that
+//! vcpu's OS thread; other OS threads reach a thread through its handle
+//! ([`super::handle`]) and the vcpu's remote queue.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use super::handle::Handle;
+use super::keys::KeyValues;
+use crate::arch::StackPointer;
+use crate::stack::Stack;
+
+/// A photon thread's entry: the C `photon_entry`.
+pub type Entry = unsafe extern "C" fn(arg: *mut c_void) -> *mut c_void;
+
+/// Where a thread is in its life.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum State {
+    /// In the run queue, or about to be.
+    Ready,
+    /// On the CPU.
+    Running,
+    /// Waiting for a wake-up, a timer, or an interrupt.
+    Blocked,
+    /// Ended; its stack is recycled by the next thread to run.
+    Dead,
+}
+
+/// No timer armed (`ThreadCtl::timer_pos`).
+pub(crate) const NO_TIMER: usize = usize::MAX;
+
+/// The per-thread state the scheduler keeps.
+pub(crate) struct ThreadCtl {
+    /// Saved stack pointer while not running.
+    pub sp: StackPointer,
+    /// Link in the run queue (a thread is in at most one queue).
+    pub next: *mut ThreadCtl,
+    /// Links in the vcpu's list of all its threads.
+    pub all_prev: *mut ThreadCtl,
+    pub all_next: *mut ThreadCtl,
+    pub state: State,
+    /// Bumped at every block, so a late wake-up for an older wait is ignored.
+    pub wait_seq: u64,
+    /// Set by whoever wakes a blocked thread: 0, or the errno its wait fails with.
+    pub wake_result: i32,
+    /// An interrupt that arrived while the thread was not blocked: the next
+    /// blocking call fails with it at once.
+    pub pending_interrupt: i32,
+    /// Absolute deadline (photon_now_us) of the current wait, or u64::MAX.
+    pub deadline: u64,
+    /// Position in the vcpu's timer heap, or [`NO_TIMER`].
+    pub timer_pos: usize,
+    pub handle: Handle,
+    pub entry: Option<Entry>,
+    pub arg: *mut c_void,
+    /// The stack this TCB sits on (None for a vcpu's main thread).
+    pub stack: Option<Stack>,
+    /// The size class the stack was taken from (for returning it to the pool).
+    pub stack_class: usize,
+    /// Per-thread key values (allocated on first `photon_setspecific`).
+    pub keys: KeyValues,
+}
+
+impl ThreadCtl {
+    pub(crate) fn new(handle: Handle, entry: Option<Entry>, arg: *mut c_void) -> ThreadCtl {
+        ThreadCtl {
+            sp: ptr::null_mut(),
+            next: ptr::null_mut(),
+            all_prev: ptr::null_mut(),
+            all_next: ptr::null_mut(),
+            state: State::Ready,
+            wait_seq: 0,
+            wake_result: 0,
+            pending_interrupt: 0,
+            deadline: u64::MAX,
+            timer_pos: NO_TIMER,
+            handle,
+            entry,
+            arg,
+            stack: None,
+            stack_class: 0,
+            keys: KeyValues::default(),
+        }
+    }
+}

@@ -1,0 +1,723 @@
+//! The vcpu: one OS thread's scheduler.
+//!
+//! Threads switch directly to each other (no trip through a scheduler
+//! context): a thread that yields or blocks picks the next runnable thread
+//! and switches to it. When nothing is runnable it switches to the vcpu's
+//! idle thread, which sleeps in the event engine until the next timer, an
+//! I/O event or a message from another OS thread.
+//!
+//! All state here is owned by the vcpu's OS thread and reached through
+//! [`current`], which is never inlined, so no caller keeps a thread-local's
+//! address across a switch (a thread may resume on another vcpu after a
+//! migration).
+
+use core::cell::Cell;
+use core::ffi::c_void;
+use core::ptr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::handle::{self, Handle, SlotCache};
+use super::keys;
+use super::remote::{self, Msg, Remote};
+use super::run_queue::RunQueue;
+use super::thread::{Entry, State, ThreadCtl};
+use super::timer::TimerHeap;
+use crate::arch;
+use crate::engine::{self, Engine};
+use crate::errno::Errno;
+use crate::stack::{self, AltStack, DEFAULT_STACK_SIZE, Stack, StackPool};
+use crate::time::now_us;
+
+/// Deadline meaning "no timeout".
+pub(crate) const FOREVER: u64 = u64::MAX;
+/// Scheduling decisions between two non-blocking polls of timers and events
+/// while threads keep the vcpu busy.
+const POLL_EVERY: u32 = 64;
+/// Stack of the idle thread (address space; committed lazily).
+const IDLE_STACK: usize = 256 << 10;
+/// Stacks kept per size class for reuse.
+const POOL_CAP: usize = 1024;
+
+pub(crate) struct Vcpu {
+    pub(crate) id: u32,
+    /// The thread on the CPU.
+    pub(crate) current: *mut ThreadCtl,
+    main: *mut ThreadCtl,
+    idle: *mut ThreadCtl,
+    run_queue: RunQueue,
+    timers: TimerHeap,
+    engine: Box<dyn Engine>,
+    pool: StackPool,
+    pub(crate) slots: SlotCache,
+    remote: Arc<Remote>,
+    inbox: Vec<Msg>,
+    /// Head of the list of this vcpu's threads (not main, not idle).
+    all: *mut ThreadCtl,
+    alive: usize,
+    ticks: u32,
+    stack_offset: usize,
+    fini_waiting: bool,
+    _alt_stack: AltStack,
+}
+
+thread_local! {
+    static CURRENT: Cell<*mut Vcpu> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The calling OS thread's vcpu, or null. Never inlined: see the module doc.
+#[inline(never)]
+pub(crate) fn current() -> *mut Vcpu {
+    CURRENT.with(|c| c.get())
+}
+
+fn set_current(v: *mut Vcpu) {
+    CURRENT.with(|c| c.set(v));
+}
+
+fn on_vcpu() -> Result<*mut Vcpu, Errno> {
+    let v = current();
+    if v.is_null() {
+        Err(Errno::EPERM)
+    } else {
+        Ok(v)
+    }
+}
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// Makes the calling OS thread a vcpu (`photon_init`).
+pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
+    if !current().is_null() {
+        return Err(Errno::EALREADY);
+    }
+    crate::init_logging();
+    stack::install_overflow_handler(guard_lookup);
+    let engine = engine::create(engine_kind)?;
+    log::debug!("photon: vcpu starting on the {} engine", engine.name());
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let remote = Arc::new(Remote::new(engine.notifier()));
+    let mut slots = SlotCache::new();
+    let main = Box::into_raw(Box::new(ThreadCtl::new(
+        Handle::NULL,
+        None,
+        ptr::null_mut(),
+    )));
+    let h = handle::alloc(&mut slots, main, id).inspect_err(|_| {
+        // SAFETY: `main` was just leaked from a Box and is not shared.
+        drop(unsafe { Box::from_raw(main) });
+    })?;
+    // SAFETY: `main` is a live, exclusively owned TCB.
+    unsafe {
+        (*main).handle = h;
+        (*main).state = State::Running;
+    }
+    let idle_stack = match Stack::new(IDLE_STACK) {
+        Ok(s) => s,
+        Err(e) => {
+            handle::release(h, &mut slots);
+            // SAFETY: as above.
+            drop(unsafe { Box::from_raw(main) });
+            return Err(e);
+        }
+    };
+    let idle = place_tcb(
+        idle_stack,
+        0,
+        Handle::NULL,
+        None,
+        ptr::null_mut(),
+        idle_main,
+        0,
+    );
+    let vcpu = Box::new(Vcpu {
+        id,
+        current: main,
+        main,
+        idle,
+        run_queue: RunQueue::new(),
+        timers: TimerHeap::new(),
+        engine,
+        pool: StackPool::new(POOL_CAP),
+        slots,
+        remote: remote.clone(),
+        inbox: Vec::new(),
+        all: ptr::null_mut(),
+        alive: 0,
+        ticks: 0,
+        stack_offset: 0,
+        fini_waiting: false,
+        _alt_stack: AltStack::install(),
+    });
+    remote::register(id, remote);
+    set_current(Box::into_raw(vcpu));
+    Ok(())
+}
+
+/// Ends the calling vcpu (`photon_fini`): waits for its other threads,
+/// interrupting those blocked without a timeout with ECANCELED (again every
+/// 10 ms, for threads that block again), then frees everything.
+pub(crate) fn fini() -> Result<(), Errno> {
+    let v = on_vcpu()?;
+    // SAFETY: `v` is this OS thread's live vcpu; no reference outlives a switch.
+    unsafe {
+        if (*v).current != (*v).main {
+            return Err(Errno::EPERM);
+        }
+        loop {
+            let v = current();
+            if (*v).alive == 0 {
+                break;
+            }
+            let mut th = (*v).all;
+            while !th.is_null() {
+                if (*th).state == State::Blocked && (*th).deadline == FOREVER {
+                    wake_local(v, th, libc::ECANCELED);
+                }
+                th = (*th).all_next;
+            }
+            (*v).fini_waiting = true;
+            (*(*v).main).pending_interrupt = 0;
+            let _ = block(now_us().saturating_add(10_000));
+            (*current()).fini_waiting = false;
+        }
+        let v = current();
+        let main = (*v).main;
+        run_key_destructors(main);
+        let v = current();
+        handle::release((*main).handle, &mut (*v).slots);
+        set_current(ptr::null_mut());
+        remote::unregister((*v).id);
+        let vcpu = Box::from_raw(v);
+        // The idle thread is suspended in its loop and owns nothing but its stack.
+        let idle = ptr::read(vcpu.idle);
+        drop(Box::from_raw(vcpu.main));
+        drop(vcpu);
+        drop(idle);
+    }
+    Ok(())
+}
+
+/// Puts a TCB at the top of `stack` (below it, a rotating offset so stack
+/// tops do not alias in the L1 cache) and prepares the stack to run `start`.
+fn place_tcb(
+    stack: Stack,
+    class: usize,
+    h: Handle,
+    entry: Option<Entry>,
+    arg: *mut c_void,
+    start: arch::EntryFn,
+    offset: usize,
+) -> *mut ThreadCtl {
+    let tcb = ((stack.top() as usize - core::mem::size_of::<ThreadCtl>()) & !63) as *mut ThreadCtl;
+    let sp_top = ((tcb as usize - offset) & !15) as *mut u8;
+    let mut t = ThreadCtl::new(h, entry, arg);
+    t.stack = Some(stack);
+    t.stack_class = class;
+    // SAFETY: `tcb` and everything below it down to the guard page is our fresh stack.
+    unsafe {
+        tcb.write(t);
+        (*tcb).sp = arch::init_stack(sp_top, start, tcb.cast());
+    }
+    tcb
+}
+
+/// `photon_thread_create`: a new thread, runnable, that runs when its
+/// creator yields or blocks.
+pub(crate) fn spawn(entry: Entry, arg: *mut c_void, stack_size: usize) -> Result<Handle, Errno> {
+    let v = on_vcpu()?;
+    let class = if stack_size == 0 {
+        DEFAULT_STACK_SIZE
+    } else {
+        stack_size
+    };
+    // SAFETY: `v` is this OS thread's live vcpu; no switch happens here.
+    let v = unsafe { &mut *v };
+    let stack = v.pool.get(class)?;
+    v.stack_offset = (v.stack_offset + 720) & 4095; // 45 * 16: visits all 256 16-byte offsets
+    let tcb = place_tcb(
+        stack,
+        class,
+        Handle::NULL,
+        Some(entry),
+        arg,
+        thread_main,
+        v.stack_offset,
+    );
+    let h = match handle::alloc(&mut v.slots, tcb, v.id) {
+        Ok(h) => h,
+        Err(e) => {
+            // SAFETY: the TCB was never published; take its stack back.
+            let st = unsafe { ptr::read(tcb) }.stack.take();
+            if let Some(st) = st {
+                v.pool.put(class, st);
+            }
+            return Err(e);
+        }
+    };
+    // SAFETY: `tcb` is live and ours.
+    unsafe {
+        (*tcb).handle = h;
+        (*tcb).all_next = v.all;
+        if !v.all.is_null() {
+            (*v.all).all_prev = tcb;
+        }
+    }
+    v.all = tcb;
+    v.alive += 1;
+    v.run_queue.push(tcb);
+    Ok(h)
+}
+
+/// The handle of the calling photon thread.
+pub(crate) fn self_handle() -> Option<Handle> {
+    let v = current();
+    // SAFETY: a non-null vcpu is live; its current TCB is live.
+    (!v.is_null()).then(|| unsafe { (*(*v).current).handle })
+}
+
+/// The engine's name, if the caller is on a vcpu.
+pub(crate) fn engine_name() -> Option<&'static str> {
+    let v = current();
+    // SAFETY: a non-null vcpu is live.
+    (!v.is_null()).then(|| unsafe { (*v).engine.name() })
+}
+
+/// Switches from `cur` (already queued, blocked or dead) to `next`.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu; `cur` is its running thread.
+#[inline(always)]
+unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
+    // SAFETY: per the contract, all three are live and owned by this vcpu.
+    unsafe {
+        (*next).state = State::Running;
+        if cur == next {
+            return; // woken while choosing (its timer fired in the poll)
+        }
+        (*v).current = next;
+        let deferred = arch::switch(&mut (*cur).sp, (*next).sp, 0);
+        if deferred != 0 {
+            reclaim(deferred as *mut ThreadCtl);
+        }
+    }
+}
+
+/// Recycles the stack of a thread that ended; runs on the next thread's stack.
+///
+/// # Safety
+/// `dead` is a TCB in state Dead whose thread will never run again.
+unsafe fn reclaim(dead: *mut ThreadCtl) {
+    let v = current();
+    // SAFETY: the TCB is read out before its stack (which holds it) is reused.
+    unsafe {
+        let mut t = ptr::read(dead);
+        if let Some(st) = t.stack.take() {
+            (*v).pool.put(t.stack_class, st);
+        }
+    }
+}
+
+/// Picks the thread to run next: the run queue's head, or the idle thread.
+/// Every [`POLL_EVERY`] decisions it first polls timers and events without
+/// sleeping, so busy threads cannot starve sleepers.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+#[inline]
+unsafe fn next_to_run(v: *mut Vcpu) -> *mut ThreadCtl {
+    // SAFETY: per the contract.
+    unsafe {
+        (*v).ticks = (*v).ticks.wrapping_add(1);
+        if (*v).ticks % POLL_EVERY == 0 {
+            poll(v, false);
+        }
+        (*v).run_queue.pop().unwrap_or((*v).idle)
+    }
+}
+
+/// `photon_thread_yield`: lets every other runnable thread run once.
+pub(crate) fn yield_now() {
+    let v = current();
+    if v.is_null() {
+        return;
+    }
+    // SAFETY: `v` is this OS thread's live vcpu.
+    unsafe {
+        let cur = (*v).current;
+        (*v).ticks = (*v).ticks.wrapping_add(1);
+        if (*v).ticks % POLL_EVERY == 0 {
+            poll(v, false);
+        }
+        let Some(next) = (*v).run_queue.pop() else {
+            return;
+        };
+        (*cur).state = State::Ready;
+        (*v).run_queue.push(cur);
+        switch_to(v, cur, next);
+    }
+}
+
+/// The wait number the calling thread's next [`block`] will use (to
+/// register with a waker before blocking).
+pub(crate) fn next_wait_seq() -> Result<(Handle, u64), Errno> {
+    let v = on_vcpu()?;
+    // SAFETY: live vcpu and current TCB.
+    unsafe {
+        let cur = (*v).current;
+        Ok(((*cur).handle, (*cur).wait_seq + 1))
+    }
+}
+
+/// Blocks the calling thread until [`wake`], an interrupt, or `deadline`
+/// (absolute `now_us`; [`FOREVER`] for none). Ok(()) when woken with 0;
+/// Err(ETIMEDOUT) at the deadline; Err(errno) when interrupted, also at once
+/// if an interrupt was pending.
+pub(crate) fn block(deadline: u64) -> Result<(), Errno> {
+    let v = on_vcpu()?;
+    // SAFETY: live vcpu; its fields are re-read after the switch.
+    unsafe {
+        let cur = (*v).current;
+        if cur == (*v).idle {
+            return Err(Errno::EPERM);
+        }
+        if (*cur).pending_interrupt != 0 {
+            return Err(Errno(core::mem::take(&mut (*cur).pending_interrupt)));
+        }
+        (*cur).state = State::Blocked;
+        (*cur).wait_seq += 1;
+        (*cur).wake_result = 0;
+        (*cur).deadline = deadline;
+        if deadline != FOREVER {
+            (*v).timers.insert(cur);
+        }
+        let next = next_to_run(v);
+        switch_to(v, cur, next);
+        match core::mem::take(&mut (*cur).wake_result) {
+            0 => Ok(()),
+            e => Err(Errno(e)),
+        }
+    }
+}
+
+/// Makes a blocked thread of vcpu `v` runnable with `result`.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu and `th` one of its live threads.
+unsafe fn wake_local(v: *mut Vcpu, th: *mut ThreadCtl, result: i32) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*th).state != State::Blocked {
+            return;
+        }
+        (*v).timers.remove(th);
+        (*th).deadline = FOREVER;
+        (*th).wake_result = result;
+        (*th).state = State::Ready;
+        (*v).run_queue.push(th);
+    }
+}
+
+/// Wakes thread `h` from its wait number `seq` with `result`, from any OS
+/// thread. A wake-up for a wait that already ended is ignored.
+pub(crate) fn wake(h: Handle, seq: u64, result: i32) {
+    let Ok((vid, th)) = handle::resolve(h) else {
+        return;
+    };
+    let v = current();
+    // SAFETY: the TCB is dereferenced only on its own vcpu.
+    unsafe {
+        if !v.is_null() && (*v).id == vid {
+            if !th.is_null() && (*th).wait_seq == seq {
+                wake_local(v, th, result);
+            }
+            return;
+        }
+    }
+    let _ = remote::post(vid, Msg::Wake { h, seq, result });
+}
+
+/// `photon_thread_interrupt`: wakes `h` from its current wait with `errno`;
+/// if it is not waiting, its next blocking call fails with `errno` at once.
+/// Callable from any OS thread.
+pub(crate) fn interrupt(h: Handle, errno: i32) -> Result<(), Errno> {
+    let (vid, th) = handle::resolve(h)?;
+    if th.is_null() {
+        return Err(Errno::ESRCH); // ended, waiting to be joined
+    }
+    let v = current();
+    // SAFETY: the TCB is dereferenced only on its own vcpu.
+    unsafe {
+        if !v.is_null() && (*v).id == vid {
+            interrupt_local(v, th, errno);
+            return Ok(());
+        }
+    }
+    remote::post(vid, Msg::Interrupt { h, errno })
+}
+
+/// # Safety
+/// `v` is the calling OS thread's vcpu and `th` one of its live threads.
+unsafe fn interrupt_local(v: *mut Vcpu, th: *mut ThreadCtl, errno: i32) {
+    // SAFETY: per the contract.
+    unsafe {
+        match (*th).state {
+            State::Blocked => wake_local(v, th, errno),
+            State::Ready | State::Running => (*th).pending_interrupt = errno,
+            State::Dead => {}
+        }
+    }
+}
+
+/// `photon_thread_join`.
+pub(crate) fn join(h: Handle) -> Result<*mut c_void, Errno> {
+    let v = on_vcpu()?;
+    let (me, seq) = next_wait_seq()?;
+    if me == h {
+        return Err(Errno::EINVAL); // joining oneself
+    }
+    // SAFETY: live vcpu; no reference is held across the block.
+    match handle::join_start(h, me, seq, unsafe { &mut (*v).slots })? {
+        handle::JoinStep::Done(rv) => Ok(rv),
+        handle::JoinStep::Wait => {
+            let r = block(FOREVER);
+            // SAFETY: re-fetched after the switch.
+            let slots = unsafe { &mut (*current()).slots };
+            match handle::join_finish(h, slots) {
+                Some(rv) => Ok(rv), // ended (even if an interrupt raced with the end)
+                // Interrupted before the end: the join is withdrawn.
+                None => Err(r.err().unwrap_or(Errno(libc::EINTR))),
+            }
+        }
+    }
+}
+
+/// `photon_thread_usleep`: Ok after sleeping `us` microseconds (`FOREVER`:
+/// until interrupted); 0 just yields.
+pub(crate) fn sleep_us(us: u64) -> Result<(), Errno> {
+    on_vcpu()?;
+    if us == 0 {
+        yield_now();
+        return Ok(());
+    }
+    let deadline = if us == FOREVER {
+        FOREVER
+    } else {
+        now_us().saturating_add(us)
+    };
+    match block(deadline) {
+        Err(Errno::ETIMEDOUT) if deadline != FOREVER => Ok(()),
+        Ok(()) => Ok(()), // a plain wake-up ends a sleep early without error
+        Err(e) => Err(e),
+    }
+}
+
+/// The calling thread's value for `key`.
+pub(crate) fn key_get(key: u32) -> Result<*mut c_void, Errno> {
+    let v = on_vcpu()?;
+    // SAFETY: live vcpu and current TCB.
+    unsafe { (*(*v).current).keys.get(key) }
+}
+
+/// Sets the calling thread's value for `key`.
+pub(crate) fn key_set(key: u32, value: *const c_void) -> Result<(), Errno> {
+    let v = on_vcpu()?;
+    // SAFETY: live vcpu and current TCB.
+    unsafe { (*(*v).current).keys.set(key, value) }
+}
+
+/// Runs `th`'s key destructors (pthread order, up to 4 rounds).
+///
+/// # Safety
+/// `th` is the calling photon thread.
+unsafe fn run_key_destructors(th: *mut ThreadCtl) {
+    for _ in 0..keys::destructor_rounds() {
+        // SAFETY: `th` is the live calling thread.
+        let values = unsafe {
+            if (*th).keys.is_empty() {
+                return;
+            }
+            (*th).keys.take_for_destructors()
+        };
+        keys::run_destructors(values);
+    }
+}
+
+/// Entry of every photon thread, on its own stack.
+unsafe extern "C" fn thread_main(deferred: usize, data: *mut u8) -> ! {
+    // SAFETY: `deferred` is a dead TCB or 0; `data` is this thread's TCB.
+    unsafe {
+        if deferred != 0 {
+            reclaim(deferred as *mut ThreadCtl);
+        }
+        let th = data.cast::<ThreadCtl>();
+        let entry = (*th).entry.expect("a photon thread has an entry");
+        let arg = (*th).arg;
+        let rv = match catch_unwind(AssertUnwindSafe(|| entry(arg))) {
+            Ok(rv) => rv,
+            Err(_) => {
+                log::error!(
+                    "photon: thread {} panicked; it ends with a NULL result",
+                    (*th).handle.id()
+                );
+                ptr::null_mut()
+            }
+        };
+        thread_exit(th, rv)
+    }
+}
+
+/// Ends the calling thread: destructors, wake the joiner, switch away for good.
+///
+/// # Safety
+/// `th` is the calling photon thread (not main, not idle).
+unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
+    // SAFETY: per the contract; the vcpu is re-fetched after user code ran.
+    unsafe {
+        if catch_unwind(AssertUnwindSafe(|| run_key_destructors(th))).is_err() {
+            log::error!(
+                "photon: a key destructor panicked in thread {}",
+                (*th).handle.id()
+            );
+        }
+        let v = current();
+        // Unlink from the vcpu's list.
+        if (*th).all_prev.is_null() {
+            (*v).all = (*th).all_next;
+        } else {
+            (*(*th).all_prev).all_next = (*th).all_next;
+        }
+        if !(*th).all_next.is_null() {
+            (*(*th).all_next).all_prev = (*th).all_prev;
+        }
+        (*v).alive -= 1;
+        if let Some(j) = handle::end((*th).handle, rv, &mut (*v).slots) {
+            wake(j.handle, j.seq, 0);
+        }
+        if (*v).fini_waiting && (*v).alive == 0 {
+            wake_local(v, (*v).main, 0);
+        }
+        (*th).state = State::Dead;
+        let next = next_to_run(v);
+        (*next).state = State::Running;
+        (*v).current = next;
+        let mut unused: arch::StackPointer = ptr::null_mut();
+        arch::switch(&mut unused, (*next).sp, th as usize);
+        unreachable!("a dead photon thread was resumed");
+    }
+}
+
+/// The idle thread: sleeps in the engine until something is runnable.
+unsafe extern "C" fn idle_main(deferred: usize, _data: *mut u8) -> ! {
+    // SAFETY: `deferred` is a dead TCB or 0; the vcpu is re-fetched each round.
+    unsafe {
+        if deferred != 0 {
+            reclaim(deferred as *mut ThreadCtl);
+        }
+        loop {
+            let v = current();
+            poll(v, true);
+            if let Some(next) = (*v).run_queue.pop() {
+                switch_to(v, (*v).idle, next);
+            }
+        }
+    }
+}
+
+/// Handles messages, expired timers and engine events. With `may_sleep`
+/// and nothing runnable, sleeps in the engine until the next timer.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
+    // SAFETY: per the contract; runs on the current thread's stack, no switch.
+    unsafe {
+        drain_inbox(v);
+        fire_timers(v);
+        let idle = (*v).run_queue.len() == 0;
+        if !(may_sleep && idle) {
+            if (*v).engine.has_pending() {
+                let _ = (*v).engine.wait(Some(Duration::ZERO));
+            }
+            return;
+        }
+        let timeout = (*v)
+            .timers
+            .next_deadline()
+            .map(|d| Duration::from_micros(d.saturating_sub(now_us())));
+        if (*v).remote.enter_sleep() {
+            if let Err(e) = (*v).engine.wait(timeout) {
+                log::error!("photon: engine wait failed: {e}");
+            }
+            (*v).remote.leave_sleep();
+        }
+        drain_inbox(v);
+        fire_timers(v);
+    }
+}
+
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+unsafe fn fire_timers(v: *mut Vcpu) {
+    // SAFETY: per the contract; heap entries are live blocked threads.
+    unsafe {
+        if (*v).timers.len() == 0 {
+            return;
+        }
+        let now = now_us();
+        while let Some(th) = (*v).timers.pop_expired(now) {
+            wake_local(v, th, libc::ETIMEDOUT);
+        }
+    }
+}
+
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+unsafe fn drain_inbox(v: *mut Vcpu) {
+    // SAFETY: per the contract; handles are re-validated on this vcpu.
+    unsafe {
+        if !(*v).remote.has_pending() {
+            return;
+        }
+        let mut inbox = core::mem::take(&mut (*v).inbox);
+        (*v).remote.drain(&mut inbox);
+        for m in inbox.drain(..) {
+            let (h, seq, code, is_interrupt) = match m {
+                Msg::Wake { h, seq, result } => (h, seq, result, false),
+                Msg::Interrupt { h, errno } => (h, 0, errno, true),
+            };
+            let Ok((vid, th)) = handle::resolve(h) else {
+                continue;
+            };
+            if th.is_null() {
+                continue;
+            }
+            if vid != (*v).id {
+                let _ = remote::post(vid, m); // it migrated meanwhile: forward
+            } else if is_interrupt {
+                interrupt_local(v, th, code);
+            } else if (*th).wait_seq == seq {
+                wake_local(v, th, code);
+            }
+        }
+        (*v).inbox = inbox;
+    }
+}
+
+/// For the overflow handler (signal context: reads only).
+fn guard_lookup(addr: usize) -> Option<(u64, usize)> {
+    let v = CURRENT.try_with(|c| c.get()).ok()?;
+    if v.is_null() {
+        return None;
+    }
+    // SAFETY: the vcpu and its current TCB are live while it runs.
+    unsafe {
+        let th = (*v).current;
+        let st = (*th).stack.as_ref()?;
+        let (lo, hi) = st.guard();
+        // A frame larger than a page can skip past the guard: count faults just below it too.
+        (addr >= lo.saturating_sub(64 << 10) && addr < hi).then(|| ((*th).handle.id(), st.size()))
+    }
+}

@@ -59,6 +59,35 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Creates a key and stores it in `*key`. `destructor` (may be NULL) runs
+ * with a thread's non-NULL value when that thread ends, before its joiner's
+ * `photon_thread_join` returns (pthread order: up to 4 rounds while
+ * destructors set new values). Up to 1024 keys exist at once.
+ *
+ * Returns 0, or -1 with `EINVAL` (`key` NULL) or `EAGAIN` (no free key).
+ */
+int photon_key_create(uint32_t *key, void (*destructor)(void*));
+
+/**
+ * Deletes `key`. Values stay unreachable; no destructor runs for them.
+ * Returns 0, or -1 with `EINVAL` (not a live key).
+ */
+int photon_key_delete(uint32_t key);
+
+/**
+ * The calling photon thread's value for `key` (NULL if never set). NULL
+ * with errno `EINVAL` for a dead key, `EPERM` off a vcpu; a NULL value
+ * leaves errno unchanged.
+ */
+void *photon_getspecific(uint32_t key);
+
+/**
+ * Sets the calling photon thread's value for `key`. Returns 0, or -1 with
+ * `EINVAL` (dead key) or `EPERM` (off a vcpu).
+ */
+int photon_setspecific(uint32_t key, const void *value);
+
+/**
  * Makes the calling OS thread a vcpu, running photon threads on the event
  * engine `event_engine` (`PHOTON_EVENT_*`); the caller becomes its main
  * photon thread. `flags` must be 0.
@@ -174,35 +203,6 @@ int photon_thread_sleep(uint64_t seconds);
  * (stale handle, or a thread that has ended).
  */
 int photon_thread_interrupt(photon_thread *th, int error_number);
-
-/**
- * Creates a key and stores it in `*key`. `destructor` (may be NULL) runs
- * with a thread's non-NULL value when that thread ends, before its joiner's
- * `photon_thread_join` returns (pthread order: up to 4 rounds while
- * destructors set new values). Up to 1024 keys exist at once.
- *
- * Returns 0, or -1 with `EINVAL` (`key` NULL) or `EAGAIN` (no free key).
- */
-int photon_key_create(uint32_t *key, void (*destructor)(void*));
-
-/**
- * Deletes `key`. Values stay unreachable; no destructor runs for them.
- * Returns 0, or -1 with `EINVAL` (not a live key).
- */
-int photon_key_delete(uint32_t key);
-
-/**
- * The calling photon thread's value for `key` (NULL if never set). NULL
- * with errno `EINVAL` for a dead key, `EPERM` off a vcpu; a NULL value
- * leaves errno unchanged.
- */
-void *photon_getspecific(uint32_t key);
-
-/**
- * Sets the calling photon thread's value for `key`. Returns 0, or -1 with
- * `EINVAL` (dead key) or `EPERM` (off a vcpu).
- */
-int photon_setspecific(uint32_t key, const void *value);
 
 #ifdef __cplusplus
 }  // extern "C"

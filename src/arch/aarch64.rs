@@ -83,3 +83,47 @@ unsafe extern "C" fn start_trampoline() -> ! {
         "brk #1", // entry never returns
     )
 }
+
+// The vcpu pointer of the calling OS thread, initial-exec TLS (see x86_64.rs).
+core::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".p2align 3",
+    ".local photon_current_vcpu",
+    "photon_current_vcpu:",
+    ".zero 8",
+    ".popsection",
+);
+
+/// Reads the calling OS thread's vcpu pointer.
+#[inline(always)]
+pub fn tls_get() -> *mut u8 {
+    let p: *mut u8;
+    // SAFETY: reads this thread's TLS slot; no other effect.
+    unsafe {
+        asm!(
+            "mrs {t}, tpidr_el0",
+            "adrp {o}, :gottprel:photon_current_vcpu",
+            "ldr {o}, [{o}, #:gottprel_lo12:photon_current_vcpu]",
+            "ldr {p}, [{t}, {o}]",
+            t = out(reg) _, o = out(reg) _, p = out(reg) p,
+            options(nostack, preserves_flags, readonly),
+        );
+    }
+    p
+}
+
+/// Sets the calling OS thread's vcpu pointer.
+#[inline(always)]
+pub fn tls_set(v: *mut u8) {
+    // SAFETY: writes this thread's TLS slot only.
+    unsafe {
+        asm!(
+            "mrs {t}, tpidr_el0",
+            "adrp {o}, :gottprel:photon_current_vcpu",
+            "ldr {o}, [{o}, #:gottprel_lo12:photon_current_vcpu]",
+            "str {v}, [{t}, {o}]",
+            t = out(reg) _, o = out(reg) _, v = in(reg) v,
+            options(nostack, preserves_flags),
+        );
+    }
+}

@@ -5,6 +5,10 @@
 //! they are pushed by hand; r12-r15 and every caller-saved register are
 //! declared clobbered, so the compiler spills only what is live.
 //!
+//! The FP control state is saved on every switch but loaded back only when
+//! it differs from the current one (`ldmxcsr`/`fldcw` are slow, and the
+//! state almost never changes between coroutines).
+//!
 //! A suspended context's stack, growing down:
 //!
 //! ```text
@@ -55,12 +59,28 @@ pub unsafe fn switch(from: *mut StackPointer, to: StackPointer, arg: usize) -> u
             "mov rsp, rsi",            // adopt the other context's stack
             "pop rax",                 // its resume address
             "jmp rax",                 // jmp, not ret: keeps the return stack buffer in step
-            "2:",
-            "ldmxcsr [rsp]",           // back on our stack: restore FP control
-            "fldcw [rsp + 4]",
+            "2:",                      // back on our stack: restore FP control if it differs
+            "stmxcsr [rsp - 8]",       // current values into the red zone
+            "fnstcw [rsp - 4]",
+            "mov eax, [rsp - 8]",
+            "cmp eax, [rsp]",
+            "jne 4f",                  // rare: MXCSR differs
+            "3:",
+            "mov ax, [rsp - 4]",
+            "cmp ax, [rsp + 4]",
+            "jne 5f",                  // rare: x87 control word differs
+            "6:",
             "add rsp, 8",
             "pop rbx",
             "pop rbp",
+            "jmp 7f",
+            "4:",
+            "ldmxcsr [rsp]",
+            "jmp 3b",
+            "5:",
+            "fldcw [rsp + 4]",
+            "jmp 6b",
+            "7:",
             inout("rdi") from => _,
             inout("rsi") to => _,
             inout("rdx") arg => ret,   // arg travels in rdx both ways
@@ -104,4 +124,48 @@ unsafe extern "C" fn start_trampoline() -> ! {
         "call [rsp + 8]", // entry(arg, data); pushes a return address, so entry sees rsp = 8 mod 16
         "ud2",            // entry never returns
     )
+}
+
+// The vcpu pointer of the calling OS thread, in the initial-exec TLS model:
+// one `fs:`-relative load, where a Rust `thread_local!` in a shared library
+// costs a call to `__tls_get_addr`. (A library with initial-exec TLS can
+// still be dlopen'ed: glibc reserves static TLS room for such small uses.)
+core::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".p2align 3",
+    ".local photon_current_vcpu",
+    "photon_current_vcpu:",
+    ".zero 8",
+    ".popsection",
+);
+
+/// Reads the calling OS thread's vcpu pointer.
+#[inline(always)]
+pub fn tls_get() -> *mut u8 {
+    let p: *mut u8;
+    // SAFETY: reads this thread's TLS slot; no other effect.
+    unsafe {
+        asm!(
+            "mov {p}, qword ptr [rip + photon_current_vcpu@GOTTPOFF]", // offset from the thread pointer
+            "mov {p}, qword ptr fs:[{p}]",
+            p = out(reg) p,
+            options(nostack, preserves_flags, readonly),
+        );
+    }
+    p
+}
+
+/// Sets the calling OS thread's vcpu pointer.
+#[inline(always)]
+pub fn tls_set(v: *mut u8) {
+    // SAFETY: writes this thread's TLS slot only.
+    unsafe {
+        asm!(
+            "mov {t}, qword ptr [rip + photon_current_vcpu@GOTTPOFF]",
+            "mov qword ptr fs:[{t}], {v}",
+            t = out(reg) _,
+            v = in(reg) v,
+            options(nostack, preserves_flags),
+        );
+    }
 }

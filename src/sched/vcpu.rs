@@ -7,11 +7,10 @@
 //! I/O event or a message from another OS thread.
 //!
 //! All state here is owned by the vcpu's OS thread and reached through
-//! [`current`], which is never inlined, so no caller keeps a thread-local's
-//! address across a switch (a thread may resume on another vcpu after a
-//! migration).
+//! [`current`], an opaque TLS read (inline assembly) that the compiler
+//! cannot hoist across a switch, so no caller keeps a vcpu pointer from
+//! before a switch (a thread may resume on another vcpu after a migration).
 
-use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -63,18 +62,15 @@ pub(crate) struct Vcpu {
     _alt_stack: AltStack,
 }
 
-thread_local! {
-    static CURRENT: Cell<*mut Vcpu> = const { Cell::new(ptr::null_mut()) };
-}
-
-/// The calling OS thread's vcpu, or null. Never inlined: see the module doc.
-#[inline(never)]
+/// The calling OS thread's vcpu, or null. Reads the TLS slot afresh at
+/// every call (never cached across a switch: see the module doc).
+#[inline(always)]
 pub(crate) fn current() -> *mut Vcpu {
-    CURRENT.with(|c| c.get())
+    arch::tls_get().cast()
 }
 
 fn set_current(v: *mut Vcpu) {
-    CURRENT.with(|c| c.set(v));
+    arch::tls_set(v.cast());
 }
 
 fn on_vcpu() -> Result<*mut Vcpu, Errno> {
@@ -309,6 +305,8 @@ unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
 ///
 /// # Safety
 /// `dead` is a TCB in state Dead whose thread will never run again.
+#[cold]
+#[inline(never)]
 unsafe fn reclaim(dead: *mut ThreadCtl) {
     let v = current();
     // SAFETY: the TCB is read out before its stack (which holds it) is reused.
@@ -330,11 +328,29 @@ unsafe fn reclaim(dead: *mut ThreadCtl) {
 unsafe fn next_to_run(v: *mut Vcpu) -> *mut ThreadCtl {
     // SAFETY: per the contract.
     unsafe {
+        tick(v);
+        (*v).run_queue.pop().unwrap_or((*v).idle)
+    }
+}
+
+/// Counts a scheduling decision; every [`POLL_EVERY`]th polls out of line.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+#[inline(always)]
+unsafe fn tick(v: *mut Vcpu) {
+    #[cold]
+    #[inline(never)]
+    unsafe fn poll_now(v: *mut Vcpu) {
+        // SAFETY: per tick's contract.
+        unsafe { poll(v, false) }
+    }
+    // SAFETY: per the contract.
+    unsafe {
         (*v).ticks = (*v).ticks.wrapping_add(1);
         if (*v).ticks % POLL_EVERY == 0 {
-            poll(v, false);
+            poll_now(v);
         }
-        (*v).run_queue.pop().unwrap_or((*v).idle)
     }
 }
 
@@ -347,10 +363,7 @@ pub(crate) fn yield_now() {
     // SAFETY: `v` is this OS thread's live vcpu.
     unsafe {
         let cur = (*v).current;
-        (*v).ticks = (*v).ticks.wrapping_add(1);
-        if (*v).ticks % POLL_EVERY == 0 {
-            poll(v, false);
-        }
+        tick(v);
         let Some(next) = (*v).run_queue.pop() else {
             return;
         };
@@ -708,7 +721,7 @@ unsafe fn drain_inbox(v: *mut Vcpu) {
 
 /// For the overflow handler (signal context: reads only).
 fn guard_lookup(addr: usize) -> Option<(u64, usize)> {
-    let v = CURRENT.try_with(|c| c.get()).ok()?;
+    let v = current();
     if v.is_null() {
         return None;
     }

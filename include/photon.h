@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 /**
  * Use io_uring when this kernel and process allow it, else epoll (with one
@@ -43,6 +45,21 @@
 #define PHOTON_FOREVER UINT64_MAX
 
 /**
+ * `events` bit for [`photon_wait_fd`]: readable.
+ */
+#define PHOTON_READABLE 1
+
+/**
+ * `events` bit for [`photon_wait_fd`]: writable.
+ */
+#define PHOTON_WRITABLE 2
+
+/**
+ * A listening TCP or Unix stream socket with its accept loop. Opaque.
+ */
+typedef struct photon_server photon_server;
+
+/**
  * A photon thread (a stackful coroutine). Opaque: the pointer value is an
  * encoded handle, never dereferenced; a stale one fails with `ESRCH`.
  */
@@ -54,38 +71,15 @@ typedef struct photon_thread photon_thread;
  */
 typedef void *(*photon_entry)(void *arg);
 
+/**
+ * Handles one connection in its own photon thread. The handler owns
+ * `conn_fd` and must close it (`photon_close`); its return value is only logged.
+ */
+typedef int (*photon_conn_handler)(void *userdata, int conn_fd);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
-
-/**
- * Creates a key and stores it in `*key`. `destructor` (may be NULL) runs
- * with a thread's non-NULL value when that thread ends, before its joiner's
- * `photon_thread_join` returns (pthread order: up to 4 rounds while
- * destructors set new values). Up to 1024 keys exist at once.
- *
- * Returns 0, or -1 with `EINVAL` (`key` NULL) or `EAGAIN` (no free key).
- */
-int photon_key_create(uint32_t *key, void (*destructor)(void*));
-
-/**
- * Deletes `key`. Values stay unreachable; no destructor runs for them.
- * Returns 0, or -1 with `EINVAL` (not a live key).
- */
-int photon_key_delete(uint32_t key);
-
-/**
- * The calling photon thread's value for `key` (NULL if never set). NULL
- * with errno `EINVAL` for a dead key, `EPERM` off a vcpu; a NULL value
- * leaves errno unchanged.
- */
-void *photon_getspecific(uint32_t key);
-
-/**
- * Sets the calling photon thread's value for `key`. Returns 0, or -1 with
- * `EINVAL` (dead key) or `EPERM` (off a vcpu).
- */
-int photon_setspecific(uint32_t key, const void *value);
 
 /**
  * Makes the calling OS thread a vcpu, running photon threads on the event
@@ -203,6 +197,186 @@ int photon_thread_sleep(uint64_t seconds);
  * (stale handle, or a thread that has ended).
  */
 int photon_thread_interrupt(photon_thread *th, int error_number);
+
+/**
+ * Creates a key and stores it in `*key`. `destructor` (may be NULL) runs
+ * with a thread's non-NULL value when that thread ends, before its joiner's
+ * `photon_thread_join` returns (pthread order: up to 4 rounds while
+ * destructors set new values). Up to 1024 keys exist at once.
+ *
+ * Returns 0, or -1 with `EINVAL` (`key` NULL) or `EAGAIN` (no free key).
+ */
+int photon_key_create(uint32_t *key, void (*destructor)(void*));
+
+/**
+ * Deletes `key`. Values stay unreachable; no destructor runs for them.
+ * Returns 0, or -1 with `EINVAL` (not a live key).
+ */
+int photon_key_delete(uint32_t key);
+
+/**
+ * The calling photon thread's value for `key` (NULL if never set). NULL
+ * with errno `EINVAL` for a dead key, `EPERM` off a vcpu; a NULL value
+ * leaves errno unchanged.
+ */
+void *photon_getspecific(uint32_t key);
+
+/**
+ * Sets the calling photon thread's value for `key`. Returns 0, or -1 with
+ * `EINVAL` (dead key) or `EPERM` (off a vcpu).
+ */
+int photon_setspecific(uint32_t key, const void *value);
+
+/**
+ * Waits until `fd` is ready for `events` (`PHOTON_READABLE` |
+ * `PHOTON_WRITABLE`). Returns the ready subset of `events` (> 0; errors
+ * and hang-ups count as ready), or -1: `EINVAL` (bad `events`), `EBADF`,
+ * `ETIMEDOUT`, the interrupter's errno, `ECANCELED` (fd closed meanwhile).
+ */
+int photon_wait_fd(int fd, uint32_t events, uint64_t timeout_us);
+
+/**
+ * `socket(2)`, non-blocking underneath (`SOCK_NONBLOCK` is added), ready
+ * for the other photon calls. Needs no vcpu.
+ */
+int photon_socket(int domain, int type_, int protocol);
+
+/**
+ * `connect(2)` waiting as a photon thread: 0 once connected, or -1 with the
+ * connection's error (`ECONNREFUSED`, ...), `ETIMEDOUT`, or the interrupter's
+ * errno (the socket is then left mid-connect: close it).
+ */
+int photon_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, uint64_t timeout_us);
+
+/**
+ * `accept(2)` waiting as a photon thread; the new fd is non-blocking
+ * underneath. `addr`/`addrlen` may be NULL.
+ */
+int photon_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, uint64_t timeout_us);
+
+/**
+ * `read(2)` waiting as a photon thread: returns once some bytes arrived (a
+ * partial count is normal), 0 at EOF.
+ */
+ssize_t photon_read(int fd, void *buf, size_t count_, uint64_t timeout_us);
+
+/**
+ * `write(2)` waiting as a photon thread; may write fewer bytes than asked.
+ */
+ssize_t photon_write(int fd, const void *buf, size_t count_, uint64_t timeout_us);
+
+/**
+ * `readv(2)` waiting as a photon thread.
+ */
+ssize_t photon_readv(int fd, const struct iovec *iov, int iovcnt, uint64_t timeout_us);
+
+/**
+ * `writev(2)` waiting as a photon thread.
+ */
+ssize_t photon_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t timeout_us);
+
+/**
+ * `recv(2)` waiting once as a photon thread (returns what arrived; 0 at
+ * EOF). With `MSG_DONTWAIT` it does not wait.
+ */
+ssize_t photon_recv(int fd, void *buf, size_t len, int flags, uint64_t timeout_us);
+
+/**
+ * `send(2)` waiting as a photon thread; `MSG_NOSIGNAL` is implied.
+ */
+ssize_t photon_send(int fd, const void *buf, size_t len, int flags, uint64_t timeout_us);
+
+/**
+ * `recvfrom(2)` waiting as a photon thread; `src_addr`/`addrlen` may be NULL.
+ */
+ssize_t photon_recvfrom(int fd,
+                        void *buf,
+                        size_t len,
+                        int flags,
+                        struct sockaddr *src_addr,
+                        socklen_t *addrlen,
+                        uint64_t timeout_us);
+
+/**
+ * `sendto(2)` waiting as a photon thread; `MSG_NOSIGNAL` is implied.
+ */
+ssize_t photon_sendto(int fd,
+                      const void *buf,
+                      size_t len,
+                      int flags,
+                      const struct sockaddr *dest_addr,
+                      socklen_t addrlen,
+                      uint64_t timeout_us);
+
+/**
+ * `recvmsg(2)` waiting as a photon thread.
+ */
+ssize_t photon_recvmsg(int fd, struct msghdr *msg, int flags, uint64_t timeout_us);
+
+/**
+ * `sendmsg(2)` waiting as a photon thread; `MSG_NOSIGNAL` is implied.
+ */
+ssize_t photon_sendmsg(int fd, const struct msghdr *msg, int flags, uint64_t timeout_us);
+
+/**
+ * Reads until `count` bytes or EOF (one deadline for the whole call).
+ * Returns the bytes read: fewer than `count` means EOF, or an error after
+ * some bytes arrived (errno says which; those bytes are returned). -1 only
+ * when nothing was read.
+ */
+ssize_t photon_read_full(int fd, void *buf, size_t count_, uint64_t timeout_us);
+
+/**
+ * Writes all `count` bytes (one deadline for the whole call). Returns
+ * `count`, fewer after an error once some bytes went out, or -1.
+ */
+ssize_t photon_write_full(int fd, const void *buf, size_t count_, uint64_t timeout_us);
+
+/**
+ * `close(2)`, first waking the photon threads of this vcpu blocked on `fd`
+ * (their calls fail with `ECANCELED`). Needs no vcpu.
+ */
+int photon_close(int fd);
+
+/**
+ * A TCP server listening on `ip` (NULL or "" = 0.0.0.0; IPv6 literals
+ * such as "::1" too) and `port` (0 = any free port), with `SO_REUSEADDR`.
+ * `backlog` <= 0 means `SOMAXCONN`. Needs no vcpu. Returns NULL with
+ * errno: `EINVAL` (bad ip), or the bind/listen error (`EADDRINUSE`, ...).
+ */
+photon_server *photon_server_new_tcp(const char *ip, uint16_t port, int backlog);
+
+/**
+ * A Unix stream server on `path` (a leftover socket file there is
+ * replaced; the file is removed by `photon_server_free`). Returns NULL
+ * with `EINVAL` (NULL, empty or too long path) or the bind/listen error.
+ */
+photon_server *photon_server_new_unix(const char *path, int backlog);
+
+/**
+ * The TCP port the server listens on (0 for a Unix server), or -1/`EINVAL`.
+ */
+int photon_server_port(photon_server *s);
+
+/**
+ * Accepts connections until `photon_server_stop`, running
+ * `handler(userdata, conn_fd)` in a new photon thread per connection
+ * (default stack). Survives fd exhaustion: backs off and resumes. Returns
+ * 0 once stopped, or -1: `EINVAL` (NULL), `EPERM` (off a vcpu), `EBUSY`
+ * (already serving), or an unexpected accept error.
+ */
+int photon_server_serve(photon_server *s, photon_conn_handler handler, void *userdata);
+
+/**
+ * Makes `photon_server_serve` return 0. Callable from any thread.
+ */
+int photon_server_stop(photon_server *s);
+
+/**
+ * Stops the server and releases it; the listening socket closes once
+ * `photon_server_serve` has returned. NULL is ignored. Call once.
+ */
+void photon_server_free(photon_server *s);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -88,7 +88,8 @@ unsafe extern "C" fn start_trampoline() -> ! {
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
     ".p2align 3",
-    ".local photon_current_vcpu",
+    ".globl photon_current_vcpu",
+    ".hidden photon_current_vcpu",
     "photon_current_vcpu:",
     ".zero 8",
     ".popsection",

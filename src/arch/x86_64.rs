@@ -126,14 +126,16 @@ unsafe extern "C" fn start_trampoline() -> ! {
     )
 }
 
-// The vcpu pointer of the calling OS thread, in the initial-exec TLS model:
+// The vcpu pointer of the calling OS thread (a hidden symbol: shared by this
+// crate's codegen units, never exported), in the initial-exec TLS model:
 // one `fs:`-relative load, where a Rust `thread_local!` in a shared library
 // costs a call to `__tls_get_addr`. (A library with initial-exec TLS can
 // still be dlopen'ed: glibc reserves static TLS room for such small uses.)
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
     ".p2align 3",
-    ".local photon_current_vcpu",
+    ".globl photon_current_vcpu",
+    ".hidden photon_current_vcpu",
     "photon_current_vcpu:",
     ".zero 8",
     ".popsection",

@@ -1,19 +1,44 @@
-//! The epoll engine, through mio.
+//! The epoll engine, through mio: readiness only (`Op::Poll`); the I/O
+//! layer does the syscalls. Each fd is registered once, edge-triggered, for
+//! both directions; readiness bits are kept per fd and cleared when a
+//! thread starts waiting (it waits only after its syscall said EAGAIN, with
+//! no event processed in between, so no edge is missed).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use mio::{Events, Poll, Token, Waker};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Engine, Notify};
+use super::{
+    Cancel, Completion, Engine, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter,
+};
 use crate::errno::Errno;
 
-const WAKER: Token = Token(0);
+const WAKER: Token = Token(usize::MAX);
+
+#[derive(Default)]
+struct FdState {
+    registered: bool,
+    waiters: Vec<OpId>,
+}
+
+struct PollOp {
+    fd: i32,
+    events: u32,
+    waiter: Waiter,
+}
 
 pub(crate) struct EpollEngine {
     poll: Poll,
     events: Events,
     waker: Arc<MioNotify>,
+    fds: Vec<FdState>,
+    ops: Vec<Option<PollOp>>,
+    free: Vec<OpId>,
+    in_flight: usize,
+    /// Scratch for one wait's (fd, readiness) pairs.
+    ready: Vec<(i32, u32)>,
 }
 
 struct MioNotify(Waker);
@@ -32,9 +57,51 @@ impl EpollEngine {
         let waker = Arc::new(MioNotify(Waker::new(poll.registry(), WAKER)?));
         Ok(EpollEngine {
             poll,
-            events: Events::with_capacity(256),
+            events: Events::with_capacity(1024),
             waker,
+            fds: Vec::new(),
+            ops: Vec::new(),
+            free: Vec::new(),
+            in_flight: 0,
+            ready: Vec::new(),
         })
+    }
+
+    fn state(&mut self, fd: i32) -> &mut FdState {
+        let i = fd as usize;
+        if self.fds.len() <= i {
+            self.fds.resize_with(i + 1, FdState::default);
+        }
+        &mut self.fds[i]
+    }
+
+    fn release(&mut self, id: OpId) -> Option<PollOp> {
+        let op = self.ops.get_mut(id as usize)?.take()?;
+        self.free.push(id);
+        self.in_flight -= 1;
+        Some(op)
+    }
+
+    /// Completes the waiters of `fd` that wanted any of `bits`.
+    fn complete_ready(&mut self, fd: i32, bits: u32, out: &mut Vec<Completion>) {
+        let Some(st) = self.fds.get_mut(fd as usize) else {
+            return;
+        };
+        let waiters = core::mem::take(&mut st.waiters);
+        let mut keep = Vec::new();
+        for id in waiters {
+            let wanted = self.ops[id as usize].as_ref().map_or(0, |op| op.events);
+            if wanted & bits == 0 {
+                keep.push(id);
+            } else if let Some(op) = self.release(id) {
+                out.push(Completion {
+                    waiter: op.waiter,
+                    id,
+                    result: (wanted & bits) as i64,
+                });
+            }
+        }
+        self.fds[fd as usize].waiters = keep;
     }
 }
 
@@ -43,16 +110,106 @@ impl Engine for EpollEngine {
         "epoll"
     }
 
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), Errno> {
-        match self.poll.poll(&mut self.events, timeout) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(()),
-            Err(e) => Err(e.into()),
+    fn runs(&self, kind: OpKind) -> bool {
+        kind == OpKind::Poll
+    }
+
+    unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<Submitted, Errno> {
+        let Op::Poll { fd, events } = op else {
+            return Err(Errno::ENOSYS);
+        };
+        if fd < 0 {
+            return Err(Errno(libc::EBADF));
+        }
+        if !self.state(fd).registered {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            match self
+                .poll
+                .registry()
+                .register(&mut SourceFd(&fd), Token(fd as usize), interest)
+            {
+                Ok(()) => self.state(fd).registered = true,
+                // Regular files and directories cannot be polled: always ready.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    return Ok(Submitted::Done(events as i64));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.ops.push(None);
+                (self.ops.len() - 1) as OpId
+            }
+        };
+        self.ops[id as usize] = Some(PollOp { fd, events, waiter });
+        self.in_flight += 1;
+        self.state(fd).waiters.push(id);
+        Ok(Submitted::Pending(id))
+    }
+
+    fn cancel(&mut self, id: OpId) -> Cancel {
+        if let Some(op) = self.release(id) {
+            self.state(op.fd).waiters.retain(|&w| w != id);
+        }
+        Cancel::Gone
+    }
+
+    fn cancel_fd(&mut self, fd: i32, out: &mut Vec<Completion>) {
+        if fd < 0 || fd as usize >= self.fds.len() {
+            return;
+        }
+        for id in core::mem::take(&mut self.fds[fd as usize].waiters) {
+            if let Some(op) = self.release(id) {
+                out.push(Completion {
+                    waiter: op.waiter,
+                    id,
+                    result: -(libc::ECANCELED as i64),
+                });
+            }
+        }
+        self.forget_fd(fd);
+    }
+
+    fn forget_fd(&mut self, fd: i32) {
+        if let Some(st) = self.fds.get_mut(fd as usize) {
+            if st.registered {
+                st.registered = false;
+                // Fails harmlessly when the old file is already closed.
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
         }
     }
 
+    fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let mut ready = core::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(self.events.iter().filter(|e| e.token() != WAKER).map(|e| {
+            let err = e.is_error();
+            let mut bits = 0;
+            if e.is_readable() || e.is_read_closed() || err {
+                bits |= READABLE;
+            }
+            if e.is_writable() || e.is_write_closed() || err {
+                bits |= WRITABLE;
+            }
+            (e.token().0 as i32, bits)
+        }));
+        for &(fd, bits) in &ready {
+            self.complete_ready(fd, bits, out);
+        }
+        self.ready = ready;
+        Ok(())
+    }
+
     fn has_pending(&self) -> bool {
-        false
+        self.in_flight > 0
     }
 
     fn notifier(&self) -> Arc<dyn Notify> {

@@ -1,14 +1,21 @@
-//! Event engines: what an idle vcpu sleeps on, behind one trait.
+//! Event engines: what a vcpu waits on, behind one trait.
 //!
 //! Contract every engine keeps:
-//! - [`Engine::wait`] sleeps until an event, a [`Notify::notify`] from any OS
-//!   thread, or the timeout, whichever comes first (never later than the
-//!   timeout by more than the clock's granularity, never earlier).
-//! - A notify posted before `wait` is entered is not lost: the wait returns
-//!   at once.
+//! - [`Engine::submit`] starts an operation on behalf of a waiting thread
+//!   (identified by an opaque [`Waiter`]). The engine reports it exactly
+//!   once as a [`Completion`] from [`Engine::wait`] or [`Engine::cancel_fd`],
+//!   unless [`Engine::cancel`] returned [`Cancel::Gone`] for it.
+//! - Memory an operation points to (buffers, addresses, iovecs) stays
+//!   valid until its completion is reported: the kernel may own it until
+//!   then (io_uring). The scheduler upholds this by keeping the waiting
+//!   thread parked until the completion arrives, on every path.
+//! - [`Engine::wait`] sleeps until a completion, a [`Notify::notify`] from
+//!   any OS thread, or the timeout, whichever comes first. A notify sent
+//!   before `wait` is entered is not lost.
 //! - The engine makes no scheduling decisions; the vcpu does.
 
 mod epoll;
+mod uring;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +23,7 @@ use std::time::Duration;
 use crate::errno::Errno;
 
 pub(crate) use epoll::EpollEngine;
+pub(crate) use uring::UringEngine;
 
 /// The `photon_init` engine codes.
 pub const EVENT_DEFAULT: u64 = 0;
@@ -23,6 +31,110 @@ pub const EVENT_DEFAULT: u64 = 0;
 pub const EVENT_EPOLL: u64 = 1;
 /// io_uring.
 pub const EVENT_IOURING: u64 = 2;
+
+/// Readiness bits (the C `PHOTON_READABLE` / `PHOTON_WRITABLE`).
+pub const READABLE: u32 = 1;
+/// See [`READABLE`].
+pub const WRITABLE: u32 = 2;
+
+/// Who waits for an operation: opaque to the engine (a TCB pointer).
+pub(crate) type Waiter = *mut u8;
+
+/// Identifies an operation in flight, unique among those in flight.
+pub(crate) type OpId = u32;
+
+/// A finished operation: `result` is what the syscall would return, or
+/// `-errno` (for `Poll`, the ready [`READABLE`]/[`WRITABLE`] bits).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Completion {
+    pub waiter: Waiter,
+    pub id: OpId,
+    pub result: i64,
+}
+
+/// An operation. Pointers follow the engine contract above.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    /// Wait until `fd` is ready for `events` (level-triggered).
+    Poll {
+        fd: i32,
+        events: u32,
+    },
+    Read {
+        fd: i32,
+        buf: *mut u8,
+        len: u32,
+    },
+    Write {
+        fd: i32,
+        buf: *const u8,
+        len: u32,
+    },
+    Readv {
+        fd: i32,
+        iov: *const libc::iovec,
+        n: u32,
+    },
+    Writev {
+        fd: i32,
+        iov: *const libc::iovec,
+        n: u32,
+    },
+    Recv {
+        fd: i32,
+        buf: *mut u8,
+        len: u32,
+        flags: i32,
+    },
+    Send {
+        fd: i32,
+        buf: *const u8,
+        len: u32,
+        flags: i32,
+    },
+    RecvMsg {
+        fd: i32,
+        msg: *mut libc::msghdr,
+        flags: u32,
+    },
+    SendMsg {
+        fd: i32,
+        msg: *const libc::msghdr,
+        flags: u32,
+    },
+    Accept {
+        fd: i32,
+        addr: *mut libc::sockaddr,
+        len: *mut libc::socklen_t,
+        flags: i32,
+    },
+}
+
+/// Which [`Op`] kinds an engine runs itself (others are done as a
+/// non-blocking syscall plus a `Poll` wait).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Poll,
+    Data,
+    Accept,
+}
+
+/// What [`Engine::submit`] did.
+pub(crate) enum Submitted {
+    /// In flight; reported later.
+    Pending(OpId),
+    /// Already complete (nothing in flight): the result.
+    Done(i64),
+}
+
+/// What [`Engine::cancel`] did.
+#[derive(PartialEq, Eq, Debug)]
+pub(crate) enum Cancel {
+    /// Removed; no completion will be reported.
+    Gone,
+    /// Cancellation requested; the completion (maybe a success) is still to come.
+    Requested,
+}
 
 /// Wakes a sleeping engine from any OS thread.
 pub(crate) trait Notify: Send + Sync {
@@ -33,44 +145,80 @@ pub(crate) trait Notify: Send + Sync {
 pub(crate) trait Engine {
     /// "epoll" or "io_uring".
     fn name(&self) -> &'static str;
-    /// Sleeps until an event, a notify, or `timeout` (None: no limit).
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), Errno>;
-    /// True if the engine has operations in flight that a non-blocking poll
-    /// could complete (so the scheduler's periodic poll may skip the syscall
-    /// otherwise).
+    /// True if [`Engine::submit`] runs ops of this kind itself.
+    fn runs(&self, kind: OpKind) -> bool;
+    /// Starts `op` for `waiter`.
+    ///
+    /// # Safety
+    /// Every pointer in `op` stays valid until the completion is reported
+    /// (or `cancel` returns `Gone`).
+    unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<Submitted, Errno>;
+    /// Cancels an operation in flight.
+    fn cancel(&mut self, id: OpId) -> Cancel;
+    /// `fd` is about to be closed: every operation on it completes with
+    /// `-ECANCELED` (appended to `out`, or reported later by `wait`), and
+    /// the engine forgets the fd.
+    fn cancel_fd(&mut self, fd: i32, out: &mut Vec<Completion>);
+    /// `fd` was just created (its number may be a reused one): forget any
+    /// state kept for an older file with that number.
+    fn forget_fd(&mut self, fd: i32);
+    /// Sleeps until completions, a notify, or `timeout` (None: no limit;
+    /// zero: just collect what is ready); appends completions to `out`.
+    fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno>;
+    /// True if operations are in flight or queued (a non-blocking poll may
+    /// find completions).
     fn has_pending(&self) -> bool;
     /// A handle that wakes this engine's `wait` from any OS thread.
     fn notifier(&self) -> Arc<dyn Notify>;
 }
 
 /// Creates the engine `photon_init` asked for. `PHOTON_ENGINE=io_uring|epoll`
-/// overrides [`EVENT_DEFAULT`] (only).
+/// overrides [`EVENT_DEFAULT`] only. The default (and the variable) fall
+/// back to epoll, with one logged warning naming the reason, when io_uring
+/// cannot be set up; an explicit [`EVENT_IOURING`] fails instead.
 pub(crate) fn create(kind: u64) -> Result<Box<dyn Engine>, Errno> {
-    let kind = match kind {
+    let explicit = match kind {
         EVENT_DEFAULT => match std::env::var("PHOTON_ENGINE").as_deref() {
-            Ok("epoll") => EVENT_EPOLL,
-            Ok("io_uring") => EVENT_IOURING,
+            Ok("epoll") => Some(EVENT_EPOLL),
+            Ok("io_uring") => None,
             Ok(other) if !other.is_empty() => {
                 log::warn!(
                     "photon: PHOTON_ENGINE={other:?} is not io_uring or epoll; using the default"
                 );
-                EVENT_DEFAULT
+                None
             }
-            _ => EVENT_DEFAULT,
+            _ => None,
         },
-        EVENT_EPOLL | EVENT_IOURING => kind,
+        EVENT_EPOLL | EVENT_IOURING => Some(kind),
         _ => return Err(Errno::EINVAL),
     };
-    match kind {
-        EVENT_EPOLL => Ok(Box::new(EpollEngine::new()?)),
-        _ => {
-            // io_uring arrives with the engines issue; until then epoll serves
-            // every request for it, and says so once.
-            static ONCE: std::sync::Once = std::sync::Once::new();
-            ONCE.call_once(|| {
-                log::info!("photon: io_uring engine not built in this version; using epoll")
-            });
-            Ok(Box::new(EpollEngine::new()?))
-        }
+    match explicit {
+        Some(EVENT_EPOLL) => Ok(Box::new(EpollEngine::new()?)),
+        Some(_) => match UringEngine::new() {
+            Ok(e) => Ok(Box::new(e)),
+            Err(e) => {
+                log::warn!(
+                    "photon: io_uring requested but unavailable: {}",
+                    uring::explain(&e)
+                );
+                Err(if e.errno == Errno::EINVAL {
+                    Errno::ENOSYS
+                } else {
+                    e.errno
+                })
+            }
+        },
+        None => match UringEngine::new() {
+            Ok(e) => Ok(Box::new(e)),
+            Err(e) => {
+                warn_fallback_once(&uring::explain(&e));
+                Ok(Box::new(EpollEngine::new()?))
+            }
+        },
     }
+}
+
+fn warn_fallback_once(why: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| log::warn!("photon: io_uring unavailable, using epoll: {why}"));
 }

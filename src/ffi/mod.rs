@@ -21,12 +21,16 @@
 
 #![allow(non_camel_case_types)]
 
-mod keys;
 mod lifecycle;
 mod thread;
+mod keys;
+mod net;
+mod server;
 
 pub use keys::*;
 pub use lifecycle::*;
+pub use net::*;
+pub use server::*;
 pub use thread::*;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

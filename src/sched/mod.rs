@@ -2,6 +2,7 @@
 //! messages that let other OS threads reach a vcpu's threads.
 
 pub mod handle;
+mod io;
 pub mod keys;
 mod remote;
 mod run_queue;
@@ -10,8 +11,9 @@ mod timer;
 mod vcpu;
 
 pub use handle::Handle;
+pub(crate) use io::{cancel_fd, engine_runs, forget_fd, io_wait};
 pub use thread::Entry;
-#[allow(unused_imports)] // the blocking primitives are for the I/O layers
+#[allow(unused_imports)] // the blocking primitives are for the lock layer
 pub(crate) use vcpu::{FOREVER, block, next_wait_seq, wake};
 pub(crate) use vcpu::{
     engine_name, fini, init, interrupt, join, key_get, key_set, self_handle, sleep_us, spawn,

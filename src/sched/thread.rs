@@ -63,7 +63,18 @@ pub(crate) struct ThreadCtl {
     pub stack_class: usize,
     /// Per-thread key values (allocated on first `photon_setspecific`).
     pub keys: KeyValues,
+    /// The engine operation this thread waits for, or [`NO_OP`].
+    pub io_op: u32,
+    /// Set when that operation's completion arrived, with its result.
+    pub io_done: bool,
+    pub io_result: i64,
+    /// While true (waiting for a cancelled operation to let go of its
+    /// buffers) interrupts stay pending instead of waking the thread.
+    pub uninterruptible: bool,
 }
+
+/// No engine operation (`ThreadCtl::io_op`).
+pub(crate) const NO_OP: u32 = u32::MAX;
 
 impl ThreadCtl {
     pub(crate) fn new(handle: Handle, entry: Option<Entry>, arg: *mut c_void) -> ThreadCtl {
@@ -84,6 +95,10 @@ impl ThreadCtl {
             stack: None,
             stack_class: 0,
             keys: KeyValues::default(),
+            io_op: NO_OP,
+            io_done: false,
+            io_result: 0,
+            uninterruptible: false,
         }
     }
 }

@@ -22,10 +22,10 @@ use super::handle::{self, Handle, SlotCache};
 use super::keys;
 use super::remote::{self, Msg, Remote};
 use super::run_queue::RunQueue;
-use super::thread::{Entry, State, ThreadCtl};
+use super::thread::{Entry, NO_OP, State, ThreadCtl};
 use super::timer::TimerHeap;
 use crate::arch;
-use crate::engine::{self, Engine};
+use crate::engine::{self, Completion, Engine};
 use crate::errno::Errno;
 use crate::stack::{self, AltStack, DEFAULT_STACK_SIZE, Stack, StackPool};
 use crate::time::now_us;
@@ -45,10 +45,12 @@ pub(crate) struct Vcpu {
     /// The thread on the CPU.
     pub(crate) current: *mut ThreadCtl,
     main: *mut ThreadCtl,
-    idle: *mut ThreadCtl,
+    pub(super) idle: *mut ThreadCtl,
     run_queue: RunQueue,
     timers: TimerHeap,
-    engine: Box<dyn Engine>,
+    pub(super) engine: Box<dyn Engine>,
+    /// Scratch for completions collected from the engine.
+    completions: Vec<Completion>,
     pool: StackPool,
     pub(crate) slots: SlotCache,
     remote: Arc<Remote>,
@@ -73,7 +75,7 @@ fn set_current(v: *mut Vcpu) {
     arch::tls_set(v.cast());
 }
 
-fn on_vcpu() -> Result<*mut Vcpu, Errno> {
+pub(super) fn on_vcpu() -> Result<*mut Vcpu, Errno> {
     let v = current();
     if v.is_null() {
         Err(Errno::EPERM)
@@ -136,6 +138,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
         run_queue: RunQueue::new(),
         timers: TimerHeap::new(),
         engine,
+        completions: Vec::new(),
         pool: StackPool::new(POOL_CAP),
         slots,
         remote: remote.clone(),
@@ -170,7 +173,7 @@ pub(crate) fn fini() -> Result<(), Errno> {
             let mut th = (*v).all;
             while !th.is_null() {
                 if (*th).state == State::Blocked && (*th).deadline == FOREVER {
-                    wake_local(v, th, libc::ECANCELED);
+                    interrupt_local(v, th, libc::ECANCELED);
                 }
                 th = (*th).all_next;
             }
@@ -396,7 +399,7 @@ pub(crate) fn block(deadline: u64) -> Result<(), Errno> {
         if cur == (*v).idle {
             return Err(Errno::EPERM);
         }
-        if (*cur).pending_interrupt != 0 {
+        if (*cur).pending_interrupt != 0 && !(*cur).uninterruptible {
             return Err(Errno(core::mem::take(&mut (*cur).pending_interrupt)));
         }
         (*cur).state = State::Blocked;
@@ -477,8 +480,8 @@ unsafe fn interrupt_local(v: *mut Vcpu, th: *mut ThreadCtl, errno: i32) {
     // SAFETY: per the contract.
     unsafe {
         match (*th).state {
-            State::Blocked => wake_local(v, th, errno),
-            State::Ready | State::Running => (*th).pending_interrupt = errno,
+            State::Blocked if !(*th).uninterruptible => wake_local(v, th, errno),
+            State::Blocked | State::Ready | State::Running => (*th).pending_interrupt = errno,
             State::Dead => {}
         }
     }
@@ -650,24 +653,54 @@ unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
         drain_inbox(v);
         fire_timers(v);
         let idle = (*v).run_queue.len() == 0;
-        if !(may_sleep && idle) {
-            if (*v).engine.has_pending() {
-                let _ = (*v).engine.wait(Some(Duration::ZERO));
+        let timeout = if !(may_sleep && idle) {
+            if !(*v).engine.has_pending() {
+                return;
             }
+            Some(Duration::ZERO)
+        } else {
+            (*v).timers
+                .next_deadline()
+                .map(|d| Duration::from_micros(d.saturating_sub(now_us())))
+        };
+        let sleeping = timeout != Some(Duration::ZERO);
+        if sleeping && !(*v).remote.enter_sleep() {
+            drain_inbox(v); // a message arrived: do not sleep
             return;
         }
-        let timeout = (*v)
-            .timers
-            .next_deadline()
-            .map(|d| Duration::from_micros(d.saturating_sub(now_us())));
-        if (*v).remote.enter_sleep() {
-            if let Err(e) = (*v).engine.wait(timeout) {
-                log::error!("photon: engine wait failed: {e}");
-            }
+        let mut done = core::mem::take(&mut (*v).completions);
+        if let Err(e) = (*v).engine.wait(timeout, &mut done) {
+            log::error!("photon: engine wait failed: {e}");
+        }
+        if sleeping {
             (*v).remote.leave_sleep();
         }
-        drain_inbox(v);
-        fire_timers(v);
+        deliver(v, &mut done);
+        (*v).completions = done;
+        if sleeping {
+            drain_inbox(v);
+            fire_timers(v);
+        }
+    }
+}
+
+/// Hands engine completions to the threads waiting for them.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu; each waiter is a live thread of it
+/// (a thread with an operation in flight stays parked until its completion).
+pub(super) unsafe fn deliver(v: *mut Vcpu, done: &mut Vec<Completion>) {
+    for c in done.drain(..) {
+        let th = c.waiter.cast::<ThreadCtl>();
+        // SAFETY: per the contract.
+        unsafe {
+            if (*th).io_op == c.id {
+                (*th).io_op = NO_OP;
+                (*th).io_done = true;
+                (*th).io_result = c.result;
+                wake_local(v, th, 0);
+            }
+        }
     }
 }
 

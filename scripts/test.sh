@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every test: cargo build and test (release), then the CMake build of the
+# C examples, an install into a temporary prefix, and a consumer project built
+# against that install (find_package and pkg-config).
+# Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+scripts/setup.sh
+
+if ! command -v cargo >/dev/null && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+step() { echo; echo "== $*"; }
+
+step "cargo build --release"
+cargo build --release
+
+step "cargo test --release"
+cargo test --release
+
+step "cmake build (build/)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$(nproc)"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+step "cmake install into a temporary prefix"
+cmake --install build --prefix "$tmp/prefix" >/dev/null
+for f in lib/libphoton.so.0 lib/libphoton.so lib/libphoton.a include/photon.h \
+         lib/pkgconfig/photon.pc lib/cmake/photon/photonConfig.cmake \
+         lib/cmake/photon/photonConfigVersion.cmake; do
+    if [[ ! -e "$tmp/prefix/$f" ]]; then
+        echo "FAIL: install is missing $f" >&2
+        exit 1
+    fi
+done
+
+step "consumer project against the install"
+"$root/cmake/consumer-test/run.sh" "$tmp/prefix" "$tmp/consumer"
+
+step "C examples (default engine, then PHOTON_ENGINE=epoll)"
+build/sleep_sort >/dev/null
+echo "sleep_sort: ok"
+PHOTON_ENGINE=epoll build/sleep_sort >/dev/null
+echo "sleep_sort (PHOTON_ENGINE=epoll): ok"
+
+echo
+echo "test.sh: all passed"

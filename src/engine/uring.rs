@@ -1,0 +1,456 @@
+//! The io_uring engine (the `io-uring` crate).
+//!
+//! Data operations (read/write/recv/send/…/accept) run as ring operations
+//! on the caller's own buffers; readiness waits are one-shot `POLL_ADD`s.
+//! Submissions queue up and go to the kernel in one `io_uring_enter` when
+//! the vcpu polls or goes idle, so many threads' operations share a syscall.
+//!
+//! Set-up probes instead of assuming: it asks for SINGLE_ISSUER +
+//! DEFER_TASKRUN (6.1+), then COOP_TASKRUN (5.19+), then nothing, and checks
+//! every opcode it uses; data ops or accept missing from the kernel fall
+//! back to syscalls plus poll waits. `RLIMIT_MEMLOCK` is raised to its hard
+//! limit first (kernels before 5.12 charge the rings to it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use io_uring::{IoUring, Probe, opcode, squeue, types};
+
+use super::{
+    Cancel, Completion, Engine, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter,
+};
+use crate::errno::Errno;
+
+const SQ_ENTRIES: u32 = 1024;
+const CQ_ENTRIES: u32 = 8192;
+/// user_data of the eventfd read that carries cross-thread notifies.
+const UD_NOTIFY: u64 = u64::MAX - 1;
+/// user_data of cancel requests (their own completions are ignored).
+const UD_CANCEL: u64 = u64::MAX;
+
+/// Why io_uring could not be set up.
+#[derive(Debug)]
+pub(crate) struct SetupError {
+    pub errno: Errno,
+    what: String,
+}
+
+/// A one-line reason with the fix, for the fallback warning.
+pub(crate) fn explain(e: &SetupError) -> String {
+    let fix = match e.errno.0 {
+        libc::ENOMEM => {
+            " (locked-memory limit too low: raise it with `ulimit -l unlimited`, LimitMEMLOCK= in systemd, or --ulimit memlock=-1 in containers)"
+        }
+        libc::EPERM => {
+            " (io_uring is forbidden here: kernel.io_uring_disabled sysctl, seccomp or a container policy)"
+        }
+        libc::ENOSYS => " (this kernel has no io_uring)",
+        _ => "",
+    };
+    format!("{}: {}{}", e.what, e.errno, fix)
+}
+
+struct UOp {
+    waiter: Waiter,
+    fd: i32,
+    is_poll: bool,
+    cancel_sent: bool,
+}
+
+struct EventFd(i32);
+
+impl Notify for EventFd {
+    fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+        unsafe { libc::write(self.0, (&raw const one).cast(), 8) };
+    }
+}
+
+impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: we own this fd.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+pub(crate) struct UringEngine {
+    ring: IoUring,
+    ops: Vec<Option<UOp>>,
+    free: Vec<OpId>,
+    in_flight: usize,
+    queued: usize,
+    notify: Arc<EventFd>,
+    /// Target of the eventfd read. Leaked on purpose: the kernel may still
+    /// hold the read when the ring is torn down (8 bytes per vcpu lifetime).
+    notify_buf: *mut u64,
+    notify_armed: bool,
+    data_ops: bool,
+    accept_op: bool,
+}
+
+fn raise_memlock() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: plain rlimit calls on valid structs.
+        unsafe {
+            let mut r: libc::rlimit = core::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+                r.rlim_cur = r.rlim_max;
+                libc::setrlimit(libc::RLIMIT_MEMLOCK, &r);
+            }
+        }
+    });
+}
+
+fn build_ring() -> Result<IoUring, SetupError> {
+    let err = |e: std::io::Error, what: &str| SetupError {
+        errno: e.into(),
+        what: what.to_string(),
+    };
+    let mut last = None;
+    for attempt in 0..3 {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(CQ_ENTRIES);
+        match attempt {
+            0 => {
+                b.setup_single_issuer()
+                    .setup_defer_taskrun()
+                    .setup_taskrun_flag();
+            }
+            1 => {
+                b.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            _ => {}
+        }
+        match b.build(SQ_ENTRIES) {
+            Ok(r) => return Ok(r),
+            // Unknown flags on an older kernel: try fewer.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                last = Some(err(e, "io_uring_setup"))
+            }
+            Err(e) => return Err(err(e, "io_uring_setup")),
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+impl UringEngine {
+    pub(crate) fn new() -> Result<UringEngine, SetupError> {
+        raise_memlock();
+        let ring = build_ring()?;
+        let mut probe = Probe::new();
+        ring.submitter()
+            .register_probe(&mut probe)
+            .map_err(|e| SetupError {
+                errno: e.into(),
+                what: "io_uring probe".into(),
+            })?;
+        for (code, name) in [
+            (opcode::PollAdd::CODE, "POLL_ADD"),
+            (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+            (opcode::Read::CODE, "READ"),
+        ] {
+            if !probe.is_supported(code) {
+                return Err(SetupError {
+                    errno: Errno::ENOSYS,
+                    what: format!("kernel lacks io_uring opcode {name}"),
+                });
+            }
+        }
+        let data_ops = [
+            opcode::Write::CODE,
+            opcode::Readv::CODE,
+            opcode::Writev::CODE,
+            opcode::Recv::CODE,
+            opcode::Send::CODE,
+            opcode::RecvMsg::CODE,
+            opcode::SendMsg::CODE,
+        ]
+        .iter()
+        .all(|&c| probe.is_supported(c));
+        if !data_ops {
+            log::info!("photon: io_uring lacks some data opcodes; using syscalls plus poll waits");
+        }
+        // SAFETY: creating an eventfd has no preconditions.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(SetupError {
+                errno: Errno::last_os_error(),
+                what: "eventfd".into(),
+            });
+        }
+        Ok(UringEngine {
+            ring,
+            ops: Vec::new(),
+            free: Vec::new(),
+            in_flight: 0,
+            queued: 0,
+            notify: Arc::new(EventFd(efd)),
+            notify_buf: Box::into_raw(Box::new(0u64)),
+            notify_armed: false,
+            data_ops,
+            accept_op: probe.is_supported(opcode::Accept::CODE),
+        })
+    }
+
+    /// Queues one SQE, flushing the queue to the kernel when it is full.
+    fn push(&mut self, sqe: squeue::Entry) -> Result<(), Errno> {
+        loop {
+            // SAFETY: the engine contract keeps every pointer in `sqe` valid
+            // until its completion is reaped.
+            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+                self.queued += 1;
+                return Ok(());
+            }
+            self.ring.submit()?;
+            self.queued = 0;
+        }
+    }
+
+    fn arm_notify(&mut self) -> Result<(), Errno> {
+        if !self.notify_armed {
+            let sqe = opcode::Read::new(types::Fd(self.notify.0), self.notify_buf.cast(), 8)
+                .build()
+                .user_data(UD_NOTIFY);
+            self.push(sqe)?;
+            self.notify_armed = true;
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self, out: &mut Vec<Completion>) {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for cqe in &mut cq {
+            match cqe.user_data() {
+                UD_CANCEL => {}
+                UD_NOTIFY => self.notify_armed = false,
+                ud => {
+                    let id = ud as OpId;
+                    let Some(op) = self.ops.get_mut(id as usize).and_then(Option::take) else {
+                        continue;
+                    };
+                    self.free.push(id);
+                    self.in_flight -= 1;
+                    let mut result = cqe.result() as i64;
+                    if op.is_poll && result >= 0 {
+                        let ev = result as i16;
+                        let mut bits = 0;
+                        if ev & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLRDHUP)
+                            != 0
+                        {
+                            bits |= READABLE;
+                        }
+                        if ev & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0 {
+                            bits |= WRITABLE;
+                        }
+                        result = bits as i64;
+                    }
+                    out.push(Completion {
+                        waiter: op.waiter,
+                        id,
+                        result,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for UringEngine {
+    fn drop(&mut self) {
+        if self.in_flight > 0 {
+            log::error!(
+                "photon: io_uring engine dropped with {} operations in flight",
+                self.in_flight
+            );
+        }
+    }
+}
+
+fn sqe_for(op: Op) -> (squeue::Entry, i32, bool) {
+    use types::Fd;
+    match op {
+        Op::Poll { fd, events } => {
+            let mut mask = 0u32;
+            if events & READABLE != 0 {
+                mask |= (libc::POLLIN | libc::POLLRDHUP) as u32;
+            }
+            if events & WRITABLE != 0 {
+                mask |= libc::POLLOUT as u32;
+            }
+            (opcode::PollAdd::new(Fd(fd), mask).build(), fd, true)
+        }
+        Op::Read { fd, buf, len } => (
+            opcode::Read::new(Fd(fd), buf, len).offset(u64::MAX).build(),
+            fd,
+            false,
+        ),
+        Op::Write { fd, buf, len } => (
+            opcode::Write::new(Fd(fd), buf, len)
+                .offset(u64::MAX)
+                .build(),
+            fd,
+            false,
+        ),
+        Op::Readv { fd, iov, n } => (
+            opcode::Readv::new(Fd(fd), iov, n).offset(u64::MAX).build(),
+            fd,
+            false,
+        ),
+        Op::Writev { fd, iov, n } => (
+            opcode::Writev::new(Fd(fd), iov, n).offset(u64::MAX).build(),
+            fd,
+            false,
+        ),
+        Op::Recv {
+            fd,
+            buf,
+            len,
+            flags,
+        } => (
+            opcode::Recv::new(Fd(fd), buf, len).flags(flags).build(),
+            fd,
+            false,
+        ),
+        Op::Send {
+            fd,
+            buf,
+            len,
+            flags,
+        } => (
+            opcode::Send::new(Fd(fd), buf, len).flags(flags).build(),
+            fd,
+            false,
+        ),
+        Op::RecvMsg { fd, msg, flags } => (
+            opcode::RecvMsg::new(Fd(fd), msg).flags(flags).build(),
+            fd,
+            false,
+        ),
+        Op::SendMsg { fd, msg, flags } => (
+            opcode::SendMsg::new(Fd(fd), msg).flags(flags).build(),
+            fd,
+            false,
+        ),
+        Op::Accept {
+            fd,
+            addr,
+            len,
+            flags,
+        } => (
+            opcode::Accept::new(Fd(fd), addr, len).flags(flags).build(),
+            fd,
+            false,
+        ),
+    }
+}
+
+impl Engine for UringEngine {
+    fn name(&self) -> &'static str {
+        "io_uring"
+    }
+
+    fn runs(&self, kind: OpKind) -> bool {
+        match kind {
+            OpKind::Poll => true,
+            OpKind::Data => self.data_ops,
+            OpKind::Accept => self.accept_op,
+        }
+    }
+
+    unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<Submitted, Errno> {
+        let (sqe, fd, is_poll) = sqe_for(op);
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.ops.push(None);
+                (self.ops.len() - 1) as OpId
+            }
+        };
+        if let Err(e) = self.push(sqe.user_data(id as u64)) {
+            self.free.push(id);
+            return Err(e);
+        }
+        self.ops[id as usize] = Some(UOp {
+            waiter,
+            fd,
+            is_poll,
+            cancel_sent: false,
+        });
+        self.in_flight += 1;
+        Ok(Submitted::Pending(id))
+    }
+
+    fn cancel(&mut self, id: OpId) -> Cancel {
+        let Some(Some(op)) = self.ops.get_mut(id as usize) else {
+            return Cancel::Requested;
+        };
+        if !op.cancel_sent {
+            op.cancel_sent = true;
+            let sqe = opcode::AsyncCancel::new(id as u64)
+                .build()
+                .user_data(UD_CANCEL);
+            if let Err(e) = self.push(sqe) {
+                log::error!("photon: io_uring cancel could not be queued: {e}");
+            }
+        }
+        Cancel::Requested
+    }
+
+    fn cancel_fd(&mut self, fd: i32, _out: &mut Vec<Completion>) {
+        let ids: Vec<OpId> = (0..self.ops.len() as OpId)
+            .filter(|&i| self.ops[i as usize].as_ref().is_some_and(|o| o.fd == fd))
+            .collect();
+        for id in ids {
+            self.cancel(id);
+        }
+    }
+
+    fn forget_fd(&mut self, _fd: i32) {}
+
+    fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno> {
+        let r = match timeout {
+            Some(t) if t.is_zero() => {
+                let taskrun = self.ring.submission().taskrun();
+                if self.queued > 0 || taskrun {
+                    self.ring.submit()
+                } else {
+                    Ok(0)
+                }
+            }
+            _ => {
+                self.arm_notify()?;
+                match timeout {
+                    None => self.ring.submit_and_wait(1),
+                    Some(t) => {
+                        let ts = types::Timespec::from(t);
+                        let args = types::SubmitArgs::new().timespec(&ts);
+                        self.ring.submitter().submit_with_args(1, &args)
+                    }
+                }
+            }
+        };
+        self.queued = 0;
+        match r {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.reap(out);
+        Ok(())
+    }
+
+    fn has_pending(&self) -> bool {
+        self.in_flight > 0 || self.queued > 0
+    }
+
+    fn notifier(&self) -> Arc<dyn Notify> {
+        self.notify.clone()
+    }
+}

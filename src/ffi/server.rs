@@ -1,0 +1,124 @@
+//! The server loop: one photon thread per accepted connection.
+
+use core::ffi::{CStr, c_char, c_int, c_void};
+use std::sync::Arc;
+
+use super::guard;
+use crate::errno::Errno;
+use crate::net::server::Server;
+
+/// A listening TCP or Unix stream socket with its accept loop. Opaque.
+pub struct photon_server {
+    _private: [u8; 0],
+}
+
+/// Handles one connection in its own photon thread. The handler owns
+/// `conn_fd` and must close it (`photon_close`); its return value is only logged.
+pub type photon_conn_handler =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, conn_fd: c_int) -> c_int>;
+
+/// A new reference to the server behind `s`.
+fn server(s: *mut photon_server) -> Result<Arc<Server>, Errno> {
+    if s.is_null() {
+        return Err(Errno::EINVAL);
+    }
+    let p = s.cast_const().cast::<Server>();
+    // SAFETY: a non-NULL photon_server* came from publish() (Arc::into_raw)
+    // and is not yet freed; we take one more reference.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Ok(Arc::from_raw(p))
+    }
+}
+
+fn publish(s: Server) -> *mut photon_server {
+    Arc::into_raw(Arc::new(s)).cast_mut().cast()
+}
+
+/// A TCP server listening on `ip` (NULL or "" = 0.0.0.0; IPv6 literals
+/// such as "::1" too) and `port` (0 = any free port), with `SO_REUSEADDR`.
+/// `backlog` <= 0 means `SOMAXCONN`. Needs no vcpu. Returns NULL with
+/// errno: `EINVAL` (bad ip), or the bind/listen error (`EADDRINUSE`, ...).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_new_tcp(
+    ip: *const c_char,
+    port: u16,
+    backlog: c_int,
+) -> *mut photon_server {
+    guard(|| {
+        let ip = if ip.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL; the caller passes a NUL-terminated string.
+            Some(
+                unsafe { CStr::from_ptr(ip) }
+                    .to_str()
+                    .map_err(|_| Errno::EINVAL)?,
+            )
+        };
+        Server::new_tcp(ip, port, backlog).map(publish)
+    })
+}
+
+/// A Unix stream server on `path` (a leftover socket file there is
+/// replaced; the file is removed by `photon_server_free`). Returns NULL
+/// with `EINVAL` (NULL, empty or too long path) or the bind/listen error.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_new_unix(
+    path: *const c_char,
+    backlog: c_int,
+) -> *mut photon_server {
+    guard(|| {
+        if path.is_null() {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: non-NULL; the caller passes a NUL-terminated string.
+        let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+        Server::new_unix(p, backlog).map(publish)
+    })
+}
+
+/// The TCP port the server listens on (0 for a Unix server), or -1/`EINVAL`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_port(s: *mut photon_server) -> c_int {
+    guard(|| server(s)?.port().map(c_int::from))
+}
+
+/// Accepts connections until `photon_server_stop`, running
+/// `handler(userdata, conn_fd)` in a new photon thread per connection
+/// (default stack). Survives fd exhaustion: backs off and resumes. Returns
+/// 0 once stopped, or -1: `EINVAL` (NULL), `EPERM` (off a vcpu), `EBUSY`
+/// (already serving), or an unexpected accept error.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_serve(
+    s: *mut photon_server,
+    handler: photon_conn_handler,
+    userdata: *mut c_void,
+) -> c_int {
+    guard(|| {
+        let handler = handler.ok_or(Errno::EINVAL)?;
+        let srv = server(s)?; // keeps it alive even if freed meanwhile
+        srv.serve(handler, userdata).map(|()| 0)
+    })
+}
+
+/// Makes `photon_server_serve` return 0. Callable from any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_stop(s: *mut photon_server) -> c_int {
+    guard(|| {
+        server(s)?.stop();
+        Ok(0)
+    })
+}
+
+/// Stops the server and releases it; the listening socket closes once
+/// `photon_server_serve` has returned. NULL is ignored. Call once.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_free(s: *mut photon_server) {
+    if s.is_null() {
+        return;
+    }
+    // SAFETY: a non-NULL photon_server* is an Arc made by publish(), released once here.
+    let srv = unsafe { Arc::from_raw(s.cast_const().cast::<Server>()) };
+    srv.stop();
+}

@@ -1,0 +1,91 @@
+//! What the I/O layer remembers per fd number, process-wide: whether it is
+//! a socket and whether O_NONBLOCK was ensured. One byte per fd in a table
+//! that only grows. Reset whenever photon creates or closes an fd; an fd
+//! closed behind photon's back and reused keeps stale facts, which is why
+//! fds given to photon functions are to be closed with `photon_close`.
+
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering::*};
+
+const UNKNOWN: u8 = 0;
+const KNOWN: u8 = 1;
+const SOCKET: u8 = 2;
+const NONBLOCK: u8 = 4;
+
+const CHUNK: usize = 4096;
+const CHUNKS: usize = 1024; // fds below 4M are cached; others are looked up each time
+static TABLE: [AtomicPtr<AtomicU8>; CHUNKS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
+
+fn cell(fd: i32) -> Option<&'static AtomicU8> {
+    let fd = usize::try_from(fd).ok()?;
+    let slot = TABLE.get(fd / CHUNK)?;
+    let mut chunk = slot.load(Acquire);
+    if chunk.is_null() {
+        let fresh: Box<[AtomicU8]> = (0..CHUNK).map(|_| AtomicU8::new(UNKNOWN)).collect();
+        let p = Box::into_raw(fresh).cast::<AtomicU8>();
+        chunk = match slot.compare_exchange(core::ptr::null_mut(), p, AcqRel, Acquire) {
+            Ok(_) => p,
+            Err(winner) => {
+                // SAFETY: our unpublished allocation of CHUNK cells.
+                drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(p, CHUNK)) });
+                winner
+            }
+        };
+    }
+    // SAFETY: chunks hold CHUNK cells and are never freed.
+    Some(unsafe { &*chunk.add(fd % CHUNK) })
+}
+
+fn facts(fd: i32) -> u8 {
+    let cached = cell(fd).map_or(UNKNOWN, |c| c.load(Relaxed));
+    if cached & KNOWN != 0 {
+        return cached;
+    }
+    // SAFETY: fstat into a zeroed struct.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: valid out pointer.
+    let mut f = KNOWN;
+    if unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+        f |= SOCKET;
+    }
+    if let Some(c) = cell(fd) {
+        c.store(f, Relaxed);
+    }
+    f
+}
+
+/// True if `fd` is a socket.
+pub(crate) fn is_socket(fd: i32) -> bool {
+    facts(fd) & SOCKET != 0
+}
+
+/// Makes sure `fd` has O_NONBLOCK set (once), so a syscall on it cannot
+/// block the vcpu.
+pub(crate) fn ensure_nonblocking(fd: i32) -> Result<(), crate::Errno> {
+    let f = facts(fd);
+    if f & NONBLOCK != 0 {
+        return Ok(());
+    }
+    let fl = crate::errno::syscall!(fcntl(fd, libc::F_GETFL))?;
+    if fl & libc::O_NONBLOCK == 0 {
+        crate::errno::syscall!(fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK))?;
+    }
+    if let Some(c) = cell(fd) {
+        c.store(f | NONBLOCK, Relaxed);
+    }
+    Ok(())
+}
+
+/// Records a socket photon just created (already non-blocking).
+pub(crate) fn new_socket(fd: i32) {
+    if let Some(c) = cell(fd) {
+        c.store(KNOWN | SOCKET | NONBLOCK, Relaxed);
+    }
+}
+
+/// Forgets what was known about `fd` (it is being closed).
+pub(crate) fn forget(fd: i32) {
+    if let Some(c) = cell(fd) {
+        c.store(UNKNOWN, Relaxed);
+    }
+}

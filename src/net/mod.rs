@@ -1,0 +1,538 @@
+//! Coroutine-blocking fd I/O: sockets, pipes, and any pollable fd.
+//!
+//! Each call either runs as an engine operation (io_uring: the kernel works
+//! on the caller's buffer while the thread is parked) or as a non-blocking
+//! syscall retried when the engine reports readiness (epoll, and io_uring
+//! kernels lacking an opcode). Only the calling photon thread waits; its
+//! vcpu runs other threads meanwhile. Every call has a deadline and is
+//! interruptible ([`crate::sched::io_wait`]).
+
+pub(crate) mod fdinfo;
+pub mod server;
+
+use crate::engine::{Op, OpKind, READABLE, WRITABLE};
+use crate::errno::{Errno, syscall};
+use crate::sched::{self, FOREVER};
+use crate::time::now_us;
+
+/// The absolute deadline for a relative `timeout_us` (`u64::MAX`: none).
+pub fn deadline(timeout_us: u64) -> u64 {
+    if timeout_us == u64::MAX {
+        FOREVER
+    } else {
+        now_us().saturating_add(timeout_us)
+    }
+}
+
+/// Biggest transfer handed to the kernel at once (as Linux caps read/write).
+const MAX_IO: usize = 0x7fff_f000;
+
+fn clamp(len: usize) -> u32 {
+    len.min(MAX_IO) as u32
+}
+
+/// Waits until `fd` is ready for `events`; returns the ready bits.
+fn ready_wait(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
+    // SAFETY: a Poll op points to no memory.
+    unsafe { sched::io_wait(Op::Poll { fd, events }, deadline) }.map(|b| b as u32)
+}
+
+/// Runs one transfer: as the engine operation `op` when the engine runs
+/// `kind`, else as the non-blocking syscall `sys` (returning -1 + errno),
+/// waiting for readiness in direction `dir` while it says EAGAIN.
+///
+/// # Safety
+/// The pointers in `op` (and those `sys` uses) are valid for the call.
+unsafe fn transfer(
+    kind: OpKind,
+    op: Op,
+    fd: i32,
+    dir: u32,
+    deadline: u64,
+    mut sys: impl FnMut() -> isize,
+) -> Result<usize, Errno> {
+    if fd < 0 {
+        return Err(Errno(libc::EBADF));
+    }
+    if sched::engine_runs(kind)? {
+        loop {
+            // SAFETY: the caller keeps op's memory valid.
+            match unsafe { sched::io_wait(op, deadline) } {
+                // A kernel that does not poll-arm O_NONBLOCK files: wait, retry.
+                Err(Errno(libc::EAGAIN)) => {
+                    ready_wait(fd, dir, deadline)?;
+                }
+                r => return r.map(|n| n as usize),
+            }
+        }
+    }
+    fdinfo::ensure_nonblocking(fd)?;
+    loop {
+        let n = sys();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match Errno::last_os_error() {
+            Errno(libc::EAGAIN) => {
+                ready_wait(fd, dir, deadline)?;
+            }
+            Errno(libc::EINTR) => {}
+            e => return Err(e),
+        }
+    }
+}
+
+/// `read(2)` that waits as a photon thread.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    let len = clamp(len);
+    // SAFETY: per the contract.
+    unsafe {
+        transfer(
+            OpKind::Data,
+            Op::Read { fd, buf, len },
+            fd,
+            READABLE,
+            deadline,
+            || libc::read(fd, buf.cast(), len as usize),
+        )
+    }
+}
+
+/// `write(2)` that waits as a photon thread; on a socket it never raises
+/// SIGPIPE (EPIPE is returned instead).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of reads.
+pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    if fdinfo::is_socket(fd) {
+        // SAFETY: per the contract.
+        return unsafe { send(fd, buf, len, 0, deadline) };
+    }
+    let len = clamp(len);
+    // SAFETY: per the contract.
+    unsafe {
+        transfer(
+            OpKind::Data,
+            Op::Write { fd, buf, len },
+            fd,
+            WRITABLE,
+            deadline,
+            || libc::write(fd, buf.cast(), len as usize),
+        )
+    }
+}
+
+/// `readv(2)` that waits as a photon thread.
+///
+/// # Safety
+/// `iov` holds `n` valid iovecs, each valid for writes.
+pub unsafe fn readv(
+    fd: i32,
+    iov: *const libc::iovec,
+    n: i32,
+    deadline: u64,
+) -> Result<usize, Errno> {
+    let n = u32::try_from(n).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: per the contract.
+    unsafe {
+        transfer(
+            OpKind::Data,
+            Op::Readv { fd, iov, n },
+            fd,
+            READABLE,
+            deadline,
+            || libc::readv(fd, iov, n as i32),
+        )
+    }
+}
+
+/// `writev(2)` that waits as a photon thread (no SIGPIPE on sockets).
+///
+/// # Safety
+/// `iov` holds `n` valid iovecs, each valid for reads.
+pub unsafe fn writev(
+    fd: i32,
+    iov: *const libc::iovec,
+    n: i32,
+    deadline: u64,
+) -> Result<usize, Errno> {
+    let n = u32::try_from(n).map_err(|_| Errno::EINVAL)?;
+    if fdinfo::is_socket(fd) {
+        // SAFETY: a zeroed msghdr is valid; it points at the caller's iovecs.
+        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+        msg.msg_iov = iov.cast_mut();
+        msg.msg_iovlen = n as usize;
+        // SAFETY: per the contract; msg lives across the call.
+        return unsafe { sendmsg(fd, &msg, 0, deadline) };
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        transfer(
+            OpKind::Data,
+            Op::Writev { fd, iov, n },
+            fd,
+            WRITABLE,
+            deadline,
+            || libc::writev(fd, iov, n as i32),
+        )
+    }
+}
+
+/// `recv(2)` that waits as a photon thread (once: returns what arrived).
+/// With `MSG_DONTWAIT` in `flags` it does not wait (EAGAIN).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+pub unsafe fn recv(
+    fd: i32,
+    buf: *mut u8,
+    len: usize,
+    flags: i32,
+    deadline: u64,
+) -> Result<usize, Errno> {
+    let len = clamp(len);
+    if flags & libc::MSG_DONTWAIT != 0 {
+        return syscall!(recv(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        transfer(
+            OpKind::Data,
+            Op::Recv {
+                fd,
+                buf,
+                len,
+                flags,
+            },
+            fd,
+            READABLE,
+            deadline,
+            || libc::recv(fd, buf.cast(), len as usize, flags),
+        )
+    }
+}
+
+/// `send(2)` that waits as a photon thread; never raises SIGPIPE.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of reads.
+pub unsafe fn send(
+    fd: i32,
+    buf: *const u8,
+    len: usize,
+    flags: i32,
+    deadline: u64,
+) -> Result<usize, Errno> {
+    let len = clamp(len);
+    let flags = flags | libc::MSG_NOSIGNAL;
+    if flags & libc::MSG_DONTWAIT != 0 {
+        return syscall!(send(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        transfer(
+            OpKind::Data,
+            Op::Send {
+                fd,
+                buf,
+                len,
+                flags,
+            },
+            fd,
+            WRITABLE,
+            deadline,
+            || libc::send(fd, buf.cast(), len as usize, flags),
+        )
+    }
+}
+
+/// `recvmsg(2)` that waits as a photon thread.
+///
+/// # Safety
+/// `msg` and everything it points to are valid for the call.
+pub unsafe fn recvmsg(
+    fd: i32,
+    msg: *mut libc::msghdr,
+    flags: i32,
+    deadline: u64,
+) -> Result<usize, Errno> {
+    if flags & libc::MSG_DONTWAIT != 0 {
+        return syscall!(recvmsg(fd, msg, flags)).map(|n| n as usize);
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        transfer(
+            OpKind::Data,
+            Op::RecvMsg {
+                fd,
+                msg,
+                flags: flags as u32,
+            },
+            fd,
+            READABLE,
+            deadline,
+            || libc::recvmsg(fd, msg, flags),
+        )
+    }
+}
+
+/// `sendmsg(2)` that waits as a photon thread; never raises SIGPIPE.
+///
+/// # Safety
+/// `msg` and everything it points to are valid for the call.
+pub unsafe fn sendmsg(
+    fd: i32,
+    msg: *const libc::msghdr,
+    flags: i32,
+    deadline: u64,
+) -> Result<usize, Errno> {
+    let flags = flags | libc::MSG_NOSIGNAL;
+    if flags & libc::MSG_DONTWAIT != 0 {
+        return syscall!(sendmsg(fd, msg, flags)).map(|n| n as usize);
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        transfer(
+            OpKind::Data,
+            Op::SendMsg {
+                fd,
+                msg,
+                flags: flags as u32,
+            },
+            fd,
+            WRITABLE,
+            deadline,
+            || libc::sendmsg(fd, msg, flags),
+        )
+    }
+}
+
+/// `recvfrom(2)` that waits as a photon thread.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes; `addr`/`addrlen` are NULL or valid.
+pub unsafe fn recvfrom(
+    fd: i32,
+    buf: *mut u8,
+    len: usize,
+    flags: i32,
+    addr: *mut libc::sockaddr,
+    addrlen: *mut libc::socklen_t,
+    deadline: u64,
+) -> Result<usize, Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.cast(),
+        iov_len: clamp(len) as usize,
+    };
+    // SAFETY: a zeroed msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !addr.is_null() && !addrlen.is_null() {
+        msg.msg_name = addr.cast();
+        // SAFETY: checked non-NULL; the caller passes a valid pointer.
+        msg.msg_namelen = unsafe { *addrlen };
+    }
+    // SAFETY: msg and iov live across the call; per the contract.
+    let n = unsafe { recvmsg(fd, &mut msg, flags, deadline)? };
+    if !addr.is_null() && !addrlen.is_null() {
+        // SAFETY: as above.
+        unsafe { *addrlen = msg.msg_namelen };
+    }
+    Ok(n)
+}
+
+/// `sendto(2)` that waits as a photon thread; never raises SIGPIPE.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes; `addr` is NULL or valid for `addrlen`.
+pub unsafe fn sendto(
+    fd: i32,
+    buf: *const u8,
+    len: usize,
+    flags: i32,
+    addr: *const libc::sockaddr,
+    addrlen: libc::socklen_t,
+    deadline: u64,
+) -> Result<usize, Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.cast_mut().cast(),
+        iov_len: clamp(len) as usize,
+    };
+    // SAFETY: a zeroed msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !addr.is_null() {
+        msg.msg_name = addr.cast_mut().cast();
+        msg.msg_namelen = addrlen;
+    }
+    // SAFETY: msg and iov live across the call; per the contract.
+    unsafe { sendmsg(fd, &msg, flags, deadline) }
+}
+
+/// Loops `read` until `len` bytes or EOF. A short count means EOF, or an
+/// error after some bytes arrived (those bytes are returned, not lost).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+pub unsafe fn read_full(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < len {
+        // SAFETY: per the contract; done < len.
+        match unsafe { read(fd, buf.add(done), len - done, deadline) } {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
+
+/// Loops `write` until all `len` bytes are written. A short count means an
+/// error after some bytes were written.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of reads.
+pub unsafe fn write_full(
+    fd: i32,
+    buf: *const u8,
+    len: usize,
+    deadline: u64,
+) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < len {
+        // SAFETY: per the contract; done < len.
+        match unsafe { write(fd, buf.add(done), len - done, deadline) } {
+            Ok(n) => done += n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
+
+/// A non-blocking socket, known to the engine as a new fd.
+pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
+    let fd = syscall!(socket(domain, ty | libc::SOCK_NONBLOCK, protocol))?;
+    adopt_new_socket(fd);
+    Ok(fd)
+}
+
+fn adopt_new_socket(fd: i32) {
+    fdinfo::new_socket(fd);
+    sched::forget_fd(fd);
+}
+
+/// `accept4(2)` that waits as a photon thread; the new fd is non-blocking.
+///
+/// # Safety
+/// `addr`/`addrlen` are NULL or valid.
+pub unsafe fn accept(
+    fd: i32,
+    addr: *mut libc::sockaddr,
+    addrlen: *mut libc::socklen_t,
+    deadline: u64,
+) -> Result<i32, Errno> {
+    let flags = libc::SOCK_NONBLOCK;
+    let op = Op::Accept {
+        fd,
+        addr,
+        len: addrlen,
+        flags,
+    };
+    // SAFETY: per the contract.
+    let nfd = unsafe {
+        transfer(OpKind::Accept, op, fd, READABLE, deadline, || {
+            libc::accept4(fd, addr, addrlen, flags) as isize
+        })?
+    } as i32;
+    adopt_new_socket(nfd);
+    Ok(nfd)
+}
+
+/// `connect(2)` that waits as a photon thread. The fd is switched to
+/// O_NONBLOCK if it was not.
+///
+/// # Safety
+/// `addr` is valid for `len` bytes.
+pub unsafe fn connect(
+    fd: i32,
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+    deadline: u64,
+) -> Result<(), Errno> {
+    sched::engine_runs(OpKind::Poll)?; // EPERM off a vcpu, before any effect
+    fdinfo::ensure_nonblocking(fd)?;
+    loop {
+        match syscall!(connect(fd, addr, len)) {
+            Ok(_) => return Ok(()),
+            Err(Errno(libc::EINTR)) => continue,
+            // A full Unix-socket backlog: wait and try again.
+            Err(Errno(libc::EAGAIN)) => {
+                ready_wait(fd, WRITABLE, deadline)?;
+            }
+            Err(Errno(libc::EINPROGRESS)) => {
+                ready_wait(fd, WRITABLE, deadline)?;
+                let mut err: libc::c_int = 0;
+                let mut elen = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+                syscall!(getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&raw mut err).cast(),
+                    &mut elen
+                ))?;
+                return if err == 0 { Ok(()) } else { Err(Errno(err)) };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Waits until `fd` is ready for `events` (READABLE/WRITABLE); returns the
+/// ready subset (errors and hang-ups count as both).
+pub fn wait_fd(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
+    if events == 0 || events & !(READABLE | WRITABLE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    sched::engine_runs(OpKind::Poll)?;
+    let mut pfd = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    if events & READABLE != 0 {
+        pfd.events |= libc::POLLIN;
+    }
+    if events & WRITABLE != 0 {
+        pfd.events |= libc::POLLOUT;
+    }
+    syscall!(poll(&mut pfd, 1, 0))?;
+    if pfd.revents & libc::POLLNVAL != 0 {
+        return Err(Errno(libc::EBADF));
+    }
+    let mut bits = 0;
+    if pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 {
+        bits |= READABLE;
+    }
+    if pfd.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0 {
+        bits |= WRITABLE;
+    }
+    if bits & events != 0 {
+        return Ok(bits & events);
+    }
+    ready_wait(fd, events, deadline)
+}
+
+/// Closes `fd`, first waking every photon thread of this vcpu blocked on
+/// it (their calls fail with ECANCELED).
+pub fn close(fd: i32) -> Result<(), Errno> {
+    sched::cancel_fd(fd);
+    fdinfo::forget(fd);
+    syscall!(close(fd)).map(|_| ())
+}

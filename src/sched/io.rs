@@ -1,0 +1,93 @@
+//! Waiting for engine operations: the one place where a photon thread hands
+//! memory to the kernel and parks until the kernel gives it back.
+//!
+//! The rule that keeps buffers safe (the bug PhotonLibOS and tokio each had
+//! once): a thread whose operation is in flight does not return from
+//! [`io_wait`] until the engine reported that operation's completion, on
+//! every path. A timeout or interrupt cancels the operation and then waits,
+//! uninterruptibly, for its completion; if the operation succeeded in the
+//! meantime its result is returned, so no received data is lost.
+
+use super::thread::NO_OP;
+use super::vcpu::{FOREVER, block, current, on_vcpu};
+use crate::engine::{Cancel, Op, OpKind, Submitted};
+use crate::errno::Errno;
+
+fn to_result(r: i64) -> Result<i64, Errno> {
+    if r < 0 { Err(Errno(-r as i32)) } else { Ok(r) }
+}
+
+/// True if the calling vcpu's engine runs operations of `kind` itself.
+pub(crate) fn engine_runs(kind: OpKind) -> Result<bool, Errno> {
+    let v = on_vcpu()?;
+    // SAFETY: this OS thread's live vcpu.
+    Ok(unsafe { (*v).engine.runs(kind) })
+}
+
+/// Runs `op` on the calling vcpu's engine and parks the calling thread until
+/// it completes, `deadline` passes (`ETIMEDOUT`), or the thread is
+/// interrupted (the interrupter's errno). Returns the operation's result.
+///
+/// # Safety
+/// Every pointer in `op` must stay valid until this returns (it does not
+/// return while the kernel may still use them).
+pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
+    let v = on_vcpu()?;
+    // SAFETY: live vcpu and current TCB; both re-read after each switch.
+    unsafe {
+        let cur = (*v).current;
+        if cur == (*v).idle {
+            return Err(Errno::EPERM);
+        }
+        if (*cur).pending_interrupt != 0 {
+            return Err(Errno(core::mem::take(&mut (*cur).pending_interrupt)));
+        }
+        let id = match (*v).engine.submit(op, cur.cast())? {
+            Submitted::Done(r) => return to_result(r),
+            Submitted::Pending(id) => id,
+        };
+        (*cur).io_op = id;
+        (*cur).io_done = false;
+        let woke = block(deadline);
+        if !(*cur).io_done {
+            let why = woke.err().unwrap_or(Errno(libc::EINTR));
+            match (*current()).engine.cancel(id) {
+                Cancel::Gone => {
+                    (*cur).io_op = NO_OP;
+                    return Err(why);
+                }
+                Cancel::Requested => {
+                    (*cur).uninterruptible = true;
+                    while !(*cur).io_done {
+                        let _ = block(FOREVER);
+                    }
+                    (*cur).uninterruptible = false;
+                }
+            }
+            if (*cur).io_result == -(libc::ECANCELED as i64) {
+                return Err(why);
+            }
+        }
+        to_result((*cur).io_result)
+    }
+}
+
+/// Delivers completions the engine produced synchronously (e.g. when an fd
+/// is closed under waiting threads) and lets the engine forget `fd`.
+pub(crate) fn cancel_fd(fd: i32) {
+    let Ok(v) = on_vcpu() else { return };
+    // SAFETY: live vcpu; no switch here.
+    unsafe {
+        let mut done = Vec::new();
+        (*v).engine.cancel_fd(fd, &mut done);
+        super::vcpu::deliver(v, &mut done);
+    }
+}
+
+/// Tells the calling vcpu's engine that `fd` is a new file.
+pub(crate) fn forget_fd(fd: i32) {
+    if let Ok(v) = on_vcpu() {
+        // SAFETY: live vcpu; no switch here.
+        unsafe { (*v).engine.forget_fd(fd) };
+    }
+}

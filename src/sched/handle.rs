@@ -194,13 +194,19 @@ fn live(h: Handle) -> Result<(&'static Slot, u32, u64), Errno> {
     let slot = slot_at(idx).ok_or(Errno::ESRCH)?;
     let w = slot.ctl.load(Acquire);
     if gen_of(w) != h.generation() || w & FREE != 0 {
-        // Joined a moment ago and not yet reused: a second join is misuse, not a stale handle.
-        if w & WAS_JOINED != 0 && next_gen(h.generation()) == gen_of(w) {
-            return Err(Errno::EINVAL);
-        }
         return Err(Errno::ESRCH);
     }
     Ok((slot, idx, w))
+}
+
+/// True if `h` was joined and its slot not reused since: a second join is
+/// misuse (EINVAL) rather than a stale handle.
+fn joined_just_now(h: Handle) -> bool {
+    let Some(slot) = h.index().and_then(slot_at) else {
+        return false;
+    };
+    let w = slot.ctl.load(Acquire);
+    w & WAS_JOINED != 0 && next_gen(h.generation()) == gen_of(w)
 }
 
 /// The owning vcpu id and TCB of a live thread. The TCB may be
@@ -311,7 +317,8 @@ pub(crate) fn join_start(
     cache: &mut SlotCache,
 ) -> Result<JoinStep, Errno> {
     loop {
-        let (slot, idx, w) = live(h)?;
+        let (slot, idx, w) =
+            live(h).map_err(|e| if joined_just_now(h) { Errno::EINVAL } else { e })?;
         if w & JOINABLE == 0 || w & WAITING != 0 {
             return Err(Errno::EINVAL);
         }

@@ -1,0 +1,121 @@
+/*
+ * check.h: the few helpers the C tests of libphoton share.
+ *
+ * CHECK(cond, fmt, ...) prints file:line, the failed condition and a message
+ * to stderr and exits 1. CHECK_ERRNO(expr, want) checks a POSIX-style call:
+ * it must return -1 and leave errno == want. Tests print each thing they
+ * check with SAY() so a failure's output shows how far they got.
+ */
+#ifndef PHOTON_TEST_CHECK_H
+#define PHOTON_TEST_CHECK_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "photon.h"
+
+#define CHECK(cond, ...)                                                     \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "%s:%d: CHECK FAILED: %s\n  ", __FILE__,         \
+                    __LINE__, #cond);                                        \
+            fprintf(stderr, __VA_ARGS__);                                    \
+            fprintf(stderr, "\n");                                           \
+            fflush(stderr);                                                  \
+            exit(1);                                                         \
+        }                                                                    \
+    } while (0)
+
+/* `expr` must evaluate to -1 and set errno to `want`. */
+#define CHECK_ERRNO(expr, want)                                              \
+    do {                                                                     \
+        errno = 0;                                                           \
+        long check_ret_ = (long)(expr);                                      \
+        int check_errno_ = errno;                                            \
+        CHECK(check_ret_ == -1 && check_errno_ == (want),                    \
+              "%s: want -1 with errno %d (%s), got %ld with errno %d (%s)",  \
+              #expr, (int)(want), strerror(want), check_ret_, check_errno_,  \
+              strerror(check_errno_));                                       \
+    } while (0)
+
+/* `expr` must evaluate to NULL and set errno to `want`. */
+#define CHECK_NULL_ERRNO(expr, want)                                         \
+    do {                                                                     \
+        errno = 0;                                                           \
+        const void *check_ptr_ = (const void *)(expr);                       \
+        int check_errno_ = errno;                                            \
+        CHECK(check_ptr_ == NULL && check_errno_ == (want),                  \
+              "%s: want NULL with errno %d (%s), got %p with errno %d (%s)", \
+              #expr, (int)(want), strerror(want), check_ptr_, check_errno_,  \
+              strerror(check_errno_));                                       \
+    } while (0)
+
+/* `expr` must evaluate to 0 (success). */
+#define CHECK_OK(expr)                                                       \
+    do {                                                                     \
+        errno = 0;                                                           \
+        long check_ret_ = (long)(expr);                                      \
+        int check_errno_ = errno;                                            \
+        CHECK(check_ret_ == 0, "%s: want 0, got %ld with errno %d (%s)",     \
+              #expr, check_ret_, check_errno_, strerror(check_errno_));      \
+    } while (0)
+
+#define SAY(...)                                                             \
+    do {                                                                     \
+        printf(__VA_ARGS__);                                                 \
+        printf("\n");                                                        \
+    } while (0)
+
+/* Unbuffered output: a test that crashes still shows what it checked. */
+static inline void test_start(const char *name) {
+    setvbuf(stdout, NULL, _IONBF, 0);
+    setvbuf(stderr, NULL, _IONBF, 0);
+    const char *engine = getenv("PHOTON_ENGINE");
+    printf("== %s (PHOTON_ENGINE=%s, libphoton %s)\n", name,
+           engine ? engine : "(unset)", photon_version());
+}
+
+/* photon_init with the default engine (PHOTON_ENGINE picks it in tests). */
+static inline void test_init(void) {
+    errno = 0;
+    int ret = photon_init(PHOTON_EVENT_DEFAULT, 0);
+    int err = errno;
+    CHECK(ret == 0, "photon_init: got %d with errno %d (%s)", ret, err,
+          strerror(err));
+    const char *engine = photon_engine_name();
+    CHECK(engine != NULL, "photon_engine_name() is NULL on a vcpu");
+    CHECK(strcmp(engine, "epoll") == 0 || strcmp(engine, "io_uring") == 0,
+          "photon_engine_name() is \"%s\"", engine);
+    printf("vcpu up, engine %s\n", engine);
+}
+
+static inline void test_fini(void) { CHECK_OK(photon_fini()); }
+
+/* Create a joinable thread, or fail the test. */
+static inline photon_thread *spawn_joinable(photon_entry entry, void *arg,
+                                            size_t stack_size) {
+    errno = 0;
+    photon_thread *th = photon_thread_create(entry, arg, stack_size);
+    int err = errno;
+    CHECK(th != NULL, "photon_thread_create: NULL with errno %d (%s)", err,
+          strerror(err));
+    CHECK_OK(photon_thread_enable_join(th));
+    return th;
+}
+
+/* Join a thread and return its return value, or fail the test. */
+static inline void *join_ok(photon_thread *th) {
+    void *ret = (void *)(uintptr_t)0xdeadbeef;
+    CHECK_OK(photon_thread_join(th, &ret));
+    return ret;
+}
+
+static inline uint64_t elapsed_us(uint64_t since) {
+    return photon_now_us() - since;
+}
+
+#endif /* PHOTON_TEST_CHECK_H */

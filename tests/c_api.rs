@@ -1,0 +1,482 @@
+//! Behaviour through the C ABI: real C programs (`tests/c/*.c`) compiled
+//! against `include/photon.h`, linked to the `libphoton.so` that this
+//! `cargo test` built, and run once per event engine (`PHOTON_ENGINE=epoll`,
+//! then `PHOTON_ENGINE=io_uring`). Each program prints what it checks and
+//! exits 0, or exits non-zero naming the failed check (`tests/c/check.h`).
+//!
+//! Also here: the header compiles alone as C99 and as C++11 with warnings as
+//! errors, and the checked-in header is the one build.rs generates.
+//!
+//! Where the library is found: `cargo test` compiles the library unit with
+//! all its crate types, so `libphoton.so` sits in `target/<profile>/deps/`,
+//! next to this test's executable, built from the same sources, profile and
+//! features; cargo copies it up to `target/<profile>/` only on `cargo build`.
+//! The harness links to the one in `deps/`, and only if that is missing
+//! falls back to `target/<profile>/`, running `cargo build` once if needed.
+//! The programs reach it through symlinks in `target/<profile>/c-tests/lib/`
+//! (with an rpath there), one of them named by the library's soname.
+
+use std::env;
+use std::fs;
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Each run of a C program is killed, and its test failed, after this long.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every C program runs under each engine (io_uring may fall back to epoll
+/// with a warning where the kernel lacks it).
+const ENGINES: [&str; 2] = ["epoll", "io_uring"];
+
+/// The C programs in `tests/c/`, each with its `#[test]` below.
+const PROGRAMS: [&str; 11] = [
+    "bad_input",
+    "cross_vcpu",
+    "fini",
+    "interrupt",
+    "join",
+    "keys",
+    "many_threads",
+    "off_vcpu",
+    "self_yield",
+    "sleep_order",
+    "stack_overflow",
+];
+
+/// The flags of every C test program.
+const C_FLAGS: [&str; 6] = [
+    "-std=c11",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-D_GNU_SOURCE",
+];
+
+/// The triple the C compiler targets: this test's own target.
+const TARGET: &str = if cfg!(all(target_arch = "x86_64", target_env = "musl")) {
+    "x86_64-unknown-linux-musl"
+} else if cfg!(target_arch = "x86_64") {
+    "x86_64-unknown-linux-gnu"
+} else if cfg!(all(target_arch = "aarch64", target_env = "musl")) {
+    "aarch64-unknown-linux-musl"
+} else if cfg!(target_arch = "aarch64") {
+    "aarch64-unknown-linux-gnu"
+} else {
+    panic!("tests/c_api.rs: add this target's triple")
+};
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn include_dir() -> PathBuf {
+    manifest_dir().join("include")
+}
+
+fn c_test_dir() -> PathBuf {
+    manifest_dir().join("tests").join("c")
+}
+
+/// `target/<profile>/deps/`, where this test's executable lives. Being found
+/// from the executable, it honours `CARGO_TARGET_DIR` and `--target`.
+fn deps_dir() -> PathBuf {
+    let exe = env::current_exe().expect("current_exe");
+    exe.parent()
+        .expect("test executable has a directory")
+        .to_path_buf()
+}
+
+/// `target/<profile>/`.
+fn profile_dir() -> PathBuf {
+    deps_dir()
+        .parent()
+        .expect("target/<profile>/deps has a parent")
+        .to_path_buf()
+}
+
+/// The directory the C programs link to and load `libphoton.so` from:
+/// `target/<profile>/c-tests/lib/`, holding symlinks to the library cargo
+/// built, under its link name and under its soname (`libphoton.so.<major>`,
+/// which build.rs gives it and which is what a linked program asks the
+/// loader for). Made once.
+fn lib_dir() -> &'static Path {
+    static LIB_DIR: OnceLock<PathBuf> = OnceLock::new();
+    LIB_DIR.get_or_init(|| {
+        let built = find_built_library();
+        let dir = out_dir().join("lib");
+        fs::create_dir_all(&dir).expect("create target/<profile>/c-tests/lib");
+        let soname = format!("libphoton.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+        for name in ["libphoton.so", soname.as_str()] {
+            // symlink under a temporary name, then rename: atomic for any
+            // other test run using the same directory
+            let link = dir.join(name);
+            let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+            let _ = fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&built, &tmp)
+                .and_then(|()| fs::rename(&tmp, &link))
+                .unwrap_or_else(|e| {
+                    panic!("symlink {} -> {}: {e}", link.display(), built.display())
+                });
+        }
+        dir
+    })
+}
+
+/// The `libphoton.so` that cargo built: in `deps/`, else in
+/// `target/<profile>/`, else built there now by `cargo build`.
+fn find_built_library() -> PathBuf {
+    for dir in [deps_dir(), profile_dir()] {
+        let lib = dir.join("libphoton.so");
+        if lib.is_file() {
+            return lib;
+        }
+    }
+    cargo_build_library();
+    let lib = profile_dir().join("libphoton.so");
+    assert!(
+        lib.is_file(),
+        "`cargo build` did not produce {}",
+        lib.display()
+    );
+    lib
+}
+
+/// Runs `cargo build --lib` for the profile and target directory of this test.
+fn cargo_build_library() {
+    let profile_dir = profile_dir();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .expect("profile directory name");
+    let profile = if profile == "debug" { "dev" } else { profile };
+    let mut target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(manifest_dir())
+        .args(["build", "--lib", "--profile", profile]);
+    if target_dir.file_name().and_then(|n| n.to_str()) == Some(TARGET) {
+        // target/<triple>/<profile>: a `cargo test --target` run
+        cmd.args(["--target", TARGET]);
+        target_dir.pop();
+    }
+    cmd.arg("--target-dir").arg(&target_dir);
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build failed: {status}");
+}
+
+/// Where compiled C programs go: `target/<profile>/c-tests/`.
+fn out_dir() -> PathBuf {
+    let dir = profile_dir().join("c-tests");
+    fs::create_dir_all(&dir).expect("create target/<profile>/c-tests");
+    dir
+}
+
+/// The C (or C++) compiler the `cc` crate picks for this target, honouring
+/// `CC`, `CXX`, `CFLAGS` and friends.
+fn compiler(cpp: bool) -> cc::Tool {
+    cc::Build::new()
+        .cpp(cpp)
+        .target(TARGET)
+        .host(TARGET)
+        .opt_level(2)
+        .debug(true)
+        .out_dir(out_dir())
+        .cargo_metadata(false)
+        .get_compiler()
+}
+
+/// Runs a command to completion and fails the test, showing its output, if
+/// it does not succeed.
+fn run_to_success(mut cmd: Command, what: &str) {
+    // the command line alone: Command's Debug also lists the environment
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|arg| arg.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {line}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{line}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Compiles `tests/c/<name>.c` into an executable linked to libphoton.so.
+fn compile_c_program(name: &str) -> PathBuf {
+    let src = c_test_dir().join(format!("{name}.c"));
+    assert!(src.is_file(), "missing {}", src.display());
+    let header = include_dir().join("photon.h");
+    assert!(header.is_file(), "missing {}", header.display());
+    let lib_dir = lib_dir();
+    let exe = out_dir().join(name);
+    let mut cmd = compiler(false).to_command();
+    cmd.args(C_FLAGS)
+        .arg("-I")
+        .arg(include_dir())
+        .arg("-I")
+        .arg(c_test_dir())
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(lib_dir)
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .args(["-lphoton", "-lpthread"]);
+    run_to_success(cmd, &format!("compiling {}", src.display()));
+    exe
+}
+
+/// What one run of a C program did.
+struct Run {
+    status: Option<ExitStatus>, // None: killed at the timeout
+    elapsed: Duration,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        let status = match self.status {
+            None => format!("killed after the {RUN_TIMEOUT:?} timeout"),
+            Some(s) => match (s.code(), s.signal()) {
+                (Some(code), _) => format!("exit status {code}"),
+                (None, Some(sig)) => format!("killed by signal {sig}"),
+                _ => format!("{s}"),
+            },
+        };
+        format!(
+            "{status} after {:.2?}\n--- stdout\n{}--- stderr\n{}",
+            self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs an executable with `PHOTON_ENGINE=engine`, killing it at the timeout.
+/// Runs are serialized: the programs measure time, and one program hogging
+/// both cores would make another's timing checks flaky.
+fn run_c_program(exe: &Path, engine: &str) -> Run {
+    static RUN_LOCK: Mutex<()> = Mutex::new(());
+    let _serial = RUN_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+
+    let start = Instant::now();
+    let mut child = Command::new(exe)
+        .env("PHOTON_ENGINE", engine)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for a C program") {
+            break Some(status);
+        }
+        if start.elapsed() > RUN_TIMEOUT {
+            child.kill().expect("kill a C program at its timeout");
+            child.wait().expect("reap a killed C program");
+            break None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = start.elapsed();
+    Run {
+        status,
+        elapsed,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Compiles `tests/c/<name>.c` and runs it under each engine; it must exit 0
+/// every time.
+fn c_test(name: &str) {
+    let exe = compile_c_program(name);
+    for engine in ENGINES {
+        let run = run_c_program(&exe, engine);
+        let passed = run.status.is_some_and(|s| s.success());
+        assert!(
+            passed,
+            "C test {name} with PHOTON_ENGINE={engine} failed: {}",
+            run.describe()
+        );
+        println!(
+            "{name} (PHOTON_ENGINE={engine}): passed in {:.2?}",
+            run.elapsed
+        );
+        print!("{}", run.stdout);
+    }
+}
+
+#[test]
+fn c_sleep_order() {
+    c_test("sleep_order");
+}
+
+#[test]
+fn c_join() {
+    c_test("join");
+}
+
+#[test]
+fn c_self_yield() {
+    c_test("self_yield");
+}
+
+#[test]
+fn c_interrupt() {
+    c_test("interrupt");
+}
+
+#[test]
+fn c_many_threads() {
+    c_test("many_threads");
+}
+
+#[test]
+fn c_keys() {
+    c_test("keys");
+}
+
+#[test]
+fn c_bad_input() {
+    c_test("bad_input");
+}
+
+#[test]
+fn c_off_vcpu() {
+    c_test("off_vcpu");
+}
+
+#[test]
+fn c_cross_vcpu() {
+    c_test("cross_vcpu");
+}
+
+#[test]
+fn c_fini() {
+    c_test("fini");
+}
+
+/// A photon thread overflowing its 64 KiB stack: the process dies by
+/// SIGABRT (not a bare SIGSEGV, not a normal exit) and says why on stderr.
+#[test]
+fn c_stack_overflow() {
+    let exe = compile_c_program("stack_overflow");
+    for engine in ENGINES {
+        let run = run_c_program(&exe, engine);
+        let signal = run.status.and_then(|s| s.signal());
+        assert_eq!(
+            signal,
+            Some(libc::SIGABRT),
+            "stack_overflow with PHOTON_ENGINE={engine}: want death by SIGABRT ({}), got {}",
+            libc::SIGABRT,
+            run.describe()
+        );
+        let stderr = run.stderr.to_lowercase();
+        assert!(
+            stderr.contains("stack overflow"),
+            "stack_overflow with PHOTON_ENGINE={engine}: stderr does not say \"stack overflow\": {}",
+            run.describe()
+        );
+        assert!(
+            stderr.contains("65536"),
+            "stack_overflow with PHOTON_ENGINE={engine}: stderr does not name the stack size 65536: {}",
+            run.describe()
+        );
+        println!(
+            "stack_overflow (PHOTON_ENGINE={engine}): SIGABRT, stderr:\n{}",
+            run.stderr
+        );
+    }
+}
+
+/// Every program in tests/c/ has its test above, and every test its program.
+#[test]
+fn every_c_program_has_a_test() {
+    let mut found: Vec<String> = fs::read_dir(c_test_dir())
+        .expect("read tests/c")
+        .map(|entry| entry.expect("tests/c entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "c"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    assert_eq!(
+        found, PROGRAMS,
+        "tests/c/*.c and PROGRAMS in tests/c_api.rs differ"
+    );
+}
+
+/// Compiles a translation unit that includes photon.h twice (include guard)
+/// and nothing else before it (self-contained), syntax only.
+fn header_compiles(cpp: bool, std_flag: &str) {
+    let lang = if cpp { "c++" } else { "c" };
+    let tu = out_dir().join(format!("header_alone.{}", if cpp { "cpp" } else { "c" }));
+    fs::write(
+        &tu,
+        "#include \"photon.h\"\n#include \"photon.h\"\n\
+         int photon_header_test(void);\n\
+         int photon_header_test(void) { return PHOTON_EVENT_DEFAULT; }\n",
+    )
+    .expect("write header test translation unit");
+    let mut cmd = compiler(cpp).to_command();
+    cmd.args([
+        std_flag,
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+        "-fsyntax-only",
+    ])
+    .arg("-I")
+    .arg(include_dir())
+    .args(["-x", lang])
+    .arg(&tu);
+    run_to_success(cmd, &format!("include/photon.h as {std_flag}"));
+}
+
+#[test]
+fn header_compiles_as_c99() {
+    header_compiles(false, "-std=c99");
+}
+
+#[test]
+fn header_compiles_as_cpp11() {
+    header_compiles(true, "-std=c++11");
+}
+
+/// include/photon.h is checked in; it must be what build.rs generates now.
+#[test]
+fn header_is_fresh() {
+    let generated = option_env!("PHOTON_GENERATED_HEADER").expect(
+        "build.rs does not set PHOTON_GENERATED_HEADER (cargo:rustc-env) to the header it generates",
+    );
+    let generated = fs::read(generated)
+        .unwrap_or_else(|e| panic!("cannot read the generated header {generated}: {e}"));
+    let checked_in = fs::read(include_dir().join("photon.h")).expect("read include/photon.h");
+    assert!(
+        generated == checked_in,
+        "include/photon.h is stale: run `cargo build` and commit it"
+    );
+}

@@ -173,12 +173,10 @@ impl Engine for EpollEngine {
     }
 
     fn forget_fd(&mut self, fd: i32) {
-        if let Some(st) = self.fds.get_mut(fd as usize) {
-            if st.registered {
-                st.registered = false;
-                // Fails harmlessly when the old file is already closed.
-                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-            }
+        if let Some(st) = self.fds.get_mut(fd as usize).filter(|st| st.registered) {
+            st.registered = false;
+            // Fails harmlessly when the old file is already closed.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
     }
 

@@ -20,6 +20,10 @@
 //!   means none.
 
 #![allow(non_camel_case_types)]
+// C names: photon_thread, photon_entry
+// Exported functions take C pointers by design; each checks NULL and its
+// doc states what the caller guarantees (they are `extern "C"`, not `unsafe fn`).
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod lifecycle;
 mod thread;

@@ -391,7 +391,7 @@ mod tests {
         let mut c = SlotCache::new();
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         assert!(is_live(h));
-        assert_eq!(end(h, ptr::null_mut(), &mut c).is_none(), true); // detached: freed
+        assert!(end(h, ptr::null_mut(), &mut c).is_none()); // detached: freed
         assert_eq!(resolve(h).unwrap_err(), Errno::ESRCH);
         assert_eq!(enable_join(h).unwrap_err(), Errno::ESRCH);
         assert_eq!(resolve(Handle(0x12345)).unwrap_err(), Errno::ESRCH);

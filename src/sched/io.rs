@@ -58,8 +58,13 @@ pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
                 }
                 Cancel::Requested => {
                     (*cur).uninterruptible = true;
-                    while !(*cur).io_done {
+                    // Not done yet (checked above, no switch since): park
+                    // until the completion is delivered.
+                    loop {
                         let _ = block(FOREVER);
+                        if (*cur).io_done {
+                            break;
+                        }
                     }
                     (*cur).uninterruptible = false;
                 }

@@ -20,10 +20,8 @@ pub type Entry = unsafe extern "C" fn(arg: *mut c_void) -> *mut c_void;
 /// Where a thread is in its life.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum State {
-    /// In the run queue, or about to be.
-    Ready,
-    /// On the CPU.
-    Running,
+    /// In the run queue (running, or ready to run).
+    Runnable,
     /// Waiting for a wake-up, a timer, or an interrupt.
     Blocked,
     /// Ended; its stack is recycled by the next thread to run.
@@ -37,7 +35,8 @@ pub(crate) const NO_TIMER: usize = usize::MAX;
 pub(crate) struct ThreadCtl {
     /// Saved stack pointer while not running.
     pub sp: StackPointer,
-    /// Link in the run queue (a thread is in at most one queue).
+    /// Links in the run queue ring (null when not runnable).
+    pub prev: *mut ThreadCtl,
     pub next: *mut ThreadCtl,
     /// Links in the vcpu's list of all its threads.
     pub all_prev: *mut ThreadCtl,
@@ -80,10 +79,11 @@ impl ThreadCtl {
     pub(crate) fn new(handle: Handle, entry: Option<Entry>, arg: *mut c_void) -> ThreadCtl {
         ThreadCtl {
             sp: ptr::null_mut(),
+            prev: ptr::null_mut(),
             next: ptr::null_mut(),
             all_prev: ptr::null_mut(),
             all_next: ptr::null_mut(),
-            state: State::Ready,
+            state: State::Runnable,
             wait_seq: 0,
             wake_result: 0,
             pending_interrupt: 0,

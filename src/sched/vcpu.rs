@@ -110,7 +110,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
     // SAFETY: `main` is a live, exclusively owned TCB.
     unsafe {
         (*main).handle = h;
-        (*main).state = State::Running;
+        (*main).state = State::Runnable;
     }
     let idle_stack = match Stack::new(IDLE_STACK) {
         Ok(s) => s,
@@ -150,6 +150,8 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
         fini_waiting: false,
         _alt_stack: AltStack::install(),
     });
+    let mut vcpu = vcpu;
+    vcpu.run_queue.push(main);
     remote::register(id, remote);
     set_current(Box::into_raw(vcpu));
     Ok(())
@@ -284,7 +286,7 @@ pub(crate) fn engine_name() -> Option<&'static str> {
     (!v.is_null()).then(|| unsafe { (*v).engine.name() })
 }
 
-/// Switches from `cur` (already queued, blocked or dead) to `next`.
+/// Switches from `cur` (rotated past, blocked or dead) to `next`.
 ///
 /// # Safety
 /// `v` is the calling OS thread's vcpu; `cur` is its running thread.
@@ -292,7 +294,6 @@ pub(crate) fn engine_name() -> Option<&'static str> {
 unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
     // SAFETY: per the contract, all three are live and owned by this vcpu.
     unsafe {
-        (*next).state = State::Running;
         if cur == next {
             return; // woken while choosing (its timer fired in the poll)
         }
@@ -321,7 +322,8 @@ unsafe fn reclaim(dead: *mut ThreadCtl) {
     }
 }
 
-/// Picks the thread to run next: the run queue's head, or the idle thread.
+/// Picks the thread to run after the current one left the run queue: the
+/// queue's head, or the idle thread.
 /// Every [`POLL_EVERY`] decisions it first polls timers and events without
 /// sleeping, so busy threads cannot starve sleepers.
 ///
@@ -332,7 +334,7 @@ unsafe fn next_to_run(v: *mut Vcpu) -> *mut ThreadCtl {
     // SAFETY: per the contract.
     unsafe {
         tick(v);
-        (*v).run_queue.pop().unwrap_or((*v).idle)
+        (*v).run_queue.head().unwrap_or((*v).idle)
     }
 }
 
@@ -351,13 +353,14 @@ unsafe fn tick(v: *mut Vcpu) {
     // SAFETY: per the contract.
     unsafe {
         (*v).ticks = (*v).ticks.wrapping_add(1);
-        if (*v).ticks % POLL_EVERY == 0 {
+        if (*v).ticks.is_multiple_of(POLL_EVERY) {
             poll_now(v);
         }
     }
 }
 
 /// `photon_thread_yield`: lets every other runnable thread run once.
+#[inline]
 pub(crate) fn yield_now() {
     let v = current();
     if v.is_null() {
@@ -367,11 +370,9 @@ pub(crate) fn yield_now() {
     unsafe {
         let cur = (*v).current;
         tick(v);
-        let Some(next) = (*v).run_queue.pop() else {
+        let Some(next) = (*v).run_queue.rotate() else {
             return;
         };
-        (*cur).state = State::Ready;
-        (*v).run_queue.push(cur);
         switch_to(v, cur, next);
     }
 }
@@ -403,6 +404,7 @@ pub(crate) fn block(deadline: u64) -> Result<(), Errno> {
             return Err(Errno(core::mem::take(&mut (*cur).pending_interrupt)));
         }
         (*cur).state = State::Blocked;
+        (*v).run_queue.remove(cur);
         (*cur).wait_seq += 1;
         (*cur).wake_result = 0;
         (*cur).deadline = deadline;
@@ -431,7 +433,7 @@ unsafe fn wake_local(v: *mut Vcpu, th: *mut ThreadCtl, result: i32) {
         (*v).timers.remove(th);
         (*th).deadline = FOREVER;
         (*th).wake_result = result;
-        (*th).state = State::Ready;
+        (*th).state = State::Runnable;
         (*v).run_queue.push(th);
     }
 }
@@ -481,7 +483,7 @@ unsafe fn interrupt_local(v: *mut Vcpu, th: *mut ThreadCtl, errno: i32) {
     unsafe {
         match (*th).state {
             State::Blocked if !(*th).uninterruptible => wake_local(v, th, errno),
-            State::Blocked | State::Ready | State::Running => (*th).pending_interrupt = errno,
+            State::Blocked | State::Runnable => (*th).pending_interrupt = errno,
             State::Dead => {}
         }
     }
@@ -616,8 +618,8 @@ unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
             wake_local(v, (*v).main, 0);
         }
         (*th).state = State::Dead;
+        (*v).run_queue.remove(th);
         let next = next_to_run(v);
-        (*next).state = State::Running;
         (*v).current = next;
         let mut unused: arch::StackPointer = ptr::null_mut();
         arch::switch(&mut unused, (*next).sp, th as usize);
@@ -635,7 +637,7 @@ unsafe extern "C" fn idle_main(deferred: usize, _data: *mut u8) -> ! {
         loop {
             let v = current();
             poll(v, true);
-            if let Some(next) = (*v).run_queue.pop() {
+            if let Some(next) = (*v).run_queue.head() {
                 switch_to(v, (*v).idle, next);
             }
         }
@@ -652,7 +654,7 @@ unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
     unsafe {
         drain_inbox(v);
         fire_timers(v);
-        let idle = (*v).run_queue.len() == 0;
+        let idle = (*v).run_queue.is_empty();
         let timeout = if !(may_sleep && idle) {
             if !(*v).engine.has_pending() {
                 return;

@@ -20,10 +20,13 @@ impl StackPool {
 
     /// A stack with at least `size` usable bytes (exactly the rounded size).
     pub(crate) fn get(&mut self, size: usize) -> Result<Stack, Errno> {
-        if let Some((_, v)) = self.by_size.iter_mut().find(|(s, _)| *s == size) {
-            if let Some(st) = v.pop() {
-                return Ok(st);
-            }
+        if let Some(st) = self
+            .by_size
+            .iter_mut()
+            .find(|(s, _)| *s == size)
+            .and_then(|(_, v)| v.pop())
+        {
+            return Ok(st);
         }
         Stack::new(size)
     }

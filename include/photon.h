@@ -22,6 +22,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/stat.h>
 
 /**
  * Use io_uring when this kernel and process allow it, else epoll (with one
@@ -377,6 +378,71 @@ int photon_server_stop(photon_server *s);
  * `photon_server_serve` has returned. NULL is ignored. Call once.
  */
 void photon_server_free(photon_server *s);
+
+/**
+ * `open(2)`: returns the fd, or -1.
+ */
+int photon_open(const char *path, int flags, mode_t mode);
+
+/**
+ * `pread(2)`: may return fewer bytes than asked (0 at EOF).
+ */
+ssize_t photon_pread(int fd, void *buf, size_t count, off_t offset);
+
+/**
+ * `pwrite(2)`.
+ */
+ssize_t photon_pwrite(int fd, const void *buf, size_t count, off_t offset);
+
+/**
+ * `preadv(2)`.
+ */
+ssize_t photon_preadv(int fd, const struct iovec *iov, int iovcnt, off_t offset);
+
+/**
+ * `pwritev(2)`.
+ */
+ssize_t photon_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset);
+
+/**
+ * `fsync(2)`.
+ */
+int photon_fsync(int fd);
+
+/**
+ * `fdatasync(2)`.
+ */
+int photon_fdatasync(int fd);
+
+/**
+ * `fallocate(2)` (`mode` 0 allocates and extends the file).
+ */
+int photon_fallocate(int fd, int mode, off_t offset, off_t len);
+
+/**
+ * `ftruncate(2)`.
+ */
+int photon_ftruncate(int fd, off_t length);
+
+/**
+ * `fstat(2)` into `*st`.
+ */
+int photon_fstat(int fd, struct stat *st);
+
+/**
+ * `unlink(2)`.
+ */
+int photon_unlink(const char *path);
+
+/**
+ * `rename(2)`.
+ */
+int photon_rename(const char *oldpath, const char *newpath);
+
+/**
+ * `mkdir(2)`.
+ */
+int photon_mkdir(const char *path, mode_t mode);
 
 #ifdef __cplusplus
 }  // extern "C"

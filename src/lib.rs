@@ -10,7 +10,7 @@
 //!
 //! ```text
 //!  ffi/      the only extern "C" code: NULL checks, panic boundary, errno
-//!  net/      coroutine-blocking sockets and fds, the server loop
+//!  net/, fs/ coroutine-blocking sockets, fds and files; the server loop
 //!  sched/    vcpu: run queue, timers, join, interrupt, keys, handles, remote queue
 //!  engine/   epoll (mio) and io_uring, one trait
 //!  stack/    mmap'd stacks with guard pages, pooling, overflow reports
@@ -61,6 +61,7 @@ pub mod arch;
 pub mod engine;
 pub mod errno;
 pub mod ffi;
+pub mod fs;
 pub mod net;
 pub mod sched;
 pub mod stack;

@@ -1,5 +1,5 @@
-//! The epoll engine, through mio: readiness only (`Op::Poll`); the I/O
-//! layer does the syscalls. Each fd is registered once, edge-triggered, for
+//! The epoll engine, through mio: readiness (`Op::Poll`), with the I/O
+//! layer doing the syscalls; file operations go to the offload pool. Each fd is registered once, edge-triggered, for
 //! both directions; readiness bits are kept per fd and cleared when a
 //! thread starts waiting (it waits only after its syscall said EAGAIN, with
 //! no event processed in between, so no edge is missed).
@@ -10,6 +10,7 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::offload::Offload;
 use super::{
     Cancel, Completion, Engine, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter,
 };
@@ -39,6 +40,7 @@ pub(crate) struct EpollEngine {
     in_flight: usize,
     /// Scratch for one wait's (fd, readiness) pairs.
     ready: Vec<(i32, u32)>,
+    offload: Offload,
 }
 
 struct MioNotify(Waker);
@@ -55,7 +57,9 @@ impl EpollEngine {
     pub(crate) fn new() -> Result<EpollEngine, Errno> {
         let poll = Poll::new()?;
         let waker = Arc::new(MioNotify(Waker::new(poll.registry(), WAKER)?));
+        let offload = Offload::new(waker.clone());
         Ok(EpollEngine {
+            offload,
             poll,
             events: Events::with_capacity(1024),
             waker,
@@ -111,12 +115,13 @@ impl Engine for EpollEngine {
     }
 
     fn runs(&self, kind: OpKind) -> bool {
-        kind == OpKind::Poll
+        matches!(kind, OpKind::Poll | OpKind::File)
     }
 
     unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<Submitted, Errno> {
         let Op::Poll { fd, events } = op else {
-            return Err(Errno::ENOSYS);
+            // SAFETY: the caller keeps op's memory valid per the engine contract.
+            return unsafe { self.offload.submit(op, waiter) }.map(Submitted::Pending);
         };
         if fd < 0 {
             return Err(Errno(libc::EBADF));
@@ -150,6 +155,10 @@ impl Engine for EpollEngine {
     }
 
     fn cancel(&mut self, id: OpId) -> Cancel {
+        if Offload::owns(id) {
+            self.offload.cancel(id);
+            return Cancel::Gone;
+        }
         if let Some(op) = self.release(id) {
             self.state(op.fd).waiters.retain(|&w| w != id);
         }
@@ -203,11 +212,12 @@ impl Engine for EpollEngine {
             self.complete_ready(fd, bits, out);
         }
         self.ready = ready;
+        self.offload.reap(out);
         Ok(())
     }
 
     fn has_pending(&self) -> bool {
-        self.in_flight > 0
+        self.in_flight > 0 || self.offload.in_flight() > 0
     }
 
     fn notifier(&self) -> Arc<dyn Notify> {

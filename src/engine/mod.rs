@@ -15,6 +15,7 @@
 //! - The engine makes no scheduling decisions; the vcpu does.
 
 mod epoll;
+mod offload;
 mod uring;
 
 use std::sync::Arc;
@@ -52,7 +53,8 @@ pub(crate) struct Completion {
     pub result: i64,
 }
 
-/// An operation. Pointers follow the engine contract above.
+/// An operation. Pointers follow the engine contract above. Offsets of
+/// `u64::MAX` mean "at the file position" (read/write semantics).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Op {
     /// Wait until `fd` is ready for `events` (level-triggered).
@@ -108,15 +110,88 @@ pub(crate) enum Op {
         len: *mut libc::socklen_t,
         flags: i32,
     },
+    Pread {
+        fd: i32,
+        buf: *mut u8,
+        len: u32,
+        off: u64,
+    },
+    Pwrite {
+        fd: i32,
+        buf: *const u8,
+        len: u32,
+        off: u64,
+    },
+    Preadv {
+        fd: i32,
+        iov: *const libc::iovec,
+        n: u32,
+        off: u64,
+    },
+    Pwritev {
+        fd: i32,
+        iov: *const libc::iovec,
+        n: u32,
+        off: u64,
+    },
+    Fsync {
+        fd: i32,
+        datasync: bool,
+    },
+    Fallocate {
+        fd: i32,
+        mode: i32,
+        off: i64,
+        len: i64,
+    },
+    Ftruncate {
+        fd: i32,
+        len: i64,
+    },
+    Open {
+        dirfd: i32,
+        path: *const libc::c_char,
+        flags: i32,
+        mode: u32,
+    },
+    Statx {
+        dirfd: i32,
+        path: *const libc::c_char,
+        flags: i32,
+        mask: u32,
+        buf: *mut libc::statx,
+    },
+    Unlink {
+        dirfd: i32,
+        path: *const libc::c_char,
+        flags: i32,
+    },
+    Rename {
+        olddir: i32,
+        old: *const libc::c_char,
+        newdir: i32,
+        new: *const libc::c_char,
+    },
+    Mkdir {
+        dirfd: i32,
+        path: *const libc::c_char,
+        mode: u32,
+    },
 }
 
 /// Which [`Op`] kinds an engine runs itself (others are done as a
 /// non-blocking syscall plus a `Poll` wait).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpKind {
+    /// Readiness waits.
     Poll,
-    Data,
+    /// Transfers on pollable fds (sockets, pipes).
+    Socket,
+    /// Accepting connections.
     Accept,
+    /// Operations that may block on storage (every engine runs these:
+    /// io_uring in the ring, epoll through the offload pool).
+    File,
 }
 
 /// What [`Engine::submit`] did.

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
+use super::offload::Offload;
 use super::{
     Cancel, Completion, Engine, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter,
 };
@@ -87,6 +88,9 @@ pub(crate) struct UringEngine {
     notify_armed: bool,
     data_ops: bool,
     accept_op: bool,
+    /// Opcodes this kernel supports (file operations not here are offloaded).
+    probe: Probe,
+    offload: Offload,
 }
 
 fn raise_memlock() {
@@ -180,17 +184,20 @@ impl UringEngine {
                 what: "eventfd".into(),
             });
         }
+        let notify = Arc::new(EventFd(efd));
         Ok(UringEngine {
+            offload: Offload::new(notify.clone()),
             ring,
             ops: Vec::new(),
             free: Vec::new(),
             in_flight: 0,
             queued: 0,
-            notify: Arc::new(EventFd(efd)),
+            notify,
             notify_buf: Box::into_raw(Box::new(0u64)),
             notify_armed: false,
             data_ops,
             accept_op: probe.is_supported(opcode::Accept::CODE),
+            probe,
         })
     }
 
@@ -255,6 +262,8 @@ impl UringEngine {
                 }
             }
         }
+        drop(cq);
+        self.offload.reap(out);
     }
 }
 
@@ -269,6 +278,7 @@ impl Drop for UringEngine {
     }
 }
 
+/// The SQE for `op`, with its fd and whether it is a poll.
 fn sqe_for(op: Op) -> (squeue::Entry, i32, bool) {
     use types::Fd;
     match op {
@@ -344,7 +354,114 @@ fn sqe_for(op: Op) -> (squeue::Entry, i32, bool) {
             fd,
             false,
         ),
+        Op::Pread { fd, buf, len, off } => (
+            opcode::Read::new(Fd(fd), buf, len).offset(off).build(),
+            fd,
+            false,
+        ),
+        Op::Pwrite { fd, buf, len, off } => (
+            opcode::Write::new(Fd(fd), buf, len).offset(off).build(),
+            fd,
+            false,
+        ),
+        Op::Preadv { fd, iov, n, off } => (
+            opcode::Readv::new(Fd(fd), iov, n).offset(off).build(),
+            fd,
+            false,
+        ),
+        Op::Pwritev { fd, iov, n, off } => (
+            opcode::Writev::new(Fd(fd), iov, n).offset(off).build(),
+            fd,
+            false,
+        ),
+        Op::Fsync { fd, datasync } => {
+            let flags = if datasync {
+                types::FsyncFlags::DATASYNC
+            } else {
+                types::FsyncFlags::empty()
+            };
+            (opcode::Fsync::new(Fd(fd)).flags(flags).build(), fd, false)
+        }
+        Op::Fallocate { fd, mode, off, len } => (
+            opcode::Fallocate::new(Fd(fd), len as u64)
+                .offset(off as u64)
+                .mode(mode)
+                .build(),
+            fd,
+            false,
+        ),
+        Op::Ftruncate { fd, len } => (
+            opcode::Ftruncate::new(Fd(fd), len as u64).build(),
+            fd,
+            false,
+        ),
+        Op::Open {
+            dirfd,
+            path,
+            flags,
+            mode,
+        } => (
+            opcode::OpenAt::new(Fd(dirfd), path)
+                .flags(flags)
+                .mode(mode)
+                .build(),
+            -1,
+            false,
+        ),
+        Op::Statx {
+            dirfd,
+            path,
+            flags,
+            mask,
+            buf,
+        } => (
+            opcode::Statx::new(Fd(dirfd), path, buf.cast())
+                .flags(flags)
+                .mask(mask)
+                .build(),
+            dirfd,
+            false,
+        ),
+        Op::Unlink { dirfd, path, flags } => (
+            opcode::UnlinkAt::new(Fd(dirfd), path).flags(flags).build(),
+            -1,
+            false,
+        ),
+        Op::Rename {
+            olddir,
+            old,
+            newdir,
+            new,
+        } => (
+            opcode::RenameAt::new(Fd(olddir), old, Fd(newdir), new).build(),
+            -1,
+            false,
+        ),
+        Op::Mkdir { dirfd, path, mode } => (
+            opcode::MkDirAt::new(Fd(dirfd), path).mode(mode).build(),
+            -1,
+            false,
+        ),
     }
+}
+
+/// The io_uring opcode a file operation needs (None: not a file-only op).
+fn file_opcode(op: &Op) -> Option<u8> {
+    Some(match op {
+        Op::Pread { .. } => opcode::Read::CODE,
+        Op::Pwrite { .. } => opcode::Write::CODE,
+        Op::Preadv { .. } => opcode::Readv::CODE,
+        Op::Pwritev { .. } => opcode::Writev::CODE,
+        Op::Fsync { .. } => opcode::Fsync::CODE,
+        Op::Fallocate { .. } => opcode::Fallocate::CODE,
+        Op::Ftruncate { .. } => opcode::Ftruncate::CODE,
+        Op::Open { .. } => opcode::OpenAt::CODE,
+        Op::Statx { .. } => opcode::Statx::CODE,
+        Op::Unlink { .. } => opcode::UnlinkAt::CODE,
+        Op::Rename { .. } => opcode::RenameAt::CODE,
+        Op::Mkdir { .. } => opcode::MkDirAt::CODE,
+        _ => return None,
+    })
 }
 
 impl Engine for UringEngine {
@@ -355,12 +472,17 @@ impl Engine for UringEngine {
     fn runs(&self, kind: OpKind) -> bool {
         match kind {
             OpKind::Poll => true,
-            OpKind::Data => self.data_ops,
+            OpKind::Socket => self.data_ops,
             OpKind::Accept => self.accept_op,
+            OpKind::File => true,
         }
     }
 
     unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<Submitted, Errno> {
+        if file_opcode(&op).is_some_and(|code| !self.probe.is_supported(code)) {
+            // SAFETY: the caller keeps op's memory valid per the engine contract.
+            return unsafe { self.offload.submit(op, waiter) }.map(Submitted::Pending);
+        }
         let (sqe, fd, is_poll) = sqe_for(op);
         let id = match self.free.pop() {
             Some(id) => id,
@@ -384,6 +506,10 @@ impl Engine for UringEngine {
     }
 
     fn cancel(&mut self, id: OpId) -> Cancel {
+        if Offload::owns(id) {
+            self.offload.cancel(id);
+            return Cancel::Gone;
+        }
         let Some(Some(op)) = self.ops.get_mut(id as usize) else {
             return Cancel::Requested;
         };
@@ -447,7 +573,7 @@ impl Engine for UringEngine {
     }
 
     fn has_pending(&self) -> bool {
-        self.in_flight > 0 || self.queued > 0
+        self.in_flight > 0 || self.queued > 0 || self.offload.in_flight() > 0
     }
 
     fn notifier(&self) -> Arc<dyn Notify> {

@@ -30,7 +30,9 @@ mod thread;
 mod keys;
 mod net;
 mod server;
+mod fs;
 
+pub use fs::*;
 pub use keys::*;
 pub use lifecycle::*;
 pub use net::*;

@@ -1,5 +1,5 @@
 //! What the I/O layer remembers per fd number, process-wide: whether it is
-//! a socket and whether O_NONBLOCK was ensured. One byte per fd in a table
+//! a socket or storage, and whether O_NONBLOCK was ensured. One byte per fd in a table
 //! that only grows. Reset whenever photon creates or closes an fd; an fd
 //! closed behind photon's back and reused keeps stale facts, which is why
 //! fds given to photon functions are to be closed with `photon_close`.
@@ -10,6 +10,8 @@ const UNKNOWN: u8 = 0;
 const KNOWN: u8 = 1;
 const SOCKET: u8 = 2;
 const NONBLOCK: u8 = 4;
+/// A regular file or block device: transfers may block on storage.
+const STORAGE: u8 = 8;
 
 const CHUNK: usize = 4096;
 const CHUNKS: usize = 1024; // fds below 4M are cached; others are looked up each time
@@ -45,8 +47,12 @@ fn facts(fd: i32) -> u8 {
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: valid out pointer.
     let mut f = KNOWN;
-    if unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
-        f |= SOCKET;
+    if unsafe { libc::fstat(fd, &mut st) } == 0 {
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFSOCK => f |= SOCKET,
+            libc::S_IFREG | libc::S_IFBLK => f |= STORAGE,
+            _ => {}
+        }
     }
     if let Some(c) = cell(fd) {
         c.store(f, Relaxed);
@@ -57,6 +63,11 @@ fn facts(fd: i32) -> u8 {
 /// True if `fd` is a socket.
 pub(crate) fn is_socket(fd: i32) -> bool {
     facts(fd) & SOCKET != 0
+}
+
+/// True if `fd` is a regular file or block device.
+pub(crate) fn is_storage(fd: i32) -> bool {
+    facts(fd) & STORAGE != 0
 }
 
 /// Makes sure `fd` has O_NONBLOCK set (once), so a syscall on it cannot

@@ -54,6 +54,13 @@ unsafe fn transfer(
     if fd < 0 {
         return Err(Errno(libc::EBADF));
     }
+    // Regular files never report EAGAIN: they go to the engine (ring or
+    // offload pool), never to a syscall on the vcpu.
+    let kind = if fdinfo::is_storage(fd) {
+        OpKind::File
+    } else {
+        kind
+    };
     if sched::engine_runs(kind)? {
         loop {
             // SAFETY: the caller keeps op's memory valid.
@@ -91,7 +98,7 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
     // SAFETY: per the contract.
     unsafe {
         transfer(
-            OpKind::Data,
+            OpKind::Socket,
             Op::Read { fd, buf, len },
             fd,
             READABLE,
@@ -115,7 +122,7 @@ pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Resul
     // SAFETY: per the contract.
     unsafe {
         transfer(
-            OpKind::Data,
+            OpKind::Socket,
             Op::Write { fd, buf, len },
             fd,
             WRITABLE,
@@ -139,7 +146,7 @@ pub unsafe fn readv(
     // SAFETY: per the contract.
     unsafe {
         transfer(
-            OpKind::Data,
+            OpKind::Socket,
             Op::Readv { fd, iov, n },
             fd,
             READABLE,
@@ -171,7 +178,7 @@ pub unsafe fn writev(
     // SAFETY: per the contract.
     unsafe {
         transfer(
-            OpKind::Data,
+            OpKind::Socket,
             Op::Writev { fd, iov, n },
             fd,
             WRITABLE,
@@ -200,7 +207,7 @@ pub unsafe fn recv(
     // SAFETY: per the contract.
     unsafe {
         transfer(
-            OpKind::Data,
+            OpKind::Socket,
             Op::Recv {
                 fd,
                 buf,
@@ -234,7 +241,7 @@ pub unsafe fn send(
     // SAFETY: per the contract.
     unsafe {
         transfer(
-            OpKind::Data,
+            OpKind::Socket,
             Op::Send {
                 fd,
                 buf,
@@ -265,7 +272,7 @@ pub unsafe fn recvmsg(
     // SAFETY: per the contract.
     unsafe {
         transfer(
-            OpKind::Data,
+            OpKind::Socket,
             Op::RecvMsg {
                 fd,
                 msg,
@@ -296,7 +303,7 @@ pub unsafe fn sendmsg(
     // SAFETY: per the contract.
     unsafe {
         transfer(
-            OpKind::Data,
+            OpKind::Socket,
             Op::SendMsg {
                 fd,
                 msg,

@@ -1,0 +1,564 @@
+//! The offload pool: blocking syscalls (file I/O under epoll, and ring
+//! operations a kernel lacks) run on helper OS threads, and their
+//! completions come back to the vcpu through its engine.
+//!
+//! A job owns all the memory its syscall touches (a bounce buffer, the path,
+//! the stat struct): the photon thread's own buffer is written only by its
+//! vcpu when the completion is delivered. So an interrupted or timed-out
+//! waiter can leave at once ([`Cancel::Gone`](super::Cancel::Gone)); its
+//! job finishes on its own, its result is dropped, and an fd it opened is
+//! closed. The pool starts threads on demand up to [`MAX_THREADS`].
+
+use core::ffi::c_char;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::{Completion, Notify, Op, OpId, Waiter};
+use crate::errno::Errno;
+
+/// Most helper threads at once (process-wide).
+pub(crate) const MAX_THREADS: usize = 64;
+/// Offload op ids have this bit set (ring and epoll ids never do).
+const OFFLOAD_BIT: OpId = 1 << 31;
+
+/// A job's own copy of a transfer's bytes, placed at the same offset
+/// within a 4 KiB page as the caller's buffer, so O_DIRECT alignment rules
+/// (and their EINVAL) are exactly those of the caller's buffer.
+struct Bounce {
+    base: *mut u8,
+    layout: std::alloc::Layout,
+    start: usize,
+    len: usize,
+}
+
+// SAFETY: a Bounce exclusively owns its allocation.
+unsafe impl Send for Bounce {}
+
+impl Bounce {
+    const PAGE: usize = 4096;
+
+    fn new(like: *const u8, len: usize) -> Bounce {
+        let layout = std::alloc::Layout::from_size_align(len + Self::PAGE, Self::PAGE)
+            .expect("bounce layout");
+        // SAFETY: a non-zero size.
+        let base = unsafe { std::alloc::alloc(layout) };
+        if base.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Bounce {
+            base,
+            layout,
+            start: like as usize % Self::PAGE,
+            len,
+        }
+    }
+
+    fn ptr(&self) -> *mut u8 {
+        // SAFETY: start < PAGE, within the allocation.
+        unsafe { self.base.add(self.start) }
+    }
+
+    fn bytes(&self, n: usize) -> &[u8] {
+        // SAFETY: the first `len` bytes from ptr() are ours; n <= len.
+        unsafe { core::slice::from_raw_parts(self.ptr(), n.min(self.len)) }
+    }
+}
+
+impl Drop for Bounce {
+    fn drop(&mut self) {
+        // SAFETY: allocated in new() with this layout.
+        unsafe { std::alloc::dealloc(self.base, self.layout) };
+    }
+}
+
+/// What a job does, with the memory it owns.
+enum Work {
+    Read {
+        fd: i32,
+        buf: Bounce,
+        off: Option<i64>,
+    },
+    Write {
+        fd: i32,
+        buf: Bounce,
+        off: Option<i64>,
+    },
+    Fsync {
+        fd: i32,
+        datasync: bool,
+    },
+    Fallocate {
+        fd: i32,
+        mode: i32,
+        off: i64,
+        len: i64,
+    },
+    Ftruncate {
+        fd: i32,
+        len: i64,
+    },
+    Open {
+        dirfd: i32,
+        path: CString,
+        flags: i32,
+        mode: u32,
+    },
+    Statx {
+        dirfd: i32,
+        path: CString,
+        flags: i32,
+        mask: u32,
+    },
+    Unlink {
+        dirfd: i32,
+        path: CString,
+        flags: i32,
+    },
+    Rename {
+        olddir: i32,
+        old: CString,
+        newdir: i32,
+        new: CString,
+    },
+    Mkdir {
+        dirfd: i32,
+        path: CString,
+        mode: u32,
+    },
+}
+
+/// Data a finished job hands back for copying into the waiter's memory.
+enum Output {
+    None,
+    Bytes(Bounce, usize),
+    Statx(Box<libc::statx>),
+}
+
+struct Job {
+    id: OpId,
+    work: Work,
+    inbox: Arc<Inbox>,
+}
+
+/// Where finished jobs of one engine land.
+pub(crate) struct Inbox {
+    done: Mutex<Vec<(OpId, i64, Output)>>,
+    notify: Arc<dyn Notify>,
+}
+
+struct Pool {
+    tx: Sender<Job>,
+    rx: Receiver<Job>,
+    threads: AtomicUsize,
+    idle: AtomicUsize,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Pool {
+            tx,
+            rx,
+            threads: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+        }
+    })
+}
+
+impl Pool {
+    fn run(&'static self, job: Job) {
+        if self.idle.load(Acquire) == 0 && self.threads.load(Acquire) < MAX_THREADS {
+            self.threads.fetch_add(1, AcqRel);
+            let spawned = std::thread::Builder::new()
+                .name("photon-offload".into())
+                .stack_size(256 << 10)
+                .spawn(move || self.worker());
+            if let Err(e) = spawned {
+                self.threads.fetch_sub(1, AcqRel);
+                log::warn!("photon: cannot start an offload thread: {e}");
+            }
+        }
+        // The receiver lives in the pool forever: send cannot fail.
+        let _ = self.tx.send(job);
+    }
+
+    fn worker(&self) {
+        loop {
+            self.idle.fetch_add(1, AcqRel);
+            let job = self.rx.recv();
+            self.idle.fetch_sub(1, AcqRel);
+            let Ok(job) = job else { return };
+            let (result, out) = execute(job.work);
+            job.inbox
+                .done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((job.id, result, out));
+            job.inbox.notify.notify();
+        }
+    }
+}
+
+fn ret(r: isize) -> i64 {
+    if r < 0 {
+        -(Errno::last_os_error().0 as i64)
+    } else {
+        r as i64
+    }
+}
+
+/// Runs a job's syscall on a helper thread.
+fn execute(work: Work) -> (i64, Output) {
+    // SAFETY: every pointer below points into memory the job owns.
+    unsafe {
+        match work {
+            Work::Read { fd, buf, off } => {
+                let r = ret(match off {
+                    Some(o) => libc::pread(fd, buf.ptr().cast(), buf.len, o),
+                    None => libc::read(fd, buf.ptr().cast(), buf.len),
+                });
+                (r, Output::Bytes(buf, r.max(0) as usize))
+            }
+            Work::Write { fd, buf, off } => {
+                let r = match off {
+                    Some(o) => libc::pwrite(fd, buf.ptr().cast(), buf.len, o),
+                    None => libc::write(fd, buf.ptr().cast(), buf.len),
+                };
+                (ret(r), Output::None)
+            }
+            Work::Fsync { fd, datasync } => {
+                let r = if datasync {
+                    libc::fdatasync(fd)
+                } else {
+                    libc::fsync(fd)
+                };
+                (ret(r as isize), Output::None)
+            }
+            Work::Fallocate { fd, mode, off, len } => (
+                ret(libc::fallocate(fd, mode, off, len) as isize),
+                Output::None,
+            ),
+            Work::Ftruncate { fd, len } => (ret(libc::ftruncate(fd, len) as isize), Output::None),
+            Work::Open {
+                dirfd,
+                path,
+                flags,
+                mode,
+            } => (
+                ret(libc::openat(dirfd, path.as_ptr(), flags, mode) as isize),
+                Output::None,
+            ),
+            Work::Statx {
+                dirfd,
+                path,
+                flags,
+                mask,
+            } => {
+                let mut st: Box<libc::statx> = Box::new(core::mem::zeroed());
+                let r = ret(libc::statx(dirfd, path.as_ptr(), flags, mask, &mut *st) as isize);
+                (r, Output::Statx(st))
+            }
+            Work::Unlink { dirfd, path, flags } => (
+                ret(libc::unlinkat(dirfd, path.as_ptr(), flags) as isize),
+                Output::None,
+            ),
+            Work::Rename {
+                olddir,
+                old,
+                newdir,
+                new,
+            } => (
+                ret(libc::renameat(olddir, old.as_ptr(), newdir, new.as_ptr()) as isize),
+                Output::None,
+            ),
+            Work::Mkdir { dirfd, path, mode } => (
+                ret(libc::mkdirat(dirfd, path.as_ptr(), mode) as isize),
+                Output::None,
+            ),
+        }
+    }
+}
+
+/// Where a finished job's output goes: the waiter's own memory.
+#[derive(Clone, Copy)]
+enum Dest {
+    None,
+    Buf(*mut u8),
+    Iov(*const libc::iovec, u32),
+    Statx(*mut libc::statx),
+    /// An open whose waiter left: close the fd if it succeeded.
+    CloseIfOrphaned,
+}
+
+struct Pending {
+    waiter: Waiter,
+    dest: Dest,
+}
+
+/// One engine's view of its offloaded operations.
+pub(crate) struct Offload {
+    inbox: Arc<Inbox>,
+    live: HashMap<OpId, Pending>,
+    next: OpId,
+}
+
+fn cstr_copy(p: *const c_char) -> Result<CString, Errno> {
+    if p.is_null() {
+        return Err(Errno(libc::EFAULT));
+    }
+    // SAFETY: a non-NULL path from the caller is NUL-terminated.
+    Ok(unsafe { core::ffi::CStr::from_ptr(p) }.to_owned())
+}
+
+fn off(o: u64) -> Option<i64> {
+    (o != u64::MAX).then_some(o as i64)
+}
+
+impl Offload {
+    pub(crate) fn new(notify: Arc<dyn Notify>) -> Offload {
+        Offload {
+            inbox: Arc::new(Inbox {
+                done: Mutex::new(Vec::new()),
+                notify,
+            }),
+            live: HashMap::new(),
+            next: 0,
+        }
+    }
+
+    /// True if `id` belongs to the offload pool.
+    pub(crate) fn owns(id: OpId) -> bool {
+        id & OFFLOAD_BIT != 0
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Starts `op` on a helper thread.
+    ///
+    /// # Safety
+    /// The destination memory in `op` stays valid until the completion is
+    /// delivered or [`Offload::cancel`] is called; sources are read now.
+    pub(crate) unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<OpId, Errno> {
+        // SAFETY (for the slices): the caller guarantees the source memory.
+        let (work, dest) = unsafe {
+            match op {
+                Op::Read { fd, buf, len } => (
+                    Work::Read {
+                        fd,
+                        buf: Bounce::new(buf, len as usize),
+                        off: None,
+                    },
+                    Dest::Buf(buf),
+                ),
+                Op::Pread {
+                    fd,
+                    buf,
+                    len,
+                    off: o,
+                } => (
+                    Work::Read {
+                        fd,
+                        buf: Bounce::new(buf, len as usize),
+                        off: off(o),
+                    },
+                    Dest::Buf(buf),
+                ),
+                Op::Readv { fd, iov, n } | Op::Preadv { fd, iov, n, .. } => {
+                    let o = if let Op::Preadv { off: o, .. } = op {
+                        off(o)
+                    } else {
+                        None
+                    };
+                    let iovs = core::slice::from_raw_parts(iov, n as usize);
+                    let len = iovs.iter().map(|v| v.iov_len).sum();
+                    let first = iovs
+                        .first()
+                        .map_or(core::ptr::null(), |v| v.iov_base.cast_const().cast::<u8>());
+                    (
+                        Work::Read {
+                            fd,
+                            buf: Bounce::new(first, len),
+                            off: o,
+                        },
+                        Dest::Iov(iov, n),
+                    )
+                }
+                Op::Write { fd, buf, len } | Op::Pwrite { fd, buf, len, .. } => {
+                    let o = if let Op::Pwrite { off: o, .. } = op {
+                        off(o)
+                    } else {
+                        None
+                    };
+                    let b = Bounce::new(buf, len as usize);
+                    core::ptr::copy_nonoverlapping(buf, b.ptr(), len as usize);
+                    (Work::Write { fd, buf: b, off: o }, Dest::None)
+                }
+                Op::Writev { fd, iov, n } | Op::Pwritev { fd, iov, n, .. } => {
+                    let o = if let Op::Pwritev { off: o, .. } = op {
+                        off(o)
+                    } else {
+                        None
+                    };
+                    let iovs = core::slice::from_raw_parts(iov, n as usize);
+                    let len = iovs.iter().map(|v| v.iov_len).sum();
+                    let first = iovs
+                        .first()
+                        .map_or(core::ptr::null(), |v| v.iov_base.cast_const().cast::<u8>());
+                    let b = Bounce::new(first, len);
+                    let mut at = 0;
+                    for v in iovs {
+                        core::ptr::copy_nonoverlapping(
+                            v.iov_base.cast::<u8>(),
+                            b.ptr().add(at),
+                            v.iov_len,
+                        );
+                        at += v.iov_len;
+                    }
+                    (Work::Write { fd, buf: b, off: o }, Dest::None)
+                }
+                Op::Fsync { fd, datasync } => (Work::Fsync { fd, datasync }, Dest::None),
+                Op::Fallocate { fd, mode, off, len } => {
+                    (Work::Fallocate { fd, mode, off, len }, Dest::None)
+                }
+                Op::Ftruncate { fd, len } => (Work::Ftruncate { fd, len }, Dest::None),
+                Op::Open {
+                    dirfd,
+                    path,
+                    flags,
+                    mode,
+                } => (
+                    Work::Open {
+                        dirfd,
+                        path: cstr_copy(path)?,
+                        flags,
+                        mode,
+                    },
+                    Dest::CloseIfOrphaned,
+                ),
+                Op::Statx {
+                    dirfd,
+                    path,
+                    flags,
+                    mask,
+                    buf,
+                } => (
+                    Work::Statx {
+                        dirfd,
+                        path: cstr_copy(path)?,
+                        flags,
+                        mask,
+                    },
+                    Dest::Statx(buf),
+                ),
+                Op::Unlink { dirfd, path, flags } => (
+                    Work::Unlink {
+                        dirfd,
+                        path: cstr_copy(path)?,
+                        flags,
+                    },
+                    Dest::None,
+                ),
+                Op::Rename {
+                    olddir,
+                    old,
+                    newdir,
+                    new,
+                } => (
+                    Work::Rename {
+                        olddir,
+                        old: cstr_copy(old)?,
+                        newdir,
+                        new: cstr_copy(new)?,
+                    },
+                    Dest::None,
+                ),
+                Op::Mkdir { dirfd, path, mode } => (
+                    Work::Mkdir {
+                        dirfd,
+                        path: cstr_copy(path)?,
+                        mode,
+                    },
+                    Dest::None,
+                ),
+                _ => return Err(Errno::ENOSYS), // sockets and polls never go to the pool
+            }
+        };
+        self.next = self.next.wrapping_add(1);
+        let id = OFFLOAD_BIT | (self.next & !OFFLOAD_BIT);
+        self.live.insert(id, Pending { waiter, dest });
+        pool().run(Job {
+            id,
+            work,
+            inbox: self.inbox.clone(),
+        });
+        Ok(id)
+    }
+
+    /// Abandons `id`: its result will be dropped (an opened fd closed).
+    pub(crate) fn cancel(&mut self, id: OpId) {
+        if let Some(p) = self.live.remove(&id) {
+            if let Dest::CloseIfOrphaned = p.dest {
+                // Re-insert under no waiter: the completion must still close the fd.
+                self.live.insert(
+                    id,
+                    Pending {
+                        waiter: core::ptr::null_mut(),
+                        dest: Dest::CloseIfOrphaned,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Moves finished jobs into `out`, copying their data into the waiters' memory.
+    pub(crate) fn reap(&mut self, out: &mut Vec<Completion>) {
+        let done = core::mem::take(&mut *self.inbox.done.lock().unwrap_or_else(|e| e.into_inner()));
+        for (id, result, output) in done {
+            let Some(p) = self.live.remove(&id) else {
+                continue;
+            };
+            if p.waiter.is_null() {
+                if result >= 0 {
+                    // SAFETY: an fd opened for a waiter that left; nobody else knows it.
+                    unsafe { libc::close(result as i32) };
+                }
+                continue;
+            }
+            // SAFETY: the waiter is parked, so its destination memory is valid.
+            unsafe { copy_out(p.dest, output) };
+            out.push(Completion {
+                waiter: p.waiter,
+                id,
+                result,
+            });
+        }
+    }
+}
+
+/// # Safety
+/// `dest` points to live memory of a parked waiter.
+unsafe fn copy_out(dest: Dest, output: Output) {
+    // SAFETY: per the contract; lengths never exceed what the waiter asked for.
+    unsafe {
+        match (dest, output) {
+            (Dest::Buf(p), Output::Bytes(b, n)) => core::ptr::copy_nonoverlapping(b.ptr(), p, n),
+            (Dest::Iov(iov, n), Output::Bytes(b, len)) => {
+                let mut rest = b.bytes(len);
+                for v in core::slice::from_raw_parts(iov, n as usize) {
+                    let k = rest.len().min(v.iov_len);
+                    core::ptr::copy_nonoverlapping(rest.as_ptr(), v.iov_base.cast::<u8>(), k);
+                    rest = &rest[k..];
+                }
+            }
+            (Dest::Statx(p), Output::Statx(st)) => p.write(*st),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Files: calls that never stall the vcpu (io_uring ring operations, or
+//! the offload pool of helper threads). Rules shared by this file's
+//! functions: they need a vcpu (`EPERM`); they are interruptible with
+//! `photon_thread_interrupt` (an operation the kernel already started in
+//! the ring is waited for first: it writes into the caller's buffer); a
+//! negative offset gives `EINVAL`; otherwise errno is the kernel's,
+//! unchanged (O_DIRECT misalignment gives its `EINVAL`). `photon_read`,
+//! `photon_write` and `photon_close` also work on files.
+
+use core::ffi::{c_char, c_void};
+
+use libc::{c_int, iovec, mode_t, off_t, ssize_t};
+
+use super::guard;
+use crate::errno::Errno;
+use crate::fs;
+
+fn path_ok(p: *const c_char) -> Result<(), Errno> {
+    if p.is_null() {
+        Err(Errno::EINVAL)
+    } else {
+        Ok(())
+    }
+}
+
+fn buf_ok<T>(p: *const T, len: usize) -> Result<(), Errno> {
+    if p.is_null() && len > 0 {
+        Err(Errno::EINVAL)
+    } else {
+        Ok(())
+    }
+}
+
+/// `open(2)`: returns the fd, or -1.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    guard(|| {
+        path_ok(path)?;
+        // SAFETY: non-NULL, NUL-terminated per the C contract.
+        unsafe { fs::open(path, flags, mode) }
+    })
+}
+
+/// `pread(2)`: may return fewer bytes than asked (0 at EOF).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_pread(
+    fd: c_int,
+    buf: *mut c_void,
+    count: usize,
+    offset: off_t,
+) -> ssize_t {
+    guard(|| {
+        buf_ok(buf, count)?;
+        // SAFETY: the caller passes a buffer of count bytes.
+        unsafe { fs::pread(fd, buf.cast(), count, offset) }.map(|n| n as ssize_t)
+    })
+}
+
+/// `pwrite(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_pwrite(
+    fd: c_int,
+    buf: *const c_void,
+    count: usize,
+    offset: off_t,
+) -> ssize_t {
+    guard(|| {
+        buf_ok(buf, count)?;
+        // SAFETY: the caller passes a buffer of count bytes.
+        unsafe { fs::pwrite(fd, buf.cast(), count, offset) }.map(|n| n as ssize_t)
+    })
+}
+
+/// `preadv(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_preadv(
+    fd: c_int,
+    iov: *const iovec,
+    iovcnt: c_int,
+    offset: off_t,
+) -> ssize_t {
+    guard(|| {
+        buf_ok(iov, iovcnt.max(0) as usize)?;
+        // SAFETY: the caller passes iovcnt valid iovecs.
+        unsafe { fs::preadv(fd, iov, iovcnt, offset) }.map(|n| n as ssize_t)
+    })
+}
+
+/// `pwritev(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_pwritev(
+    fd: c_int,
+    iov: *const iovec,
+    iovcnt: c_int,
+    offset: off_t,
+) -> ssize_t {
+    guard(|| {
+        buf_ok(iov, iovcnt.max(0) as usize)?;
+        // SAFETY: the caller passes iovcnt valid iovecs.
+        unsafe { fs::pwritev(fd, iov, iovcnt, offset) }.map(|n| n as ssize_t)
+    })
+}
+
+/// `fsync(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_fsync(fd: c_int) -> c_int {
+    guard(|| fs::fsync(fd, false).map(|()| 0))
+}
+
+/// `fdatasync(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_fdatasync(fd: c_int) -> c_int {
+    guard(|| fs::fsync(fd, true).map(|()| 0))
+}
+
+/// `fallocate(2)` (`mode` 0 allocates and extends the file).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_fallocate(fd: c_int, mode: c_int, offset: off_t, len: off_t) -> c_int {
+    guard(|| fs::fallocate(fd, mode, offset, len).map(|()| 0))
+}
+
+/// `ftruncate(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_ftruncate(fd: c_int, length: off_t) -> c_int {
+    guard(|| fs::ftruncate(fd, length).map(|()| 0))
+}
+
+/// `fstat(2)` into `*st`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_fstat(fd: c_int, st: *mut libc::stat) -> c_int {
+    guard(|| {
+        if st.is_null() {
+            return Err(Errno::EINVAL);
+        }
+        let s = fs::fstat(fd)?;
+        // SAFETY: non-NULL; the caller passes a writable struct stat.
+        unsafe { st.write(s) };
+        Ok(0)
+    })
+}
+
+/// `unlink(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_unlink(path: *const c_char) -> c_int {
+    guard(|| {
+        path_ok(path)?;
+        // SAFETY: non-NULL, NUL-terminated per the C contract.
+        unsafe { fs::unlink(path, 0) }.map(|()| 0)
+    })
+}
+
+/// `rename(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_rename(oldpath: *const c_char, newpath: *const c_char) -> c_int {
+    guard(|| {
+        path_ok(oldpath)?;
+        path_ok(newpath)?;
+        // SAFETY: non-NULL, NUL-terminated per the C contract.
+        unsafe { fs::rename(oldpath, newpath) }.map(|()| 0)
+    })
+}
+
+/// `mkdir(2)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_mkdir(path: *const c_char, mode: mode_t) -> c_int {
+    guard(|| {
+        path_ok(path)?;
+        // SAFETY: non-NULL, NUL-terminated per the C contract.
+        unsafe { fs::mkdir(path, mode) }.map(|()| 0)
+    })
+}

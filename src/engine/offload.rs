@@ -503,17 +503,13 @@ impl Offload {
 
     /// Abandons `id`: its result will be dropped (an opened fd closed).
     pub(crate) fn cancel(&mut self, id: OpId) {
-        if let Some(p) = self.live.remove(&id) {
-            if let Dest::CloseIfOrphaned = p.dest {
-                // Re-insert under no waiter: the completion must still close the fd.
-                self.live.insert(
-                    id,
-                    Pending {
-                        waiter: core::ptr::null_mut(),
-                        dest: Dest::CloseIfOrphaned,
-                    },
-                );
+        // An open keeps its entry, waiter-less: its completion must close the fd.
+        match self.live.get_mut(&id) {
+            Some(p) if matches!(p.dest, Dest::CloseIfOrphaned) => p.waiter = core::ptr::null_mut(),
+            Some(_) => {
+                self.live.remove(&id);
             }
+            None => {}
         }
     }
 

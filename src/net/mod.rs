@@ -77,6 +77,7 @@ unsafe fn transfer(
     loop {
         let n = sys();
         if n >= 0 {
+            sched::io_budget();
             return Ok(n as usize);
         }
         match Errno::last_os_error() {

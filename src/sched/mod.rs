@@ -16,8 +16,8 @@ pub use thread::Entry;
 #[allow(unused_imports)] // the blocking primitives are for the lock layer
 pub(crate) use vcpu::{FOREVER, block, next_wait_seq, wake};
 pub(crate) use vcpu::{
-    engine_name, fini, init, interrupt, join, key_get, key_set, self_handle, sleep_us, spawn,
-    yield_now,
+    engine_name, fini, init, interrupt, io_budget, join, key_get, key_set, self_handle, sleep_us,
+    spawn, yield_now,
 };
 
 /// `photon_thread_enable_join`.

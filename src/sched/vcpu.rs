@@ -59,6 +59,7 @@ pub(crate) struct Vcpu {
     all: *mut ThreadCtl,
     alive: usize,
     ticks: u32,
+    io_budget: u32,
     stack_offset: usize,
     fini_waiting: bool,
     _alt_stack: AltStack,
@@ -146,6 +147,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
         all: ptr::null_mut(),
         alive: 0,
         ticks: 0,
+        io_budget: IO_BUDGET,
         stack_offset: 0,
         fini_waiting: false,
         _alt_stack: AltStack::install(),
@@ -355,6 +357,30 @@ unsafe fn tick(v: *mut Vcpu) {
         (*v).ticks = (*v).ticks.wrapping_add(1);
         if (*v).ticks.is_multiple_of(POLL_EVERY) {
             poll_now(v);
+        }
+    }
+}
+
+/// I/O calls that may complete without waiting before the vcpu polls for
+/// events and rotates to the next thread (see [`io_budget`]).
+const IO_BUDGET: u32 = 64;
+
+/// Called by I/O paths that completed without waiting. Every
+/// [`IO_BUDGET`]th such call polls timers and events and yields, so a thread
+/// whose I/O never blocks (a sender on a fast socket) cannot starve the
+/// other threads of its vcpu, whose wake-ups come from those events.
+pub(crate) fn io_budget() {
+    let v = current();
+    if v.is_null() {
+        return;
+    }
+    // SAFETY: this OS thread's live vcpu; the poll runs before the switch.
+    unsafe {
+        (*v).io_budget -= 1;
+        if (*v).io_budget == 0 {
+            (*v).io_budget = IO_BUDGET;
+            poll(v, false);
+            yield_now();
         }
     }
 }

@@ -464,10 +464,6 @@ static void *stream_sender(void *arg)
             shutdown(c->fd, SHUT_RDWR);
             return NULL;
         }
-        /* A write that finds room in the socket buffer does not block, and
-         * a photon thread that never blocks keeps its vcpu: let the others
-         * (this connection's receiver included) run. */
-        photon_thread_yield();
     }
     /* Done sending: the server echoes what is in flight, sees EOF and closes,
      * and the receiver then sees EOF too. */
@@ -515,7 +511,6 @@ static void *stream_receiver(void *arg)
         now = photon_now_us();
         if (now >= window_start && now < window_end)
             c->counted_bytes += (uint64_t)n;
-        photon_thread_yield(); /* as the sender does */
     }
     return NULL;
 }

@@ -284,10 +284,6 @@ static int echo_connection(void *userdata, int fd)
             failed_errno = errno;
             break;
         }
-        /* Under epoll a recv or write that need not wait returns without a
-         * switch; a peer that keeps data coming would let this thread keep
-         * the vcpu. Yield once per round so every connection gets its turn. */
-        photon_thread_yield();
     }
 
     free(buf);

@@ -90,6 +90,25 @@ unsafe fn transfer(
     }
 }
 
+/// Sends usually find room in the socket buffer at once. Where the engine
+/// would park the thread for a ring operation (io_uring), `attempt` (a
+/// send with MSG_DONTWAIT) runs once first: one syscall instead of a
+/// park, a ring round trip and a wake-up. Ok(None): go the normal way.
+fn send_now(attempt: impl FnOnce() -> isize) -> Result<Option<usize>, Errno> {
+    if !sched::engine_runs(OpKind::Socket)? {
+        return Ok(None); // the syscall path tries first anyway
+    }
+    let n = attempt();
+    if n >= 0 {
+        sched::io_budget();
+        return Ok(Some(n as usize));
+    }
+    match Errno::last_os_error() {
+        Errno(libc::EAGAIN | libc::EINTR) => Ok(None),
+        e => Err(e),
+    }
+}
+
 /// `read(2)` that waits as a photon thread.
 ///
 /// # Safety
@@ -240,6 +259,12 @@ pub unsafe fn send(
         return syscall!(send(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
     }
     // SAFETY: per the contract.
+    if let Some(n) = send_now(|| unsafe {
+        libc::send(fd, buf.cast(), len as usize, flags | libc::MSG_DONTWAIT)
+    })? {
+        return Ok(n);
+    }
+    // SAFETY: per the contract.
     unsafe {
         transfer(
             OpKind::Socket,
@@ -300,6 +325,10 @@ pub unsafe fn sendmsg(
     let flags = flags | libc::MSG_NOSIGNAL;
     if flags & libc::MSG_DONTWAIT != 0 {
         return syscall!(sendmsg(fd, msg, flags)).map(|n| n as usize);
+    }
+    // SAFETY: per the contract.
+    if let Some(n) = send_now(|| unsafe { libc::sendmsg(fd, msg, flags | libc::MSG_DONTWAIT) })? {
+        return Ok(n);
     }
     // SAFETY: per the contract.
     unsafe {

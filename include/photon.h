@@ -321,15 +321,16 @@ ssize_t photon_sendmsg(int fd, const struct msghdr *msg, int flags, uint64_t tim
 
 /**
  * Reads until `count` bytes or EOF (one deadline for the whole call).
- * Returns the bytes read: fewer than `count` means EOF, or an error after
- * some bytes arrived (errno says which; those bytes are returned). -1 only
- * when nothing was read.
+ * Returns the bytes read: fewer than `count` means EOF (errno unchanged),
+ * or an error after some bytes arrived (errno says which; those bytes are
+ * returned, not lost). -1 only when the error came before any byte.
  */
 ssize_t photon_read_full(int fd, void *buf, size_t count_, uint64_t timeout_us);
 
 /**
  * Writes all `count` bytes (one deadline for the whole call). Returns
- * `count`, fewer after an error once some bytes went out, or -1.
+ * `count`; fewer after an error once some bytes went out (errno says
+ * which); -1 when the error came before any byte.
  */
 ssize_t photon_write_full(int fd, const void *buf, size_t count_, uint64_t timeout_us);
 

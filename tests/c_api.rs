@@ -34,7 +34,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 const ENGINES: [&str; 2] = ["epoll", "io_uring"];
 
 /// The C programs in `tests/c/`, each with its `#[test]` below.
-const PROGRAMS: [&str; 11] = [
+const PROGRAMS: &[&str] = &[
     "bad_input",
     "cross_vcpu",
     "fini",
@@ -42,6 +42,19 @@ const PROGRAMS: [&str; 11] = [
     "join",
     "keys",
     "many_threads",
+    "net_budget",
+    "net_close_wakes",
+    "net_echo_many",
+    "net_emfile",
+    "net_errors",
+    "net_interrupt",
+    "net_iouring_fallback",
+    "net_partial",
+    "net_timeouts",
+    "net_udp",
+    "net_unix",
+    "net_vcpu_wake",
+    "net_wait_fd",
     "off_vcpu",
     "self_yield",
     "sleep_order",
@@ -377,6 +390,71 @@ fn c_cross_vcpu() {
 #[test]
 fn c_fini() {
     c_test("fini");
+}
+
+#[test]
+fn c_net_budget() {
+    c_test("net_budget");
+}
+
+#[test]
+fn c_net_close_wakes() {
+    c_test("net_close_wakes");
+}
+
+#[test]
+fn c_net_echo_many() {
+    c_test("net_echo_many");
+}
+
+#[test]
+fn c_net_emfile() {
+    c_test("net_emfile");
+}
+
+#[test]
+fn c_net_errors() {
+    c_test("net_errors");
+}
+
+#[test]
+fn c_net_interrupt() {
+    c_test("net_interrupt");
+}
+
+#[test]
+fn c_net_iouring_fallback() {
+    c_test("net_iouring_fallback");
+}
+
+#[test]
+fn c_net_partial() {
+    c_test("net_partial");
+}
+
+#[test]
+fn c_net_timeouts() {
+    c_test("net_timeouts");
+}
+
+#[test]
+fn c_net_udp() {
+    c_test("net_udp");
+}
+
+#[test]
+fn c_net_unix() {
+    c_test("net_unix");
+}
+
+#[test]
+fn c_net_vcpu_wake() {
+    c_test("net_vcpu_wake");
+}
+
+#[test]
+fn c_net_wait_fd() {
+    c_test("net_wait_fd");
 }
 
 /// A photon thread overflowing its 64 KiB stack: the process dies by

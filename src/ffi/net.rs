@@ -273,9 +273,9 @@ pub extern "C" fn photon_sendmsg(
 }
 
 /// Reads until `count` bytes or EOF (one deadline for the whole call).
-/// Returns the bytes read: fewer than `count` means EOF, or an error after
-/// some bytes arrived (errno says which; those bytes are returned). -1 only
-/// when nothing was read.
+/// Returns the bytes read: fewer than `count` means EOF (errno unchanged),
+/// or an error after some bytes arrived (errno says which; those bytes are
+/// returned, not lost). -1 only when the error came before any byte.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_read_full(
     fd: c_int,
@@ -286,12 +286,13 @@ pub extern "C" fn photon_read_full(
     guard(|| {
         buf_ok(buf, count_)?;
         // SAFETY: the caller passes a buffer of count_ bytes.
-        count(unsafe { net::read_full(fd, buf.cast(), count_, net::deadline(timeout_us)) })
+        partial(unsafe { net::read_full(fd, buf.cast(), count_, net::deadline(timeout_us)) })
     })
 }
 
 /// Writes all `count` bytes (one deadline for the whole call). Returns
-/// `count`, fewer after an error once some bytes went out, or -1.
+/// `count`; fewer after an error once some bytes went out (errno says
+/// which); -1 when the error came before any byte.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_write_full(
     fd: c_int,
@@ -302,8 +303,17 @@ pub extern "C" fn photon_write_full(
     guard(|| {
         buf_ok(buf, count_)?;
         // SAFETY: the caller passes a buffer of count_ bytes.
-        count(unsafe { net::write_full(fd, buf.cast(), count_, net::deadline(timeout_us)) })
+        partial(unsafe { net::write_full(fd, buf.cast(), count_, net::deadline(timeout_us)) })
     })
+}
+
+/// A short count still reports its error in errno.
+fn partial(r: Result<net::Partial, Errno>) -> Result<ssize_t, Errno> {
+    let p = r?;
+    if let Some(e) = p.error {
+        super::set_errno(e);
+    }
+    Ok(p.done as ssize_t)
 }
 
 /// `close(2)`, first waking the photon threads of this vcpu blocked on `fd`

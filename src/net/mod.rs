@@ -67,6 +67,9 @@ unsafe fn transfer(
             match unsafe { sched::io_wait(op, deadline) } {
                 // A kernel that does not poll-arm O_NONBLOCK files: wait, retry.
                 Err(Errno(libc::EAGAIN)) => {
+                    if now_us() >= deadline {
+                        return Err(Errno::ETIMEDOUT);
+                    }
                     ready_wait(fd, dir, deadline)?;
                 }
                 r => return r.map(|n| n as usize),
@@ -74,6 +77,7 @@ unsafe fn transfer(
         }
     }
     fdinfo::ensure_nonblocking(fd)?;
+    let mut waited = false;
     loop {
         let n = sys();
         if n >= 0 {
@@ -82,11 +86,27 @@ unsafe fn transfer(
         }
         match Errno::last_os_error() {
             Errno(libc::EAGAIN) => {
+                // An fd that keeps polling ready while its syscall says
+                // EAGAIN must not spin past the deadline.
+                if waited && now_us() >= deadline {
+                    return Err(Errno::ETIMEDOUT);
+                }
                 ready_wait(fd, dir, deadline)?;
+                waited = true;
             }
             Errno(libc::EINTR) => {}
             e => return Err(e),
         }
+    }
+}
+
+/// An iovec count as readv(2)/writev(2) accept it: 0..=IOV_MAX, else EINVAL.
+fn iov_count(n: i32) -> Result<u32, Errno> {
+    const IOV_MAX: i32 = 1024;
+    if (0..=IOV_MAX).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(Errno::EINVAL)
     }
 }
 
@@ -162,7 +182,7 @@ pub unsafe fn readv(
     n: i32,
     deadline: u64,
 ) -> Result<usize, Errno> {
-    let n = u32::try_from(n).map_err(|_| Errno::EINVAL)?;
+    let n = iov_count(n)?;
     // SAFETY: per the contract.
     unsafe {
         transfer(
@@ -186,7 +206,7 @@ pub unsafe fn writev(
     n: i32,
     deadline: u64,
 ) -> Result<usize, Errno> {
-    let n = u32::try_from(n).map_err(|_| Errno::EINVAL)?;
+    let n = iov_count(n)?;
     if fdinfo::is_socket(fd) {
         // SAFETY: a zeroed msghdr is valid; it points at the caller's iovecs.
         let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
@@ -411,12 +431,26 @@ pub unsafe fn sendto(
     unsafe { sendmsg(fd, &msg, flags, deadline) }
 }
 
-/// Loops `read` until `len` bytes or EOF. A short count means EOF, or an
-/// error after some bytes arrived (those bytes are returned, not lost).
+/// What a looping transfer did: the bytes moved, and the error that
+/// stopped it early (None: it completed, or reached EOF).
+pub struct Partial {
+    /// Bytes transferred.
+    pub done: usize,
+    /// The error after `done` bytes, if one ended the loop.
+    pub error: Option<Errno>,
+}
+
+/// Loops `read` until `len` bytes or EOF. An error after some bytes arrived
+/// is returned with them (they are not lost); an error before any is Err.
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
-pub unsafe fn read_full(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+pub unsafe fn read_full(
+    fd: i32,
+    buf: *mut u8,
+    len: usize,
+    deadline: u64,
+) -> Result<Partial, Errno> {
     let mut done = 0;
     while done < len {
         // SAFETY: per the contract; done < len.
@@ -424,14 +458,18 @@ pub unsafe fn read_full(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Res
             Ok(0) => break,
             Ok(n) => done += n,
             Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
+            Err(e) => {
+                return Ok(Partial {
+                    done,
+                    error: Some(e),
+                });
+            }
         }
     }
-    Ok(done)
+    Ok(Partial { done, error: None })
 }
 
-/// Loops `write` until all `len` bytes are written. A short count means an
-/// error after some bytes were written.
+/// Loops `write` until all `len` bytes are written; as [`read_full`].
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of reads.
@@ -440,17 +478,22 @@ pub unsafe fn write_full(
     buf: *const u8,
     len: usize,
     deadline: u64,
-) -> Result<usize, Errno> {
+) -> Result<Partial, Errno> {
     let mut done = 0;
     while done < len {
         // SAFETY: per the contract; done < len.
         match unsafe { write(fd, buf.add(done), len - done, deadline) } {
             Ok(n) => done += n,
             Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
+            Err(e) => {
+                return Ok(Partial {
+                    done,
+                    error: Some(e),
+                });
+            }
         }
     }
-    Ok(done)
+    Ok(Partial { done, error: None })
 }
 
 /// A non-blocking socket, known to the engine as a new fd.
@@ -505,13 +548,21 @@ pub unsafe fn connect(
 ) -> Result<(), Errno> {
     sched::engine_runs(OpKind::Poll)?; // EPERM off a vcpu, before any effect
     fdinfo::ensure_nonblocking(fd)?;
+    let mut backoff_us = 500;
     loop {
         match syscall!(connect(fd, addr, len)) {
             Ok(_) => return Ok(()),
             Err(Errno(libc::EINTR)) => continue,
-            // A full Unix-socket backlog: wait and try again.
+            // A full Unix-socket backlog. Room there raises no event on
+            // this socket (a blocking connect sleeps on the listener's
+            // queue), so poll by retrying with a backoff up to the deadline.
             Err(Errno(libc::EAGAIN)) => {
-                ready_wait(fd, WRITABLE, deadline)?;
+                let now = now_us();
+                if now >= deadline {
+                    return Err(Errno::ETIMEDOUT);
+                }
+                sched::sleep_us(backoff_us.min(deadline - now))?;
+                backoff_us = (backoff_us * 2).min(50_000);
             }
             Err(Errno(libc::EINPROGRESS)) => {
                 ready_wait(fd, WRITABLE, deadline)?;
@@ -563,7 +614,8 @@ pub fn wait_fd(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
     if bits & events != 0 {
         return Ok(bits & events);
     }
-    ready_wait(fd, events, deadline)
+    // Engines report hang-ups as both directions: keep to what was asked.
+    ready_wait(fd, events, deadline).map(|b| b & events)
 }
 
 /// Closes `fd`, first waking every photon thread of this vcpu blocked on

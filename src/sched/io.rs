@@ -85,7 +85,7 @@ pub(crate) fn cancel_fd(fd: i32) {
     unsafe {
         let mut done = Vec::new();
         (*v).engine.cancel_fd(fd, &mut done);
-        super::vcpu::deliver(v, &mut done);
+        super::idle::deliver(v, &mut done);
     }
 }
 

@@ -2,6 +2,7 @@
 //! messages that let other OS threads reach a vcpu's threads.
 
 pub mod handle;
+mod idle;
 mod io;
 pub mod keys;
 mod remote;

@@ -16,13 +16,13 @@ use core::ptr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use super::handle::{self, Handle, SlotCache};
+use super::idle::{idle_main, poll};
 use super::keys;
 use super::remote::{self, Msg, Remote};
 use super::run_queue::RunQueue;
-use super::thread::{Entry, NO_OP, State, ThreadCtl};
+use super::thread::{Entry, State, ThreadCtl};
 use super::timer::TimerHeap;
 use crate::arch;
 use crate::engine::{self, Completion, Engine};
@@ -46,15 +46,15 @@ pub(crate) struct Vcpu {
     pub(crate) current: *mut ThreadCtl,
     main: *mut ThreadCtl,
     pub(super) idle: *mut ThreadCtl,
-    run_queue: RunQueue,
-    timers: TimerHeap,
+    pub(super) run_queue: RunQueue,
+    pub(super) timers: TimerHeap,
     pub(super) engine: Box<dyn Engine>,
     /// Scratch for completions collected from the engine.
-    completions: Vec<Completion>,
+    pub(super) completions: Vec<Completion>,
     pool: StackPool,
     pub(crate) slots: SlotCache,
-    remote: Arc<Remote>,
-    inbox: Vec<Msg>,
+    pub(super) remote: Arc<Remote>,
+    pub(super) inbox: Vec<Msg>,
     /// Head of the list of this vcpu's threads (not main, not idle).
     all: *mut ThreadCtl,
     alive: usize,
@@ -293,7 +293,7 @@ pub(crate) fn engine_name() -> Option<&'static str> {
 /// # Safety
 /// `v` is the calling OS thread's vcpu; `cur` is its running thread.
 #[inline(always)]
-unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
+pub(super) unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
     // SAFETY: per the contract, all three are live and owned by this vcpu.
     unsafe {
         if cur == next {
@@ -313,7 +313,7 @@ unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
 /// `dead` is a TCB in state Dead whose thread will never run again.
 #[cold]
 #[inline(never)]
-unsafe fn reclaim(dead: *mut ThreadCtl) {
+pub(super) unsafe fn reclaim(dead: *mut ThreadCtl) {
     let v = current();
     // SAFETY: the TCB is read out before its stack (which holds it) is reused.
     unsafe {
@@ -450,7 +450,7 @@ pub(crate) fn block(deadline: u64) -> Result<(), Errno> {
 ///
 /// # Safety
 /// `v` is the calling OS thread's vcpu and `th` one of its live threads.
-unsafe fn wake_local(v: *mut Vcpu, th: *mut ThreadCtl, result: i32) {
+pub(super) unsafe fn wake_local(v: *mut Vcpu, th: *mut ThreadCtl, result: i32) {
     // SAFETY: per the contract.
     unsafe {
         if (*th).state != State::Blocked {
@@ -504,7 +504,7 @@ pub(crate) fn interrupt(h: Handle, errno: i32) -> Result<(), Errno> {
 
 /// # Safety
 /// `v` is the calling OS thread's vcpu and `th` one of its live threads.
-unsafe fn interrupt_local(v: *mut Vcpu, th: *mut ThreadCtl, errno: i32) {
+pub(super) unsafe fn interrupt_local(v: *mut Vcpu, th: *mut ThreadCtl, errno: i32) {
     // SAFETY: per the contract.
     unsafe {
         match (*th).state {
@@ -650,133 +650,6 @@ unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
         let mut unused: arch::StackPointer = ptr::null_mut();
         arch::switch(&mut unused, (*next).sp, th as usize);
         unreachable!("a dead photon thread was resumed");
-    }
-}
-
-/// The idle thread: sleeps in the engine until something is runnable.
-unsafe extern "C" fn idle_main(deferred: usize, _data: *mut u8) -> ! {
-    // SAFETY: `deferred` is a dead TCB or 0; the vcpu is re-fetched each round.
-    unsafe {
-        if deferred != 0 {
-            reclaim(deferred as *mut ThreadCtl);
-        }
-        loop {
-            let v = current();
-            poll(v, true);
-            if let Some(next) = (*v).run_queue.head() {
-                switch_to(v, (*v).idle, next);
-            }
-        }
-    }
-}
-
-/// Handles messages, expired timers and engine events. With `may_sleep`
-/// and nothing runnable, sleeps in the engine until the next timer.
-///
-/// # Safety
-/// `v` is the calling OS thread's vcpu.
-unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
-    // SAFETY: per the contract; runs on the current thread's stack, no switch.
-    unsafe {
-        drain_inbox(v);
-        fire_timers(v);
-        let idle = (*v).run_queue.is_empty();
-        let timeout = if !(may_sleep && idle) {
-            if !(*v).engine.has_pending() {
-                return;
-            }
-            Some(Duration::ZERO)
-        } else {
-            (*v).timers
-                .next_deadline()
-                .map(|d| Duration::from_micros(d.saturating_sub(now_us())))
-        };
-        let sleeping = timeout != Some(Duration::ZERO);
-        if sleeping && !(*v).remote.enter_sleep() {
-            drain_inbox(v); // a message arrived: do not sleep
-            return;
-        }
-        let mut done = core::mem::take(&mut (*v).completions);
-        if let Err(e) = (*v).engine.wait(timeout, &mut done) {
-            log::error!("photon: engine wait failed: {e}");
-        }
-        if sleeping {
-            (*v).remote.leave_sleep();
-        }
-        deliver(v, &mut done);
-        (*v).completions = done;
-        if sleeping {
-            drain_inbox(v);
-            fire_timers(v);
-        }
-    }
-}
-
-/// Hands engine completions to the threads waiting for them.
-///
-/// # Safety
-/// `v` is the calling OS thread's vcpu; each waiter is a live thread of it
-/// (a thread with an operation in flight stays parked until its completion).
-pub(super) unsafe fn deliver(v: *mut Vcpu, done: &mut Vec<Completion>) {
-    for c in done.drain(..) {
-        let th = c.waiter.cast::<ThreadCtl>();
-        // SAFETY: per the contract.
-        unsafe {
-            if (*th).io_op == c.id {
-                (*th).io_op = NO_OP;
-                (*th).io_done = true;
-                (*th).io_result = c.result;
-                wake_local(v, th, 0);
-            }
-        }
-    }
-}
-
-/// # Safety
-/// `v` is the calling OS thread's vcpu.
-unsafe fn fire_timers(v: *mut Vcpu) {
-    // SAFETY: per the contract; heap entries are live blocked threads.
-    unsafe {
-        if (*v).timers.len() == 0 {
-            return;
-        }
-        let now = now_us();
-        while let Some(th) = (*v).timers.pop_expired(now) {
-            wake_local(v, th, libc::ETIMEDOUT);
-        }
-    }
-}
-
-/// # Safety
-/// `v` is the calling OS thread's vcpu.
-unsafe fn drain_inbox(v: *mut Vcpu) {
-    // SAFETY: per the contract; handles are re-validated on this vcpu.
-    unsafe {
-        if !(*v).remote.has_pending() {
-            return;
-        }
-        let mut inbox = core::mem::take(&mut (*v).inbox);
-        (*v).remote.drain(&mut inbox);
-        for m in inbox.drain(..) {
-            let (h, seq, code, is_interrupt) = match m {
-                Msg::Wake { h, seq, result } => (h, seq, result, false),
-                Msg::Interrupt { h, errno } => (h, 0, errno, true),
-            };
-            let Ok((vid, th)) = handle::resolve(h) else {
-                continue;
-            };
-            if th.is_null() {
-                continue;
-            }
-            if vid != (*v).id {
-                let _ = remote::post(vid, m); // it migrated meanwhile: forward
-            } else if is_interrupt {
-                interrupt_local(v, th, code);
-            } else if (*th).wait_seq == seq {
-                wake_local(v, th, code);
-            }
-        }
-        (*v).inbox = inbox;
     }
 }
 

@@ -1,0 +1,138 @@
+//! The idle side of a vcpu: the idle thread, and the poll that turns
+//! messages, expired timers and engine completions into runnable threads.
+
+use std::time::Duration;
+
+use super::handle;
+use super::remote::{self, Msg};
+use super::thread::{NO_OP, ThreadCtl};
+use super::vcpu::{Vcpu, current, interrupt_local, reclaim, switch_to, wake_local};
+use crate::engine::Completion;
+use crate::time::now_us;
+
+/// The idle thread: sleeps in the engine until something is runnable.
+pub(super) unsafe extern "C" fn idle_main(deferred: usize, _data: *mut u8) -> ! {
+    // SAFETY: `deferred` is a dead TCB or 0; the vcpu is re-fetched each round.
+    unsafe {
+        if deferred != 0 {
+            reclaim(deferred as *mut ThreadCtl);
+        }
+        loop {
+            let v = current();
+            poll(v, true);
+            if let Some(next) = (*v).run_queue.head() {
+                switch_to(v, (*v).idle, next);
+            }
+        }
+    }
+}
+
+/// Handles messages, expired timers and engine events. With `may_sleep`
+/// and nothing runnable, sleeps in the engine until the next timer.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
+    // SAFETY: per the contract; runs on the current thread's stack, no switch.
+    unsafe {
+        drain_inbox(v);
+        fire_timers(v);
+        let idle = (*v).run_queue.is_empty();
+        let timeout = if !(may_sleep && idle) {
+            if !(*v).engine.has_pending() {
+                return;
+            }
+            Some(Duration::ZERO)
+        } else {
+            (*v).timers
+                .next_deadline()
+                .map(|d| Duration::from_micros(d.saturating_sub(now_us())))
+        };
+        let sleeping = timeout != Some(Duration::ZERO);
+        if sleeping && !(*v).remote.enter_sleep() {
+            drain_inbox(v); // a message arrived: do not sleep
+            return;
+        }
+        let mut done = core::mem::take(&mut (*v).completions);
+        if let Err(e) = (*v).engine.wait(timeout, &mut done) {
+            log::error!("photon: engine wait failed: {e}");
+        }
+        if sleeping {
+            (*v).remote.leave_sleep();
+        }
+        deliver(v, &mut done);
+        (*v).completions = done;
+        if sleeping {
+            drain_inbox(v);
+            fire_timers(v);
+        }
+    }
+}
+
+/// Hands engine completions to the threads waiting for them.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu; each waiter is a live thread of it
+/// (a thread with an operation in flight stays parked until its completion).
+pub(super) unsafe fn deliver(v: *mut Vcpu, done: &mut Vec<Completion>) {
+    for c in done.drain(..) {
+        let th = c.waiter.cast::<ThreadCtl>();
+        // SAFETY: per the contract.
+        unsafe {
+            if (*th).io_op == c.id {
+                (*th).io_op = NO_OP;
+                (*th).io_done = true;
+                (*th).io_result = c.result;
+                wake_local(v, th, 0);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+unsafe fn fire_timers(v: *mut Vcpu) {
+    // SAFETY: per the contract; heap entries are live blocked threads.
+    unsafe {
+        if (*v).timers.len() == 0 {
+            return;
+        }
+        let now = now_us();
+        while let Some(th) = (*v).timers.pop_expired(now) {
+            wake_local(v, th, libc::ETIMEDOUT);
+        }
+    }
+}
+
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+unsafe fn drain_inbox(v: *mut Vcpu) {
+    // SAFETY: per the contract; handles are re-validated on this vcpu.
+    unsafe {
+        if !(*v).remote.has_pending() {
+            return;
+        }
+        let mut inbox = core::mem::take(&mut (*v).inbox);
+        (*v).remote.drain(&mut inbox);
+        for m in inbox.drain(..) {
+            let (h, seq, code, is_interrupt) = match m {
+                Msg::Wake { h, seq, result } => (h, seq, result, false),
+                Msg::Interrupt { h, errno } => (h, 0, errno, true),
+            };
+            let Ok((vid, th)) = handle::resolve(h) else {
+                continue;
+            };
+            if th.is_null() {
+                continue;
+            }
+            if vid != (*v).id {
+                let _ = remote::post(vid, m); // it migrated meanwhile: forward
+            } else if is_interrupt {
+                interrupt_local(v, th, code);
+            } else if (*th).wait_seq == seq {
+                wake_local(v, th, code);
+            }
+        }
+        (*v).inbox = inbox;
+    }
+}

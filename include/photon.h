@@ -56,6 +56,33 @@
 #define PHOTON_WRITABLE 2
 
 /**
+ * `flags` bit for [`photon_server_new_tcp_flags`]: set SO_REUSEPORT, so
+ * one server per vcpu can listen on the same port (the kernel spreads
+ * connections over them).
+ */
+#define PHOTON_SERVER_REUSEPORT 1
+
+/**
+ * A condition variable used with a `photon_mutex`. Opaque.
+ */
+typedef struct photon_cond photon_cond;
+
+/**
+ * A coroutine mutex (non-recursive; FIFO hand-off to waiters). Opaque.
+ */
+typedef struct photon_mutex photon_mutex;
+
+/**
+ * A reader-writer lock (phase-fair: neither side starves). Opaque.
+ */
+typedef struct photon_rwlock photon_rwlock;
+
+/**
+ * A counting semaphore. Opaque.
+ */
+typedef struct photon_sem photon_sem;
+
+/**
  * A listening TCP or Unix stream socket with its accept loop. Opaque.
  */
 typedef struct photon_server photon_server;
@@ -65,6 +92,17 @@ typedef struct photon_server photon_server;
  * encoded handle, never dereferenced; a stale one fails with `ESRCH`.
  */
 typedef struct photon_thread photon_thread;
+
+/**
+ * A vcpu's identity (an OS thread running a photon scheduler). Opaque: an
+ * encoded id, stable for the vcpu's life, never dereferenced.
+ */
+typedef struct photon_vcpu photon_vcpu;
+
+/**
+ * A pool of vcpus on their own OS threads. Opaque.
+ */
+typedef struct photon_workpool photon_workpool;
 
 /**
  * A photon thread's entry function; its return value is what
@@ -229,6 +267,155 @@ void *photon_getspecific(uint32_t key);
 int photon_setspecific(uint32_t key, const void *value);
 
 /**
+ * A new unlocked mutex (needs no vcpu).
+ */
+photon_mutex *photon_mutex_new(void);
+
+/**
+ * Frees `m` (NULL: no-op); -1/`EBUSY` while locked or waited on.
+ */
+int photon_mutex_free(photon_mutex *m);
+
+/**
+ * Locks `m`, waiting up to `timeout_us`. `EDEADLK` if the caller holds it.
+ */
+int photon_mutex_lock(photon_mutex *m, uint64_t timeout_us);
+
+/**
+ * Locks `m` if it is free, else -1/`EBUSY`.
+ */
+int photon_mutex_trylock(photon_mutex *m);
+
+/**
+ * Unlocks `m`, handing it to the longest waiter (on any vcpu). -1/`EINVAL`
+ * if the caller does not hold it.
+ */
+int photon_mutex_unlock(photon_mutex *m);
+
+/**
+ * A new condition variable (needs no vcpu).
+ */
+photon_cond *photon_cond_new(void);
+
+/**
+ * Frees `c` (NULL: no-op); -1/`EBUSY` while waited on.
+ */
+int photon_cond_free(photon_cond *c);
+
+/**
+ * Releases `m` (held by the caller, else `EINVAL`) and waits for a notify
+ * up to `timeout_us`; `m` is held again on return, whatever the result.
+ */
+int photon_cond_wait(photon_cond *c, photon_mutex *m, uint64_t timeout_us);
+
+/**
+ * Wakes the longest waiter of `c`, if any. Callable from any OS thread.
+ */
+int photon_cond_notify_one(photon_cond *c);
+
+/**
+ * Wakes every waiter of `c`. Callable from any OS thread.
+ */
+int photon_cond_notify_all(photon_cond *c);
+
+/**
+ * A new semaphore holding `count` (needs no vcpu).
+ */
+photon_sem *photon_sem_new(uint64_t count);
+
+/**
+ * Frees `s` (NULL: no-op); -1/`EBUSY` while waited on.
+ */
+int photon_sem_free(photon_sem *s);
+
+/**
+ * Takes `count` (> 0, else `EINVAL`) from `s`, waiting up to `timeout_us`.
+ * Requests are served in arrival order.
+ */
+int photon_sem_wait(photon_sem *s, uint64_t count, uint64_t timeout_us);
+
+/**
+ * Adds `count` to `s`, waking waiters whose requests now fit. Callable from
+ * any OS thread. -1/`EOVERFLOW` if the count would overflow.
+ */
+int photon_sem_signal(photon_sem *s, uint64_t count);
+
+/**
+ * A new unlocked reader-writer lock (needs no vcpu).
+ */
+photon_rwlock *photon_rwlock_new(void);
+
+/**
+ * Frees `l` (NULL: no-op); -1/`EBUSY` while held or waited on.
+ */
+int photon_rwlock_free(photon_rwlock *l);
+
+/**
+ * Takes a shared lock, waiting up to `timeout_us`; `EDEADLK` if the caller
+ * holds the write lock.
+ */
+int photon_rwlock_rdlock(photon_rwlock *l, uint64_t timeout_us);
+
+/**
+ * Takes the exclusive lock, waiting up to `timeout_us`; `EDEADLK` if the
+ * caller holds it already.
+ */
+int photon_rwlock_wrlock(photon_rwlock *l, uint64_t timeout_us);
+
+/**
+ * Releases the caller's write lock, or one read lock. -1/`EINVAL` if the
+ * lock is not held.
+ */
+int photon_rwlock_unlock(photon_rwlock *l);
+
+/**
+ * The calling vcpu (the same value `photon_workpool_vcpu` gives for it),
+ * or NULL with `EPERM` off a vcpu.
+ */
+photon_vcpu *photon_vcpu_current(void);
+
+/**
+ * Starts a pool of `vcpus` (1..=1024) OS threads, each a vcpu on
+ * `event_engine`. Callable from any OS thread. NULL with `EINVAL` or the
+ * engine's setup error.
+ */
+photon_workpool *photon_workpool_new(uint32_t vcpus, uint64_t event_engine);
+
+/**
+ * Ends the pool's vcpus as `photon_fini` does (waiting for their threads;
+ * those blocked without a timeout get `ECANCELED`) and joins their OS
+ * threads. NULL is ignored. Call it once, from outside the pool.
+ */
+void photon_workpool_free(photon_workpool *p);
+
+/**
+ * The pool's vcpu number `index`, or NULL with `EINVAL`.
+ */
+photon_vcpu *photon_workpool_vcpu(photon_workpool *p, uint32_t index);
+
+/**
+ * Runs `fn_(arg)` in a new photon thread on one of the pool's vcpus (round
+ * robin) and waits for it; its return value goes to `*retval` (if not
+ * NULL). Callable from any OS thread: a photon thread waits as one
+ * (interruptible; the work still runs to its end), others block.
+ */
+int photon_workpool_call(photon_workpool *p, photon_entry fn_, void *arg, void **retval);
+
+/**
+ * Runs `fn_(arg)` in a new detached photon thread on one of the pool's
+ * vcpus and returns at once. Callable from any OS thread.
+ */
+int photon_workpool_spawn(photon_workpool *p, photon_entry fn_, void *arg);
+
+/**
+ * Moves `th` to vcpu `to`. `th` is the caller (it returns running on
+ * `to`) or a runnable thread of the caller's vcpu. -1 with `EINVAL` (NULL,
+ * unknown `to`, a thread of another vcpu, or a vcpu's main thread),
+ * `EBUSY` (`th` is blocked), `ESRCH` (stale handle), `EPERM` (off a vcpu).
+ */
+int photon_thread_migrate(photon_thread *th, photon_vcpu *to);
+
+/**
  * Waits until `fd` is ready for `events` (`PHOTON_READABLE` |
  * `PHOTON_WRITABLE`). Returns the ready subset of `events` (> 0; errors
  * and hang-ups count as ready), or -1: `EINVAL` (bad `events`), `EBADF`,
@@ -347,6 +534,15 @@ int photon_close(int fd);
  * errno: `EINVAL` (bad ip), or the bind/listen error (`EADDRINUSE`, ...).
  */
 photon_server *photon_server_new_tcp(const char *ip, uint16_t port, int backlog);
+
+/**
+ * `photon_server_new_tcp` with `flags` (`PHOTON_SERVER_*`; unknown bits
+ * give `EINVAL`).
+ */
+photon_server *photon_server_new_tcp_flags(const char *ip,
+                                           uint16_t port,
+                                           int backlog,
+                                           uint32_t flags);
 
 /**
  * A Unix stream server on `path` (a leftover socket file there is

@@ -11,6 +11,7 @@
 //! ```text
 //!  ffi/      the only extern "C" code: NULL checks, panic boundary, errno
 //!  net/, fs/ coroutine-blocking sockets, fds and files; the server loop
+//!  sync/     mutex, condition variable, semaphore, rwlock (across vcpus)
 //!  sched/    vcpu: run queue, timers, join, interrupt, keys, handles, remote queue
 //!  engine/   epoll (mio) and io_uring, one trait
 //!  stack/    mmap'd stacks with guard pages, pooling, overflow reports
@@ -65,6 +66,7 @@ pub mod fs;
 pub mod net;
 pub mod sched;
 pub mod stack;
+pub mod sync;
 pub mod time;
 
 pub use errno::Errno;

@@ -11,9 +11,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::offload::Offload;
-use super::{
-    Cancel, Completion, Engine, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter,
-};
+use super::{Cancel, Completion, Engine, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter};
 use crate::errno::Errno;
 
 const WAKER: Token = Token(usize::MAX);

@@ -257,9 +257,7 @@ pub(crate) fn create(kind: u64) -> Result<Box<dyn Engine>, Errno> {
             Ok("epoll") => Some(EVENT_EPOLL),
             Ok("io_uring") => None,
             Ok(other) if !other.is_empty() => {
-                log::warn!(
-                    "photon: PHOTON_ENGINE={other:?} is not io_uring or epoll; using the default"
-                );
+                log::warn!("photon: PHOTON_ENGINE={other:?} is not io_uring or epoll; using the default");
                 None
             }
             _ => None,
@@ -272,10 +270,7 @@ pub(crate) fn create(kind: u64) -> Result<Box<dyn Engine>, Errno> {
         Some(_) => match UringEngine::new() {
             Ok(e) => Ok(Box::new(e)),
             Err(e) => {
-                log::warn!(
-                    "photon: io_uring requested but unavailable: {}",
-                    uring::explain(&e)
-                );
+                log::warn!("photon: io_uring requested but unavailable: {}", uring::explain(&e));
                 Err(if e.errno == Errno::EINVAL {
                     Errno::ENOSYS
                 } else {

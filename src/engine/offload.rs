@@ -42,8 +42,7 @@ impl Bounce {
     const PAGE: usize = 4096;
 
     fn new(like: *const u8, len: usize) -> Bounce {
-        let layout = std::alloc::Layout::from_size_align(len + Self::PAGE, Self::PAGE)
-            .expect("bounce layout");
+        let layout = std::alloc::Layout::from_size_align(len + Self::PAGE, Self::PAGE).expect("bounce layout");
         // SAFETY: a non-zero size.
         let base = unsafe { std::alloc::alloc(layout) };
         if base.is_null() {
@@ -232,17 +231,10 @@ fn execute(work: Work) -> (i64, Output) {
                 (ret(r), Output::None)
             }
             Work::Fsync { fd, datasync } => {
-                let r = if datasync {
-                    libc::fdatasync(fd)
-                } else {
-                    libc::fsync(fd)
-                };
+                let r = if datasync { libc::fdatasync(fd) } else { libc::fsync(fd) };
                 (ret(r as isize), Output::None)
             }
-            Work::Fallocate { fd, mode, off, len } => (
-                ret(libc::fallocate(fd, mode, off, len) as isize),
-                Output::None,
-            ),
+            Work::Fallocate { fd, mode, off, len } => (ret(libc::fallocate(fd, mode, off, len) as isize), Output::None),
             Work::Ftruncate { fd, len } => (ret(libc::ftruncate(fd, len) as isize), Output::None),
             Work::Open {
                 dirfd,
@@ -263,10 +255,9 @@ fn execute(work: Work) -> (i64, Output) {
                 let r = ret(libc::statx(dirfd, path.as_ptr(), flags, mask, &mut *st) as isize);
                 (r, Output::Statx(st))
             }
-            Work::Unlink { dirfd, path, flags } => (
-                ret(libc::unlinkat(dirfd, path.as_ptr(), flags) as isize),
-                Output::None,
-            ),
+            Work::Unlink { dirfd, path, flags } => {
+                (ret(libc::unlinkat(dirfd, path.as_ptr(), flags) as isize), Output::None)
+            }
             Work::Rename {
                 olddir,
                 old,
@@ -276,10 +267,9 @@ fn execute(work: Work) -> (i64, Output) {
                 ret(libc::renameat(olddir, old.as_ptr(), newdir, new.as_ptr()) as isize),
                 Output::None,
             ),
-            Work::Mkdir { dirfd, path, mode } => (
-                ret(libc::mkdirat(dirfd, path.as_ptr(), mode) as isize),
-                Output::None,
-            ),
+            Work::Mkdir { dirfd, path, mode } => {
+                (ret(libc::mkdirat(dirfd, path.as_ptr(), mode) as isize), Output::None)
+            }
         }
     }
 }
@@ -357,12 +347,7 @@ impl Offload {
                     },
                     Dest::Buf(buf),
                 ),
-                Op::Pread {
-                    fd,
-                    buf,
-                    len,
-                    off: o,
-                } => (
+                Op::Pread { fd, buf, len, off: o } => (
                     Work::Read {
                         fd,
                         buf: Bounce::new(buf, len as usize),
@@ -414,19 +399,13 @@ impl Offload {
                     let b = Bounce::new(first, len);
                     let mut at = 0;
                     for v in iovs {
-                        core::ptr::copy_nonoverlapping(
-                            v.iov_base.cast::<u8>(),
-                            b.ptr().add(at),
-                            v.iov_len,
-                        );
+                        core::ptr::copy_nonoverlapping(v.iov_base.cast::<u8>(), b.ptr().add(at), v.iov_len);
                         at += v.iov_len;
                     }
                     (Work::Write { fd, buf: b, off: o }, Dest::None)
                 }
                 Op::Fsync { fd, datasync } => (Work::Fsync { fd, datasync }, Dest::None),
-                Op::Fallocate { fd, mode, off, len } => {
-                    (Work::Fallocate { fd, mode, off, len }, Dest::None)
-                }
+                Op::Fallocate { fd, mode, off, len } => (Work::Fallocate { fd, mode, off, len }, Dest::None),
                 Op::Ftruncate { fd, len } => (Work::Ftruncate { fd, len }, Dest::None),
                 Op::Open {
                     dirfd,

@@ -17,9 +17,7 @@ use std::time::Duration;
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
 use super::offload::Offload;
-use super::{
-    Cancel, Completion, Engine, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter,
-};
+use super::{Cancel, Completion, Engine, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter};
 use crate::errno::Errno;
 
 const SQ_ENTRIES: u32 = 1024;
@@ -42,9 +40,7 @@ pub(crate) fn explain(e: &SetupError) -> String {
         libc::ENOMEM => {
             " (locked-memory limit too low: raise it with `ulimit -l unlimited`, LimitMEMLOCK= in systemd, or --ulimit memlock=-1 in containers)"
         }
-        libc::EPERM => {
-            " (io_uring is forbidden here: kernel.io_uring_disabled sysctl, seccomp or a container policy)"
-        }
+        libc::EPERM => " (io_uring is forbidden here: kernel.io_uring_disabled sysctl, seccomp or a container policy)",
         libc::ENOSYS => " (this kernel has no io_uring)",
         _ => "",
     };
@@ -118,9 +114,7 @@ fn build_ring() -> Result<IoUring, SetupError> {
         b.setup_cqsize(CQ_ENTRIES);
         match attempt {
             0 => {
-                b.setup_single_issuer()
-                    .setup_defer_taskrun()
-                    .setup_taskrun_flag();
+                b.setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag();
             }
             1 => {
                 b.setup_coop_taskrun().setup_taskrun_flag();
@@ -130,9 +124,7 @@ fn build_ring() -> Result<IoUring, SetupError> {
         match b.build(SQ_ENTRIES) {
             Ok(r) => return Ok(r),
             // Unknown flags on an older kernel: try fewer.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                last = Some(err(e, "io_uring_setup"))
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(err(e, "io_uring_setup")),
             Err(e) => return Err(err(e, "io_uring_setup")),
         }
     }
@@ -144,12 +136,10 @@ impl UringEngine {
         raise_memlock();
         let ring = build_ring()?;
         let mut probe = Probe::new();
-        ring.submitter()
-            .register_probe(&mut probe)
-            .map_err(|e| SetupError {
-                errno: e.into(),
-                what: "io_uring probe".into(),
-            })?;
+        ring.submitter().register_probe(&mut probe).map_err(|e| SetupError {
+            errno: e.into(),
+            what: "io_uring probe".into(),
+        })?;
         for (code, name) in [
             (opcode::PollAdd::CODE, "POLL_ADD"),
             (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
@@ -244,9 +234,7 @@ impl UringEngine {
                     if op.is_poll && result >= 0 {
                         let ev = result as i16;
                         let mut bits = 0;
-                        if ev & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLRDHUP)
-                            != 0
-                        {
+                        if ev & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLRDHUP) != 0 {
                             bits |= READABLE;
                         }
                         if ev & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0 {
@@ -292,88 +280,19 @@ fn sqe_for(op: Op) -> (squeue::Entry, i32, bool) {
             }
             (opcode::PollAdd::new(Fd(fd), mask).build(), fd, true)
         }
-        Op::Read { fd, buf, len } => (
-            opcode::Read::new(Fd(fd), buf, len).offset(u64::MAX).build(),
-            fd,
-            false,
-        ),
-        Op::Write { fd, buf, len } => (
-            opcode::Write::new(Fd(fd), buf, len)
-                .offset(u64::MAX)
-                .build(),
-            fd,
-            false,
-        ),
-        Op::Readv { fd, iov, n } => (
-            opcode::Readv::new(Fd(fd), iov, n).offset(u64::MAX).build(),
-            fd,
-            false,
-        ),
-        Op::Writev { fd, iov, n } => (
-            opcode::Writev::new(Fd(fd), iov, n).offset(u64::MAX).build(),
-            fd,
-            false,
-        ),
-        Op::Recv {
-            fd,
-            buf,
-            len,
-            flags,
-        } => (
-            opcode::Recv::new(Fd(fd), buf, len).flags(flags).build(),
-            fd,
-            false,
-        ),
-        Op::Send {
-            fd,
-            buf,
-            len,
-            flags,
-        } => (
-            opcode::Send::new(Fd(fd), buf, len).flags(flags).build(),
-            fd,
-            false,
-        ),
-        Op::RecvMsg { fd, msg, flags } => (
-            opcode::RecvMsg::new(Fd(fd), msg).flags(flags).build(),
-            fd,
-            false,
-        ),
-        Op::SendMsg { fd, msg, flags } => (
-            opcode::SendMsg::new(Fd(fd), msg).flags(flags).build(),
-            fd,
-            false,
-        ),
-        Op::Accept {
-            fd,
-            addr,
-            len,
-            flags,
-        } => (
-            opcode::Accept::new(Fd(fd), addr, len).flags(flags).build(),
-            fd,
-            false,
-        ),
-        Op::Pread { fd, buf, len, off } => (
-            opcode::Read::new(Fd(fd), buf, len).offset(off).build(),
-            fd,
-            false,
-        ),
-        Op::Pwrite { fd, buf, len, off } => (
-            opcode::Write::new(Fd(fd), buf, len).offset(off).build(),
-            fd,
-            false,
-        ),
-        Op::Preadv { fd, iov, n, off } => (
-            opcode::Readv::new(Fd(fd), iov, n).offset(off).build(),
-            fd,
-            false,
-        ),
-        Op::Pwritev { fd, iov, n, off } => (
-            opcode::Writev::new(Fd(fd), iov, n).offset(off).build(),
-            fd,
-            false,
-        ),
+        Op::Read { fd, buf, len } => (opcode::Read::new(Fd(fd), buf, len).offset(u64::MAX).build(), fd, false),
+        Op::Write { fd, buf, len } => (opcode::Write::new(Fd(fd), buf, len).offset(u64::MAX).build(), fd, false),
+        Op::Readv { fd, iov, n } => (opcode::Readv::new(Fd(fd), iov, n).offset(u64::MAX).build(), fd, false),
+        Op::Writev { fd, iov, n } => (opcode::Writev::new(Fd(fd), iov, n).offset(u64::MAX).build(), fd, false),
+        Op::Recv { fd, buf, len, flags } => (opcode::Recv::new(Fd(fd), buf, len).flags(flags).build(), fd, false),
+        Op::Send { fd, buf, len, flags } => (opcode::Send::new(Fd(fd), buf, len).flags(flags).build(), fd, false),
+        Op::RecvMsg { fd, msg, flags } => (opcode::RecvMsg::new(Fd(fd), msg).flags(flags).build(), fd, false),
+        Op::SendMsg { fd, msg, flags } => (opcode::SendMsg::new(Fd(fd), msg).flags(flags).build(), fd, false),
+        Op::Accept { fd, addr, len, flags } => (opcode::Accept::new(Fd(fd), addr, len).flags(flags).build(), fd, false),
+        Op::Pread { fd, buf, len, off } => (opcode::Read::new(Fd(fd), buf, len).offset(off).build(), fd, false),
+        Op::Pwrite { fd, buf, len, off } => (opcode::Write::new(Fd(fd), buf, len).offset(off).build(), fd, false),
+        Op::Preadv { fd, iov, n, off } => (opcode::Readv::new(Fd(fd), iov, n).offset(off).build(), fd, false),
+        Op::Pwritev { fd, iov, n, off } => (opcode::Writev::new(Fd(fd), iov, n).offset(off).build(), fd, false),
         Op::Fsync { fd, datasync } => {
             let flags = if datasync {
                 types::FsyncFlags::DATASYNC
@@ -390,21 +309,14 @@ fn sqe_for(op: Op) -> (squeue::Entry, i32, bool) {
             fd,
             false,
         ),
-        Op::Ftruncate { fd, len } => (
-            opcode::Ftruncate::new(Fd(fd), len as u64).build(),
-            fd,
-            false,
-        ),
+        Op::Ftruncate { fd, len } => (opcode::Ftruncate::new(Fd(fd), len as u64).build(), fd, false),
         Op::Open {
             dirfd,
             path,
             flags,
             mode,
         } => (
-            opcode::OpenAt::new(Fd(dirfd), path)
-                .flags(flags)
-                .mode(mode)
-                .build(),
+            opcode::OpenAt::new(Fd(dirfd), path).flags(flags).mode(mode).build(),
             -1,
             false,
         ),
@@ -422,11 +334,7 @@ fn sqe_for(op: Op) -> (squeue::Entry, i32, bool) {
             dirfd,
             false,
         ),
-        Op::Unlink { dirfd, path, flags } => (
-            opcode::UnlinkAt::new(Fd(dirfd), path).flags(flags).build(),
-            -1,
-            false,
-        ),
+        Op::Unlink { dirfd, path, flags } => (opcode::UnlinkAt::new(Fd(dirfd), path).flags(flags).build(), -1, false),
         Op::Rename {
             olddir,
             old,
@@ -437,11 +345,7 @@ fn sqe_for(op: Op) -> (squeue::Entry, i32, bool) {
             -1,
             false,
         ),
-        Op::Mkdir { dirfd, path, mode } => (
-            opcode::MkDirAt::new(Fd(dirfd), path).mode(mode).build(),
-            -1,
-            false,
-        ),
+        Op::Mkdir { dirfd, path, mode } => (opcode::MkDirAt::new(Fd(dirfd), path).mode(mode).build(), -1, false),
     }
 }
 
@@ -515,9 +419,7 @@ impl Engine for UringEngine {
         };
         if !op.cancel_sent {
             op.cancel_sent = true;
-            let sqe = opcode::AsyncCancel::new(id as u64)
-                .build()
-                .user_data(UD_CANCEL);
+            let sqe = opcode::AsyncCancel::new(id as u64).build().user_data(UD_CANCEL);
             if let Err(e) = self.push(sqe) {
                 log::error!("photon: io_uring cancel could not be queued: {e}");
             }
@@ -561,11 +463,7 @@ impl Engine for UringEngine {
         self.queued = 0;
         match r {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
             Err(e) => return Err(e.into()),
         }
         self.reap(out);

@@ -16,11 +16,7 @@ use crate::errno::Errno;
 use crate::fs;
 
 fn path_ok(p: *const c_char) -> Result<(), Errno> {
-    if p.is_null() {
-        Err(Errno::EINVAL)
-    } else {
-        Ok(())
-    }
+    if p.is_null() { Err(Errno::EINVAL) } else { Ok(()) }
 }
 
 fn buf_ok<T>(p: *const T, len: usize) -> Result<(), Errno> {
@@ -43,12 +39,7 @@ pub extern "C" fn photon_open(path: *const c_char, flags: c_int, mode: mode_t) -
 
 /// `pread(2)`: may return fewer bytes than asked (0 at EOF).
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_pread(
-    fd: c_int,
-    buf: *mut c_void,
-    count: usize,
-    offset: off_t,
-) -> ssize_t {
+pub extern "C" fn photon_pread(fd: c_int, buf: *mut c_void, count: usize, offset: off_t) -> ssize_t {
     guard(|| {
         buf_ok(buf, count)?;
         // SAFETY: the caller passes a buffer of count bytes.
@@ -58,12 +49,7 @@ pub extern "C" fn photon_pread(
 
 /// `pwrite(2)`.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_pwrite(
-    fd: c_int,
-    buf: *const c_void,
-    count: usize,
-    offset: off_t,
-) -> ssize_t {
+pub extern "C" fn photon_pwrite(fd: c_int, buf: *const c_void, count: usize, offset: off_t) -> ssize_t {
     guard(|| {
         buf_ok(buf, count)?;
         // SAFETY: the caller passes a buffer of count bytes.
@@ -73,12 +59,7 @@ pub extern "C" fn photon_pwrite(
 
 /// `preadv(2)`.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_preadv(
-    fd: c_int,
-    iov: *const iovec,
-    iovcnt: c_int,
-    offset: off_t,
-) -> ssize_t {
+pub extern "C" fn photon_preadv(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: off_t) -> ssize_t {
     guard(|| {
         buf_ok(iov, iovcnt.max(0) as usize)?;
         // SAFETY: the caller passes iovcnt valid iovecs.
@@ -88,12 +69,7 @@ pub extern "C" fn photon_preadv(
 
 /// `pwritev(2)`.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_pwritev(
-    fd: c_int,
-    iov: *const iovec,
-    iovcnt: c_int,
-    offset: off_t,
-) -> ssize_t {
+pub extern "C" fn photon_pwritev(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: off_t) -> ssize_t {
     guard(|| {
         buf_ok(iov, iovcnt.max(0) as usize)?;
         // SAFETY: the caller passes iovcnt valid iovecs.

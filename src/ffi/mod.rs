@@ -28,6 +28,8 @@
 mod lifecycle;
 mod thread;
 mod keys;
+mod sync;
+mod vcpu;
 mod net;
 mod server;
 mod fs;
@@ -37,7 +39,9 @@ pub use keys::*;
 pub use lifecycle::*;
 pub use net::*;
 pub use server::*;
+pub use sync::*;
 pub use thread::*;
+pub use vcpu::*;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

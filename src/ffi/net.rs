@@ -55,12 +55,7 @@ pub extern "C" fn photon_socket(domain: c_int, type_: c_int, protocol: c_int) ->
 /// connection's error (`ECONNREFUSED`, ...), `ETIMEDOUT`, or the interrupter's
 /// errno (the socket is then left mid-connect: close it).
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_connect(
-    fd: c_int,
-    addr: *const sockaddr,
-    addrlen: socklen_t,
-    timeout_us: u64,
-) -> c_int {
+pub extern "C" fn photon_connect(fd: c_int, addr: *const sockaddr, addrlen: socklen_t, timeout_us: u64) -> c_int {
     guard(|| {
         if addr.is_null() {
             return Err(Errno::EINVAL);
@@ -73,12 +68,7 @@ pub extern "C" fn photon_connect(
 /// `accept(2)` waiting as a photon thread; the new fd is non-blocking
 /// underneath. `addr`/`addrlen` may be NULL.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_accept(
-    fd: c_int,
-    addr: *mut sockaddr,
-    addrlen: *mut socklen_t,
-    timeout_us: u64,
-) -> c_int {
+pub extern "C" fn photon_accept(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t, timeout_us: u64) -> c_int {
     guard(|| {
         if addr.is_null() != addrlen.is_null() {
             return Err(Errno::EINVAL);
@@ -91,12 +81,7 @@ pub extern "C" fn photon_accept(
 /// `read(2)` waiting as a photon thread: returns once some bytes arrived (a
 /// partial count is normal), 0 at EOF.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_read(
-    fd: c_int,
-    buf: *mut c_void,
-    count_: usize,
-    timeout_us: u64,
-) -> ssize_t {
+pub extern "C" fn photon_read(fd: c_int, buf: *mut c_void, count_: usize, timeout_us: u64) -> ssize_t {
     guard(|| {
         buf_ok(buf, count_)?;
         // SAFETY: the caller passes a buffer of count_ bytes.
@@ -106,12 +91,7 @@ pub extern "C" fn photon_read(
 
 /// `write(2)` waiting as a photon thread; may write fewer bytes than asked.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_write(
-    fd: c_int,
-    buf: *const c_void,
-    count_: usize,
-    timeout_us: u64,
-) -> ssize_t {
+pub extern "C" fn photon_write(fd: c_int, buf: *const c_void, count_: usize, timeout_us: u64) -> ssize_t {
     guard(|| {
         buf_ok(buf, count_)?;
         // SAFETY: the caller passes a buffer of count_ bytes.
@@ -121,12 +101,7 @@ pub extern "C" fn photon_write(
 
 /// `readv(2)` waiting as a photon thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_readv(
-    fd: c_int,
-    iov: *const iovec,
-    iovcnt: c_int,
-    timeout_us: u64,
-) -> ssize_t {
+pub extern "C" fn photon_readv(fd: c_int, iov: *const iovec, iovcnt: c_int, timeout_us: u64) -> ssize_t {
     guard(|| {
         buf_ok(iov, iovcnt.max(0) as usize)?;
         // SAFETY: the caller passes iovcnt valid iovecs.
@@ -136,12 +111,7 @@ pub extern "C" fn photon_readv(
 
 /// `writev(2)` waiting as a photon thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_writev(
-    fd: c_int,
-    iov: *const iovec,
-    iovcnt: c_int,
-    timeout_us: u64,
-) -> ssize_t {
+pub extern "C" fn photon_writev(fd: c_int, iov: *const iovec, iovcnt: c_int, timeout_us: u64) -> ssize_t {
     guard(|| {
         buf_ok(iov, iovcnt.max(0) as usize)?;
         // SAFETY: the caller passes iovcnt valid iovecs.
@@ -152,13 +122,7 @@ pub extern "C" fn photon_writev(
 /// `recv(2)` waiting once as a photon thread (returns what arrived; 0 at
 /// EOF). With `MSG_DONTWAIT` it does not wait.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_recv(
-    fd: c_int,
-    buf: *mut c_void,
-    len: usize,
-    flags: c_int,
-    timeout_us: u64,
-) -> ssize_t {
+pub extern "C" fn photon_recv(fd: c_int, buf: *mut c_void, len: usize, flags: c_int, timeout_us: u64) -> ssize_t {
     guard(|| {
         buf_ok(buf, len)?;
         // SAFETY: the caller passes a buffer of len bytes.
@@ -168,13 +132,7 @@ pub extern "C" fn photon_recv(
 
 /// `send(2)` waiting as a photon thread; `MSG_NOSIGNAL` is implied.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_send(
-    fd: c_int,
-    buf: *const c_void,
-    len: usize,
-    flags: c_int,
-    timeout_us: u64,
-) -> ssize_t {
+pub extern "C" fn photon_send(fd: c_int, buf: *const c_void, len: usize, flags: c_int, timeout_us: u64) -> ssize_t {
     guard(|| {
         buf_ok(buf, len)?;
         // SAFETY: the caller passes a buffer of len bytes.
@@ -196,17 +154,7 @@ pub extern "C" fn photon_recvfrom(
     guard(|| {
         buf_ok(buf, len)?;
         // SAFETY: the caller passes valid (or NULL) pointers.
-        count(unsafe {
-            net::recvfrom(
-                fd,
-                buf.cast(),
-                len,
-                flags,
-                src_addr,
-                addrlen,
-                net::deadline(timeout_us),
-            )
-        })
+        count(unsafe { net::recvfrom(fd, buf.cast(), len, flags, src_addr, addrlen, net::deadline(timeout_us)) })
     })
 }
 
@@ -240,12 +188,7 @@ pub extern "C" fn photon_sendto(
 
 /// `recvmsg(2)` waiting as a photon thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_recvmsg(
-    fd: c_int,
-    msg: *mut msghdr,
-    flags: c_int,
-    timeout_us: u64,
-) -> ssize_t {
+pub extern "C" fn photon_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int, timeout_us: u64) -> ssize_t {
     guard(|| {
         if msg.is_null() {
             return Err(Errno::EINVAL);
@@ -257,12 +200,7 @@ pub extern "C" fn photon_recvmsg(
 
 /// `sendmsg(2)` waiting as a photon thread; `MSG_NOSIGNAL` is implied.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_sendmsg(
-    fd: c_int,
-    msg: *const msghdr,
-    flags: c_int,
-    timeout_us: u64,
-) -> ssize_t {
+pub extern "C" fn photon_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int, timeout_us: u64) -> ssize_t {
     guard(|| {
         if msg.is_null() {
             return Err(Errno::EINVAL);
@@ -277,12 +215,7 @@ pub extern "C" fn photon_sendmsg(
 /// or an error after some bytes arrived (errno says which; those bytes are
 /// returned, not lost). -1 only when the error came before any byte.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_read_full(
-    fd: c_int,
-    buf: *mut c_void,
-    count_: usize,
-    timeout_us: u64,
-) -> ssize_t {
+pub extern "C" fn photon_read_full(fd: c_int, buf: *mut c_void, count_: usize, timeout_us: u64) -> ssize_t {
     guard(|| {
         buf_ok(buf, count_)?;
         // SAFETY: the caller passes a buffer of count_ bytes.
@@ -294,12 +227,7 @@ pub extern "C" fn photon_read_full(
 /// `count`; fewer after an error once some bytes went out (errno says
 /// which); -1 when the error came before any byte.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_write_full(
-    fd: c_int,
-    buf: *const c_void,
-    count_: usize,
-    timeout_us: u64,
-) -> ssize_t {
+pub extern "C" fn photon_write_full(fd: c_int, buf: *const c_void, count_: usize, timeout_us: u64) -> ssize_t {
     guard(|| {
         buf_ok(buf, count_)?;
         // SAFETY: the caller passes a buffer of count_ bytes.

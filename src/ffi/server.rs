@@ -14,8 +14,7 @@ pub struct photon_server {
 
 /// Handles one connection in its own photon thread. The handler owns
 /// `conn_fd` and must close it (`photon_close`); its return value is only logged.
-pub type photon_conn_handler =
-    Option<unsafe extern "C" fn(userdata: *mut c_void, conn_fd: c_int) -> c_int>;
+pub type photon_conn_handler = Option<unsafe extern "C" fn(userdata: *mut c_void, conn_fd: c_int) -> c_int>;
 
 /// A new reference to the server behind `s`.
 fn server(s: *mut photon_server) -> Result<Arc<Server>, Errno> {
@@ -40,23 +39,35 @@ fn publish(s: Server) -> *mut photon_server {
 /// `backlog` <= 0 means `SOMAXCONN`. Needs no vcpu. Returns NULL with
 /// errno: `EINVAL` (bad ip), or the bind/listen error (`EADDRINUSE`, ...).
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_server_new_tcp(
+pub extern "C" fn photon_server_new_tcp(ip: *const c_char, port: u16, backlog: c_int) -> *mut photon_server {
+    photon_server_new_tcp_flags(ip, port, backlog, 0)
+}
+
+/// `flags` bit for [`photon_server_new_tcp_flags`]: set SO_REUSEPORT, so
+/// one server per vcpu can listen on the same port (the kernel spreads
+/// connections over them).
+pub const PHOTON_SERVER_REUSEPORT: u32 = 1;
+
+/// `photon_server_new_tcp` with `flags` (`PHOTON_SERVER_*`; unknown bits
+/// give `EINVAL`).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_new_tcp_flags(
     ip: *const c_char,
     port: u16,
     backlog: c_int,
+    flags: u32,
 ) -> *mut photon_server {
     guard(|| {
+        if flags & !PHOTON_SERVER_REUSEPORT != 0 {
+            return Err(Errno::EINVAL);
+        }
         let ip = if ip.is_null() {
             None
         } else {
             // SAFETY: non-NULL; the caller passes a NUL-terminated string.
-            Some(
-                unsafe { CStr::from_ptr(ip) }
-                    .to_str()
-                    .map_err(|_| Errno::EINVAL)?,
-            )
+            Some(unsafe { CStr::from_ptr(ip) }.to_str().map_err(|_| Errno::EINVAL)?)
         };
-        Server::new_tcp(ip, port, backlog).map(publish)
+        Server::new_tcp(ip, port, backlog, flags & PHOTON_SERVER_REUSEPORT != 0).map(publish)
     })
 }
 
@@ -64,10 +75,7 @@ pub extern "C" fn photon_server_new_tcp(
 /// replaced; the file is removed by `photon_server_free`). Returns NULL
 /// with `EINVAL` (NULL, empty or too long path) or the bind/listen error.
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_server_new_unix(
-    path: *const c_char,
-    backlog: c_int,
-) -> *mut photon_server {
+pub extern "C" fn photon_server_new_unix(path: *const c_char, backlog: c_int) -> *mut photon_server {
     guard(|| {
         if path.is_null() {
             return Err(Errno::EINVAL);

@@ -40,11 +40,7 @@ fn from_handle(h: Handle) -> *mut photon_thread {
 /// mappings for the stack; each stack is two mappings, see
 /// `vm.max_map_count`), `EAGAIN` (16M threads alive).
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_thread_create(
-    entry: photon_entry,
-    arg: *mut c_void,
-    stack_size: usize,
-) -> *mut photon_thread {
+pub extern "C" fn photon_thread_create(entry: photon_entry, arg: *mut c_void, stack_size: usize) -> *mut photon_thread {
     guard(|| {
         let entry = entry.ok_or(Errno::EINVAL)?;
         sched::spawn(entry, arg, stack_size).map(from_handle)
@@ -69,10 +65,7 @@ pub extern "C" fn photon_thread_enable_join(th: *mut photon_thread) -> libc::c_i
 /// `EINVAL` until its slot is reused, `ESRCH` after; joining oneself),
 /// `ESRCH` (stale handle), `EPERM` (not on a vcpu).
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_thread_join(
-    th: *mut photon_thread,
-    retval: *mut *mut c_void,
-) -> libc::c_int {
+pub extern "C" fn photon_thread_join(th: *mut photon_thread, retval: *mut *mut c_void) -> libc::c_int {
     guard(|| {
         let h = to_handle(th)?;
         let rv = sched::join(h)?;
@@ -130,10 +123,7 @@ pub extern "C" fn photon_thread_sleep(seconds: u64) -> libc::c_int {
 /// Returns 0, or -1 with `EINVAL` (NULL, or `error_number` <= 0) or `ESRCH`
 /// (stale handle, or a thread that has ended).
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_thread_interrupt(
-    th: *mut photon_thread,
-    error_number: libc::c_int,
-) -> libc::c_int {
+pub extern "C" fn photon_thread_interrupt(th: *mut photon_thread, error_number: libc::c_int) -> libc::c_int {
     guard(|| {
         if error_number <= 0 {
             return Err(Errno::EINVAL);

@@ -15,8 +15,7 @@ const STORAGE: u8 = 8;
 
 const CHUNK: usize = 4096;
 const CHUNKS: usize = 1024; // fds below 4M are cached; others are looked up each time
-static TABLE: [AtomicPtr<AtomicU8>; CHUNKS] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
+static TABLE: [AtomicPtr<AtomicU8>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
 
 fn cell(fd: i32) -> Option<&'static AtomicU8> {
     let fd = usize::try_from(fd).ok()?;

@@ -56,11 +56,7 @@ unsafe fn transfer(
     }
     // Regular files never report EAGAIN: they go to the engine (ring or
     // offload pool), never to a syscall on the vcpu.
-    let kind = if fdinfo::is_storage(fd) {
-        OpKind::File
-    } else {
-        kind
-    };
+    let kind = if fdinfo::is_storage(fd) { OpKind::File } else { kind };
     if sched::engine_runs(kind)? {
         loop {
             // SAFETY: the caller keeps op's memory valid.
@@ -176,23 +172,13 @@ pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Resul
 ///
 /// # Safety
 /// `iov` holds `n` valid iovecs, each valid for writes.
-pub unsafe fn readv(
-    fd: i32,
-    iov: *const libc::iovec,
-    n: i32,
-    deadline: u64,
-) -> Result<usize, Errno> {
+pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> Result<usize, Errno> {
     let n = iov_count(n)?;
     // SAFETY: per the contract.
     unsafe {
-        transfer(
-            OpKind::Socket,
-            Op::Readv { fd, iov, n },
-            fd,
-            READABLE,
-            deadline,
-            || libc::readv(fd, iov, n as i32),
-        )
+        transfer(OpKind::Socket, Op::Readv { fd, iov, n }, fd, READABLE, deadline, || {
+            libc::readv(fd, iov, n as i32)
+        })
     }
 }
 
@@ -200,12 +186,7 @@ pub unsafe fn readv(
 ///
 /// # Safety
 /// `iov` holds `n` valid iovecs, each valid for reads.
-pub unsafe fn writev(
-    fd: i32,
-    iov: *const libc::iovec,
-    n: i32,
-    deadline: u64,
-) -> Result<usize, Errno> {
+pub unsafe fn writev(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> Result<usize, Errno> {
     let n = iov_count(n)?;
     if fdinfo::is_socket(fd) {
         // SAFETY: a zeroed msghdr is valid; it points at the caller's iovecs.
@@ -233,13 +214,7 @@ pub unsafe fn writev(
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
-pub unsafe fn recv(
-    fd: i32,
-    buf: *mut u8,
-    len: usize,
-    flags: i32,
-    deadline: u64,
-) -> Result<usize, Errno> {
+pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
     let len = clamp(len);
     if flags & libc::MSG_DONTWAIT != 0 {
         return syscall!(recv(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
@@ -248,12 +223,7 @@ pub unsafe fn recv(
     unsafe {
         transfer(
             OpKind::Socket,
-            Op::Recv {
-                fd,
-                buf,
-                len,
-                flags,
-            },
+            Op::Recv { fd, buf, len, flags },
             fd,
             READABLE,
             deadline,
@@ -266,34 +236,21 @@ pub unsafe fn recv(
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of reads.
-pub unsafe fn send(
-    fd: i32,
-    buf: *const u8,
-    len: usize,
-    flags: i32,
-    deadline: u64,
-) -> Result<usize, Errno> {
+pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
     let len = clamp(len);
     let flags = flags | libc::MSG_NOSIGNAL;
     if flags & libc::MSG_DONTWAIT != 0 {
         return syscall!(send(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
     }
     // SAFETY: per the contract.
-    if let Some(n) = send_now(|| unsafe {
-        libc::send(fd, buf.cast(), len as usize, flags | libc::MSG_DONTWAIT)
-    })? {
+    if let Some(n) = send_now(|| unsafe { libc::send(fd, buf.cast(), len as usize, flags | libc::MSG_DONTWAIT) })? {
         return Ok(n);
     }
     // SAFETY: per the contract.
     unsafe {
         transfer(
             OpKind::Socket,
-            Op::Send {
-                fd,
-                buf,
-                len,
-                flags,
-            },
+            Op::Send { fd, buf, len, flags },
             fd,
             WRITABLE,
             deadline,
@@ -306,12 +263,7 @@ pub unsafe fn send(
 ///
 /// # Safety
 /// `msg` and everything it points to are valid for the call.
-pub unsafe fn recvmsg(
-    fd: i32,
-    msg: *mut libc::msghdr,
-    flags: i32,
-    deadline: u64,
-) -> Result<usize, Errno> {
+pub unsafe fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32, deadline: u64) -> Result<usize, Errno> {
     if flags & libc::MSG_DONTWAIT != 0 {
         return syscall!(recvmsg(fd, msg, flags)).map(|n| n as usize);
     }
@@ -336,12 +288,7 @@ pub unsafe fn recvmsg(
 ///
 /// # Safety
 /// `msg` and everything it points to are valid for the call.
-pub unsafe fn sendmsg(
-    fd: i32,
-    msg: *const libc::msghdr,
-    flags: i32,
-    deadline: u64,
-) -> Result<usize, Errno> {
+pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32, deadline: u64) -> Result<usize, Errno> {
     let flags = flags | libc::MSG_NOSIGNAL;
     if flags & libc::MSG_DONTWAIT != 0 {
         return syscall!(sendmsg(fd, msg, flags)).map(|n| n as usize);
@@ -445,12 +392,7 @@ pub struct Partial {
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
-pub unsafe fn read_full(
-    fd: i32,
-    buf: *mut u8,
-    len: usize,
-    deadline: u64,
-) -> Result<Partial, Errno> {
+pub unsafe fn read_full(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<Partial, Errno> {
     let mut done = 0;
     while done < len {
         // SAFETY: per the contract; done < len.
@@ -459,10 +401,7 @@ pub unsafe fn read_full(
             Ok(n) => done += n,
             Err(e) if done == 0 => return Err(e),
             Err(e) => {
-                return Ok(Partial {
-                    done,
-                    error: Some(e),
-                });
+                return Ok(Partial { done, error: Some(e) });
             }
         }
     }
@@ -473,12 +412,7 @@ pub unsafe fn read_full(
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of reads.
-pub unsafe fn write_full(
-    fd: i32,
-    buf: *const u8,
-    len: usize,
-    deadline: u64,
-) -> Result<Partial, Errno> {
+pub unsafe fn write_full(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Result<Partial, Errno> {
     let mut done = 0;
     while done < len {
         // SAFETY: per the contract; done < len.
@@ -486,10 +420,7 @@ pub unsafe fn write_full(
             Ok(n) => done += n,
             Err(e) if done == 0 => return Err(e),
             Err(e) => {
-                return Ok(Partial {
-                    done,
-                    error: Some(e),
-                });
+                return Ok(Partial { done, error: Some(e) });
             }
         }
     }
@@ -540,12 +471,7 @@ pub unsafe fn accept(
 ///
 /// # Safety
 /// `addr` is valid for `len` bytes.
-pub unsafe fn connect(
-    fd: i32,
-    addr: *const libc::sockaddr,
-    len: libc::socklen_t,
-    deadline: u64,
-) -> Result<(), Errno> {
+pub unsafe fn connect(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t, deadline: u64) -> Result<(), Errno> {
     sched::engine_runs(OpKind::Poll)?; // EPERM off a vcpu, before any effect
     fdinfo::ensure_nonblocking(fd)?;
     let mut backoff_us = 500;

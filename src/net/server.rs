@@ -29,6 +29,7 @@ fn listen_on(
     addr: *const libc::sockaddr,
     len: libc::socklen_t,
     backlog: i32,
+    reuseport: bool,
 ) -> Result<i32, Errno> {
     let fd = super::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)?;
     let setup = || -> Result<(), Errno> {
@@ -42,16 +43,18 @@ fn listen_on(
                 (&raw const one).cast(),
                 sz
             ))?;
+            if reuseport {
+                syscall!(setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_REUSEPORT,
+                    (&raw const one).cast(),
+                    sz
+                ))?;
+            }
         }
         syscall!(bind(fd, addr, len))?;
-        syscall!(listen(
-            fd,
-            if backlog <= 0 {
-                libc::SOMAXCONN
-            } else {
-                backlog
-            }
-        ))?;
+        syscall!(listen(fd, if backlog <= 0 { libc::SOMAXCONN } else { backlog }))?;
         Ok(())
     };
     match setup() {
@@ -64,19 +67,17 @@ fn listen_on(
 }
 
 impl Server {
-    /// Listens on `ip` (None: all IPv4 addresses) and `port` (0: any free port).
-    pub fn new_tcp(ip: Option<&str>, port: u16, backlog: i32) -> Result<Server, Errno> {
+    /// Listens on `ip` (None: all IPv4 addresses) and `port` (0: any free
+    /// port); with `reuseport`, several servers may share the port
+    /// (SO_REUSEPORT: the kernel spreads connections over them).
+    pub fn new_tcp(ip: Option<&str>, port: u16, backlog: i32, reuseport: bool) -> Result<Server, Errno> {
         let ip: IpAddr = match ip {
             None | Some("") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             Some(s) => s.parse().map_err(|_| Errno::EINVAL)?,
         };
         let (storage, len) = sockaddr_of(SocketAddr::new(ip, port));
-        let domain = if ip.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        };
-        let fd = listen_on(domain, (&raw const storage).cast(), len, backlog)?;
+        let domain = if ip.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        let fd = listen_on(domain, (&raw const storage).cast(), len, backlog, reuseport)?;
         Ok(Server {
             fd,
             unix_path: None,
@@ -100,14 +101,12 @@ impl Server {
         // SAFETY: stat into a zeroed struct with a valid C string.
         let mut st: libc::stat = unsafe { core::mem::zeroed() };
         // SAFETY: as above.
-        if unsafe { libc::stat(cpath.as_ptr(), &mut st) } == 0
-            && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
-        {
+        if unsafe { libc::stat(cpath.as_ptr(), &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
             // SAFETY: a valid C string.
             unsafe { libc::unlink(cpath.as_ptr()) };
         }
         let len = core::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-        let fd = listen_on(libc::AF_UNIX, (&raw const sun).cast(), len, backlog)?;
+        let fd = listen_on(libc::AF_UNIX, (&raw const sun).cast(), len, backlog, false)?;
         Ok(Server {
             fd,
             unix_path: Some(cpath),
@@ -123,13 +122,9 @@ impl Server {
         syscall!(getsockname(self.fd, (&raw mut ss).cast(), &mut len))?;
         Ok(match ss.ss_family as i32 {
             // SAFETY: the family says which struct the storage holds.
-            libc::AF_INET => {
-                u16::from_be(unsafe { (*(&raw const ss).cast::<libc::sockaddr_in>()).sin_port })
-            }
+            libc::AF_INET => u16::from_be(unsafe { (*(&raw const ss).cast::<libc::sockaddr_in>()).sin_port }),
             // SAFETY: as above.
-            libc::AF_INET6 => {
-                u16::from_be(unsafe { (*(&raw const ss).cast::<libc::sockaddr_in6>()).sin6_port })
-            }
+            libc::AF_INET6 => u16::from_be(unsafe { (*(&raw const ss).cast::<libc::sockaddr_in6>()).sin6_port }),
             _ => 0,
         })
     }
@@ -164,14 +159,7 @@ impl Server {
                 return Ok(());
             }
             // SAFETY: NULL address pointers are allowed.
-            match unsafe {
-                super::accept(
-                    self.fd,
-                    core::ptr::null_mut(),
-                    core::ptr::null_mut(),
-                    sched::FOREVER,
-                )
-            } {
+            match unsafe { super::accept(self.fd, core::ptr::null_mut(), core::ptr::null_mut(), sched::FOREVER) } {
                 Ok(conn) => {
                     backoff_ms = 10;
                     let job = Box::into_raw(Box::new(Conn {
@@ -186,12 +174,7 @@ impl Server {
                         let _ = super::close(conn);
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.0,
-                        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
-                    ) =>
-                {
+                Err(e) if matches!(e.0, libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
                     log::warn!("photon: accept failed ({e}); retrying in {backoff_ms} ms");
                     match sched::sleep_us(backoff_ms * 1000) {
                         Err(_) if self.stopped() => return Ok(()),
@@ -201,9 +184,7 @@ impl Server {
                 }
                 Err(_) if self.stopped() => return Ok(()),
                 // The peer gave up before we accepted, or a transient error.
-                Err(Errno(
-                    libc::ECONNABORTED | libc::EINTR | libc::EPROTO | libc::EPERM | libc::ETIMEDOUT,
-                )) => {}
+                Err(Errno(libc::ECONNABORTED | libc::EINTR | libc::EPROTO | libc::EPERM | libc::ETIMEDOUT)) => {}
                 Err(e) => return Err(e),
             }
         }

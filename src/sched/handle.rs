@@ -92,8 +92,7 @@ const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 const MAX_CHUNKS: usize = 1 << 12; // 16M thread slots
 
-static CHUNKS: [AtomicPtr<Slot>; MAX_CHUNKS] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_CHUNKS];
+static CHUNKS: [AtomicPtr<Slot>; MAX_CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; MAX_CHUNKS];
 static NEVER_USED: AtomicU32 = AtomicU32::new(0);
 static GLOBAL_FREE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -143,10 +142,7 @@ fn fresh_index() -> Result<u32, Errno> {
     if CHUNKS[c].load(Acquire).is_null() {
         let chunk: Box<[Slot]> = (0..CHUNK).map(|_| Slot::new()).collect();
         let p = Box::into_raw(chunk).cast::<Slot>();
-        if CHUNKS[c]
-            .compare_exchange(ptr::null_mut(), p, AcqRel, Acquire)
-            .is_err()
-        {
+        if CHUNKS[c].compare_exchange(ptr::null_mut(), p, AcqRel, Acquire).is_err() {
             // SAFETY: we lost the race; `p` is our own unpublished allocation.
             drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, CHUNK)) });
         }
@@ -181,10 +177,7 @@ fn free(slot: &Slot, idx: u32, w: u64, extra: u64, cache: Option<&mut SlotCache>
         .store(((next_gen(gen_of(w)) as u64) << 32) | FREE | extra, Release);
     match cache {
         Some(c) => c.put(idx),
-        None => GLOBAL_FREE
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(idx),
+        None => GLOBAL_FREE.lock().unwrap_or_else(|e| e.into_inner()).push(idx),
     }
 }
 
@@ -216,6 +209,13 @@ pub(crate) fn resolve(h: Handle) -> Result<(u32, *mut ThreadCtl), Errno> {
     Ok((slot.vcpu.load(Acquire), slot.thread.load(Acquire)))
 }
 
+/// Records which vcpu owns the thread now (migration).
+pub(crate) fn set_vcpu(h: Handle, vcpu: u32) {
+    if let Ok((slot, _, _)) = live(h) {
+        slot.vcpu.store(vcpu, Release);
+    }
+}
+
 /// `photon_thread_enable_join`.
 pub(crate) fn enable_join(h: Handle) -> Result<(), Errno> {
     loop {
@@ -223,11 +223,7 @@ pub(crate) fn enable_join(h: Handle) -> Result<(), Errno> {
         if w & JOINABLE != 0 {
             return Ok(());
         }
-        if slot
-            .ctl
-            .compare_exchange(w, w | JOINABLE, AcqRel, Acquire)
-            .is_ok()
-        {
+        if slot.ctl.compare_exchange(w, w | JOINABLE, AcqRel, Acquire).is_ok() {
             return Ok(());
         }
     }
@@ -242,19 +238,11 @@ pub(crate) fn detach(h: Handle, cache: Option<&mut SlotCache>) -> Result<(), Err
             return Err(Errno::EINVAL);
         }
         if w & ENDED != 0 {
-            if slot
-                .ctl
-                .compare_exchange(w, w & !FLAGS | FREE, AcqRel, Acquire)
-                .is_ok()
-            {
+            if slot.ctl.compare_exchange(w, w & !FLAGS | FREE, AcqRel, Acquire).is_ok() {
                 free(slot, idx, w, 0, cache.take());
                 return Ok(());
             }
-        } else if slot
-            .ctl
-            .compare_exchange(w, w & !JOINABLE, AcqRel, Acquire)
-            .is_ok()
-        {
+        } else if slot.ctl.compare_exchange(w, w & !JOINABLE, AcqRel, Acquire).is_ok() {
             return Ok(());
         }
     }
@@ -276,11 +264,7 @@ pub(crate) fn end(h: Handle, retval: *mut c_void, cache: &mut SlotCache) -> Opti
         let w = slot.ctl.load(Acquire);
         if w & JOINABLE == 0 {
             // Detached. Only a concurrent enable_join could race; the CAS settles it.
-            if slot
-                .ctl
-                .compare_exchange(w, w | FREE, AcqRel, Acquire)
-                .is_ok()
-            {
+            if slot.ctl.compare_exchange(w, w | FREE, AcqRel, Acquire).is_ok() {
                 free(slot, idx, w, 0, Some(cache));
                 return None;
             }
@@ -291,11 +275,7 @@ pub(crate) fn end(h: Handle, retval: *mut c_void, cache: &mut SlotCache) -> Opti
             handle: Handle(slot.joiner.load(Relaxed)),
             seq: slot.joiner_seq.load(Relaxed),
         };
-        if slot
-            .ctl
-            .compare_exchange(w, w | ENDED, AcqRel, Acquire)
-            .is_ok()
-        {
+        if slot.ctl.compare_exchange(w, w | ENDED, AcqRel, Acquire).is_ok() {
             return (w & WAITING != 0).then_some(joiner);
         }
     }
@@ -310,25 +290,15 @@ pub(crate) enum JoinStep {
 }
 
 /// Starts joining `h` as thread `me`, which will block in wait `seq`.
-pub(crate) fn join_start(
-    h: Handle,
-    me: Handle,
-    seq: u64,
-    cache: &mut SlotCache,
-) -> Result<JoinStep, Errno> {
+pub(crate) fn join_start(h: Handle, me: Handle, seq: u64, cache: &mut SlotCache) -> Result<JoinStep, Errno> {
     loop {
-        let (slot, idx, w) =
-            live(h).map_err(|e| if joined_just_now(h) { Errno::EINVAL } else { e })?;
+        let (slot, idx, w) = live(h).map_err(|e| if joined_just_now(h) { Errno::EINVAL } else { e })?;
         if w & JOINABLE == 0 || w & WAITING != 0 {
             return Err(Errno::EINVAL);
         }
         if w & ENDED != 0 {
             let rv = slot.retval.load(Relaxed);
-            if slot
-                .ctl
-                .compare_exchange(w, w & !FLAGS | FREE, AcqRel, Acquire)
-                .is_ok()
-            {
+            if slot.ctl.compare_exchange(w, w & !FLAGS | FREE, AcqRel, Acquire).is_ok() {
                 free(slot, idx, w, WAS_JOINED, Some(cache));
                 return Ok(JoinStep::Done(rv));
             }
@@ -336,11 +306,7 @@ pub(crate) fn join_start(
         }
         slot.joiner.store(me.0, Relaxed);
         slot.joiner_seq.store(seq, Relaxed);
-        if slot
-            .ctl
-            .compare_exchange(w, w | WAITING, AcqRel, Acquire)
-            .is_ok()
-        {
+        if slot.ctl.compare_exchange(w, w | WAITING, AcqRel, Acquire).is_ok() {
             return Ok(JoinStep::Wait);
         }
     }
@@ -359,11 +325,7 @@ pub(crate) fn join_finish(h: Handle, cache: &mut SlotCache) -> Option<*mut c_voi
             free(slot, idx, w, WAS_JOINED, Some(cache));
             return Some(rv);
         }
-        if slot
-            .ctl
-            .compare_exchange(w, w & !WAITING, AcqRel, Acquire)
-            .is_ok()
-        {
+        if slot.ctl.compare_exchange(w, w & !WAITING, AcqRel, Acquire).is_ok() {
             return None;
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::handle;
 use super::remote::{self, Msg};
 use super::thread::{NO_OP, ThreadCtl};
-use super::vcpu::{Vcpu, current, interrupt_local, reclaim, switch_to, wake_local};
+use super::vcpu::{Vcpu, adopt, after_switch, current, interrupt_local, spawn, switch_to, wake_local};
 use crate::engine::Completion;
 use crate::time::now_us;
 
@@ -15,7 +15,7 @@ pub(super) unsafe extern "C" fn idle_main(deferred: usize, _data: *mut u8) -> ! 
     // SAFETY: `deferred` is a dead TCB or 0; the vcpu is re-fetched each round.
     unsafe {
         if deferred != 0 {
-            reclaim(deferred as *mut ThreadCtl);
+            after_switch(deferred as *mut ThreadCtl);
         }
         loop {
             let v = current();
@@ -118,6 +118,16 @@ unsafe fn drain_inbox(v: *mut Vcpu) {
             let (h, seq, code, is_interrupt) = match m {
                 Msg::Wake { h, seq, result } => (h, seq, result, false),
                 Msg::Interrupt { h, errno } => (h, 0, errno, true),
+                Msg::Adopt { tcb } => {
+                    adopt(v, tcb as *mut ThreadCtl);
+                    continue;
+                }
+                Msg::Spawn { entry, arg } => {
+                    if let Err(e) = spawn(entry, arg as *mut core::ffi::c_void, 0) {
+                        log::error!("photon: a work pool could not start a thread: {e}");
+                    }
+                    continue;
+                }
             };
             let Ok((vid, th)) = handle::resolve(h) else {
                 continue;

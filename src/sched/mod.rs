@@ -10,16 +10,17 @@ mod run_queue;
 mod thread;
 mod timer;
 mod vcpu;
+mod workpool;
 
 pub use handle::Handle;
 pub(crate) use io::{cancel_fd, engine_runs, forget_fd, io_wait};
 pub use thread::Entry;
-#[allow(unused_imports)] // the blocking primitives are for the lock layer
 pub(crate) use vcpu::{FOREVER, block, next_wait_seq, wake};
 pub(crate) use vcpu::{
-    engine_name, fini, init, interrupt, io_budget, join, key_get, key_set, self_handle, sleep_us,
+    current_id, engine_name, fini, init, interrupt, io_budget, join, key_get, key_set, migrate, self_handle, sleep_us,
     spawn, yield_now,
 };
+pub use workpool::WorkPool;
 
 /// `photon_thread_enable_join`.
 pub(crate) fn enable_join(h: Handle) -> Result<(), crate::errno::Errno> {

@@ -20,6 +20,10 @@ pub(crate) enum Msg {
     Wake { h: Handle, seq: u64, result: i32 },
     /// `photon_thread_interrupt(h, errno)`.
     Interrupt { h: Handle, errno: i32 },
+    /// Take over a migrating thread (its TCB, off every CPU).
+    Adopt { tcb: usize },
+    /// Start a photon thread running `entry(arg)` (work pools).
+    Spawn { entry: super::thread::Entry, arg: usize },
 }
 
 /// A vcpu's inbox.
@@ -79,10 +83,7 @@ impl Remote {
 static REGISTRY: Mutex<Vec<(u32, Arc<Remote>)>> = Mutex::new(Vec::new());
 
 pub(crate) fn register(id: u32, r: Arc<Remote>) {
-    REGISTRY
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((id, r));
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).push((id, r));
 }
 
 pub(crate) fn unregister(id: u32) {
@@ -90,6 +91,15 @@ pub(crate) fn unregister(id: u32) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|(i, _)| *i != id);
+}
+
+/// True if vcpu `id` is alive.
+pub(crate) fn exists(id: u32) -> bool {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|(i, _)| *i == id)
 }
 
 /// Posts `m` to vcpu `id`; ESRCH if that vcpu has ended.

@@ -17,9 +17,7 @@ pub(crate) struct RunQueue {
 // a TCB is in the ring iff its state is Runnable.
 impl RunQueue {
     pub(crate) const fn new() -> RunQueue {
-        RunQueue {
-            head: ptr::null_mut(),
-        }
+        RunQueue { head: ptr::null_mut() }
     }
 
     pub(crate) fn is_empty(&self) -> bool {

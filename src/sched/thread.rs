@@ -26,6 +26,8 @@ pub(crate) enum State {
     Blocked,
     /// Ended; its stack is recycled by the next thread to run.
     Dead,
+    /// Leaving for another vcpu (`migrate_to`), handed over once off the CPU.
+    Migrating,
 }
 
 /// No timer armed (`ThreadCtl::timer_pos`).
@@ -67,6 +69,8 @@ pub(crate) struct ThreadCtl {
     /// Set when that operation's completion arrived, with its result.
     pub io_done: bool,
     pub io_result: i64,
+    /// Target vcpu id while Migrating.
+    pub migrate_to: u32,
     /// While true (waiting for a cancelled operation to let go of its
     /// buffers) interrupts stay pending instead of waking the thread.
     pub uninterruptible: bool,
@@ -99,6 +103,7 @@ impl ThreadCtl {
             io_done: false,
             io_result: 0,
             uninterruptible: false,
+            migrate_to: 0,
         }
     }
 }

@@ -98,11 +98,7 @@ impl TimerHeap {
                 break;
             }
             let r = l + 1;
-            let c = if r < n && self.key(r) < self.key(l) {
-                r
-            } else {
-                l
-            };
+            let c = if r < n && self.key(r) < self.key(l) { r } else { l };
             if self.key(c) >= key {
                 break;
             }

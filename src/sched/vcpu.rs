@@ -78,11 +78,7 @@ fn set_current(v: *mut Vcpu) {
 
 pub(super) fn on_vcpu() -> Result<*mut Vcpu, Errno> {
     let v = current();
-    if v.is_null() {
-        Err(Errno::EPERM)
-    } else {
-        Ok(v)
-    }
+    if v.is_null() { Err(Errno::EPERM) } else { Ok(v) }
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -99,11 +95,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let remote = Arc::new(Remote::new(engine.notifier()));
     let mut slots = SlotCache::new();
-    let main = Box::into_raw(Box::new(ThreadCtl::new(
-        Handle::NULL,
-        None,
-        ptr::null_mut(),
-    )));
+    let main = Box::into_raw(Box::new(ThreadCtl::new(Handle::NULL, None, ptr::null_mut())));
     let h = handle::alloc(&mut slots, main, id).inspect_err(|_| {
         // SAFETY: `main` was just leaked from a Box and is not shared.
         drop(unsafe { Box::from_raw(main) });
@@ -122,15 +114,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
             return Err(e);
         }
     };
-    let idle = place_tcb(
-        idle_stack,
-        0,
-        Handle::NULL,
-        None,
-        ptr::null_mut(),
-        idle_main,
-        0,
-    );
+    let idle = place_tcb(idle_stack, 0, Handle::NULL, None, ptr::null_mut(), idle_main, 0);
     let vcpu = Box::new(Vcpu {
         id,
         current: main,
@@ -281,6 +265,13 @@ pub(crate) fn self_handle() -> Option<Handle> {
     (!v.is_null()).then(|| unsafe { (*(*v).current).handle })
 }
 
+/// The calling OS thread's vcpu id (0 off a vcpu; ids start at 1).
+pub(crate) fn current_id() -> u32 {
+    let v = current();
+    // SAFETY: a non-null vcpu is live.
+    if v.is_null() { 0 } else { unsafe { (*v).id } }
+}
+
 /// The engine's name, if the caller is on a vcpu.
 pub(crate) fn engine_name() -> Option<&'static str> {
     let v = current();
@@ -302,26 +293,115 @@ pub(super) unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut Thr
         (*v).current = next;
         let deferred = arch::switch(&mut (*cur).sp, (*next).sp, 0);
         if deferred != 0 {
-            reclaim(deferred as *mut ThreadCtl);
+            after_switch(deferred as *mut ThreadCtl);
         }
     }
 }
 
-/// Recycles the stack of a thread that ended; runs on the next thread's stack.
+/// Finishes what a thread that switched away for good left to do, once it
+/// is off its stack: recycle a dead thread's stack, or hand a migrating
+/// thread to its new vcpu. Runs on the next thread's stack.
 ///
 /// # Safety
-/// `dead` is a TCB in state Dead whose thread will never run again.
+/// `left` is a TCB in state Dead or Migrating that no CPU runs any more.
 #[cold]
 #[inline(never)]
-pub(super) unsafe fn reclaim(dead: *mut ThreadCtl) {
+pub(super) unsafe fn after_switch(left: *mut ThreadCtl) {
     let v = current();
-    // SAFETY: the TCB is read out before its stack (which holds it) is reused.
+    // SAFETY: per the contract; a dead TCB is read out before its stack
+    // (which holds it) is reused; a migrating one is handed over whole.
     unsafe {
-        let mut t = ptr::read(dead);
+        if (*left).state == State::Migrating {
+            let to = (*left).migrate_to;
+            handle::set_vcpu((*left).handle, to);
+            if remote::post(to, Msg::Adopt { tcb: left as usize }).is_err() {
+                adopt(v, left); // the target ended meanwhile: stay here
+            }
+            return;
+        }
+        let mut t = ptr::read(left);
         if let Some(st) = t.stack.take() {
             (*v).pool.put(t.stack_class, st);
         }
     }
+}
+
+/// Takes in a thread that migrated here.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu; `th` a Migrating TCB no CPU runs.
+pub(super) unsafe fn adopt(v: *mut Vcpu, th: *mut ThreadCtl) {
+    // SAFETY: per the contract.
+    unsafe {
+        handle::set_vcpu((*th).handle, (*v).id);
+        (*th).all_prev = ptr::null_mut();
+        (*th).all_next = (*v).all;
+        if !(*v).all.is_null() {
+            (*(*v).all).all_prev = th;
+        }
+        (*v).all = th;
+        (*v).alive += 1;
+        (*th).state = State::Runnable;
+        (*v).run_queue.push(th);
+    }
+}
+
+/// Unlinks `th` from its vcpu's list of threads.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu and `th` one of its threads.
+unsafe fn unlink_all(v: *mut Vcpu, th: *mut ThreadCtl) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*th).all_prev.is_null() {
+            (*v).all = (*th).all_next;
+        } else {
+            (*(*th).all_prev).all_next = (*th).all_next;
+        }
+        if !(*th).all_next.is_null() {
+            (*(*th).all_next).all_prev = (*th).all_prev;
+        }
+        (*v).alive -= 1;
+    }
+}
+
+/// `photon_thread_migrate`: moves `h` (the caller, or a runnable thread of
+/// the caller's vcpu) to vcpu `to`. The caller returns running on `to`.
+pub(crate) fn migrate(h: Handle, to: u32) -> Result<(), Errno> {
+    let v = on_vcpu()?;
+    let (vid, th) = handle::resolve(h)?;
+    // SAFETY: `v` is live; `th` is dereferenced only after checking it is ours.
+    unsafe {
+        if vid != (*v).id || th.is_null() || th == (*v).main {
+            return Err(Errno::EINVAL); // another vcpu's thread, ended, or a vcpu's main thread
+        }
+        if to == (*v).id {
+            return Ok(());
+        }
+        if !remote::exists(to) {
+            return Err(Errno::EINVAL);
+        }
+        let cur = (*v).current;
+        if th != cur && (*th).state != State::Runnable {
+            return Err(Errno(libc::EBUSY)); // blocked: its wait belongs to this vcpu
+        }
+        (*v).run_queue.remove(th);
+        unlink_all(v, th);
+        (*th).state = State::Migrating;
+        (*th).migrate_to = to;
+        if th != cur {
+            after_switch(th); // not running: hand it over now
+            return Ok(());
+        }
+        let next = next_to_run(v);
+        (*v).current = next;
+        let deferred = arch::switch(&mut (*cur).sp, (*next).sp, cur as usize);
+        // Resumed on the new vcpu.
+        if deferred != 0 {
+            after_switch(deferred as *mut ThreadCtl);
+        }
+    }
+    Ok(())
 }
 
 /// Picks the thread to run after the current one left the run queue: the
@@ -510,7 +590,7 @@ pub(super) unsafe fn interrupt_local(v: *mut Vcpu, th: *mut ThreadCtl, errno: i3
         match (*th).state {
             State::Blocked if !(*th).uninterruptible => wake_local(v, th, errno),
             State::Blocked | State::Runnable => (*th).pending_interrupt = errno,
-            State::Dead => {}
+            State::Dead | State::Migrating => {}
         }
     }
 }
@@ -594,7 +674,7 @@ unsafe extern "C" fn thread_main(deferred: usize, data: *mut u8) -> ! {
     // SAFETY: `deferred` is a dead TCB or 0; `data` is this thread's TCB.
     unsafe {
         if deferred != 0 {
-            reclaim(deferred as *mut ThreadCtl);
+            after_switch(deferred as *mut ThreadCtl);
         }
         let th = data.cast::<ThreadCtl>();
         let entry = (*th).entry.expect("a photon thread has an entry");
@@ -621,22 +701,10 @@ unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
     // SAFETY: per the contract; the vcpu is re-fetched after user code ran.
     unsafe {
         if catch_unwind(AssertUnwindSafe(|| run_key_destructors(th))).is_err() {
-            log::error!(
-                "photon: a key destructor panicked in thread {}",
-                (*th).handle.id()
-            );
+            log::error!("photon: a key destructor panicked in thread {}", (*th).handle.id());
         }
         let v = current();
-        // Unlink from the vcpu's list.
-        if (*th).all_prev.is_null() {
-            (*v).all = (*th).all_next;
-        } else {
-            (*(*th).all_prev).all_next = (*th).all_next;
-        }
-        if !(*th).all_next.is_null() {
-            (*(*th).all_next).all_prev = (*th).all_prev;
-        }
-        (*v).alive -= 1;
+        unlink_all(v, th);
         if let Some(j) = handle::end((*th).handle, rv, &mut (*v).slots) {
             wake(j.handle, j.seq, 0);
         }

@@ -71,21 +71,12 @@ impl Stack {
         if base == libc::MAP_FAILED {
             return Err(Errno::last_os_error());
         }
-        let stack = Stack {
-            base: base.cast(),
-            len,
-        };
+        let stack = Stack { base: base.cast(), len };
         syscall!(mprotect(base, page, libc::PROT_NONE))?;
         if usable >= 2 << 20 {
             // Best effort: without it, THP "always" would back a stack with 2 MiB pages.
             // SAFETY: advice on our own mapping.
-            unsafe {
-                libc::madvise(
-                    base.cast::<u8>().add(page).cast(),
-                    usable,
-                    libc::MADV_NOHUGEPAGE,
-                )
-            };
+            unsafe { libc::madvise(base.cast::<u8>().add(page).cast(), usable, libc::MADV_NOHUGEPAGE) };
         }
         Ok(stack)
     }

@@ -131,9 +131,7 @@ impl AltStack {
             return AltStack { stack: None }; // the thread already has one (e.g. Rust's std)
         }
         let Ok(stack) = Stack::new(64 << 10) else {
-            log::warn!(
-                "photon: no alternate signal stack: stack overflows will not be reported clearly"
-            );
+            log::warn!("photon: no alternate signal stack: stack overflows will not be reported clearly");
             return AltStack { stack: None };
         };
         let ss = libc::stack_t {

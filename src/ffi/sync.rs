@@ -1,0 +1,179 @@
+//! Locks: coroutine-blocking, correct across vcpus, timed. A lock's
+//! `_free` accepts NULL, and returns -1/`EBUSY` (freeing nothing) while
+//! threads hold it or wait on it, as `pthread_mutex_destroy` does. Waits
+//! need a photon thread (`EPERM` otherwise), fail with `ETIMEDOUT` at their
+//! timeout and with the interrupter's errno when interrupted.
+
+use super::guard;
+use crate::errno::Errno;
+use crate::net::deadline;
+use crate::sync::{Cond, Mutex, RwLock, Semaphore};
+
+/// A coroutine mutex (non-recursive; FIFO hand-off to waiters). Opaque.
+pub struct photon_mutex {
+    _private: [u8; 0],
+}
+/// A condition variable used with a `photon_mutex`. Opaque.
+pub struct photon_cond {
+    _private: [u8; 0],
+}
+/// A counting semaphore. Opaque.
+pub struct photon_sem {
+    _private: [u8; 0],
+}
+/// A reader-writer lock (phase-fair: neither side starves). Opaque.
+pub struct photon_rwlock {
+    _private: [u8; 0],
+}
+
+fn obj<'a, C, R>(p: *mut C) -> Result<&'a R, Errno> {
+    // SAFETY: a non-NULL handle came from the matching _new (a Box<R>) and is not yet freed.
+    (!p.is_null()).then(|| unsafe { &*p.cast::<R>() }).ok_or(Errno::EINVAL)
+}
+
+fn publish<C, R>(r: R) -> *mut C {
+    Box::into_raw(Box::new(r)).cast()
+}
+
+fn free<C, R>(p: *mut C, in_use: impl FnOnce(&R) -> bool) -> Result<libc::c_int, Errno> {
+    if p.is_null() {
+        return Ok(0);
+    }
+    if in_use(obj::<C, R>(p)?) {
+        return Err(Errno(libc::EBUSY));
+    }
+    // SAFETY: made by publish() as Box<R>; not in use; freed once.
+    drop(unsafe { Box::from_raw(p.cast::<R>()) });
+    Ok(0)
+}
+
+/// A new unlocked mutex (needs no vcpu).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_mutex_new() -> *mut photon_mutex {
+    guard(|| Ok(publish(Mutex::new())))
+}
+
+/// Frees `m` (NULL: no-op); -1/`EBUSY` while locked or waited on.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_mutex_free(m: *mut photon_mutex) -> libc::c_int {
+    guard(|| free(m, Mutex::in_use))
+}
+
+/// Locks `m`, waiting up to `timeout_us`. `EDEADLK` if the caller holds it.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_mutex_lock(m: *mut photon_mutex, timeout_us: u64) -> libc::c_int {
+    guard(|| obj::<_, Mutex>(m)?.lock(deadline(timeout_us)).map(|()| 0))
+}
+
+/// Locks `m` if it is free, else -1/`EBUSY`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_mutex_trylock(m: *mut photon_mutex) -> libc::c_int {
+    guard(|| obj::<_, Mutex>(m)?.try_lock().map(|()| 0))
+}
+
+/// Unlocks `m`, handing it to the longest waiter (on any vcpu). -1/`EINVAL`
+/// if the caller does not hold it.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_mutex_unlock(m: *mut photon_mutex) -> libc::c_int {
+    guard(|| obj::<_, Mutex>(m)?.unlock().map(|()| 0))
+}
+
+/// A new condition variable (needs no vcpu).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_cond_new() -> *mut photon_cond {
+    guard(|| Ok(publish(Cond::new())))
+}
+
+/// Frees `c` (NULL: no-op); -1/`EBUSY` while waited on.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_cond_free(c: *mut photon_cond) -> libc::c_int {
+    guard(|| free(c, Cond::in_use))
+}
+
+/// Releases `m` (held by the caller, else `EINVAL`) and waits for a notify
+/// up to `timeout_us`; `m` is held again on return, whatever the result.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_cond_wait(c: *mut photon_cond, m: *mut photon_mutex, timeout_us: u64) -> libc::c_int {
+    guard(|| {
+        obj::<_, Cond>(c)?
+            .wait(obj::<_, Mutex>(m)?, deadline(timeout_us))
+            .map(|()| 0)
+    })
+}
+
+/// Wakes the longest waiter of `c`, if any. Callable from any OS thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_cond_notify_one(c: *mut photon_cond) -> libc::c_int {
+    guard(|| {
+        obj::<_, Cond>(c)?.notify_one();
+        Ok(0)
+    })
+}
+
+/// Wakes every waiter of `c`. Callable from any OS thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_cond_notify_all(c: *mut photon_cond) -> libc::c_int {
+    guard(|| {
+        obj::<_, Cond>(c)?.notify_all();
+        Ok(0)
+    })
+}
+
+/// A new semaphore holding `count` (needs no vcpu).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_sem_new(count: u64) -> *mut photon_sem {
+    guard(|| Ok(publish(Semaphore::new(count))))
+}
+
+/// Frees `s` (NULL: no-op); -1/`EBUSY` while waited on.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_sem_free(s: *mut photon_sem) -> libc::c_int {
+    guard(|| free(s, Semaphore::in_use))
+}
+
+/// Takes `count` (> 0, else `EINVAL`) from `s`, waiting up to `timeout_us`.
+/// Requests are served in arrival order.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_sem_wait(s: *mut photon_sem, count: u64, timeout_us: u64) -> libc::c_int {
+    guard(|| obj::<_, Semaphore>(s)?.wait(count, deadline(timeout_us)).map(|()| 0))
+}
+
+/// Adds `count` to `s`, waking waiters whose requests now fit. Callable from
+/// any OS thread. -1/`EOVERFLOW` if the count would overflow.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_sem_signal(s: *mut photon_sem, count: u64) -> libc::c_int {
+    guard(|| obj::<_, Semaphore>(s)?.signal(count).map(|()| 0))
+}
+
+/// A new unlocked reader-writer lock (needs no vcpu).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_rwlock_new() -> *mut photon_rwlock {
+    guard(|| Ok(publish(RwLock::new())))
+}
+
+/// Frees `l` (NULL: no-op); -1/`EBUSY` while held or waited on.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_rwlock_free(l: *mut photon_rwlock) -> libc::c_int {
+    guard(|| free(l, RwLock::in_use))
+}
+
+/// Takes a shared lock, waiting up to `timeout_us`; `EDEADLK` if the caller
+/// holds the write lock.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_rwlock_rdlock(l: *mut photon_rwlock, timeout_us: u64) -> libc::c_int {
+    guard(|| obj::<_, RwLock>(l)?.read(deadline(timeout_us)).map(|()| 0))
+}
+
+/// Takes the exclusive lock, waiting up to `timeout_us`; `EDEADLK` if the
+/// caller holds it already.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_rwlock_wrlock(l: *mut photon_rwlock, timeout_us: u64) -> libc::c_int {
+    guard(|| obj::<_, RwLock>(l)?.write(deadline(timeout_us)).map(|()| 0))
+}
+
+/// Releases the caller's write lock, or one read lock. -1/`EINVAL` if the
+/// lock is not held.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_rwlock_unlock(l: *mut photon_rwlock) -> libc::c_int {
+    guard(|| obj::<_, RwLock>(l)?.unlock().map(|()| 0))
+}

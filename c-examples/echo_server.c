@@ -2,9 +2,13 @@
  * echo_server: a TCP (or Unix socket) echo server on libphoton.
  *
  *   echo_server [--port N] [--ip ADDR] [--unix PATH] [--engine ENGINE]
- *               [--buf BYTES] [--duration SECONDS] [--quiet]
+ *               [--buf BYTES] [--duration SECONDS] [--vcpus N] [--quiet]
  *
- * One OS thread (a vcpu) runs everything: photon_server_serve accepts
+ * With --vcpus N (TCP only) N vcpus serve the port: this OS thread and a
+ * work pool of N-1 more, each with its own listening socket on the same port
+ * (SO_REUSEPORT; the kernel spreads connections over them).
+ *
+ * Each vcpu runs its part alike: photon_server_serve accepts
  * connections and starts one photon thread per connection, whose handler
  * receives whatever has arrived (photon_recv waits once) and writes it all
  * back (photon_write_full), until the peer closes the connection.
@@ -52,14 +56,16 @@ struct options {
     uint64_t engine; /* PHOTON_EVENT_* */
     size_t buf;
     double duration; /* seconds; 0: until a signal */
+    unsigned vcpus;  /* vcpus serving the port (TCP) */
     int quiet;
 };
 
+#define MAX_VCPUS 64
+
 /*
- * Statistics. Every photon thread of this program runs on the one vcpu (this
- * OS thread), and they switch only inside photon calls, so plain counters
- * need no locking.
+ * Statistics, updated from every vcpu: atomic adds (GCC/Clang builtins).
  */
+#define STAT_ADD(field, n) __atomic_fetch_add(&stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
 struct stats {
     uint64_t accepted;    /* connections handed to a handler */
     uint64_t closed;      /* handlers that have finished */
@@ -69,7 +75,9 @@ struct stats {
 
 static struct options opt;
 static struct stats stats;
-static photon_server *server;
+static photon_server *server;              /* this OS thread's (servers[0]) */
+static photon_server *servers[MAX_VCPUS];   /* one per vcpu */
+static photon_sem *extra_done;              /* signalled as each pool vcpu's serve returns */
 static int stopping;   /* set once the server is stopped: cancellations are expected */
 
 /* The self-pipe: [0] read by the watcher, [1] written by the signal handler. */
@@ -87,6 +95,7 @@ static void usage(FILE *out)
             "  --buf BYTES      per-connection buffer (default %d)\n"
             "  --duration S     stop after S seconds (default 0: run until SIGINT\n"
             "                   or SIGTERM)\n"
+            "  --vcpus N        N vcpus serve the TCP port (SO_REUSEPORT; default 1)\n"
             "  --quiet          no per-connection log lines on stderr\n",
             DEFAULT_PORT, DEFAULT_BUF);
 }
@@ -144,7 +153,7 @@ static uint64_t parse_engine(const char *s)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_PORT = 1, O_IP, O_UNIX, O_ENGINE, O_BUF, O_DURATION, O_QUIET, O_HELP };
+    enum { O_PORT = 1, O_IP, O_UNIX, O_ENGINE, O_BUF, O_DURATION, O_VCPUS, O_QUIET, O_HELP };
     static const struct option longopts[] = {
         {"port", required_argument, NULL, O_PORT},
         {"ip", required_argument, NULL, O_IP},
@@ -152,6 +161,7 @@ static void parse_args(int argc, char **argv)
         {"engine", required_argument, NULL, O_ENGINE},
         {"buf", required_argument, NULL, O_BUF},
         {"duration", required_argument, NULL, O_DURATION},
+        {"vcpus", required_argument, NULL, O_VCPUS},
         {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -162,6 +172,7 @@ static void parse_args(int argc, char **argv)
     opt.port = DEFAULT_PORT;
     opt.engine = PHOTON_EVENT_DEFAULT;
     opt.buf = DEFAULT_BUF;
+    opt.vcpus = 1;
 
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -183,6 +194,9 @@ static void parse_args(int argc, char **argv)
         case O_DURATION:
             opt.duration = parse_seconds("duration", optarg);
             break;
+        case O_VCPUS:
+            opt.vcpus = (unsigned)parse_ulong("vcpus", optarg, 1, MAX_VCPUS);
+            break;
         case O_QUIET:
             opt.quiet = 1;
             break;
@@ -197,6 +211,8 @@ static void parse_args(int argc, char **argv)
     }
     if (optind < argc)
         usage_error("unexpected argument '%s'", argv[optind]);
+    if (opt.vcpus > 1 && opt.unix_path != NULL)
+        usage_error("--vcpus needs TCP, not %s", "--unix");
 }
 
 /* ------------------------------------------------------------------------
@@ -244,7 +260,7 @@ static int echo_connection(void *userdata, int fd)
     char *buf;
 
     (void)userdata;
-    stats.accepted++;
+    STAT_ADD(accepted, 1);
     if (!opt.quiet)
         peer_name(fd, peer, sizeof(peer));
 
@@ -277,7 +293,7 @@ static int echo_connection(void *userdata, int fd)
         w = photon_write_full(fd, buf, (size_t)n, PHOTON_FOREVER);
         if (w > 0) {
             echoed += (uint64_t)w;
-            stats.bytes += (uint64_t)w;
+            STAT_ADD(bytes, w);
         }
         if (w != n) {
             failed_op = "write";
@@ -288,13 +304,13 @@ static int echo_connection(void *userdata, int fd)
 
     free(buf);
     photon_close(fd);
-    stats.closed++;
+    STAT_ADD(closed, 1);
 
     /* At shutdown photon_fini cancels the handlers still waiting: not a failure. */
     if (failed_op != NULL && stopping && failed_errno == ECANCELED)
         failed_op = NULL;
     if (failed_op != NULL) {
-        stats.failed++;
+        STAT_ADD(failed, 1);
         if (!opt.quiet)
             fprintf(stderr, "echo_server: %s: %s: %s (after %llu bytes)\n", peer,
                     failed_op, strerror(failed_errno), (unsigned long long)echoed);
@@ -373,9 +389,20 @@ static void *watcher(void *arg)
                 n < 0 ? strerror(errno) : "unexpected EOF");
         stop_reason = "watcher failed";
     }
-    /* serve() returns 0 once it sees the stop. */
-    if (photon_server_stop(server) != 0)
-        perror("echo_server: photon_server_stop");
+    /* Every serve() returns 0 once it sees the stop. */
+    for (unsigned i = 0; i < opt.vcpus; i++)
+        if (photon_server_stop(servers[i]) != 0)
+            perror("echo_server: photon_server_stop");
+    return NULL;
+}
+
+/* A pool vcpu's part: serve its own listening socket until stopped. */
+static void *serve_extra(void *arg)
+{
+    photon_server *s = arg;
+    if (photon_server_serve(s, echo_connection, NULL) != 0)
+        perror("echo_server: photon_server_serve (pool vcpu)");
+    photon_sem_signal(extra_done, 1);
     return NULL;
 }
 
@@ -406,7 +433,9 @@ int main(int argc, char **argv)
     if (opt.unix_path != NULL)
         server = photon_server_new_unix(opt.unix_path, 0);
     else
-        server = photon_server_new_tcp(opt.ip, (uint16_t)opt.port, 0);
+        server = photon_server_new_tcp_flags(opt.ip, (uint16_t)opt.port, 0,
+                                             opt.vcpus > 1 ? PHOTON_SERVER_REUSEPORT : 0);
+    servers[0] = server;
     if (server == NULL) {
         if (opt.unix_path != NULL)
             fprintf(stderr, "echo_server: listen on %s: %s\n", opt.unix_path,
@@ -428,9 +457,34 @@ int main(int argc, char **argv)
             photon_fini();
             return 1;
         }
-        printf("listening on %d (engine %s)\n", port, engine);
+        /* The other vcpus' sockets, on the same port. */
+        for (unsigned i = 1; i < opt.vcpus; i++) {
+            servers[i] = photon_server_new_tcp_flags(opt.ip, (uint16_t)port, 0,
+                                                     PHOTON_SERVER_REUSEPORT);
+            if (servers[i] == NULL) {
+                perror("echo_server: second listening socket (SO_REUSEPORT)");
+                return 1;
+            }
+        }
+        printf("listening on %d (engine %s, %u vcpu%s)\n", port, engine, opt.vcpus,
+               opt.vcpus > 1 ? "s" : "");
     }
     fflush(stdout);
+
+    photon_workpool *pool = NULL;
+    if (opt.vcpus > 1) {
+        extra_done = photon_sem_new(0);
+        pool = photon_workpool_new(opt.vcpus - 1, opt.engine);
+        if (pool == NULL || extra_done == NULL) {
+            perror("echo_server: photon_workpool_new");
+            return 1;
+        }
+        for (unsigned i = 1; i < opt.vcpus; i++)
+            if (photon_workpool_spawn(pool, serve_extra, servers[i]) != 0) {
+                perror("echo_server: photon_workpool_spawn");
+                return 1;
+            }
+    }
 
     if (photon_thread_create(watcher, NULL, 64 * 1024) == NULL) {
         perror("echo_server: photon_thread_create");
@@ -445,8 +499,17 @@ int main(int argc, char **argv)
         serve_errno = errno;
     elapsed = photon_now_us() - start;
 
-    /* No new connections from here on (the listening socket closes). */
+    /* No new connections from here on (the listening sockets close). */
     stopping = 1;
+    if (pool != NULL) {
+        for (unsigned i = 1; i < opt.vcpus; i++)
+            photon_server_stop(servers[i]);
+        photon_sem_wait(extra_done, opt.vcpus - 1, PHOTON_FOREVER);
+        photon_workpool_free(pool); /* ends the pool's handlers as photon_fini does */
+        for (unsigned i = 1; i < opt.vcpus; i++)
+            photon_server_free(servers[i]);
+        photon_sem_free(extra_done);
+    }
     photon_server_free(server);
     server = NULL;
     open_at_stop = stats.accepted - stats.closed;

@@ -26,8 +26,7 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=CI");
 
-    let config =
-        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let generated = out_dir.join("photon.h");
     cbindgen::Builder::new()
         .with_src(crate_dir.join("src/ffi/mod.rs"))
@@ -35,10 +34,7 @@ fn main() {
         .generate()
         .expect("cbindgen could not generate the header")
         .write_to_file(&generated);
-    println!(
-        "cargo:rustc-env=PHOTON_GENERATED_HEADER={}",
-        generated.display()
-    );
+    println!("cargo:rustc-env=PHOTON_GENERATED_HEADER={}", generated.display());
 
     if std::env::var_os("CI").is_none() {
         let checked_in = crate_dir.join("include/photon.h");

@@ -62,14 +62,7 @@ const PROGRAMS: &[&str] = &[
 ];
 
 /// The flags of every C test program.
-const C_FLAGS: [&str; 6] = [
-    "-std=c11",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-pedantic",
-    "-D_GNU_SOURCE",
-];
+const C_FLAGS: [&str; 6] = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-D_GNU_SOURCE"];
 
 /// The triple the C compiler targets: this test's own target.
 const TARGET: &str = if cfg!(all(target_arch = "x86_64", target_env = "musl")) {
@@ -100,9 +93,7 @@ fn c_test_dir() -> PathBuf {
 /// from the executable, it honours `CARGO_TARGET_DIR` and `--target`.
 fn deps_dir() -> PathBuf {
     let exe = env::current_exe().expect("current_exe");
-    exe.parent()
-        .expect("test executable has a directory")
-        .to_path_buf()
+    exe.parent().expect("test executable has a directory").to_path_buf()
 }
 
 /// `target/<profile>/`.
@@ -133,9 +124,7 @@ fn lib_dir() -> &'static Path {
             let _ = fs::remove_file(&tmp);
             std::os::unix::fs::symlink(&built, &tmp)
                 .and_then(|()| fs::rename(&tmp, &link))
-                .unwrap_or_else(|e| {
-                    panic!("symlink {} -> {}: {e}", link.display(), built.display())
-                });
+                .unwrap_or_else(|e| panic!("symlink {} -> {}: {e}", link.display(), built.display()));
         }
         dir
     })
@@ -152,11 +141,7 @@ fn find_built_library() -> PathBuf {
     }
     cargo_build_library();
     let lib = profile_dir().join("libphoton.so");
-    assert!(
-        lib.is_file(),
-        "`cargo build` did not produce {}",
-        lib.display()
-    );
+    assert!(lib.is_file(), "`cargo build` did not produce {}", lib.display());
     lib
 }
 
@@ -279,9 +264,7 @@ impl Run {
 /// both cores would make another's timing checks flaky.
 fn run_c_program(exe: &Path, engine: &str) -> Run {
     static RUN_LOCK: Mutex<()> = Mutex::new(());
-    let _serial = RUN_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
 
     let start = Instant::now();
     let mut child = Command::new(exe)
@@ -334,10 +317,7 @@ fn c_test(name: &str) {
             "C test {name} with PHOTON_ENGINE={engine} failed: {}",
             run.describe()
         );
-        println!(
-            "{name} (PHOTON_ENGINE={engine}): passed in {:.2?}",
-            run.elapsed
-        );
+        println!("{name} (PHOTON_ENGINE={engine}): passed in {:.2?}", run.elapsed);
         print!("{}", run.stdout);
     }
 }
@@ -500,10 +480,7 @@ fn every_c_program_has_a_test() {
         .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     found.sort();
-    assert_eq!(
-        found, PROGRAMS,
-        "tests/c/*.c and PROGRAMS in tests/c_api.rs differ"
-    );
+    assert_eq!(found, PROGRAMS, "tests/c/*.c and PROGRAMS in tests/c_api.rs differ");
 }
 
 /// Compiles a translation unit that includes photon.h twice (include guard)
@@ -519,18 +496,11 @@ fn header_compiles(cpp: bool, std_flag: &str) {
     )
     .expect("write header test translation unit");
     let mut cmd = compiler(cpp).to_command();
-    cmd.args([
-        std_flag,
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-fsyntax-only",
-    ])
-    .arg("-I")
-    .arg(include_dir())
-    .args(["-x", lang])
-    .arg(&tu);
+    cmd.args([std_flag, "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only"])
+        .arg("-I")
+        .arg(include_dir())
+        .args(["-x", lang])
+        .arg(&tu);
     run_to_success(cmd, &format!("include/photon.h as {std_flag}"));
 }
 
@@ -549,8 +519,7 @@ fn header_compiles_as_cpp11() {
 fn header_is_fresh() {
     // Set by build.rs (cargo:rustc-env) to the header it just generated.
     let generated = env!("PHOTON_GENERATED_HEADER");
-    let generated = fs::read(generated)
-        .unwrap_or_else(|e| panic!("cannot read the generated header {generated}: {e}"));
+    let generated = fs::read(generated).unwrap_or_else(|e| panic!("cannot read the generated header {generated}: {e}"));
     let checked_in = fs::read(include_dir().join("photon.h")).expect("read include/photon.h");
     assert!(
         generated == checked_in,

@@ -38,6 +38,13 @@ const PROGRAMS: &[&str] = &[
     "bad_input",
     "cross_vcpu",
     "fini",
+    "fs_concurrent",
+    "fs_direct",
+    "fs_errors",
+    "fs_interrupt",
+    "fs_liveness",
+    "fs_ops",
+    "fs_parity",
     "interrupt",
     "join",
     "keys",
@@ -435,6 +442,41 @@ fn c_net_vcpu_wake() {
 #[test]
 fn c_net_wait_fd() {
     c_test("net_wait_fd");
+}
+
+#[test]
+fn c_fs_concurrent() {
+    c_test("fs_concurrent");
+}
+
+#[test]
+fn c_fs_direct() {
+    c_test("fs_direct");
+}
+
+#[test]
+fn c_fs_errors() {
+    c_test("fs_errors");
+}
+
+#[test]
+fn c_fs_interrupt() {
+    c_test("fs_interrupt");
+}
+
+#[test]
+fn c_fs_liveness() {
+    c_test("fs_liveness");
+}
+
+#[test]
+fn c_fs_ops() {
+    c_test("fs_ops");
+}
+
+#[test]
+fn c_fs_parity() {
+    c_test("fs_parity");
 }
 
 /// A photon thread overflowing its 64 KiB stack: the process dies by

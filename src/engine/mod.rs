@@ -148,11 +148,14 @@ pub(crate) enum Op {
         fd: i32,
         len: i64,
     },
+    /// `blocking`: run as a plain blocking open(2) in the offload pool
+    /// (a FIFO's open waits for its peer, which a ring open does not).
     Open {
         dirfd: i32,
         path: *const libc::c_char,
         flags: i32,
         mode: u32,
+        blocking: bool,
     },
     Statx {
         dirfd: i32,

@@ -2,8 +2,8 @@
 //! operations a kernel lacks) run on helper OS threads, and their
 //! completions come back to the vcpu through its engine.
 //!
-//! A job owns all the memory its syscall touches (a bounce buffer, the path,
-//! the stat struct): the photon thread's own buffer is written only by its
+//! A job owns all the memory its syscall touches (bounce buffers, the path,
+//! the stat struct): the photon thread's own buffers are written only by its
 //! vcpu when the completion is delivered. So an interrupted or timed-out
 //! waiter can leave at once ([`Cancel::Gone`](super::Cancel::Gone)); its
 //! job finishes on its own, its result is dropped, and an fd it opened is
@@ -24,10 +24,12 @@ use crate::errno::Errno;
 pub(crate) const MAX_THREADS: usize = 64;
 /// Offload op ids have this bit set (ring and epoll ids never do).
 const OFFLOAD_BIT: OpId = 1 << 31;
+/// Most bytes one transfer moves, as Linux caps read/write.
+const MAX_IO: usize = 0x7fff_f000;
 
-/// A job's own copy of a transfer's bytes, placed at the same offset
-/// within a 4 KiB page as the caller's buffer, so O_DIRECT alignment rules
-/// (and their EINVAL) are exactly those of the caller's buffer.
+/// A job's own copy of one buffer, placed at the same offset within a
+/// 4 KiB page as the caller's, so O_DIRECT alignment rules (and their
+/// EINVAL) are exactly those of the caller's buffer.
 struct Bounce {
     base: *mut u8,
     layout: std::alloc::Layout,
@@ -41,19 +43,32 @@ unsafe impl Send for Bounce {}
 impl Bounce {
     const PAGE: usize = 4096;
 
-    fn new(like: *const u8, len: usize) -> Bounce {
-        let layout = std::alloc::Layout::from_size_align(len + Self::PAGE, Self::PAGE).expect("bounce layout");
+    /// A buffer like `like` (same page offset) of `len` bytes; ENOMEM if
+    /// it cannot be had.
+    fn new(like: *const u8, len: usize) -> Result<Bounce, Errno> {
+        let layout = std::alloc::Layout::from_size_align(len + Self::PAGE, Self::PAGE).map_err(|_| Errno::ENOMEM)?;
         // SAFETY: a non-zero size.
         let base = unsafe { std::alloc::alloc(layout) };
         if base.is_null() {
-            std::alloc::handle_alloc_error(layout);
+            return Err(Errno::ENOMEM);
         }
-        Bounce {
+        Ok(Bounce {
             base,
             layout,
             start: like as usize % Self::PAGE,
             len,
-        }
+        })
+    }
+
+    /// A copy of `len` bytes at `src`.
+    ///
+    /// # Safety
+    /// `src` is valid for `len` bytes of reads.
+    unsafe fn copy_of(src: *const u8, len: usize) -> Result<Bounce, Errno> {
+        let b = Bounce::new(src, len)?;
+        // SAFETY: per the contract; the bounce holds len bytes.
+        unsafe { core::ptr::copy_nonoverlapping(src, b.ptr(), len) };
+        Ok(b)
     }
 
     fn ptr(&self) -> *mut u8 {
@@ -61,9 +76,11 @@ impl Bounce {
         unsafe { self.base.add(self.start) }
     }
 
-    fn bytes(&self, n: usize) -> &[u8] {
-        // SAFETY: the first `len` bytes from ptr() are ours; n <= len.
-        unsafe { core::slice::from_raw_parts(self.ptr(), n.min(self.len)) }
+    fn iovec(&self) -> libc::iovec {
+        libc::iovec {
+            iov_base: self.ptr().cast(),
+            iov_len: self.len,
+        }
     }
 }
 
@@ -74,16 +91,43 @@ impl Drop for Bounce {
     }
 }
 
+/// One bounce per caller iovec (so each keeps its own alignment), the
+/// total capped at [`MAX_IO`] as the kernel caps a transfer.
+///
+/// # Safety
+/// `iov` holds `n` valid iovecs; with `copy`, each is valid for reads.
+unsafe fn bounces(iov: *const libc::iovec, n: u32, copy: bool) -> Result<Vec<Bounce>, Errno> {
+    if n > 1024 {
+        return Err(Errno::EINVAL); // IOV_MAX, as preadv(2)
+    }
+    // SAFETY: per the contract.
+    let iovs = unsafe { core::slice::from_raw_parts(iov, n as usize) };
+    let mut left = MAX_IO;
+    let mut out = Vec::with_capacity(iovs.len());
+    for v in iovs {
+        let len = v.iov_len.min(left);
+        left -= len;
+        let base = v.iov_base.cast_const().cast::<u8>();
+        // SAFETY: per the contract.
+        out.push(if copy {
+            unsafe { Bounce::copy_of(base, len)? }
+        } else {
+            Bounce::new(base, len)?
+        });
+    }
+    Ok(out)
+}
+
 /// What a job does, with the memory it owns.
 enum Work {
     Read {
         fd: i32,
-        buf: Bounce,
+        bufs: Vec<Bounce>,
         off: Option<i64>,
     },
     Write {
         fd: i32,
-        buf: Bounce,
+        bufs: Vec<Bounce>,
         off: Option<i64>,
     },
     Fsync {
@@ -133,7 +177,7 @@ enum Work {
 /// Data a finished job hands back for copying into the waiter's memory.
 enum Output {
     None,
-    Bytes(Bounce, usize),
+    Bytes(Vec<Bounce>),
     Statx(Box<libc::statx>),
 }
 
@@ -216,17 +260,19 @@ fn execute(work: Work) -> (i64, Output) {
     // SAFETY: every pointer below points into memory the job owns.
     unsafe {
         match work {
-            Work::Read { fd, buf, off } => {
+            Work::Read { fd, bufs, off } => {
+                let iov: Vec<libc::iovec> = bufs.iter().map(Bounce::iovec).collect();
                 let r = ret(match off {
-                    Some(o) => libc::pread(fd, buf.ptr().cast(), buf.len, o),
-                    None => libc::read(fd, buf.ptr().cast(), buf.len),
+                    Some(o) => libc::preadv(fd, iov.as_ptr(), iov.len() as i32, o),
+                    None => libc::readv(fd, iov.as_ptr(), iov.len() as i32),
                 });
-                (r, Output::Bytes(buf, r.max(0) as usize))
+                (r, Output::Bytes(bufs))
             }
-            Work::Write { fd, buf, off } => {
+            Work::Write { fd, bufs, off } => {
+                let iov: Vec<libc::iovec> = bufs.iter().map(Bounce::iovec).collect();
                 let r = match off {
-                    Some(o) => libc::pwrite(fd, buf.ptr().cast(), buf.len, o),
-                    None => libc::write(fd, buf.ptr().cast(), buf.len),
+                    Some(o) => libc::pwritev(fd, iov.as_ptr(), iov.len() as i32, o),
+                    None => libc::writev(fd, iov.as_ptr(), iov.len() as i32),
                 };
                 (ret(r), Output::None)
             }
@@ -278,10 +324,11 @@ fn execute(work: Work) -> (i64, Output) {
 #[derive(Clone, Copy)]
 enum Dest {
     None,
-    Buf(*mut u8),
     Iov(*const libc::iovec, u32),
+    /// A single buffer (read/pread): the job's one bounce maps onto it.
+    Buf(*mut u8),
     Statx(*mut libc::statx),
-    /// An open whose waiter left: close the fd if it succeeded.
+    /// An open whose waiter may leave: close the fd if it succeeded then.
     CloseIfOrphaned,
 }
 
@@ -336,13 +383,17 @@ impl Offload {
     /// The destination memory in `op` stays valid until the completion is
     /// delivered or [`Offload::cancel`] is called; sources are read now.
     pub(crate) unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<OpId, Errno> {
-        // SAFETY (for the slices): the caller guarantees the source memory.
+        let one = |p: *const u8, len: u32| libc::iovec {
+            iov_base: p.cast_mut().cast(),
+            iov_len: len as usize,
+        };
+        // SAFETY (for the copies and slices): the caller guarantees the memory.
         let (work, dest) = unsafe {
             match op {
                 Op::Read { fd, buf, len } => (
                     Work::Read {
                         fd,
-                        buf: Bounce::new(buf, len as usize),
+                        bufs: vec![Bounce::new(buf, len as usize)?],
                         off: None,
                     },
                     Dest::Buf(buf),
@@ -350,60 +401,59 @@ impl Offload {
                 Op::Pread { fd, buf, len, off: o } => (
                     Work::Read {
                         fd,
-                        buf: Bounce::new(buf, len as usize),
+                        bufs: vec![Bounce::new(buf, len as usize)?],
                         off: off(o),
                     },
                     Dest::Buf(buf),
                 ),
-                Op::Readv { fd, iov, n } | Op::Preadv { fd, iov, n, .. } => {
-                    let o = if let Op::Preadv { off: o, .. } = op {
-                        off(o)
-                    } else {
-                        None
-                    };
-                    let iovs = core::slice::from_raw_parts(iov, n as usize);
-                    let len = iovs.iter().map(|v| v.iov_len).sum();
-                    let first = iovs
-                        .first()
-                        .map_or(core::ptr::null(), |v| v.iov_base.cast_const().cast::<u8>());
-                    (
-                        Work::Read {
-                            fd,
-                            buf: Bounce::new(first, len),
-                            off: o,
-                        },
-                        Dest::Iov(iov, n),
-                    )
-                }
-                Op::Write { fd, buf, len } | Op::Pwrite { fd, buf, len, .. } => {
-                    let o = if let Op::Pwrite { off: o, .. } = op {
-                        off(o)
-                    } else {
-                        None
-                    };
-                    let b = Bounce::new(buf, len as usize);
-                    core::ptr::copy_nonoverlapping(buf, b.ptr(), len as usize);
-                    (Work::Write { fd, buf: b, off: o }, Dest::None)
-                }
-                Op::Writev { fd, iov, n } | Op::Pwritev { fd, iov, n, .. } => {
-                    let o = if let Op::Pwritev { off: o, .. } = op {
-                        off(o)
-                    } else {
-                        None
-                    };
-                    let iovs = core::slice::from_raw_parts(iov, n as usize);
-                    let len = iovs.iter().map(|v| v.iov_len).sum();
-                    let first = iovs
-                        .first()
-                        .map_or(core::ptr::null(), |v| v.iov_base.cast_const().cast::<u8>());
-                    let b = Bounce::new(first, len);
-                    let mut at = 0;
-                    for v in iovs {
-                        core::ptr::copy_nonoverlapping(v.iov_base.cast::<u8>(), b.ptr().add(at), v.iov_len);
-                        at += v.iov_len;
-                    }
-                    (Work::Write { fd, buf: b, off: o }, Dest::None)
-                }
+                Op::Readv { fd, iov, n } => (
+                    Work::Read {
+                        fd,
+                        bufs: bounces(iov, n, false)?,
+                        off: None,
+                    },
+                    Dest::Iov(iov, n),
+                ),
+                Op::Preadv { fd, iov, n, off: o } => (
+                    Work::Read {
+                        fd,
+                        bufs: bounces(iov, n, false)?,
+                        off: off(o),
+                    },
+                    Dest::Iov(iov, n),
+                ),
+                Op::Write { fd, buf, len } => (
+                    Work::Write {
+                        fd,
+                        bufs: bounces(&one(buf, len), 1, true)?,
+                        off: None,
+                    },
+                    Dest::None,
+                ),
+                Op::Pwrite { fd, buf, len, off: o } => (
+                    Work::Write {
+                        fd,
+                        bufs: bounces(&one(buf, len), 1, true)?,
+                        off: off(o),
+                    },
+                    Dest::None,
+                ),
+                Op::Writev { fd, iov, n } => (
+                    Work::Write {
+                        fd,
+                        bufs: bounces(iov, n, true)?,
+                        off: None,
+                    },
+                    Dest::None,
+                ),
+                Op::Pwritev { fd, iov, n, off: o } => (
+                    Work::Write {
+                        fd,
+                        bufs: bounces(iov, n, true)?,
+                        off: off(o),
+                    },
+                    Dest::None,
+                ),
                 Op::Fsync { fd, datasync } => (Work::Fsync { fd, datasync }, Dest::None),
                 Op::Fallocate { fd, mode, off, len } => (Work::Fallocate { fd, mode, off, len }, Dest::None),
                 Op::Ftruncate { fd, len } => (Work::Ftruncate { fd, len }, Dest::None),
@@ -412,6 +462,7 @@ impl Offload {
                     path,
                     flags,
                     mode,
+                    ..
                 } => (
                     Work::Open {
                         dirfd,
@@ -496,9 +547,7 @@ impl Offload {
     pub(crate) fn reap(&mut self, out: &mut Vec<Completion>) {
         let done = core::mem::take(&mut *self.inbox.done.lock().unwrap_or_else(|e| e.into_inner()));
         for (id, result, output) in done {
-            let Some(p) = self.live.remove(&id) else {
-                continue;
-            };
+            let Some(p) = self.live.remove(&id) else { continue };
             if p.waiter.is_null() {
                 if result >= 0 {
                     // SAFETY: an fd opened for a waiter that left; nobody else knows it.
@@ -507,7 +556,7 @@ impl Offload {
                 continue;
             }
             // SAFETY: the waiter is parked, so its destination memory is valid.
-            unsafe { copy_out(p.dest, output) };
+            unsafe { copy_out(p.dest, output, result.max(0) as usize) };
             out.push(Completion {
                 waiter: p.waiter,
                 id,
@@ -517,19 +566,25 @@ impl Offload {
     }
 }
 
+/// Copies the first `n` bytes a read produced into the waiter's buffers.
+///
 /// # Safety
-/// `dest` points to live memory of a parked waiter.
-unsafe fn copy_out(dest: Dest, output: Output) {
-    // SAFETY: per the contract; lengths never exceed what the waiter asked for.
+/// `dest` points to live memory of a parked waiter, as large as it asked.
+unsafe fn copy_out(dest: Dest, output: Output, mut n: usize) {
+    // SAFETY: per the contract; each copy stays within the waiter's iovec.
     unsafe {
         match (dest, output) {
-            (Dest::Buf(p), Output::Bytes(b, n)) => core::ptr::copy_nonoverlapping(b.ptr(), p, n),
-            (Dest::Iov(iov, n), Output::Bytes(b, len)) => {
-                let mut rest = b.bytes(len);
-                for v in core::slice::from_raw_parts(iov, n as usize) {
-                    let k = rest.len().min(v.iov_len);
-                    core::ptr::copy_nonoverlapping(rest.as_ptr(), v.iov_base.cast::<u8>(), k);
-                    rest = &rest[k..];
+            (Dest::Buf(p), Output::Bytes(bufs)) => {
+                if let Some(b) = bufs.first() {
+                    core::ptr::copy_nonoverlapping(b.ptr(), p, n.min(b.len));
+                }
+            }
+            (Dest::Iov(iov, count), Output::Bytes(bufs)) => {
+                let iovs = core::slice::from_raw_parts(iov, count as usize);
+                for (v, b) in iovs.iter().zip(&bufs) {
+                    let k = n.min(b.len);
+                    core::ptr::copy_nonoverlapping(b.ptr(), v.iov_base.cast::<u8>(), k);
+                    n -= k;
                 }
             }
             (Dest::Statx(p), Output::Statx(st)) => p.write(*st),

@@ -315,6 +315,7 @@ fn sqe_for(op: Op) -> (squeue::Entry, i32, bool) {
             path,
             flags,
             mode,
+            ..
         } => (
             opcode::OpenAt::new(Fd(dirfd), path).flags(flags).mode(mode).build(),
             -1,
@@ -383,7 +384,8 @@ impl Engine for UringEngine {
     }
 
     unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<Submitted, Errno> {
-        if file_opcode(&op).is_some_and(|code| !self.probe.is_supported(code)) {
+        let blocking_open = matches!(op, Op::Open { blocking: true, .. });
+        if blocking_open || file_opcode(&op).is_some_and(|code| !self.probe.is_supported(code)) {
             // SAFETY: the caller keeps op's memory valid per the engine contract.
             return unsafe { self.offload.submit(op, waiter) }.map(Submitted::Pending);
         }

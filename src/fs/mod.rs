@@ -15,8 +15,27 @@ fn int(r: i64) -> i32 {
     r as i32
 }
 
-fn offset(off: i64) -> Result<u64, Errno> {
-    u64::try_from(off).map_err(|_| Errno::EINVAL)
+/// A positioned transfer's fd and offset: EINVAL for a negative offset,
+/// ESPIPE for an fd that cannot seek (a ring op would ignore the offset).
+fn positioned(fd: i32, off: i64) -> Result<u64, Errno> {
+    sched::check_interrupt()?; // EPERM off a vcpu, or a pending interrupt
+    if fd < 0 {
+        return Err(Errno(libc::EBADF));
+    }
+    let off = u64::try_from(off).map_err(|_| Errno::EINVAL)?;
+    if fdinfo::is_unseekable(fd) {
+        return Err(Errno(libc::ESPIPE));
+    }
+    Ok(off)
+}
+
+/// An iovec count as preadv(2) accepts it.
+fn iov_count(n: i32) -> Result<u32, Errno> {
+    if (0..=1024).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(Errno::EINVAL)
+    }
 }
 
 /// Runs a file operation and waits for it.
@@ -32,21 +51,53 @@ fn len32(len: usize) -> u32 {
     len.min(0x7fff_f000) as u32
 }
 
-/// `openat(AT_FDCWD, path, flags, mode)`.
+/// Under epoll every file read goes through a helper thread; a page-cache
+/// hit is served faster by a `preadv2(RWF_NOWAIT)` on the vcpu itself,
+/// which never blocks (it says EAGAIN instead). None: go the normal way.
+///
+/// # Safety
+/// `iov` holds `n` valid iovecs for writes.
+unsafe fn read_cached(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Option<usize> {
+    if sched::engine_runs(crate::engine::OpKind::Socket).unwrap_or(true) || fdinfo::is_direct(fd) {
+        // io_uring already tries the page cache inline; and an O_DIRECT
+        // read with RWF_NOWAIT still waits for the device.
+        return None;
+    }
+    // SAFETY: per the contract.
+    let r = unsafe { libc::preadv2(fd, iov, n, off, libc::RWF_NOWAIT) };
+    if r > 0 || (r == 0 && n > 0) {
+        sched::io_budget();
+        return Some(r as usize);
+    }
+    None
+}
+
+/// `openat(AT_FDCWD, path, flags, mode)`. A FIFO opened without
+/// O_NONBLOCK waits for its peer, as open(2) does.
 ///
 /// # Safety
 /// `path` is a NUL-terminated string.
 pub unsafe fn open(path: *const c_char, flags: i32, mode: u32) -> Result<i32, Errno> {
+    let op = |blocking| Op::Open {
+        dirfd: libc::AT_FDCWD,
+        path,
+        flags,
+        mode,
+        blocking,
+    };
     // SAFETY: per the contract.
-    let fd = int(unsafe {
-        run(Op::Open {
-            dirfd: libc::AT_FDCWD,
-            path,
-            flags,
-            mode,
-        })?
-    });
+    let mut fd = int(unsafe { run(op(false))? });
     fdinfo::forget(fd);
+    if flags & libc::O_NONBLOCK == 0 && fdinfo::is_fifo(fd) {
+        // A ring open does not wait for a FIFO's peer: redo it as a plain
+        // blocking open on a helper thread.
+        fdinfo::forget(fd);
+        // SAFETY: our own fresh fd.
+        unsafe { libc::close(fd) };
+        // SAFETY: per the contract.
+        fd = int(unsafe { run(op(true))? });
+        fdinfo::forget(fd);
+    }
     sched::forget_fd(fd);
     Ok(fd)
 }
@@ -56,14 +107,23 @@ pub unsafe fn open(path: *const c_char, flags: i32, mode: u32) -> Result<i32, Er
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
 pub unsafe fn pread(fd: i32, buf: *mut u8, len: usize, off: i64) -> Result<usize, Errno> {
-    let off = offset(off)?;
+    let uoff = positioned(fd, off)?;
+    let len = len32(len);
+    let iov = libc::iovec {
+        iov_base: buf.cast(),
+        iov_len: len as usize,
+    };
+    // SAFETY: per the contract.
+    if let Some(n) = unsafe { read_cached(fd, &iov, 1, off) } {
+        return Ok(n);
+    }
     // SAFETY: per the contract.
     unsafe {
         run(Op::Pread {
             fd,
             buf,
-            len: len32(len),
-            off,
+            len,
+            off: uoff,
         })
     }
     .map(|n| n as usize)
@@ -74,7 +134,7 @@ pub unsafe fn pread(fd: i32, buf: *mut u8, len: usize, off: i64) -> Result<usize
 /// # Safety
 /// `buf` is valid for `len` bytes of reads.
 pub unsafe fn pwrite(fd: i32, buf: *const u8, len: usize, off: i64) -> Result<usize, Errno> {
-    let off = offset(off)?;
+    let off = positioned(fd, off)?;
     // SAFETY: per the contract.
     unsafe {
         run(Op::Pwrite {
@@ -92,10 +152,14 @@ pub unsafe fn pwrite(fd: i32, buf: *const u8, len: usize, off: i64) -> Result<us
 /// # Safety
 /// `iov` holds `n` iovecs valid for writes.
 pub unsafe fn preadv(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Result<usize, Errno> {
-    let off = offset(off)?;
-    let n = u32::try_from(n).map_err(|_| Errno::EINVAL)?;
+    let uoff = positioned(fd, off)?;
+    let n = iov_count(n)?;
     // SAFETY: per the contract.
-    unsafe { run(Op::Preadv { fd, iov, n, off }) }.map(|n| n as usize)
+    if let Some(r) = unsafe { read_cached(fd, iov, n as i32, off) } {
+        return Ok(r);
+    }
+    // SAFETY: per the contract.
+    unsafe { run(Op::Preadv { fd, iov, n, off: uoff }) }.map(|n| n as usize)
 }
 
 /// `pwritev(2)`.
@@ -103,8 +167,8 @@ pub unsafe fn preadv(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Resu
 /// # Safety
 /// `iov` holds `n` iovecs valid for reads.
 pub unsafe fn pwritev(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Result<usize, Errno> {
-    let off = offset(off)?;
-    let n = u32::try_from(n).map_err(|_| Errno::EINVAL)?;
+    let off = positioned(fd, off)?;
+    let n = iov_count(n)?;
     // SAFETY: per the contract.
     unsafe { run(Op::Pwritev { fd, iov, n, off }) }.map(|n| n as usize)
 }
@@ -135,6 +199,9 @@ pub fn ftruncate(fd: i32, len: i64) -> Result<(), Errno> {
 
 /// `fstat(2)`, through statx.
 pub fn fstat(fd: i32) -> Result<libc::stat, Errno> {
+    if fd < 0 {
+        return Err(Errno(libc::EBADF)); // statx would take AT_FDCWD as the cwd
+    }
     // SAFETY: a zeroed statx is valid; it lives across the wait.
     let mut stx: libc::statx = unsafe { core::mem::zeroed() };
     let op = Op::Statx {

@@ -12,6 +12,10 @@ const SOCKET: u8 = 2;
 const NONBLOCK: u8 = 4;
 /// A regular file or block device: transfers may block on storage.
 const STORAGE: u8 = 8;
+/// A pipe or FIFO.
+const FIFO: u8 = 16;
+/// Opened with O_DIRECT.
+const DIRECT: u8 = 32;
 
 const CHUNK: usize = 4096;
 const CHUNKS: usize = 1024; // fds below 4M are cached; others are looked up each time
@@ -49,7 +53,14 @@ fn facts(fd: i32) -> u8 {
     if unsafe { libc::fstat(fd, &mut st) } == 0 {
         match st.st_mode & libc::S_IFMT {
             libc::S_IFSOCK => f |= SOCKET,
-            libc::S_IFREG | libc::S_IFBLK => f |= STORAGE,
+            libc::S_IFREG | libc::S_IFBLK => {
+                f |= STORAGE;
+                // SAFETY: F_GETFL has no memory effects.
+                if unsafe { libc::fcntl(fd, libc::F_GETFL) } & libc::O_DIRECT != 0 {
+                    f |= DIRECT;
+                }
+            }
+            libc::S_IFIFO => f |= FIFO,
             _ => {}
         }
     }
@@ -67,6 +78,21 @@ pub(crate) fn is_socket(fd: i32) -> bool {
 /// True if `fd` is a regular file or block device.
 pub(crate) fn is_storage(fd: i32) -> bool {
     facts(fd) & STORAGE != 0
+}
+
+/// True if `fd` cannot seek (socket, pipe, FIFO): positioned I/O is ESPIPE.
+pub(crate) fn is_unseekable(fd: i32) -> bool {
+    facts(fd) & (SOCKET | FIFO) != 0
+}
+
+/// True if `fd` is a file opened with O_DIRECT (as of its first use here).
+pub(crate) fn is_direct(fd: i32) -> bool {
+    facts(fd) & DIRECT != 0
+}
+
+/// True if `fd` is a pipe or FIFO.
+pub(crate) fn is_fifo(fd: i32) -> bool {
+    facts(fd) & FIFO != 0
 }
 
 /// Makes sure `fd` has O_NONBLOCK set (once), so a syscall on it cannot

@@ -72,6 +72,7 @@ unsafe fn transfer(
             }
         }
     }
+    sched::check_interrupt()?;
     fdinfo::ensure_nonblocking(fd)?;
     let mut waited = false;
     loop {
@@ -114,6 +115,7 @@ fn send_now(attempt: impl FnOnce() -> isize) -> Result<Option<usize>, Errno> {
     if !sched::engine_runs(OpKind::Socket)? {
         return Ok(None); // the syscall path tries first anyway
     }
+    sched::check_interrupt()?;
     let n = attempt();
     if n >= 0 {
         sched::io_budget();

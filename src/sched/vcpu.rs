@@ -494,6 +494,23 @@ pub(crate) fn next_wait_seq() -> Result<(Handle, u64), Errno> {
     }
 }
 
+/// Fails with the calling thread's pending interrupt, if any (consuming
+/// it): every call that may block starts with this, so an interrupt sent
+/// while the thread was running fails its next such call even when that
+/// call would not have had to wait. EPERM off a vcpu.
+#[inline]
+pub(crate) fn check_interrupt() -> Result<(), Errno> {
+    let v = on_vcpu()?;
+    // SAFETY: live vcpu and current TCB; no switch here.
+    unsafe {
+        let cur = (*v).current;
+        if (*cur).pending_interrupt != 0 && !(*cur).uninterruptible {
+            return Err(Errno(core::mem::take(&mut (*cur).pending_interrupt)));
+        }
+    }
+    Ok(())
+}
+
 /// Blocks the calling thread until [`wake`], an interrupt, or `deadline`
 /// (absolute `now_us`; [`FOREVER`] for none). Ok(()) when woken with 0;
 /// Err(ETIMEDOUT) at the deadline; Err(errno) when interrupted, also at once

@@ -38,3 +38,54 @@ pub type StackPointer = *mut u8;
 /// The entry function of a fresh context: `arg` is what the first switch to
 /// it passed, `data` what [`init_stack`] was given.
 pub type EntryFn = unsafe extern "C" fn(arg: usize, data: *mut u8) -> !;
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::stack::Stack;
+    use core::arch::asm;
+
+    fn mxcsr() -> u32 {
+        let mut v: u32 = 0;
+        // SAFETY: stores MXCSR into a local.
+        unsafe { asm!("stmxcsr [{}]", in(reg) &mut v, options(nostack)) };
+        v
+    }
+
+    fn set_mxcsr(v: u32) {
+        // SAFETY: loads a valid MXCSR value from a local.
+        unsafe { asm!("ldmxcsr [{}]", in(reg) &v, options(nostack)) };
+    }
+
+    static mut MAIN_SP: StackPointer = core::ptr::null_mut();
+    static mut CHILD_SP: StackPointer = core::ptr::null_mut();
+
+    unsafe extern "C" fn child(_arg: usize, _data: *mut u8) -> ! {
+        // Round toward zero here (control bits 13-14), and raise a status flag.
+        set_mxcsr((mxcsr() | 0x6000) | 0x20);
+        loop {
+            // SAFETY: main is suspended in its own switch.
+            unsafe { switch(&raw mut CHILD_SP, MAIN_SP, mxcsr() as usize) };
+        }
+    }
+
+    #[test]
+    fn each_context_keeps_its_fp_control_bits() {
+        let stack = Stack::new(64 << 10).unwrap();
+        let before = mxcsr();
+        // SAFETY: a fresh stack; the statics are touched by this test only.
+        unsafe {
+            CHILD_SP = init_stack(stack.top(), child, core::ptr::null_mut());
+            let child_mxcsr = switch(&raw mut MAIN_SP, CHILD_SP, 0) as u32;
+            assert_eq!(
+                child_mxcsr & 0x6000,
+                0x6000,
+                "the child runs with its own rounding mode"
+            );
+            assert_eq!(mxcsr() & 0xffc0, before & 0xffc0, "main's control bits come back");
+            let again = switch(&raw mut MAIN_SP, CHILD_SP, 0) as u32;
+            assert_eq!(again & 0x6000, 0x6000, "the child's control bits come back too");
+        }
+        set_mxcsr(before);
+    }
+}

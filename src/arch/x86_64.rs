@@ -6,8 +6,11 @@
 //! declared clobbered, so the compiler spills only what is live.
 //!
 //! The FP control state is saved on every switch but loaded back only when
-//! it differs from the current one (`ldmxcsr`/`fldcw` are slow, and the
-//! state almost never changes between coroutines).
+//! its control bits differ from the current ones (`ldmxcsr`/`fldcw` are
+//! slow, and the state almost never changes between coroutines). MXCSR's
+//! status flags (bits 0-5) are caller-saved and take no part: comparing them
+//! made every switch reload MXCSR once two coroutines had raised different
+//! exception flags (60-90 ns a switch instead of 5).
 //!
 //! A suspended context's stack, growing down:
 //!
@@ -63,8 +66,9 @@ pub unsafe fn switch(from: *mut StackPointer, to: StackPointer, arg: usize) -> u
             "stmxcsr [rsp - 8]",       // current values into the red zone
             "fnstcw [rsp - 4]",
             "mov eax, [rsp - 8]",
-            "cmp eax, [rsp]",
-            "jne 4f",                  // rare: MXCSR differs
+            "xor eax, [rsp]",
+            "test eax, 0xffc0",        // control bits only: the status flags (0-5) are caller-saved
+            "jnz 4f",                  // rare: MXCSR control differs
             "3:",
             "mov ax, [rsp - 4]",
             "cmp ax, [rsp + 4]",

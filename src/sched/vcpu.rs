@@ -319,9 +319,13 @@ pub(super) unsafe fn after_switch(left: *mut ThreadCtl) {
             }
             return;
         }
-        let mut t = ptr::read(left);
-        if let Some(st) = t.stack.take() {
-            (*v).pool.put(t.stack_class, st);
+        // Take the stack out, drop the rest of the TCB where it lies (no
+        // copy of the whole block), then recycle the stack that held it.
+        let stack = (*left).stack.take();
+        let class = (*left).stack_class;
+        ptr::drop_in_place(left);
+        if let Some(st) = stack {
+            (*v).pool.put(class, st);
         }
     }
 }

@@ -1,0 +1,124 @@
+/* The OS-thread baseline: THREADS pthreads calling pread(2) (see
+ * files_common.h for the command line and output); write mode is one
+ * thread calling pwrite(2) then fsync(2). Same data checks and timing as
+ * files_photon.c. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "files_common.h"
+
+struct slot {
+    _Alignas(64) atomic_uint_fast64_t ops; /* one cache line per thread */
+};
+
+static int g_fd;
+static uint64_t g_blocks;
+static struct slot* g_slots;
+static atomic_int g_stop;
+static atomic_int g_failed;
+static long g_error_ret;
+static int g_error_errno;
+
+static void* reader(void* arg) {
+    uintptr_t id = (uintptr_t)arg;
+    uint64_t seed = 0x9E3779B97F4A7C15ULL * ((uint64_t)id + 1);
+    unsigned char* buf = files_aligned(FILES_BLOCK);
+    while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
+        uint64_t b = files_rng(&seed) % g_blocks;
+        ssize_t n = pread(g_fd, buf, FILES_BLOCK, (off_t)(b * FILES_BLOCK));
+        uint64_t stamp = 0;
+        if (n == FILES_BLOCK) memcpy(&stamp, buf, 8);
+        if (n != FILES_BLOCK || stamp != FILES_STAMP(b)) {
+            if (atomic_fetch_add(&g_failed, 1) == 0) {
+                g_error_ret = (long)n;
+                g_error_errno = errno;
+            }
+            atomic_store(&g_stop, 1);
+            break;
+        }
+        atomic_fetch_add_explicit(&g_slots[id].ops, 1, memory_order_relaxed);
+    }
+    free(buf);
+    return NULL;
+}
+
+static uint64_t total_ops(int n) {
+    uint64_t s = 0;
+    for (int i = 0; i < n; i++) s += atomic_load_explicit(&g_slots[i].ops, memory_order_relaxed);
+    return s;
+}
+
+static void sleep_s(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int run_randread(const struct files_args* a) {
+    g_fd = open(a->path, O_RDONLY | O_CLOEXEC | (a->direct ? O_DIRECT : 0));
+    if (g_fd < 0) BENCH_DIE("open(%s, direct=%d)", a->path, a->direct);
+    struct stat st;
+    if (fstat(g_fd, &st) != 0) BENCH_DIE("fstat");
+    g_blocks = (uint64_t)st.st_size / FILES_BLOCK;
+    if (g_blocks == 0) BENCH_DIE("%s is empty", a->path);
+    g_slots = files_aligned(sizeof(struct slot) * (size_t)a->threads);
+    pthread_t* th = calloc((size_t)a->threads, sizeof *th);
+    if (!th) BENCH_DIE("calloc");
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    for (int i = 0; i < a->threads; i++) {
+        int e = pthread_create(&th[i], &attr, reader, (void*)(uintptr_t)i);
+        if (e) {
+            errno = e;
+            BENCH_DIE("pthread_create");
+        }
+    }
+    sleep_s(a->warmup);
+    uint64_t ops0 = total_ops(a->threads);
+    double t0 = bench_now_s(), c0 = files_cpu_s();
+    sleep_s(a->secs);
+    uint64_t ops1 = total_ops(a->threads);
+    double t1 = bench_now_s(), c1 = files_cpu_s();
+    atomic_store(&g_stop, 1);
+    for (int i = 0; i < a->threads; i++) pthread_join(th[i], NULL);
+    free(th);
+    if (atomic_load(&g_failed)) {
+        errno = g_error_errno;
+        BENCH_DIE("pread returned %ld or a wrong block stamp", g_error_ret);
+    }
+    close(g_fd);
+    uint64_t ops = ops1 - ops0;
+    if (ops == 0) BENCH_DIE("no read completed in the timed window");
+    printf("INFO %llu reads in %.3f s, %d OS threads, direct=%d\n", (unsigned long long)ops,
+           t1 - t0, a->threads, a->direct);
+    printf("RESULT iops=%.1f cpu_us=%.3f\n", (double)ops / (t1 - t0),
+           (c1 - c0) * 1e6 / (double)ops);
+    return 0;
+}
+
+static int run_write(const struct files_args* a) {
+    unsigned char* buf = files_aligned(FILES_MIB);
+    int fd = open(a->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) BENCH_DIE("open(%s)", a->path);
+    double t0 = bench_now_s(), c0 = files_cpu_s();
+    for (long m = 0; m < a->size_mib; m++) {
+        files_fill_mib(buf, m);
+        ssize_t n = pwrite(fd, buf, FILES_MIB, (off_t)m * FILES_MIB);
+        if (n != FILES_MIB) BENCH_DIE("pwrite of MiB %ld returned %zd", m, n);
+    }
+    double tw = bench_now_s();
+    if (fsync(fd) != 0) BENCH_DIE("fsync");
+    double t1 = bench_now_s(), c1 = files_cpu_s();
+    close(fd);
+    free(buf);
+    printf("INFO %ld MiB: writes %.3f s, fsync %.3f s\n", a->size_mib, tw - t0, t1 - tw);
+    printf("RESULT mbps=%.1f cpu_us=%.3f\n", (double)a->size_mib * FILES_MIB / (t1 - t0) / 1e6,
+           (c1 - c0) * 1e6 / (double)a->size_mib);
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    struct files_args a = files_parse(argc, argv);
+    return a.write_mode ? run_write(&a) : run_randread(&a);
+}

@@ -1,0 +1,1126 @@
+//! `echo`: libphoton's C echo server against its peers, side by side
+//! (issue "event engines and coroutine sockets"; method in
+//! /work/shared/BENCH.md, usage in bench/README.md).
+//!
+//! Builds nothing. It runs, for each scenario, every server pinned to CPU 0
+//! (`taskset -c 0`) against the same C client (`c-examples/echo_client.c`,
+//! on libphoton's epoll engine unless `--client-engine` says otherwise)
+//! pinned to CPU 1, interleaved: `for rep { for server { one run } }`. A run
+//! is a fresh server process and a fresh client process. While the client's
+//! measured window is under way, the server process is measured with
+//! `perf stat -e instructions,cycles,task-clock -p PID -- sleep D` and with
+//! its utime + stime from /proc/PID/stat before and after.
+//!
+//! Any failed run (client exit status non-zero or no result line, server
+//! gone before it was stopped, server not listening in time, perf failing)
+//! marks that server's row ERROR in that scenario's table, is described on
+//! stderr, and makes the program exit 1 at the end.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+// ------------------------------------------------------------------ options
+
+struct Opts {
+    server_bin: PathBuf,
+    client_bin: PathBuf,
+    bin_dir: PathBuf,
+    client_engine: String,
+    reps: usize,
+    secs: f64,
+    warmup: f64,
+    only: Option<Vec<String>>,
+    servers: Option<Vec<String>>,
+    perf: bool,
+    verbose: bool,
+    quiet_wait: f64,
+}
+
+const USAGE: &str = "\
+usage: echo [options]
+  --server-bin PATH    libphoton's C echo server (default /work/main/build/echo_server)
+  --client-bin PATH    the C echo client (default /work/main/build/echo_client)
+  --bin-dir DIR        where echo_tokio, echo_monoio, echo_glommio, echo_mio are
+                       (default: this program's own directory)
+  --client-engine E    the client's libphoton engine, epoll | io_uring (default epoll)
+  --reps N             repetitions of each (scenario, server) (default 5)
+  --secs S             measured seconds of each run (default 3)
+  --warmup S           client warm-up before the measured window (default 0.5)
+  --quick              smoke test: 1 rep, 1 s, warm-up 0.3 s, scenarios pp-64x512
+                       and stream-64x4k (later flags override)
+  --only A,B           scenarios to run, by name (pp-1x512, pp-64x512, pp-256x512,
+                       pp-64x64, stream-64x4k)
+  --servers A,B        servers to run: rows with one of these words in their name
+                       (libphoton, tokio, monoio, glommio, mio, io_uring, epoll) or
+                       named exactly so (libphoton epoll)
+  --no-perf            do not run perf stat (instr/req and cycles/req show n/a)
+  --quiet-wait S       before each run, wait up to S s for other processes to leave
+                       the CPUs idle (< 10% of a CPU) (default 10; 0 = do not wait)
+  --verbose            every run's details on stderr
+";
+
+fn die_usage(msg: &str) -> ! {
+    eprintln!("echo: {msg}\n{USAGE}");
+    std::process::exit(2)
+}
+
+fn parse_opts() -> Opts {
+    let own_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut o = Opts {
+        server_bin: PathBuf::from("/work/main/build/echo_server"),
+        client_bin: PathBuf::from("/work/main/build/echo_client"),
+        bin_dir: own_dir,
+        client_engine: "epoll".into(),
+        reps: 5,
+        secs: 3.0,
+        warmup: 0.5,
+        only: None,
+        servers: None,
+        perf: true,
+        verbose: false,
+        quiet_wait: 10.0,
+    };
+    let mut it = std::env::args().skip(1);
+    let list = |s: String| -> Vec<String> {
+        s.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    };
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| it.next().unwrap_or_else(|| die_usage(&format!("{name} needs a value")));
+        match a.as_str() {
+            "--server-bin" => o.server_bin = val("--server-bin").into(),
+            "--client-bin" => o.client_bin = val("--client-bin").into(),
+            "--bin-dir" => o.bin_dir = val("--bin-dir").into(),
+            "--client-engine" => {
+                o.client_engine = val("--client-engine");
+                if o.client_engine != "epoll" && o.client_engine != "io_uring" {
+                    die_usage("--client-engine is epoll or io_uring");
+                }
+            }
+            "--reps" => {
+                o.reps = val("--reps")
+                    .parse()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .unwrap_or_else(|| die_usage("bad --reps"))
+            }
+            "--secs" => {
+                o.secs = val("--secs")
+                    .parse()
+                    .ok()
+                    .filter(|&s: &f64| s >= 0.5)
+                    .unwrap_or_else(|| die_usage("bad --secs (>= 0.5)"))
+            }
+            "--warmup" => {
+                o.warmup = val("--warmup")
+                    .parse()
+                    .ok()
+                    .filter(|&s: &f64| s >= 0.0)
+                    .unwrap_or_else(|| die_usage("bad --warmup"))
+            }
+            "--quick" => {
+                o.reps = 1;
+                o.secs = 1.0;
+                o.warmup = 0.3;
+                o.only = Some(vec!["pp-64x512".into(), "stream-64x4k".into()]);
+            }
+            "--only" => o.only = Some(list(val("--only"))),
+            "--servers" => o.servers = Some(list(val("--servers"))),
+            "--no-perf" => o.perf = false,
+            "--quiet-wait" => {
+                o.quiet_wait = val("--quiet-wait")
+                    .parse()
+                    .ok()
+                    .filter(|&s: &f64| s >= 0.0)
+                    .unwrap_or_else(|| die_usage("bad --quiet-wait"))
+            }
+            "--verbose" => o.verbose = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0)
+            }
+            _ => die_usage(&format!("unknown argument '{a}'")),
+        }
+    }
+    o
+}
+
+// ------------------------------------------------------- scenarios, servers
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    PingPong,
+    Stream,
+}
+
+struct Scenario {
+    name: &'static str,
+    mode: Mode,
+    conns: u32,
+    size: u32,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "pp-1x512",
+        mode: Mode::PingPong,
+        conns: 1,
+        size: 512,
+    },
+    Scenario {
+        name: "pp-64x512",
+        mode: Mode::PingPong,
+        conns: 64,
+        size: 512,
+    },
+    Scenario {
+        name: "pp-256x512",
+        mode: Mode::PingPong,
+        conns: 256,
+        size: 512,
+    },
+    Scenario {
+        name: "pp-64x64",
+        mode: Mode::PingPong,
+        conns: 64,
+        size: 64,
+    },
+    Scenario {
+        name: "stream-64x4k",
+        mode: Mode::Stream,
+        conns: 64,
+        size: 4096,
+    },
+];
+
+impl Scenario {
+    fn title(&self) -> String {
+        match self.mode {
+            Mode::PingPong => format!(
+                "ping-pong, {} connection{} x {} B",
+                self.conns,
+                if self.conns == 1 { "" } else { "s" },
+                self.size
+            ),
+            Mode::Stream => format!(
+                "streaming, {} connections x {} KiB writes",
+                self.conns,
+                self.size / 1024
+            ),
+        }
+    }
+}
+
+struct Server {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<&'static str>,
+    /// The engine the C server must report in its `listening on` line.
+    expect_engine: Option<&'static str>,
+}
+
+const PHOTON_URING: &str = "libphoton io_uring";
+const PHOTON_EPOLL: &str = "libphoton epoll";
+
+fn servers(o: &Opts) -> Vec<Server> {
+    let peer = |n: &str| o.bin_dir.join(n);
+    let all = vec![
+        Server {
+            name: PHOTON_URING,
+            program: o.server_bin.clone(),
+            args: vec!["--engine", "io_uring", "--quiet"],
+            expect_engine: Some("io_uring"),
+        },
+        Server {
+            name: PHOTON_EPOLL,
+            program: o.server_bin.clone(),
+            args: vec!["--engine", "epoll", "--quiet"],
+            expect_engine: Some("epoll"),
+        },
+        Server {
+            name: "tokio current_thread",
+            program: peer("echo_tokio"),
+            args: vec![],
+            expect_engine: None,
+        },
+        Server {
+            name: "monoio io_uring",
+            program: peer("echo_monoio"),
+            args: vec![],
+            expect_engine: None,
+        },
+        Server {
+            name: "monoio epoll",
+            program: peer("echo_monoio"),
+            args: vec!["--epoll"],
+            expect_engine: None,
+        },
+        Server {
+            name: "glommio",
+            program: peer("echo_glommio"),
+            args: vec![],
+            expect_engine: None,
+        },
+        Server {
+            name: "mio loop",
+            program: peer("echo_mio"),
+            args: vec![],
+            expect_engine: None,
+        },
+    ];
+    match &o.servers {
+        None => all,
+        Some(words) => all
+            .into_iter()
+            .filter(|s| {
+                words
+                    .iter()
+                    .any(|w| s.name == w || s.name.split_whitespace().any(|x| x == w))
+            })
+            .collect(),
+    }
+}
+
+// ------------------------------------------------------------------ machine
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Online CPUs (not this process's affinity, which is pinned to CPU 1).
+fn nproc() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 { n as usize } else { 1 }
+}
+
+/// Versions of a crate in this crate's Cargo.lock (as built).
+fn locked_versions(name: &str) -> String {
+    const LOCK: &str = include_str!("../../Cargo.lock");
+    let mut out = Vec::new();
+    let want = format!("name = \"{name}\"");
+    let mut lines = LOCK.lines();
+    while let Some(l) = lines.next() {
+        if l == want
+            && let Some(v) = lines.next().and_then(|v| v.strip_prefix("version = \""))
+        {
+            out.push(v.trim_end_matches('"').to_string());
+        }
+    }
+    if out.is_empty() { "?".into() } else { out.join("/") }
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// Pins this process (and so perf and sleep, which it starts) to `cpu`.
+fn pin_self(cpu: usize) -> Result<(), String> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it;
+    // sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(format!(
+                "sched_setaffinity(CPU {cpu}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether perf can count hardware events here (a VM may have no PMU).
+fn perf_hw_status() -> Result<bool, String> {
+    let out = Command::new("perf")
+        .args(["stat", "-x,", "-e", "instructions,cycles", "--", "true"])
+        .output()
+        .map_err(|e| format!("cannot run perf: {e} (install linux-perf, or pass --no-perf)"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "perf stat failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    Ok(text
+        .lines()
+        .any(|l| l.contains(",instructions") && l.chars().next().is_some_and(|c| c.is_ascii_digit())))
+}
+
+// --------------------------------------------------------------- processes
+
+/// CPU seconds (user, system) of a process, from /proc/PID/stat.
+fn proc_cpu(pid: u32, tck: f64) -> Result<(f64, f64), String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    // The command name (field 2) may hold spaces: fields resume after the last ')'.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).ok_or("malformed /proc/PID/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime field 15.
+    let utime: f64 = f
+        .get(11)
+        .and_then(|v| v.parse().ok())
+        .ok_or("no utime in /proc/PID/stat")?;
+    let stime: f64 = f
+        .get(12)
+        .and_then(|v| v.parse().ok())
+        .ok_or("no stime in /proc/PID/stat")?;
+    Ok((utime / tck, stime / tck))
+}
+
+/// Established TCP connections whose local port is `port` (the server's
+/// side of each connection, accepted or still in the accept queue), from
+/// /proc/net/tcp and tcp6.
+fn established(port: u16) -> usize {
+    let want = format!(":{port:04X}");
+    let mut n = 0;
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let mut it = l.split_whitespace();
+            let (Some(_sl), Some(local), Some(_remote), Some(st)) = (it.next(), it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            if st == "01" && local.ends_with(&want) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// CPU seconds spent in user and system mode by all CPUs (/proc/stat), the
+/// same kinds of time as processes' utime + stime.
+fn machine_busy(tck: f64) -> f64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(l) = s.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let f: Vec<f64> = l.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...
+    (f.first().unwrap_or(&0.0) + f.get(1).unwrap_or(&0.0) + f.get(2).unwrap_or(&0.0)) / tck
+}
+
+/// Waits (at most `max` s) until the machine is quiet: less than 10% of one
+/// CPU busy over 300 ms with none of our processes running. Returns the load
+/// seen last if it gave up.
+fn wait_quiet(max: f64, tck: f64) -> Option<f64> {
+    let end = Instant::now() + Duration::from_secs_f64(max);
+    let mut said = false;
+    loop {
+        let b0 = machine_busy(tck);
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_millis(300));
+        let load = (machine_busy(tck) - b0) / t0.elapsed().as_secs_f64();
+        if load < 0.10 {
+            return None;
+        }
+        if Instant::now() >= end {
+            eprintln!(
+                "  the machine is still busy ({:.0}% of a CPU): running anyway",
+                100.0 * load
+            );
+            return Some(load);
+        }
+        if !said {
+            eprintln!(
+                "  waiting for the machine to be quiet ({:.0}% of a CPU busy with other processes)",
+                100.0 * load
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+}
+
+fn describe_status(st: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "ended".into(),
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill() on our own child's pid; the child is not yet reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+/// Reads a pipe to the end on a thread.
+fn drain<R: Read + Send + 'static>(r: R) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let mut r = r;
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+/// A running server: the process, its port, and what it wrote.
+struct RunningServer {
+    child: Child,
+    port: u16,
+    stdout_rest: Option<std::thread::JoinHandle<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl RunningServer {
+    fn start(s: &Server) -> Result<RunningServer, String> {
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg("0")
+            .arg(&s.program)
+            .args(&s.args)
+            .args(["--port", "0"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start taskset {}: {e}", s.program.display()))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = drain(child.stderr.take().expect("piped stderr"));
+        // The first line is "listening on PORT[ (engine E)]"; the rest is drained.
+        let (tx, rx) = mpsc::channel();
+        let rest = std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = r.read_line(&mut first);
+            let _ = tx.send(first);
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        });
+        let mut rs = RunningServer {
+            child,
+            port: 0,
+            stdout_rest: Some(rest),
+            stderr: Some(stderr),
+        };
+        let first = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) => l,
+            Err(_) => {
+                let msg = format!("{}: no 'listening on' line within 10 s", s.name);
+                return Err(rs.abort(&msg));
+            }
+        };
+        let Some(port) = first
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
+            let msg = format!("{}: expected 'listening on PORT', got {:?}", s.name, first.trim());
+            return Err(rs.abort(&msg));
+        };
+        if let Some(engine) = s.expect_engine
+            && !first.contains(&format!("(engine {engine})"))
+        {
+            let msg = format!(
+                "{}: the server does not run the {engine} engine: {:?}",
+                s.name,
+                first.trim()
+            );
+            return Err(rs.abort(&msg));
+        }
+        rs.port = port;
+        Ok(rs)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(st)) => Err(format!("the server died during the run ({})", describe_status(st))),
+            Err(e) => Err(format!("waitpid: {e}")),
+        }
+    }
+
+    /// Kills it and returns `msg` with what the server wrote on stderr.
+    fn abort(&mut self, msg: &str) -> String {
+        signal(&self.child, libc::SIGKILL);
+        let _ = self.child.wait();
+        let err = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        if err.trim().is_empty() {
+            msg.to_string()
+        } else {
+            format!("{msg}\n  server stderr: {}", tail(&err, 12))
+        }
+    }
+
+    /// SIGTERM, then checks it ended as a server should: exit 0 (the C server
+    /// stops cleanly) or killed by that SIGTERM (the Rust peers).
+    fn stop(mut self) -> Result<String, String> {
+        signal(&self.child, libc::SIGTERM);
+        let st = match wait_timeout(&mut self.child, Duration::from_secs(5)) {
+            Some(st) => st,
+            None => return Err(self.abort("the server did not stop within 5 s of SIGTERM")),
+        };
+        use std::os::unix::process::ExitStatusExt;
+        let out = self
+            .stdout_rest
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        let err = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        if st.code() == Some(0) || st.signal() == Some(libc::SIGTERM) {
+            Ok(format!("{}{}", out, err))
+        } else {
+            Err(format!(
+                "the server ended with {} when stopped\n  server stderr: {}",
+                describe_status(st),
+                tail(&err, 12)
+            ))
+        }
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n    ")
+}
+
+// --------------------------------------------------------------------- runs
+
+#[derive(Clone, Debug)]
+struct Run {
+    /// requests/s (ping-pong) as the client counted them.
+    req_s: f64,
+    mib_s: f64,
+    instr_per_req: Option<f64>,
+    cycles_per_req: Option<f64>,
+    cpu_us_per_req: f64,
+    user_us_per_req: f64,
+    /// Server CPU time / wall time in the measured window.
+    util: f64,
+    /// CPU time of everything but the server and the client (other
+    /// processes on this machine) / wall time in the measured window.
+    other: f64,
+}
+
+/// What was measured of the server in its window: user and system CPU
+/// seconds, wall seconds, other processes' CPU / wall, perf's counts.
+type Window = (f64, f64, f64, f64, BTreeMap<String, Option<f64>>);
+
+/// Parses `perf stat -x,` output: event name -> count (None: not supported).
+fn parse_perf(text: &str) -> BTreeMap<String, Option<f64>> {
+    let mut m = BTreeMap::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split(',').collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let event = f[2].split(':').next().unwrap_or("").to_string();
+        if event.is_empty() {
+            continue;
+        }
+        m.insert(event, f[0].trim().parse::<f64>().ok());
+    }
+    m
+}
+
+fn client_field(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .and_then(|v| v.trim_end_matches('s').parse().ok())
+}
+
+fn one_run(o: &Opts, sc: &Scenario, s: &Server, tck: f64) -> Result<Run, String> {
+    let mut srv = RunningServer::start(s)?;
+    let pid = srv.pid();
+
+    let mut ccmd = Command::new("taskset");
+    ccmd.arg("-c").arg("1").arg(&o.client_bin);
+    ccmd.args(["--host", "127.0.0.1", "--port", &srv.port.to_string()]);
+    ccmd.args(["--conns", &sc.conns.to_string(), "--size", &sc.size.to_string()]);
+    ccmd.args([
+        "--duration",
+        &format!("{}", o.secs),
+        "--warmup",
+        &format!("{}", o.warmup),
+    ]);
+    ccmd.args([
+        "--mode",
+        if sc.mode == Mode::PingPong {
+            "pingpong"
+        } else {
+            "stream"
+        },
+    ]);
+    ccmd.args(["--engine", &o.client_engine]);
+    ccmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut client = match ccmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Err(srv.abort(&format!("cannot start the client {}: {e}", o.client_bin.display()))),
+    };
+    let cout = drain(client.stdout.take().expect("piped"));
+    let cerr = drain(client.stderr.take().expect("piped"));
+    let started = Instant::now();
+
+    // The client connects all its sockets, warms up for --warmup s, then
+    // counts for --secs s. Connecting can take a second or more (here, some
+    // of 256 simultaneous SYNs are retransmitted after 1 s), so wait until
+    // the server's side of every connection is established, then measure
+    // the server inside the client's window: from warm-up + 0.15 s, for
+    // --secs - 0.3 s.
+    let margin = 0.15;
+    let measure = o.secs - 2.0 * margin;
+
+    let measured = (|| -> Result<Window, String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let n = established(srv.port);
+            if n >= sc.conns as usize {
+                break;
+            }
+            if let Ok(Some(st)) = client.try_wait() {
+                return Err(format!("the client ended ({}) before connecting", describe_status(st)));
+            }
+            srv.alive()?;
+            if Instant::now() >= deadline {
+                return Err(format!("only {n} of {} connections established after 15 s", sc.conns));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_secs_f64(o.warmup + margin));
+        srv.alive()?;
+        let client_pid = client.id();
+        let m0 = machine_busy(tck);
+        let k0 = proc_cpu(client_pid, tck)?;
+        let c0 = proc_cpu(pid, tck)?;
+        let t0 = Instant::now();
+        let perf = if o.perf {
+            let out = Command::new("perf")
+                .args([
+                    "stat",
+                    "-x,",
+                    "-e",
+                    "instructions,cycles,task-clock",
+                    "-p",
+                    &pid.to_string(),
+                    "--",
+                ])
+                .args(["sleep", &format!("{measure:.3}")])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run perf: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "perf stat -p {pid} failed ({}): {}",
+                    describe_status(out.status),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            parse_perf(&String::from_utf8_lossy(&out.stderr))
+        } else {
+            std::thread::sleep(Duration::from_secs_f64(measure));
+            BTreeMap::new()
+        };
+        let c1 = proc_cpu(pid, tck)?;
+        let k1 = proc_cpu(client_pid, tck)?;
+        let m1 = machine_busy(tck);
+        let wall = t0.elapsed().as_secs_f64();
+        srv.alive()?;
+        let (user, sys) = (c1.0 - c0.0, c1.1 - c0.1);
+        let other = ((m1 - m0) - (user + sys) - (k1.0 + k1.1 - k0.0 - k0.1)).max(0.0) / wall;
+        Ok((user, sys, wall, other, perf))
+    })();
+
+    // The client ends by itself about --secs after the window opened.
+    let budget = Duration::from_secs_f64(o.warmup + o.secs + 20.0).saturating_sub(started.elapsed());
+    let cst = wait_timeout(&mut client, budget);
+    if cst.is_none() {
+        signal(&client, libc::SIGKILL);
+        let _ = client.wait();
+    }
+    let cout = cout.join().unwrap_or_default();
+    let cerr = cerr.join().unwrap_or_default();
+    let client_failed = |why: String| -> String {
+        let mut m = format!("the client {why}");
+        if !cerr.trim().is_empty() {
+            m += &format!("\n  client stderr: {}", tail(&cerr, 12));
+        }
+        if !cout.trim().is_empty() {
+            m += &format!("\n  client stdout: {}", tail(&cout, 4));
+        }
+        m
+    };
+    let (user, sys, wall, other, perf) = match measured {
+        Ok(m) => m,
+        Err(e) => {
+            let extra = match cst {
+                Some(st) if !st.success() => format!("\n  {}", client_failed(describe_status(st))),
+                _ => String::new(),
+            };
+            return Err(srv.abort(&format!("{e}{extra}")));
+        }
+    };
+    let Some(cst) = cst else {
+        return Err(srv.abort(&client_failed(format!(
+            "did not end within {:.0} s",
+            budget.as_secs_f64()
+        ))));
+    };
+    if !cst.success() {
+        return Err(srv.abort(&client_failed(format!("failed ({})", describe_status(cst)))));
+    }
+    let line = cout.lines().find(|l| l.starts_with("mode=")).unwrap_or("");
+    let (Some(req_s), Some(mib_s), Some(errors)) = (
+        client_field(line, "req/s"),
+        client_field(line, "MiB/s"),
+        client_field(line, "errors"),
+    ) else {
+        return Err(srv.abort(&client_failed("printed no result line".into())));
+    };
+    if errors != 0.0 || req_s.is_nan() || req_s <= 0.0 {
+        return Err(srv.abort(&client_failed(format!("reported errors={errors} req/s={req_s}"))));
+    }
+    // Did the server survive the whole run, and stop as it should?
+    if let Err(e) = srv.alive() {
+        return Err(srv.abort(&e));
+    }
+    let srv_out = srv.stop()?;
+    if o.verbose && !srv_out.trim().is_empty() {
+        eprintln!("    server said: {}", tail(&srv_out, 3));
+    }
+
+    // Rates over the measured window, divided by the client's request rate.
+    let per_req = |count_per_s: f64| count_per_s / req_s;
+    let instr = perf
+        .get("instructions")
+        .copied()
+        .flatten()
+        .map(|v| per_req(v / measure));
+    let cycles = perf.get("cycles").copied().flatten().map(|v| per_req(v / measure));
+    Ok(Run {
+        req_s,
+        mib_s,
+        instr_per_req: instr,
+        cycles_per_req: cycles,
+        cpu_us_per_req: per_req((user + sys) / wall) * 1e6,
+        user_us_per_req: per_req(user / wall) * 1e6,
+        util: (user + sys) / wall,
+        other,
+    })
+}
+
+// ------------------------------------------------------------------- tables
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn fmt_rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.0}k", x / 1e3)
+    } else if x >= 1e3 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn fmt_opt(v: &[Option<f64>]) -> String {
+    let got: Vec<f64> = v.iter().filter_map(|x| *x).collect();
+    if got.is_empty() || got.len() < v.len() {
+        "n/a".into()
+    } else {
+        format!("{:.0}", median(&got))
+    }
+}
+
+struct Row {
+    runs: Vec<Run>,
+    error: Option<String>,
+}
+
+fn print_table(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&str, Row>) {
+    let stream = sc.mode == Mode::Stream;
+    let metric = |r: &Run| if stream { r.mib_s } else { r.req_s };
+    let unit = if stream { "MiB/s" } else { "req/s" };
+    let per = if stream { "4KiB" } else { "req" };
+    println!();
+    println!(
+        "== {} ({} reps x {} s, median; server on CPU 0, client on CPU 1) ==",
+        sc.title(),
+        o.reps,
+        o.secs
+    );
+    let med_of = |name: &str| -> Option<f64> {
+        rows.get(name)
+            .filter(|r| r.error.is_none() && !r.runs.is_empty())
+            .map(|r| median(&r.runs.iter().map(metric).collect::<Vec<_>>()))
+    };
+    let uring = med_of(PHOTON_URING);
+    let epoll = med_of(PHOTON_EPOLL);
+    println!(
+        "{:<22} {:>9} {:>17} {:>10} {:>10} {:>11} {:>11} {:>11} {:>11} {:>7} {:>6}",
+        "server",
+        unit,
+        "range (min-max)",
+        "uring/peer",
+        "epoll/peer",
+        format!("instr/{per}"),
+        format!("cycles/{per}"),
+        format!("CPU us/{per}"),
+        format!("user us/{per}"),
+        "srv CPU",
+        "other"
+    );
+    for s in servers {
+        let Some(row) = rows.get(s.name) else { continue };
+        if let Some(e) = &row.error {
+            println!("{:<22} ERROR: {}", s.name, e.lines().next().unwrap_or(""));
+            continue;
+        }
+        let vals: Vec<f64> = row.runs.iter().map(metric).collect();
+        let m = median(&vals);
+        let lo = vals.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let fmt = |x: f64| if stream { format!("{x:.0}") } else { fmt_rate(x) };
+        let ratio = |a: Option<f64>| a.map(|a| format!("{:.2}", a / m)).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<22} {:>9} {:>17} {:>10} {:>10} {:>11} {:>11} {:>11.2} {:>11.2} {:>6.0}% {:>5.0}%",
+            s.name,
+            fmt(m),
+            format!("{} - {}", fmt(lo), fmt(hi)),
+            ratio(uring),
+            ratio(epoll),
+            fmt_opt(&row.runs.iter().map(|r| r.instr_per_req).collect::<Vec<_>>()),
+            fmt_opt(&row.runs.iter().map(|r| r.cycles_per_req).collect::<Vec<_>>()),
+            median(&row.runs.iter().map(|r| r.cpu_us_per_req).collect::<Vec<_>>()),
+            median(&row.runs.iter().map(|r| r.user_us_per_req).collect::<Vec<_>>()),
+            100.0 * median(&row.runs.iter().map(|r| r.util).collect::<Vec<_>>()),
+            100.0 * row.runs.iter().map(|r| r.other).fold(0.0, f64::max),
+        );
+    }
+}
+
+// --------------------------------------------------------------------- main
+
+fn main() {
+    let o = parse_opts();
+    let scenarios: Vec<&Scenario> = match &o.only {
+        None => SCENARIOS.iter().collect(),
+        Some(names) => {
+            for n in names {
+                if !SCENARIOS.iter().any(|s| s.name == n) {
+                    die_usage(&format!("unknown scenario '{n}'"));
+                }
+            }
+            SCENARIOS.iter().filter(|s| names.iter().any(|n| n == s.name)).collect()
+        }
+    };
+    let servers = servers(&o);
+    if servers.is_empty() {
+        die_usage("--servers matched no server");
+    }
+
+    // Everything must be there before anything runs.
+    let mut missing = Vec::new();
+    for p in std::iter::once(&o.client_bin).chain(servers.iter().map(|s| &s.program)) {
+        if !p.is_file() {
+            missing.push(p.display().to_string());
+        }
+    }
+    if !missing.is_empty() {
+        missing.dedup();
+        eprintln!("echo: missing programs (this benchmark builds nothing):");
+        for m in &missing {
+            eprintln!("  {m}");
+        }
+        eprintln!(
+            "build them with:\n  cd /work/main && cargo build --release && cmake --build build\n  \
+             cd /work/main/bench && cargo build --release --bin echo --bin echo_tokio --bin echo_monoio \
+             --bin echo_glommio --bin echo_mio"
+        );
+        std::process::exit(1);
+    }
+    if nproc() < 2 {
+        eprintln!(
+            "echo: needs 2 CPUs (server on CPU 0, client on CPU 1); this machine has {}",
+            nproc()
+        );
+        std::process::exit(1);
+    }
+    if let Err(e) = pin_self(1) {
+        eprintln!("echo: {e}");
+        std::process::exit(1);
+    }
+    let hw = if o.perf {
+        match perf_hw_status() {
+            Ok(hw) => hw,
+            Err(e) => {
+                eprintln!("echo: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        false
+    };
+    let tck = clk_tck();
+
+    println!(
+        "echo benchmark: libphoton's C echo server against its peers (issue \"event engines and coroutine sockets\")"
+    );
+    println!("machine: {}, nproc {}, kernel {}", cpu_model(), nproc(), kernel());
+    println!(
+        "client: {} on libphoton's {} engine, pinned to CPU 1; servers pinned to CPU 0; this driver, perf and sleep on CPU 1",
+        o.client_bin.display(),
+        o.client_engine
+    );
+    println!("libphoton server: {}", o.server_bin.display());
+    println!(
+        "peers: tokio {}, monoio {}, glommio {}, mio {} (from Cargo.lock), in {}",
+        locked_versions("tokio"),
+        locked_versions("monoio"),
+        locked_versions("glommio"),
+        locked_versions("mio"),
+        o.bin_dir.display()
+    );
+    println!(
+        "runs: {} reps x {} s measured after {} s warm-up, interleaved (for rep {{ for server {{ fresh server + fresh client }} }})",
+        o.reps, o.secs, o.warmup
+    );
+    if !o.perf {
+        println!("perf: not run (--no-perf): instr/req and cycles/req are n/a");
+    } else if !hw {
+        println!(
+            "perf: this machine has no hardware performance counters (perf says <not supported>; \
+             a VM without a PMU): instr/req and cycles/req are n/a, CPU us/req is the per-request figure"
+        );
+    }
+
+    let mut failures: Vec<String> = Vec::new();
+    for sc in &scenarios {
+        eprintln!("--- {} ({})", sc.name, sc.title());
+        let mut rows: BTreeMap<&str, Row> = servers
+            .iter()
+            .map(|s| {
+                (
+                    s.name,
+                    Row {
+                        runs: Vec::new(),
+                        error: None,
+                    },
+                )
+            })
+            .collect();
+        for rep in 1..=o.reps {
+            for s in &servers {
+                let row = rows.get_mut(s.name).expect("row");
+                if row.error.is_some() {
+                    continue; // failed earlier in this scenario
+                }
+                if o.quiet_wait > 0.0 {
+                    wait_quiet(o.quiet_wait, tck);
+                }
+                match one_run(&o, sc, s, tck) {
+                    Ok(r) => {
+                        eprintln!(
+                            "  rep {rep} {:<22} {:>9} req/s {:>8.1} MiB/s  CPU {:>5.2} us/req ({:>3.0}%)  other {:>3.0}%{}",
+                            s.name,
+                            fmt_rate(r.req_s),
+                            r.mib_s,
+                            r.cpu_us_per_req,
+                            100.0 * r.util,
+                            100.0 * r.other,
+                            r.instr_per_req
+                                .map(|i| format!("  {i:.0} instr/req"))
+                                .unwrap_or_default()
+                        );
+                        row.runs.push(r);
+                    }
+                    Err(e) => {
+                        eprintln!("  rep {rep} {:<22} FAILED: {e}", s.name);
+                        failures.push(format!("{} / {} / rep {rep}: {e}", sc.name, s.name));
+                        row.error = Some(e);
+                    }
+                }
+            }
+        }
+        print_table(&o, sc, &servers, &rows);
+    }
+    println!();
+    println!(
+        "columns: req/s (MiB/s when streaming): median over reps of what the client counted; range: min - max; \
+         uring/peer, epoll/peer: libphoton io_uring's (epoll's) median over the row's (above 1 = libphoton faster); \
+         instr/req, cycles/req: the server process's instructions and cycles (user + kernel, perf stat -p) per request; \
+         CPU us/req, user us/req: the server's utime+stime (utime only) from /proc/PID/stat per request; \
+         srv CPU: server CPU time / wall time (100% = CPU 0 saturated); other: the most CPU (% of one CPU) that \
+         processes other than the server and the client used during a measured window of the row (0 on a quiet \
+         machine). Per 4 KiB echoed when streaming."
+    );
+    if !failures.is_empty() {
+        eprintln!("\necho: {} run(s) FAILED:", failures.len());
+        for f in &failures {
+            eprintln!("  {f}");
+        }
+        println!(
+            "\nFAILED: {} run(s) had errors (see stderr); their rows show ERROR",
+            failures.len()
+        );
+        std::process::exit(1);
+    }
+}

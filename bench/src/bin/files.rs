@@ -1,0 +1,838 @@
+//! Benchmark of libphoton's file I/O against fio and OS threads, side by
+//! side in one run (see bench/README.md and /work/shared/BENCH.md).
+//!
+//!   cargo run --release --bin files -- [--reps 5] [--secs 3] [--warmup 0.5]
+//!       [--depths 1,16,64] [--only randread,write] [--dir /var/tmp/photon-bench]
+//!       [--write-mib 2048] [--verbose]
+//!
+//! Tables:
+//! - 4 KiB random reads of a 1 GiB file, O_DIRECT and buffered (from the page
+//!   cache: the file is read once beforehand and its residency checked), at
+//!   1, 16 and 64 in flight: libphoton on one vcpu with N photon threads
+//!   (io_uring engine; epoll engine, whose file calls run on the offload
+//!   pool), fio `--ioengine=io_uring --iodepth=N --rw=randread --bs=4k
+//!   --direct=0/1`, and N OS threads calling pread(2) (bench/c/files_pthreads.c).
+//! - sequential 1 MiB writes of a new file, fsync at the end (MB/s):
+//!   libphoton (both engines), fio `--ioengine=io_uring --rw=write --bs=1m
+//!   --end_fsync=1`, one OS thread calling pwrite(2).
+//!
+//! Every contender is a child process pinned (by inheritance) to the same one
+//! CPU; runs are interleaved rep-major (for rep { for case { for contender
+//! { one run } } }); each table shows median, range and ratios of medians.
+//! Exits non-zero if any run failed (a short read, a wrong block, a fio
+//! error, a timeout, ...): no figure is printed for a failed contender.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use photon_bench::*;
+
+const GIB: u64 = 1 << 30;
+const MIB: usize = 1 << 20;
+const BLOCK: usize = 4096;
+/// Must match FILES_STAMP in bench/c/files_common.h.
+const STAMP_XOR: u64 = 0x50484F544F4E0000;
+
+// ------------------------------------------------------------------ options
+
+struct Opts {
+    reps: usize,
+    secs: f64,
+    warmup: f64,
+    depths: Vec<usize>,
+    only: Vec<String>,
+    dir: PathBuf,
+    write_mib: u64,
+    /// Another libphoton source tree to build and measure (default: this repository).
+    lib_root: Option<PathBuf>,
+    verbose: bool,
+}
+
+const USAGE: &str = "usage: files [--reps N] [--secs S] [--warmup S] [--depths 1,16,64] \
+                     [--only randread,write] [--dir DIR] [--write-mib N] [--lib-root DIR] [--verbose]";
+
+fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        reps: 5,
+        secs: 3.0,
+        warmup: 0.5,
+        depths: vec![1, 16, 64],
+        only: vec!["randread".into(), "write".into()],
+        dir: PathBuf::from("/var/tmp/photon-bench"),
+        write_mib: 2048,
+        lib_root: None,
+        verbose: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--reps" => o.reps = val(a)?.parse().map_err(|_| "bad --reps")?,
+            "--secs" => o.secs = val(a)?.parse().map_err(|_| "bad --secs")?,
+            "--warmup" => o.warmup = val(a)?.parse().map_err(|_| "bad --warmup")?,
+            "--depths" => {
+                o.depths = val(a)?
+                    .split(',')
+                    .map(|d| d.parse::<usize>().map_err(|_| format!("bad depth {d}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--only" => o.only = val(a)?.split(',').map(str::to_string).collect(),
+            "--dir" => o.dir = PathBuf::from(val(a)?),
+            "--write-mib" => o.write_mib = val(a)?.parse().map_err(|_| "bad --write-mib")?,
+            "--lib-root" => o.lib_root = Some(PathBuf::from(val(a)?)),
+            "--verbose" | "-v" => o.verbose = true,
+            "--help" | "-h" => return Err(USAGE.into()),
+            _ => return Err(format!("unknown argument {a}\n{USAGE}")),
+        }
+    }
+    if o.reps == 0 || o.secs.is_nan() || o.secs <= 0.0 || o.warmup.is_nan() || o.warmup < 0.0 || o.write_mib == 0 {
+        return Err("--reps, --secs and --write-mib must be > 0, --warmup >= 0".into());
+    }
+    if o.depths.is_empty() || o.depths.iter().any(|&d| d == 0 || d > 1024) {
+        return Err("--depths: each in 1..=1024".into());
+    }
+    for w in &o.only {
+        if !["randread", "write"].contains(&w.as_str()) {
+            return Err(format!("--only: unknown benchmark {w} (randread, write)"));
+        }
+    }
+    Ok(o)
+}
+
+// ---------------------------------------------------------------- the files
+
+fn stamp(block: u64) -> u64 {
+    block ^ STAMP_XOR
+}
+
+/// Fills `buf` (whole 4 KiB blocks, starting at block `first`) with the
+/// stamped contents the readers check; the rest of each block is varied
+/// bytes so that nothing about the file is special (no holes, no zeros).
+fn fill_blocks(buf: &mut [u8], first: u64) {
+    for (i, b) in buf.chunks_mut(BLOCK).enumerate() {
+        let n = first + i as u64;
+        b[..8].copy_from_slice(&stamp(n).to_le_bytes());
+        let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        for w in b[8..].chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes()[..w.len()]);
+        }
+    }
+}
+
+/// True if `path` is the 1 GiB data file (size and a sample of stamps).
+fn data_file_ok(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else { return false };
+    if f.metadata().map(|m| m.len()).unwrap_or(0) != GIB {
+        return false;
+    }
+    let blocks = GIB / BLOCK as u64;
+    let mut buf = [0u8; 8];
+    for b in [0, 1, blocks / 3, blocks / 2, blocks - 1] {
+        use std::os::unix::fs::FileExt;
+        if f.read_exact_at(&mut buf, b * BLOCK as u64).is_err() || u64::from_le_bytes(buf) != stamp(b) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Creates the 1 GiB data file unless a valid one is there. Returns what it did.
+fn ensure_data_file(path: &Path) -> Result<String, String> {
+    if data_file_ok(path) {
+        return Ok("reused (already there, size and stamps checked)".into());
+    }
+    eprintln!("creating the 1 GiB data file {} ...", path.display());
+    let tmp = path.with_extension("tmp");
+    let t = Instant::now();
+    let mut f = File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    let mut buf = vec![0u8; 8 * MIB];
+    let per = (buf.len() / BLOCK) as u64;
+    for chunk in 0..(GIB / buf.len() as u64) {
+        fill_blocks(&mut buf, chunk * per);
+        f.write_all(&buf).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    }
+    f.sync_all().map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))?;
+    if !data_file_ok(path) {
+        return Err(format!("{} does not check out right after writing it", path.display()));
+    }
+    Ok(format!("created by this run in {:.1} s", t.elapsed().as_secs_f64()))
+}
+
+/// Fraction of `path`'s pages in the page cache (mmap + mincore).
+fn residency(path: &Path) -> Result<f64, String> {
+    let f = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len() as usize;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a read-only shared mapping of a file we hold open, unmapped below;
+    // mincore writes one byte per page into a vector of that many bytes.
+    unsafe {
+        let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0);
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+        }
+        let pages = len.div_ceil(4096);
+        let mut v = vec![0u8; pages];
+        let r = libc::mincore(p, len, v.as_mut_ptr());
+        let err = std::io::Error::last_os_error();
+        libc::munmap(p, len);
+        if r != 0 {
+            return Err(format!("mincore: {err}"));
+        }
+        Ok(v.iter().filter(|&&b| b & 1 != 0).count() as f64 / pages as f64)
+    }
+}
+
+/// Reads the whole file (buffered) so that it sits in the page cache, and
+/// checks that it does.
+fn warm_page_cache(path: &Path) -> Result<f64, String> {
+    let mut f = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let mut buf = vec![0u8; 4 * MIB];
+    while f.read(&mut buf).map_err(|e| format!("read {}: {e}", path.display()))? > 0 {}
+    let r = residency(path)?;
+    if r < 0.99 {
+        return Err(format!(
+            "only {:.1}% of {} stays in the page cache after reading it: buffered figures would not be page-cache figures",
+            r * 100.0,
+            path.display()
+        ));
+    }
+    Ok(r)
+}
+
+/// "ext4 on /dev/vda" for the filesystem holding `dir`.
+fn describe_fs(dir: &Path) -> String {
+    let out = Command::new("findmnt")
+        .args(["-n", "-o", "FSTYPE,SOURCE", "--target"])
+        .arg(dir)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match out {
+        Some(s) if !s.is_empty() => {
+            let mut p = s.split_whitespace();
+            let fstype = p.next().unwrap_or("?");
+            let src = p.next().unwrap_or("?");
+            format!("{fstype} on {src}")
+        }
+        _ => "unknown filesystem".into(),
+    }
+}
+
+fn o_direct_ok(path: &Path) -> Result<(), String> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .map(drop)
+        .map_err(|e| format!("O_DIRECT open of {}: {e} (this filesystem has no O_DIRECT?)", path.display()))
+}
+
+// ----------------------------------------------- another libphoton tree
+
+/// `cargo build --release --lib` of the libphoton tree at `root` (its own
+/// target/ directory); returns its libphoton.so.
+fn build_tree(root: &Path) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = root.join("target");
+    eprintln!("building libphoton.so in {}", root.display());
+    let st = Command::new(&cargo)
+        .args(["build", "--release", "--lib", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if !st.success() {
+        return Err(format!("cargo build --release in {} failed ({st})", root.display()));
+    }
+    let so = target.join("release").join("libphoton.so");
+    if !so.is_file() {
+        return Err(format!("no {} after the build", so.display()));
+    }
+    Ok(so)
+}
+
+/// Compiles bench/c/`src` against the libphoton.so `so` and the header of
+/// the tree at `root` (same compiler and flags as photon_bench::compile).
+fn compile_against(src: &str, name: &str, so: &Path, root: &Path) -> Result<PathBuf, String> {
+    let out_dir = cbin_dir().join("lib-root");
+    fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
+    let out = out_dir.join(name);
+    let mut cmd = Command::new(env!("BENCH_CC"));
+    cmd.args(env!("BENCH_CC_ARGS").split('\x1f').filter(|a| !a.is_empty()));
+    cmd.args(["-std=c11", "-O2", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-pthread"]);
+    cmd.arg("-I").arg(bench_dir().join("c"));
+    cmd.arg("-I").arg(root.join("include"));
+    cmd.arg(bench_dir().join("c").join(src)).arg("-o").arg(&out);
+    let dir = so.parent().ok_or("libphoton.so has no directory")?;
+    cmd.arg(format!("-L{}", dir.display()));
+    cmd.arg(format!("-Wl,-rpath,{}", dir.display()));
+    cmd.arg("-lphoton");
+    let o = cmd.output().map_err(|e| format!("cannot run the C compiler: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "compiling {src} failed ({}):\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------- running runs
+
+/// How one contender is run and read.
+enum How {
+    /// A bench/c program speaking the RESULT protocol.
+    Child(Box<dyn Fn() -> Command>),
+    /// fio with JSON output; the section ("read" or "write") to read, and
+    /// its --ramp_time in seconds.
+    Fio(Box<dyn Fn() -> Command>, &'static str, f64),
+}
+
+struct Contender {
+    label: String,
+    how: How,
+    /// Removed before each run (the write benchmark's output file).
+    fresh_file: Option<PathBuf>,
+}
+
+/// One run's figures: the main value (IOPS or MB/s) and CPU per I/O.
+struct Figures {
+    value: f64,
+    cpu_us: f64,
+    info: Vec<String>,
+}
+
+fn run_capture(mut cmd: Command, timeout: Duration) -> Result<(String, String), String> {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {desc}: {e}"))?;
+    let mut so = child.stdout.take();
+    let mut se = child.stderr.take();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(p) = so.as_mut() {
+            let _ = p.read_to_string(&mut s);
+        }
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(p) = se.as_mut() {
+            let _ = p.read_to_string(&mut s);
+        }
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Ok(st),
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill(); // this child, by its pid
+                let _ = child.wait();
+                break Err(format!("timed out after {} s", timeout.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => break Err(format!("wait: {e}")),
+        }
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let stderr = t_err.join().unwrap_or_default();
+    let fail = |why: String| {
+        let mut m = format!("{desc}: {why}");
+        for l in stdout.lines().chain(stderr.lines()).take(40) {
+            m.push_str("\n    | ");
+            m.push_str(l);
+        }
+        m
+    };
+    match status {
+        Ok(st) if st.success() => Ok((stdout, stderr)),
+        Ok(st) => Err(fail(format!("exited with {st}"))),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// The number after `"key" :` that follows `anchor` in fio's JSON.
+fn json_num(text: &str, anchor: &str, key: &str) -> Result<f64, String> {
+    let from = text.find(anchor).ok_or_else(|| format!("fio JSON has no {anchor}"))?;
+    let rest = &text[from..];
+    let pat = format!("\"{key}\" :");
+    let at = rest.find(&pat).ok_or_else(|| format!("fio JSON has no {key} after {anchor}"))?;
+    let num: String = rest[at + pat.len()..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+'))
+        .collect();
+    num.parse::<f64>().map_err(|_| format!("fio JSON {key} = {num:?} is not a number"))
+}
+
+/// User + system CPU seconds of this process's reaped children (and theirs).
+fn children_cpu_s() -> f64 {
+    // SAFETY: getrusage fills a caller-owned struct.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) != 0 {
+            return f64::NAN;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+}
+
+/// fio's figures. fio's own usr_cpu/sys_cpu count only its job thread (not
+/// the io_uring workers doing buffered writes for it), so the CPU figure is
+/// the whole fio process tree's (`cpu_s`, measured by the caller around the
+/// run) scaled by runtime / (ramp + runtime): an approximation that also
+/// counts fio's start-up, unlike the C programs' in-window figure.
+fn parse_fio(stdout: &str, section: &str, cpu_s: f64, ramp_s: f64) -> Result<Figures, String> {
+    let json = &stdout[stdout.find('{').ok_or("fio printed no JSON")?..];
+    let err = json_num(json, "\"jobs\"", "error")?;
+    if err != 0.0 {
+        return Err(format!("fio job error {err}"));
+    }
+    let anchor = format!("\"{section}\" : {{");
+    let ios = json_num(json, &anchor, "total_ios")?;
+    let bytes = json_num(json, &anchor, "io_bytes")?;
+    let job_ms = json_num(json, "\"jobs\"", "job_runtime")?;
+    if ios <= 0.0 || job_ms <= 0.0 {
+        return Err(format!("fio did no {section} I/O ({ios} I/Os in {job_ms} ms)"));
+    }
+    let run_s = job_ms / 1000.0;
+    let cpu_s = cpu_s * run_s / (run_s + ramp_s);
+    let info = vec![format!("fio: {ios} I/Os, {bytes} bytes, job_runtime {job_ms} ms, process tree CPU {cpu_s:.3} s")];
+    if section == "read" {
+        let iops = json_num(json, &anchor, "iops")?;
+        // the read section's runtime excludes the ramp; so does total_ios
+        Ok(Figures { value: iops, cpu_us: cpu_s * 1e6 / ios, info })
+    } else {
+        // job_runtime includes the end_fsync (checked: it grows by the fsync's time)
+        let mbps = bytes / (job_ms / 1000.0) / 1e6;
+        Ok(Figures { value: mbps, cpu_us: cpu_s * 1e6 / (bytes / MIB as f64), info })
+    }
+}
+
+fn run_one(c: &Contender, timeout: Duration) -> Result<Figures, String> {
+    if let Some(p) = &c.fresh_file {
+        match fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("remove {}: {e}", p.display())),
+        }
+    }
+    match &c.how {
+        How::Child(cmd) => {
+            let o = run_child(cmd(), timeout)?;
+            let key = if o.fields.contains_key("iops") { "iops" } else { "mbps" };
+            Ok(Figures { value: o.num(key)?, cpu_us: o.num("cpu_us")?, info: o.info })
+        }
+        How::Fio(cmd, section, ramp) => {
+            let c0 = children_cpu_s();
+            let (stdout, _) = run_capture(cmd(), timeout)?;
+            parse_fio(&stdout, section, children_cpu_s() - c0, *ramp)
+        }
+    }
+}
+
+/// The figures of one table: per contender, values and CPU per I/O.
+struct TableData {
+    title: String,
+    contenders: Vec<Contender>,
+    value: Vec<Series>,
+    cpu: Vec<Series>,
+    /// Run before each rep's round of this table (warming the page cache).
+    before: Option<PathBuf>,
+}
+
+fn run_all(tables: &mut [TableData], reps: usize, timeout: Duration, verbose: bool, errors: &mut Vec<String>) {
+    for rep in 1..=reps {
+        for t in tables.iter_mut() {
+            if let Some(p) = &t.before {
+                match warm_page_cache(p) {
+                    Ok(r) => {
+                        if verbose {
+                            eprintln!("[{}] page cache holds {:.1}% of {}", t.title, r * 100.0, p.display())
+                        }
+                    }
+                    Err(e) => {
+                        errors.push(format!("{}: {e}", t.title));
+                        for s in t.value.iter_mut().chain(t.cpu.iter_mut()) {
+                            s.error = Some(e.clone());
+                        }
+                        continue;
+                    }
+                }
+            }
+            for (ci, c) in t.contenders.iter().enumerate() {
+                if t.value[ci].error.is_some() {
+                    continue;
+                }
+                match run_one(c, timeout) {
+                    Ok(f) => {
+                        eprintln!(
+                            "[{}] rep {rep}/{reps} {}: {} (CPU {} us per I/O or MiB)",
+                            t.title,
+                            c.label,
+                            fmt_num(f.value),
+                            fmt_num(f.cpu_us)
+                        );
+                        if verbose {
+                            for i in &f.info {
+                                eprintln!("    {i}");
+                            }
+                        }
+                        t.value[ci].values.push(f.value);
+                        t.cpu[ci].values.push(f.cpu_us);
+                    }
+                    Err(e) => {
+                        eprintln!("[{}] rep {rep}/{reps} {}: ERROR\n{e}", t.title, c.label);
+                        errors.push(format!("{} / {}: {e}", t.title, c.label));
+                        t.value[ci].error = Some(e.clone());
+                        t.cpu[ci].error = Some(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn print_data(t: &TableData, unit: &str, cpu_unit: &str) {
+    println!("## {}", t.title);
+    println!();
+    let (io, ep) = (&t.value[0], &t.value[1]);
+    let rows: Vec<Vec<String>> = t
+        .contenders
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            vec![
+                c.label.clone(),
+                cell_median(&t.value[i]),
+                cell_range(&t.value[i]),
+                cell_median(&t.cpu[i]),
+                cell_ratio(io, &t.value[i]),
+                cell_ratio(ep, &t.value[i]),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "contender",
+            &format!("median {unit}"),
+            &format!("range {unit}"),
+            cpu_unit,
+            "io_uring / row",
+            "epoll / row",
+        ],
+        &rows,
+    );
+    println!();
+}
+
+fn ratio(a: &Series, b: &Series) -> Option<f64> {
+    (a.ok() && b.ok()).then(|| a.median() / b.median())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let o = match parse_opts(&args[1..]) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    remember_affinity();
+    let cpu = match pin_to_one_cpu() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // Everything that can fail before measuring: fatal.
+    let setup = (|| -> Result<_, String> {
+        let fio_version = tool_version("fio");
+        if !fio_version.starts_with("fio-") {
+            return Err("fio not found: install it (Debian: apt-get install fio)".into());
+        }
+        let (so, p_photon) = match &o.lib_root {
+            None => {
+                let so = build_libphoton()?;
+                let p = compile("files_photon.c", "files_photon", Some(&so), &[])?;
+                (so, p)
+            }
+            Some(root) => {
+                let so = build_tree(root)?;
+                let p = compile_against("files_photon.c", "files_photon", &so, root)?;
+                (so, p)
+            }
+        };
+        let p_threads = compile("files_pthreads.c", "files_pthreads", None, &[])?;
+        fs::create_dir_all(&o.dir).map_err(|e| format!("mkdir {}: {e}", o.dir.display()))?;
+        let data = o.dir.join("files-1g.dat");
+        let how = ensure_data_file(&data)?;
+        o_direct_ok(&data)?;
+        Ok((fio_version, so, p_photon, p_threads, data, how))
+    })();
+    let (fio_version, so, p_photon, p_threads, data, data_how) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let wfile = o.dir.join("files-write.dat");
+
+    print_header("libphoton benchmark: files", cpu);
+    println!("fio:     {fio_version}");
+    match &o.lib_root {
+        None => println!("library: {}", so.display()),
+        Some(r) => println!("library: {} (built from the tree at {}, given by --lib-root)", so.display(), r.display()),
+    }
+    println!(
+        "data:    {} (1 GiB, every 4 KiB block stamped and checked by our readers), {}; {}",
+        data.display(),
+        describe_fs(&o.dir),
+        data_how
+    );
+    println!(
+        "method:  {} reps, rep-major interleaved (for rep {{ for table {{ for contender {{ one run }} }} }}), \
+         each run {} s timed after {} s of warm-up, in its own process; median, min - max, ratio of medians",
+        o.reps, o.secs, o.warmup
+    );
+    println!(
+        "         one vcpu = one CPU: every contender (its helper threads, the offload pool, fio) is pinned to CPU {cpu}"
+    );
+    println!("         CPU us/IO: the contender's user+system CPU time (all its threads) per I/O in the timed window;");
+    println!("         for fio, its whole process tree's CPU (from the driver's RUSAGE_CHILDREN) scaled by runtime / (ramp + runtime)");
+    println!();
+
+    let secs = o.secs.to_string();
+    let warm = o.warmup.to_string();
+    let path = data.to_string_lossy().into_owned();
+    let mut tables: Vec<TableData> = Vec::new();
+    if o.only.iter().any(|w| w == "randread") {
+        for direct in [true, false] {
+            for &n in &o.depths {
+                let d = if direct { "1" } else { "0" };
+                let photon = |engine: &'static str| {
+                    let (p, args) = (p_photon.clone(), vec!["randread".into(), path.clone(), d.into(), n.to_string(), secs.clone(), warm.clone()]);
+                    How::Child(Box::new(move || {
+                        let mut c = Command::new(&p);
+                        c.args(&args).env("PHOTON_ENGINE", engine);
+                        c
+                    }))
+                };
+                let fio_args: Vec<String> = vec![
+                    "--name=randread".into(),
+                    format!("--filename={path}"),
+                    "--ioengine=io_uring".into(),
+                    format!("--iodepth={n}"),
+                    format!("--direct={d}"),
+                    "--bs=4k".into(),
+                    "--rw=randread".into(),
+                    "--time_based".into(),
+                    format!("--runtime={}ms", (o.secs * 1000.0) as u64),
+                    format!("--ramp_time={}ms", (o.warmup * 1000.0) as u64),
+                    "--norandommap".into(),
+                    "--randrepeat=0".into(),
+                    "--invalidate=0".into(),
+                    "--output-format=json".into(),
+                ];
+                let threads_args: Vec<String> = vec!["randread".into(), path.clone(), d.into(), n.to_string(), secs.clone(), warm.clone()];
+                let pt = p_threads.clone();
+                let contenders = vec![
+                    Contender { label: format!("libphoton io_uring, 1 vcpu, {n} photon thread{}", plural(n)), how: photon("io_uring"), fresh_file: None },
+                    Contender {
+                        label: format!("libphoton epoll + offload pool, 1 vcpu, {n} photon thread{}", plural(n)),
+                        how: photon("epoll"),
+                        fresh_file: None,
+                    },
+                    Contender {
+                        label: format!("fio io_uring, iodepth={n}"),
+                        how: How::Fio(
+                            Box::new(move || {
+                                let mut c = Command::new("fio");
+                                c.args(&fio_args);
+                                c
+                            }),
+                            "read",
+                            o.warmup,
+                        ),
+                        fresh_file: None,
+                    },
+                    Contender {
+                        label: format!("{n} OS thread{} calling pread", plural(n)),
+                        how: How::Child(Box::new(move || {
+                            let mut c = Command::new(&pt);
+                            c.args(&threads_args);
+                            c
+                        })),
+                        fresh_file: None,
+                    },
+                ];
+                let k = contenders.len();
+                tables.push(TableData {
+                    title: format!(
+                        "4 KiB random reads, {}, {n} in flight: IOPS (higher is better)",
+                        if direct { "O_DIRECT" } else { "buffered from the page cache" }
+                    ),
+                    contenders,
+                    value: (0..k).map(|_| Series::default()).collect(),
+                    cpu: (0..k).map(|_| Series::default()).collect(),
+                    before: (!direct).then(|| data.clone()),
+                });
+            }
+        }
+    }
+    if o.only.iter().any(|w| w == "write") {
+        let wpath = wfile.to_string_lossy().into_owned();
+        let mib = o.write_mib.to_string();
+        let photon = |engine: &'static str| {
+            let (p, args) = (p_photon.clone(), vec!["write".to_string(), wpath.clone(), mib.clone()]);
+            How::Child(Box::new(move || {
+                let mut c = Command::new(&p);
+                c.args(&args).env("PHOTON_ENGINE", engine);
+                c
+            }))
+        };
+        let fio_args: Vec<String> = vec![
+            "--name=write".into(),
+            format!("--filename={wpath}"),
+            "--ioengine=io_uring".into(),
+            "--rw=write".into(),
+            "--bs=1m".into(),
+            "--end_fsync=1".into(),
+            format!("--size={}m", o.write_mib),
+            "--output-format=json".into(),
+        ];
+        let pt = p_threads.clone();
+        let targs = vec!["write".to_string(), wpath.clone(), mib.clone()];
+        let contenders = vec![
+            Contender { label: "libphoton io_uring, 1 photon thread".into(), how: photon("io_uring"), fresh_file: Some(wfile.clone()) },
+            Contender { label: "libphoton epoll + offload pool, 1 photon thread".into(), how: photon("epoll"), fresh_file: Some(wfile.clone()) },
+            Contender {
+                label: "fio io_uring, --rw=write --bs=1m --end_fsync=1".into(),
+                how: How::Fio(
+                    Box::new(move || {
+                        let mut c = Command::new("fio");
+                        c.args(&fio_args);
+                        c
+                    }),
+                    "write",
+                    0.0,
+                ),
+                fresh_file: Some(wfile.clone()),
+            },
+            Contender {
+                label: "1 OS thread calling pwrite".into(),
+                how: How::Child(Box::new(move || {
+                    let mut c = Command::new(&pt);
+                    c.args(&targs);
+                    c
+                })),
+                fresh_file: Some(wfile.clone()),
+            },
+        ];
+        let k = contenders.len();
+        tables.push(TableData {
+            title: format!(
+                "Sequential 1 MiB writes of a new {} MiB file, fsync at the end: MB/s including the fsync (higher is better)",
+                o.write_mib
+            ),
+            contenders,
+            value: (0..k).map(|_| Series::default()).collect(),
+            cpu: (0..k).map(|_| Series::default()).collect(),
+            before: None,
+        });
+    }
+
+    let timeout = Duration::from_secs_f64(120.0 + o.secs * 10.0 + o.warmup);
+    let mut errors = Vec::new();
+    let load0 = cpu_times();
+    let t0 = Instant::now();
+    run_all(&mut tables, o.reps, timeout, o.verbose, &mut errors);
+    let load = describe_load(&load0, &cpu_times());
+    let _ = fs::remove_file(&wfile);
+
+    let mut targets = Vec::new();
+    for t in &tables {
+        let write = t.title.starts_with("Sequential");
+        if write {
+            print_data(t, "MB/s", "CPU us/MiB");
+        } else {
+            print_data(t, "IOPS", "CPU us/IO");
+        }
+        let (io, ep, fio, thr) = (&t.value[0], &t.value[1], &t.value[2], &t.value[3]);
+        let short = t.title.split(':').next().unwrap_or("").to_string();
+        if write {
+            if let Some(x) = ratio(io, fio) {
+                targets.push(format!("{short}: libphoton io_uring / fio = {x:.2}x (information)"));
+            }
+            if let Some(x) = ratio(ep, io) {
+                targets.push(format!("{short}: epoll / io_uring = {x:.2}x (information)"));
+            }
+            continue;
+        }
+        if t.title.contains("O_DIRECT") {
+            if let Some(x) = ratio(io, fio) {
+                targets.push(format!("{short}: io_uring / fio = {x:.2}x (target >= 0.95x): {}", verdict(x >= 0.95)));
+            }
+            if let Some(x) = ratio(io, thr) {
+                targets.push(format!("{short}: io_uring / OS-thread pread = {x:.2}x (target >= 1.0x): {}", verdict(x >= 1.0)));
+            }
+        } else if io.ok() {
+            let m = io.median();
+            targets.push(format!("{short}: io_uring {} IOPS on one vcpu (target >= 1,400,000): {}", fmt_num(m), verdict(m >= 1.4e6)));
+        }
+        if let Some(x) = ratio(ep, io) {
+            targets.push(format!("{short}: epoll offload / io_uring = {x:.2}x (target >= 0.7x): {}", verdict(x >= 0.7)));
+        }
+    }
+    println!("CPU time over the whole run ({:.0} s): {load}", t0.elapsed().as_secs_f64());
+    println!();
+    if !targets.is_empty() {
+        println!("## Targets (information; the exit status reflects errors only)");
+        println!();
+        for t in &targets {
+            println!("- {t}");
+        }
+        println!();
+    }
+    if errors.is_empty() {
+        println!("all contenders ran without error");
+        ExitCode::SUCCESS
+    } else {
+        println!("FAILED: {} run(s) errored; their rows are marked ERROR:", errors.len());
+        for e in &errors {
+            println!("- {}", e.lines().next().unwrap_or(""));
+        }
+        ExitCode::FAILURE
+    }
+}

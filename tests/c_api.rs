@@ -66,6 +66,20 @@ const PROGRAMS: &[&str] = &[
     "self_yield",
     "sleep_order",
     "stack_overflow",
+    "sync_interrupt",
+    "sync_interrupt_race",
+    "sync_misuse",
+    "sync_mutex_contention",
+    "sync_mutex_fairness",
+    "sync_pingpong",
+    "sync_random",
+    "sync_rwlock_contention",
+    "sync_rwlock_fairness",
+    "sync_sem_lock",
+    "sync_timed",
+    "vcpu_migrate",
+    "vcpu_migrate_interrupt",
+    "vcpu_workpool",
 ];
 
 /// The flags of every C test program.
@@ -477,6 +491,76 @@ fn c_fs_ops() {
 #[test]
 fn c_fs_parity() {
     c_test("fs_parity");
+}
+
+#[test]
+fn c_sync_interrupt() {
+    c_test("sync_interrupt");
+}
+
+#[test]
+fn c_sync_interrupt_race() {
+    c_test("sync_interrupt_race");
+}
+
+#[test]
+fn c_sync_misuse() {
+    c_test("sync_misuse");
+}
+
+#[test]
+fn c_sync_mutex_contention() {
+    c_test("sync_mutex_contention");
+}
+
+#[test]
+fn c_sync_mutex_fairness() {
+    c_test("sync_mutex_fairness");
+}
+
+#[test]
+fn c_sync_pingpong() {
+    c_test("sync_pingpong");
+}
+
+#[test]
+fn c_sync_random() {
+    c_test("sync_random");
+}
+
+#[test]
+fn c_sync_rwlock_contention() {
+    c_test("sync_rwlock_contention");
+}
+
+#[test]
+fn c_sync_rwlock_fairness() {
+    c_test("sync_rwlock_fairness");
+}
+
+#[test]
+fn c_sync_sem_lock() {
+    c_test("sync_sem_lock");
+}
+
+#[test]
+fn c_sync_timed() {
+    c_test("sync_timed");
+}
+
+#[test]
+fn c_vcpu_migrate() {
+    c_test("vcpu_migrate");
+}
+
+#[test]
+fn c_vcpu_migrate_interrupt() {
+    c_test("vcpu_migrate_interrupt");
+}
+
+#[test]
+fn c_vcpu_workpool() {
+    c_test("vcpu_workpool");
 }
 
 /// A photon thread overflowing its 64 KiB stack: the process dies by

@@ -515,6 +515,18 @@ pub(crate) fn check_interrupt() -> Result<(), Errno> {
     Ok(())
 }
 
+/// Makes `e` the calling thread's pending interrupt again: a wait that was
+/// interrupted but succeeded anyway (granted in the same moment) must not
+/// lose the interrupt; the thread's next blocking call fails with it.
+pub(crate) fn keep_interrupt(e: Errno) {
+    let v = current();
+    if v.is_null() || e == Errno::ETIMEDOUT {
+        return;
+    }
+    // SAFETY: this OS thread's live vcpu and current TCB.
+    unsafe { (*(*v).current).pending_interrupt = e.0 };
+}
+
 /// Blocks the calling thread until [`wake`], an interrupt, or `deadline`
 /// (absolute `now_us`; [`FOREVER`] for none). Ok(()) when woken with 0;
 /// Err(ETIMEDOUT) at the deadline; Err(errno) when interrupted, also at once
@@ -610,8 +622,10 @@ pub(super) unsafe fn interrupt_local(v: *mut Vcpu, th: *mut ThreadCtl, errno: i3
     unsafe {
         match (*th).state {
             State::Blocked if !(*th).uninterruptible => wake_local(v, th, errno),
-            State::Blocked | State::Runnable => (*th).pending_interrupt = errno,
-            State::Dead | State::Migrating => {}
+            // A migrating thread is off every CPU and touched only by the vcpu
+            // its handle names: it finds the interrupt pending where it lands.
+            State::Blocked | State::Runnable | State::Migrating => (*th).pending_interrupt = errno,
+            State::Dead => {}
         }
     }
 }

@@ -35,11 +35,25 @@ impl Cond {
         let woke = match sched::block(deadline) {
             Ok(()) => Ok(()),
             Err(e) if remove(&mut guard(&self.waiters), h) => Err(e),
-            Err(_) => Ok(()), // notified meanwhile
+            Err(e) => {
+                sched::keep_interrupt(e); // notified meanwhile: succeed, keep the interrupt
+                Ok(())
+            }
         };
-        // Re-acquire, whatever happens (an interrupt here is consumed and retried).
-        while m.lock(FOREVER).is_err() {}
-        woke
+        // Re-acquire, whatever happens. An interrupt meanwhile is not lost:
+        // it becomes the result (or stays pending if the wait already failed).
+        let mut late = None;
+        while let Err(e) = m.lock(FOREVER) {
+            late = Some(e);
+        }
+        match (woke, late) {
+            (Ok(()), Some(e)) => Err(e),
+            (Err(w), Some(e)) => {
+                sched::keep_interrupt(e);
+                Err(w)
+            }
+            (woke, None) => woke,
+        }
     }
 
     /// Wakes the longest waiter, if any.

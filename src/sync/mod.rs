@@ -50,7 +50,7 @@ pub(crate) fn guard<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> 
 /// once (returns false: no wait) or queues the waiter (returns true). After
 /// a timeout or interrupt `withdraw` runs under the state: true if the
 /// waiter was still queued (the wait failed), false if it had been granted
-/// meanwhile (the wait succeeded after all).
+/// meanwhile (the wait succeeded after all, and an interrupt stays pending).
 pub(crate) fn park<S>(
     state: &std::sync::Mutex<S>,
     deadline: u64,
@@ -67,6 +67,9 @@ pub(crate) fn park<S>(
             if withdraw(&mut guard(state), h) {
                 Err(e)
             } else {
+                // Granted in the same moment: succeed, but keep the interrupt
+                // for the thread's next blocking call.
+                sched::keep_interrupt(e);
                 Ok(())
             }
         }

@@ -126,7 +126,32 @@ impl Mutex {
             if owner(self.state.load(Acquire)) == me.0 {
                 return Ok(());
             }
-            retry = true; // woken to compete and lost: back to the front
+            // Woken to compete, not granted. An interrupt that came with the
+            // wake-up ends the wait; the next waiter competes in our place.
+            if let Err(e) = sched::check_interrupt() {
+                self.pass_baton();
+                return Err(e);
+            }
+            retry = true; // lost the race: back to the front
+        }
+    }
+
+    /// If the lock is free while threads wait, wakes the longest waiter to
+    /// compete (a woken waiter that leaves instead calls this).
+    fn pass_baton(&self) {
+        let next = {
+            let mut q = guard(&self.waiters);
+            if owner(self.state.load(Acquire)) != 0 {
+                return;
+            }
+            let next = q.pop_front();
+            if q.is_empty() {
+                self.state.fetch_and(!WAITERS, AcqRel);
+            }
+            next
+        };
+        if let Some(e) = next {
+            e.w.grant();
         }
     }
 

@@ -364,7 +364,8 @@ int photon_rwlock_wrlock(photon_rwlock *l, uint64_t timeout_us);
 
 /**
  * Releases the caller's write lock, or one read lock. -1/`EINVAL` if the
- * lock is not held.
+ * lock is not held at all. Readers are counted, not named: a thread that
+ * holds no read lock but calls this while others do releases one of theirs.
  */
 int photon_rwlock_unlock(photon_rwlock *l);
 
@@ -412,6 +413,10 @@ int photon_workpool_spawn(photon_workpool *p, photon_entry fn_, void *arg);
  * `to`) or a runnable thread of the caller's vcpu. -1 with `EINVAL` (NULL,
  * unknown `to`, a thread of another vcpu, or a vcpu's main thread),
  * `EBUSY` (`th` is blocked), `ESRCH` (stale handle), `EPERM` (off a vcpu).
+ * After migrating itself the caller runs on another OS thread: compilers
+ * may keep `errno`'s address (glibc declares `__errno_location` const) and
+ * other thread-local addresses from before the call, so read `errno` and
+ * `__thread` variables in a separate, non-inlined function after it.
  */
 int photon_thread_migrate(photon_thread *th, photon_vcpu *to);
 

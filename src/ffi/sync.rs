@@ -172,7 +172,8 @@ pub extern "C" fn photon_rwlock_wrlock(l: *mut photon_rwlock, timeout_us: u64) -
 }
 
 /// Releases the caller's write lock, or one read lock. -1/`EINVAL` if the
-/// lock is not held.
+/// lock is not held at all. Readers are counted, not named: a thread that
+/// holds no read lock but calls this while others do releases one of theirs.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_unlock(l: *mut photon_rwlock) -> libc::c_int {
     guard(|| obj::<_, RwLock>(l)?.unlock().map(|()| 0))

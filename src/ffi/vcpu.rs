@@ -97,6 +97,10 @@ pub extern "C" fn photon_workpool_spawn(p: *mut photon_workpool, fn_: photon_ent
 /// `to`) or a runnable thread of the caller's vcpu. -1 with `EINVAL` (NULL,
 /// unknown `to`, a thread of another vcpu, or a vcpu's main thread),
 /// `EBUSY` (`th` is blocked), `ESRCH` (stale handle), `EPERM` (off a vcpu).
+/// After migrating itself the caller runs on another OS thread: compilers
+/// may keep `errno`'s address (glibc declares `__errno_location` const) and
+/// other thread-local addresses from before the call, so read `errno` and
+/// `__thread` variables in a separate, non-inlined function after it.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_thread_migrate(th: *mut photon_thread, to: *mut photon_vcpu) -> libc::c_int {
     guard(|| {

@@ -1,0 +1,209 @@
+// photon/thread/thread.h: photon threads (stackful coroutines) and their
+// locks, as PhotonLibOS spells them, over libphoton's C API.
+//
+// Conventions, PhotonLibOS's: int functions return 0, or -1 with errno set
+// (the C API's codes: ETIMEDOUT, the interrupter's errno, EPERM off a vcpu,
+// ...). Every blocking call takes a photon::Timeout (microseconds; the
+// default never expires; a plain uint64_t converts). The types are handles
+// over the C objects: photon::thread* is the C API's photon_thread*
+// (reinterpret_cast either way), and each lock owns one C lock, allocated on
+// first use, so the constructors are constexpr and a lock may be a global.
+//
+// Threads started here run through a noexcept trampoline: an exception that
+// escapes the entry is rethrown by thread_join() if the thread was made
+// joinable with thread_enable_join(), else it terminates the process with a
+// message (see photon/thread/detail/escape.h).
+#ifndef PHOTON_CPP_THREAD_THREAD_H
+#define PHOTON_CPP_THREAD_THREAD_H
+
+#include <photon.h>
+#include <photon/common/timeout.h>
+#include <photon/thread/detail/escape.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <new>
+
+namespace photon {
+
+/// A photon thread. Opaque: a photon::thread* is the C API's photon_thread*.
+struct thread;
+/// A joinable photon thread, as thread_enable_join() returns it. A thread*
+/// cast to join_handle* is one too (PhotonLibOS code does that).
+struct join_handle;
+/// A vcpu (an OS thread running a photon scheduler). Opaque: the C API's
+/// photon_vcpu*.
+struct vcpu_base;
+
+namespace detail {
+inline photon_thread* c_thread(thread* th) noexcept { return reinterpret_cast<photon_thread*>(th); }
+inline photon_thread* c_thread(join_handle* jh) noexcept { return reinterpret_cast<photon_thread*>(jh); }
+inline thread* cpp_thread(photon_thread* th) noexcept { return reinterpret_cast<thread*>(th); }
+}  // namespace detail
+
+/// The type of photon::CURRENT: converts to the calling photon thread
+/// (nullptr off a vcpu) each time it is read. Not copyable, so that
+/// `auto th = photon::CURRENT;` fails to compile instead of capturing
+/// "whoever reads it later": write `photon::thread* th = photon::CURRENT;`.
+struct current_thread_t {
+    constexpr current_thread_t() noexcept {}
+    current_thread_t(const current_thread_t&) = delete;
+    current_thread_t& operator=(const current_thread_t&) = delete;
+    operator thread*() const noexcept { return detail::cpp_thread(photon_thread_self()); }
+};
+/// The calling photon thread (PhotonLibOS's `CURRENT`).
+constexpr current_thread_t CURRENT{};
+
+/// The type of photon::now: converts to photon_now_us() (monotonic
+/// microseconds) each time it is read. Not copyable, for the same reason as
+/// CURRENT: write `uint64_t t = photon::now;`.
+struct now_clock_t {
+    constexpr now_clock_t() noexcept {}
+    now_clock_t(const now_clock_t&) = delete;
+    now_clock_t& operator=(const now_clock_t&) = delete;
+    operator uint64_t() const noexcept { return photon_now_us(); }
+};
+/// Monotonic time in microseconds (PhotonLibOS's `now`; exact here, not a
+/// coarse timestamp).
+constexpr now_clock_t now{};
+
+/// A C-style thread entry: its return value is what thread_join() returns.
+typedef void* (*thread_entry)(void*);
+
+/// The default stack: 8 MiB of address space, committed as it is touched.
+constexpr uint64_t DEFAULT_STACK_SIZE = 8 * 1024 * 1024;
+
+namespace detail {
+struct c_start {
+    thread_entry entry;
+    void* arg;
+};
+inline void* c_trampoline(void* p) noexcept {
+    const c_start start = *static_cast<c_start*>(p);
+    delete static_cast<c_start*>(p);
+    try {
+        return start.entry(start.arg);
+    } catch (...) {
+        return escaped_from_thread(std::current_exception(), "started by photon::thread_create");
+    }
+}
+/// `stack_size` as the C API takes it (0: its default).
+inline size_t c_stack_size(uint64_t stack_size) noexcept {
+    return stack_size == DEFAULT_STACK_SIZE ? 0 : static_cast<size_t>(stack_size);
+}
+}  // namespace detail
+
+/// Creates a photon thread on the calling vcpu running `start(arg)` on a
+/// stack of `stack_size` bytes; it first runs when the caller yields or
+/// blocks. It starts detached: see thread_enable_join(). Returns nullptr
+/// with errno (`EPERM` off a vcpu, `ENOMEM`, `EINVAL`) on failure.
+/// (PhotonLibOS's `reserved_space` argument is not supported.)
+inline thread* thread_create(thread_entry start, void* arg, uint64_t stack_size = DEFAULT_STACK_SIZE) {
+    if (start == nullptr) {
+        errno = EINVAL;
+        return nullptr;
+    }
+    detail::c_start* s = new (std::nothrow) detail::c_start{start, arg};
+    if (s == nullptr) {
+        errno = ENOMEM;
+        return nullptr;
+    }
+    photon_thread* th = photon_thread_create(&detail::c_trampoline, s, detail::c_stack_size(stack_size));
+    if (th == nullptr) {
+        const int e = errno;
+        delete s;
+        errno = e;
+    }
+    return detail::cpp_thread(th);
+}
+
+/// Makes `th` joinable (`flag` true) or detached again (`flag` false).
+/// Make it joinable before it can end (before yielding, or migrating it),
+/// then join it exactly once with thread_join(). Returns the join handle
+/// (nullptr with errno on failure, and when `flag` is false).
+/// Only threads made joinable here (not with the C API's
+/// photon_thread_enable_join) hand an escaping exception to their joiner.
+inline join_handle* thread_enable_join(thread* th, bool flag = true) {
+    photon_thread* c = detail::c_thread(th);
+    if (!flag) {
+        if (photon_thread_detach(c) != 0) return nullptr;
+        std::exception_ptr e = detail::join_registry::get().remove(c);
+        if (e) detail::detached_thread_escape(e, "detached by photon::thread_enable_join(th, false) after it threw", c);
+        return nullptr;
+    }
+    // Recorded first: a thread already running elsewhere may throw at once.
+    detail::join_registry::get().add(c);
+    if (photon_thread_enable_join(c) != 0) {
+        const int e = errno;
+        detail::join_registry::get().remove(c);
+        errno = e;
+        return nullptr;
+    }
+    return reinterpret_cast<join_handle*>(th);
+}
+
+/// Waits for the joinable thread `jh` to end and returns its entry's return
+/// value; if its entry threw, rethrows that exception here. On failure
+/// returns nullptr with errno (`EINVAL` not joinable or joined already,
+/// `ESRCH` stale, `EPERM` off a vcpu, the interrupter's errno if this
+/// thread was interrupted: `jh` then stays joinable).
+inline void* thread_join(join_handle* jh) {
+    photon_thread* c = detail::c_thread(jh);
+    void* retval = nullptr;
+    if (photon_thread_join(c, &retval) != 0) return nullptr;
+    std::exception_ptr e = detail::join_registry::get().remove(c);
+    if (retval == detail::exception_sentinel() && e) std::rethrow_exception(e);
+    return retval;
+}
+
+/// Lets every other runnable photon thread of this vcpu run once.
+__attribute__((always_inline)) inline void thread_yield() noexcept { photon_thread_yield(); }
+
+/// Sleeps `useconds` microseconds (-1UL: until interrupted) while other
+/// threads run. Returns 0 after sleeping fully, or -1 with the
+/// interrupter's errno (`EPERM` off a vcpu).
+inline int thread_usleep(uint64_t useconds) noexcept { return photon_thread_usleep(useconds); }
+
+/// Sleeps until `timeout` expires (see thread_usleep(uint64_t)).
+inline int thread_usleep(Timeout timeout) noexcept { return photon_thread_usleep(timeout.timeout()); }
+
+/// Sleeps `seconds` seconds (see thread_usleep).
+inline int thread_sleep(uint64_t seconds) noexcept {
+    return seconds >= PHOTON_FOREVER / 1000000 ? photon_thread_usleep(PHOTON_FOREVER)
+                                               : photon_thread_usleep(seconds * 1000000);
+}
+
+/// Sleeps until interrupted.
+inline void thread_suspend() noexcept { photon_thread_usleep(PHOTON_FOREVER); }
+
+/// Interrupts `th`: its current or next blocking call fails with
+/// `error_number` (> 0) as errno. Callable from any OS thread. Returns 0, or
+/// -1 with `ESRCH` (ended) or `EINVAL`.
+inline int thread_interrupt(thread* th, int error_number = EINTR) noexcept {
+    return photon_thread_interrupt(detail::c_thread(th), error_number);
+}
+
+/// The vcpu the calling thread runs on. Only `th` == CURRENT is supported
+/// (the C API cannot tell another thread's vcpu): otherwise nullptr with
+/// errno `ENOSYS`.
+inline vcpu_base* get_vcpu(thread* th = CURRENT) noexcept {
+    if (th != static_cast<thread*>(CURRENT)) {
+        errno = ENOSYS;
+        return nullptr;
+    }
+    return reinterpret_cast<vcpu_base*>(photon_vcpu_current());
+}
+
+/// Moves `th` (the caller, or a runnable thread of the caller's vcpu) to
+/// `vcpu`. Returns 0, or -1 with errno (`EBUSY` if `th` is blocked).
+inline int thread_migrate(thread* th, vcpu_base* vcpu) noexcept {
+    return photon_thread_migrate(detail::c_thread(th), reinterpret_cast<photon_vcpu*>(vcpu));
+}
+
+}  // namespace photon
+
+#include <photon/thread/detail/locks.h>
+
+#endif  // PHOTON_CPP_THREAD_THREAD_H

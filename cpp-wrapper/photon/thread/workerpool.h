@@ -1,0 +1,167 @@
+// photon/thread/workerpool.h: photon::WorkPool, vcpus on OS threads of
+// their own that run work handed to them, as PhotonLibOS spells it.
+//
+//     photon::WorkPool pool(4);                        // 4 vcpus
+//     pool.call([&] { crunch(data); });                // runs there, waits
+//     pool.async_call(new auto([=] { log(x); }));       // runs there, detached
+//     pool.thread_migrate();                           // move the caller there
+#ifndef PHOTON_CPP_THREAD_WORKERPOOL_H
+#define PHOTON_CPP_THREAD_WORKERPOOL_H
+
+#include <photon.h>
+#include <photon/photon.h>
+#include <photon/thread/detail/escape.h>
+#include <photon/thread/detail/invoke.h>
+#include <photon/thread/thread.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <system_error>
+#include <utility>
+
+namespace photon {
+
+namespace detail {
+
+template <class Task>
+struct pool_call_job {
+    Task* task;
+    std::exception_ptr exc;
+    photon_sem* done;  // signalled at the end; nullptr when the caller blocks in photon_workpool_call
+};
+
+template <class Task>
+void* pool_call_trampoline(void* p) noexcept {
+    pool_call_job<Task>* job = static_cast<pool_call_job<Task>*>(p);
+    try {
+        (*job->task)();
+    } catch (...) {
+        job->exc = std::current_exception();
+    }
+    photon_sem* done = job->done;  // `job` may be gone once this is signalled
+    if (done != nullptr) photon_sem_signal(done, 1);
+    return nullptr;
+}
+
+template <class Task>
+void* pool_async_trampoline(void* p) noexcept {
+    std::unique_ptr<Task> task(static_cast<Task*>(p));
+    try {
+        (*task)();
+    } catch (...) {
+        detached_thread_escape(std::current_exception(), "a photon::WorkPool::async_call task", photon_thread_self());
+    }
+    return nullptr;
+}
+
+}  // namespace detail
+
+/// A pool of vcpus, each on an OS thread of its own (photon_workpool).
+class WorkPool {
+public:
+    /// Starts `vcpu_num` vcpus on `ev_engine` (INIT_EVENT_* as for
+    /// photon::init; 0 means the default engine). `io_engine` and
+    /// `thread_mod` are accepted and ignored: every task runs in a photon
+    /// thread of its own. Throws std::system_error if the pool cannot start.
+    explicit WorkPool(size_t vcpu_num, int ev_engine = 0, int io_engine = 0, int thread_mod = -1)
+        : m_vcpus(static_cast<uint32_t>(vcpu_num)) {
+        (void)io_engine;
+        (void)thread_mod;
+        m_pool = photon_workpool_new(m_vcpus, detail::c_event_engine(static_cast<uint64_t>(ev_engine)));
+        if (m_pool == nullptr) throw std::system_error(errno, std::generic_category(), "photon::WorkPool");
+    }
+    WorkPool(const WorkPool&) = delete;
+    WorkPool& operator=(const WorkPool&) = delete;
+
+    /// Ends the vcpus as photon::fini does (waiting for their photon
+    /// threads; those blocked without a timeout get ECANCELED) and joins
+    /// their OS threads. Destroy it from outside the pool.
+    ~WorkPool() { photon_workpool_free(m_pool); }
+
+    int get_vcpu_num() const noexcept { return static_cast<int>(m_vcpus); }
+
+    /// Runs INVOKE(f, args...) in a new photon thread on one of the pool's
+    /// vcpus (round robin) and waits for it to end; an exception it throws
+    /// is rethrown here. The arguments are passed by reference (they live
+    /// on the caller's stack, which is why the wait cannot be cut short: a
+    /// photon thread interrupted meanwhile keeps waiting and gets the
+    /// interrupt re-posted after). Callable from any OS thread. Returns 0,
+    /// or -1 with errno if the work could not be handed over.
+    template <class F, class... A>
+    int call(F&& f, A&&... args) {
+        auto task = [&]() { detail::invoke(std::forward<F>(f), std::forward<A>(args)...); };
+        return do_call(task);
+    }
+
+    /// Runs `(*task)()` in a new detached photon thread on one of the pool's
+    /// vcpus, then deletes `task` there; returns at once. The pool owns
+    /// `task` from now on (it is deleted at once if it cannot be handed
+    /// over: -1 with errno). An exception escaping the task terminates the
+    /// process. E.g. `pool.async_call(new auto([=] { ... }));`
+    template <class Task>
+    int async_call(Task* task) {
+        if (photon_workpool_spawn(m_pool, &detail::pool_async_trampoline<Task>, task) != 0) {
+            const int e = errno;
+            delete task;
+            errno = e;
+            return -1;
+        }
+        return 0;
+    }
+
+    /// Moves `th` (the caller by default, or a runnable thread of the
+    /// caller's vcpu) to the pool's vcpu `index`, or to the next one in
+    /// turn if `index` is out of range. 0, or -1 with errno.
+    int thread_migrate(photon::thread* th = CURRENT, size_t index = static_cast<size_t>(-1)) noexcept {
+        return photon_thread_migrate(detail::c_thread(th), vcpu(index));
+    }
+
+    /// The pool's vcpu `index` (or the next one in turn if out of range).
+    photon_vcpu* vcpu(size_t index = static_cast<size_t>(-1)) noexcept {
+        if (index >= m_vcpus) index = m_next.fetch_add(1, std::memory_order_relaxed) % m_vcpus;
+        return photon_workpool_vcpu(m_pool, static_cast<uint32_t>(index));
+    }
+
+    photon_workpool* native_handle() const noexcept { return m_pool; }
+
+private:
+    template <class Task>
+    int do_call(Task& task) {
+        detail::pool_call_job<Task> job{&task, std::exception_ptr(), nullptr};
+        if (photon_thread_self() == nullptr) {
+            // Not a photon thread: the C call blocks this OS thread, uninterruptibly.
+            if (photon_workpool_call(m_pool, &detail::pool_call_trampoline<Task>, &job, nullptr) != 0) return -1;
+        } else {
+            job.done = photon_sem_new(0);
+            if (job.done == nullptr) {
+                errno = ENOMEM;
+                return -1;
+            }
+            if (photon_workpool_spawn(m_pool, &detail::pool_call_trampoline<Task>, &job) != 0) {
+                const int e = errno;
+                photon_sem_free(job.done);
+                errno = e;
+                return -1;
+            }
+            int interrupted = 0;
+            while (photon_sem_wait(job.done, 1, PHOTON_FOREVER) != 0) {
+                if (interrupted == 0) interrupted = errno;
+            }
+            photon_sem_free(job.done);
+            if (interrupted != 0) photon_thread_interrupt(photon_thread_self(), interrupted);
+        }
+        if (job.exc) std::rethrow_exception(job.exc);
+        return 0;
+    }
+
+    photon_workpool* m_pool = nullptr;
+    uint32_t m_vcpus;
+    std::atomic<size_t> m_next{0};
+};
+
+}  // namespace photon
+
+#endif  // PHOTON_CPP_THREAD_WORKERPOOL_H

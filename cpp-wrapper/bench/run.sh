@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The C++ wrapper's overhead benchmark (see wrapper_overhead.cpp):
-#   cpp-wrapper/bench/run.sh [--reps N] [--secs S]   wall time, interleaved reps
+#   cpp-wrapper/bench/run.sh [--reps N] [--secs S]   wall time, interleaved reps (21 x 0.1 s)
 #   cpp-wrapper/bench/run.sh --instructions [N]      instructions per operation,
 #                                                   under callgrind (default N 200000)
 # Builds libphoton (cargo build --release) and compiles wrapper_overhead.cpp

@@ -13,7 +13,10 @@
 //     C++     std::lock_guard<photon_std::mutex> for an empty scope
 //     C++     photon::mutex: lock() + unlock() (PhotonLibOS's API)
 //
-// Usage: wrapper_overhead [--reps N] [--secs S]   (7 reps of 0.3 s runs)
+// Usage: wrapper_overhead [--reps N] [--secs S]   (21 reps of 0.1 s runs)
+// Columns: median, range, the ratio of medians and the ratio of minima (on
+// a shared host the quickest run is the least disturbed one; the medians
+// swing with the other jobs' load).
 // Pins itself to CPU $BENCH_CPU (default 1). Exits non-zero, printing no
 // table, if any run fails.
 //
@@ -176,8 +179,8 @@ std::string cpu_model() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    int reps = 7;
-    double secs = 0.3;
+    int reps = 21;
+    double secs = 0.1;
     long instructions = 0;
     for (int i = 1; i < argc; i++) {
         if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
@@ -251,28 +254,33 @@ int main(int argc, char** argv) {
                 engine ? engine : "?", u.sysname, u.release, cpu_model().c_str(), sysconf(_SC_NPROCESSORS_ONLN),
                 pinned ? ("pinned to CPU " + std::to_string(cpu)).c_str() : "not pinned");
     std::printf("compiler: %s, %d interleaved reps of ~%.2f s each\n\n", __VERSION__, reps, secs);
-    bool all_within = true;
+    bool medians_within = true, minima_within = true;
     for (const char* table : {"yield", "mutex"}) {
         std::printf("%s: ns per %s (lower is better)\n", table,
                     std::strcmp(table, "yield") == 0 ? "yield (one switch)" : "lock/unlock pair");
-        std::printf("  %-44s %9s %19s %12s\n", "row", "median", "range", "vs C API");
-        double c_median = 0;
+        std::printf("  %-44s %8s %19s %10s %10s\n", "row", "median", "range", "median/C", "min/C");
+        double c_median = 0, c_min = 0;
         for (const Contender& c : cs) {
             if (std::strcmp(c.table, table) != 0) continue;
             const double med = median(c.ns_per_op);
             const auto mm = std::minmax_element(c.ns_per_op.begin(), c.ns_per_op.end());
-            char ratio[32] = "(baseline)";
+            char by_median[32] = "(baseline)", by_min[32] = "";
             if (std::strncmp(c.name, "C API", 5) == 0) {
                 c_median = med;
+                c_min = *mm.first;
             } else {
-                const double r = med / c_median;
-                std::snprintf(ratio, sizeof ratio, "%.3f", r);
-                if (r > 1.05) all_within = false;
+                const double rm = med / c_median, rn = *mm.first / c_min;
+                std::snprintf(by_median, sizeof by_median, "%.3f", rm);
+                std::snprintf(by_min, sizeof by_min, "%.3f", rn);
+                medians_within = medians_within && rm <= 1.05;
+                minima_within = minima_within && rn <= 1.05;
             }
-            std::printf("  %-44s %9.2f %8.2f - %8.2f %12s\n", c.name, med, *mm.first, *mm.second, ratio);
+            std::printf("  %-44s %8.2f %8.2f - %8.2f %10s %10s\n", c.name, med, *mm.first, *mm.second, by_median,
+                        by_min);
         }
         std::printf("\n");
     }
-    std::printf("target (every C++ row within 5%% of its C API row): %s\n", all_within ? "met" : "MISSED");
+    std::printf("target, every C++ row within 5%% of its C API row: by medians %s, by minima %s\n",
+                medians_within ? "met" : "MISSED", minima_within ? "met" : "MISSED");
     return 0;
 }

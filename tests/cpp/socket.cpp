@@ -58,7 +58,7 @@ static void test_addresses() {
 }
 
 static void test_tcp() {
-    SAY("TCP: a server on 127.0.0.1:<any> with its loop in a photon thread; set_handler with a lambda");
+    SAY("TCP: a server on 127.0.0.1:<any> with its loop in a photon thread; set_handler with a function");
     std::unique_ptr<ISocketServer> server(new_tcp_socket_server());
     CHECK_OK(server->setsockopt<int>(SOL_SOCKET, SO_REUSEADDR, 1));  // recorded before bind
     CHECK_OK(server->bind_v4localhost());
@@ -247,8 +247,26 @@ static void test_unix() {
     CHECK(::stat(path, &st) != 0 && errno == ENOENT, "autoremove removed the file");
 }
 
+static int c_style(void* obj, int v) { return *static_cast<int*>(obj) + v; }
+
+static void test_callback() {
+    SAY("Callback: from a lambda returning int or void, an object and member function, a C-style pair");
+    int seen = 0;
+    photon::Callback<int> doubled([](int v) { return 2 * v; });
+    photon::Callback<int> void_returning([&](int v) { seen = v; });
+    Greeter g{"x"};
+    int base = 40;
+    photon::Callback<int> c_pair(&base, &c_style);
+    CHECK(doubled(21) == 42 && void_returning(7) == 0 && seen == 7 && c_pair(2) == 42, "callbacks");
+    photon::Callback<int> empty;
+    CHECK(!empty && empty(1) == 0 && doubled, "empty callback");
+    photon::Callback<ISocketStream*> member{&g, &Greeter::handle};
+    CHECK(static_cast<bool>(member), "member callback");
+}
+
 int main() {
     test_addresses();
+    test_callback();
     CHECK_OK(photon::init());
     test_tcp();
     test_ipv6();

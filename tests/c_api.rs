@@ -16,22 +16,20 @@
 //! The programs reach it through symlinks in `target/<profile>/c-tests/lib/`
 //! (with an rpath there), one of them named by the library's soname.
 
+mod common;
+
+use common::*;
 use std::env;
 use std::fs;
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// Each run of a C program is killed, and its test failed, after this long.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Every C program runs under each engine (io_uring may fall back to epoll
-/// with a warning where the kernel lacks it).
-const ENGINES: [&str; 2] = ["epoll", "io_uring"];
 
 /// The C programs in `tests/c/`, each with its `#[test]` below.
 const PROGRAMS: &[&str] = &[
@@ -85,107 +83,8 @@ const PROGRAMS: &[&str] = &[
 /// The flags of every C test program.
 const C_FLAGS: [&str; 6] = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-D_GNU_SOURCE"];
 
-/// The triple the C compiler targets: this test's own target.
-const TARGET: &str = if cfg!(all(target_arch = "x86_64", target_env = "musl")) {
-    "x86_64-unknown-linux-musl"
-} else if cfg!(target_arch = "x86_64") {
-    "x86_64-unknown-linux-gnu"
-} else if cfg!(all(target_arch = "aarch64", target_env = "musl")) {
-    "aarch64-unknown-linux-musl"
-} else if cfg!(target_arch = "aarch64") {
-    "aarch64-unknown-linux-gnu"
-} else {
-    panic!("tests/c_api.rs: add this target's triple")
-};
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn include_dir() -> PathBuf {
-    manifest_dir().join("include")
-}
-
 fn c_test_dir() -> PathBuf {
     manifest_dir().join("tests").join("c")
-}
-
-/// `target/<profile>/deps/`, where this test's executable lives. Being found
-/// from the executable, it honours `CARGO_TARGET_DIR` and `--target`.
-fn deps_dir() -> PathBuf {
-    let exe = env::current_exe().expect("current_exe");
-    exe.parent().expect("test executable has a directory").to_path_buf()
-}
-
-/// `target/<profile>/`.
-fn profile_dir() -> PathBuf {
-    deps_dir()
-        .parent()
-        .expect("target/<profile>/deps has a parent")
-        .to_path_buf()
-}
-
-/// The directory the C programs link to and load `libphoton.so` from:
-/// `target/<profile>/c-tests/lib/`, holding symlinks to the library cargo
-/// built, under its link name and under its soname (`libphoton.so.<major>`,
-/// which build.rs gives it and which is what a linked program asks the
-/// loader for). Made once.
-fn lib_dir() -> &'static Path {
-    static LIB_DIR: OnceLock<PathBuf> = OnceLock::new();
-    LIB_DIR.get_or_init(|| {
-        let built = find_built_library();
-        let dir = out_dir().join("lib");
-        fs::create_dir_all(&dir).expect("create target/<profile>/c-tests/lib");
-        let soname = format!("libphoton.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
-        for name in ["libphoton.so", soname.as_str()] {
-            // symlink under a temporary name, then rename: atomic for any
-            // other test run using the same directory
-            let link = dir.join(name);
-            let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
-            let _ = fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(&built, &tmp)
-                .and_then(|()| fs::rename(&tmp, &link))
-                .unwrap_or_else(|e| panic!("symlink {} -> {}: {e}", link.display(), built.display()));
-        }
-        dir
-    })
-}
-
-/// The `libphoton.so` that cargo built: in `deps/`, else in
-/// `target/<profile>/`, else built there now by `cargo build`.
-fn find_built_library() -> PathBuf {
-    for dir in [deps_dir(), profile_dir()] {
-        let lib = dir.join("libphoton.so");
-        if lib.is_file() {
-            return lib;
-        }
-    }
-    cargo_build_library();
-    let lib = profile_dir().join("libphoton.so");
-    assert!(lib.is_file(), "`cargo build` did not produce {}", lib.display());
-    lib
-}
-
-/// Runs `cargo build --lib` for the profile and target directory of this test.
-fn cargo_build_library() {
-    let profile_dir = profile_dir();
-    let profile = profile_dir
-        .file_name()
-        .and_then(|name| name.to_str())
-        .expect("profile directory name");
-    let profile = if profile == "debug" { "dev" } else { profile };
-    let mut target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(manifest_dir())
-        .args(["build", "--lib", "--profile", profile]);
-    if target_dir.file_name().and_then(|n| n.to_str()) == Some(TARGET) {
-        // target/<triple>/<profile>: a `cargo test --target` run
-        cmd.args(["--target", TARGET]);
-        target_dir.pop();
-    }
-    cmd.arg("--target-dir").arg(&target_dir);
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "cargo build failed: {status}");
 }
 
 /// Where compiled C programs go: `target/<profile>/c-tests/`.
@@ -315,15 +214,6 @@ fn run_c_program(exe: &Path, engine: &str) -> Run {
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
     }
-}
-
-/// Reads a pipe to its end on a thread of its own.
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
 }
 
 /// Compiles `tests/c/<name>.c` and runs it under each engine; it must exit 0

@@ -22,23 +22,21 @@
 //! else `target/<profile>/`, else built by `cargo build`), and copied to
 //! `target/<profile>/cpp-tests/lib/`, which the programs link to (rpath).
 
-use std::env;
+mod common;
+
+use common::*;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// Each run of a program is killed, and its test failed, after this long.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Every program runs under each engine (io_uring may fall back to epoll
-/// with a warning where the kernel lacks it).
-const ENGINES: [&str; 2] = ["epoll", "io_uring"];
 
 /// The behaviour programs of `tests/cpp/`, each with its `#[test]` below
 /// (`escape` and `port_bank` have tests of their own kind).
@@ -54,29 +52,8 @@ const PROGRAMS: &[&str] = &[
     "workpool",
 ];
 
-/// The triple the C++ compiler targets: this test's own target.
-const TARGET: &str = if cfg!(all(target_arch = "x86_64", target_env = "musl")) {
-    "x86_64-unknown-linux-musl"
-} else if cfg!(target_arch = "x86_64") {
-    "x86_64-unknown-linux-gnu"
-} else if cfg!(all(target_arch = "aarch64", target_env = "musl")) {
-    "aarch64-unknown-linux-musl"
-} else if cfg!(target_arch = "aarch64") {
-    "aarch64-unknown-linux-gnu"
-} else {
-    panic!("tests/cpp_wrapper.rs: add this target's triple")
-};
-
 /// Warnings as errors, for the headers and for every test program.
 const WARNINGS: [&str; 4] = ["-Wall", "-Wextra", "-Werror", "-pedantic"];
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn include_dir() -> PathBuf {
-    manifest_dir().join("include")
-}
 
 fn wrapper_dir() -> PathBuf {
     manifest_dir().join("cpp-wrapper")
@@ -86,91 +63,11 @@ fn test_dir() -> PathBuf {
     manifest_dir().join("tests").join("cpp")
 }
 
-/// `target/<profile>/deps/`, where this test's executable lives.
-fn deps_dir() -> PathBuf {
-    let exe = env::current_exe().expect("current_exe");
-    exe.parent().expect("test executable has a directory").to_path_buf()
-}
-
-/// `target/<profile>/`.
-fn profile_dir() -> PathBuf {
-    deps_dir()
-        .parent()
-        .expect("target/<profile>/deps has a parent")
-        .to_path_buf()
-}
-
 /// Where compiled programs go: `target/<profile>/cpp-tests/`.
 fn out_dir() -> PathBuf {
     let dir = profile_dir().join("cpp-tests");
     fs::create_dir_all(&dir).expect("create target/<profile>/cpp-tests");
     dir
-}
-
-/// `target/<profile>/cpp-tests/lib/`: a copy of the `libphoton.so` cargo
-/// built, under its soname (`libphoton.so.<major>`, what a linked program
-/// asks the loader for), and `libphoton.so` linking to it. A copy, not a
-/// symlink into `deps/`: cargo replaces that file whenever the library is
-/// rebuilt (another `cargo` run at the same time), and a program linked or
-/// started in that moment would not find it. Made once per run.
-fn lib_dir() -> &'static Path {
-    static LIB_DIR: OnceLock<PathBuf> = OnceLock::new();
-    LIB_DIR.get_or_init(|| {
-        let built = find_built_library();
-        let dir = out_dir().join("lib");
-        fs::create_dir_all(&dir).expect("create target/<profile>/cpp-tests/lib");
-        let soname = format!("libphoton.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
-        let copy = dir.join(&soname);
-        let tmp = private_name(&copy);
-        let mut tries = 0;
-        loop {
-            // A file being rewritten by cargo reads short or fails: try again.
-            let copied = fs::copy(&built, &tmp).ok();
-            let whole = copied.is_some() && fs::read(&tmp).is_ok_and(|b| b.len() > 4096 && b.starts_with(b"\x7fELF"));
-            if whole && fs::metadata(&built).is_ok_and(|m| Some(m.len()) == copied) {
-                break;
-            }
-            tries += 1;
-            assert!(tries < 50, "cannot copy {}", built.display());
-            thread::sleep(Duration::from_millis(200));
-        }
-        fs::rename(&tmp, &copy).unwrap_or_else(|e| panic!("rename {} -> {}: {e}", tmp.display(), copy.display()));
-        let link = dir.join("libphoton.so");
-        let link_tmp = private_name(&link);
-        let _ = fs::remove_file(&link_tmp);
-        std::os::unix::fs::symlink(&soname, &link_tmp)
-            .and_then(|()| fs::rename(&link_tmp, &link))
-            .unwrap_or_else(|e| panic!("symlink {} -> {soname}: {e}", link.display()));
-        dir
-    })
-}
-
-/// The `libphoton.so` cargo built: in `deps/`, else in `target/<profile>/`,
-/// else built there now by `cargo build --lib`.
-fn find_built_library() -> PathBuf {
-    for dir in [deps_dir(), profile_dir()] {
-        let lib = dir.join("libphoton.so");
-        if lib.is_file() {
-            return lib;
-        }
-    }
-    let profile_dir = profile_dir();
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("profile directory name");
-    let profile = if profile == "debug" { "dev" } else { profile };
-    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-    let status = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .current_dir(manifest_dir())
-        .args(["build", "--lib", "--profile", profile, "--target-dir"])
-        .arg(&target_dir)
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build failed: {status}");
-    let lib = profile_dir.join("libphoton.so");
-    assert!(lib.is_file(), "`cargo build` did not produce {}", lib.display());
-    lib
 }
 
 /// The C++ compiler the `cc` crate picks (honouring `CXX`), with the flags
@@ -210,16 +107,6 @@ fn run_to_success(mut cmd: Command, what: &str) -> Result<(), String> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     ))
-}
-
-/// `path` with this process's id added: the name this run writes an
-/// artifact under before renaming it into place, so that runs of this test
-/// at the same time (several `cargo test`s) never see each other's
-/// half-written files.
-fn private_name(path: &Path) -> PathBuf {
-    let mut name = path.file_name().expect("a file name").to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
 }
 
 /// Compiles C++ `src` into `exe` against the C header and the wrapper,
@@ -332,15 +219,6 @@ fn wait_with_timeout(child: &mut std::process::Child, start: Instant) -> Option<
         }
         thread::sleep(Duration::from_millis(2));
     }
-}
-
-/// Reads a pipe to its end on a thread of its own.
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
 }
 
 /// Compiles `tests/cpp/<name>.cpp` and runs it under each engine; it must

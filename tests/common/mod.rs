@@ -1,0 +1,142 @@
+//! What the integration tests that build C and C++ programs share: where
+//! the library cargo built is, a stable copy of it to link and load, the
+//! target triple, and pipe draining.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::env;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::thread;
+use std::time::Duration;
+
+/// Every program runs under each engine (io_uring may fall back to epoll
+/// with a warning where the kernel lacks it).
+pub const ENGINES: [&str; 2] = ["epoll", "io_uring"];
+
+/// The triple the C/C++ compiler targets: the tests' own target.
+pub const TARGET: &str = if cfg!(all(target_arch = "x86_64", target_env = "musl")) {
+    "x86_64-unknown-linux-musl"
+} else if cfg!(target_arch = "x86_64") {
+    "x86_64-unknown-linux-gnu"
+} else if cfg!(all(target_arch = "aarch64", target_env = "musl")) {
+    "aarch64-unknown-linux-musl"
+} else if cfg!(target_arch = "aarch64") {
+    "aarch64-unknown-linux-gnu"
+} else {
+    panic!("tests/common: add this target's triple")
+};
+
+pub fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn include_dir() -> PathBuf {
+    manifest_dir().join("include")
+}
+
+/// `target/<profile>/deps/`, where the test executable lives. Being found
+/// from the executable, it honours `CARGO_TARGET_DIR` and `--target`.
+pub fn deps_dir() -> PathBuf {
+    let exe = env::current_exe().expect("current_exe");
+    exe.parent().expect("test executable has a directory").to_path_buf()
+}
+
+/// `target/<profile>/`.
+pub fn profile_dir() -> PathBuf {
+    deps_dir()
+        .parent()
+        .expect("target/<profile>/deps has a parent")
+        .to_path_buf()
+}
+
+/// `path` with this process's id added: the name a run writes an artifact
+/// under before renaming it into place, so that test runs at the same time
+/// never see each other's half-written files.
+pub fn private_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().expect("a file name").to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// `target/<profile>/photon-lib/`: a copy of the `libphoton.so` cargo built,
+/// under its soname (`libphoton.so.<major>`, what a linked program asks the
+/// loader for), and `libphoton.so` linking to it. A copy, not a symlink into
+/// `deps/`: cargo replaces that file whenever the library is rebuilt (another
+/// `cargo` run at the same time), and a program linked or started in that
+/// moment would not find it. Made once per test binary.
+pub fn lib_dir() -> &'static Path {
+    static LIB_DIR: OnceLock<PathBuf> = OnceLock::new();
+    LIB_DIR.get_or_init(|| {
+        let built = find_built_library();
+        let dir = profile_dir().join("photon-lib");
+        fs::create_dir_all(&dir).expect("create target/<profile>/photon-lib");
+        let soname = format!("libphoton.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+        let copy = dir.join(&soname);
+        let tmp = private_name(&copy);
+        let mut tries = 0;
+        loop {
+            // A file being rewritten by cargo reads short or fails: try again.
+            let copied = fs::copy(&built, &tmp).ok();
+            let whole = copied.is_some() && fs::read(&tmp).is_ok_and(|b| b.len() > 4096 && b.starts_with(b"\x7fELF"));
+            if whole && fs::metadata(&built).is_ok_and(|m| Some(m.len()) == copied) {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 50, "cannot copy {}", built.display());
+            thread::sleep(Duration::from_millis(200));
+        }
+        fs::rename(&tmp, &copy).unwrap_or_else(|e| panic!("rename {} -> {}: {e}", tmp.display(), copy.display()));
+        let link = dir.join("libphoton.so");
+        let link_tmp = private_name(&link);
+        let _ = fs::remove_file(&link_tmp);
+        std::os::unix::fs::symlink(&soname, &link_tmp)
+            .and_then(|()| fs::rename(&link_tmp, &link))
+            .unwrap_or_else(|e| panic!("symlink {} -> {soname}: {e}", link.display()));
+        dir
+    })
+}
+
+/// The `libphoton.so` cargo built: in `deps/`, else in `target/<profile>/`,
+/// else built there now by `cargo build --lib`.
+fn find_built_library() -> PathBuf {
+    for dir in [deps_dir(), profile_dir()] {
+        let lib = dir.join("libphoton.so");
+        if lib.is_file() {
+            return lib;
+        }
+    }
+    let profile_dir = profile_dir();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("profile directory name");
+    let profile = if profile == "debug" { "dev" } else { profile };
+    let mut target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(manifest_dir())
+        .args(["build", "--lib", "--profile", profile]);
+    if target_dir.file_name().and_then(|n| n.to_str()) == Some(TARGET) {
+        // target/<triple>/<profile>: a `cargo test --target` run
+        cmd.args(["--target", TARGET]);
+        target_dir.pop();
+    }
+    cmd.arg("--target-dir").arg(&target_dir);
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build failed: {status}");
+    let lib = profile_dir.join("libphoton.so");
+    assert!(lib.is_file(), "`cargo build` did not produce {}", lib.display());
+    lib
+}
+
+/// Reads a pipe to its end on a thread of its own.
+pub fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}

@@ -23,10 +23,8 @@ use std::env;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// Each run of a C program is killed, and its test failed, after this long.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -154,66 +152,9 @@ fn compile_c_program(name: &str) -> PathBuf {
     exe
 }
 
-/// What one run of a C program did.
-struct Run {
-    status: Option<ExitStatus>, // None: killed at the timeout
-    elapsed: Duration,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        let status = match self.status {
-            None => format!("killed after the {RUN_TIMEOUT:?} timeout"),
-            Some(s) => match (s.code(), s.signal()) {
-                (Some(code), _) => format!("exit status {code}"),
-                (None, Some(sig)) => format!("killed by signal {sig}"),
-                _ => format!("{s}"),
-            },
-        };
-        format!(
-            "{status} after {:.2?}\n--- stdout\n{}--- stderr\n{}",
-            self.elapsed, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs an executable with `PHOTON_ENGINE=engine`, killing it at the timeout.
-/// Runs are serialized: the programs measure time, and one program hogging
-/// both cores would make another's timing checks flaky.
+/// Runs a C test program under `engine`, killing it at the timeout.
 fn run_c_program(exe: &Path, engine: &str) -> Run {
-    static RUN_LOCK: Mutex<()> = Mutex::new(());
-    let _serial = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-
-    let start = Instant::now();
-    let mut child = Command::new(exe)
-        .env("PHOTON_ENGINE", engine)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for a C program") {
-            break Some(status);
-        }
-        if start.elapsed() > RUN_TIMEOUT {
-            child.kill().expect("kill a C program at its timeout");
-            child.wait().expect("reap a killed C program");
-            break None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    let elapsed = start.elapsed();
-    Run {
-        status,
-        elapsed,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
+    run_program(exe, &[], engine, &[], RUN_TIMEOUT)
 }
 
 /// Compiles `tests/c/<name>.c` and runs it under each engine; it must exit 0
@@ -222,9 +163,8 @@ fn c_test(name: &str) {
     let exe = compile_c_program(name);
     for engine in ENGINES {
         let run = run_c_program(&exe, engine);
-        let passed = run.status.is_some_and(|s| s.success());
         assert!(
-            passed,
+            run.passed(),
             "C test {name} with PHOTON_ENGINE={engine} failed: {}",
             run.describe()
         );

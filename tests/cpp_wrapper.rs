@@ -30,8 +30,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -148,77 +147,9 @@ fn compile_test_program(name: &str) -> PathBuf {
     exe
 }
 
-/// What one run of a program did.
-struct Run {
-    status: Option<ExitStatus>, // None: killed at the timeout
-    elapsed: Duration,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn passed(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    fn describe(&self) -> String {
-        let status = match self.status {
-            None => format!("killed after the {RUN_TIMEOUT:?} timeout"),
-            Some(s) => match (s.code(), s.signal()) {
-                (Some(code), _) => format!("exit status {code}"),
-                (None, Some(sig)) => format!("killed by signal {sig}"),
-                _ => format!("{s}"),
-            },
-        };
-        format!(
-            "{status} after {:.2?}\n--- stdout\n{}--- stderr\n{}",
-            self.elapsed, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `exe args` with `PHOTON_ENGINE=engine` and `envs`, killing it at the
-/// timeout. Runs are serialized: the programs measure time.
+/// Runs `exe args` under `engine` with `envs`, killing it at the timeout.
 fn run_program(exe: &Path, args: &[&str], engine: &str, envs: &[(&str, &str)]) -> Run {
-    static RUN_LOCK: Mutex<()> = Mutex::new(());
-    let _serial = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let start = Instant::now();
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .env("PHOTON_ENGINE", engine)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
-    let status = wait_with_timeout(&mut child, start);
-    Run {
-        status,
-        elapsed: start.elapsed(),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
-
-/// Waits for `child` until RUN_TIMEOUT after `start`; None if it had to be killed.
-fn wait_with_timeout(child: &mut std::process::Child, start: Instant) -> Option<ExitStatus> {
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for a program") {
-            return Some(status);
-        }
-        if start.elapsed() > RUN_TIMEOUT {
-            child.kill().expect("kill a program at its timeout");
-            child.wait().expect("reap a killed program");
-            return None;
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
+    common::run_program(exe, args, engine, envs, RUN_TIMEOUT)
 }
 
 /// Compiles `tests/cpp/<name>.cpp` and runs it under each engine; it must
@@ -498,7 +429,8 @@ fn cpp_example_echo_server() {
                 echoed.len()
             );
         }
-        let status = wait_with_timeout(&mut child, start).expect("echo_server did not exit after 2 connections");
+        let status =
+            wait_with_timeout(&mut child, start, RUN_TIMEOUT).expect("echo_server did not exit after 2 connections");
         let mut rest = String::new();
         stdout.read_to_string(&mut rest).unwrap();
         assert!(

@@ -140,3 +140,88 @@ pub fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String>
         String::from_utf8_lossy(&bytes).into_owned()
     })
 }
+
+/// What one run of a program did.
+pub struct Run {
+    /// None: killed at the timeout.
+    pub status: Option<std::process::ExitStatus>,
+    pub elapsed: Duration,
+    pub stdout: String,
+    pub stderr: String,
+    timeout: Duration,
+}
+
+impl Run {
+    /// Exited with status 0.
+    pub fn passed(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    /// How it ended, with its output, for a failure message.
+    pub fn describe(&self) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        let status = match self.status {
+            None => format!("killed after the {:?} timeout", self.timeout),
+            Some(s) => match (s.code(), s.signal()) {
+                (Some(code), _) => format!("exit status {code}"),
+                (None, Some(sig)) => format!("killed by signal {sig}"),
+                _ => format!("{s}"),
+            },
+        };
+        format!(
+            "{status} after {:.2?}\n--- stdout\n{}--- stderr\n{}",
+            self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `exe args` with `PHOTON_ENGINE=engine` and `envs`, killing it after
+/// `timeout`. Runs are serialized: the programs measure time, and one
+/// program hogging both cores would make another's timing checks flaky.
+pub fn run_program(exe: &Path, args: &[&str], engine: &str, envs: &[(&str, &str)], timeout: Duration) -> Run {
+    use std::process::Stdio;
+    static RUN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let start = std::time::Instant::now();
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env("PHOTON_ENGINE", engine)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let status = wait_with_timeout(&mut child, start, timeout);
+    Run {
+        status,
+        elapsed: start.elapsed(),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        timeout,
+    }
+}
+
+/// Waits for `child` until `timeout` after `start`; None if it had to be killed.
+pub fn wait_with_timeout(
+    child: &mut std::process::Child,
+    start: std::time::Instant,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a program") {
+            return Some(status);
+        }
+        if start.elapsed() > timeout {
+            child.kill().expect("kill a program at its timeout");
+            child.wait().expect("reap a killed program");
+            return None;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}

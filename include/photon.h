@@ -154,6 +154,15 @@ const char *photon_engine_name(void);
 const char *photon_version(void);
 
 /**
+ * 1 when the caller runs in a photon thread on a vcpu (the main thread of
+ * `photon_init` or one it created), 0 elsewhere: on an OS thread that is
+ * not a vcpu, and inside the runtime's own scheduler and engine waits.
+ * Where it is 1, a blocking call should be a photon wait; the preload
+ * shim asks this before every hooked call. Never sets errno.
+ */
+int photon_in_thread(void);
+
+/**
  * Monotonic time in microseconds (`CLOCK_MONOTONIC`). Callable anywhere.
  */
 uint64_t photon_now_us(void);
@@ -407,6 +416,18 @@ int photon_workpool_call(photon_workpool *p, photon_entry fn_, void *arg, void *
  * vcpus and returns at once. Callable from any OS thread.
  */
 int photon_workpool_spawn(photon_workpool *p, photon_entry fn_, void *arg);
+
+/**
+ * Runs `fn_(arg)` on a helper OS thread of the runtime's offload pool (a
+ * plain thread, not a vcpu) and waits for it; its return value goes to
+ * `*retval` (if not NULL). For calls that block in ways no engine can
+ * wait on (DNS resolution, a library's internal locks): a photon caller
+ * parks without blocking its vcpu, any other OS thread blocks. The wait
+ * cannot be interrupted, since `fn_` may use the caller's memory: an
+ * interrupt arriving meanwhile stays pending for the caller's next
+ * blocking call. Returns 0, or -1 with `EINVAL` (NULL `fn_`).
+ */
+int photon_offload(photon_entry fn_, void *arg, void **retval);
 
 /**
  * Moves `th` to vcpu `to`. `th` is the caller (it returns running on

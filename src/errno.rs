@@ -57,13 +57,15 @@ impl From<std::io::Error> for Errno {
     }
 }
 
-/// Runs a libc call that returns -1 on failure, turning that into the
+/// Runs a system call that returns -1 on failure, turning that into the
 /// calling thread's `errno`. The one place where -1 becomes an `Errno`.
+/// Names resolve in [`crate::sys`]: raw syscalls for what the preload shim
+/// hooks, libc for the rest.
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
         #[allow(unused_unsafe)]
-        // SAFETY: the caller upholds the contract of the named libc function.
-        let res = unsafe { libc::$fn($($arg),*) };
+        // SAFETY: the caller upholds the contract of the named function.
+        let res = unsafe { $crate::sys::$fn($($arg),*) };
         if res == -1 {
             Err($crate::errno::Errno::last_os_error())
         } else {

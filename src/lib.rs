@@ -67,6 +67,7 @@ pub mod net;
 pub mod sched;
 pub mod stack;
 pub mod sync;
+pub(crate) mod sys;
 pub mod time;
 
 pub use errno::Errno;
@@ -76,6 +77,33 @@ pub(crate) fn init_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let env = env_logger::Env::new().filter_or("PHOTON_LOG", "warn");
-        let _ = env_logger::Builder::from_env(env).try_init();
+        let _ = env_logger::Builder::from_env(env)
+            .target(env_logger::Target::Pipe(Box::new(RawStderr)))
+            .try_init();
     });
+}
+
+/// Standard error written with raw `write(2)` syscalls: a log line from a
+/// photon thread must not go through libc's `write`, which the preload shim
+/// turns into a coroutine wait (a switch in the middle of the logger).
+struct RawStderr;
+
+impl std::io::Write for RawStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            // SAFETY: writes from a live slice.
+            let n = unsafe { sys::write(2, buf.as_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 
 use super::offload::Offload;
-use super::{Cancel, Completion, Engine, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter};
+use super::{Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter};
 use crate::errno::Errno;
 
 const WAKER: Token = Token(usize::MAX);
@@ -31,7 +31,9 @@ struct PollOp {
 pub(crate) struct EpollEngine {
     poll: Poll,
     events: Events,
-    waker: Arc<MioNotify>,
+    /// Registered edge-triggered: every write is a new event, so it is
+    /// never read.
+    waker: Arc<EventFd>,
     fds: Vec<FdState>,
     ops: Vec<Option<PollOp>>,
     free: Vec<OpId>,
@@ -41,20 +43,12 @@ pub(crate) struct EpollEngine {
     offload: Offload,
 }
 
-struct MioNotify(Waker);
-
-impl Notify for MioNotify {
-    fn notify(&self) {
-        if let Err(e) = self.0.wake() {
-            log::error!("photon: waking an epoll vcpu failed: {e}");
-        }
-    }
-}
-
 impl EpollEngine {
     pub(crate) fn new() -> Result<EpollEngine, Errno> {
         let poll = Poll::new()?;
-        let waker = Arc::new(MioNotify(Waker::new(poll.registry(), WAKER)?));
+        let waker = Arc::new(EventFd::new()?);
+        poll.registry()
+            .register(&mut SourceFd(&waker.0), WAKER, Interest::READABLE)?;
         let offload = Offload::new(waker.clone());
         Ok(EpollEngine {
             offload,

@@ -16,6 +16,7 @@
 
 mod epoll;
 mod offload;
+pub(crate) use offload::{after_fork_in_child, run_task};
 mod uring;
 
 use std::sync::Arc;
@@ -217,6 +218,37 @@ pub(crate) enum Cancel {
 /// Wakes a sleeping engine from any OS thread.
 pub(crate) trait Notify: Send + Sync {
     fn notify(&self);
+}
+
+/// A non-blocking eventfd that both engines sleep on for cross-thread
+/// wake-ups; written with a raw syscall (see [`crate::sys`]).
+pub(crate) struct EventFd(pub(crate) i32);
+
+impl EventFd {
+    pub(crate) fn new() -> Result<EventFd, Errno> {
+        // SAFETY: creating an eventfd has no preconditions.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(Errno::last_os_error());
+        }
+        Ok(EventFd(efd))
+    }
+}
+
+impl Notify for EventFd {
+    fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd. EAGAIN (a
+        // counter near overflow) still leaves it readable: the wake stands.
+        unsafe { crate::sys::write(self.0, (&raw const one).cast(), 8) };
+    }
+}
+
+impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: we own this fd.
+        unsafe { crate::sys::close(self.0) };
+    }
 }
 
 /// An event engine owned by one vcpu.

@@ -181,11 +181,9 @@ enum Output {
     Statx(Box<libc::statx>),
 }
 
-struct Job {
-    id: OpId,
-    work: Work,
-    inbox: Arc<Inbox>,
-}
+/// What a helper thread runs: an offloaded op and the posting of its
+/// completion, or a [`run_task`] call.
+type Task = Box<dyn FnOnce() + Send>;
 
 /// Where finished jobs of one engine land.
 pub(crate) struct Inbox {
@@ -194,14 +192,15 @@ pub(crate) struct Inbox {
 }
 
 struct Pool {
-    tx: Sender<Job>,
-    rx: Receiver<Job>,
+    tx: Sender<Task>,
+    rx: Receiver<Task>,
     threads: AtomicUsize,
     idle: AtomicUsize,
 }
 
+static POOL: OnceLock<Pool> = OnceLock::new();
+
 fn pool() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
         let (tx, rx) = crossbeam_channel::unbounded();
         Pool {
@@ -214,7 +213,7 @@ fn pool() -> &'static Pool {
 }
 
 impl Pool {
-    fn run(&'static self, job: Job) {
+    fn run(&'static self, task: Task) {
         if self.idle.load(Acquire) == 0 && self.threads.load(Acquire) < MAX_THREADS {
             self.threads.fetch_add(1, AcqRel);
             let spawned = std::thread::Builder::new()
@@ -227,24 +226,36 @@ impl Pool {
             }
         }
         // The receiver lives in the pool forever: send cannot fail.
-        let _ = self.tx.send(job);
+        let _ = self.tx.send(task);
     }
 
     fn worker(&self) {
         loop {
             self.idle.fetch_add(1, AcqRel);
-            let job = self.rx.recv();
+            let task = self.rx.recv();
             self.idle.fetch_sub(1, AcqRel);
-            let Ok(job) = job else { return };
-            let (result, out) = execute(job.work);
-            job.inbox
-                .done
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((job.id, result, out));
-            job.inbox.notify.notify();
+            let Ok(task) = task else { return };
+            task();
         }
     }
+}
+
+/// In a forked child (which has none of the parent's helper threads): the
+/// pool starts over with no threads, and the parent's queued tasks are
+/// dropped unrun (the parent runs them; running them here too would repeat
+/// the parent's writes).
+pub(crate) fn after_fork_in_child() {
+    if let Some(p) = POOL.get() {
+        p.threads.store(0, Relaxed);
+        p.idle.store(0, Relaxed);
+        while p.rx.try_recv().is_ok() {}
+    }
+}
+
+/// Runs `task` on one of the pool's helper threads (plain OS threads, never
+/// vcpus), started on demand up to [`MAX_THREADS`]; beyond that it queues.
+pub(crate) fn run_task(task: Task) {
+    pool().run(task);
 }
 
 fn ret(r: isize) -> i64 {
@@ -263,21 +274,21 @@ fn execute(work: Work) -> (i64, Output) {
             Work::Read { fd, bufs, off } => {
                 let iov: Vec<libc::iovec> = bufs.iter().map(Bounce::iovec).collect();
                 let r = ret(match off {
-                    Some(o) => libc::preadv(fd, iov.as_ptr(), iov.len() as i32, o),
-                    None => libc::readv(fd, iov.as_ptr(), iov.len() as i32),
+                    Some(o) => crate::sys::preadv(fd, iov.as_ptr(), iov.len() as i32, o),
+                    None => crate::sys::readv(fd, iov.as_ptr(), iov.len() as i32),
                 });
                 (r, Output::Bytes(bufs))
             }
             Work::Write { fd, bufs, off } => {
                 let iov: Vec<libc::iovec> = bufs.iter().map(Bounce::iovec).collect();
                 let r = match off {
-                    Some(o) => libc::pwritev(fd, iov.as_ptr(), iov.len() as i32, o),
-                    None => libc::writev(fd, iov.as_ptr(), iov.len() as i32),
+                    Some(o) => crate::sys::pwritev(fd, iov.as_ptr(), iov.len() as i32, o),
+                    None => crate::sys::writev(fd, iov.as_ptr(), iov.len() as i32),
                 };
                 (ret(r), Output::None)
             }
             Work::Fsync { fd, datasync } => {
-                let r = if datasync { libc::fdatasync(fd) } else { libc::fsync(fd) };
+                let r = if datasync { crate::sys::fdatasync(fd) } else { crate::sys::fsync(fd) };
                 (ret(r as isize), Output::None)
             }
             Work::Fallocate { fd, mode, off, len } => (ret(libc::fallocate(fd, mode, off, len) as isize), Output::None),
@@ -523,11 +534,16 @@ impl Offload {
         self.next = self.next.wrapping_add(1);
         let id = OFFLOAD_BIT | (self.next & !OFFLOAD_BIT);
         self.live.insert(id, Pending { waiter, dest });
-        pool().run(Job {
-            id,
-            work,
-            inbox: self.inbox.clone(),
-        });
+        let inbox = self.inbox.clone();
+        pool().run(Box::new(move || {
+            let (result, out) = execute(work);
+            inbox
+                .done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((id, result, out));
+            inbox.notify.notify();
+        }));
         Ok(id)
     }
 
@@ -551,7 +567,7 @@ impl Offload {
             if p.waiter.is_null() {
                 if result >= 0 {
                     // SAFETY: an fd opened for a waiter that left; nobody else knows it.
-                    unsafe { libc::close(result as i32) };
+                    unsafe { crate::sys::close(result as i32) };
                 }
                 continue;
             }

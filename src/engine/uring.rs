@@ -17,7 +17,7 @@ use std::time::Duration;
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
 use super::offload::Offload;
-use super::{Cancel, Completion, Engine, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter};
+use super::{Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter};
 use crate::errno::Errno;
 
 const SQ_ENTRIES: u32 = 1024;
@@ -52,23 +52,6 @@ struct UOp {
     fd: i32,
     is_poll: bool,
     cancel_sent: bool,
-}
-
-struct EventFd(i32);
-
-impl Notify for EventFd {
-    fn notify(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
-        unsafe { libc::write(self.0, (&raw const one).cast(), 8) };
-    }
-}
-
-impl Drop for EventFd {
-    fn drop(&mut self) {
-        // SAFETY: we own this fd.
-        unsafe { libc::close(self.0) };
-    }
 }
 
 pub(crate) struct UringEngine {
@@ -166,15 +149,10 @@ impl UringEngine {
         if !data_ops {
             log::info!("photon: io_uring lacks some data opcodes; using syscalls plus poll waits");
         }
-        // SAFETY: creating an eventfd has no preconditions.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if efd < 0 {
-            return Err(SetupError {
-                errno: Errno::last_os_error(),
-                what: "eventfd".into(),
-            });
-        }
-        let notify = Arc::new(EventFd(efd));
+        let notify = Arc::new(EventFd::new().map_err(|errno| SetupError {
+            errno,
+            what: "eventfd".into(),
+        })?);
         Ok(UringEngine {
             offload: Offload::new(notify.clone()),
             ring,

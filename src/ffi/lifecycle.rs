@@ -72,6 +72,16 @@ pub extern "C" fn photon_version() -> *const c_char {
     V.as_ptr().cast()
 }
 
+/// 1 when the caller runs in a photon thread on a vcpu (the main thread of
+/// `photon_init` or one it created), 0 elsewhere: on an OS thread that is
+/// not a vcpu, and inside the runtime's own scheduler and engine waits.
+/// Where it is 1, a blocking call should be a photon wait; the preload
+/// shim asks this before every hooked call. Never sets errno.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_in_thread() -> libc::c_int {
+    crate::sched::in_thread() as libc::c_int
+}
+
 /// Monotonic time in microseconds (`CLOCK_MONOTONIC`). Callable anywhere.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_now_us() -> u64 {

@@ -93,6 +93,26 @@ pub extern "C" fn photon_workpool_spawn(p: *mut photon_workpool, fn_: photon_ent
     guard(|| pool(p)?.spawn(fn_.ok_or(Errno::EINVAL)?, arg).map(|()| 0))
 }
 
+/// Runs `fn_(arg)` on a helper OS thread of the runtime's offload pool (a
+/// plain thread, not a vcpu) and waits for it; its return value goes to
+/// `*retval` (if not NULL). For calls that block in ways no engine can
+/// wait on (DNS resolution, a library's internal locks): a photon caller
+/// parks without blocking its vcpu, any other OS thread blocks. The wait
+/// cannot be interrupted, since `fn_` may use the caller's memory: an
+/// interrupt arriving meanwhile stays pending for the caller's next
+/// blocking call. Returns 0, or -1 with `EINVAL` (NULL `fn_`).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_offload(fn_: photon_entry, arg: *mut c_void, retval: *mut *mut c_void) -> libc::c_int {
+    guard(|| {
+        let r = sched::offload_call(fn_.ok_or(Errno::EINVAL)?, arg);
+        if !retval.is_null() {
+            // SAFETY: the caller passes a writable pointer or NULL.
+            unsafe { retval.write(r) };
+        }
+        Ok(0)
+    })
+}
+
 /// Moves `th` to vcpu `to`. `th` is the caller (it returns running on
 /// `to`) or a runnable thread of the caller's vcpu. -1 with `EINVAL` (NULL,
 /// unknown `to`, a thread of another vcpu, or a vcpu's main thread),

@@ -64,7 +64,7 @@ unsafe fn read_cached(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Opt
         return None;
     }
     // SAFETY: per the contract.
-    let r = unsafe { libc::preadv2(fd, iov, n, off, libc::RWF_NOWAIT) };
+    let r = unsafe { crate::sys::preadv2(fd, iov, n, off, libc::RWF_NOWAIT) };
     if r > 0 || (r == 0 && n > 0) {
         sched::io_budget();
         return Some(r as usize);
@@ -93,7 +93,7 @@ pub unsafe fn open(path: *const c_char, flags: i32, mode: u32) -> Result<i32, Er
         // blocking open on a helper thread.
         fdinfo::forget(fd);
         // SAFETY: our own fresh fd.
-        unsafe { libc::close(fd) };
+        unsafe { crate::sys::close(fd) };
         // SAFETY: per the contract.
         fd = int(unsafe { run(op(true))? });
         fdinfo::forget(fd);

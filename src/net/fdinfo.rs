@@ -56,7 +56,7 @@ fn facts(fd: i32) -> u8 {
             libc::S_IFREG | libc::S_IFBLK => {
                 f |= STORAGE;
                 // SAFETY: F_GETFL has no memory effects.
-                if unsafe { libc::fcntl(fd, libc::F_GETFL) } & libc::O_DIRECT != 0 {
+                if unsafe { crate::sys::fcntl(fd, libc::F_GETFL, 0) } & libc::O_DIRECT != 0 {
                     f |= DIRECT;
                 }
             }
@@ -102,7 +102,7 @@ pub(crate) fn ensure_nonblocking(fd: i32) -> Result<(), crate::Errno> {
     if f & NONBLOCK != 0 {
         return Ok(());
     }
-    let fl = crate::errno::syscall!(fcntl(fd, libc::F_GETFL))?;
+    let fl = crate::errno::syscall!(fcntl(fd, libc::F_GETFL, 0))?;
     if fl & libc::O_NONBLOCK == 0 {
         crate::errno::syscall!(fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK))?;
     }

@@ -141,7 +141,7 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
             fd,
             READABLE,
             deadline,
-            || libc::read(fd, buf.cast(), len as usize),
+            || crate::sys::read(fd, buf.cast(), len as usize),
         )
     }
 }
@@ -165,7 +165,7 @@ pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Resul
             fd,
             WRITABLE,
             deadline,
-            || libc::write(fd, buf.cast(), len as usize),
+            || crate::sys::write(fd, buf.cast(), len as usize),
         )
     }
 }
@@ -179,7 +179,7 @@ pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> 
     // SAFETY: per the contract.
     unsafe {
         transfer(OpKind::Socket, Op::Readv { fd, iov, n }, fd, READABLE, deadline, || {
-            libc::readv(fd, iov, n as i32)
+            crate::sys::readv(fd, iov, n as i32)
         })
     }
 }
@@ -206,7 +206,7 @@ pub unsafe fn writev(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) ->
             fd,
             WRITABLE,
             deadline,
-            || libc::writev(fd, iov, n as i32),
+            || crate::sys::writev(fd, iov, n as i32),
         )
     }
 }
@@ -229,7 +229,7 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
             fd,
             READABLE,
             deadline,
-            || libc::recv(fd, buf.cast(), len as usize, flags),
+            || crate::sys::recv(fd, buf.cast(), len as usize, flags),
         )
     }
 }
@@ -245,7 +245,7 @@ pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u6
         return syscall!(send(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
     }
     // SAFETY: per the contract.
-    if let Some(n) = send_now(|| unsafe { libc::send(fd, buf.cast(), len as usize, flags | libc::MSG_DONTWAIT) })? {
+    if let Some(n) = send_now(|| unsafe { crate::sys::send(fd, buf.cast(), len as usize, flags | libc::MSG_DONTWAIT) })? {
         return Ok(n);
     }
     // SAFETY: per the contract.
@@ -256,7 +256,7 @@ pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u6
             fd,
             WRITABLE,
             deadline,
-            || libc::send(fd, buf.cast(), len as usize, flags),
+            || crate::sys::send(fd, buf.cast(), len as usize, flags),
         )
     }
 }
@@ -281,7 +281,7 @@ pub unsafe fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32, deadline: u64
             fd,
             READABLE,
             deadline,
-            || libc::recvmsg(fd, msg, flags),
+            || crate::sys::recvmsg(fd, msg, flags),
         )
     }
 }
@@ -296,7 +296,7 @@ pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32, deadline: u
         return syscall!(sendmsg(fd, msg, flags)).map(|n| n as usize);
     }
     // SAFETY: per the contract.
-    if let Some(n) = send_now(|| unsafe { libc::sendmsg(fd, msg, flags | libc::MSG_DONTWAIT) })? {
+    if let Some(n) = send_now(|| unsafe { crate::sys::sendmsg(fd, msg, flags | libc::MSG_DONTWAIT) })? {
         return Ok(n);
     }
     // SAFETY: per the contract.
@@ -311,7 +311,7 @@ pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32, deadline: u
             fd,
             WRITABLE,
             deadline,
-            || libc::sendmsg(fd, msg, flags),
+            || crate::sys::sendmsg(fd, msg, flags),
         )
     }
 }
@@ -461,7 +461,7 @@ pub unsafe fn accept(
     // SAFETY: per the contract.
     let nfd = unsafe {
         transfer(OpKind::Accept, op, fd, READABLE, deadline, || {
-            libc::accept4(fd, addr, addrlen, flags) as isize
+            crate::sys::accept4(fd, addr, addrlen, flags) as isize
         })?
     } as i32;
     adopt_new_socket(nfd);

@@ -54,7 +54,10 @@ pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
             return;
         }
         let mut done = core::mem::take(&mut (*v).completions);
-        if let Err(e) = (*v).engine.wait(timeout, &mut done) {
+        (*v).in_runtime = true;
+        let waited = (*v).engine.wait(timeout, &mut done);
+        (*v).in_runtime = false;
+        if let Err(e) = waited {
             log::error!("photon: engine wait failed: {e}");
         }
         if sleeping {

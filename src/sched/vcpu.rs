@@ -62,6 +62,9 @@ pub(crate) struct Vcpu {
     io_budget: u32,
     stack_offset: usize,
     fini_waiting: bool,
+    /// Set while the engine waits: the runtime's own libc calls there
+    /// (epoll_wait in mio) must pass through the preload shim.
+    pub(super) in_runtime: bool,
     _alt_stack: AltStack,
 }
 
@@ -76,9 +79,43 @@ fn set_current(v: *mut Vcpu) {
     arch::tls_set(v.cast());
 }
 
+/// True when the caller is a photon thread on a vcpu (main or spawned),
+/// outside the scheduler's idle thread and the engine's wait: where a
+/// blocking libc call should become a photon wait (`photon_in_thread`).
+#[inline]
+pub(crate) fn in_thread() -> bool {
+    let v = current();
+    // SAFETY: this OS thread's live vcpu.
+    !v.is_null() && unsafe { (*v).current != (*v).idle && !(*v).in_runtime }
+}
+
 pub(super) fn on_vcpu() -> Result<*mut Vcpu, Errno> {
     let v = current();
     if v.is_null() { Err(Errno::EPERM) } else { Ok(v) }
+}
+
+/// A child forked by a vcpu's OS thread inherits a copy of that vcpu (its
+/// ring or epoll instance shared with the parent, threads whose stacks are
+/// copies) but none of the other OS threads. The child handler detaches the
+/// forking thread from that copy, so in the child it is a plain OS thread:
+/// photon calls fail with EPERM (or `photon_init` starts afresh), the
+/// preload shim passes everything through, and the offload pool starts new
+/// helper threads. The copied vcpu is left alone (leaked), never torn down:
+/// its engine belongs to the parent. A child forked from a photon thread
+/// other than main must exec or `_exit` before that thread returns.
+fn register_fork_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    extern "C" fn child() {
+        set_current(ptr::null_mut());
+        crate::engine::after_fork_in_child();
+    }
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only writes this crate's state.
+        let r = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+        if r != 0 {
+            log::warn!("photon: pthread_atfork failed ({r}); a forked child keeps a copy of its vcpu");
+        }
+    });
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -90,6 +127,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
     }
     crate::init_logging();
     stack::install_overflow_handler(guard_lookup);
+    register_fork_handler();
     let engine = engine::create(engine_kind)?;
     log::debug!("photon: vcpu starting on the {} engine", engine.name());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -134,6 +172,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
         io_budget: IO_BUDGET,
         stack_offset: 0,
         fini_waiting: false,
+        in_runtime: false,
         _alt_stack: AltStack::install(),
     });
     let mut vcpu = vcpu;

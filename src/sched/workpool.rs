@@ -172,6 +172,25 @@ impl Reply {
         }
     }
 
+    /// [`Reply::wait`] that outlasts interrupts: the first one stays
+    /// pending for the caller's next blocking call.
+    fn wait_through_interrupts(&self) -> *mut c_void {
+        let mut interrupted = None;
+        loop {
+            match self.wait() {
+                Ok(r) => {
+                    if let Some(e) = interrupted {
+                        vcpu::keep_interrupt(e);
+                    }
+                    return r;
+                }
+                Err(e) => {
+                    interrupted.get_or_insert(e);
+                }
+            }
+        }
+    }
+
     fn set(&self, r: *mut c_void) {
         let waiter = {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -183,6 +202,24 @@ impl Reply {
             None => self.cv.notify_all(),
         }
     }
+}
+
+/// `photon_offload`: runs `entry(arg)` on a helper OS thread of the offload
+/// pool (not a vcpu, so blocking there blocks nobody else) and waits for its
+/// result. A photon caller parks; any other OS thread blocks. The wait is
+/// not interruptible, because `entry` may use the caller's memory: an
+/// interrupt stays pending for the caller's next blocking call.
+pub fn offload_call(entry: Entry, arg: *mut c_void) -> *mut c_void {
+    let reply = Arc::new(Reply::default());
+    let done = reply.clone();
+    let arg = arg as usize;
+    crate::engine::run_task(Box::new(move || {
+        // SAFETY: the caller's function with the caller's argument; the
+        // caller waits for this to finish.
+        let r = unsafe { entry(arg as *mut c_void) };
+        done.set(r);
+    }));
+    reply.wait_through_interrupts()
 }
 
 unsafe extern "C" fn call_main(arg: *mut c_void) -> *mut c_void {

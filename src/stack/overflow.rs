@@ -96,7 +96,7 @@ fn report_and_abort(id: u64, size: usize) -> ! {
     }
     // SAFETY: write and abort are async-signal-safe.
     unsafe {
-        libc::write(2, buf.as_ptr().cast(), n);
+        crate::sys::write(2, buf.as_ptr().cast(), n);
         libc::abort();
     }
 }

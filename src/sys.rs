@@ -1,0 +1,121 @@
+//! The runtime's own system calls, made without libc's wrappers.
+//!
+//! `libphoton_preload.so` interposes libc's `read`, `write`, `close`,
+//! `poll`, `fcntl` and friends and routes them, inside photon threads, to
+//! this library's C API. If the runtime called those same libc symbols it
+//! would call back into the shim (and from there into itself). So every
+//! function the shim hooks is called here through `syscall(2)`, which the
+//! shim does not hook. Each function has the signature and the result
+//! convention of its libc namesake (-1 and `errno` on failure), so call
+//! sites read the same, and [`crate::errno::syscall!`] resolves names here
+//! first. Functions the shim does not hook are re-exported from libc.
+
+#![allow(clippy::missing_safety_doc)] // each function's contract is its libc namesake's
+
+use core::ffi::{c_int, c_long, c_void};
+use libc::{iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+
+pub(crate) use libc::{bind, getsockname, getsockopt, listen, mprotect};
+
+macro_rules! raw {
+    ($nr:ident $(, $arg:expr)*) => {
+        // SAFETY: the caller upholds the contract of the libc namesake; the
+        // kernel validates every pointer and reports EFAULT.
+        unsafe { libc::syscall(libc::$nr $(, $arg as c_long)*) }
+    };
+}
+
+pub(crate) unsafe fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
+    raw!(SYS_read, fd, buf, n) as ssize_t
+}
+
+pub(crate) unsafe fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
+    raw!(SYS_write, fd, buf, n) as ssize_t
+}
+
+pub(crate) unsafe fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    raw!(SYS_readv, fd, iov, n) as ssize_t
+}
+
+pub(crate) unsafe fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    raw!(SYS_writev, fd, iov, n) as ssize_t
+}
+
+/// The kernel's offset convention for preadv/pwritev: low and high halves.
+fn lo_hi(off: i64) -> (c_long, c_long) {
+    (off as c_long, ((off as u64) >> 32 >> 32) as c_long)
+}
+
+pub(crate) unsafe fn preadv(fd: c_int, iov: *const iovec, n: c_int, off: i64) -> ssize_t {
+    let (lo, hi) = lo_hi(off);
+    raw!(SYS_preadv, fd, iov, n, lo, hi) as ssize_t
+}
+
+pub(crate) unsafe fn pwritev(fd: c_int, iov: *const iovec, n: c_int, off: i64) -> ssize_t {
+    let (lo, hi) = lo_hi(off);
+    raw!(SYS_pwritev, fd, iov, n, lo, hi) as ssize_t
+}
+
+pub(crate) unsafe fn preadv2(fd: c_int, iov: *const iovec, n: c_int, off: i64, flags: c_int) -> ssize_t {
+    let (lo, hi) = lo_hi(off);
+    raw!(SYS_preadv2, fd, iov, n, lo, hi, flags) as ssize_t
+}
+
+pub(crate) unsafe fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
+    raw!(SYS_recvfrom, fd, buf, n, flags, 0, 0) as ssize_t
+}
+
+pub(crate) unsafe fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
+    raw!(SYS_sendto, fd, buf, n, flags, 0, 0) as ssize_t
+}
+
+pub(crate) unsafe fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    raw!(SYS_recvmsg, fd, msg, flags) as ssize_t
+}
+
+pub(crate) unsafe fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    raw!(SYS_sendmsg, fd, msg, flags) as ssize_t
+}
+
+pub(crate) unsafe fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    raw!(SYS_accept4, fd, addr, len, flags) as c_int
+}
+
+pub(crate) unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    raw!(SYS_connect, fd, addr, len) as c_int
+}
+
+pub(crate) unsafe fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    raw!(SYS_socket, domain, ty, protocol) as c_int
+}
+
+pub(crate) unsafe fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int {
+    raw!(SYS_setsockopt, fd, level, name, val, len) as c_int
+}
+
+/// fcntl with an integer argument (pass 0 for commands that take none).
+pub(crate) unsafe fn fcntl(fd: c_int, cmd: c_int, arg: c_int) -> c_int {
+    raw!(SYS_fcntl, fd, cmd, arg) as c_int
+}
+
+pub(crate) unsafe fn close(fd: c_int) -> c_int {
+    raw!(SYS_close, fd) as c_int
+}
+
+pub(crate) unsafe fn fsync(fd: c_int) -> c_int {
+    raw!(SYS_fsync, fd) as c_int
+}
+
+pub(crate) unsafe fn fdatasync(fd: c_int) -> c_int {
+    raw!(SYS_fdatasync, fd) as c_int
+}
+
+/// poll(2) through ppoll(2), which every Linux port has.
+pub(crate) unsafe fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_ms: c_int) -> c_int {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ms / 1000) as libc::time_t,
+        tv_nsec: (timeout_ms % 1000) as c_long * 1_000_000,
+    };
+    let tsp: *const libc::timespec = if timeout_ms < 0 { core::ptr::null() } else { &ts };
+    raw!(SYS_ppoll, fds, n, tsp, 0, 0) as c_int
+}

@@ -554,6 +554,15 @@ ssize_t photon_write_full(int fd, const void *buf, size_t count_, uint64_t timeo
 int photon_close(int fd);
 
 /**
+ * Tells photon that the number `fd` names another file now (it was closed
+ * or replaced behind photon's back: `dup2` onto it, a library's own
+ * `close`): what photon cached about it is dropped, and photon threads of
+ * this vcpu blocked on it fail with `ECANCELED`. Does not close anything.
+ * Needs no vcpu. Returns 0, or -1 with `EBADF` (negative fd).
+ */
+int photon_fd_forget(int fd);
+
+/**
  * A TCP server listening on `ip` (NULL or "" = 0.0.0.0; IPv6 literals
  * such as "::1" too) and `port` (0 = any free port), with `SO_REUSEADDR`.
  * `backlog` <= 0 means `SOMAXCONN`. Needs no vcpu. Returns NULL with

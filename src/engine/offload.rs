@@ -288,7 +288,11 @@ fn execute(work: Work) -> (i64, Output) {
                 (ret(r), Output::None)
             }
             Work::Fsync { fd, datasync } => {
-                let r = if datasync { crate::sys::fdatasync(fd) } else { crate::sys::fsync(fd) };
+                let r = if datasync {
+                    crate::sys::fdatasync(fd)
+                } else {
+                    crate::sys::fsync(fd)
+                };
                 (ret(r as isize), Output::None)
             }
             Work::Fallocate { fd, mode, off, len } => (ret(libc::fallocate(fd, mode, off, len) as isize), Output::None),

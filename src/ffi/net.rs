@@ -250,3 +250,13 @@ fn partial(r: Result<net::Partial, Errno>) -> Result<ssize_t, Errno> {
 pub extern "C" fn photon_close(fd: c_int) -> c_int {
     guard(|| net::close(fd).map(|()| 0))
 }
+
+/// Tells photon that the number `fd` names another file now (it was closed
+/// or replaced behind photon's back: `dup2` onto it, a library's own
+/// `close`): what photon cached about it is dropped, and photon threads of
+/// this vcpu blocked on it fail with `ECANCELED`. Does not close anything.
+/// Needs no vcpu. Returns 0, or -1 with `EBADF` (negative fd).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_fd_forget(fd: c_int) -> c_int {
+    guard(|| net::forget(fd).map(|()| 0))
+}

@@ -245,7 +245,8 @@ pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u6
         return syscall!(send(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
     }
     // SAFETY: per the contract.
-    if let Some(n) = send_now(|| unsafe { crate::sys::send(fd, buf.cast(), len as usize, flags | libc::MSG_DONTWAIT) })? {
+    if let Some(n) = send_now(|| unsafe { crate::sys::send(fd, buf.cast(), len as usize, flags | libc::MSG_DONTWAIT) })?
+    {
         return Ok(n);
     }
     // SAFETY: per the contract.
@@ -549,7 +550,17 @@ pub fn wait_fd(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
 /// Closes `fd`, first waking every photon thread of this vcpu blocked on
 /// it (their calls fail with ECANCELED).
 pub fn close(fd: i32) -> Result<(), Errno> {
+    forget(fd)?;
+    syscall!(close(fd)).map(|_| ())
+}
+
+/// `photon_fd_forget`: drops what the vcpu's engine and the fd table know
+/// of `fd`, waking this vcpu's threads blocked on it.
+pub fn forget(fd: i32) -> Result<(), Errno> {
+    if fd < 0 {
+        return Err(Errno(libc::EBADF));
+    }
     sched::cancel_fd(fd);
     fdinfo::forget(fd);
-    syscall!(close(fd)).map(|_| ())
+    Ok(())
 }

@@ -17,8 +17,8 @@ pub(crate) use io::{cancel_fd, engine_runs, forget_fd, io_wait};
 pub use thread::Entry;
 pub(crate) use vcpu::{FOREVER, block, next_wait_seq, wake};
 pub(crate) use vcpu::{
-    check_interrupt, current_id, engine_name, fini, in_thread, init, interrupt, io_budget, join, keep_interrupt, key_get, key_set,
-    migrate, self_handle, sleep_us, spawn, yield_now,
+    check_interrupt, current_id, engine_name, fini, in_thread, init, interrupt, io_budget, join, keep_interrupt,
+    key_get, key_set, migrate, self_handle, sleep_us, spawn, yield_now,
 };
 pub use workpool::{WorkPool, offload_call};
 

@@ -1,0 +1,534 @@
+//! Reads and writes: read, write, readv, writev, recv*, send*, and the
+//! `_FORTIFY_SOURCE` variants; plus the helpers every fd hook shares.
+
+use core::ffi::{c_int, c_void};
+use libc::{iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+
+use crate::fdtab::{self, KNOWN, Probe, REGULAR, UNDER_NB, USER_NB};
+use crate::photon::{self, FOREVER};
+use crate::{active, errno, real, set_errno};
+
+/// Hooks that have no entry of their own in [`real`].
+pub const EXTRA_NAMES: &[&str] = &[
+    "__read_chk",
+    "__recv_chk",
+    "__recvfrom_chk",
+    "__poll_chk",
+    "__ppoll_chk",
+    "pread64",
+    "pwrite64",
+    "preadv64",
+    "pwritev64",
+    "fcntl",
+    "fcntl64",
+    "ioctl",
+    "accept",
+    "close",
+    "pipe",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    In,
+    Out,
+}
+
+impl Dir {
+    fn poll_events(self) -> i16 {
+        match self {
+            Dir::In => libc::POLLIN,
+            Dir::Out => libc::POLLOUT,
+        }
+    }
+}
+
+/// The fd's SO_RCVTIMEO / SO_SNDTIMEO in microseconds, 0 for none.
+pub fn sock_timeout_us(fd: c_int, dir: Dir) -> u64 {
+    fdtab::entry(fd).map_or(0, |e| match dir {
+        Dir::In => e.rcv_us.load(core::sync::atomic::Ordering::Relaxed),
+        Dir::Out => e.snd_us.load(core::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// The timeout of a photon call standing in for a blocking call.
+fn photon_timeout(fd: c_int, dir: Dir) -> u64 {
+    match sock_timeout_us(fd, dir) {
+        0 => FOREVER,
+        t => t,
+    }
+}
+
+/// How a call on `fd` is to be made.
+pub enum Route {
+    /// In a photon thread, on an fd the program sees as blocking: a photon
+    /// call with this timeout.
+    Photon(u64),
+    /// libc as it is.
+    Real,
+    /// Off a photon thread, on an fd the program sees as blocking but that
+    /// is non-blocking underneath: libc plus a poll wait, until this
+    /// deadline (`photon_now_us`; FOREVER for none).
+    Emulate(u64),
+    /// Fails at once with this errno (a closed fd).
+    Fail(c_int),
+}
+
+/// Chooses the route of a call on `fd` in direction `dir`; `nonblocking`
+/// is a per-call MSG_DONTWAIT.
+pub fn route(fd: c_int, dir: Dir, nonblocking: bool) -> Route {
+    if nonblocking {
+        return Route::Real;
+    }
+    if active() {
+        return match fdtab::probe(fd) {
+            Probe::Known(f) if f & REGULAR != 0 => Route::Photon(FOREVER),
+            Probe::Known(f) if f & USER_NB == 0 => Route::Photon(photon_timeout(fd, dir)),
+            Probe::Bad(e) => Route::Fail(e),
+            _ => Route::Real,
+        };
+    }
+    if fdtab::known(fd) & (KNOWN | USER_NB | UNDER_NB) == KNOWN | UNDER_NB {
+        let t = sock_timeout_us(fd, dir);
+        // SAFETY: a clock read.
+        let deadline = if t == 0 {
+            FOREVER
+        } else {
+            (unsafe { photon::photon_now_us() }) + t
+        };
+        Route::Emulate(deadline)
+    } else {
+        Route::Real
+    }
+}
+
+/// Waits with libc's poll until `fd` is ready for `dir` or `deadline`
+/// passes: Ok(true) ready, Ok(false) timed out, Err on EINTR and the like.
+pub fn poll_until(fd: c_int, dir: Dir, deadline: u64) -> Result<bool, ()> {
+    let mut p = libc::pollfd {
+        fd,
+        events: dir.poll_events(),
+        revents: 0,
+    };
+    let ms = if deadline == FOREVER {
+        -1
+    } else {
+        // SAFETY: a clock read.
+        let now = unsafe { photon::photon_now_us() };
+        deadline.saturating_sub(now).div_ceil(1000).min(i32::MAX as u64) as c_int
+    };
+    // SAFETY: one live pollfd.
+    match unsafe { real::poll(&mut p, 1, ms) } {
+        0 => Ok(false),
+        n if n > 0 => Ok(true),
+        _ => Err(()),
+    }
+}
+
+/// A photon call's result as libc gives it: a timeout on a socket is EAGAIN.
+pub fn timeout_as(r: ssize_t, code: c_int) -> ssize_t {
+    if r < 0 && errno() == libc::ETIMEDOUT {
+        set_errno(code);
+    }
+    r
+}
+
+/// One blocking-style input call: the photon call `ph(timeout)`, or libc's
+/// `real()` (repeated after poll waits when emulating a blocking fd).
+pub fn input(
+    fd: c_int,
+    nonblocking: bool,
+    ph: impl FnOnce(u64) -> ssize_t,
+    mut real: impl FnMut() -> ssize_t,
+) -> ssize_t {
+    match route(fd, Dir::In, nonblocking) {
+        Route::Photon(t) => timeout_as(ph(t), libc::EAGAIN),
+        Route::Real => real(),
+        Route::Fail(e) => {
+            set_errno(e);
+            -1
+        }
+        Route::Emulate(deadline) => emulate(fd, Dir::In, deadline, &mut real),
+    }
+}
+
+fn emulate(fd: c_int, dir: Dir, deadline: u64, real: &mut impl FnMut() -> ssize_t) -> ssize_t {
+    loop {
+        let r = real();
+        if r >= 0 || errno() != libc::EAGAIN {
+            return r;
+        }
+        match poll_until(fd, dir, deadline) {
+            Ok(true) => {}
+            Ok(false) => {
+                set_errno(libc::EAGAIN);
+                return -1;
+            }
+            Err(()) => return -1,
+        }
+    }
+}
+
+/// One blocking-style output call of `total` bytes. On a blocking fd it
+/// goes on until every byte is written (as a blocking write does), calling
+/// `ph(done, timeout)` or `real(done)` for the rest after `done` bytes; a
+/// failure after some bytes returns their count.
+pub fn output(
+    fd: c_int,
+    total: usize,
+    nonblocking: bool,
+    mut ph: impl FnMut(usize, u64) -> ssize_t,
+    mut real: impl FnMut(usize) -> ssize_t,
+) -> ssize_t {
+    let route = route(fd, Dir::Out, nonblocking);
+    let mut done = 0usize;
+    loop {
+        let r = match route {
+            Route::Real => return real(0),
+            Route::Fail(e) => {
+                set_errno(e);
+                return -1;
+            }
+            Route::Photon(t) => timeout_as(ph(done, t), libc::EAGAIN),
+            Route::Emulate(deadline) => emulate(fd, Dir::Out, deadline, &mut || real(done)),
+        };
+        if r < 0 {
+            return if done > 0 { done as ssize_t } else { r };
+        }
+        done += r as usize;
+        if done >= total || r == 0 {
+            return done as ssize_t;
+        }
+    }
+}
+
+/// `iov` with its first `skip` bytes dropped, for the rest of a partial
+/// vectored write. Allocates only on that (rare) path.
+pub struct IovRest {
+    v: Vec<iovec>,
+}
+
+impl IovRest {
+    /// # Safety
+    /// `iov` holds `n` valid iovecs.
+    pub unsafe fn new(iov: *const iovec, n: c_int, mut skip: usize) -> IovRest {
+        let all = if iov.is_null() || n <= 0 {
+            &[][..]
+        } else {
+            // SAFETY: per the contract.
+            unsafe { core::slice::from_raw_parts(iov, n as usize) }
+        };
+        let mut v = Vec::with_capacity(all.len());
+        for io in all {
+            if skip >= io.iov_len {
+                skip -= io.iov_len;
+                continue;
+            }
+            v.push(iovec {
+                // SAFETY: within the caller's buffer.
+                iov_base: unsafe { io.iov_base.cast::<u8>().add(skip) }.cast(),
+                iov_len: io.iov_len - skip,
+            });
+            skip = 0;
+        }
+        IovRest { v }
+    }
+
+    pub fn ptr(&self) -> *const iovec {
+        self.v.as_ptr()
+    }
+
+    pub fn len(&self) -> c_int {
+        self.v.len() as c_int
+    }
+}
+
+/// Bytes in `n` iovecs (saturating; the kernel rejects too many anyway).
+///
+/// # Safety
+/// `iov` holds `n` valid iovecs, or is NULL.
+pub unsafe fn iov_total(iov: *const iovec, n: c_int) -> usize {
+    if iov.is_null() || n <= 0 {
+        return 0;
+    }
+    // SAFETY: per the contract.
+    unsafe { core::slice::from_raw_parts(iov, n as usize) }
+        .iter()
+        .fold(0usize, |a, io| a.saturating_add(io.iov_len))
+}
+
+/// A vectored write of `iov` that resumes after partial progress.
+///
+/// # Safety
+/// `iov` holds `n` valid iovecs.
+unsafe fn output_v(
+    fd: c_int,
+    iov: *const iovec,
+    n: c_int,
+    nonblocking: bool,
+    ph: impl Fn(*const iovec, c_int, u64) -> ssize_t,
+    real: impl Fn(*const iovec, c_int) -> ssize_t,
+) -> ssize_t {
+    // SAFETY: per the contract.
+    let total = unsafe { iov_total(iov, n) };
+    // SAFETY: per the contract (the rest is rebuilt only after progress).
+    let rest = |done: usize| (done > 0).then(|| unsafe { IovRest::new(iov, n, done) });
+    output(
+        fd,
+        total,
+        nonblocking,
+        |done, t| match rest(done) {
+            None => ph(iov, n, t),
+            Some(r) => ph(r.ptr(), r.len(), t),
+        },
+        |done| match rest(done) {
+            None => real(iov, n),
+            Some(r) => real(r.ptr(), r.len()),
+        },
+    )
+}
+
+fn dontwait(flags: c_int) -> bool {
+    flags & libc::MSG_DONTWAIT != 0
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
+    // SAFETY: the caller's buffer, as libc's read takes it.
+    unsafe {
+        input(
+            fd,
+            false,
+            |t| photon::photon_read(fd, buf, n, t),
+            || real::read(fd, buf, n),
+        )
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
+    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+    // SAFETY: the caller's buffer, as libc's write takes it.
+    unsafe {
+        output(
+            fd,
+            n,
+            false,
+            |done, t| photon::photon_write(fd, at(done), n - done, t),
+            |done| real::write(fd, at(done), n - done),
+        )
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    // SAFETY: the caller's iovecs.
+    unsafe {
+        input(
+            fd,
+            false,
+            |t| photon::photon_readv(fd, iov, n, t),
+            || real::readv(fd, iov, n),
+        )
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    // SAFETY: the caller's iovecs.
+    unsafe {
+        output_v(
+            fd,
+            iov,
+            n,
+            false,
+            |v, k, t| photon::photon_writev(fd, v, k, t),
+            |v, k| real::writev(fd, v, k),
+        )
+    }
+}
+
+/// recv and recvfrom with MSG_WAITALL: on a blocking stream socket, go on
+/// until `n` bytes, the end of the stream, or an error.
+fn wait_all(n: size_t, flags: c_int, mut once: impl FnMut(usize) -> ssize_t) -> ssize_t {
+    let mut done = 0usize;
+    loop {
+        let r = once(done);
+        if r < 0 {
+            return if done > 0 { done as ssize_t } else { r };
+        }
+        done += r as usize;
+        if flags & libc::MSG_WAITALL == 0 || r == 0 || done >= n {
+            return done as ssize_t;
+        }
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
+    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+    wait_all(n, flags, |done| {
+        // SAFETY: the caller's buffer, as libc's recv takes it.
+        unsafe {
+            input(
+                fd,
+                dontwait(flags),
+                |t| photon::photon_recv(fd, at(done), n - done, flags, t),
+                || real::recv(fd, at(done), n - done, flags),
+            )
+        }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> ssize_t {
+    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+    wait_all(n, flags, |done| {
+        // SAFETY: the caller's buffer and address, as libc's recvfrom takes them.
+        unsafe {
+            input(
+                fd,
+                dontwait(flags),
+                |t| photon::photon_recvfrom(fd, at(done), n - done, flags, addr, len, t),
+                || real::recvfrom(fd, at(done), n - done, flags, addr, len),
+            )
+        }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's message, as libc's recvmsg takes it.
+    unsafe {
+        input(
+            fd,
+            dontwait(flags),
+            |t| photon::photon_recvmsg(fd, msg, flags, t),
+            || real::recvmsg(fd, msg, flags),
+        )
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
+    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+    // SAFETY: the caller's buffer, as libc's send takes it.
+    unsafe {
+        output(
+            fd,
+            n,
+            dontwait(flags),
+            |done, t| photon::photon_send(fd, at(done), n - done, flags, t),
+            |done| real::send(fd, at(done), n - done, flags),
+        )
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> ssize_t {
+    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+    // SAFETY: the caller's buffer and address, as libc's sendto takes them.
+    unsafe {
+        output(
+            fd,
+            n,
+            dontwait(flags),
+            |done, t| photon::photon_sendto(fd, at(done), n - done, flags, addr, len, t),
+            |done| real::sendto(fd, at(done), n - done, flags, addr, len),
+        )
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    if msg.is_null() {
+        // SAFETY: libc reports EFAULT.
+        return unsafe { real::sendmsg(fd, msg, flags) };
+    }
+    // SAFETY: the caller's message; a partial send resumes with a copy
+    // whose iovecs skip what was sent (ancillary data went with the first).
+    unsafe {
+        let m = &*msg;
+        output_v(
+            fd,
+            m.msg_iov,
+            m.msg_iovlen as c_int,
+            dontwait(flags),
+            |v, k, t| {
+                let mut part = *m;
+                if v != m.msg_iov.cast_const() {
+                    part.msg_control = core::ptr::null_mut();
+                    part.msg_controllen = 0;
+                }
+                part.msg_iov = v.cast_mut();
+                part.msg_iovlen = k as _;
+                photon::photon_sendmsg(fd, &part, flags, t)
+            },
+            |v, k| {
+                let mut part = *m;
+                if v != m.msg_iov.cast_const() {
+                    part.msg_control = core::ptr::null_mut();
+                    part.msg_controllen = 0;
+                }
+                part.msg_iov = v.cast_mut();
+                part.msg_iovlen = k as _;
+                real::sendmsg(fd, &part, flags)
+            },
+        )
+    }
+}
+
+unsafe extern "C" {
+    fn __chk_fail() -> !;
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
+    if n > buflen {
+        // SAFETY: glibc's fortify failure report; does not return.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: checked against the buffer's size.
+    unsafe { read(fd, buf, n) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __recv_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t, flags: c_int) -> ssize_t {
+    if n > buflen {
+        // SAFETY: as in __read_chk.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: checked against the buffer's size.
+    unsafe { recv(fd, buf, n, flags) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __recvfrom_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> ssize_t {
+    if n > buflen {
+        // SAFETY: as in __read_chk.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: checked against the buffer's size.
+    unsafe { recvfrom(fd, buf, n, flags, addr, len) }
+}

@@ -1,0 +1,55 @@
+//! The parts of libphoton's C API (`include/photon.h`) the shim calls.
+//! build.rs links against a stub made from the names declared here.
+
+use core::ffi::{c_int, c_void};
+use libc::{iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+
+pub const FOREVER: u64 = u64::MAX;
+pub const READABLE: u32 = 1;
+pub const WRITABLE: u32 = 2;
+
+pub type Entry = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+
+unsafe extern "C" {
+    pub fn photon_in_thread() -> c_int;
+    pub fn photon_now_us() -> u64;
+    pub fn photon_thread_usleep(us: u64) -> c_int;
+    pub fn photon_offload(f: Option<Entry>, arg: *mut c_void, retval: *mut *mut c_void) -> c_int;
+    pub fn photon_wait_fd(fd: c_int, events: u32, timeout_us: u64) -> c_int;
+    pub fn photon_connect(fd: c_int, addr: *const sockaddr, len: socklen_t, timeout_us: u64) -> c_int;
+    pub fn photon_accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, timeout_us: u64) -> c_int;
+    pub fn photon_read(fd: c_int, buf: *mut c_void, n: size_t, timeout_us: u64) -> ssize_t;
+    pub fn photon_write(fd: c_int, buf: *const c_void, n: size_t, timeout_us: u64) -> ssize_t;
+    pub fn photon_readv(fd: c_int, iov: *const iovec, n: c_int, timeout_us: u64) -> ssize_t;
+    pub fn photon_writev(fd: c_int, iov: *const iovec, n: c_int, timeout_us: u64) -> ssize_t;
+    pub fn photon_recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, timeout_us: u64) -> ssize_t;
+    pub fn photon_send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, timeout_us: u64) -> ssize_t;
+    pub fn photon_recvfrom(
+        fd: c_int,
+        buf: *mut c_void,
+        n: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+        timeout_us: u64,
+    ) -> ssize_t;
+    pub fn photon_sendto(
+        fd: c_int,
+        buf: *const c_void,
+        n: size_t,
+        flags: c_int,
+        addr: *const sockaddr,
+        len: socklen_t,
+        timeout_us: u64,
+    ) -> ssize_t;
+    pub fn photon_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int, timeout_us: u64) -> ssize_t;
+    pub fn photon_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int, timeout_us: u64) -> ssize_t;
+    pub fn photon_close(fd: c_int) -> c_int;
+    pub fn photon_fd_forget(fd: c_int) -> c_int;
+    pub fn photon_pread(fd: c_int, buf: *mut c_void, n: size_t, off: i64) -> ssize_t;
+    pub fn photon_pwrite(fd: c_int, buf: *const c_void, n: size_t, off: i64) -> ssize_t;
+    pub fn photon_preadv(fd: c_int, iov: *const iovec, n: c_int, off: i64) -> ssize_t;
+    pub fn photon_pwritev(fd: c_int, iov: *const iovec, n: c_int, off: i64) -> ssize_t;
+    pub fn photon_fsync(fd: c_int) -> c_int;
+    pub fn photon_fdatasync(fd: c_int) -> c_int;
+}

@@ -1,0 +1,181 @@
+//! libc's own versions of the hooked functions, found with
+//! `dlsym(RTLD_NEXT, name)`.
+//!
+//! Every one is resolved in the shim's constructor ([`resolve_all`]), before
+//! the program runs; a call that arrives earlier (another library's
+//! constructor) resolves lazily. `dlsym` may allocate and may, in principle,
+//! call back into a hooked function: a thread-local flag catches that
+//! re-entry, which then fails with `ENOSYS` instead of recursing. Nothing
+//! here allocates.
+
+use core::cell::Cell;
+use core::ffi::{CStr, c_char, c_int, c_uint, c_void};
+use core::sync::atomic::{AtomicUsize, Ordering::*};
+use libc::{addrinfo, hostent, iovec, msghdr, nfds_t, pollfd, size_t, sockaddr, socklen_t, ssize_t, timespec};
+
+thread_local! {
+    static RESOLVING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The address of libc's `name`, cached in `slot`; 0 if it cannot be had
+/// (re-entered during resolution, or missing).
+#[inline]
+fn resolve(slot: &AtomicUsize, name: &CStr) -> usize {
+    let p = slot.load(Relaxed);
+    if p != 0 {
+        return p;
+    }
+    resolve_slow(slot, name)
+}
+
+#[cold]
+fn resolve_slow(slot: &AtomicUsize, name: &CStr) -> usize {
+    if RESOLVING.with(|r| r.replace(true)) {
+        return 0; // dlsym called a hook: do not recurse
+    }
+    // SAFETY: a NUL-terminated name; RTLD_NEXT finds the definition after ours.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    RESOLVING.with(|r| r.set(false));
+    slot.store(p, Relaxed);
+    p
+}
+
+/// What a function returns when its real version is missing.
+pub trait Failure {
+    const FAIL: Self;
+}
+impl Failure for c_int {
+    const FAIL: Self = -1;
+}
+impl Failure for ssize_t {
+    const FAIL: Self = -1;
+}
+impl Failure for c_uint {
+    const FAIL: Self = 0;
+}
+impl<T> Failure for *mut T {
+    const FAIL: Self = core::ptr::null_mut();
+}
+
+fn missing<T: Failure>() -> T {
+    crate::set_errno(libc::ENOSYS);
+    T::FAIL
+}
+
+macro_rules! real_fns {
+    ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $ret:ty; )*) => {
+        mod slots {
+            use super::AtomicUsize;
+            $( #[allow(non_upper_case_globals)] pub static $name: AtomicUsize = AtomicUsize::new(0); )*
+        }
+        $(
+            #[allow(clippy::missing_safety_doc)]
+            #[inline]
+            pub unsafe fn $name($($arg: $ty),*) -> $ret {
+                type F = unsafe extern "C" fn($($ty),*) -> $ret;
+                match resolve(&slots::$name, &concat_cstr!($name)) {
+                    0 => missing(),
+                    // SAFETY: libc's symbol of this name has this signature.
+                    p => unsafe { core::mem::transmute::<usize, F>(p)($($arg),*) },
+                }
+            }
+        )*
+        /// Resolves every function now (the shim's constructor).
+        pub fn resolve_all() -> (usize, usize) {
+            let mut found = 0;
+            let mut total = 0;
+            $(
+                total += 1;
+                found += (resolve(&slots::$name, &concat_cstr!($name)) != 0) as usize;
+            )*
+            (found, total)
+        }
+        /// The names of every hooked libc function.
+        pub const NAMES: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+macro_rules! concat_cstr {
+    ($name:ident) => {
+        // SAFETY: the literal ends in NUL and has no other.
+        unsafe { CStr::from_bytes_with_nul_unchecked(concat!(stringify!($name), "\0").as_bytes()) }
+    };
+}
+
+real_fns! {
+    fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t;
+    fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t;
+    fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
+    fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
+    fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t;
+    fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t;
+    fn recvfrom(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t;
+    fn sendto(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> ssize_t;
+    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t;
+    fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t;
+    fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int;
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int;
+    fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const libc::sigset_t) -> c_int;
+    fn select(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *mut libc::timeval) -> c_int;
+    fn pselect(
+        n: c_int,
+        r: *mut libc::fd_set,
+        w: *mut libc::fd_set,
+        e: *mut libc::fd_set,
+        t: *const timespec,
+        mask: *const libc::sigset_t,
+    ) -> c_int;
+    fn epoll_wait(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int;
+    fn epoll_pwait(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const libc::sigset_t) -> c_int;
+    fn sleep(s: c_uint) -> c_uint;
+    fn usleep(us: libc::useconds_t) -> c_int;
+    fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int;
+    fn clock_nanosleep(clock: libc::clockid_t, flags: c_int, req: *const timespec, rem: *mut timespec) -> c_int;
+    fn pread(fd: c_int, buf: *mut c_void, n: size_t, off: libc::off_t) -> ssize_t;
+    fn pwrite(fd: c_int, buf: *const c_void, n: size_t, off: libc::off_t) -> ssize_t;
+    fn preadv(fd: c_int, iov: *const iovec, n: c_int, off: libc::off_t) -> ssize_t;
+    fn pwritev(fd: c_int, iov: *const iovec, n: c_int, off: libc::off_t) -> ssize_t;
+    fn fsync(fd: c_int) -> c_int;
+    fn fdatasync(fd: c_int) -> c_int;
+    fn dup(fd: c_int) -> c_int;
+    fn dup2(fd: c_int, to: c_int) -> c_int;
+    fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int;
+    fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int;
+    fn socketpair(domain: c_int, ty: c_int, proto: c_int, sv: *mut c_int) -> c_int;
+    fn pipe2(fds: *mut c_int, flags: c_int) -> c_int;
+    fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int;
+    fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, res: *mut *mut addrinfo) -> c_int;
+    fn getnameinfo(
+        addr: *const sockaddr,
+        len: socklen_t,
+        host: *mut c_char,
+        hostlen: socklen_t,
+        serv: *mut c_char,
+        servlen: socklen_t,
+        flags: c_int,
+    ) -> c_int;
+    fn gethostbyname(name: *const c_char) -> *mut hostent;
+}
+
+/// `fcntl` and `ioctl` are variadic: their real versions are called with
+/// the one word-sized argument every command the shim sees takes.
+pub unsafe fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    type F = unsafe extern "C" fn(c_int, c_int, ...) -> c_int;
+    match resolve(&SLOT, c"fcntl") {
+        0 => missing(),
+        // SAFETY: libc's fcntl.
+        p => unsafe { core::mem::transmute::<usize, F>(p)(fd, cmd, arg) },
+    }
+}
+
+pub unsafe fn ioctl(fd: c_int, req: libc::c_ulong, arg: usize) -> c_int {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    type F = unsafe extern "C" fn(c_int, libc::c_ulong, ...) -> c_int;
+    match resolve(&SLOT, c"ioctl") {
+        0 => missing(),
+        // SAFETY: libc's ioctl.
+        p => unsafe { core::mem::transmute::<usize, F>(p)(fd, req, arg) },
+    }
+}

@@ -10,6 +10,8 @@ packages=(
     gcc g++ clang    # C examples and tests, C++ wrapper
     pkg-config       # consumer test of photon.pc
     libboost-context-dev  # the context-switch comparison in bench/
+    redis-server redis-tools libhiredis-dev  # the preload shim's tests and benchmark
+    python3          # the preload shim's pass-through test
 )
 
 missing=()

@@ -1,7 +1,8 @@
 # Run by the photon_cargo target after `cargo build --release` (cmake -P).
 # Copies cargo's libphoton.so / libphoton.a into STAGE_DIR as
 #   REALNAME (libphoton.so.X.Y.Z), SONAME -> REALNAME, libphoton.so -> SONAME,
-#   libphoton.a
+#   libphoton.a, and the LD_PRELOAD shim libphoton_preload.so (which finds
+#   SONAME beside itself through its $ORIGIN run path)
 # and checks that the shared library carries the expected DT_SONAME: without it
 # programs would record the build path of the library instead of SONAME.
 # Inputs: CARGO_OUT, STAGE_DIR, REALNAME, SONAME, HEADER.
@@ -15,7 +16,8 @@ endforeach()
 
 set(_so "${CARGO_OUT}/libphoton.so")
 set(_a "${CARGO_OUT}/libphoton.a")
-foreach(_f "${_so}" "${_a}" "${HEADER}")
+set(_preload "${CARGO_OUT}/libphoton_preload.so")
+foreach(_f "${_so}" "${_a}" "${_preload}" "${HEADER}")
   if(NOT EXISTS "${_f}")
     message(FATAL_ERROR "${_f} is missing after cargo build")
   endif()
@@ -45,6 +47,9 @@ execute_process(COMMAND "${CMAKE_COMMAND}" -E copy_if_different
                 COMMAND_ERROR_IS_FATAL ANY)
 execute_process(COMMAND "${CMAKE_COMMAND}" -E copy_if_different
                         "${_a}" "${STAGE_DIR}/libphoton.a"
+                COMMAND_ERROR_IS_FATAL ANY)
+execute_process(COMMAND "${CMAKE_COMMAND}" -E copy_if_different
+                        "${_preload}" "${STAGE_DIR}/libphoton_preload.so"
                 COMMAND_ERROR_IS_FATAL ANY)
 
 # The symlink chain; a stale link (from another version) is replaced.

@@ -30,7 +30,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 step "cmake install into a temporary prefix"
 cmake --install build --prefix "$tmp/prefix" >/dev/null
-for f in lib/libphoton.so.0 lib/libphoton.so lib/libphoton.a include/photon.h \
+for f in lib/libphoton.so.0 lib/libphoton.so lib/libphoton.a lib/libphoton_preload.so include/photon.h \
          lib/pkgconfig/photon.pc lib/cmake/photon/photonConfig.cmake \
          lib/cmake/photon/photonConfigVersion.cmake; do
     if [[ ! -e "$tmp/prefix/$f" ]]; then
@@ -38,6 +38,15 @@ for f in lib/libphoton.so.0 lib/libphoton.so lib/libphoton.a include/photon.h \
         exit 1
     fi
 done
+
+step "the installed shim finds the installed libphoton.so.0 (\$ORIGIN)"
+if ldd "$tmp/prefix/lib/libphoton_preload.so" | grep -q "libphoton.so.0 => $tmp/prefix/lib/"; then
+    echo "libphoton_preload.so: ok"
+else
+    ldd "$tmp/prefix/lib/libphoton_preload.so" >&2
+    echo "FAIL: the installed libphoton_preload.so does not load the installed libphoton.so.0" >&2
+    exit 1
+fi
 
 step "consumer project against the install"
 "$root/cmake/consumer-test/run.sh" "$tmp/prefix" "$tmp/consumer"

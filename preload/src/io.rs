@@ -124,10 +124,16 @@ pub fn poll_until(fd: c_int, dir: Dir, deadline: u64) -> Result<bool, ()> {
     }
 }
 
-/// A photon call's result as libc gives it: a timeout on a socket is EAGAIN.
-pub fn timeout_as(r: ssize_t, code: c_int) -> ssize_t {
-    if r < 0 && errno() == libc::ETIMEDOUT {
-        set_errno(code);
+/// A photon call's result as libc gives it: a timeout (SO_RCVTIMEO or
+/// SO_SNDTIMEO) is `code` (EAGAIN; EINPROGRESS for connect), and an fd
+/// closed under the waiting thread (libphoton's ECANCELED) is EBADF.
+pub fn libc_result(r: ssize_t, code: c_int) -> ssize_t {
+    if r < 0 {
+        match errno() {
+            libc::ETIMEDOUT => set_errno(code),
+            libc::ECANCELED => set_errno(libc::EBADF),
+            _ => {}
+        }
     }
     r
 }
@@ -141,7 +147,7 @@ pub fn input(
     mut real: impl FnMut() -> ssize_t,
 ) -> ssize_t {
     match route(fd, Dir::In, nonblocking) {
-        Route::Photon(t) => timeout_as(ph(t), libc::EAGAIN),
+        Route::Photon(t) => libc_result(ph(t), libc::EAGAIN),
         Route::Real => real(),
         Route::Fail(e) => {
             set_errno(e);
@@ -188,7 +194,7 @@ pub fn output(
                 set_errno(e);
                 return -1;
             }
-            Route::Photon(t) => timeout_as(ph(done, t), libc::EAGAIN),
+            Route::Photon(t) => libc_result(ph(done, t), libc::EAGAIN),
             Route::Emulate(deadline) => emulate(fd, Dir::Out, deadline, &mut || real(done)),
         };
         if r < 0 {

@@ -7,7 +7,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use libc::{sockaddr, socklen_t};
 
 use crate::fdtab::{self, KNOWN, SOCKET, UNDER_NB, USER_NB};
-use crate::io::{Dir, Route, poll_until, route, timeout_as};
+use crate::io::{Dir, Route, libc_result, poll_until, route};
 use crate::{active, errno, photon, real, set_errno};
 
 /// A new fd made by a hooked call: libphoton forgets what it knew of the
@@ -99,7 +99,7 @@ pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut sockl
     let r = match route(fd, Dir::In, false) {
         Route::Photon(t) => {
             // SAFETY: the caller's address buffer, as libc's accept takes it.
-            let nfd = timeout_as(
+            let nfd = libc_result(
                 unsafe { photon::photon_accept(fd, addr, len, t) } as isize,
                 libc::EAGAIN,
             ) as c_int;
@@ -164,7 +164,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
             }
             // A blocking connect that times out (SO_SNDTIMEO) says EINPROGRESS.
             // SAFETY: the caller's address.
-            timeout_as(
+            libc_result(
                 unsafe { photon::photon_connect(fd, addr, len, t) } as isize,
                 libc::EINPROGRESS,
             ) as c_int

@@ -35,6 +35,24 @@ static long max_map_count(void) {
     return n;
 }
 
+/* Every stack is two mappings (stack and guard page): TOTAL threads alive
+ * at once need 2 * TOTAL of vm.max_map_count, above the kernel's default of
+ * 65530. Raises the limit when allowed (root, as in CI) and says so;
+ * otherwise the test cannot run as specified and fails saying why. */
+static void ensure_map_count(long needed) {
+    long have = max_map_count();
+    if (have >= needed) {
+        return;
+    }
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "w");
+    if (f != NULL) {
+        fprintf(f, "%ld\n", needed);
+        fclose(f);
+    }
+    SAY("vm.max_map_count %ld is below the %ld this test needs: raised to %ld", have, needed,
+        max_map_count());
+}
+
 static void create_joinable(int i, size_t stack_size) {
     errno = 0;
     threads[i] = photon_thread_create(return_index, (void *)(uintptr_t)i, stack_size);
@@ -78,6 +96,9 @@ int main(void) {
     SAY("  took %" PRIu64 " ms", elapsed_us(t0) / 1000);
 
     SAY("%d threads alive at once (%d KiB stacks)", TOTAL, SMALL_STACK / 1024);
+    ensure_map_count(2L * TOTAL + 65530);
+    CHECK(max_map_count() >= 2L * TOTAL, "vm.max_map_count %ld < %d: run as root, or "
+          "sysctl -w vm.max_map_count=%d", max_map_count(), 2 * TOTAL, 2 * TOTAL + 65530);
     started = finished = 0;
     t0 = photon_now_us();
     for (int i = 0; i < TOTAL; i++) {

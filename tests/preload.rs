@@ -133,7 +133,16 @@ impl Redis {
             .expect("a free port")
             .port();
         let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -185,7 +194,10 @@ fn same_with_and_without(cmd: &[&str], normalize: impl Fn(&str) -> String) {
         normalize(&shim.stdout),
         "{cmd:?} prints something else under the shim"
     );
-    println!("{cmd:?}: same output with and without the shim ({:.2?} / {:.2?})", plain.elapsed, shim.elapsed);
+    println!(
+        "{cmd:?}: same output with and without the shim ({:.2?} / {:.2?})",
+        plain.elapsed, shim.elapsed
+    );
 }
 
 #[test]

@@ -116,6 +116,63 @@ typedef void *(*photon_entry)(void *arg);
  */
 typedef int (*photon_conn_handler)(void *userdata, int conn_fd);
 
+/**
+ * Counters of one vcpu, filled by `photon_stats_get`. Versioned by its
+ * leading `size`: set it to `sizeof(photon_stats)` before the call; the
+ * library fills the fields it knows that fit in `size` bytes and sets
+ * `size` to the number of bytes it filled. New fields are only ever added
+ * at the end, so a program built against an older or newer header works.
+ */
+typedef struct {
+  /**
+   * In: the caller's `sizeof(photon_stats)`. Out: bytes filled.
+   */
+  uint32_t size;
+  /**
+   * The vcpu these counters belong to (the calling one).
+   */
+  uint32_t vcpu_id;
+  /**
+   * Photon threads alive on the vcpu, its main thread included.
+   */
+  uint64_t threads_alive;
+  /**
+   * Of those, runnable ones (the caller included).
+   */
+  uint64_t threads_runnable;
+  /**
+   * Scheduling decisions (yields, blocks, thread ends): about one
+   * context switch each.
+   */
+  uint64_t switches;
+  /**
+   * Sleeps started (`photon_thread_usleep`, `photon_thread_sleep`).
+   */
+  uint64_t sleeps;
+  /**
+   * Times the vcpu slept in its event engine with nothing to run.
+   */
+  uint64_t idle_waits;
+  /**
+   * Operations submitted to the event engine that had to be waited for.
+   */
+  uint64_t io_submitted;
+  /**
+   * Completions of such operations delivered.
+   */
+  uint64_t io_completed;
+  /**
+   * Of the submitted operations, those run by the offload thread pool
+   * (file I/O under epoll, opcodes the kernel's io_uring lacks).
+   */
+  uint64_t offloaded;
+  /**
+   * Wake-ups and interrupts of this vcpu's threads that came from other
+   * OS threads (cross-vcpu unlocks, notifies, interrupts).
+   */
+  uint64_t remote_wakeups;
+} photon_stats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -675,6 +732,37 @@ int photon_rename(const char *oldpath, const char *newpath);
  * `mkdir(2)`.
  */
 int photon_mkdir(const char *path, mode_t mode);
+
+/**
+ * Fills `*out` with the calling vcpu's counters (see `photon_stats`; set
+ * `out->size` first). Returns 0, or -1 with errno: `EINVAL` (`out` NULL,
+ * or `out->size` smaller than the two leading fields), `EPERM` (not on a
+ * vcpu).
+ */
+int photon_stats_get(photon_stats *out);
+
+/**
+ * Names photon thread `th` (of the calling vcpu) for thread dumps and
+ * stall warnings: `name` is copied, at most 31 bytes kept; NULL or "" clears
+ * it. Returns 0, or -1 with errno: `EINVAL` (`th` NULL or of another vcpu),
+ * `ESRCH` (stale handle), `EPERM` (not on a vcpu).
+ */
+int photon_thread_set_name(photon_thread *th, const char *name);
+
+/**
+ * Writes every photon thread of the calling vcpu to `fd`, one line each:
+ * its handle (the `photon_thread*` value), name, and state: running,
+ * runnable, or blocked with what it waits for (sleep, read on fd 7, mutex,
+ * join...), for how long and the time left to its timeout. The write
+ * does not wait as a photon thread (it is a diagnostic). Returns 0, or -1
+ * with errno: `EBADF` (negative fd), `EPERM` (not on a vcpu), or the
+ * write's error.
+ *
+ * With `PHOTON_DUMP_SIGNAL=SIGUSR2` (or another signal name or number) in
+ * the environment at the first `photon_init`, that signal makes every
+ * vcpu dump its threads to stderr.
+ */
+int photon_dump_threads(int fd);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -393,6 +393,11 @@ fn c_vcpu_workpool() {
     c_test("vcpu_workpool");
 }
 
+#[test]
+fn c_visibility() {
+    c_test("visibility");
+}
+
 /// A photon thread overflowing its 64 KiB stack: the process dies by
 /// SIGABRT (not a bare SIGSEGV, not a normal exit) and says why on stderr.
 #[test]

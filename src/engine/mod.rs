@@ -183,6 +183,43 @@ pub(crate) enum Op {
     },
 }
 
+impl Op {
+    /// What the operation is, and on which fd (or directory fd), for the
+    /// thread dump.
+    pub(crate) fn describe(&self) -> (&'static str, i32) {
+        match *self {
+            Op::Poll { fd, events } => (
+                match events & (READABLE | WRITABLE) {
+                    READABLE => "wait readable",
+                    WRITABLE => "wait writable",
+                    _ => "wait ready",
+                },
+                fd,
+            ),
+            Op::Read { fd, .. } | Op::Readv { fd, .. } => ("read", fd),
+            Op::Write { fd, .. } | Op::Writev { fd, .. } => ("write", fd),
+            Op::Recv { fd, .. } | Op::RecvMsg { fd, .. } => ("recv", fd),
+            Op::Send { fd, .. } | Op::SendMsg { fd, .. } => ("send", fd),
+            Op::Accept { fd, .. } => ("accept", fd),
+            Op::Pread { fd, .. } | Op::Preadv { fd, .. } => ("pread", fd),
+            Op::Pwrite { fd, .. } | Op::Pwritev { fd, .. } => ("pwrite", fd),
+            Op::Fsync { fd, .. } => ("fsync", fd),
+            Op::Fallocate { fd, .. } => ("fallocate", fd),
+            Op::Ftruncate { fd, .. } => ("ftruncate", fd),
+            Op::Open { dirfd, .. } => ("open", dirfd),
+            Op::Statx { dirfd, .. } => ("stat", dirfd),
+            Op::Unlink { dirfd, .. } => ("unlink", dirfd),
+            Op::Rename { olddir, .. } => ("rename", olddir),
+            Op::Mkdir { dirfd, .. } => ("mkdir", dirfd),
+        }
+    }
+}
+
+/// True if the pending operation `id` runs in the offload pool.
+pub(crate) fn is_offloaded(id: OpId) -> bool {
+    offload::Offload::owns(id)
+}
+
 /// Which [`Op`] kinds an engine runs itself (others are done as a
 /// non-blocking syscall plus a `Poll` wait).
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -33,12 +33,14 @@ mod vcpu;
 mod net;
 mod server;
 mod fs;
+mod stats;
 
 pub use fs::*;
 pub use keys::*;
 pub use lifecycle::*;
 pub use net::*;
 pub use server::*;
+pub use stats::*;
 pub use sync::*;
 pub use thread::*;
 pub use vcpu::*;

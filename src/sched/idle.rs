@@ -55,6 +55,9 @@ pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
         }
         let mut done = core::mem::take(&mut (*v).completions);
         (*v).in_runtime = true;
+        if sleeping {
+            (*v).stats.idle_waits += 1;
+        }
         let waited = (*v).engine.wait(timeout, &mut done);
         (*v).in_runtime = false;
         if let Err(e) = waited {
@@ -78,6 +81,8 @@ pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
 /// `v` is the calling OS thread's vcpu; each waiter is a live thread of it
 /// (a thread with an operation in flight stays parked until its completion).
 pub(super) unsafe fn deliver(v: *mut Vcpu, done: &mut Vec<Completion>) {
+    // SAFETY: per the contract.
+    unsafe { (*v).stats.io_completed += done.len() as u64 };
     for c in done.drain(..) {
         let th = c.waiter.cast::<ThreadCtl>();
         // SAFETY: per the contract.
@@ -119,8 +124,18 @@ unsafe fn drain_inbox(v: *mut Vcpu) {
         (*v).remote.drain(&mut inbox);
         for m in inbox.drain(..) {
             let (h, seq, code, is_interrupt) = match m {
-                Msg::Wake { h, seq, result } => (h, seq, result, false),
-                Msg::Interrupt { h, errno } => (h, 0, errno, true),
+                Msg::Wake { h, seq, result } => {
+                    (*v).stats.remote_wakeups += 1;
+                    (h, seq, result, false)
+                }
+                Msg::Interrupt { h, errno } => {
+                    (*v).stats.remote_wakeups += 1;
+                    (h, 0, errno, true)
+                }
+                Msg::Dump => {
+                    super::stats::dump_on_request(v);
+                    continue;
+                }
                 Msg::Adopt { tcb } => {
                     adopt(v, tcb as *mut ThreadCtl);
                     continue;

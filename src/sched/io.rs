@@ -9,7 +9,8 @@
 //! meantime its result is returned, so no received data is lost.
 
 use super::thread::NO_OP;
-use super::vcpu::{FOREVER, block, current, on_vcpu};
+use super::thread::Wait;
+use super::vcpu::{FOREVER, block, block_on, current, on_vcpu};
 use crate::engine::{Cancel, Op, OpKind, Submitted};
 use crate::errno::Errno;
 
@@ -46,9 +47,14 @@ pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
             Submitted::Done(r) => return to_result(r),
             Submitted::Pending(id) => id,
         };
+        (*v).stats.io_submitted += 1;
+        if crate::engine::is_offloaded(id) {
+            (*v).stats.offloaded += 1;
+        }
         (*cur).io_op = id;
         (*cur).io_done = false;
-        let woke = block(deadline);
+        let (what, fd) = op.describe();
+        let woke = block_on(deadline, Wait::Io { what, fd });
         if !(*cur).io_done {
             let why = woke.err().unwrap_or(Errno(libc::EINTR));
             match (*current()).engine.cancel(id) {

@@ -7,6 +7,7 @@ mod io;
 pub mod keys;
 mod remote;
 mod run_queue;
+mod stats;
 mod thread;
 mod timer;
 mod vcpu;
@@ -14,8 +15,10 @@ mod workpool;
 
 pub use handle::Handle;
 pub(crate) use io::{cancel_fd, engine_runs, forget_fd, io_wait};
+pub use stats::{Stats, dump as dump_threads, set_name, stats as vcpu_stats};
 pub use thread::Entry;
-pub(crate) use vcpu::{FOREVER, block, next_wait_seq, wake};
+pub(crate) use thread::Wait;
+pub(crate) use vcpu::{FOREVER, block_on, next_wait_seq, wake};
 pub(crate) use vcpu::{
     check_interrupt, current_id, engine_name, fini, in_thread, init, interrupt, io_budget, join, keep_interrupt,
     key_get, key_set, migrate, self_handle, sleep_us, spawn, yield_now,

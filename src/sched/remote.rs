@@ -6,7 +6,7 @@
 //! Both sides use SeqCst, so at least one of them sees the other's store:
 //! either the vcpu skips its sleep, or the poster notifies the engine.
 
-use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex};
 
 use super::handle::Handle;
@@ -24,6 +24,8 @@ pub(crate) enum Msg {
     Adopt { tcb: usize },
     /// Start a photon thread running `entry(arg)` (work pools).
     Spawn { entry: super::thread::Entry, arg: usize },
+    /// Write the vcpu's threads to stderr (`PHOTON_DUMP_SIGNAL`).
+    Dump,
 }
 
 /// A vcpu's inbox.
@@ -32,6 +34,11 @@ pub(crate) struct Remote {
     pending: AtomicBool,
     sleeping: AtomicBool,
     notify: Arc<dyn Notify>,
+    /// Scheduling decisions of the vcpu, written only by it (see `tick`);
+    /// here so the stall monitor can read it from its own thread.
+    pub(crate) switches: AtomicU64,
+    /// The handle of the thread the vcpu last switched to (stall reports).
+    pub(crate) running: AtomicU64,
 }
 
 impl Remote {
@@ -41,6 +48,8 @@ impl Remote {
             pending: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             notify,
+            switches: AtomicU64::new(0),
+            running: AtomicU64::new(0),
         }
     }
 
@@ -75,6 +84,11 @@ impl Remote {
         true
     }
 
+    /// True while the vcpu sleeps in its engine.
+    pub(crate) fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Relaxed)
+    }
+
     pub(crate) fn leave_sleep(&self) {
         self.sleeping.store(false, SeqCst);
     }
@@ -100,6 +114,11 @@ pub(crate) fn exists(id: u32) -> bool {
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .any(|(i, _)| *i == id)
+}
+
+/// Every live vcpu's id and inbox.
+pub(crate) fn all() -> Vec<(u32, Arc<Remote>)> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Posts `m` to vcpu `id`; ESRCH if that vcpu has ended.

@@ -24,6 +24,21 @@ impl RunQueue {
         self.head.is_null()
     }
 
+    /// Threads in the ring (the running one included): a walk, for stats.
+    pub(crate) fn len(&self) -> usize {
+        let mut n = 0;
+        let mut th = self.head;
+        while !th.is_null() {
+            n += 1;
+            // SAFETY: see the impl comment.
+            th = unsafe { (*th).next };
+            if th == self.head {
+                break;
+            }
+        }
+        n
+    }
+
     /// The thread at the head (the one running, or to run next).
     #[inline]
     pub(crate) fn head(&self) -> Option<*mut ThreadCtl> {

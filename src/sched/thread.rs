@@ -33,6 +33,26 @@ pub(crate) enum State {
 /// No timer armed (`ThreadCtl::timer_pos`).
 pub(crate) const NO_TIMER: usize = usize::MAX;
 
+/// What a blocked thread waits for (shown by `photon_dump_threads`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Wait {
+    /// A sleep (`photon_thread_usleep`).
+    Sleep,
+    /// An engine operation (`what`: read, recv, accept, poll, fsync...) on `fd`.
+    Io { what: &'static str, fd: i32 },
+    /// A lock: mutex, cond, sem or rwlock.
+    Lock(&'static str),
+    /// Another thread's end (`photon_thread_join`).
+    Join,
+    /// A function running on another OS thread (work pool, offload).
+    Call,
+    /// Anything else.
+    Other,
+}
+
+/// Longest thread name kept (`photon_thread_set_name`), without the NUL.
+pub(crate) const NAME_MAX: usize = 31;
+
 /// The per-thread state the scheduler keeps.
 pub(crate) struct ThreadCtl {
     /// Saved stack pointer while not running.
@@ -74,6 +94,11 @@ pub(crate) struct ThreadCtl {
     /// While true (waiting for a cancelled operation to let go of its
     /// buffers) interrupts stay pending instead of waking the thread.
     pub uninterruptible: bool,
+    /// What the thread waits for while Blocked, and since when (now_us).
+    pub wait: Wait,
+    pub wait_since: u64,
+    /// `photon_thread_set_name`, NUL-terminated; empty if unnamed.
+    pub name: [u8; NAME_MAX + 1],
 }
 
 /// No engine operation (`ThreadCtl::io_op`).
@@ -104,6 +129,9 @@ impl ThreadCtl {
             io_result: 0,
             uninterruptible: false,
             migrate_to: 0,
+            wait: Wait::Other,
+            wait_since: 0,
+            name: [0; NAME_MAX + 1],
         }
     }
 }

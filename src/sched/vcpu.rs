@@ -22,7 +22,7 @@ use super::idle::{idle_main, poll};
 use super::keys;
 use super::remote::{self, Msg, Remote};
 use super::run_queue::RunQueue;
-use super::thread::{Entry, State, ThreadCtl};
+use super::thread::{Entry, State, ThreadCtl, Wait};
 use super::timer::TimerHeap;
 use crate::arch;
 use crate::engine::{self, Completion, Engine};
@@ -44,7 +44,7 @@ pub(crate) struct Vcpu {
     pub(crate) id: u32,
     /// The thread on the CPU.
     pub(crate) current: *mut ThreadCtl,
-    main: *mut ThreadCtl,
+    pub(super) main: *mut ThreadCtl,
     pub(super) idle: *mut ThreadCtl,
     pub(super) run_queue: RunQueue,
     pub(super) timers: TimerHeap,
@@ -56,10 +56,12 @@ pub(crate) struct Vcpu {
     pub(super) remote: Arc<Remote>,
     pub(super) inbox: Vec<Msg>,
     /// Head of the list of this vcpu's threads (not main, not idle).
-    all: *mut ThreadCtl,
-    alive: usize,
-    ticks: u32,
+    pub(super) all: *mut ThreadCtl,
+    pub(super) alive: usize,
     io_budget: u32,
+    /// Counters for `photon_stats_get` (switches live in `remote`, where the
+    /// stall monitor reads them).
+    pub(super) stats: super::stats::Counters,
     stack_offset: usize,
     fini_waiting: bool,
     /// Set while the engine waits: the runtime's own libc calls there
@@ -128,6 +130,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
     crate::init_logging();
     stack::install_overflow_handler(guard_lookup);
     register_fork_handler();
+    super::stats::start_monitor();
     let engine = engine::create(engine_kind)?;
     log::debug!("photon: vcpu starting on the {} engine", engine.name());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -168,7 +171,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
         inbox: Vec::new(),
         all: ptr::null_mut(),
         alive: 0,
-        ticks: 0,
+        stats: Default::default(),
         io_budget: IO_BUDGET,
         stack_offset: 0,
         fini_waiting: false,
@@ -177,6 +180,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
     });
     let mut vcpu = vcpu;
     vcpu.run_queue.push(main);
+    vcpu.remote.running.store(main as u64, Ordering::Relaxed);
     remote::register(id, remote);
     set_current(Box::into_raw(vcpu));
     Ok(())
@@ -330,6 +334,8 @@ pub(super) unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut Thr
             return; // woken while choosing (its timer fired in the poll)
         }
         (*v).current = next;
+        // For the stall monitor: which thread this vcpu runs now.
+        (&(*v).remote).running.store(next as u64, Ordering::Relaxed);
         let deferred = arch::switch(&mut (*cur).sp, (*next).sp, 0);
         if deferred != 0 {
             after_switch(deferred as *mut ThreadCtl);
@@ -477,8 +483,11 @@ unsafe fn tick(v: *mut Vcpu) {
     }
     // SAFETY: per the contract.
     unsafe {
-        (*v).ticks = (*v).ticks.wrapping_add(1);
-        if (*v).ticks.is_multiple_of(POLL_EVERY) {
+        // A plain load and store (one writer): the stall monitor reads it.
+        let sw = &(&(*v).remote).switches;
+        let n = sw.load(Ordering::Relaxed).wrapping_add(1);
+        sw.store(n, Ordering::Relaxed);
+        if n.is_multiple_of(POLL_EVERY as u64) {
             poll_now(v);
         }
     }
@@ -571,6 +580,11 @@ pub(crate) fn keep_interrupt(e: Errno) {
 /// Err(ETIMEDOUT) at the deadline; Err(errno) when interrupted, also at once
 /// if an interrupt was pending.
 pub(crate) fn block(deadline: u64) -> Result<(), Errno> {
+    block_on(deadline, Wait::Other)
+}
+
+/// [`block`], recording what the thread waits for (`photon_dump_threads`).
+pub(crate) fn block_on(deadline: u64, wait: Wait) -> Result<(), Errno> {
     let v = on_vcpu()?;
     // SAFETY: live vcpu; its fields are re-read after the switch.
     unsafe {
@@ -582,6 +596,8 @@ pub(crate) fn block(deadline: u64) -> Result<(), Errno> {
             return Err(Errno(core::mem::take(&mut (*cur).pending_interrupt)));
         }
         (*cur).state = State::Blocked;
+        (*cur).wait = wait;
+        (*cur).wait_since = now_us();
         (*v).run_queue.remove(cur);
         (*cur).wait_seq += 1;
         (*cur).wake_result = 0;
@@ -680,7 +696,7 @@ pub(crate) fn join(h: Handle) -> Result<*mut c_void, Errno> {
     match handle::join_start(h, me, seq, unsafe { &mut (*v).slots })? {
         handle::JoinStep::Done(rv) => Ok(rv),
         handle::JoinStep::Wait => {
-            let r = block(FOREVER);
+            let r = block_on(FOREVER, Wait::Join);
             // SAFETY: re-fetched after the switch.
             let slots = unsafe { &mut (*current()).slots };
             match handle::join_finish(h, slots) {
@@ -705,7 +721,9 @@ pub(crate) fn sleep_us(us: u64) -> Result<(), Errno> {
     } else {
         now_us().saturating_add(us)
     };
-    match block(deadline) {
+    // SAFETY: the live vcpu checked above; no switch before this.
+    unsafe { (*current()).stats.sleeps += 1 };
+    match block_on(deadline, Wait::Sleep) {
         Err(Errno::ETIMEDOUT) if deadline != FOREVER => Ok(()),
         Ok(()) => Ok(()), // a plain wake-up ends a sleep early without error
         Err(e) => Err(e),

@@ -162,7 +162,7 @@ impl Reply {
             }
             st.waiter = Some((h, seq));
         }
-        let woke = vcpu::block(FOREVER);
+        let woke = vcpu::block_on(FOREVER, super::thread::Wait::Call);
         let mut st = lock();
         st.waiter = None;
         match (st.result, woke) {

@@ -32,7 +32,7 @@ impl Cond {
             remove(&mut guard(&self.waiters), h);
             return Err(e);
         }
-        let woke = match sched::block(deadline) {
+        let woke = match sched::block_on(deadline, sched::Wait::Lock("condition variable")) {
             Ok(()) => Ok(()),
             Err(e) if remove(&mut guard(&self.waiters), h) => Err(e),
             Err(e) => {

@@ -52,6 +52,7 @@ pub(crate) fn guard<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> 
 /// waiter was still queued (the wait failed), false if it had been granted
 /// meanwhile (the wait succeeded after all, and an interrupt stays pending).
 pub(crate) fn park<S>(
+    what: &'static str,
     state: &std::sync::Mutex<S>,
     deadline: u64,
     enqueue: impl FnOnce(&mut S, Waiter) -> bool,
@@ -61,7 +62,7 @@ pub(crate) fn park<S>(
     if !enqueue(&mut guard(state), Waiter { h, seq }) {
         return Ok(());
     }
-    match sched::block(deadline) {
+    match sched::block_on(deadline, sched::Wait::Lock(what)) {
         Ok(()) => Ok(()),
         Err(e) => {
             if withdraw(&mut guard(state), h) {

@@ -87,6 +87,7 @@ impl Mutex {
         loop {
             let mut baton = None;
             park(
+                "mutex",
                 &self.waiters,
                 deadline,
                 |q, w| loop {

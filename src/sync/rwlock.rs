@@ -65,6 +65,7 @@ impl RwLock {
             return Err(Errno(libc::EDEADLK));
         }
         park(
+            "rwlock (read)",
             &self.state,
             deadline,
             |s, w| {
@@ -88,6 +89,7 @@ impl RwLock {
         }
         let mut woken = Vec::new();
         let r = park(
+            "rwlock (write)",
             &self.state,
             deadline,
             |s, w| {

@@ -51,6 +51,7 @@ impl Semaphore {
         }
         let mut woken = Vec::new();
         let r = park(
+            "semaphore",
             &self.state,
             deadline,
             |s, w| {

@@ -128,3 +128,28 @@ pub fn tls_set(v: *mut u8) {
         );
     }
 }
+
+/// A Valgrind client request (`request` and up to five arguments): the
+/// documented no-op instruction sequence Valgrind recognises. Natively it
+/// does nothing and returns `default`.
+#[inline(never)]
+pub fn valgrind_request(default: usize, args: &[usize; 6]) -> usize {
+    let mut result = default;
+    // SAFETY: the rotations add up to 128 bits (x12 unchanged) and
+    // `orr x10, x10, x10` is a no-op; Valgrind reads args through x4 and
+    // writes the result into x3.
+    unsafe {
+        core::arch::asm!(
+            "ror x12, x12, #3",
+            "ror x12, x12, #13",
+            "ror x12, x12, #51",
+            "ror x12, x12, #61",
+            "orr x10, x10, x10",
+            in("x4") args.as_ptr(),
+            inout("x3") result,
+            out("x12") _,
+            options(nostack),
+        );
+    }
+    result
+}

@@ -22,12 +22,12 @@
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
-pub use x86_64::{init_stack, switch, tls_get, tls_set};
+pub use x86_64::{init_stack, switch, tls_get, tls_set, valgrind_request};
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "aarch64")]
-pub use aarch64::{init_stack, switch, tls_get, tls_set};
+pub use aarch64::{init_stack, switch, tls_get, tls_set, valgrind_request};
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("libphoton supports x86-64 and aarch64 only");

@@ -145,6 +145,31 @@ core::arch::global_asm!(
     ".popsection",
 );
 
+/// A Valgrind client request (`request` and up to five arguments): the
+/// documented no-op instruction sequence Valgrind recognises. Natively it
+/// does nothing and returns `default`.
+#[inline(never)]
+pub fn valgrind_request(default: usize, args: &[usize; 6]) -> usize {
+    let mut result = default;
+    // SAFETY: the rotations add up to 128 bits (rdi unchanged) and
+    // `xchg rbx, rbx` is a no-op; Valgrind reads args through rax and
+    // writes the result into rdx.
+    unsafe {
+        asm!(
+            "rol rdi, 3",
+            "rol rdi, 13",
+            "rol rdi, 61",
+            "rol rdi, 51",
+            "xchg rbx, rbx",
+            in("rax") args.as_ptr(),
+            inout("rdx") result,
+            out("rdi") _,
+            options(nostack),
+        );
+    }
+    result
+}
+
 /// Reads the calling OS thread's vcpu pointer.
 #[inline(always)]
 pub fn tls_get() -> *mut u8 {

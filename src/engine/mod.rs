@@ -337,6 +337,14 @@ pub(crate) fn create(kind: u64) -> Result<Box<dyn Engine>, Errno> {
         EVENT_EPOLL | EVENT_IOURING => Some(kind),
         _ => return Err(Errno::EINVAL),
     };
+    // Valgrind cannot see what the kernel writes through io_uring's shared
+    // rings (memcheck would call received data uninitialised).
+    let explicit = if explicit.is_none() && crate::stack::sanitize::on_valgrind() {
+        log::info!("photon: running under Valgrind: the default engine is epoll");
+        Some(EVENT_EPOLL)
+    } else {
+        explicit
+    };
     match explicit {
         Some(EVENT_EPOLL) => Ok(Box::new(EpollEngine::new()?)),
         Some(_) => match UringEngine::new() {

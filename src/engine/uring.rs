@@ -54,6 +54,12 @@ struct UOp {
     cancel_sent: bool,
 }
 
+/// Where every ring's eventfd reads land. The value is never looked at,
+/// and the kernel may still write it after a ring was dropped (teardown of
+/// in-flight operations is asynchronous), so it is one static shared by all
+/// rings: no allocation to leak or to free too early.
+static NOTIFY_SINK: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 pub(crate) struct UringEngine {
     ring: IoUring,
     ops: Vec<Option<UOp>>,
@@ -61,9 +67,6 @@ pub(crate) struct UringEngine {
     in_flight: usize,
     queued: usize,
     notify: Arc<EventFd>,
-    /// Target of the eventfd read. Leaked on purpose: the kernel may still
-    /// hold the read when the ring is torn down (8 bytes per vcpu lifetime).
-    notify_buf: *mut u64,
     notify_armed: bool,
     data_ops: bool,
     accept_op: bool,
@@ -161,7 +164,6 @@ impl UringEngine {
             in_flight: 0,
             queued: 0,
             notify,
-            notify_buf: Box::into_raw(Box::new(0u64)),
             notify_armed: false,
             data_ops,
             accept_op: probe.is_supported(opcode::Accept::CODE),
@@ -185,7 +187,7 @@ impl UringEngine {
 
     fn arm_notify(&mut self) -> Result<(), Errno> {
         if !self.notify_armed {
-            let sqe = opcode::Read::new(types::Fd(self.notify.0), self.notify_buf.cast(), 8)
+            let sqe = opcode::Read::new(types::Fd(self.notify.0), (&raw const NOTIFY_SINK).cast_mut().cast(), 8)
                 .build()
                 .user_data(UD_NOTIFY);
             self.push(sqe)?;

@@ -14,6 +14,9 @@ use crate::time::now_us;
 pub(super) unsafe extern "C" fn idle_main(deferred: usize, _data: *mut u8) -> ! {
     // SAFETY: `deferred` is a dead TCB or 0; the vcpu is re-fetched each round.
     unsafe {
+        if crate::stack::sanitize::asan() {
+            crate::stack::sanitize::finish_switch(core::ptr::null_mut()); // a fresh stack
+        }
         if deferred != 0 {
             after_switch(deferred as *mut ThreadCtl);
         }

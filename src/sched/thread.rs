@@ -99,6 +99,9 @@ pub(crate) struct ThreadCtl {
     pub wait_since: u64,
     /// `photon_thread_set_name`, NUL-terminated; empty if unnamed.
     pub name: [u8; NAME_MAX + 1],
+    /// AddressSanitizer's fake stack of this context while it is switched
+    /// out (see `stack::sanitize`).
+    pub asan_fake_stack: *mut c_void,
 }
 
 /// No engine operation (`ThreadCtl::io_op`).
@@ -132,6 +135,7 @@ impl ThreadCtl {
             wait: Wait::Other,
             wait_since: 0,
             name: [0; NAME_MAX + 1],
+            asan_fake_stack: ptr::null_mut(),
         }
     }
 }

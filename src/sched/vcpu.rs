@@ -27,7 +27,7 @@ use super::timer::TimerHeap;
 use crate::arch;
 use crate::engine::{self, Completion, Engine};
 use crate::errno::Errno;
-use crate::stack::{self, AltStack, DEFAULT_STACK_SIZE, Stack, StackPool};
+use crate::stack::{self, AltStack, DEFAULT_STACK_SIZE, Stack, StackPool, sanitize};
 use crate::time::now_us;
 
 /// Deadline meaning "no timeout".
@@ -64,6 +64,8 @@ pub(crate) struct Vcpu {
     pub(super) stats: super::stats::Counters,
     stack_offset: usize,
     fini_waiting: bool,
+    /// The OS thread's own stack (main's), for AddressSanitizer.
+    main_stack: (*const u8, usize),
     /// Set while the engine waits: the runtime's own libc calls there
     /// (epoll_wait in mio) must pass through the preload shim.
     pub(super) in_runtime: bool,
@@ -130,6 +132,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
     crate::init_logging();
     stack::install_overflow_handler(guard_lookup);
     register_fork_handler();
+    sanitize::detect();
     super::stats::start_monitor();
     let engine = engine::create(engine_kind)?;
     log::debug!("photon: vcpu starting on the {} engine", engine.name());
@@ -175,6 +178,11 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
         io_budget: IO_BUDGET,
         stack_offset: 0,
         fini_waiting: false,
+        main_stack: if sanitize::asan() {
+            os_thread_stack()
+        } else {
+            (ptr::null(), 0)
+        },
         in_runtime: false,
         _alt_stack: AltStack::install(),
     });
@@ -336,10 +344,66 @@ pub(super) unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut Thr
         (*v).current = next;
         // For the stall monitor: which thread this vcpu runs now.
         (&(*v).remote).running.store(next as u64, Ordering::Relaxed);
-        let deferred = arch::switch(&mut (*cur).sp, (*next).sp, 0);
+        let deferred = switch_stacks(v, cur, &raw mut (*cur).sp, next, 0, false);
         if deferred != 0 {
             after_switch(deferred as *mut ThreadCtl);
         }
+    }
+}
+
+/// `arch::switch` from `cur` (its stack pointer saved in `*save_sp`) to
+/// `next`, announced to AddressSanitizer when the process has it. `ending`:
+/// `cur` never runs again.
+///
+/// # Safety
+/// As `arch::switch`; `v` is the calling OS thread's vcpu, `cur` its
+/// running thread and `next` one of its threads.
+#[inline(always)]
+unsafe fn switch_stacks(
+    v: *mut Vcpu,
+    cur: *mut ThreadCtl,
+    save_sp: *mut arch::StackPointer,
+    next: *mut ThreadCtl,
+    arg: usize,
+    ending: bool,
+) -> usize {
+    // SAFETY: per the contract.
+    unsafe {
+        if sanitize::asan() {
+            let (bottom, size) = match &(*next).stack {
+                Some(st) => (st.bottom().cast_const(), st.size()),
+                None => (*v).main_stack, // only main has no stack of ours
+            };
+            let save = if ending {
+                ptr::null_mut()
+            } else {
+                &raw mut (*cur).asan_fake_stack
+            };
+            sanitize::start_switch(save, bottom, size);
+        }
+        let r = arch::switch(&mut *save_sp, (*next).sp, arg);
+        if sanitize::asan() {
+            sanitize::finish_switch((*cur).asan_fake_stack);
+        }
+        r
+    }
+}
+
+/// The calling OS thread's own stack, `(lowest address, size)`, for
+/// AddressSanitizer (only asked when it is present).
+fn os_thread_stack() -> (*const u8, usize) {
+    // SAFETY: pthread_getattr_np on the calling thread into a zeroed attr,
+    // destroyed after use.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return (ptr::null(), 0);
+        }
+        let mut addr: *mut c_void = ptr::null_mut();
+        let mut size = 0usize;
+        libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (addr.cast_const().cast(), size)
     }
 }
 
@@ -444,7 +508,7 @@ pub(crate) fn migrate(h: Handle, to: u32) -> Result<(), Errno> {
         }
         let next = next_to_run(v);
         (*v).current = next;
-        let deferred = arch::switch(&mut (*cur).sp, (*next).sp, cur as usize);
+        let deferred = switch_stacks(v, cur, &raw mut (*cur).sp, next, cur as usize, false);
         // Resumed on the new vcpu.
         if deferred != 0 {
             after_switch(deferred as *mut ThreadCtl);
@@ -765,6 +829,9 @@ unsafe fn run_key_destructors(th: *mut ThreadCtl) {
 unsafe extern "C" fn thread_main(deferred: usize, data: *mut u8) -> ! {
     // SAFETY: `deferred` is a dead TCB or 0; `data` is this thread's TCB.
     unsafe {
+        if sanitize::asan() {
+            sanitize::finish_switch(ptr::null_mut()); // a fresh stack
+        }
         if deferred != 0 {
             after_switch(deferred as *mut ThreadCtl);
         }
@@ -808,7 +875,7 @@ unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
         let next = next_to_run(v);
         (*v).current = next;
         let mut unused: arch::StackPointer = ptr::null_mut();
-        arch::switch(&mut unused, (*next).sp, th as usize);
+        switch_stacks(v, th, &raw mut unused, next, th as usize, true);
         unreachable!("a dead photon thread was resumed");
     }
 }

@@ -14,6 +14,7 @@
 
 mod overflow;
 mod pool;
+pub mod sanitize;
 
 pub use overflow::{AltStack, install_overflow_handler};
 pub(crate) use pool::StackPool;
@@ -45,6 +46,8 @@ pub fn page_size() -> usize {
 pub struct Stack {
     base: *mut u8,
     len: usize,
+    /// Valgrind's id for it (0 when not under Valgrind).
+    valgrind_id: usize,
 }
 
 // SAFETY: a Stack owns its mapping exclusively; moving it between threads is fine.
@@ -71,8 +74,13 @@ impl Stack {
         if base == libc::MAP_FAILED {
             return Err(Errno::last_os_error());
         }
-        let stack = Stack { base: base.cast(), len };
+        let mut stack = Stack {
+            base: base.cast(),
+            len,
+            valgrind_id: 0,
+        };
         syscall!(mprotect(base, page, libc::PROT_NONE))?;
+        stack.valgrind_id = sanitize::register_stack(stack.bottom(), stack.top());
         if usable >= 2 << 20 {
             // Best effort: without it, THP "always" would back a stack with 2 MiB pages.
             // SAFETY: advice on our own mapping.
@@ -85,6 +93,12 @@ impl Stack {
     pub fn top(&self) -> *mut u8 {
         // SAFETY: base + len is one past the end of our mapping.
         unsafe { self.base.add(self.len) }
+    }
+
+    /// The lowest usable address (just above the guard page).
+    pub fn bottom(&self) -> *mut u8 {
+        // SAFETY: within our mapping.
+        unsafe { self.base.add(page_size()) }
     }
 
     /// Usable bytes (excluding the guard page).
@@ -100,6 +114,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        sanitize::deregister_stack(self.valgrind_id);
         // SAFETY: we own this mapping and nothing runs on it any more.
         unsafe { libc::munmap(self.base.cast(), self.len) };
     }

@@ -301,6 +301,31 @@ pub fn build_libphoton() -> Result<PathBuf, String> {
     Err("cargo build of the library produced no libphoton.so (is crate-type cdylib still set?)".into())
 }
 
+/// `libphoton_preload.so`, the LD_PRELOAD shim, beside the `libphoton.so`
+/// that [`build_libphoton`] returned: the root workspace's default members
+/// include `preload/`, so the same `cargo build --release --lib` builds both
+/// into one directory, where the shim finds `libphoton.so.0` through its
+/// `$ORIGIN` run path. Checks that both files are there.
+pub fn preload_beside(libphoton: &Path) -> Result<PathBuf, String> {
+    let dir = libphoton.parent().ok_or("libphoton.so has no directory")?;
+    let shim = dir.join("libphoton_preload.so");
+    if !shim.is_file() {
+        return Err(format!(
+            "no {} beside libphoton.so (build it: cargo build --release in {})",
+            shim.display(),
+            root_dir().display()
+        ));
+    }
+    let soname = dir.join("libphoton.so.0");
+    if !soname.exists() {
+        return Err(format!(
+            "no {} (the shim loads libphoton.so.0 from its own directory)",
+            soname.display()
+        ));
+    }
+    Ok(shim)
+}
+
 /// Where the helper programs are built (bench/target/cbin).
 pub fn cbin_dir() -> PathBuf {
     bench_dir().join("target").join("cbin")

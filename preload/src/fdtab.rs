@@ -29,6 +29,9 @@ pub const FORCED: u32 = 8;
 pub const REGULAR: u32 = 16;
 /// A socket.
 pub const SOCKET: u32 = 32;
+/// Made by dup or has duplicates: O_NONBLOCK is shared with them (it is
+/// a flag of the open file description, not of the fd number).
+pub const DUPED: u32 = 64;
 
 /// Entries in the table (Linux's default `fs.nr_open`).
 pub const MAX_FDS: usize = 1 << 20;
@@ -41,6 +44,8 @@ pub struct Entry {
 }
 
 static TABLE: AtomicPtr<Entry> = AtomicPtr::new(core::ptr::null_mut());
+/// The highest fd ever marked [`DUPED`] (bounds the search for duplicates).
+static MAX_DUPED: AtomicU32 = AtomicU32::new(0);
 
 #[cold]
 fn map_table() -> *mut Entry {
@@ -117,7 +122,63 @@ pub fn copy(from: i32, to: i32) {
     };
     b.rcv_us.store(a.rcv_us.load(Relaxed), Relaxed);
     b.snd_us.store(a.snd_us.load(Relaxed), Relaxed);
-    b.flags.store(a.flags.load(Relaxed) & !FORCED, Relaxed);
+    let f = a.flags.load(Relaxed);
+    if f & KNOWN != 0 {
+        a.flags.fetch_or(DUPED, Relaxed);
+        b.flags.store((f & !FORCED) | DUPED, Relaxed);
+        MAX_DUPED.fetch_max(from.max(to) as u32, Relaxed);
+    } else {
+        b.flags.store(0, Relaxed);
+    }
+}
+
+/// True if `a` and `b` name the same open file description.
+fn same_file(a: i32, b: i32) -> bool {
+    // SAFETY: kcmp on our own process; no memory arguments.
+    unsafe {
+        let pid = libc::getpid() as libc::c_long;
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            0 as libc::c_long, // KCMP_FILE
+            a as libc::c_long,
+            b as libc::c_long,
+        ) == 0
+    }
+}
+
+/// The program changed O_NONBLOCK of `fd` (`user_nb`), and with it, when
+/// `under` says so, the flag underneath. Every tracked duplicate of the
+/// same open file description sees the change too.
+pub fn set_nonblock(fd: i32, user_nb: bool, under: Option<bool>) {
+    let apply = |e: &Entry| {
+        let mut f = e.flags.load(Relaxed);
+        if f & KNOWN == 0 {
+            return;
+        }
+        f = if user_nb { f | USER_NB } else { f & !USER_NB };
+        match under {
+            Some(true) => f |= UNDER_NB,
+            Some(false) => f &= !UNDER_NB,
+            None => {}
+        }
+        e.flags.store(f, Relaxed);
+    };
+    let Some(e) = entry(fd) else { return };
+    apply(e);
+    if e.flags.load(Relaxed) & DUPED == 0 {
+        return;
+    }
+    for other in 0..=MAX_DUPED.load(Relaxed) as i32 {
+        if other != fd
+            && let Some(o) = entry(other)
+            && o.flags.load(Relaxed) & (KNOWN | DUPED) == KNOWN | DUPED
+            && same_file(fd, other)
+        {
+            apply(o);
+        }
+    }
 }
 
 /// What a photon thread needs to know before waiting on `fd`.

@@ -174,6 +174,39 @@ fn emulate(fd: c_int, dir: Dir, deadline: u64, real: &mut impl FnMut() -> ssize_
     }
 }
 
+/// Flags of a call that writes: per-call MSG_DONTWAIT, MSG_NOSIGNAL.
+#[derive(Clone, Copy)]
+pub struct OutFlags {
+    pub nonblocking: bool,
+    pub nosignal: bool,
+}
+
+impl OutFlags {
+    /// write/writev: neither.
+    pub const PLAIN: OutFlags = OutFlags {
+        nonblocking: false,
+        nosignal: false,
+    };
+
+    /// send/sendto/sendmsg `flags`.
+    pub fn of(flags: c_int) -> OutFlags {
+        OutFlags {
+            nonblocking: flags & libc::MSG_DONTWAIT != 0,
+            nosignal: flags & libc::MSG_NOSIGNAL != 0,
+        }
+    }
+}
+
+/// libphoton never lets a socket raise SIGPIPE; libc's write and send do
+/// (unless MSG_NOSIGNAL): raise it as the kernel would, on this thread.
+fn sigpipe_as_libc(fd: c_int, flags: OutFlags) {
+    if !flags.nosignal && errno() == libc::EPIPE && fdtab::known(fd) & fdtab::SOCKET != 0 {
+        // SAFETY: signals the calling thread; errno is kept.
+        unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGPIPE) };
+        set_errno(libc::EPIPE);
+    }
+}
+
 /// One blocking-style output call of `total` bytes. On a blocking fd it
 /// goes on until every byte is written (as a blocking write does), calling
 /// `ph(done, timeout)` or `real(done)` for the rest after `done` bytes; a
@@ -181,11 +214,11 @@ fn emulate(fd: c_int, dir: Dir, deadline: u64, real: &mut impl FnMut() -> ssize_
 pub fn output(
     fd: c_int,
     total: usize,
-    nonblocking: bool,
+    flags: OutFlags,
     mut ph: impl FnMut(usize, u64) -> ssize_t,
     mut real: impl FnMut(usize) -> ssize_t,
 ) -> ssize_t {
-    let route = route(fd, Dir::Out, nonblocking);
+    let route = route(fd, Dir::Out, flags.nonblocking);
     let mut done = 0usize;
     loop {
         let r = match route {
@@ -194,7 +227,13 @@ pub fn output(
                 set_errno(e);
                 return -1;
             }
-            Route::Photon(t) => libc_result(ph(done, t), libc::EAGAIN),
+            Route::Photon(t) => {
+                let r = libc_result(ph(done, t), libc::EAGAIN);
+                if r < 0 {
+                    sigpipe_as_libc(fd, flags);
+                }
+                r
+            }
             Route::Emulate(deadline) => emulate(fd, Dir::Out, deadline, &mut || real(done)),
         };
         if r < 0 {
@@ -270,7 +309,7 @@ unsafe fn output_v(
     fd: c_int,
     iov: *const iovec,
     n: c_int,
-    nonblocking: bool,
+    flags: OutFlags,
     ph: impl Fn(*const iovec, c_int, u64) -> ssize_t,
     real: impl Fn(*const iovec, c_int) -> ssize_t,
 ) -> ssize_t {
@@ -281,7 +320,7 @@ unsafe fn output_v(
     output(
         fd,
         total,
-        nonblocking,
+        flags,
         |done, t| match rest(done) {
             None => ph(iov, n, t),
             Some(r) => ph(r.ptr(), r.len(), t),
@@ -318,7 +357,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
         output(
             fd,
             n,
-            false,
+            OutFlags::PLAIN,
             |done, t| photon::photon_write(fd, at(done), n - done, t),
             |done| real::write(fd, at(done), n - done),
         )
@@ -346,7 +385,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize
             fd,
             iov,
             n,
-            false,
+            OutFlags::PLAIN,
             |v, k, t| photon::photon_writev(fd, v, k, t),
             |v, k| real::writev(fd, v, k),
         )
@@ -429,7 +468,7 @@ pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c
         output(
             fd,
             n,
-            dontwait(flags),
+            OutFlags::of(flags),
             |done, t| photon::photon_send(fd, at(done), n - done, flags, t),
             |done| real::send(fd, at(done), n - done, flags),
         )
@@ -451,7 +490,7 @@ pub unsafe extern "C" fn sendto(
         output(
             fd,
             n,
-            dontwait(flags),
+            OutFlags::of(flags),
             |done, t| photon::photon_sendto(fd, at(done), n - done, flags, addr, len, t),
             |done| real::sendto(fd, at(done), n - done, flags, addr, len),
         )
@@ -472,7 +511,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
             fd,
             m.msg_iov,
             m.msg_iovlen as c_int,
-            dontwait(flags),
+            OutFlags::of(flags),
             |v, k, t| {
                 let mut part = *m;
                 if v != m.msg_iov.cast_const() {

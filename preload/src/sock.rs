@@ -98,6 +98,9 @@ pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut sockl
     let nb = flags & libc::SOCK_NONBLOCK != 0;
     let r = match route(fd, Dir::In, false) {
         Route::Photon(t) => {
+            // The kernel ignores the length when there is no address buffer;
+            // photon_accept wants both or neither.
+            let len = if addr.is_null() { core::ptr::null_mut() } else { len };
             // SAFETY: the caller's address buffer, as libc's accept takes it.
             let nfd = libc_result(
                 unsafe { photon::photon_accept(fd, addr, len, t) } as isize,
@@ -200,6 +203,12 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
                 set_errno(err);
                 return -1;
             }
+            // Connected: one more connect moves the socket to "connected",
+            // where a blocking connect leaves it (a later one says EISCONN).
+            // SAFETY: the caller's address.
+            if unsafe { real::connect(fd, addr, len) } < 0 && errno() != libc::EISCONN {
+                return -1;
+            }
             0
         }
     }
@@ -251,17 +260,6 @@ pub unsafe extern "C" fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int {
     r
 }
 
-/// Records the program's O_NONBLOCK for a tracked fd.
-fn set_user_nb(fd: c_int, nonblocking: bool) {
-    if let Some(e) = fdtab::entry(fd) {
-        let f = e.flags.load(Relaxed);
-        if f & KNOWN != 0 {
-            let f = if nonblocking { f | USER_NB } else { f & !USER_NB };
-            e.flags.store(f, Relaxed);
-        }
-    }
-}
-
 /// `fcntl`: F_GETFL reports the program's O_NONBLOCK; F_SETFL records it
 /// and keeps O_NONBLOCK underneath where the shim relies on it; F_DUPFD
 /// copies the fd's entry. Declared with one word-sized argument: on the
@@ -292,10 +290,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
             let r = unsafe { real::fcntl(fd, cmd, under) };
             if r == 0 && f & KNOWN != 0 {
                 // O_NONBLOCK underneath is now set if asked for, and kept if it was.
-                let view = if wants_nb { USER_NB | UNDER_NB } else { 0 };
-                if let Some(e) = fdtab::entry(fd) {
-                    e.flags.store((f & !USER_NB) | view, Relaxed);
-                }
+                fdtab::set_nonblock(fd, wants_nb, wants_nb.then_some(true));
             }
             r
         }
@@ -331,21 +326,14 @@ pub unsafe extern "C" fn ioctl(fd: c_int, req: c_ulong, arg: usize) -> c_int {
             // SAFETY: keeps it non-blocking underneath (and checks fd).
             let r = unsafe { real::ioctl(fd, req, (&raw const one) as usize) };
             if r == 0 {
-                set_user_nb(fd, nb);
+                fdtab::set_nonblock(fd, nb, None);
             }
             return r;
         }
         // SAFETY: the caller's int.
         let r = unsafe { real::ioctl(fd, req, arg) };
         if r == 0 && f & KNOWN != 0 {
-            set_user_nb(fd, nb);
-            if let Some(e) = fdtab::entry(fd) {
-                if nb {
-                    e.flags.fetch_or(UNDER_NB, Relaxed);
-                } else {
-                    e.flags.fetch_and(!UNDER_NB, Relaxed);
-                }
-            }
+            fdtab::set_nonblock(fd, nb, Some(nb));
         }
         return r;
     }

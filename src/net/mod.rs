@@ -504,7 +504,16 @@ pub unsafe fn connect(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t
                     (&raw mut err).cast(),
                     &mut elen
                 ))?;
-                return if err == 0 { Ok(()) } else { Err(Errno(err)) };
+                if err != 0 {
+                    return Err(Errno(err));
+                }
+                // Connected. One more connect(2) moves the socket from
+                // "connecting" to "connected" as a blocking connect leaves
+                // it (a later connect then says EISCONN, not 0).
+                return match syscall!(connect(fd, addr, len)) {
+                    Ok(_) | Err(Errno(libc::EISCONN)) => Ok(()),
+                    Err(e) => Err(e),
+                };
             }
             Err(e) => return Err(e),
         }

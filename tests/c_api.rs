@@ -91,9 +91,12 @@ const PROGRAMS: &[&str] = &[
 
 /// Programs that cannot be run meaningfully under Valgrind, and why.
 const NOT_UNDER_VALGRIND: &[(&str, &str)] = &[
+    ("fs_liveness", "measures scheduling gaps that Valgrind's serialised, much slower run cannot meet"),
     ("many_threads", "100,000 live stacks: each stack switch is a lookup in Valgrind's stack list"),
+    ("net_emfile", "Valgrind keeps fds of its own at the top of RLIMIT_NOFILE, which this test lowers"),
     ("net_iouring_fallback", "checks the io_uring engine, which runs with epoll under Valgrind"),
     ("stack_overflow", "Valgrind reports the deliberate guard-page fault itself"),
+    ("sync_mutex_fairness", "measures hand-off latencies that Valgrind's serialised, much slower run cannot meet"),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]

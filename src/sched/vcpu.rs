@@ -251,6 +251,8 @@ fn place_tcb(
 ) -> *mut ThreadCtl {
     let tcb = ((stack.top() as usize - core::mem::size_of::<ThreadCtl>()) & !63) as *mut ThreadCtl;
     let sp_top = ((tcb as usize - offset) & !15) as *mut u8;
+    // The initial frame sits at most 32 bytes below sp_top.
+    sanitize::make_undefined((sp_top as usize - 64) as *const u8, stack.top());
     let mut t = ThreadCtl::new(h, entry, arg);
     t.stack = Some(stack);
     t.stack_class = class;

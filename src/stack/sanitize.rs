@@ -102,6 +102,17 @@ pub fn register_stack(lo: *const u8, hi: *const u8) -> usize {
     arch::valgrind_request(0, &[STACK_REGISTER, lo as usize, hi as usize, 0, 0, 0])
 }
 
+/// Tells memcheck that `[lo, hi)` is writable memory with undefined
+/// contents: a reused stack's top, about to get a fresh TCB and first frame
+/// (memcheck marks what lies below a stack's last stack pointer as
+/// inaccessible).
+pub fn make_undefined(lo: *const u8, hi: *const u8) {
+    const MAKE_MEM_UNDEFINED: usize = 0x4d43_0001; // ('M' << 24) | ('C' << 16) | 1
+    if on_valgrind() {
+        arch::valgrind_request(0, &[MAKE_MEM_UNDEFINED, lo as usize, hi as usize - lo as usize, 0, 0, 0]);
+    }
+}
+
 /// Forgets a stack registered by [`register_stack`].
 pub fn deregister_stack(id: usize) {
     if id != 0 {

@@ -21,7 +21,7 @@
 static char g_dir[64];
 
 static void off_vcpu_checks(const char *when) {
-    char buf[8];
+    char buf[8] = {0};
     struct stat st;
     struct iovec iov = {buf, sizeof buf};
     CHECK_ERRNO(photon_open("/tmp", O_RDONLY, 0), EPERM);
@@ -46,7 +46,7 @@ static void off_vcpu_checks(const char *when) {
 
 static void error_checks(void) {
     char path[128], dpath[128], missing[128], longpath[PATH_MAX + 64];
-    char buf[64];
+    char buf[64] = {0};
     struct stat st;
     struct iovec iov[2] = {{buf, 8}, {buf + 8, 8}};
 

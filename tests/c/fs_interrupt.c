@@ -47,7 +47,7 @@ struct blocked {
 
 static void *blocked_main(void *arg) {
     struct blocked *b = arg;
-    char buf[128];
+    char buf[128] = {0};
     struct iovec iov[2] = {{buf, 3}, {buf + 3, sizeof buf - 3}};
     atomic_store(&b->entered, 1);
     errno = 0;
@@ -106,7 +106,7 @@ static void no_data_lost(int fd) {
     int w = open(g_fifo, O_WRONLY | O_NONBLOCK);
     CHECK(w >= 0, "open fifo for writing: %s", strerror(errno));
     CHECK(write(w, "after", 5) == 5, "write: %s", strerror(errno));
-    char buf[16];
+    char buf[16] = {0};
     ssize_t n = photon_read(fd, buf, sizeof buf, 2000 * MS);
     CHECK(n == 5 && memcmp(buf, "after", 5) == 0, "read after the interrupt: %zd (%s)", n,
           strerror(errno));
@@ -141,7 +141,7 @@ static void test_read_interrupted(enum op op) {
 
 static void test_timeout(void) {
     int fd = fifo_rdwr();
-    char buf[8];
+    char buf[8] = {0};
     uint64_t t0 = photon_now_us();
     CHECK_ERRNO(photon_read(fd, buf, sizeof buf, 100 * MS), ETIMEDOUT);
     uint64_t took = elapsed_us(t0);
@@ -288,7 +288,7 @@ static void test_pending_interrupt(const char *dir) {
     int fd = photon_open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     CHECK(fd >= 0, "open: %s", strerror(errno));
     CHECK(photon_pwrite(fd, "abc", 3, 0) == 3, "pwrite");
-    char buf[4];
+    char buf[4] = {0};
     CHECK_OK(photon_thread_interrupt(photon_thread_self(), CUSTOM_ERRNO));
     CHECK_ERRNO(photon_pread(fd, buf, 3, 0), CUSTOM_ERRNO);
     CHECK(photon_pread(fd, buf, 3, 0) == 3 && memcmp(buf, "abc", 3) == 0, "pread after");
@@ -302,7 +302,7 @@ static void test_pending_interrupt(const char *dir) {
 
 static void *fini_victim(void *arg) {
     int fd = *(int *)arg;
-    char buf[8];
+    char buf[8] = {0};
     errno = 0;
     ssize_t n = photon_read(fd, buf, sizeof buf, PHOTON_FOREVER);
     CHECK(n == -1, "read returned %zd", n);

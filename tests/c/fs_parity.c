@@ -75,7 +75,7 @@ static void close_pair(int fds[2]) {
 
 static void stream_cases(int socket) {
     const char *kind = socket ? "socket" : "pipe";
-    char name[96], buf[8];
+    char name[96], buf[8] = {0};
     struct iovec iov = {buf, sizeof buf};
     int a[2], b[2];
 
@@ -229,7 +229,7 @@ int main(void) {
     CHECK(mkdtemp(g_dir) != NULL, "mkdtemp: %s", strerror(errno));
 
     /* the 64 GiB iovec case, in a child that starts its own vcpu */
-    char small[128];
+    char small[128] = {0};
     snprintf(small, sizeof small, "%s/small", g_dir);
     int sfd = open(small, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     CHECK(sfd >= 0 && write(sfd, "0123456789", 10) == 10, "small file: %s", strerror(errno));

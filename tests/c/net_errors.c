@@ -95,7 +95,7 @@ struct blocked_read {
 
 static void *blocked_read_main(void *arg) {
     struct blocked_read *b = arg;
-    char buf[64];
+    char buf[64] = {0};
     errno = 0;
     b->ret = b->use_recv ? photon_recv(b->fd, buf, sizeof buf, 0, 5 * SEC)
                          : photon_read(b->fd, buf, sizeof buf, 5 * SEC);
@@ -105,7 +105,7 @@ static void *blocked_read_main(void *arg) {
 }
 
 static void connection_reset(void) {
-    char buf[64];
+    char buf[64] = {0};
     for (int use_recv = 0; use_recv < 2; use_recv++) {
         const char *call = use_recv ? "recv" : "read";
         SAY("peer reset while %s is blocked: -1/ECONNRESET", call);
@@ -191,7 +191,7 @@ static void broken_pipe(void) {
     sigaddset(&set, SIGPIPE);
     CHECK_OK(pthread_sigmask(SIG_UNBLOCK, &set, NULL));
 
-    char buf[4096];
+    char buf[4096] = {0};
     memset(buf, 'x', sizeof buf);
     struct iovec iov[2] = {{buf, 100}, {buf + 100, 100}};
     struct msghdr msg;
@@ -248,7 +248,7 @@ static void bad_fds(void) {
     CHECK(closed >= 0, "photon_socket: %s", strerror(errno));
     CHECK_OK(photon_close(closed));
     int fds[2] = {-1, closed};
-    char buf[16];
+    char buf[16] = {0};
     struct iovec iov = {buf, sizeof buf};
     struct msghdr msg;
     memset(&msg, 0, sizeof msg);
@@ -336,7 +336,7 @@ static void null_buffers(void) {
     CHECK(photon_write(p[1], NULL, 0, SEC) == 0, "write(NULL, 0): %s", strerror(errno));
     CHECK(photon_send(p[1], NULL, 0, 0, SEC) == 0, "send(NULL, 0): %s", strerror(errno));
     SAY("the 10 bytes are still there, untouched by the failed calls");
-    char buf[16];
+    char buf[16] = {0};
     CHECK(photon_read(p[1], buf, sizeof buf, SEC) == 10 && memcmp(buf, "0123456789", 10) == 0,
           "data lost");
     CHECK_OK(photon_close(p[0]));
@@ -367,7 +367,7 @@ struct off_vcpu {
 
 static void *off_vcpu_main(void *arg) {
     struct off_vcpu *o = arg;
-    char buf[16];
+    char buf[16] = {0};
     struct iovec iov = {buf, sizeof buf};
     struct msghdr msg;
     memset(&msg, 0, sizeof msg);
@@ -445,7 +445,7 @@ static void from_a_pthread(void) {
     photon_server_free(so.s);
 
     SAY("the calls refused off the vcpu left the data and the pending connection alone");
-    char buf[16];
+    char buf[16] = {0};
     CHECK(photon_read(p[1], buf, sizeof buf, SEC) == 5 && memcmp(buf, "ready", 5) == 0,
           "data lost");
     int a = photon_accept(o.lfd, NULL, NULL, SEC);

@@ -12,6 +12,7 @@ packages=(
     libboost-context-dev  # the context-switch comparison in bench/
     redis-server redis-tools libhiredis-dev  # the preload shim's tests and benchmark
     python3          # the preload shim's pass-through test
+    valgrind         # the C tests under memcheck (clang above: under ASan)
 )
 
 missing=()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: cargo build and test (release), then the CMake build of the
+# Runs every test: cargo build and test (release), the C tests again under
+# AddressSanitizer+UBSan and under Valgrind, then the CMake build of the
 # C examples, an install into a temporary prefix, and a consumer project built
 # against that install (find_package and pkg-config).
 # Exits non-zero on the first failure.
@@ -20,6 +21,12 @@ cargo build --release
 
 step "cargo test --release"
 cargo test --release
+
+step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang; leaks and stack-use-after-return checked)"
+PHOTON_TEST_SANITIZE=asan cargo test --release --test c_api
+
+step "C tests under Valgrind memcheck (epoll engine)"
+PHOTON_TEST_SANITIZE=valgrind cargo test --release --test c_api
 
 step "cmake build (build/)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

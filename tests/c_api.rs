@@ -53,6 +53,7 @@ const PROGRAMS: &[&str] = &[
     "fs_parity",
     "interrupt",
     "join",
+    "jump",
     "keys",
     "many_threads",
     "net_budget",
@@ -91,12 +92,30 @@ const PROGRAMS: &[&str] = &[
 
 /// Programs that cannot be run meaningfully under Valgrind, and why.
 const NOT_UNDER_VALGRIND: &[(&str, &str)] = &[
-    ("fs_liveness", "measures scheduling gaps that Valgrind's serialised, much slower run cannot meet"),
-    ("many_threads", "100,000 live stacks: each stack switch is a lookup in Valgrind's stack list"),
-    ("net_emfile", "Valgrind keeps fds of its own at the top of RLIMIT_NOFILE, which this test lowers"),
-    ("net_iouring_fallback", "checks the io_uring engine, which runs with epoll under Valgrind"),
-    ("stack_overflow", "Valgrind reports the deliberate guard-page fault itself"),
-    ("sync_mutex_fairness", "measures hand-off latencies that Valgrind's serialised, much slower run cannot meet"),
+    (
+        "fs_liveness",
+        "measures scheduling gaps that Valgrind's serialised, much slower run cannot meet",
+    ),
+    (
+        "many_threads",
+        "100,000 live stacks: each stack switch is a lookup in Valgrind's stack list",
+    ),
+    (
+        "net_emfile",
+        "Valgrind keeps fds of its own at the top of RLIMIT_NOFILE, which this test lowers",
+    ),
+    (
+        "net_iouring_fallback",
+        "checks the io_uring engine, which runs with epoll under Valgrind",
+    ),
+    (
+        "stack_overflow",
+        "Valgrind reports the deliberate guard-page fault itself",
+    ),
+    (
+        "sync_mutex_fairness",
+        "measures hand-off latencies that Valgrind's serialised, much slower run cannot meet",
+    ),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -124,7 +143,11 @@ fn c_test_dir() -> PathBuf {
 
 /// Where compiled C programs go: `target/<profile>/c-tests/`.
 fn out_dir() -> PathBuf {
-    let dir = profile_dir().join(if checker() == Checker::Asan { "c-tests-asan" } else { "c-tests" });
+    let dir = profile_dir().join(if checker() == Checker::Asan {
+        "c-tests-asan"
+    } else {
+        "c-tests"
+    });
     fs::create_dir_all(&dir).expect("create target/<profile>/c-tests");
     dir
 }
@@ -205,7 +228,10 @@ fn run_c_program(exe: &Path, engine: &str) -> Run {
             &[],
             engine,
             &[
-                ("ASAN_OPTIONS", "detect_leaks=1:detect_stack_use_after_return=1:abort_on_error=0"),
+                (
+                    "ASAN_OPTIONS",
+                    "detect_leaks=1:detect_stack_use_after_return=1:abort_on_error=0",
+                ),
                 ("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1"),
             ],
             RUN_TIMEOUT,
@@ -225,7 +251,11 @@ fn run_c_program(exe: &Path, engine: &str) -> Run {
 
 /// The engines a program runs under with the current checker.
 fn engines() -> &'static [&'static str] {
-    if checker() == Checker::Valgrind { &ENGINES[..1] } else { &ENGINES[..] }
+    if checker() == Checker::Valgrind {
+        &ENGINES[..1]
+    } else {
+        &ENGINES[..]
+    }
 }
 
 /// Compiles `tests/c/<name>.c` and runs it under each engine; it must exit 0
@@ -245,6 +275,13 @@ fn c_test(name: &str) {
             "C test {name} with PHOTON_ENGINE={engine} failed: {}",
             run.describe()
         );
+        if checker() == Checker::Asan {
+            assert!(
+                !run.stderr.contains("AddressSanitizer") && !run.stderr.contains("ASan is ignoring"),
+                "C test {name} with PHOTON_ENGINE={engine}: AddressSanitizer spoke: {}",
+                run.describe()
+            );
+        }
         println!("{name} (PHOTON_ENGINE={engine}): passed in {:.2?}", run.elapsed);
         print!("{}", run.stdout);
     }
@@ -468,6 +505,11 @@ fn c_vcpu_migrate_interrupt() {
 #[test]
 fn c_vcpu_workpool() {
     c_test("vcpu_workpool");
+}
+
+#[test]
+fn c_jump() {
+    c_test("jump");
 }
 
 #[test]

@@ -227,6 +227,7 @@ pub(crate) fn fini() -> Result<(), Errno> {
         let v = current();
         handle::release((*main).handle, &mut (*v).slots);
         set_current(ptr::null_mut());
+        (&(*v).remote).running.store(0, Ordering::Relaxed); // the stall monitor must not read it any more
         remote::unregister((*v).id);
         let vcpu = Box::from_raw(v);
         // The idle thread is suspended in its loop and owns nothing but its stack.

@@ -521,7 +521,8 @@ int photon_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, uint6
 
 /**
  * `accept(2)` waiting as a photon thread; the new fd is non-blocking
- * underneath. `addr`/`addrlen` may be NULL.
+ * underneath. `addr` may be NULL (`addrlen` is then ignored, as accept(2)
+ * does); `addrlen` NULL with an `addr` is `EINVAL`.
  */
 int photon_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, uint64_t timeout_us);
 

@@ -119,3 +119,94 @@ pub(crate) unsafe fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_ms: c
     let tsp: *const libc::timespec = if timeout_ms < 0 { core::ptr::null() } else { &ts };
     raw!(SYS_ppoll, fds, n, tsp, 0, 0) as c_int
 }
+
+/// The end of the user address space: the kernel's `access_ok` fails a
+/// buffer reaching past it (x86-64 with 4-level paging; aarch64 with 48-bit
+/// virtual addresses).
+#[cfg(target_arch = "x86_64")]
+const USER_END: usize = 0x7fff_ffff_f000;
+#[cfg(target_arch = "aarch64")]
+const USER_END: usize = 1 << 48;
+
+/// The kernel's first check of a user buffer: the whole range lies in the
+/// user address space (EFAULT otherwise). read(2), write(2), pread(2) and
+/// pwrite(2) make it with the full length, before capping it.
+pub(crate) fn user_range_ok(buf: *const u8, len: usize) -> Result<(), crate::Errno> {
+    match (buf as usize).checked_add(len) {
+        Some(end) if end <= USER_END => Ok(()),
+        _ => Err(crate::Errno(libc::EFAULT)),
+    }
+}
+
+/// The kernel's checks of an iovec array for readv(2) and friends: no
+/// segment longer than `isize::MAX` and no total past it (EINVAL), each
+/// segment in the user address space (EFAULT).
+///
+/// # Safety
+/// `iov` holds `n` readable iovecs (or `n` is 0).
+pub(crate) unsafe fn iovecs_ok(iov: *const iovec, n: usize) -> Result<(), crate::Errno> {
+    if n == 0 {
+        return Ok(());
+    }
+    // SAFETY: per the contract.
+    let iovs = unsafe { core::slice::from_raw_parts(iov, n) };
+    let mut total: usize = 0;
+    for v in iovs {
+        total = total.checked_add(v.iov_len).ok_or(crate::Errno::EINVAL)?;
+        if total > isize::MAX as usize {
+            return Err(crate::Errno::EINVAL);
+        }
+    }
+    for v in iovs {
+        user_range_ok(v.iov_base.cast_const().cast(), v.iov_len)?;
+    }
+    Ok(())
+}
+
+/// Copies up to `len` bytes between the caller's memory and the runtime's
+/// own through the kernel (`process_vm_readv`/`writev` on this process), so
+/// a buffer shorter than its stated length gives a short count, as a
+/// syscall would, instead of a crash. `to_user`: `user` is the
+/// destination. Where those calls are not allowed (seccomp), a plain copy.
+///
+/// # Safety
+/// `ours` is valid for `len` bytes; `user` is the caller's claimed buffer.
+pub(crate) unsafe fn copy_user(ours: *mut u8, user: *mut u8, len: usize, to_user: bool) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let local = iovec {
+        iov_base: ours.cast(),
+        iov_len: len,
+    };
+    let remote = iovec {
+        iov_base: user.cast(),
+        iov_len: len,
+    };
+    // SAFETY: two live iovecs; the kernel checks the remote range.
+    let n = unsafe {
+        let pid = libc::getpid();
+        if to_user {
+            libc::process_vm_writev(pid, &local, 1, &remote, 1, 0)
+        } else {
+            libc::process_vm_readv(pid, &local, 1, &remote, 1, 0)
+        }
+    };
+    if n >= 0 {
+        return n as usize;
+    }
+    match crate::Errno::last_os_error().0 {
+        libc::EFAULT => 0,
+        _ => {
+            // SAFETY: the unchecked way, as the caller promised.
+            unsafe {
+                if to_user {
+                    core::ptr::copy_nonoverlapping(ours.cast_const(), user, len);
+                } else {
+                    core::ptr::copy_nonoverlapping(user.cast_const(), ours, len);
+                }
+            }
+            len
+        }
+    }
+}

@@ -60,15 +60,19 @@ impl Bounce {
         })
     }
 
-    /// A copy of `len` bytes at `src`.
+    /// A copy of up to `len` bytes at `src`, and whether it is complete: a
+    /// source shorter than `len` copies short (through the kernel) where a
+    /// plain copy would crash.
     ///
     /// # Safety
     /// `src` is valid for `len` bytes of reads.
-    unsafe fn copy_of(src: *const u8, len: usize) -> Result<Bounce, Errno> {
-        let b = Bounce::new(src, len)?;
-        // SAFETY: per the contract; the bounce holds len bytes.
-        unsafe { core::ptr::copy_nonoverlapping(src, b.ptr(), len) };
-        Ok(b)
+    unsafe fn copy_of(src: *const u8, len: usize) -> Result<(Bounce, bool), Errno> {
+        let mut b = Bounce::new(src, len)?;
+        // SAFETY: the bounce holds len bytes; the source is copied through
+        // the kernel, so a buffer shorter than `len` copies short.
+        let copied = unsafe { crate::sys::copy_user(b.ptr(), src.cast_mut(), len, false) };
+        b.len = copied;
+        Ok((b, copied == len))
     }
 
     fn ptr(&self) -> *mut u8 {
@@ -100,6 +104,8 @@ unsafe fn bounces(iov: *const libc::iovec, n: u32, copy: bool) -> Result<Vec<Bou
     if n > 1024 {
         return Err(Errno::EINVAL); // IOV_MAX, as preadv(2)
     }
+    // SAFETY: per the contract; lengths and ranges checked as the kernel does.
+    unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
     // SAFETY: per the contract.
     let iovs = unsafe { core::slice::from_raw_parts(iov, n as usize) };
     let mut left = MAX_IO;
@@ -108,12 +114,19 @@ unsafe fn bounces(iov: *const libc::iovec, n: u32, copy: bool) -> Result<Vec<Bou
         let len = v.iov_len.min(left);
         left -= len;
         let base = v.iov_base.cast_const().cast::<u8>();
+        if !copy {
+            out.push(Bounce::new(base, len)?);
+            continue;
+        }
         // SAFETY: per the contract.
-        out.push(if copy {
-            unsafe { Bounce::copy_of(base, len)? }
-        } else {
-            Bounce::new(base, len)?
-        });
+        let (b, complete) = unsafe { Bounce::copy_of(base, len)? };
+        if b.len == 0 && out.is_empty() && len > 0 {
+            return Err(Errno(libc::EFAULT)); // nothing readable, as write(2) says
+        }
+        out.push(b);
+        if !complete {
+            break; // a short buffer: write what it holds, as the kernel would
+        }
     }
     Ok(out)
 }
@@ -596,14 +609,14 @@ unsafe fn copy_out(dest: Dest, output: Output, mut n: usize) {
         match (dest, output) {
             (Dest::Buf(p), Output::Bytes(bufs)) => {
                 if let Some(b) = bufs.first() {
-                    core::ptr::copy_nonoverlapping(b.ptr(), p, n.min(b.len));
+                    crate::sys::copy_user(b.ptr(), p, n.min(b.len), true);
                 }
             }
             (Dest::Iov(iov, count), Output::Bytes(bufs)) => {
                 let iovs = core::slice::from_raw_parts(iov, count as usize);
                 for (v, b) in iovs.iter().zip(&bufs) {
                     let k = n.min(b.len);
-                    core::ptr::copy_nonoverlapping(b.ptr(), v.iov_base.cast::<u8>(), k);
+                    crate::sys::copy_user(b.ptr(), v.iov_base.cast::<u8>(), k, true);
                     n -= k;
                 }
             }

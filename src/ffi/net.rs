@@ -66,11 +66,14 @@ pub extern "C" fn photon_connect(fd: c_int, addr: *const sockaddr, addrlen: sock
 }
 
 /// `accept(2)` waiting as a photon thread; the new fd is non-blocking
-/// underneath. `addr`/`addrlen` may be NULL.
+/// underneath. `addr` may be NULL (`addrlen` is then ignored, as accept(2)
+/// does); `addrlen` NULL with an `addr` is `EINVAL`.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_accept(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t, timeout_us: u64) -> c_int {
     guard(|| {
-        if addr.is_null() != addrlen.is_null() {
+        // As accept(2): no address buffer, the length is ignored.
+        let addrlen = if addr.is_null() { core::ptr::null_mut() } else { addrlen };
+        if addrlen.is_null() && !addr.is_null() {
             return Err(Errno::EINVAL);
         }
         // SAFETY: both NULL or both valid, as the caller promises.

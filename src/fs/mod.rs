@@ -108,6 +108,7 @@ pub unsafe fn open(path: *const c_char, flags: i32, mode: u32) -> Result<i32, Er
 /// `buf` is valid for `len` bytes of writes.
 pub unsafe fn pread(fd: i32, buf: *mut u8, len: usize, off: i64) -> Result<usize, Errno> {
     let uoff = positioned(fd, off)?;
+    crate::sys::user_range_ok(buf, len)?; // pread(2) checks the whole length first
     let len = len32(len);
     let iov = libc::iovec {
         iov_base: buf.cast(),
@@ -135,6 +136,7 @@ pub unsafe fn pread(fd: i32, buf: *mut u8, len: usize, off: i64) -> Result<usize
 /// `buf` is valid for `len` bytes of reads.
 pub unsafe fn pwrite(fd: i32, buf: *const u8, len: usize, off: i64) -> Result<usize, Errno> {
     let off = positioned(fd, off)?;
+    crate::sys::user_range_ok(buf, len)?; // pwrite(2) checks the whole length first
     // SAFETY: per the contract.
     unsafe {
         run(Op::Pwrite {
@@ -155,6 +157,8 @@ pub unsafe fn preadv(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Resu
     let uoff = positioned(fd, off)?;
     let n = iov_count(n)?;
     // SAFETY: per the contract.
+    unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
+    // SAFETY: per the contract.
     if let Some(r) = unsafe { read_cached(fd, iov, n as i32, off) } {
         return Ok(r);
     }
@@ -169,6 +173,8 @@ pub unsafe fn preadv(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Resu
 pub unsafe fn pwritev(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Result<usize, Errno> {
     let off = positioned(fd, off)?;
     let n = iov_count(n)?;
+    // SAFETY: per the contract.
+    unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
     // SAFETY: per the contract.
     unsafe { run(Op::Pwritev { fd, iov, n, off }) }.map(|n| n as usize)
 }

@@ -132,6 +132,9 @@ fn send_now(attempt: impl FnOnce() -> isize) -> Result<Option<usize>, Errno> {
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
 pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    if fd >= 0 {
+        crate::sys::user_range_ok(buf, len)?; // read(2) checks the whole length first
+    }
     let len = clamp(len);
     // SAFETY: per the contract.
     unsafe {
@@ -152,6 +155,9 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
 /// # Safety
 /// `buf` is valid for `len` bytes of reads.
 pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    if fd >= 0 {
+        crate::sys::user_range_ok(buf, len)?; // write(2) checks the whole length first
+    }
     if fdinfo::is_socket(fd) {
         // SAFETY: per the contract.
         return unsafe { send(fd, buf, len, 0, deadline) };
@@ -176,6 +182,8 @@ pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Resul
 /// `iov` holds `n` valid iovecs, each valid for writes.
 pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> Result<usize, Errno> {
     let n = iov_count(n)?;
+    // SAFETY: per the contract; lengths and ranges checked as the kernel does.
+    unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
     // SAFETY: per the contract.
     unsafe {
         transfer(OpKind::Socket, Op::Readv { fd, iov, n }, fd, READABLE, deadline, || {
@@ -190,6 +198,8 @@ pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> 
 /// `iov` holds `n` valid iovecs, each valid for reads.
 pub unsafe fn writev(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> Result<usize, Errno> {
     let n = iov_count(n)?;
+    // SAFETY: per the contract; lengths and ranges checked as the kernel does.
+    unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
     if fdinfo::is_socket(fd) {
         // SAFETY: a zeroed msghdr is valid; it points at the caller's iovecs.
         let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
@@ -374,6 +384,31 @@ pub unsafe fn sendto(
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     if !addr.is_null() {
+        if addrlen == 0 {
+            // sendmsg(2) reads a zero-length name as "no address"; sendto(2)
+            // hands it to the protocol (UDP says EINVAL). Ask sendto itself,
+            // without waiting; only EAGAIN goes on to wait.
+            sched::check_interrupt()?; // EPERM off a vcpu, as every photon send
+            // SAFETY: per the contract.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_sendto,
+                    fd as libc::c_long,
+                    buf,
+                    clamp(len) as libc::c_long,
+                    (flags | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as libc::c_long,
+                    addr,
+                    0 as libc::c_long,
+                )
+            };
+            if r >= 0 {
+                return Ok(r as usize);
+            }
+            match Errno::last_os_error() {
+                Errno(libc::EAGAIN) => {}
+                e => return Err(e),
+            }
+        }
         msg.msg_name = addr.cast_mut().cast();
         msg.msg_namelen = addrlen;
     }

@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Once;
 use std::sync::atomic::{AtomicI32, Ordering::*};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use super::handle::Handle;
@@ -63,7 +63,7 @@ pub fn stats() -> Result<Stats, Errno> {
             // The main thread counts as alive; the idle thread does not.
             threads_alive: (*v).alive as u64 + 1,
             threads_runnable: (*v).run_queue.len() as u64,
-            switches: (&(*v).remote).switches.load(Relaxed),
+            switches: Arc::as_ref(&(*v).remote).switches.load(Relaxed),
             sleeps: c.sleeps,
             idle_waits: c.idle_waits,
             io_submitted: c.io_submitted,

@@ -227,7 +227,7 @@ pub(crate) fn fini() -> Result<(), Errno> {
         let v = current();
         handle::release((*main).handle, &mut (*v).slots);
         set_current(ptr::null_mut());
-        (&(*v).remote).running.store(0, Ordering::Relaxed); // the stall monitor must not read it any more
+        Arc::as_ref(&(*v).remote).running.store(0, Ordering::Relaxed); // the stall monitor must not read it any more
         remote::unregister((*v).id);
         let vcpu = Box::from_raw(v);
         // The idle thread is suspended in its loop and owns nothing but its stack.
@@ -346,7 +346,7 @@ pub(super) unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut Thr
         }
         (*v).current = next;
         // For the stall monitor: which thread this vcpu runs now.
-        (&(*v).remote).running.store(next as u64, Ordering::Relaxed);
+        Arc::as_ref(&(*v).remote).running.store(next as u64, Ordering::Relaxed);
         let deferred = switch_stacks(v, cur, &raw mut (*cur).sp, next, 0, false);
         if deferred != 0 {
             after_switch(deferred as *mut ThreadCtl);
@@ -551,7 +551,7 @@ unsafe fn tick(v: *mut Vcpu) {
     // SAFETY: per the contract.
     unsafe {
         // A plain load and store (one writer): the stall monitor reads it.
-        let sw = &(&(*v).remote).switches;
+        let sw = &Arc::as_ref(&(*v).remote).switches;
         let n = sw.load(Ordering::Relaxed).wrapping_add(1);
         sw.store(n, Ordering::Relaxed);
         if n.is_multiple_of(POLL_EVERY as u64) {

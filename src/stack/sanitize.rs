@@ -18,7 +18,8 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use crate::arch;
 
 type StartFn = unsafe extern "C" fn(fake_stack_save: *mut *mut c_void, bottom: *const c_void, size: usize);
-type FinishFn = unsafe extern "C" fn(fake_stack_save: *mut c_void, bottom_old: *mut *const c_void, size_old: *mut usize);
+type FinishFn =
+    unsafe extern "C" fn(fake_stack_save: *mut c_void, bottom_old: *mut *const c_void, size_old: *mut usize);
 
 static ASAN: AtomicBool = AtomicBool::new(false);
 static START: AtomicUsize = AtomicUsize::new(0);
@@ -109,7 +110,10 @@ pub fn register_stack(lo: *const u8, hi: *const u8) -> usize {
 pub fn make_undefined(lo: *const u8, hi: *const u8) {
     const MAKE_MEM_UNDEFINED: usize = 0x4d43_0001; // ('M' << 24) | ('C' << 16) | 1
     if on_valgrind() {
-        arch::valgrind_request(0, &[MAKE_MEM_UNDEFINED, lo as usize, hi as usize - lo as usize, 0, 0, 0]);
+        arch::valgrind_request(
+            0,
+            &[MAKE_MEM_UNDEFINED, lo as usize, hi as usize - lo as usize, 0, 0, 0],
+        );
     }
 }
 

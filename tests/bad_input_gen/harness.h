@@ -173,7 +173,6 @@ static inline size_t opaque_size(size_t x) {
 
 static struct {
     char dir[200];
-    char path_buf[8][300];
     int pipe_r, pipe_w, sock, sock_peer, udp, listen_fd, file_fd, ro_fd, devnull;
     struct sockaddr_in udp_addr, listen_addr;
     photon_mutex *mutex;
@@ -217,9 +216,10 @@ static void fx_fail(const char *what) {
 }
 
 #define DIR_PATH() (fx.dir)
+static char path_buf[8][300];
 static const char *fx_path(int slot, const char *name) {
-    snprintf(fx.path_buf[slot], sizeof fx.path_buf[slot], "%s/%s", fx.dir, name);
-    return fx.path_buf[slot];
+    snprintf(path_buf[slot], sizeof path_buf[slot], "%s/%s", fx.dir, name);
+    return path_buf[slot];
 }
 static const char *FILE_PATH(void) {
     const char *p = fx_path(0, "file");
@@ -319,6 +319,20 @@ static struct msghdr *MSG(void) {
     msg_space.msg_iov = IOV();
     msg_space.msg_iovlen = 1;
     return &msg_space;
+}
+/* One iovec of SIZE_MAX bytes (readv(2) and friends say EINVAL). */
+static struct iovec *BIG_IOV(void) {
+    static struct iovec v;
+    v.iov_base = buf_space;
+    v.iov_len = opaque_size(SIZE_MAX);
+    return &v;
+}
+/* One iovec of 1 TiB over a 64 KiB buffer. */
+static struct iovec *HUGE_IOV(void) {
+    static struct iovec v;
+    v.iov_base = buf_space;
+    v.iov_len = HUGE_SIZE;
+    return &v;
 }
 /* msg_iovlen past UIO_MAXIOV (the kernel says EMSGSIZE). */
 static struct msghdr *BIG_MSG(void) {

@@ -62,6 +62,13 @@ static char *slurp(int fd) {
     return buf;
 }
 
+static void *pool_sleeper(void *arg) {
+    (void)arg;
+    photon_thread_set_name(photon_thread_self(), "pool-sleeper");
+    photon_thread_usleep(400 * 1000);
+    return NULL;
+}
+
 static void *off_vcpu(void *arg) {
     photon_stats *st = arg;
     st->size = sizeof *st;
@@ -160,6 +167,9 @@ int main(void) {
     stderr_file = ef;
     int saved = dup(2);
     dup2(ef, 2);
+    photon_workpool *pool = photon_workpool_new(1, PHOTON_EVENT_DEFAULT);
+    CHECK(pool != NULL, "photon_workpool_new");
+    CHECK_OK(photon_workpool_spawn(pool, pool_sleeper, NULL));
     photon_thread *sp = spawn_joinable(spinner, NULL, 0);
     CHECK_OK(photon_thread_set_name(sp, "spinner"));
     join_ok(sp);
@@ -174,6 +184,8 @@ int main(void) {
           "no stall warning naming the spinner");
     CHECK(strstr(err, "without yielding") != NULL, "stall warning text");
     CHECK(strstr(err, "(main) \"main-thread\"") != NULL, "no thread dump after SIGUSR2");
+    CHECK(strstr(err, "\"pool-sleeper\": blocked: sleep") != NULL, "SIGUSR2 did not dump the work pool's vcpu");
+    photon_workpool_free(pool);
 
     photon_mutex_free(mu);
     test_fini();

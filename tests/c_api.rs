@@ -43,6 +43,11 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 const PROGRAMS: &[&str] = &[
     "bad_input",
     "cross_vcpu",
+    "fault_interrupt_pread",
+    "fault_interrupt_waits",
+    "fault_iouring_fallback_log",
+    "fault_memlock",
+    "fault_stalled_peer",
     "fini",
     "fs_concurrent",
     "fs_direct",
@@ -608,5 +613,64 @@ fn header_is_fresh() {
     assert!(
         generated == checked_in,
         "include/photon.h is stale: run `cargo build` and commit it"
+    );
+}
+
+/// A fault program (`tests/c/fault_*.c`), under each engine like the
+/// others; `not_under_valgrind` says why one cannot run under Valgrind.
+fn c_fault_test(name: &str, not_under_valgrind: Option<&str>) {
+    if checker() == Checker::Valgrind
+        && let Some(why) = not_under_valgrind
+    {
+        println!("{name}: not run under Valgrind: {why}");
+        return;
+    }
+    c_test(name);
+}
+
+/// Every kind of wait interrupted (same vcpu, plain pthread, pending):
+/// -1 with the chosen errno promptly, or for photon_offload completion
+/// with the interrupt left pending.
+#[test]
+fn c_fault_interrupt_waits() {
+    c_fault_test("fault_interrupt_waits", None);
+}
+
+/// photon_pread blocked in the kernel (a FUSE file of the test's own)
+/// interrupted: prompt errno or completion with the interrupt pending, and
+/// the vcpu never stalls.
+#[test]
+fn c_fault_interrupt_pread() {
+    c_fault_test(
+        "fault_interrupt_pread",
+        Some(
+            "its FUSE daemon is a thread of the same process, and Valgrind runs one thread at a time, \
+             holding its lock through file system calls (a stat) that wait for that daemon",
+        ),
+    );
+}
+
+/// io_uring_setup forbidden (seccomp): epoll, and the fallback is logged.
+#[test]
+fn c_fault_iouring_fallback_log() {
+    c_fault_test(
+        "fault_iouring_fallback_log",
+        Some("Valgrind makes epoll the default engine: no io_uring fallback to log"),
+    );
+}
+
+/// RLIMIT_MEMLOCK of 4 KiB: photon_init works (io_uring, or epoll logged).
+#[test]
+fn c_fault_memlock() {
+    c_fault_test("fault_memlock", None);
+}
+
+/// Peers that stop reading: writes time out, the vcpu and other
+/// connections go on.
+#[test]
+fn c_fault_stalled_peer() {
+    c_fault_test(
+        "fault_stalled_peer",
+        Some("measures scheduling gaps and round-trip latencies"),
     );
 }

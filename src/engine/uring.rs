@@ -73,6 +73,66 @@ pub(crate) struct UringEngine {
     /// Opcodes this kernel supports (file operations not here are offloaded).
     probe: Probe,
     offload: Offload,
+    /// Per fd: 0 not looked at yet, 1 ordinary, 2 on a file system that
+    /// may block inside io_uring_enter (FUSE, network file systems).
+    fs_kind: Vec<u8>,
+    /// Devices looked up in /proc/self/mountinfo: blocking file system or not.
+    dev_blocking: Vec<(libc::dev_t, bool)>,
+}
+
+/// File systems whose reads and writes can block the submitting thread
+/// even when io_uring asks for a non-blocking attempt (FUSE waits for its
+/// daemon; network file systems for their server): their operations go
+/// straight to io_uring's workers (IOSQE_ASYNC), so the vcpu never waits.
+fn is_blocking_fs_type(t: &str) -> bool {
+    t.starts_with("fuse")
+        || matches!(
+            t,
+            "nfs"
+                | "nfs4"
+                | "cifs"
+                | "smb3"
+                | "smbfs"
+                | "ceph"
+                | "9p"
+                | "afs"
+                | "coda"
+                | "ocfs2"
+                | "gfs2"
+                | "glusterfs"
+        )
+}
+
+/// The file system type of the mount with device `dev`, from
+/// /proc/self/mountinfo (asking the file system itself, with fstatfs, could
+/// block on the very daemon this is meant to avoid).
+fn fs_type_of_dev(dev: libc::dev_t) -> Option<String> {
+    let want = format!("{}:{}", libc::major(dev), libc::minor(dev));
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let mut fields = l.split(' ');
+        if fields.nth(2)? != want {
+            return None;
+        }
+        let mut rest = l.split(" - ").nth(1)?.split(' ');
+        rest.next().map(str::to_string)
+    })
+}
+
+/// True if `op` moves file data (what may block inside the kernel).
+fn is_data_op(op: &Op) -> Option<i32> {
+    match *op {
+        Op::Read { fd, .. }
+        | Op::Write { fd, .. }
+        | Op::Readv { fd, .. }
+        | Op::Writev { fd, .. }
+        | Op::Pread { fd, .. }
+        | Op::Pwrite { fd, .. }
+        | Op::Preadv { fd, .. }
+        | Op::Pwritev { fd, .. }
+        | Op::Fsync { fd, .. } => Some(fd),
+        _ => None,
+    }
 }
 
 fn raise_memlock() {
@@ -118,6 +178,37 @@ fn build_ring() -> Result<IoUring, SetupError> {
 }
 
 impl UringEngine {
+    /// True if `fd` lives on a file system that may block io_uring_enter
+    /// (see [`is_blocking_fs_type`]); looked up once per fd (fstat and
+    /// mountinfo, per device), cached until the fd is closed or reused.
+    fn on_blocking_fs(&mut self, fd: i32) -> bool {
+        let Ok(i) = usize::try_from(fd) else { return false };
+        if self.fs_kind.len() <= i {
+            self.fs_kind.resize(i + 1, 0);
+        }
+        if self.fs_kind[i] == 0 {
+            // SAFETY: fstat into a zeroed struct.
+            let mut st: libc::stat = unsafe { core::mem::zeroed() };
+            let blocking = if unsafe { libc::fstat(fd, &mut st) } != 0 {
+                false
+            } else if matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR) {
+                let dev = st.st_dev;
+                match self.dev_blocking.iter().find(|(d, _)| *d == dev) {
+                    Some(&(_, b)) => b,
+                    None => {
+                        let b = fs_type_of_dev(dev).is_some_and(|t| is_blocking_fs_type(&t));
+                        self.dev_blocking.push((dev, b));
+                        b
+                    }
+                }
+            } else {
+                false // sockets, pipes, devices: no file system behind them
+            };
+            self.fs_kind[i] = if blocking { 2 } else { 1 };
+        }
+        self.fs_kind[i] == 2
+    }
+
     pub(crate) fn new() -> Result<UringEngine, SetupError> {
         raise_memlock();
         let ring = build_ring()?;
@@ -168,6 +259,8 @@ impl UringEngine {
             data_ops,
             accept_op: probe.is_supported(opcode::Accept::CODE),
             probe,
+            fs_kind: Vec::new(),
+            dev_blocking: Vec::new(),
         })
     }
 
@@ -369,7 +462,9 @@ impl Engine for UringEngine {
             // SAFETY: the caller keeps op's memory valid per the engine contract.
             return unsafe { self.offload.submit(op, waiter) }.map(Submitted::Pending);
         }
+        let async_fs = is_data_op(&op).is_some_and(|fd| self.on_blocking_fs(fd));
         let (sqe, fd, is_poll) = sqe_for(op);
+        let sqe = if async_fs { sqe.flags(squeue::Flags::ASYNC) } else { sqe };
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
@@ -410,6 +505,7 @@ impl Engine for UringEngine {
     }
 
     fn cancel_fd(&mut self, fd: i32, _out: &mut Vec<Completion>) {
+        self.forget_fd(fd);
         let ids: Vec<OpId> = (0..self.ops.len() as OpId)
             .filter(|&i| self.ops[i as usize].as_ref().is_some_and(|o| o.fd == fd))
             .collect();
@@ -418,7 +514,11 @@ impl Engine for UringEngine {
         }
     }
 
-    fn forget_fd(&mut self, _fd: i32) {}
+    fn forget_fd(&mut self, fd: i32) {
+        if let Some(k) = self.fs_kind.get_mut(fd as usize) {
+            *k = 0;
+        }
+    }
 
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno> {
         let r = match timeout {

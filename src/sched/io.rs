@@ -10,7 +10,7 @@
 
 use super::thread::NO_OP;
 use super::thread::Wait;
-use super::vcpu::{FOREVER, block, block_on, current, on_vcpu};
+use super::vcpu::{FOREVER, block, block_on, current, keep_interrupt, on_vcpu};
 use crate::engine::{Cancel, Op, OpKind, Submitted};
 use crate::errno::Errno;
 
@@ -56,7 +56,8 @@ pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
         let (what, fd) = op.describe();
         let woke = block_on(deadline, Wait::Io { what, fd });
         if !(*cur).io_done {
-            let why = woke.err().unwrap_or(Errno(libc::EINTR));
+            let interrupted = woke.err();
+            let why = interrupted.unwrap_or(Errno(libc::EINTR));
             match (*current()).engine.cancel(id) {
                 Cancel::Gone => {
                     (*cur).io_op = NO_OP;
@@ -75,8 +76,16 @@ pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
                     (*cur).uninterruptible = false;
                 }
             }
-            if (*cur).io_result == -(libc::ECANCELED as i64) {
+            // Cancelled: ECANCELED, or EINTR from an io-wq worker that was
+            // woken in the middle of a blocking call (a FUSE read).
+            if (*cur).io_result == -(libc::ECANCELED as i64) || (*cur).io_result == -(libc::EINTR as i64) {
                 return Err(why);
+            }
+            // The kernel finished it anyway (a file operation it had started
+            // cannot be cancelled): succeed, and keep the interrupt for the
+            // thread's next blocking call (a timeout is simply over).
+            if let Some(e) = interrupted {
+                keep_interrupt(e);
             }
         }
         to_result((*cur).io_result)

@@ -2,24 +2,30 @@
  * fault_slowfs.h: a tiny FUSE file system served by a pthread of the test
  * itself (the raw /dev/fuse protocol, no libfuse), so that a test can hold
  * a file read in the kernel for as long as it likes: a file whose pread
- * really blocks, in the caller (offload helper thread under epoll) or in an
- * io_uring worker (io-wq), until the test answers it.
+ * really blocks, wherever the kernel runs it (the epoll engine's offload
+ * helper thread; for io_uring, an io-wq worker, an async page-cache wait,
+ * or the submitting thread itself), until the test answers it.
  *
  * The mount point holds one file, "slow", of SLOWFS_SIZE bytes whose byte at
- * offset i is slowfs_byte(i). It is opened with FOPEN_DIRECT_IO, so every
- * read reaches the daemon (no page cache).
+ * offset i is slowfs_byte(i) (made up on the fly). slowfs_mount's flags say
+ * how the kernel reads it: FUSE_ASYNC_READ (page-cache readahead without
+ * waiting, what libfuse daemons offer) and FOPEN_DIRECT_IO (every read goes
+ * to the daemon, as sshfs or s3fs do).
  *
  * Read modes (slowfs_set_mode):
  *  - SLOWFS_FAST: reads are answered at once;
- *  - SLOWFS_HOLD: a read is held (slowfs_wait_held waits for one) until
- *    slowfs_release answers it, or until a FUSE_INTERRUPT for it arrives,
+ *  - SLOWFS_HOLD: one read at a time is held (slowfs_wait_held waits for
+ *    it) until slowfs_release answers it, or until a FUSE_INTERRUPT for it
+ *    arrives (the kernel sends one when the reading thread gets a signal),
  *    which the daemon honours by failing the read with EINTR, as a FUSE
- *    daemon that supports interrupts does;
- *  - SLOWFS_HOLD_DEAF: the same, but FUSE_INTERRUPT is ignored: the read
- *    stays held until slowfs_release.
+ *    daemon that supports interrupts does.
  *
  * Mounting needs CAP_SYS_ADMIN and /dev/fuse: slowfs_mount returns -1 with
  * errno (and the caller skips what needs it) where they are missing.
+ *
+ * A process must never end while a read of its own daemon is pending (its
+ * exiting threads would wait for the dead daemon in state D for good): an
+ * exit handler, and slowfs_abort for watchdogs, abort the connection.
  */
 #ifndef PHOTON_TEST_SLOWFS_H
 #define PHOTON_TEST_SLOWFS_H
@@ -33,15 +39,16 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "check.h"
 
-#define SLOWFS_SIZE (1u << 20)
+#define SLOWFS_SIZE (64ull << 20) /* made up on the fly: costs no memory */
 #define SLOWFS_FILE_NODE 2
 
-enum slowfs_mode { SLOWFS_FAST, SLOWFS_HOLD, SLOWFS_HOLD_DEAF };
+enum slowfs_mode { SLOWFS_FAST, SLOWFS_HOLD };
 
 struct slowfs {
     int fd; /* /dev/fuse */
@@ -57,37 +64,42 @@ struct slowfs {
     atomic_int interrupts; /* FUSE_INTERRUPT requests seen */
     atomic_int honoured;   /* reads failed with EINTR for an interrupt */
     atomic_int ended;      /* the daemon's loop is over */
+    uint32_t init_flags;   /* FUSE_* flags the daemon accepts at FUSE_INIT */
+    uint32_t open_flags;   /* FOPEN_* of the file */
+    char abort_path[96];   /* fusectl's abort file of this connection ("" if none) */
 };
+
+/* The mounted slowfs, for the exit handler. */
+static struct slowfs *slowfs_active;
 
 static inline unsigned char slowfs_byte(uint64_t off) {
     return (unsigned char)(off * 7 + (off >> 12) + 3);
 }
 
-/* One reply: header + payload, one write(2) (the kernel wants it whole). */
+/* One reply: header + payload in one writev(2) (the kernel wants it whole). */
 static inline void slowfs_reply(struct slowfs *fs, uint64_t unique, int error, const void *data,
                                 size_t len) {
-    unsigned char msg[sizeof(struct fuse_out_header) + 65536];
     struct fuse_out_header h;
-    if (len > sizeof msg - sizeof h) len = sizeof msg - sizeof h;
-    h.len = (uint32_t)(sizeof h + (error ? 0 : len));
+    if (error) len = 0;
+    h.len = (uint32_t)(sizeof h + len);
     h.error = error ? -error : 0;
     h.unique = unique;
-    memcpy(msg, &h, sizeof h);
-    if (!error && len) memcpy(msg + sizeof h, data, len);
+    struct iovec iov[2] = {{&h, sizeof h}, {(void *)data, len}};
     /* ENOENT: the request is gone (interrupted and answered already) */
-    ssize_t w = write(fs->fd, msg, h.len);
+    ssize_t w = writev(fs->fd, iov, len ? 2 : 1);
     (void)w;
 }
 
+#define SLOWFS_MAX_READ (1u << 20)
+
 static inline void slowfs_answer_read(struct slowfs *fs, uint64_t unique, uint64_t off,
                                       uint32_t size) {
-    static unsigned char data[65536];
+    /* the daemon and a releasing thread may answer two reads at once */
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static unsigned char data[SLOWFS_MAX_READ];
     if (off >= SLOWFS_SIZE) size = 0;
     else if (size > SLOWFS_SIZE - off) size = (uint32_t)(SLOWFS_SIZE - off);
     if (size > sizeof data) size = sizeof data;
-    /* only one thread answers a given read (held_unique is claimed) but
-     * two may answer different reads: build the data under a lock */
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&lock);
     for (uint32_t i = 0; i < size; i++) data[i] = slowfs_byte(off + i);
     slowfs_reply(fs, unique, 0, data, size);
@@ -111,7 +123,7 @@ static inline void slowfs_attr(struct fuse_attr *a, uint64_t node) {
 
 static inline void *slowfs_daemon(void *arg) {
     struct slowfs *fs = arg;
-    static unsigned char buf[FUSE_MIN_READ_BUFFER + 65536];
+    static unsigned char buf[FUSE_MIN_READ_BUFFER + 65536 + 4096];
     for (;;) {
         ssize_t n = read(fs->fd, buf, sizeof buf);
         if (n < 0) {
@@ -136,6 +148,7 @@ static inline void *slowfs_daemon(void *arg) {
             o.congestion_threshold = 12;
             o.max_write = 65536;
             o.time_gran = 1;
+            o.flags = ii.flags & fs->init_flags;
             slowfs_reply(fs, in.unique, 0, &o, sizeof o);
             break;
         }
@@ -166,7 +179,7 @@ static inline void *slowfs_daemon(void *arg) {
             struct fuse_open_out o;
             memset(&o, 0, sizeof o);
             o.fh = 1;
-            o.open_flags = FOPEN_DIRECT_IO;
+            o.open_flags = fs->open_flags;
             slowfs_reply(fs, in.unique, 0, &o, sizeof o);
             break;
         }
@@ -215,10 +228,70 @@ static inline void *slowfs_daemon(void *arg) {
     }
 }
 
-/* Mounts a slowfs under /tmp; -1 with errno if this host does not allow it. */
-static inline int slowfs_mount(struct slowfs *fs) {
+/* Aborts the connection: every request waiting on the daemon fails with
+ * ENOTCONN at once. A process must never exit with a read of its own
+ * daemon pending: the exiting threads close their files, FUSE waits for the
+ * daemon's answer uninterruptibly, and the daemon thread is gone already
+ * (the process would hang in state D for good). */
+static inline void slowfs_abort(struct slowfs *fs) {
+    if (fs->abort_path[0] == '\0') return;
+    int a = open(fs->abort_path, O_WRONLY | O_CLOEXEC);
+    if (a >= 0) {
+        ssize_t w = write(a, "1", 1);
+        (void)w;
+        close(a);
+    }
+}
+
+/* atexit: a failed CHECK exits with the mount still there. */
+static inline void slowfs_at_exit(void) {
+    struct slowfs *fs = slowfs_active;
+    if (fs == NULL) return;
+    slowfs_abort(fs);
+    umount2(fs->dir, MNT_DETACH);
+    rmdir(fs->dir);
+}
+
+/* Finds (mounting fusectl if needed) the abort file of the connection
+ * mounted at fs->dir: /sys/fs/fuse/connections/<device number>/abort. The
+ * device comes from /proc/self/mountinfo: a stat of the mount point would
+ * be a request to the daemon, which may be the thing that is stuck. */
+static inline void slowfs_find_abort(struct slowfs *fs) {
+    fs->abort_path[0] = '\0';
+    FILE *mi = fopen("/proc/self/mountinfo", "r");
+    if (mi == NULL) return;
+    char line[1024];
+    unsigned major = 0, minor = 0;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, mi) != NULL) {
+        unsigned id, parent, ma, mi_;
+        char root[256], point[256];
+        if (sscanf(line, "%u %u %u:%u %255s %255s", &id, &parent, &ma, &mi_, root, point) == 6 &&
+            strcmp(point, fs->dir) == 0) {
+            major = ma;
+            minor = mi_;
+            found = 1;
+        }
+    }
+    fclose(mi);
+    if (!found) return;
+    /* the kernel's dev_t: 12 bits of major above 20 bits of minor */
+    snprintf(fs->abort_path, sizeof fs->abort_path, "/sys/fs/fuse/connections/%u/abort",
+             (major << 20) | minor);
+    if (access(fs->abort_path, W_OK) != 0) {
+        mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL);
+    }
+    if (access(fs->abort_path, W_OK) != 0) fs->abort_path[0] = '\0';
+}
+
+/* Mounts a slowfs under /tmp, its daemon accepting the FUSE_* `init_flags`
+ * the kernel offers and opening the file with the FOPEN_* `open_flags`; -1
+ * with errno if this host does not allow it. */
+static inline int slowfs_mount(struct slowfs *fs, uint32_t init_flags, uint32_t open_flags) {
     memset(fs, 0, sizeof *fs);
     fs->fd = -1;
+    fs->init_flags = init_flags;
+    fs->open_flags = open_flags;
     snprintf(fs->dir, sizeof fs->dir, "/tmp/photon-slowfs-XXXXXX");
     if (mkdtemp(fs->dir) == NULL) return -1;
     snprintf(fs->path, sizeof fs->path, "%s/slow", fs->dir);
@@ -240,6 +313,13 @@ static inline int slowfs_mount(struct slowfs *fs) {
         return -1;
     }
     CHECK(pthread_create(&fs->daemon, NULL, slowfs_daemon, fs) == 0, "pthread_create slowfs");
+    slowfs_find_abort(fs);
+    static int registered;
+    if (!registered) {
+        registered = 1;
+        atexit(slowfs_at_exit);
+    }
+    slowfs_active = fs;
     return 0;
 }
 
@@ -269,6 +349,7 @@ static inline int slowfs_release(struct slowfs *fs) {
 /* Unmounts (lazily: an abandoned read may still hold the file), aborts the
  * connection and ends the daemon. */
 static inline void slowfs_unmount(struct slowfs *fs) {
+    slowfs_active = NULL;
     slowfs_set_mode(fs, SLOWFS_FAST);
     slowfs_release(fs);
     CHECK(umount2(fs->dir, MNT_DETACH) == 0, "umount2 %s: %s", fs->dir, strerror(errno));
@@ -277,6 +358,13 @@ static inline void slowfs_unmount(struct slowfs *fs) {
     for (int i = 0; i < 2000 && !atomic_load(&fs->ended); i++) {
         struct timespec t = {0, 1000000};
         nanosleep(&t, NULL);
+    }
+    if (!atomic_load(&fs->ended)) {
+        slowfs_abort(fs);
+        for (int i = 0; i < 2000 && !atomic_load(&fs->ended); i++) {
+            struct timespec t = {0, 1000000};
+            nanosleep(&t, NULL);
+        }
     }
     if (atomic_load(&fs->ended)) {
         pthread_join(fs->daemon, NULL);

@@ -210,3 +210,28 @@ pub(crate) unsafe fn copy_user(ours: *mut u8, user: *mut u8, len: usize, to_user
         }
     }
 }
+
+/// A /proc file's text, read with raw syscalls: std's file reading goes
+/// through libc's `read`, which the preload shim turns into a photon read
+/// (and, from inside the engine, into a recursion).
+pub(crate) fn read_proc_file(path: &core::ffi::CStr) -> Option<String> {
+    // SAFETY: openat (not hooked) of a NUL-terminated path; raw reads into a
+    // live buffer; the fd is ours and closed.
+    unsafe {
+        let fd = libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = read(fd, buf.as_mut_ptr().cast(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n as usize]);
+        }
+        close(fd);
+        String::from_utf8(out).ok()
+    }
+}

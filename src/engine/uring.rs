@@ -108,7 +108,7 @@ fn is_blocking_fs_type(t: &str) -> bool {
 /// block on the very daemon this is meant to avoid).
 fn fs_type_of_dev(dev: libc::dev_t) -> Option<String> {
     let want = format!("{}:{}", libc::major(dev), libc::minor(dev));
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let info = crate::sys::read_proc_file(c"/proc/self/mountinfo")?;
     info.lines().find_map(|l| {
         let mut fields = l.split(' ');
         if fields.nth(2)? != want {

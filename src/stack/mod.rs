@@ -126,7 +126,7 @@ fn round_up(n: usize, to: usize) -> Option<usize> {
 
 /// How many stacks `vm.max_map_count` allows, and the sysctl that raises it.
 pub fn map_count_hint() -> String {
-    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap_or_default();
+    let max = crate::sys::read_proc_file(c"/proc/sys/vm/max_map_count").unwrap_or_default();
     format!(
         "each photon thread stack is 2 memory mappings; vm.max_map_count is {} \
          (raise it with `sysctl -w vm.max_map_count=N` as root)",

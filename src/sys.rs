@@ -193,6 +193,8 @@ pub(crate) unsafe fn copy_user(ours: *mut u8, user: *mut u8, len: usize, to_user
         }
     };
     if n >= 0 {
+        // Memcheck does not see what these calls write.
+        crate::stack::sanitize::make_defined(if to_user { user } else { ours }, n as usize);
         return n as usize;
     }
     match crate::Errno::last_os_error().0 {

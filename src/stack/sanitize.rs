@@ -117,6 +117,15 @@ pub fn make_undefined(lo: *const u8, hi: *const u8) {
     }
 }
 
+/// Tells memcheck that `[p, p + len)` now holds defined data (written by the
+/// kernel in a way memcheck cannot follow, such as process_vm_writev).
+pub fn make_defined(p: *const u8, len: usize) {
+    const MAKE_MEM_DEFINED: usize = 0x4d43_0002; // ('M' << 24) | ('C' << 16) | 2
+    if len != 0 && on_valgrind() {
+        arch::valgrind_request(0, &[MAKE_MEM_DEFINED, p as usize, len, 0, 0, 0]);
+    }
+}
+
 /// Forgets a stack registered by [`register_stack`].
 pub fn deregister_stack(id: usize) {
     if id != 0 {

@@ -1209,44 +1209,8 @@ fn compile(source: &str) -> PathBuf {
     let tmp = private_name(&src);
     fs::write(&tmp, source).expect("write the generated C file");
     fs::rename(&tmp, &src).expect("rename the generated C file");
-    let exe = dir.join("bad_input_gen");
-    let tmp_exe = private_name(&exe);
-    let lib_dir = lib_dir();
-    let compiler = cc::Build::new()
-        .target(TARGET)
-        .host(TARGET)
-        .opt_level(1)
-        .debug(true)
-        .out_dir(&dir)
-        .cargo_metadata(false)
-        .get_compiler();
-    let mut cmd = compiler.to_command();
-    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-D_GNU_SOURCE"])
-        .arg("-I")
-        .arg(include_dir())
-        .arg("-I")
-        .arg(support_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&tmp_exe)
-        .arg("-L")
-        .arg(lib_dir)
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-        .args(["-lphoton", "-lpthread"]);
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler: {e}"));
-    assert!(
-        output.status.success(),
-        "compiling {} failed ({}):\n{}{}",
-        src.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
     // kept (under a stable name) to rerun by hand: `bad_input_gen [first [end]]`
-    fs::rename(&tmp_exe, &exe).expect("rename the compiled program");
-    exe
+    compile_c(&src, &dir.join("bad_input_gen"), C11_FLAGS, &[&support_dir()], &[])
 }
 
 fn header_text() -> String {

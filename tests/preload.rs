@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const C_FLAGS: &[&str] = &["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2", "-g"];
+const C_FLAGS: &[&str] = &["-std=gnu11", "-Wall", "-Wextra", "-Werror"];
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn src_dir() -> PathBuf {
@@ -65,35 +65,7 @@ fn preload_lib() -> &'static Path {
 /// Compiles `tests/preload/<name>.c` against libphoton (and `extra` libs).
 fn compile(name: &str, extra: &[&str]) -> PathBuf {
     let src = src_dir().join(format!("{name}.c"));
-    let exe = out_dir().join(name);
-    let mut cmd = cc::Build::new()
-        .target(TARGET)
-        .host(TARGET)
-        .opt_level(2)
-        .out_dir(out_dir())
-        .cargo_metadata(false)
-        .get_compiler()
-        .to_command();
-    cmd.args(C_FLAGS)
-        .arg("-I")
-        .arg(include_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .arg("-L")
-        .arg(lib_dir())
-        .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
-        .arg("-lphoton")
-        .args(extra)
-        .arg("-lpthread");
-    let out = cmd.output().expect("run the C compiler");
-    assert!(
-        out.status.success(),
-        "compiling {} failed:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
+    compile_c(&src, &out_dir().join(name), C_FLAGS, &[], extra)
 }
 
 fn preload_env() -> (&'static str, String) {

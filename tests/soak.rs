@@ -62,42 +62,8 @@ fn soak_dir() -> PathBuf {
 /// `target/<profile>/soak-tests/`, linked to the libphoton.so cargo built.
 fn compile(name: &str) -> PathBuf {
     let src = soak_dir().join(format!("{name}.c"));
-    let out = profile_dir().join("soak-tests");
-    fs::create_dir_all(&out).expect("create target/<profile>/soak-tests");
-    let exe = out.join(name);
-    let tmp = private_name(&exe);
-    let lib = lib_dir();
-    let mut cmd = cc::Build::new()
-        .target(TARGET)
-        .host(TARGET)
-        .opt_level(2)
-        .debug(true)
-        .out_dir(&out)
-        .cargo_metadata(false)
-        .get_compiler()
-        .to_command();
-    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-D_GNU_SOURCE"])
-        .arg("-I")
-        .arg(include_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&tmp)
-        .arg("-L")
-        .arg(lib)
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .args(["-lphoton", "-lpthread"]);
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler: {e}"));
-    assert!(
-        output.status.success(),
-        "compiling {} failed:\n{}{}",
-        src.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    fs::rename(&tmp, &exe).expect("rename the compiled program into place");
-    exe
+    let exe = profile_dir().join("soak-tests").join(name);
+    compile_c(&src, &exe, C11_FLAGS, &[], &[])
 }
 
 fn programs() -> &'static (PathBuf, PathBuf) {

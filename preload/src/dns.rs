@@ -32,6 +32,7 @@ fn offloaded<R: Copy>(init: R, f: &mut dyn FnMut() -> R) -> R {
     call.out
 }
 
+/// The hooked `getaddrinfo` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getaddrinfo(
     node: *const c_char,
@@ -48,6 +49,7 @@ pub unsafe extern "C" fn getaddrinfo(
     }
 }
 
+/// The hooked `getnameinfo` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getnameinfo(
     addr: *const sockaddr,

@@ -7,6 +7,7 @@ use libc::{iovec, off_t, size_t, ssize_t};
 
 use crate::{active, photon, real};
 
+/// The hooked `pread` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pread(fd: c_int, buf: *mut c_void, n: size_t, off: off_t) -> ssize_t {
     // SAFETY: the caller's buffer, as libc's pread takes it.
@@ -19,6 +20,7 @@ pub unsafe extern "C" fn pread(fd: c_int, buf: *mut c_void, n: size_t, off: off_
     }
 }
 
+/// The hooked `pwrite` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, n: size_t, off: off_t) -> ssize_t {
     // SAFETY: the caller's buffer, as libc's pwrite takes it.
@@ -31,6 +33,7 @@ pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, n: size_t, off: o
     }
 }
 
+/// The hooked `preadv` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn preadv(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t {
     // SAFETY: the caller's iovecs.
@@ -43,6 +46,7 @@ pub unsafe extern "C" fn preadv(fd: c_int, iov: *const iovec, n: c_int, off: off
     }
 }
 
+/// The hooked `pwritev` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pwritev(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t {
     // SAFETY: the caller's iovecs.
@@ -56,30 +60,35 @@ pub unsafe extern "C" fn pwritev(fd: c_int, iov: *const iovec, n: c_int, off: of
 }
 
 // On 64-bit Linux off_t is 64 bits: the *64 names are the same functions.
+/// The hooked `pread64` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pread64(fd: c_int, buf: *mut c_void, n: size_t, off: off_t) -> ssize_t {
     // SAFETY: as pread.
     unsafe { pread(fd, buf, n, off) }
 }
 
+/// The hooked `pwrite64` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pwrite64(fd: c_int, buf: *const c_void, n: size_t, off: off_t) -> ssize_t {
     // SAFETY: as pwrite.
     unsafe { pwrite(fd, buf, n, off) }
 }
 
+/// The hooked `preadv64` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn preadv64(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t {
     // SAFETY: as preadv.
     unsafe { preadv(fd, iov, n, off) }
 }
 
+/// The hooked `pwritev64` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pwritev64(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t {
     // SAFETY: as pwritev.
     unsafe { pwritev(fd, iov, n, off) }
 }
 
+/// The hooked `fsync` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fsync(fd: c_int) -> c_int {
     // SAFETY: no memory arguments.
@@ -92,6 +101,7 @@ pub unsafe extern "C" fn fsync(fd: c_int) -> c_int {
     }
 }
 
+/// The hooked `fdatasync` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fdatasync(fd: c_int) -> c_int {
     // SAFETY: no memory arguments.

@@ -336,6 +336,7 @@ fn dontwait(flags: c_int) -> bool {
     flags & libc::MSG_DONTWAIT != 0
 }
 
+/// The hooked `read` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     // SAFETY: the caller's buffer, as libc's read takes it.
@@ -349,6 +350,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t
     }
 }
 
+/// The hooked `write` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
     let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
@@ -364,6 +366,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
     }
 }
 
+/// The hooked `readv` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     // SAFETY: the caller's iovecs.
@@ -377,6 +380,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_
     }
 }
 
+/// The hooked `writev` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     // SAFETY: the caller's iovecs.
@@ -408,6 +412,7 @@ fn wait_all(n: size_t, flags: c_int, mut once: impl FnMut(usize) -> ssize_t) -> 
     }
 }
 
+/// The hooked `recv` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
     let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
@@ -424,6 +429,7 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_i
     })
 }
 
+/// The hooked `recvfrom` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recvfrom(
     fd: c_int,
@@ -447,6 +453,7 @@ pub unsafe extern "C" fn recvfrom(
     })
 }
 
+/// The hooked `recvmsg` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     // SAFETY: the caller's message, as libc's recvmsg takes it.
@@ -460,6 +467,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
     }
 }
 
+/// The hooked `send` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
     let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
@@ -475,6 +483,7 @@ pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c
     }
 }
 
+/// The hooked `sendto` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendto(
     fd: c_int,
@@ -497,6 +506,20 @@ pub unsafe extern "C" fn sendto(
     }
 }
 
+/// `m` sending the iovecs `v[..k]` instead of its own: the rest of a
+/// partial send, without the ancillary data that went with the first part.
+fn rest_of(m: &msghdr, v: *const iovec, k: c_int) -> msghdr {
+    let mut part = *m;
+    if v != m.msg_iov.cast_const() {
+        part.msg_control = core::ptr::null_mut();
+        part.msg_controllen = 0;
+    }
+    part.msg_iov = v.cast_mut();
+    part.msg_iovlen = k as _;
+    part
+}
+
+/// The hooked `sendmsg` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     if msg.is_null() {
@@ -512,26 +535,8 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
             m.msg_iov,
             m.msg_iovlen as c_int,
             OutFlags::of(flags),
-            |v, k, t| {
-                let mut part = *m;
-                if v != m.msg_iov.cast_const() {
-                    part.msg_control = core::ptr::null_mut();
-                    part.msg_controllen = 0;
-                }
-                part.msg_iov = v.cast_mut();
-                part.msg_iovlen = k as _;
-                photon::photon_sendmsg(fd, &part, flags, t)
-            },
-            |v, k| {
-                let mut part = *m;
-                if v != m.msg_iov.cast_const() {
-                    part.msg_control = core::ptr::null_mut();
-                    part.msg_controllen = 0;
-                }
-                part.msg_iov = v.cast_mut();
-                part.msg_iovlen = k as _;
-                real::sendmsg(fd, &part, flags)
-            },
+            |v, k, t| photon::photon_sendmsg(fd, &rest_of(m, v, k), flags, t),
+            |v, k| real::sendmsg(fd, &rest_of(m, v, k), flags),
         )
     }
 }
@@ -540,6 +545,7 @@ unsafe extern "C" {
     fn __chk_fail() -> !;
 }
 
+/// The hooked `__read_chk` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
     if n > buflen {
@@ -550,6 +556,7 @@ pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, bufl
     unsafe { read(fd, buf, n) }
 }
 
+/// The hooked `__recv_chk` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn __recv_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t, flags: c_int) -> ssize_t {
     if n > buflen {
@@ -560,6 +567,7 @@ pub unsafe extern "C" fn __recv_chk(fd: c_int, buf: *mut c_void, n: size_t, bufl
     unsafe { recv(fd, buf, n, flags) }
 }
 
+/// The hooked `__recvfrom_chk` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn __recvfrom_chk(
     fd: c_int,

@@ -27,6 +27,7 @@ fn user_nb(nonblocking: bool) -> u32 {
     if nonblocking { USER_NB } else { 0 }
 }
 
+/// The hooked `socket` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int {
     if !active() {
@@ -63,6 +64,7 @@ fn adopt_pair(sv: *mut c_int, kind: u32, nonblocking: bool, made_nb: bool) {
     }
 }
 
+/// The hooked `socketpair` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn socketpair(domain: c_int, ty: c_int, proto: c_int, sv: *mut c_int) -> c_int {
     let act = active();
@@ -75,6 +77,7 @@ pub unsafe extern "C" fn socketpair(domain: c_int, ty: c_int, proto: c_int, sv: 
     r
 }
 
+/// The hooked `pipe2` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
     let act = active();
@@ -87,12 +90,14 @@ pub unsafe extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
     r
 }
 
+/// The hooked `pipe` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pipe(fds: *mut c_int) -> c_int {
     // SAFETY: the caller's array of two.
     unsafe { pipe2(fds, 0) }
 }
 
+/// The hooked `accept4` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
     let nb = flags & libc::SOCK_NONBLOCK != 0;
@@ -151,12 +156,14 @@ pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut sockl
     r
 }
 
+/// The hooked `accept` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
     // SAFETY: as accept4.
     unsafe { accept4(fd, addr, len, 0) }
 }
 
+/// The hooked `connect` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     match route(fd, Dir::Out, false) {
@@ -214,6 +221,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
     }
 }
 
+/// The hooked `close` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     fdtab::reset(fd);
@@ -230,6 +238,7 @@ fn duplicated(from: c_int, to: c_int) {
     fdtab::copy(from, to);
 }
 
+/// The hooked `dup` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     // SAFETY: no memory arguments.
@@ -240,6 +249,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     r
 }
 
+/// The hooked `dup2` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dup2(fd: c_int, to: c_int) -> c_int {
     // SAFETY: no memory arguments.
@@ -250,6 +260,7 @@ pub unsafe extern "C" fn dup2(fd: c_int, to: c_int) -> c_int {
     r
 }
 
+/// The hooked `dup3` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int {
     // SAFETY: no memory arguments.
@@ -307,6 +318,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
     }
 }
 
+/// The hooked `fcntl64` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int {
     // SAFETY: as fcntl.
@@ -346,6 +358,7 @@ pub unsafe extern "C" fn ioctl(fd: c_int, req: c_ulong, arg: usize) -> c_int {
 const SO_RCVTIMEO_NEW: c_int = 66;
 const SO_SNDTIMEO_NEW: c_int = 67;
 
+/// The hooked `setsockopt` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int {
     // SAFETY: the caller's option value.

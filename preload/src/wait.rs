@@ -202,6 +202,7 @@ unsafe fn photon_poll(fds: *mut pollfd, n: nfds_t, deadline: u64, mask: *const s
     }
 }
 
+/// The hooked `poll` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
     if timeout == 0 || !active() {
@@ -217,6 +218,7 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_
     unsafe { photon_poll(fds, n, deadline, core::ptr::null()) }
 }
 
+/// The hooked `ppoll` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ppoll(fds: *mut pollfd, n: nfds_t, tmo: *const timespec, mask: *const sigset_t) -> c_int {
     let zero = !tmo.is_null() && {
@@ -240,6 +242,7 @@ unsafe extern "C" {
     fn __chk_fail() -> !;
 }
 
+/// The hooked `__poll_chk` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: usize) -> c_int {
     if fdslen / core::mem::size_of::<pollfd>() < n as usize {
@@ -250,6 +253,7 @@ pub unsafe extern "C" fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int,
     unsafe { poll(fds, n, timeout) }
 }
 
+/// The hooked `__ppoll_chk` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn __ppoll_chk(
     fds: *mut pollfd,
@@ -344,6 +348,7 @@ unsafe fn photon_select(
     }
 }
 
+/// The hooked `select` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn select(
     n: c_int,
@@ -386,6 +391,7 @@ pub unsafe extern "C" fn select(
     k
 }
 
+/// The hooked `pselect` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pselect(
     n: c_int,
@@ -448,6 +454,7 @@ fn ms_deadline(timeout: c_int) -> u64 {
     }
 }
 
+/// The hooked `epoll_wait` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn epoll_wait(ep: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int {
     if timeout == 0 || !active() {
@@ -458,6 +465,7 @@ pub unsafe extern "C" fn epoll_wait(ep: c_int, ev: *mut libc::epoll_event, max: 
     unsafe { photon_epoll(ep, ev, max, ms_deadline(timeout), core::ptr::null()) }
 }
 
+/// The hooked `epoll_pwait` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn epoll_pwait(
     ep: c_int,
@@ -483,6 +491,7 @@ fn photon_sleep_until(deadline: u64) -> Result<(), ()> {
     }
 }
 
+/// The hooked `sleep` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sleep(s: c_uint) -> c_uint {
     if !active() {
@@ -496,6 +505,7 @@ pub unsafe extern "C" fn sleep(s: c_uint) -> c_uint {
     }
 }
 
+/// The hooked `usleep` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn usleep(us: libc::useconds_t) -> c_int {
     if !active() {
@@ -522,6 +532,7 @@ fn write_rem(rem: *mut timespec, deadline: u64) {
     }
 }
 
+/// The hooked `nanosleep` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
     if req.is_null() || !active() {
@@ -541,6 +552,7 @@ pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> 
     }
 }
 
+/// The hooked `clock_nanosleep` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn clock_nanosleep(
     clock: libc::clockid_t,

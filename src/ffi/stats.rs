@@ -57,18 +57,19 @@ pub extern "C" fn photon_stats_get(out: *mut photon_stats) -> libc::c_int {
             return Err(Errno::EINVAL);
         }
         let s = sched::vcpu_stats()?;
+        let c = s.counters;
         let full = photon_stats {
             size: 0,
             vcpu_id: s.vcpu_id,
             threads_alive: s.threads_alive,
             threads_runnable: s.threads_runnable,
             switches: s.switches,
-            sleeps: s.sleeps,
-            idle_waits: s.idle_waits,
-            io_submitted: s.io_submitted,
-            io_completed: s.io_completed,
-            offloaded: s.offloaded,
-            remote_wakeups: s.remote_wakeups,
+            sleeps: c.sleeps,
+            idle_waits: c.idle_waits,
+            io_submitted: c.io_submitted,
+            io_completed: c.io_completed,
+            offloaded: c.offloaded,
+            remote_wakeups: c.remote_wakeups,
         };
         let n = want.min(core::mem::size_of::<photon_stats>());
         // SAFETY: copies n bytes, within both the caller's struct and ours.

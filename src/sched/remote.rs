@@ -37,7 +37,7 @@ pub(crate) struct Remote {
     /// Scheduling decisions of the vcpu, written only by it (see `tick`);
     /// here so the stall monitor can read it from its own thread.
     pub(crate) switches: AtomicU64,
-    /// The handle of the thread the vcpu last switched to (stall reports).
+    /// The TCB the vcpu last switched to (for stall reports; 0 after fini).
     pub(crate) running: AtomicU64,
 }
 

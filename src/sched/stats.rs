@@ -22,7 +22,7 @@ use crate::time::now_us;
 
 /// What a vcpu counts about itself.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct Counters {
+pub struct Counters {
     /// Sleeps started by photon threads (`photon_thread_usleep` and friends).
     pub sleeps: u64,
     /// Times the vcpu slept in its engine (nothing runnable).
@@ -37,19 +37,18 @@ pub(crate) struct Counters {
     pub remote_wakeups: u64,
 }
 
-/// A snapshot of one vcpu (`photon_stats_get`; fields as documented there).
-#[allow(missing_docs)]
+/// A snapshot of one vcpu (`photon_stats_get`).
 pub struct Stats {
+    /// The vcpu's id.
     pub vcpu_id: u32,
+    /// Threads alive, main included.
     pub threads_alive: u64,
+    /// Threads in the run queue, the running one included.
     pub threads_runnable: u64,
+    /// Scheduling decisions.
     pub switches: u64,
-    pub sleeps: u64,
-    pub idle_waits: u64,
-    pub io_submitted: u64,
-    pub io_completed: u64,
-    pub offloaded: u64,
-    pub remote_wakeups: u64,
+    /// The vcpu's own counters.
+    pub counters: Counters,
 }
 
 /// The calling vcpu's counters; EPERM off a vcpu.
@@ -57,19 +56,13 @@ pub fn stats() -> Result<Stats, Errno> {
     let v = on_vcpu()?;
     // SAFETY: this OS thread's live vcpu; no switch here.
     unsafe {
-        let c = (*v).stats;
         Ok(Stats {
             vcpu_id: (*v).id,
             // The main thread counts as alive; the idle thread does not.
             threads_alive: (*v).alive as u64 + 1,
             threads_runnable: (*v).run_queue.len() as u64,
             switches: Arc::as_ref(&(*v).remote).switches.load(Relaxed),
-            sleeps: c.sleeps,
-            idle_waits: c.idle_waits,
-            io_submitted: c.io_submitted,
-            io_completed: c.io_completed,
-            offloaded: c.offloaded,
-            remote_wakeups: c.remote_wakeups,
+            counters: (*v).stats,
         })
     }
 }

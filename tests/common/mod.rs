@@ -225,3 +225,54 @@ pub fn wait_with_timeout(
         thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// The flags of the C test programs: C11, warnings as errors.
+pub const C11_FLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-D_GNU_SOURCE"];
+
+/// Compiles the C program `src` into `exe` with the `cc` crate's compiler for
+/// this target (-O2 -g), `flags`, the include directory and `includes`,
+/// linked to the stable copy of libphoton.so (with an rpath to it), then
+/// `libs` and -lpthread. Written under a private name and renamed into
+/// place, so concurrent test runs never run a half-written program. Fails
+/// the test, showing the compiler's output, if it does not compile.
+pub fn compile_c(src: &Path, exe: &Path, flags: &[&str], includes: &[&Path], libs: &[&str]) -> PathBuf {
+    let out = exe.parent().expect("exe has a directory");
+    fs::create_dir_all(out).unwrap_or_else(|e| panic!("create {}: {e}", out.display()));
+    let tmp = private_name(exe);
+    let lib = lib_dir();
+    let mut cmd = cc::Build::new()
+        .target(TARGET)
+        .host(TARGET)
+        .opt_level(2)
+        .debug(true)
+        .out_dir(out)
+        .cargo_metadata(false)
+        .get_compiler()
+        .to_command();
+    cmd.args(flags).arg("-I").arg(include_dir());
+    for dir in includes {
+        cmd.arg("-I").arg(dir);
+    }
+    cmd.arg(src)
+        .arg("-o")
+        .arg(&tmp)
+        .arg("-L")
+        .arg(lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lphoton")
+        .args(libs)
+        .arg("-lpthread");
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler: {e}"));
+    assert!(
+        output.status.success(),
+        "compiling {} failed ({}):\n{}{}",
+        src.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    fs::rename(&tmp, exe).unwrap_or_else(|e| panic!("rename {} into place: {e}", exe.display()));
+    exe.to_path_buf()
+}

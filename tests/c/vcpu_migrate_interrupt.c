@@ -56,8 +56,11 @@ static void *mover(void *arg) {
         atomic_store(&about_to_migrate, round + 1);
         CHECK_OK(photon_thread_migrate(photon_thread_self(), p0));
         CHECK(photon_vcpu_current() == p0, "not on the pool vcpu");
-        while (atomic_load(&interrupted) != round + 1) { /* no blocking call before the check */
-        }
+        /* No blocking call before the check; a yield is not one (it leaves a
+         * pending interrupt alone) and lets the interrupter run when the
+         * pool vcpu adopted this thread before the interrupter got its turn
+         * (a busy wait here deadlocked about once in 40 runs). */
+        while (atomic_load(&interrupted) != round + 1) photon_thread_yield();
         int err = 0;
         int r = sleep_errno(&err);
         int ok = r == -1 && err == ECANCELED;

@@ -765,6 +765,20 @@ int photon_thread_set_name(photon_thread *th, const char *name);
  */
 int photon_dump_threads(int fd);
 
+/**
+ * Who the caller is, for code that keeps per-thread identity (the preload
+ * shim's pthread keys and locks).
+ *
+ * Returns 0 where `photon_in_thread` returns 0 (an OS thread that is not a
+ * vcpu, or the runtime's own scheduler and engine wait). Otherwise returns
+ * the calling photon thread's number: unique among the live photon threads
+ * of the process, at most 2^24, reused after the thread ends. When
+ * `is_main` is not NULL it is set to 1 if the caller is a vcpu's main
+ * thread (the OS thread's own context, which keeps the OS thread's
+ * identity), else 0. Never sets errno; callable anywhere.
+ */
+uint32_t photon_thread_number(int *is_main);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

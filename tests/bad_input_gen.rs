@@ -87,6 +87,10 @@ photon_version any valid=ok
 photon_in_thread any valid=1/keep P=0/keep N=0/keep F=0/keep
   case T | in a photon thread main created | | photon_in_thread() | 1/keep
   nobad: takes no arguments; 1 on a vcpu, 0 elsewhere, errno untouched
+photon_thread_number any valid=1/keep P=0/keep N=0/keep F=0/keep
+  is_main: NULL | nullok: the flag is optional
+  case V | main reports itself as a vcpu's main thread | G.n = 0; | (photon_thread_number(&G.n) == 1 && G.n == 1) | 1/keep
+  case T | a photon thread main created is not main | G.n = 1; | (photon_thread_number(&G.n) > 1 && G.n == 0) | 1/keep
 photon_now_us any valid=ok
   nobad: takes no arguments and works anywhere
 
@@ -1351,6 +1355,7 @@ fn the_header_parses_into_every_prototype() {
         + header_text().matches("\nvoid photon_").count()
         + header_text().matches("\nvoid *photon_").count()
         + header_text().matches("\nuint64_t photon_").count()
+        + header_text().matches("\nuint32_t photon_").count()
         + header_text().matches("\nconst char *photon_").count()
         + header_text().matches("\nphoton_").count();
     assert_eq!(protos.len(), declared, "every prototype line of photon.h parsed");

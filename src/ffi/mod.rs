@@ -34,8 +34,10 @@ mod net;
 mod server;
 mod fs;
 mod stats;
+mod identity;
 
 pub use fs::*;
+pub use identity::*;
 pub use keys::*;
 pub use lifecycle::*;
 pub use net::*;

@@ -93,6 +93,22 @@ pub(crate) fn in_thread() -> bool {
     !v.is_null() && unsafe { (*v).current != (*v).idle && !(*v).in_runtime }
 }
 
+/// `photon_thread_number`: the calling photon thread's number (its handle's
+/// slot, 1-based) and whether it is the vcpu's main thread; `(0, false)`
+/// where [`in_thread`] is false.
+#[inline]
+pub(crate) fn thread_number() -> (u32, bool) {
+    if !in_thread() {
+        return (0, false);
+    }
+    let v = current();
+    // SAFETY: `in_thread` found this OS thread's live vcpu; its current TCB is live.
+    unsafe {
+        let cur = (*v).current;
+        ((*cur).handle.id() as u32, cur == (*v).main)
+    }
+}
+
 pub(super) fn on_vcpu() -> Result<*mut Vcpu, Errno> {
     let v = current();
     if v.is_null() { Err(Errno::EPERM) } else { Ok(v) }

@@ -25,6 +25,7 @@
 mod dns;
 mod fdtab;
 mod file;
+mod identity;
 mod io;
 mod photon;
 mod real;
@@ -75,6 +76,7 @@ fn debug_logging() -> bool {
 /// runs and reports what is hooked at debug level.
 extern "C" fn start() {
     let (found, total) = real::resolve_all();
+    identity::init();
     if debug_logging() {
         let mut line = [0u8; 2048];
         let mut out = Buf(&mut line, 0);

@@ -156,6 +156,7 @@ real_fns! {
         flags: c_int,
     ) -> c_int;
     fn gethostbyname(name: *const c_char) -> *mut hostent;
+    fn __cxa_thread_atexit_impl(dtor: Option<unsafe extern "C" fn(*mut c_void)>, obj: *mut c_void, dso: *mut c_void) -> c_int;
 }
 
 /// `fcntl` and `ioctl` are variadic: their real versions are called with

@@ -76,7 +76,6 @@ fn debug_logging() -> bool {
 /// runs and reports what is hooked at debug level.
 extern "C" fn start() {
     let (found, total) = real::resolve_all();
-    identity::init();
     if debug_logging() {
         let mut line = [0u8; 2048];
         let mut out = Buf(&mut line, 0);

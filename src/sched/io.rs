@@ -40,9 +40,7 @@ pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
         if cur == (*v).idle {
             return Err(Errno::EPERM);
         }
-        if (*cur).pending_interrupt != 0 {
-            return Err(Errno(core::mem::take(&mut (*cur).pending_interrupt)));
-        }
+        (*cur).take_interrupt()?;
         let id = match (*v).engine.submit(op, cur.cast())? {
             Submitted::Done(r) => return to_result(r),
             Submitted::Pending(id) => id,

@@ -12,6 +12,9 @@ mod thread;
 mod timer;
 pub(crate) mod tls;
 mod vcpu;
+mod switch;
+mod wait;
+mod migrate;
 mod workpool;
 
 pub use handle::Handle;

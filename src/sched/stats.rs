@@ -59,7 +59,7 @@ pub fn stats() -> Result<Stats, Errno> {
         Ok(Stats {
             vcpu_id: (*v).id,
             // The main thread counts as alive; the idle thread does not.
-            threads_alive: (*v).alive as u64 + 1,
+            threads_alive: (*v).threads.len() as u64 + 1,
             threads_runnable: (*v).run_queue.len() as u64,
             switches: Arc::as_ref(&(*v).remote).switches.load(Relaxed),
             counters: (*v).stats,
@@ -123,7 +123,7 @@ unsafe fn render(v: *mut Vcpu) -> String {
             "photon: vcpu {} ({} engine): {} threads",
             (*v).id,
             (*v).engine.name(),
-            (*v).alive + 1
+            (*v).threads.len() + 1
         );
         let mut th = (*v).main;
         let mut first = true;
@@ -146,7 +146,7 @@ unsafe fn render(v: *mut Vcpu) -> String {
                 State::Dead => "ended".to_string(),
             };
             let _ = writeln!(out, "  thread {id:#x}{role} \"{name}\": {state}");
-            th = if first { (*v).all } else { (*th).all_next };
+            th = if first { (*v).threads.head() } else { (*th).all_next };
             first = false;
         }
     }

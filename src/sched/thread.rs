@@ -12,6 +12,7 @@ use core::ptr;
 use super::handle::Handle;
 use super::keys::KeyValues;
 use crate::arch::StackPointer;
+use crate::errno::Errno;
 use crate::stack::Stack;
 
 /// A photon thread's entry: the C `photon_entry`.
@@ -106,10 +107,85 @@ pub(crate) struct ThreadCtl {
     pub tls: super::tls::ThreadTls,
 }
 
+/// A vcpu's threads (not main, not idle): an intrusive doubly linked list
+/// through `ThreadCtl::all_prev`/`all_next`, with its length.
+pub(crate) struct ThreadList {
+    head: *mut ThreadCtl,
+    len: usize,
+}
+
+impl ThreadList {
+    pub(crate) const fn new() -> ThreadList {
+        ThreadList {
+            head: ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    /// The first thread, or null; follow `all_next` for the rest.
+    pub(crate) fn head(&self) -> *mut ThreadCtl {
+        self.head
+    }
+
+    /// How many threads are linked.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Links `th` at the front.
+    ///
+    /// # Safety
+    /// `th` is a live TCB of the list's vcpu, in no list.
+    pub(crate) unsafe fn push(&mut self, th: *mut ThreadCtl) {
+        // SAFETY: per the contract; the head is a live TCB of this list.
+        unsafe {
+            (*th).all_prev = ptr::null_mut();
+            (*th).all_next = self.head;
+            if !self.head.is_null() {
+                (*self.head).all_prev = th;
+            }
+        }
+        self.head = th;
+        self.len += 1;
+    }
+
+    /// Unlinks `th`.
+    ///
+    /// # Safety
+    /// `th` is in this list.
+    pub(crate) unsafe fn remove(&mut self, th: *mut ThreadCtl) {
+        // SAFETY: per the contract; its neighbours are live TCBs of this list.
+        unsafe {
+            if (*th).all_prev.is_null() {
+                self.head = (*th).all_next;
+            } else {
+                (*(*th).all_prev).all_next = (*th).all_next;
+            }
+            if !(*th).all_next.is_null() {
+                (*(*th).all_next).all_prev = (*th).all_prev;
+            }
+            (*th).all_prev = ptr::null_mut();
+            (*th).all_next = ptr::null_mut();
+        }
+        self.len -= 1;
+    }
+}
+
 /// No engine operation (`ThreadCtl::io_op`).
 pub(crate) const NO_OP: u32 = u32::MAX;
 
 impl ThreadCtl {
+    /// Consumes the thread's pending interrupt, if any and if it may be
+    /// interrupted now: every call that may block starts with this, so an
+    /// interrupt sent while the thread was running fails its next such call.
+    #[inline]
+    pub(crate) fn take_interrupt(&mut self) -> Result<(), Errno> {
+        if self.pending_interrupt != 0 && !self.uninterruptible {
+            return Err(Errno(core::mem::take(&mut self.pending_interrupt)));
+        }
+        Ok(())
+    }
+
     pub(crate) fn new(handle: Handle, entry: Option<Entry>, arg: *mut c_void) -> ThreadCtl {
         ThreadCtl {
             sp: ptr::null_mut(),

@@ -1,0 +1,331 @@
+//! Creating threads and switching between them: a thread that yields or
+//! blocks picks the next runnable thread and switches straight to it (the
+//! idle thread when nothing is runnable); a thread that ends leaves its
+//! stack to be recycled by the next one (`after_switch`).
+
+use core::ffi::c_void;
+use core::ptr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::handle::{self, Handle};
+use super::idle::poll;
+use super::remote::{self, Msg};
+use super::thread::{Entry, State, ThreadCtl};
+use super::vcpu::*;
+use crate::arch;
+use crate::errno::Errno;
+use crate::stack::{DEFAULT_STACK_SIZE, Stack, sanitize};
+
+/// Scheduling decisions between two non-blocking polls of timers and events
+/// while threads keep the vcpu busy.
+pub(super) const POLL_EVERY: u32 = 64;
+
+/// Puts a TCB at the top of `stack` (below it, a rotating offset so stack
+/// tops do not alias in the L1 cache) and prepares the stack to run `start`.
+pub(super) fn place_tcb(
+    stack: Stack,
+    class: usize,
+    h: Handle,
+    entry: Option<Entry>,
+    arg: *mut c_void,
+    start: arch::EntryFn,
+    offset: usize,
+) -> *mut ThreadCtl {
+    let tcb = ((stack.top() as usize - core::mem::size_of::<ThreadCtl>()) & !63) as *mut ThreadCtl;
+    let sp_top = ((tcb as usize - offset) & !15) as *mut u8;
+    // The initial frame sits at most 32 bytes below sp_top.
+    sanitize::make_undefined((sp_top as usize - 64) as *const u8, stack.top());
+    let mut t = ThreadCtl::new(h, entry, arg);
+    t.stack = Some(stack);
+    t.stack_class = class;
+    // SAFETY: `tcb` and everything below it down to the guard page is our fresh stack.
+    unsafe {
+        tcb.write(t);
+        (*tcb).sp = arch::init_stack(sp_top, start, tcb.cast());
+    }
+    tcb
+}
+
+/// `photon_thread_create`: a new thread, runnable, that runs when its
+/// creator yields or blocks.
+pub(crate) fn spawn(entry: Entry, arg: *mut c_void, stack_size: usize) -> Result<Handle, Errno> {
+    let v = on_vcpu()?;
+    let class = if stack_size == 0 {
+        DEFAULT_STACK_SIZE
+    } else {
+        stack_size
+    };
+    // SAFETY: `v` is this OS thread's live vcpu; no switch happens here.
+    let v = unsafe { &mut *v };
+    let stack = v.pool.get(class)?;
+    v.stack_offset = (v.stack_offset + 720) & 4095; // 45 * 16: visits all 256 16-byte offsets
+    let tcb = place_tcb(
+        stack,
+        class,
+        Handle::NULL,
+        Some(entry),
+        arg,
+        thread_main,
+        v.stack_offset,
+    );
+    let h = match handle::alloc(&mut v.slots, tcb, v.id) {
+        Ok(h) => h,
+        Err(e) => {
+            // SAFETY: the TCB was never published; take its stack back.
+            let st = unsafe { ptr::read(tcb) }.stack.take();
+            if let Some(st) = st {
+                v.pool.put(class, st);
+            }
+            return Err(e);
+        }
+    };
+    // SAFETY: `tcb` is live and ours.
+    unsafe {
+        (*tcb).handle = h;
+        v.threads.push(tcb);
+    }
+    v.run_queue.push(tcb);
+    Ok(h)
+}
+
+/// Switches from `cur` (rotated past, blocked or dead) to `next`.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu; `cur` is its running thread.
+#[inline(always)]
+pub(super) unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
+    // SAFETY: per the contract, all three are live and owned by this vcpu.
+    unsafe {
+        if cur == next {
+            return; // woken while choosing (its timer fired in the poll)
+        }
+        super::tls::on_switch(v, cur, next);
+        (*v).current = next;
+        // For the stall monitor: which thread this vcpu runs now.
+        Arc::as_ref(&(*v).remote).running.store(next as u64, Ordering::Relaxed);
+        let deferred = switch_stacks(v, cur, &raw mut (*cur).sp, next, 0, false);
+        if deferred != 0 {
+            after_switch(deferred as *mut ThreadCtl);
+        }
+    }
+}
+
+/// `arch::switch` from `cur` (its stack pointer saved in `*save_sp`) to
+/// `next`, announced to AddressSanitizer when the process has it. `ending`:
+/// `cur` never runs again.
+///
+/// # Safety
+/// As `arch::switch`; `v` is the calling OS thread's vcpu, `cur` its
+/// running thread and `next` one of its threads.
+#[inline(always)]
+pub(super) unsafe fn switch_stacks(
+    v: *mut Vcpu,
+    cur: *mut ThreadCtl,
+    save_sp: *mut arch::StackPointer,
+    next: *mut ThreadCtl,
+    arg: usize,
+    ending: bool,
+) -> usize {
+    // SAFETY: per the contract.
+    unsafe {
+        if sanitize::asan() {
+            let (bottom, size) = match &(*next).stack {
+                Some(st) => (st.bottom().cast_const(), st.size()),
+                None => (*v).main_stack, // only main has no stack of ours
+            };
+            let save = if ending {
+                ptr::null_mut()
+            } else {
+                &raw mut (*cur).asan_fake_stack
+            };
+            sanitize::start_switch(save, bottom, size);
+        }
+        let r = arch::switch(&mut *save_sp, (*next).sp, arg);
+        if sanitize::asan() {
+            sanitize::finish_switch((*cur).asan_fake_stack);
+        }
+        r
+    }
+}
+
+/// Finishes what a thread that switched away for good left to do, once it
+/// is off its stack: recycle a dead thread's stack, or hand a migrating
+/// thread to its new vcpu. Runs on the next thread's stack.
+///
+/// # Safety
+/// `left` is a TCB in state Dead or Migrating that no CPU runs any more.
+#[cold]
+#[inline(never)]
+pub(super) unsafe fn after_switch(left: *mut ThreadCtl) {
+    let v = current();
+    // SAFETY: per the contract; a dead TCB is read out before its stack
+    // (which holds it) is reused; a migrating one is handed over whole.
+    unsafe {
+        if (*left).state == State::Migrating {
+            let to = (*left).migrate_to;
+            handle::set_vcpu((*left).handle, to);
+            if remote::post(to, Msg::Adopt { tcb: left as usize }).is_err() {
+                adopt(v, left); // the target ended meanwhile: stay here
+            }
+            return;
+        }
+        // Take the stack out, drop the rest of the TCB where it lies (no
+        // copy of the whole block), then recycle the stack that held it.
+        let stack = (*left).stack.take();
+        let class = (*left).stack_class;
+        ptr::drop_in_place(left);
+        if let Some(st) = stack {
+            (*v).pool.put(class, st);
+        }
+    }
+}
+
+/// Picks the thread to run after the current one left the run queue: the
+/// queue's head, or the idle thread.
+/// Every [`POLL_EVERY`] decisions it first polls timers and events without
+/// sleeping, so busy threads cannot starve sleepers.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+#[inline]
+pub(super) unsafe fn next_to_run(v: *mut Vcpu) -> *mut ThreadCtl {
+    // SAFETY: per the contract.
+    unsafe {
+        tick(v);
+        (*v).run_queue.head().unwrap_or((*v).idle)
+    }
+}
+
+/// Counts a scheduling decision; every [`POLL_EVERY`]th polls out of line.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+#[inline(always)]
+pub(super) unsafe fn tick(v: *mut Vcpu) {
+    #[cold]
+    #[inline(never)]
+    unsafe fn poll_now(v: *mut Vcpu) {
+        // SAFETY: per tick's contract.
+        unsafe { poll(v, false) }
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        // A plain load and store (one writer): the stall monitor reads it.
+        let sw = &Arc::as_ref(&(*v).remote).switches;
+        let n = sw.load(Ordering::Relaxed).wrapping_add(1);
+        sw.store(n, Ordering::Relaxed);
+        if n.is_multiple_of(POLL_EVERY as u64) {
+            poll_now(v);
+            if n.is_multiple_of(64 * POLL_EVERY as u64) {
+                super::tls::watch_loads(); // a busy vcpu never sleeps: look for dlopen'ed modules here
+            }
+        }
+    }
+}
+
+/// I/O calls that may complete without waiting before the vcpu polls for
+/// events and rotates to the next thread (see [`io_budget`]).
+pub(super) const IO_BUDGET: u32 = 64;
+
+/// Called by I/O paths that completed without waiting. Every
+/// [`IO_BUDGET`]th such call polls timers and events and yields, so a thread
+/// whose I/O never blocks (a sender on a fast socket) cannot starve the
+/// other threads of its vcpu, whose wake-ups come from those events.
+pub(crate) fn io_budget() {
+    let v = current();
+    if v.is_null() {
+        return;
+    }
+    // SAFETY: this OS thread's live vcpu; the poll runs before the switch.
+    unsafe {
+        (*v).io_budget -= 1;
+        if (*v).io_budget == 0 {
+            (*v).io_budget = IO_BUDGET;
+            poll(v, false);
+            yield_now();
+        }
+    }
+}
+
+/// `photon_thread_yield`: lets every other runnable thread run once.
+#[inline]
+pub(crate) fn yield_now() {
+    let v = current();
+    if v.is_null() {
+        return;
+    }
+    // SAFETY: `v` is this OS thread's live vcpu.
+    unsafe {
+        let cur = (*v).current;
+        tick(v);
+        let Some(next) = (*v).run_queue.rotate() else {
+            return;
+        };
+        switch_to(v, cur, next);
+    }
+}
+
+/// Entry of every photon thread, on its own stack.
+unsafe extern "C" fn thread_main(deferred: usize, data: *mut u8) -> ! {
+    // SAFETY: `deferred` is a dead TCB or 0; `data` is this thread's TCB.
+    unsafe {
+        if sanitize::asan() {
+            sanitize::finish_switch(ptr::null_mut()); // a fresh stack
+        }
+        if deferred != 0 {
+            after_switch(deferred as *mut ThreadCtl);
+        }
+        let th = data.cast::<ThreadCtl>();
+        let entry = (*th).entry.expect("a photon thread has an entry");
+        let arg = (*th).arg;
+        let rv = match catch_unwind(AssertUnwindSafe(|| entry(arg))) {
+            Ok(rv) => rv,
+            Err(_) => {
+                log::error!(
+                    "photon: thread {} panicked; it ends with a NULL result",
+                    (*th).handle.id()
+                );
+                ptr::null_mut()
+            }
+        };
+        thread_exit(th, rv)
+    }
+}
+
+/// Ends the calling thread: destructors, wake the joiner, switch away for good.
+///
+/// # Safety
+/// `th` is the calling photon thread (not main, not idle).
+pub(super) unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
+    // SAFETY: per the contract; the vcpu is re-fetched after user code ran.
+    unsafe {
+        if catch_unwind(AssertUnwindSafe(|| super::tls::run_dtors(th))).is_err() {
+            log::error!(
+                "photon: a thread_local destructor panicked in thread {}",
+                (*th).handle.id()
+            );
+        }
+        if catch_unwind(AssertUnwindSafe(|| run_key_destructors(th))).is_err() {
+            log::error!("photon: a key destructor panicked in thread {}", (*th).handle.id());
+        }
+        let v = current();
+        (*v).threads.remove(th);
+        if let Some(j) = handle::end((*th).handle, rv, &mut (*v).slots) {
+            wake(j.handle, j.seq, 0);
+        }
+        if (*v).fini_waiting && (*v).threads.len() == 0 {
+            wake_local(v, (*v).main, 0);
+        }
+        (*th).state = State::Dead;
+        (*v).run_queue.remove(th);
+        super::tls::on_end(v, th);
+        let next = next_to_run(v);
+        super::tls::on_switch(v, th, next);
+        (*v).current = next;
+        let mut unused: arch::StackPointer = ptr::null_mut();
+        switch_stacks(v, th, &raw mut unused, next, th as usize, true);
+        unreachable!("a dead photon thread was resumed");
+    }
+}

@@ -11,6 +11,16 @@
 //! - `preload_passthrough`: unmodified programs (python3, redis-benchmark)
 //!   under the shim without photon_init give what they give without it.
 //!
+//! - `preload_keys`: tests/preload/keys.c, pthread keys per photon thread
+//!   (100 photon threads on one vcpu across hooked sleeps, destructor
+//!   rounds counted against glibc's, a plain pthread's and the vcpu main
+//!   thread's values untouched, delete from a photon thread, migration).
+//! - `preload_openssl_errq`: tests/preload/openssl_errq.c, OpenSSL's error
+//!   queue (a pthread-key user) per photon thread.
+//!
+//! Both key tests also run with `PHOTON_PRELOAD_PTHREAD=0` and must fail
+//! there: that proves they test the feature.
+//!
 //! redis-server and libhiredis-dev come from `scripts/setup.sh` (the test
 //! command installs them); a missing one fails the test, with that hint.
 
@@ -86,6 +96,41 @@ fn preload_semantics() {
         let run = run_program(&exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
         check(&run, &format!("semantics (PHOTON_ENGINE={engine})"));
     }
+}
+
+/// Runs `exe` under the shim with both engines (must pass), then with
+/// `PHOTON_PRELOAD_PTHREAD=0` (keys and locks off: must fail).
+fn passes_only_with_pthread_hooks(exe: &Path, what: &str) {
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let run = run_program(exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("{what} (PHOTON_ENGINE={engine})"));
+    }
+    let off = run_program(
+        exe,
+        &[],
+        "epoll",
+        &[(k, &v), ("PHOTON_PRELOAD_PTHREAD", "0")],
+        RUN_TIMEOUT,
+    );
+    assert!(
+        off.status.is_some_and(|s| s.code() == Some(1)),
+        "{what} with PHOTON_PRELOAD_PTHREAD=0 should fail its checks: {}",
+        off.describe()
+    );
+    println!("{what} with PHOTON_PRELOAD_PTHREAD=0: fails, as it must");
+}
+
+#[test]
+fn preload_keys() {
+    let exe = compile("keys", &[]);
+    passes_only_with_pthread_hooks(&exe, "pthread keys per photon thread");
+}
+
+#[test]
+fn preload_openssl_errq() {
+    let exe = compile("openssl_errq", &["-lcrypto"]);
+    passes_only_with_pthread_hooks(&exe, "OpenSSL error queue per photon thread");
 }
 
 /// A redis-server on a free loopback port, stopped on drop.

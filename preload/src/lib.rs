@@ -26,6 +26,7 @@ mod dns;
 mod fdtab;
 mod file;
 mod io;
+mod keys;
 mod photon;
 mod real;
 mod sock;
@@ -75,6 +76,7 @@ fn debug_logging() -> bool {
 /// runs and reports what is hooked at debug level.
 extern "C" fn start() {
     let (found, total) = real::resolve_all();
+    keys::init();
     if debug_logging() {
         let mut line = [0u8; 2048];
         let mut out = Buf(&mut line, 0);

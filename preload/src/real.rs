@@ -156,6 +156,10 @@ real_fns! {
         flags: c_int,
     ) -> c_int;
     fn gethostbyname(name: *const c_char) -> *mut hostent;
+    fn pthread_key_create(key: *mut libc::pthread_key_t, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
+    fn pthread_key_delete(key: libc::pthread_key_t) -> c_int;
+    fn pthread_getspecific(key: libc::pthread_key_t) -> *mut c_void;
+    fn pthread_setspecific(key: libc::pthread_key_t, value: *const c_void) -> c_int;
 }
 
 /// `fcntl` and `ioctl` are variadic: their real versions are called with

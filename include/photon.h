@@ -779,6 +779,54 @@ int photon_dump_threads(int fd);
  */
 uint32_t photon_thread_number(int *is_main);
 
+/**
+ * Makes the thread-locals (`__thread`, C++ `thread_local`) of the loaded
+ * modules whose file name starts with `module` follow the photon thread:
+ * from now on every photon thread has its own copy, initialised from the
+ * module's TLS image as a new OS thread's would be, kept across every
+ * switch and carried along by `photon_thread_migrate`, and freed when the
+ * photon thread ends. A vcpu's main thread keeps the OS thread's copy, and
+ * plain OS threads are untouched. `"*"` names every loaded module except
+ * the C and C++ runtimes (glibc's libraries, libgcc_s, libstdc++), memory
+ * allocators (jemalloc, tcmalloc, mimalloc), sanitizer runtimes and
+ * libphoton, and also covers modules loaded later (call
+ * `photon_tls_rescan` after `dlopen`; the preload shim does).
+ *
+ * Isolated modules are never unloaded (`RTLD_NODELETE`). A thread-local's
+ * address is valid while its photon thread stays on one vcpu. The cost is
+ * a copy of the isolated blocks at each switch between two photon threads
+ * (none to or from the idle thread). `PHOTON_TLS_ISOLATE` (`name,name`,
+ * `*` or `none`; default `*` under the preload shim, else `none`) is
+ * applied at the first `photon_init`. Callable from any OS thread.
+ *
+ * Returns 0, or -1 with `EINVAL` (NULL or empty), `ENOENT` (no loaded
+ * module's file name starts with `module`) or `EPERM` (only modules that
+ * are never isolated have that name: the runtimes, allocators, libphoton).
+ */
+int photon_tls_isolate(const char *module);
+
+/**
+ * Applies the thread-local isolation asked for so far (names, or `"*"`) to
+ * modules loaded since (call it after `dlopen`). Returns the number of
+ * blocks that now follow the photon thread in addition. Callable from any
+ * OS thread.
+ */
+int photon_tls_rescan(void);
+
+/**
+ * 1 if `addr` lies in a thread-local block that follows the calling photon
+ * thread on this vcpu (an isolated module's), else 0 (also off a vcpu).
+ * The preload shim uses it to run C++ `thread_local` destructors at the
+ * photon thread's end. Never sets errno.
+ */
+int photon_tls_is_isolated(const void *addr);
+
+/**
+ * 1 when `libphoton_preload.so` is loaded in the process (by `LD_PRELOAD`
+ * or linked before libphoton), else 0. Never sets errno.
+ */
+int photon_preload_active(void);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -91,6 +91,14 @@ photon_thread_number any valid=1/keep P=0/keep N=0/keep F=0/keep
   is_main: NULL | nullok: the flag is optional
   case V | main reports itself as a vcpu's main thread | G.n = 0; | (photon_thread_number(&G.n) == 1 && G.n == 1) | 1/keep
   case T | a photon thread main created is not main | G.n = 1; | (photon_thread_number(&G.n) > 1 && G.n == 0) | 1/keep
+photon_tls_isolate any valid=0
+  module: "*" | auto ; "" => EINVAL ; "libno-such-module-here" => ENOENT ; "libc.so" => EPERM ; "libphoton" => EPERM
+photon_tls_rescan any valid=ok
+  nobad: takes no arguments and works anywhere
+photon_tls_is_isolated any valid=0/keep
+  addr: BUF() | nullok: any address may be asked about ; (const void *)1 => 0/keep
+photon_preload_active any valid=0/keep
+  nobad: takes no arguments; 0 without the preload shim
 photon_now_us any valid=ok
   nobad: takes no arguments and works anywhere
 

@@ -10,14 +10,12 @@
 //!   from 100 photon threads; the same program on a plain pthread.
 //! - `preload_passthrough`: unmodified programs (python3, redis-benchmark)
 //!   under the shim without photon_init give what they give without it.
-//!
 //! - `preload_keys`: tests/preload/keys.c, pthread keys per photon thread
 //!   (100 photon threads on one vcpu across hooked sleeps, destructor
 //!   rounds counted against glibc's, a plain pthread's and the vcpu main
 //!   thread's values untouched, delete from a photon thread, migration).
 //! - `preload_openssl_errq`: tests/preload/openssl_errq.c, OpenSSL's error
 //!   queue (a pthread-key user) per photon thread.
-//!
 //! - `preload_rocksdb`: tests/preload/rocksdb_test.cc, unmodified RocksDB
 //!   (Debian's librocksdb-dev): 128 photon threads doing random Gets with
 //!   direct reads and no block cache, Puts while RocksDB's flush and
@@ -258,6 +256,70 @@ fn preload_passthrough() {
                 .join("\n")
         },
     );
+}
+
+/// `tests/preload/tls_lib.cc` as `libtlsprobe.so` beside the test programs.
+fn tls_probe_lib() -> PathBuf {
+    let out = out_dir().join("libtlsprobe.so");
+    let tmp = private_name(&out);
+    let status = cc::Build::new()
+        .cpp(true)
+        .target(TARGET)
+        .host(TARGET)
+        .opt_level(2)
+        .out_dir(out_dir())
+        .cargo_metadata(false)
+        .get_compiler()
+        .to_command()
+        .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o"])
+        .arg(&tmp)
+        .arg(src_dir().join("tls_lib.cc"))
+        .status()
+        .expect("run the C++ compiler");
+    assert!(status.success(), "compiling tls_lib.cc failed");
+    fs::rename(&tmp, &out).expect("rename libtlsprobe.so into place");
+    out
+}
+
+/// Thread-locals that follow the photon thread: a library's `__thread` int
+/// and C++ `thread_local` object, from 100 photon threads on one vcpu
+/// across hooked sleeps and reads, a plain pthread and main untouched, an
+/// exception rethrown after a wait inside its catch block, values carried
+/// by migration between two vcpus; under the shim (default `*`) and through
+/// `photon_tls_isolate` without it. With `PHOTON_TLS_ISOLATE=none` the
+/// program shows the mix-up (the test can fail).
+#[test]
+fn preload_tls_isolation() {
+    let lib = tls_probe_lib();
+    let dir = out_dir();
+    let rpath = format!("-Wl,-rpath,{}", dir.display());
+    let libdir = format!("-L{}", dir.display());
+    let exe = compile_c(
+        &src_dir().join("tls_isolation.cc"),
+        &dir.join("tls_isolation"),
+        &["-std=c++17", "-Wall", "-Wextra", "-Werror"],
+        &[],
+        &[&libdir, &rpath, "-ltlsprobe", "-lstdc++"],
+    );
+    assert!(lib.is_file());
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let run = run_program(&exe, &["isolated", "shim"], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("tls isolation under the shim (PHOTON_ENGINE={engine})"));
+        let run = run_program(&exe, &["isolated", "api"], engine, &[], RUN_TIMEOUT);
+        check(
+            &run,
+            &format!("tls isolation by photon_tls_isolate (PHOTON_ENGINE={engine})"),
+        );
+        let run = run_program(
+            &exe,
+            &["mixed", "shim"],
+            engine,
+            &[(k, &v), ("PHOTON_TLS_ISOLATE", "none")],
+            RUN_TIMEOUT,
+        );
+        check(&run, &format!("no isolation shows the mix-up (PHOTON_ENGINE={engine})"));
+    }
 }
 
 /// Compiles `tests/preload/<name>.cc` (C++17, warnings as errors) with `libs`

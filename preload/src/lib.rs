@@ -25,6 +25,7 @@
 mod dns;
 mod fdtab;
 mod file;
+mod identity;
 mod io;
 mod keys;
 mod photon;
@@ -77,6 +78,7 @@ fn debug_logging() -> bool {
 extern "C" fn start() {
     let (found, total) = real::resolve_all();
     keys::init();
+    identity::init();
     if debug_logging() {
         let mut line = [0u8; 2048];
         let mut out = Buf(&mut line, 0);

@@ -53,7 +53,8 @@ unsafe extern "C" {
     pub fn photon_fsync(fd: c_int) -> c_int;
     pub fn photon_fdatasync(fd: c_int) -> c_int;
     pub fn photon_thread_number(is_main: *mut c_int) -> u32;
-    pub fn photon_key_create(key: *mut u32, destructor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
+    pub fn photon_tls_is_isolated(addr: *const c_void) -> c_int;
+    pub fn photon_key_create(key: *mut u32, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
     pub fn photon_getspecific(key: u32) -> *mut c_void;
     pub fn photon_setspecific(key: u32, value: *const c_void) -> c_int;
 }

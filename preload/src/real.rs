@@ -160,6 +160,7 @@ real_fns! {
     fn pthread_key_delete(key: libc::pthread_key_t) -> c_int;
     fn pthread_getspecific(key: libc::pthread_key_t) -> *mut c_void;
     fn pthread_setspecific(key: libc::pthread_key_t, value: *const c_void) -> c_int;
+    fn __cxa_thread_atexit_impl(dtor: Option<unsafe extern "C" fn(*mut c_void)>, obj: *mut c_void, dso: *mut c_void) -> c_int;
 }
 
 /// `fcntl` and `ioctl` are variadic: their real versions are called with

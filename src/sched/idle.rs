@@ -52,6 +52,9 @@ pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
                 .map(|d| Duration::from_micros(d.saturating_sub(now_us())))
         };
         let sleeping = timeout != Some(Duration::ZERO);
+        if sleeping {
+            super::tls::watch_loads(); // before sleeping: dlopen'ed modules
+        }
         if sleeping && !(*v).remote.enter_sleep() {
             drain_inbox(v); // a message arrived: do not sleep
             return;

@@ -10,6 +10,7 @@ mod run_queue;
 mod stats;
 mod thread;
 mod timer;
+pub(crate) mod tls;
 mod vcpu;
 mod workpool;
 

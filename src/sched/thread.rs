@@ -102,6 +102,8 @@ pub(crate) struct ThreadCtl {
     /// AddressSanitizer's fake stack of this context while it is switched
     /// out (see `stack::sanitize`).
     pub asan_fake_stack: *mut c_void,
+    /// This thread's copies of the isolated thread-locals (see `tls`).
+    pub tls: super::tls::ThreadTls,
 }
 
 /// No engine operation (`ThreadCtl::io_op`).
@@ -136,6 +138,7 @@ impl ThreadCtl {
             wait_since: 0,
             name: [0; NAME_MAX + 1],
             asan_fake_stack: ptr::null_mut(),
+            tls: super::tls::ThreadTls::new(),
         }
     }
 }

@@ -69,6 +69,8 @@ pub(crate) struct Vcpu {
     /// Set while the engine waits: the runtime's own libc calls there
     /// (epoll_wait in mio) must pass through the preload shim.
     pub(super) in_runtime: bool,
+    /// Thread-local isolation: live blocks and whose copy is in them.
+    pub(super) tls: super::tls::VcpuTls,
     _alt_stack: AltStack,
 }
 
@@ -150,6 +152,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
     register_fork_handler();
     sanitize::detect();
     super::stats::start_monitor();
+    super::tls::on_init();
     let engine = engine::create(engine_kind)?;
     log::debug!("photon: vcpu starting on the {} engine", engine.name());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -200,6 +203,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
             (ptr::null(), 0)
         },
         in_runtime: false,
+        tls: super::tls::VcpuTls::new(),
         _alt_stack: AltStack::install(),
     });
     let mut vcpu = vcpu;
@@ -239,6 +243,7 @@ pub(crate) fn fini() -> Result<(), Errno> {
         }
         let v = current();
         let main = (*v).main;
+        super::tls::on_fini(v);
         run_key_destructors(main);
         let v = current();
         handle::release((*main).handle, &mut (*v).slots);
@@ -360,6 +365,7 @@ pub(super) unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut Thr
         if cur == next {
             return; // woken while choosing (its timer fired in the poll)
         }
+        super::tls::on_switch(v, cur, next);
         (*v).current = next;
         // For the stall monitor: which thread this vcpu runs now.
         Arc::as_ref(&(*v).remote).running.store(next as u64, Ordering::Relaxed);
@@ -521,11 +527,13 @@ pub(crate) fn migrate(h: Handle, to: u32) -> Result<(), Errno> {
         unlink_all(v, th);
         (*th).state = State::Migrating;
         (*th).migrate_to = to;
+        super::tls::on_leave(v, th);
         if th != cur {
             after_switch(th); // not running: hand it over now
             return Ok(());
         }
         let next = next_to_run(v);
+        super::tls::on_switch(v, cur, next);
         (*v).current = next;
         let deferred = switch_stacks(v, cur, &raw mut (*cur).sp, next, cur as usize, false);
         // Resumed on the new vcpu.
@@ -572,6 +580,9 @@ unsafe fn tick(v: *mut Vcpu) {
         sw.store(n, Ordering::Relaxed);
         if n.is_multiple_of(POLL_EVERY as u64) {
             poll_now(v);
+            if n.is_multiple_of(64 * POLL_EVERY as u64) {
+                super::tls::watch_loads(); // a busy vcpu never sleeps: look for dlopen'ed modules here
+            }
         }
     }
 }
@@ -891,7 +902,9 @@ unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
         }
         (*th).state = State::Dead;
         (*v).run_queue.remove(th);
+        super::tls::on_end(v, th);
         let next = next_to_run(v);
+        super::tls::on_switch(v, th, next);
         (*v).current = next;
         let mut unused: arch::StackPointer = ptr::null_mut();
         switch_stacks(v, th, &raw mut unused, next, th as usize, true);

@@ -1,0 +1,701 @@
+//! Thread-local isolation: the thread-locals of chosen modules (`__thread`,
+//! C++ `thread_local`) follow the photon thread instead of the OS thread.
+//!
+//! Mechanism (chosen by measurement, see `notes/thread-identity.md` and the
+//! issue's closing note): every isolated module's TLS block stays where
+//! glibc put it for the vcpu's OS thread (so `%fs`, glibc's own per-thread
+//! state and every address the compiler computed stay valid), and its
+//! *contents* are swapped: each photon thread keeps a private save area
+//! holding its copy of every isolated block, and the vcpu copies the blocks
+//! out of and into the live ones when it switches between photon threads.
+//!
+//! The swap is lazy: the vcpu remembers whose copy is live (`owner`), so a
+//! switch to the idle thread (which runs only runtime code) costs nothing,
+//! and a thread that blocks and resumes with nobody else in between pays
+//! nothing either. Invariant: a thread that is not the owner has its
+//! values in its save area, or has no save area yet and still has the
+//! module's initial image (`p_filesz` bytes of the image, then zeros), which
+//! is what a new OS thread would start with.
+//!
+//! Regions are global and append-only (a thread's save area has the same
+//! layout on every vcpu, so a migrated thread carries its values); each
+//! vcpu resolves the live address of every region on its own OS thread
+//! (`__tls_get_addr`, which also allocates a dlopen'ed module's block).
+//! Isolated modules are pinned (`RTLD_NODELETE`): their blocks never go
+//! away under a swap.
+//!
+//! The C++ exception state (`__cxa_get_globals()`: the caught-exception
+//! stack and the uncaught count, in libstdc++'s TLS) is a region of its own,
+//! always swapped when libstdc++ is loaded: a photon thread suspended inside
+//! a `catch` block must find its own exception when it resumes.
+//!
+//! Addresses of thread-locals are per OS thread: a photon thread that
+//! migrates to another vcpu must not keep one across the migration.
+
+use core::ffi::{CStr, c_char, c_int, c_void};
+use core::ptr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+
+use super::thread::ThreadCtl;
+use super::vcpu::Vcpu;
+use crate::errno::Errno;
+
+/// Set once any region exists: the switch path's only cost before that.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Bumped whenever a region is added; each vcpu compares its own copy.
+static GEN: AtomicU64 = AtomicU64::new(0);
+/// The regions and what was asked for.
+static GLOBAL: Mutex<Global> = Mutex::new(Global {
+    star: false,
+    names: Vec::new(),
+    regions: Vec::new(),
+    total: 0,
+    eh_checked: false,
+});
+
+/// Names (file-name prefixes) never isolated, by `*` or by name: the C and C++
+/// runtimes (glibc's family), memory allocators (their thread caches must
+/// stay with the OS thread), sanitizer and Valgrind runtimes, and
+/// libphoton itself (also when linked statically: see [`own_module`]).
+const NEVER: &[&str] = &[
+    "libc.so",
+    "libc-",
+    "ld-linux",
+    "ld64.so",
+    "libm.so",
+    "libmvec",
+    "libpthread",
+    "libdl.so",
+    "librt.so",
+    "libresolv",
+    "libanl",
+    "libnss_",
+    "libutil.so",
+    "libgcc_s",
+    "libstdc++",
+    "libjemalloc",
+    "libtcmalloc",
+    "libmimalloc",
+    "libphoton",
+    "libasan",
+    "libubsan",
+    "liblsan",
+    "libtsan",
+    "libclang_rt",
+    "vgpreload",
+    "linux-vdso",
+];
+
+struct Global {
+    /// `*` was asked for: every module but [`NEVER`]'s, also later ones.
+    star: bool,
+    /// Module name prefixes asked for by name (kept for later dlopens).
+    names: Vec<String>,
+    regions: Vec<Region>,
+    /// Size of a thread's save area covering every region.
+    total: usize,
+    /// The C++ exception region was looked for.
+    eh_checked: bool,
+}
+
+/// What a region is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A module's PT_TLS block: `modid` for `__tls_get_addr`, its image.
+    Module { modid: usize, image: usize, filesz: usize },
+    /// libstdc++'s `__cxa_eh_globals` (found through `__cxa_get_globals`).
+    EhGlobals,
+}
+
+#[derive(Clone, Copy)]
+struct Region {
+    kind: Kind,
+    /// Offset in a thread's save area.
+    offset: usize,
+    size: usize,
+}
+
+/// A region as one vcpu sees it: its live block on that OS thread.
+#[derive(Clone, Copy)]
+pub(super) struct Live {
+    addr: *mut u8,
+    region: Region,
+}
+
+/// A vcpu's view of the isolated regions (owned by the vcpu's OS thread).
+pub(super) struct VcpuTls {
+    /// The [`GEN`] these regions were resolved at (0: never).
+    generation: u64,
+    live: Vec<Live>,
+    /// Whose copy is in the live blocks (null: nobody's, e.g. after the
+    /// owner ended or migrated away).
+    pub(super) owner: *mut ThreadCtl,
+}
+
+impl VcpuTls {
+    pub(super) const fn new() -> VcpuTls {
+        VcpuTls {
+            generation: 0,
+            live: Vec::new(),
+            owner: ptr::null_mut(),
+        }
+    }
+}
+
+/// A photon thread's copies of the isolated blocks.
+pub(crate) struct ThreadTls {
+    save: *mut u8,
+    /// Bytes of `save` that hold this thread's values (regions are appended,
+    /// so it covers a prefix of the regions; the rest still has the image).
+    len: usize,
+}
+
+impl ThreadTls {
+    pub(crate) const fn new() -> ThreadTls {
+        ThreadTls {
+            save: ptr::null_mut(),
+            len: 0,
+        }
+    }
+}
+
+impl Drop for ThreadTls {
+    fn drop(&mut self) {
+        if !self.save.is_null() {
+            // SAFETY: allocated with libc::realloc by `ensure`, freed once.
+            unsafe { libc::free(self.save.cast()) };
+        }
+    }
+}
+
+/// `dl_phdr_info` with the TLS fields (glibc >= 2.12), which the libc crate
+/// leaves out on Linux.
+#[repr(C)]
+struct PhdrInfo {
+    addr: usize,
+    name: *const c_char,
+    phdr: *const libc::Elf64_Phdr,
+    phnum: u16,
+    adds: u64,
+    subs: u64,
+    tls_modid: usize,
+    tls_data: *mut c_void,
+}
+
+unsafe extern "C" {
+    fn dl_iterate_phdr(
+        cb: unsafe extern "C" fn(info: *mut PhdrInfo, size: usize, data: *mut c_void) -> c_int,
+        data: *mut c_void,
+    ) -> c_int;
+}
+
+/// A loaded module with a TLS block.
+struct Module {
+    /// File name (the last path component; the program's own for the main
+    /// executable, whose `dlpi_name` is empty).
+    file: String,
+    path: String,
+    base: usize,
+    modid: usize,
+    image: usize,
+    filesz: usize,
+    memsz: usize,
+}
+
+/// Every loaded module that has a TLS block.
+fn tls_modules() -> Vec<Module> {
+    unsafe extern "C" fn each(info: *mut PhdrInfo, size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info of `size` bytes and our Vec.
+        unsafe {
+            if size < core::mem::size_of::<PhdrInfo>() {
+                return 0;
+            }
+            let out = &mut *data.cast::<Vec<Module>>();
+            let info = &*info;
+            if info.tls_modid == 0 {
+                return 0;
+            }
+            for i in 0..info.phnum as usize {
+                let ph = &*info.phdr.add(i);
+                if ph.p_type == libc::PT_TLS && ph.p_memsz > 0 {
+                    let path = if info.name.is_null() || *info.name == 0 {
+                        String::new()
+                    } else {
+                        CStr::from_ptr(info.name).to_string_lossy().into_owned()
+                    };
+                    out.push(Module {
+                        file: String::new(),
+                        path,
+                        base: info.addr,
+                        modid: info.tls_modid,
+                        image: info.addr + ph.p_vaddr as usize,
+                        filesz: ph.p_filesz as usize,
+                        memsz: ph.p_memsz as usize,
+                    });
+                }
+            }
+            0
+        }
+    }
+    let mut out: Vec<Module> = Vec::new();
+    // SAFETY: the callback only reads what glibc passes and pushes to `out`.
+    unsafe { dl_iterate_phdr(each, (&raw mut out).cast()) };
+    let exe = std::fs::read_link("/proc/self/exe")
+        .ok()
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    for m in &mut out {
+        m.file = if m.path.is_empty() {
+            exe.clone()
+        } else {
+            m.path.rsplit('/').next().unwrap_or("").to_string()
+        };
+    }
+    out
+}
+
+/// The load base of the module holding libphoton's code (libphoton.so, or
+/// the program or library that linked libphoton.a): never isolated, since
+/// its TLS holds the vcpu pointer itself.
+fn own_module() -> usize {
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: dladdr on an address of our own code, into a zeroed Dl_info.
+    let ok = unsafe { libc::dladdr(own_module as *const c_void, &mut info) };
+    if ok == 0 { 0 } else { info.dli_fbase as usize }
+}
+
+fn never_isolated(file: &str) -> bool {
+    NEVER.iter().any(|p| file.starts_with(p))
+}
+
+/// Pins a module so its TLS block cannot be freed under a swap.
+fn pin(path: &str) {
+    if path.is_empty() {
+        return; // the main executable is never unloaded
+    }
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return;
+    };
+    // SAFETY: a NUL-terminated path of a loaded object; NOLOAD never loads.
+    unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_NODELETE | libc::RTLD_LAZY) };
+}
+
+/// Adds the regions of every loaded module that the request (`star`, or a
+/// name prefix in `names`) covers and that is not isolated yet; returns how
+/// many modules matched (isolated now or before).
+fn scan(g: &mut Global, extra_name: Option<&str>) -> Result<usize, Errno> {
+    let own = own_module();
+    let mut matched = 0;
+    let mut refused = 0;
+    for m in tls_modules() {
+        let by_name = |n: &str| m.file.starts_with(n);
+        if m.base == own || never_isolated(&m.file) {
+            refused += extra_name.is_some_and(by_name) as usize;
+            continue;
+        }
+        let wanted = extra_name.is_some_and(by_name) || g.names.iter().any(|n| by_name(n)) || g.star;
+        if !wanted {
+            continue;
+        }
+        matched += 1;
+        let known = g
+            .regions
+            .iter()
+            .any(|r| matches!(r.kind, Kind::Module { modid, .. } if modid == m.modid));
+        if known {
+            continue;
+        }
+        pin(&m.path);
+        log::debug!(
+            "photon: thread-locals of {} ({} bytes) follow the photon thread",
+            m.file,
+            m.memsz
+        );
+        push(
+            g,
+            Kind::Module {
+                modid: m.modid,
+                image: m.image,
+                filesz: m.filesz,
+            },
+            m.memsz,
+        );
+    }
+    if matched == 0 && refused > 0 {
+        return Err(Errno::EPERM); // only runtime modules have that name
+    }
+    Ok(matched)
+}
+
+fn push(g: &mut Global, kind: Kind, size: usize) {
+    let offset = g.total;
+    g.regions.push(Region { kind, offset, size });
+    g.total = (offset + size + 15) & !15;
+    GEN.fetch_add(1, Release);
+    ACTIVE.store(true, Release);
+}
+
+type CxaGetGlobals = unsafe extern "C" fn() -> *mut c_void;
+
+/// libstdc++'s `__cxa_get_globals`, if the process has libstdc++.
+fn cxa_get_globals() -> Option<CxaGetGlobals> {
+    // SAFETY: a lookup by NUL-terminated name.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__cxa_get_globals".as_ptr()) };
+    // SAFETY: libstdc++'s function of this name has this signature.
+    (!p.is_null()).then(|| unsafe { core::mem::transmute::<*mut c_void, CxaGetGlobals>(p) })
+}
+
+/// Size of `__cxa_eh_globals` (a pointer and an unsigned int) on the
+/// Itanium C++ ABI (not ARM EHABI, which adds a field).
+const EH_GLOBALS_SIZE: usize = 16;
+
+fn check_eh(g: &mut Global) {
+    if g.eh_checked {
+        return;
+    }
+    if cxa_get_globals().is_some() {
+        g.eh_checked = true;
+        push(g, Kind::EhGlobals, EH_GLOBALS_SIZE);
+    }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Global> {
+    GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `photon_tls_isolate(module)`: `*` or a file-name prefix.
+pub(crate) fn isolate(module: &str) -> Result<(), Errno> {
+    if module.is_empty() {
+        return Err(Errno::EINVAL);
+    }
+    let mut g = lock();
+    check_eh(&mut g);
+    LAST_ADDS.store(loads_so_far(), Relaxed);
+    WATCH_LOADS.store(true, Relaxed);
+    if module == "*" {
+        g.star = true;
+        let _ = scan(&mut g, None);
+        return Ok(());
+    }
+    if scan(&mut g, Some(module))? == 0 {
+        return Err(Errno(libc::ENOENT));
+    }
+    if !g.names.iter().any(|n| n == module) {
+        g.names.push(module.to_string());
+    }
+    Ok(())
+}
+
+/// `photon_tls_rescan`: applies what was asked for to modules loaded since
+/// (after a `dlopen`); the number of regions added.
+pub(crate) fn rescan() -> usize {
+    let mut g = lock();
+    let before = g.regions.len();
+    check_eh(&mut g);
+    if g.star || !g.names.is_empty() {
+        let _ = scan(&mut g, None);
+    }
+    g.regions.len() - before
+}
+
+/// Applies `PHOTON_TLS_ISOLATE` once per process (`name,name`, `*`, or
+/// `none`; default `*` when the preload shim is loaded, else `none`), and
+/// looks for libstdc++'s exception state. Called by every `photon_init`.
+pub(crate) fn on_init() {
+    static ENV: std::sync::Once = std::sync::Once::new();
+    ENV.call_once(|| {
+        let spec = std::env::var("PHOTON_TLS_ISOLATE").ok();
+        let spec = spec.unwrap_or_else(|| if preload_active() { "*".into() } else { "none".into() });
+        for name in spec.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "none" {
+                continue;
+            }
+            match isolate(name) {
+                Ok(()) => {}
+                Err(_) => {
+                    // Not loaded yet: remembered, applied when a rescan finds it.
+                    log::warn!("photon: PHOTON_TLS_ISOLATE names {name}, which is not loaded (yet)");
+                    let mut g = lock();
+                    if !g.names.iter().any(|n| n == name) {
+                        g.names.push(name.to_string());
+                    }
+                    WATCH_LOADS.store(true, Relaxed);
+                }
+            }
+        }
+    });
+    let mut g = lock();
+    check_eh(&mut g);
+}
+
+/// True when `libphoton_preload.so` is in the process (its marker symbol
+/// resolves).
+pub(crate) fn preload_active() -> bool {
+    // SAFETY: a lookup by NUL-terminated name.
+    !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"photon_preload_version".as_ptr()) }.is_null()
+}
+
+/// Set once a request (`*` or a name) can cover modules loaded later.
+static WATCH_LOADS: AtomicBool = AtomicBool::new(false);
+/// glibc's count of objects loaded so far, when last looked at.
+static LAST_ADDS: AtomicU64 = AtomicU64::new(0);
+
+/// glibc's running count of loaded objects (`dlpi_adds`).
+fn loads_so_far() -> u64 {
+    unsafe extern "C" fn first(info: *mut PhdrInfo, size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info of `size` bytes and our u64.
+        unsafe {
+            if size >= core::mem::offset_of!(PhdrInfo, tls_modid) {
+                *data.cast::<u64>() = (*info).adds;
+            }
+        }
+        1 // the first object is enough
+    }
+    let mut adds = 0u64;
+    // SAFETY: the callback writes only `adds`.
+    unsafe { dl_iterate_phdr(first, (&raw mut adds).cast()) };
+    adds
+}
+
+/// Called by a vcpu's event poll now and then (before it sleeps, and every
+/// so many polls): isolates modules `dlopen`ed since, when `*` or their
+/// name asked for it. `photon_tls_rescan` does the same at once.
+#[cold]
+pub(super) fn watch_loads() {
+    if !WATCH_LOADS.load(Relaxed) {
+        return;
+    }
+    let adds = loads_so_far();
+    if LAST_ADDS.swap(adds, Relaxed) != adds {
+        rescan();
+    }
+}
+
+/// Whether the switch path has anything to do.
+#[inline(always)]
+pub(super) fn active() -> bool {
+    ACTIVE.load(Relaxed)
+}
+
+/// `struct tls_index` of the x86-64 / aarch64 ELF TLS ABI.
+#[repr(C)]
+struct TlsIndex {
+    module: usize,
+    offset: usize,
+}
+
+type TlsGetAddr = unsafe extern "C" fn(*const TlsIndex) -> *mut c_void;
+
+fn tls_get_addr() -> Option<TlsGetAddr> {
+    static P: AtomicU64 = AtomicU64::new(0);
+    let mut p = P.load(Relaxed) as usize;
+    if p == 0 {
+        // SAFETY: a lookup by NUL-terminated name.
+        p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__tls_get_addr".as_ptr()) } as usize;
+        P.store(p as u64, Relaxed);
+    }
+    // SAFETY: ld.so's __tls_get_addr has this signature.
+    (p != 0).then(|| unsafe { core::mem::transmute::<usize, TlsGetAddr>(p) })
+}
+
+/// Brings vcpu `v`'s view up to date with the global regions, resolving
+/// each new one's live block on this OS thread. `cur` is the running thread:
+/// on the first activation the live blocks are its values.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+#[cold]
+#[inline(never)]
+unsafe fn refresh(v: *mut Vcpu, cur: *mut ThreadCtl) {
+    let g = lock();
+    // SAFETY: per the contract; no switch while the lock is held.
+    unsafe {
+        let t = &mut (*v).tls;
+        for r in &g.regions[t.live.len()..] {
+            let addr = match r.kind {
+                Kind::Module { modid, .. } => match tls_get_addr() {
+                    Some(f) => f(&TlsIndex {
+                        module: modid,
+                        offset: 0,
+                    })
+                    .cast::<u8>(),
+                    None => ptr::null_mut(),
+                },
+                Kind::EhGlobals => cxa_get_globals().map_or(ptr::null_mut(), |f| f().cast::<u8>()),
+            };
+            t.live.push(Live { addr, region: *r });
+        }
+        if t.generation == 0 {
+            t.owner = if cur == (*v).idle { (*v).main } else { cur };
+        }
+        t.generation = GEN.load(Acquire);
+    }
+}
+
+/// Makes sure `th`'s save area covers every region `t` knows, filling new
+/// parts with their modules' initial images.
+///
+/// # Safety
+/// `th` is a live TCB of the calling vcpu, not running on another CPU.
+unsafe fn ensure(t: &VcpuTls, th: *mut ThreadCtl) {
+    let Some(last) = t.live.last() else { return };
+    let need = last.region.offset + last.region.size;
+    // SAFETY: per the contract; `save` is ours, `len` bytes of it initialised.
+    unsafe {
+        let s = &mut (*th).tls;
+        if s.len >= need {
+            return;
+        }
+        let p = libc::realloc(s.save.cast(), need).cast::<u8>();
+        if p.is_null() {
+            let msg = b"photon: out of memory for a photon thread's thread-locals\n";
+            crate::sys::write(2, msg.as_ptr().cast(), msg.len());
+            libc::abort();
+        }
+        s.save = p;
+        for l in &t.live {
+            let r = l.region;
+            if r.offset < s.len {
+                continue;
+            }
+            let dst = p.add(r.offset);
+            match r.kind {
+                Kind::Module { image, filesz, .. } => {
+                    let filesz = filesz.min(r.size);
+                    ptr::copy_nonoverlapping(image as *const u8, dst, filesz);
+                    ptr::write_bytes(dst.add(filesz), 0, r.size - filesz);
+                }
+                Kind::EhGlobals => ptr::write_bytes(dst, 0, r.size),
+            }
+        }
+        s.len = need;
+    }
+}
+
+/// Copies the live blocks into `th`'s save area.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu and `th` its owner.
+unsafe fn save(v: *mut Vcpu, th: *mut ThreadCtl) {
+    // SAFETY: per the contract; live blocks and the save area do not overlap.
+    unsafe {
+        let t = &(*v).tls;
+        ensure(t, th);
+        let base = (*th).tls.save;
+        for l in &t.live {
+            if !l.addr.is_null() {
+                ptr::copy_nonoverlapping(l.addr, base.add(l.region.offset), l.region.size);
+            }
+        }
+    }
+}
+
+/// Switch hook: before `cur` switches to `next`, make the live blocks
+/// `next`'s (unless `next` is the idle thread, which runs no user code).
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu, `cur` its running thread (or a
+/// thread that ended), `next` one of its threads.
+#[inline(always)]
+pub(super) unsafe fn on_switch(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
+    // SAFETY: per the contract.
+    unsafe {
+        if active() && next != (*v).idle && ((*v).tls.owner != next || (*v).tls.generation != GEN.load(Relaxed)) {
+            swap(v, cur, next);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn swap(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
+    // SAFETY: per `on_switch`'s contract.
+    unsafe {
+        if (*v).tls.generation != GEN.load(Acquire) {
+            refresh(v, cur);
+        }
+        let owner = (*v).tls.owner;
+        if owner == next {
+            return;
+        }
+        if !owner.is_null() {
+            save(v, owner);
+        }
+        let t = &(*v).tls;
+        ensure(t, next);
+        let base = (*next).tls.save;
+        for l in &t.live {
+            if !l.addr.is_null() {
+                ptr::copy_nonoverlapping(base.add(l.region.offset), l.addr, l.region.size);
+            }
+        }
+        (*v).tls.owner = next;
+    }
+}
+
+/// `th` leaves this vcpu (migration): its values go to its save area, so
+/// the vcpu it lands on can load them.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu, `th` one of its threads.
+pub(super) unsafe fn on_leave(v: *mut Vcpu, th: *mut ThreadCtl) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*v).tls.owner == th {
+            save(v, th);
+            (*v).tls.owner = ptr::null_mut();
+        }
+    }
+}
+
+/// `th` ended: its values are garbage now, nobody's to keep.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+pub(super) unsafe fn on_end(v: *mut Vcpu, th: *mut ThreadCtl) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*v).tls.owner == th {
+            (*v).tls.owner = ptr::null_mut();
+        }
+    }
+}
+
+/// `photon_fini`: the live blocks get the main thread's values back (the
+/// OS thread goes on without photon threads).
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu; its main thread is running.
+pub(super) unsafe fn on_fini(v: *mut Vcpu) {
+    // SAFETY: per the contract.
+    unsafe {
+        let main = (*v).main;
+        if active() && (*v).tls.generation != 0 && (*v).tls.owner != main {
+            swap(v, main, main);
+        }
+    }
+}
+
+/// `photon_tls_is_isolated(addr)`: whether `addr` lies in one of the
+/// calling vcpu's live isolated module blocks (its storage follows the
+/// calling photon thread).
+pub(crate) fn is_isolated(addr: usize) -> bool {
+    let v = super::vcpu::current();
+    if v.is_null() || !active() {
+        return false;
+    }
+    // SAFETY: this OS thread's live vcpu; no switch here.
+    let t = unsafe {
+        if (*v).tls.generation != GEN.load(Acquire) {
+            refresh(v, (*v).current);
+        }
+        &(*v).tls
+    };
+    t.live.iter().any(|l| {
+        matches!(l.region.kind, Kind::Module { .. }) && {
+            let a = l.addr as usize;
+            !l.addr.is_null() && addr >= a && addr < a + l.region.size
+        }
+    })
+}

@@ -27,6 +27,7 @@ mod fdtab;
 mod file;
 mod io;
 mod photon;
+mod pthread;
 mod real;
 mod sock;
 mod wait;

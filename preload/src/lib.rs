@@ -29,6 +29,7 @@ mod identity;
 mod io;
 mod keys;
 mod photon;
+mod pthread;
 mod real;
 mod sock;
 mod wait;

@@ -58,3 +58,12 @@ unsafe extern "C" {
     pub fn photon_getspecific(key: u32) -> *mut c_void;
     pub fn photon_setspecific(key: u32, value: *const c_void) -> c_int;
 }
+
+// Thread identity and the photon futex (the pthread hooks, crate::pthread).
+unsafe extern "C" {
+    pub fn photon_thread_self() -> *mut c_void;
+    pub fn photon_thread_interrupt(th: *mut c_void, error_number: c_int) -> c_int;
+    pub fn photon_thread_yield();
+    pub fn photon_futex_wait(addr: *const u32, expected: u32, timeout_us: u64) -> c_int;
+    pub fn photon_futex_wake(addr: *const u32, n: c_int) -> c_int;
+}

@@ -414,7 +414,6 @@ fn compile_cpp(name: &str, exe_name: &str, shim_first: bool, libs: &[&str]) -> P
 }
 
 #[test]
-#[ignore = "needs thread-local isolation (main) and the pthread lock hooks (sync)"]
 fn preload_rocksdb() {
     assert!(
         Path::new("/usr/include/rocksdb/db.h").is_file(),

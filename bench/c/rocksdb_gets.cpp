@@ -24,7 +24,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <dlfcn.h>
 #include <pthread.h>
 #include <string>
 #include <vector>
@@ -149,8 +148,7 @@ int main(int argc, char **argv) {
         std::fprintf(stderr, "open %s: %s\n", argv[2], st.ToString().c_str());
         return 1;
     }
-    int shim = dlsym(RTLD_DEFAULT, "photon_preload_active") != nullptr ||
-               (std::getenv("LD_PRELOAD") && std::strstr(std::getenv("LD_PRELOAD"), "libphoton_preload"));
+    int shim = photon_preload_active();
     std::vector<pthread_t> pts;
     std::vector<photon_thread *> phs;
     if (photon) {

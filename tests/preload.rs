@@ -29,7 +29,8 @@
 //!   direct reads and no block cache, Puts while RocksDB's flush and
 //!   compaction pthreads run, an iterator scan; on one vcpu, then on a
 //!   2-vcpu pool with migration. Under `LD_PRELOAD` and with the shim
-//!   linked first (no `LD_PRELOAD`).
+//!   linked first (no `LD_PRELOAD`); and the whole program (open, build,
+//!   close) in a photon thread.
 //!
 //! Both key tests also run with `PHOTON_PRELOAD_PTHREAD=0` and must fail
 //! there: that proves they test the feature.
@@ -431,6 +432,14 @@ fn preload_rocksdb() {
         check(
             &run,
             &format!("RocksDB with the shim linked first (PHOTON_ENGINE={engine})"),
+        );
+        // Opened, built and closed in a photon thread: RocksDB's own pthreads
+        // are created from a photon thread, and closing waits for its
+        // background work there.
+        let run = run_program(&preloaded, &[&db_arg, "in-photon"], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(
+            &run,
+            &format!("RocksDB opened in a photon thread (PHOTON_ENGINE={engine})"),
         );
     }
     let _ = fs::remove_dir_all(&db);

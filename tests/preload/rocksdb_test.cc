@@ -1,7 +1,7 @@
 // Unmodified RocksDB (Debian's librocksdb) on photon threads under
 // libphoton_preload.so (LD_PRELOAD, or the shim linked first).
 //
-//   rocksdb_test DIR
+//   rocksdb_test DIR [in-photon]
 //
 // Builds a database of 200,000 keys in DIR (removed first), then, on one
 // vcpu:
@@ -13,7 +13,11 @@
 //      value put read back;
 //   3. an iterator scan of the whole database with Gets alongside;
 // then the same three on a pool of 2 vcpus, each photon thread migrating to
-// the other vcpu half-way. Exit status 0 when every check passed.
+// the other vcpu half-way. The database is opened and built on the OS
+// thread before photon_init; with `in-photon`, everything (open, build,
+// the phases, close, destroy) runs in a photon thread that is not the
+// vcpu's main thread, so RocksDB's own pthreads are created from it.
+// Exit status 0 when every check passed.
 #include <photon.h>
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
@@ -228,14 +232,8 @@ void phases(const char *where) {
     std::printf("%s: scan of %d keys with Gets alongside in %.2f s\n", where, kKeys, now() - t2);
 }
 
-}  // namespace
-
-int main(int argc, char **argv) {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: %s DIR\n", argv[0]);
-        return 2;
-    }
-    std::string dir = argv[1];
+// Opens a new database in `dir` and fills it (200,000 keys, compacted).
+int open_and_build(const std::string &dir) {
     rocksdb::Options opt;
     rocksdb::DestroyDB(dir, opt);
     opt.create_if_missing = true;
@@ -264,14 +262,18 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    db->Flush(rocksdb::FlushOptions());
-    db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
-    std::printf("built %d keys in %.2f s\n", kKeys, static_cast<double>(photon_now_us()) / 1e6 - t0);
-
-    if (photon_init(0, 0) != 0) {
-        std::perror("photon_init");
+    st = db->Flush(rocksdb::FlushOptions());
+    if (st.ok()) st = db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+    if (!st.ok()) {
+        std::fprintf(stderr, "flush/compact: %s\n", st.ToString().c_str());
         return 2;
     }
+    std::printf("built %d keys in %.2f s\n", kKeys, static_cast<double>(photon_now_us()) / 1e6 - t0);
+    return 0;
+}
+
+// The phases on this vcpu, then on a 2-vcpu pool.
+void all_phases() {
     phases("one vcpu");
     pool = photon_workpool_new(2, 0);
     CHECK(pool != nullptr, "photon_workpool_new");
@@ -280,9 +282,69 @@ int main(int argc, char **argv) {
         photon_workpool_free(pool);
         pool = nullptr;
     }
-    photon_fini();
+}
+
+void close_and_destroy(const std::string &dir) {
+    rocksdb::Status st = db->Close();
+    CHECK(st.ok(), "close: %s", st.ToString().c_str());
     delete db;
-    rocksdb::DestroyDB(dir, rocksdb::Options());
+    db = nullptr;
+    st = rocksdb::DestroyDB(dir, rocksdb::Options());
+    CHECK(st.ok(), "destroy: %s", st.ToString().c_str());
+}
+
+struct InPhoton {
+    std::string dir;
+    int rc;
+};
+
+// Everything, RocksDB's own pthreads created from here included, in a
+// photon thread that is not the vcpu's main thread.
+void *in_photon(void *arg) {
+    auto *p = static_cast<InPhoton *>(arg);
+    p->rc = open_and_build(p->dir);
+    if (p->rc == 0) {
+        all_phases();
+        close_and_destroy(p->dir);
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    bool photon_open = argc == 3 && std::strcmp(argv[2], "in-photon") == 0;
+    if (argc != 2 && !photon_open) {
+        std::fprintf(stderr, "usage: %s DIR [in-photon]\n", argv[0]);
+        return 2;
+    }
+    std::string dir = argv[1];
+    if (photon_open) {
+        // open, build, run and close in a photon thread (not main)
+        if (photon_init(0, 0) != 0) {
+            std::perror("photon_init");
+            return 2;
+        }
+        InPhoton p{dir, 0};
+        photon_thread *t = photon_thread_create(in_photon, &p, 0);
+        if (!t || photon_thread_enable_join(t) != 0 || photon_thread_join(t, nullptr) != 0) {
+            std::perror("photon thread");
+            return 2;
+        }
+        photon_fini();
+        if (p.rc) return p.rc;
+    } else {
+        // open and build on the OS thread before photon_init
+        int rc = open_and_build(dir);
+        if (rc) return rc;
+        if (photon_init(0, 0) != 0) {
+            std::perror("photon_init");
+            return 2;
+        }
+        all_phases();
+        photon_fini();
+        close_and_destroy(dir);
+    }
     if (failures) {
         std::fprintf(stderr, "%d checks failed\n", failures.load());
         return 1;

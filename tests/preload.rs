@@ -24,6 +24,10 @@
 //!   thread's values untouched, delete from a photon thread, migration).
 //! - `preload_openssl_errq`: tests/preload/openssl_errq.c, OpenSSL's error
 //!   queue (a pthread-key user) per photon thread.
+//! - `preload_fsmeta`: tests/preload/fsmeta.c, open/openat/fstat/unlink/
+//!   rename/fallocate/ftruncate in photon threads: a FIFO open that waits
+//!   for its peer is a photon wait (without the hooks the vcpu blocks and a
+//!   watchdog fails the run), and every answer is libc's.
 //! - `preload_rocksdb`: tests/preload/rocksdb_test.cc, unmodified RocksDB
 //!   (Debian's librocksdb-dev): 128 photon threads doing random Gets with
 //!   direct reads and no block cache, Puts while RocksDB's flush and
@@ -367,6 +371,20 @@ fn preload_tls_isolation() {
             RUN_TIMEOUT,
         );
         check(&run, &format!("no isolation shows the mix-up (PHOTON_ENGINE={engine})"));
+    }
+}
+
+#[test]
+fn preload_fsmeta() {
+    let exe = compile("fsmeta", &[]);
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let dir = out_dir().join(format!("fsmeta.{}.{engine}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create the scratch directory");
+        let run = run_program(&exe, &[&dir.display().to_string()], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("file open and metadata calls (PHOTON_ENGINE={engine})"));
+        let _ = fs::remove_dir_all(&dir);
     }
 }
 

@@ -25,6 +25,7 @@
 mod dns;
 mod fdtab;
 mod file;
+mod fsmeta;
 mod identity;
 mod io;
 mod keys;
@@ -88,7 +89,7 @@ extern "C" fn start() {
         out.push(b" of ");
         out.num(total);
         out.push(b" libc functions resolved); hooked:");
-        for name in real::NAMES.iter().chain(io::EXTRA_NAMES) {
+        for name in real::NAMES.iter().chain(io::EXTRA_NAMES).chain(fsmeta::EXTRA_NAMES) {
             out.push(b" ");
             out.push(name.as_bytes());
         }

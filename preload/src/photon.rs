@@ -53,6 +53,11 @@ unsafe extern "C" {
     pub fn photon_fsync(fd: c_int) -> c_int;
     pub fn photon_fdatasync(fd: c_int) -> c_int;
     pub fn photon_thread_number(is_main: *mut c_int) -> u32;
+    pub fn photon_fstat(fd: c_int, st: *mut libc::stat) -> c_int;
+    pub fn photon_unlink(path: *const core::ffi::c_char) -> c_int;
+    pub fn photon_rename(old: *const core::ffi::c_char, new: *const core::ffi::c_char) -> c_int;
+    pub fn photon_fallocate(fd: c_int, mode: c_int, off: libc::off_t, len: libc::off_t) -> c_int;
+    pub fn photon_ftruncate(fd: c_int, len: libc::off_t) -> c_int;
     pub fn photon_tls_is_isolated(addr: *const c_void) -> c_int;
     pub fn photon_key_create(key: *mut u32, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
     pub fn photon_getspecific(key: u32) -> *mut c_void;

@@ -201,6 +201,12 @@ real_fns! {
     fn sem_timedwait(s: *mut libc::sem_t, abstime: *const timespec) -> c_int;
     fn sem_clockwait(s: *mut libc::sem_t, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
     fn sched_yield() -> c_int;
+    // file metadata (crate::fsmeta)
+    fn fstat(fd: c_int, st: *mut libc::stat) -> c_int;
+    fn unlink(path: *const c_char) -> c_int;
+    fn rename(old: *const c_char, new: *const c_char) -> c_int;
+    fn fallocate(fd: c_int, mode: c_int, off: libc::off_t, len: libc::off_t) -> c_int;
+    fn ftruncate(fd: c_int, len: libc::off_t) -> c_int;
 }
 
 /// `fcntl` and `ioctl` are variadic: their real versions are called with
@@ -222,5 +228,27 @@ pub unsafe fn ioctl(fd: c_int, req: libc::c_ulong, arg: usize) -> c_int {
         0 => missing(),
         // SAFETY: libc's ioctl.
         p => unsafe { core::mem::transmute::<usize, F>(p)(fd, req, arg) },
+    }
+}
+
+/// `open` and `openat` are variadic: their real versions are called with
+/// the mode, which they read only when the flags ask for one.
+pub unsafe fn open(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    type F = unsafe extern "C" fn(*const c_char, c_int, ...) -> c_int;
+    match resolve(&SLOT, c"open") {
+        0 => missing(),
+        // SAFETY: libc's open.
+        p => unsafe { core::mem::transmute::<usize, F>(p)(path, flags, mode) },
+    }
+}
+
+pub unsafe fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    type F = unsafe extern "C" fn(c_int, *const c_char, c_int, ...) -> c_int;
+    match resolve(&SLOT, c"openat") {
+        0 => missing(),
+        // SAFETY: libc's openat.
+        p => unsafe { core::mem::transmute::<usize, F>(p)(dirfd, path, flags, mode) },
     }
 }

@@ -95,8 +95,9 @@ photon_tls_isolate any valid=0
   module: "*" | auto ; "" => EINVAL ; "libno-such-module-here" => ENOENT ; "libc.so" => EPERM ; "libphoton" => EPERM
 photon_tls_rescan any valid=ok
   nobad: takes no arguments and works anywhere
-photon_tls_is_isolated any valid=0/keep
-  addr: BUF() | nullok: any address may be asked about ; (const void *)1 => 0/keep
+photon_tls_atexit vcpu valid=ENOENT
+  dtor: DTOR | auto
+  obj: BUF() | nullok: not in an isolated block, so ENOENT as with any such address
 photon_preload_active any valid=0/keep
   nobad: takes no arguments; 0 without the preload shim
 photon_now_us any valid=ok

@@ -80,7 +80,6 @@ fn debug_logging() -> bool {
 extern "C" fn start() {
     let (found, total) = real::resolve_all();
     keys::init();
-    identity::init();
     if debug_logging() {
         let mut line = [0u8; 2048];
         let mut out = Buf(&mut line, 0);

@@ -58,10 +58,10 @@ unsafe extern "C" {
     pub fn photon_rename(old: *const core::ffi::c_char, new: *const core::ffi::c_char) -> c_int;
     pub fn photon_fallocate(fd: c_int, mode: c_int, off: libc::off_t, len: libc::off_t) -> c_int;
     pub fn photon_ftruncate(fd: c_int, len: libc::off_t) -> c_int;
-    pub fn photon_tls_is_isolated(addr: *const c_void) -> c_int;
     pub fn photon_key_create(key: *mut u32, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
     pub fn photon_getspecific(key: u32) -> *mut c_void;
     pub fn photon_setspecific(key: u32, value: *const c_void) -> c_int;
+    pub fn photon_tls_atexit(dtor: Option<unsafe extern "C" fn(*mut c_void)>, obj: *mut c_void) -> c_int;
 }
 
 // Thread identity and the photon futex (the pthread hooks, crate::pthread).

@@ -71,13 +71,22 @@ pub extern "C" fn photon_tls_rescan() -> c_int {
     guard(|| Ok(sched::tls::rescan().min(c_int::MAX as usize) as c_int))
 }
 
-/// 1 if `addr` lies in a thread-local block that follows the calling photon
-/// thread on this vcpu (an isolated module's), else 0 (also off a vcpu).
-/// The preload shim uses it to run C++ `thread_local` destructors at the
-/// photon thread's end. Never sets errno.
+/// Registers `dtor(obj)` to run when the calling photon thread ends, if
+/// `obj` lies in a thread-local block that follows the photon thread (an
+/// isolated module's): the preload shim routes C++ `thread_local`
+/// destructors (`__cxa_thread_atexit_impl`) here, so each photon thread's
+/// objects are destroyed at its own end, last registered first, before its
+/// key destructors, at the object's address on the vcpu it ends on.
+///
+/// Returns 0, or -1 with `EINVAL` (`dtor` NULL), `ENOENT` (`obj` is not in
+/// an isolated block, or the caller is a vcpu's main thread, which keeps
+/// the OS thread's registration) or `EPERM` (off a vcpu).
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_tls_is_isolated(addr: *const c_void) -> c_int {
-    sched::tls::is_isolated(addr as usize) as c_int
+pub extern "C" fn photon_tls_atexit(dtor: Option<unsafe extern "C" fn(*mut c_void)>, obj: *mut c_void) -> c_int {
+    guard(|| {
+        let dtor = dtor.ok_or(Errno::EINVAL)?;
+        sched::tls::atexit(dtor, obj as usize).map(|()| 0)
+    })
 }
 
 /// 1 when `libphoton_preload.so` is loaded in the process (by `LD_PRELOAD`

@@ -149,13 +149,20 @@ pub(crate) struct ThreadTls {
     /// Bytes of `save` that hold this thread's values (regions are appended,
     /// so it covers a prefix of the regions; the rest still has the image).
     len: usize,
+    /// Destructors of objects in isolated blocks (C++ `thread_local`), run
+    /// at the thread's end: (function, region index, offset in the region).
+    dtors: Vec<(Dtor, usize, usize)>,
 }
+
+/// A `thread_local` object's destructor.
+pub type Dtor = unsafe extern "C" fn(obj: *mut c_void);
 
 impl ThreadTls {
     pub(crate) const fn new() -> ThreadTls {
         ThreadTls {
             save: ptr::null_mut(),
             len: 0,
+            dtors: Vec::new(),
         }
     }
 }
@@ -677,14 +684,9 @@ pub(super) unsafe fn on_fini(v: *mut Vcpu) {
     }
 }
 
-/// `photon_tls_is_isolated(addr)`: whether `addr` lies in one of the
-/// calling vcpu's live isolated module blocks (its storage follows the
-/// calling photon thread).
-pub(crate) fn is_isolated(addr: usize) -> bool {
-    let v = super::vcpu::current();
-    if v.is_null() || !active() {
-        return false;
-    }
+/// Where `addr` lies in the calling vcpu's live isolated module blocks:
+/// (region index, offset).
+fn locate(v: *mut Vcpu, addr: usize) -> Option<(usize, usize)> {
     // SAFETY: this OS thread's live vcpu; no switch here.
     let t = unsafe {
         if (*v).tls.generation != GEN.load(Acquire) {
@@ -692,10 +694,65 @@ pub(crate) fn is_isolated(addr: usize) -> bool {
         }
         &(*v).tls
     };
-    t.live.iter().any(|l| {
-        matches!(l.region.kind, Kind::Module { .. }) && {
-            let a = l.addr as usize;
-            !l.addr.is_null() && addr >= a && addr < a + l.region.size
-        }
+    t.live.iter().enumerate().find_map(|(i, l)| {
+        let a = l.addr as usize;
+        let inside =
+            matches!(l.region.kind, Kind::Module { .. }) && !l.addr.is_null() && addr >= a && addr < a + l.region.size;
+        inside.then(|| (i, addr - a))
     })
+}
+
+/// `photon_tls_atexit(dtor, obj)`: in a photon thread other than a vcpu's
+/// main one, for `obj` inside an isolated block, `dtor(obj)` runs when the
+/// thread ends (at `obj`'s address on the vcpu it ends on). ENOENT when
+/// `obj` is not isolated or the caller is a vcpu's main thread or the idle
+/// thread (the OS thread's own registration applies); EPERM off a vcpu.
+pub(crate) fn atexit(dtor: Dtor, obj: usize) -> Result<(), Errno> {
+    let v = super::vcpu::current();
+    if v.is_null() {
+        return Err(Errno::EPERM);
+    }
+    if !active() {
+        return Err(Errno(libc::ENOENT));
+    }
+    // SAFETY: this OS thread's live vcpu and its current TCB; no switch here.
+    unsafe {
+        let cur = (*v).current;
+        if cur == (*v).main || cur == (*v).idle {
+            return Err(Errno(libc::ENOENT));
+        }
+        let (region, offset) = locate(v, obj).ok_or(Errno(libc::ENOENT))?;
+        (*cur).tls.dtors.push((dtor, region, offset));
+    }
+    Ok(())
+}
+
+/// Runs the calling thread's `thread_local` destructors, last registered
+/// first (also those registered while they run), before its key
+/// destructors, as glibc orders them at a thread's exit.
+///
+/// # Safety
+/// `th` is the calling photon thread, ending.
+pub(super) unsafe fn run_dtors(th: *mut ThreadCtl) {
+    loop {
+        // SAFETY: `th` is the live calling thread; the vcpu is re-read after
+        // each destructor (user code may switch, even migrate).
+        let (dtor, addr) = unsafe {
+            let Some((dtor, region, offset)) = (*th).tls.dtors.pop() else {
+                return;
+            };
+            let v = super::vcpu::current();
+            if (*v).tls.generation != GEN.load(Acquire) {
+                refresh(v, th);
+            }
+            let live = &(*v).tls.live;
+            match live.get(region) {
+                Some(l) if !l.addr.is_null() => (dtor, l.addr.add(offset)),
+                _ => continue,
+            }
+        };
+        // SAFETY: the destructor the C++ runtime registered, on the object's
+        // storage in this photon thread's live copy.
+        unsafe { dtor(addr.cast()) };
+    }
 }

@@ -889,6 +889,12 @@ unsafe extern "C" fn thread_main(deferred: usize, data: *mut u8) -> ! {
 unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
     // SAFETY: per the contract; the vcpu is re-fetched after user code ran.
     unsafe {
+        if catch_unwind(AssertUnwindSafe(|| super::tls::run_dtors(th))).is_err() {
+            log::error!(
+                "photon: a thread_local destructor panicked in thread {}",
+                (*th).handle.id()
+            );
+        }
         if catch_unwind(AssertUnwindSafe(|| run_key_destructors(th))).is_err() {
             log::error!("photon: a key destructor panicked in thread {}", (*th).handle.id());
         }

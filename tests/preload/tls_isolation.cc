@@ -30,6 +30,7 @@ void tlsprobe_obj_set(long v);
 long tlsprobe_obj_get(void);
 int tlsprobe_constructed(void);
 int tlsprobe_destroyed(void);
+long tlsprobe_destroyed_sum(void);
 }
 
 #define CHECK(c)                                                                   \
@@ -103,7 +104,7 @@ static void *migrator(void *arg) {
     tlsprobe_set(id);
     if (shim)
         tlsprobe_obj_set(id);
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < 3; r++) { // ends on the pool's vcpu, where its object is destroyed
         CHECK(photon_thread_migrate(photon_thread_self(), vcpus[(r + 1) % 2]) == 0);
         nap(200 + (unsigned)(id % 7) * 100);
         expect(id);
@@ -160,6 +161,7 @@ int main(int argc, char **argv) {
                    tlsprobe_destroyed());
             CHECK(tlsprobe_constructed() == N);
             CHECK(tlsprobe_destroyed() == N);
+            CHECK(tlsprobe_destroyed_sum() == (long)N * (N + 1) / 2); // each on its own values
         }
     } else {
         CHECK(one_vcpu > 0); // without isolation they share one copy
@@ -189,6 +191,14 @@ int main(int argc, char **argv) {
     printf("two vcpus: %d mismatches in %d migrating photon threads\n", mismatches.load(), M);
     CHECK(mismatches.load() == 0);
     CHECK(tlsprobe_get() == 4242);
+    if (shim) {
+        // Destroyed where each ended (the other vcpu), on its own values.
+        long sum = (long)N * (N + 1) / 2;
+        for (int i = 0; i < M; i++)
+            sum += 1000 + i;
+        CHECK(tlsprobe_destroyed() == N + M);
+        CHECK(tlsprobe_destroyed_sum() == sum);
+    }
     photon_workpool_free(pool);
 
     plain_phase = 2;

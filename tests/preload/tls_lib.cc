@@ -6,6 +6,7 @@
 namespace {
 std::atomic<int> constructed{0};
 std::atomic<int> destroyed{0};
+std::atomic<long> destroyed_sum{0};
 
 struct Counted {
     long value;
@@ -14,6 +15,7 @@ struct Counted {
     ~Counted() {
         if (check != value * 3) // every set keeps check == 3 * value
             __builtin_trap();
+        destroyed_sum += value;
         destroyed++;
     }
 };
@@ -32,4 +34,5 @@ void tlsprobe_obj_set(long v) {
 long tlsprobe_obj_get(void) { return object.value; }
 int tlsprobe_constructed(void) { return constructed.load(); }
 int tlsprobe_destroyed(void) { return destroyed.load(); }
+long tlsprobe_destroyed_sum(void) { return destroyed_sum.load(); }
 }

@@ -3,7 +3,7 @@
 //! See bench/README.md for what each row means.
 //!
 //!   cargo run --release --bin core -- [--reps 7] [--secs 1.0] [--rss-reps 3]
-//!       [--rss-threads 1000000] [--only switch,create,rss] [--verbose]
+//!       [--rss-threads 1000000] [--only switch,tls,create,rss] [--verbose]
 //!
 //! Every measurement is a child process (a C/C++ program of bench/c, or this
 //! binary re-executed with `--child NAME SECS`), all pinned to one CPU,
@@ -225,7 +225,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         secs: 1.0,
         rss_reps: 3,
         rss_threads: 1_000_000,
-        only: vec!["switch".into(), "create".into(), "rss".into()],
+        only: vec!["switch".into(), "tls".into(), "create".into(), "rss".into()],
         verbose: false,
     };
     let mut it = args.iter();
@@ -240,7 +240,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--verbose" | "-v" => o.verbose = true,
             "--help" | "-h" => {
                 return Err("usage: core [--reps N] [--secs S] [--rss-reps N] [--rss-threads N] \
-                            [--only switch,create,rss] [--verbose]"
+                            [--only switch,tls,create,rss] [--verbose]"
                     .into());
             }
             _ => return Err(format!("unknown argument {a} (try --help)")),
@@ -250,8 +250,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         return Err("--reps, --rss-reps, --rss-threads and --secs must be > 0".into());
     }
     for w in &o.only {
-        if !["switch", "create", "rss"].contains(&w.as_str()) {
-            return Err(format!("--only: unknown benchmark {w} (switch, create, rss)"));
+        if !["switch", "tls", "create", "rss"].contains(&w.as_str()) {
+            return Err(format!("--only: unknown benchmark {w} (switch, tls, create, rss)"));
         }
     }
     Ok(o)
@@ -390,7 +390,7 @@ fn main() -> ExitCode {
     };
 
     // Build the library and the helper programs first; any failure is fatal.
-    let built = (|| -> Result<(PathBuf, PathBuf, PathBuf, PathBuf, PathBuf), String> {
+    let built = (|| -> Result<(PathBuf, PathBuf, PathBuf, PathBuf, PathBuf, PathBuf), String> {
         let so = build_libphoton()?;
         let so = so.as_path();
         Ok((
@@ -399,9 +399,15 @@ fn main() -> ExitCode {
             compile("photon_create_join.c", "photon_create_join", Some(so), &[])?,
             compile("photon_sleepers.c", "photon_sleepers", Some(so), &[])?,
             compile("boost_fcontext.cpp", "boost_fcontext", None, &["-lboost_context"])?,
+            compile(
+                "photon_yield_tls.cpp",
+                "photon_yield_tls",
+                Some(so),
+                &["-std=c++17", "-Wl,--no-as-needed", "-lrocksdb"],
+            )?,
         ))
     })();
-    let (so, p_yield, p_create, p_sleepers, p_boost) = match built {
+    let (so, p_yield, p_create, p_sleepers, p_boost, p_yield_tls) = match built {
         Ok(b) => b,
         Err(e) => {
             eprintln!("ERROR: {e}");
@@ -498,6 +504,46 @@ fn main() -> ExitCode {
                 verdict(x <= 1.8)
             ));
         }
+    }
+
+    if want("tls") {
+        let with_env = |spec: &'static str| {
+            let path = p_yield_tls.clone();
+            let secs = secs.clone();
+            Box::new(move || {
+                let mut c = Command::new(&path);
+                c.arg(&secs).env("PHOTON_TLS_ISOLATE", spec);
+                c
+            }) as Box<dyn Fn() -> Command>
+        };
+        let cs = vec![
+            Contender {
+                label: "photon_thread_yield, C++ program linking librocksdb, PHOTON_TLS_ISOLATE=none".into(),
+                cmd: with_env("none"),
+            },
+            Contender {
+                label: "the same, PHOTON_TLS_ISOLATE=* (every switch swaps the blocks)".into(),
+                cmd: with_env("*"),
+            },
+        ];
+        let r = runner.run("tls", &cs, o.reps, &["value"], timed_timeout);
+        println!("## Thread-local isolation: ns per switch, one direction (lower is better)");
+        println!();
+        let base = &r[0][0];
+        let rows: Vec<Vec<String>> = cs
+            .iter()
+            .zip(&r)
+            .map(|(c, s)| vec![c.label.clone(), cell_median(&s[0]), cell_range(&s[0]), cell_ratio(&s[0], base)])
+            .collect();
+        print_table(&["contender", "median ns", "range ns", "row / none"], &rows);
+        println!();
+        println!(
+            "Both rows swap libstdc++'s exception state (16 B), which always follows the photon thread in a C++ \
+             program; `*` adds every loaded module's thread-local block but the runtimes' (librocksdb and its \
+             compression libraries here; PHOTON_LOG=debug lists them)."
+        );
+        println!("CPU time while this table ran: {}", runner.last_load);
+        println!();
     }
 
     if want("create") {

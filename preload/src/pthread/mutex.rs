@@ -251,12 +251,10 @@ pub unsafe extern "C" fn pthread_mutex_lock(mx: *mut pthread_mutex_t) -> c_int {
     if enabled() {
         let m = M(mx);
         let kind = m.kind();
-        if ownerless(kind) {
-            if m.lock().compare_exchange(0, 1, Acquire, Relaxed).is_ok() {
-                let n = m.nusers();
-                n.store(n.load(Relaxed).wrapping_add(1), Relaxed);
-                return 0;
-            }
+        if ownerless(kind) && m.lock().compare_exchange(0, 1, Acquire, Relaxed).is_ok() {
+            let n = m.nusers();
+            n.store(n.load(Relaxed).wrapping_add(1), Relaxed);
+            return 0;
         }
         if let Some(id) = me()
             && let Some(r) = photon_lock(&m, id, None)

@@ -160,10 +160,10 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: u64) -> Result<(), Errno>
     // A waker took the entry out: this wait consumed its wake-up, so report
     // it even if the wait also timed out or was interrupted in that moment
     // (keeping the interrupt for the thread's next blocking call).
-    if let Err(err) = result {
-        if err.0 != libc::EAGAIN {
-            sched::keep_interrupt(err);
-        }
+    if let Err(err) = result
+        && err.0 != libc::EAGAIN
+    {
+        sched::keep_interrupt(err);
     }
     Ok(())
 }

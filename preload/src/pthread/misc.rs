@@ -123,7 +123,7 @@ pub unsafe extern "C" fn pthread_spin_lock(l: *mut libc::pthread_spinlock_t) -> 
         // SAFETY: libphoton's yield and libc's sched_yield take no arguments.
         unsafe {
             photon::photon_thread_yield();
-            if tries % 64 == 0 {
+            if tries.is_multiple_of(64) {
                 real::sched_yield();
             }
         }

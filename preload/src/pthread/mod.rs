@@ -325,6 +325,7 @@ pub(crate) fn photon_wake(w: *const u32, n: c_int) {
 /// that must not fail, like a mutex lock, consumed it): its next blocking
 /// call fails with it.
 pub(crate) fn repend(e: c_int) {
+    let _e = KeepErrno::new();
     // SAFETY: libphoton calls on the calling photon thread's own handle.
     unsafe {
         let me = photon::photon_thread_self();

@@ -7,18 +7,19 @@
 //! a plain thread uses glibc's functions, and its unlocks also wake photon
 //! waiters. Kinds handled: normal, recursive, errorcheck, adaptive (with or
 //! without the process-shared bit); robust, PI, PP and elision kinds go to
-//! glibc unchanged.
+//! glibc unchanged. errno is never changed (waits keep it).
 
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicI32, AtomicU32, Ordering::*};
 use libc::{clockid_t, pthread_mutex_t, timespec};
 
-use super::{Abs, KeepErrno, Woke, clock_ok, iword, kernel_wake, me, photon_wake, repend, wait, word};
+use super::{Abs, Woke, clock_ok, enabled, iword, kernel_wake, me, photon_wake, repend, wait, word};
 use crate::real;
 
 const NORMAL: c_int = 0;
 const RECURSIVE: c_int = 1;
 const ERRORCHECK: c_int = 2;
+const ADAPTIVE: c_int = 3;
 const KIND_MASK: c_int = 127;
 const PSHARED: c_int = 128;
 const ELISION: c_int = 256;
@@ -118,7 +119,9 @@ fn taken(m: &M, t: c_int, id: i32) {
     if t == RECURSIVE {
         m.count().store(1, Relaxed);
     }
-    m.nusers().fetch_add(1, Relaxed);
+    // Under the lock, as glibc (no atomic read-modify-write needed).
+    let n = m.nusers();
+    n.store(n.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
 fn photon_trylock(m: &M, id: i32) -> Option<c_int> {
@@ -143,7 +146,8 @@ fn photon_trylock(m: &M, id: i32) -> Option<c_int> {
 #[inline]
 fn release(m: &M, kind: c_int) {
     m.owner().store(0, Relaxed);
-    m.nusers().fetch_sub(1, Relaxed);
+    let n = m.nusers();
+    n.store(n.load(Relaxed).wrapping_sub(1), Relaxed);
     if m.lock().swap(0, SeqCst) > 1 {
         let w = m.lock_u32().as_ptr();
         kernel_wake(w, 1, kind & PSHARED != 0);
@@ -177,9 +181,7 @@ fn photon_unlock(m: &M, id: i32) -> Option<c_int> {
 fn plain_unlock(mx: *mut pthread_mutex_t) -> c_int {
     let m = M(mx);
     let kind = m.kind();
-    if let Some(t) = simple_type(kind)
-        && (t == NORMAL || t == 3)
-    {
+    if ownerless(kind) {
         release(&m, kind);
         return 0;
     }
@@ -211,6 +213,14 @@ pub(crate) fn lock_any(mx: *mut pthread_mutex_t, abs: Option<&Abs>) -> c_int {
 
 /// Unlocks `m` as the calling thread, photon or plain.
 pub(crate) fn unlock_any(mx: *mut pthread_mutex_t) -> c_int {
+    if enabled() {
+        let m = M(mx);
+        let kind = m.kind();
+        if ownerless(kind) {
+            release(&m, kind);
+            return 0;
+        }
+    }
     if let Some(id) = me() {
         let m = M(mx);
         if let Some(r) = photon_unlock(&m, id) {
@@ -222,12 +232,33 @@ pub(crate) fn unlock_any(mx: *mut pthread_mutex_t) -> c_int {
     plain_unlock(mx)
 }
 
+/// True for the kinds whose lock and unlock need no owner check (normal,
+/// adaptive): their uncontended paths here do not ask who the caller is.
+#[inline]
+fn ownerless(kind: c_int) -> bool {
+    simple_type(kind).is_some_and(|t| t == NORMAL || t == ADAPTIVE)
+}
+
 /// `pthread_mutex_lock`: in a photon thread, waits as a photon wait.
+///
+/// Normal and adaptive mutexes are taken here when free (one
+/// compare-and-swap, whichever thread calls; `__owner` is then left 0, the
+/// one field that differs from glibc's, and only while held uncontended);
+/// on contention a photon thread waits as a photon wait and a plain thread
+/// in glibc's lock.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_lock(mx: *mut pthread_mutex_t) -> c_int {
-    if let Some(id) = me() {
-        let _e = KeepErrno::new();
-        if let Some(r) = photon_lock(&M(mx), id, None) {
+    if enabled() {
+        let m = M(mx);
+        let kind = m.kind();
+        if ownerless(kind) && m.lock().compare_exchange(0, 1, Acquire, Relaxed).is_ok() {
+            let n = m.nusers();
+            n.store(n.load(Relaxed).wrapping_add(1), Relaxed);
+            return 0;
+        }
+        if let Some(id) = me()
+            && let Some(r) = photon_lock(&m, id, None)
+        {
             return r;
         }
     }
@@ -251,7 +282,6 @@ pub unsafe extern "C" fn pthread_mutex_trylock(mx: *mut pthread_mutex_t) -> c_in
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_timedlock(mx: *mut pthread_mutex_t, abstime: *const timespec) -> c_int {
     if let Some(id) = me() {
-        let _e = KeepErrno::new();
         // SAFETY: the caller's timespec.
         let abs = unsafe { Abs::new(libc::CLOCK_REALTIME, abstime) };
         if let Some(r) = photon_lock(&M(mx), id, abs.as_ref()) {
@@ -274,7 +304,6 @@ pub unsafe extern "C" fn pthread_mutex_clocklock(
         if !clock_ok(clock) {
             return libc::EINVAL;
         }
-        let _e = KeepErrno::new();
         // SAFETY: the caller's timespec.
         let abs = unsafe { Abs::new(clock, abstime) };
         if let Some(r) = photon_lock(&M(mx), id, abs.as_ref()) {

@@ -25,9 +25,12 @@
 mod dns;
 mod fdtab;
 mod file;
+mod fsmeta;
 mod identity;
 mod io;
+mod keys;
 mod photon;
+mod pthread;
 mod real;
 mod sock;
 mod wait;
@@ -76,6 +79,7 @@ fn debug_logging() -> bool {
 /// runs and reports what is hooked at debug level.
 extern "C" fn start() {
     let (found, total) = real::resolve_all();
+    keys::init();
     if debug_logging() {
         let mut line = [0u8; 2048];
         let mut out = Buf(&mut line, 0);
@@ -84,7 +88,7 @@ extern "C" fn start() {
         out.push(b" of ");
         out.num(total);
         out.push(b" libc functions resolved); hooked:");
-        for name in real::NAMES.iter().chain(io::EXTRA_NAMES) {
+        for name in real::NAMES.iter().chain(io::EXTRA_NAMES).chain(fsmeta::EXTRA_NAMES) {
             out.push(b" ");
             out.push(name.as_bytes());
         }

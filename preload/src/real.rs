@@ -156,7 +156,57 @@ real_fns! {
         flags: c_int,
     ) -> c_int;
     fn gethostbyname(name: *const c_char) -> *mut hostent;
+    fn pthread_key_create(key: *mut libc::pthread_key_t, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
+    fn pthread_key_delete(key: libc::pthread_key_t) -> c_int;
+    fn pthread_getspecific(key: libc::pthread_key_t) -> *mut c_void;
+    fn pthread_setspecific(key: libc::pthread_key_t, value: *const c_void) -> c_int;
     fn __cxa_thread_atexit_impl(dtor: Option<unsafe extern "C" fn(*mut c_void)>, obj: *mut c_void, dso: *mut c_void) -> c_int;
+    // pthread synchronisation (crate::pthread)
+    fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> c_int;
+    fn pthread_mutex_trylock(m: *mut libc::pthread_mutex_t) -> c_int;
+    fn pthread_mutex_timedlock(m: *mut libc::pthread_mutex_t, abstime: *const timespec) -> c_int;
+    fn pthread_mutex_clocklock(m: *mut libc::pthread_mutex_t, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
+    fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> c_int;
+    fn pthread_cond_init(c: *mut libc::pthread_cond_t, attr: *const libc::pthread_condattr_t) -> c_int;
+    fn pthread_cond_destroy(c: *mut libc::pthread_cond_t) -> c_int;
+    fn pthread_cond_wait(c: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t) -> c_int;
+    fn pthread_cond_timedwait(c: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t, abstime: *const timespec) -> c_int;
+    fn pthread_cond_clockwait(
+        c: *mut libc::pthread_cond_t,
+        m: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        abstime: *const timespec,
+    ) -> c_int;
+    fn pthread_cond_signal(c: *mut libc::pthread_cond_t) -> c_int;
+    fn pthread_cond_broadcast(c: *mut libc::pthread_cond_t) -> c_int;
+    fn pthread_rwlock_init(l: *mut libc::pthread_rwlock_t, attr: *const libc::pthread_rwlockattr_t) -> c_int;
+    fn pthread_rwlock_destroy(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_rwlock_rdlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_rwlock_tryrdlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_rwlock_timedrdlock(l: *mut libc::pthread_rwlock_t, abstime: *const timespec) -> c_int;
+    fn pthread_rwlock_clockrdlock(l: *mut libc::pthread_rwlock_t, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
+    fn pthread_rwlock_wrlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_rwlock_trywrlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_rwlock_timedwrlock(l: *mut libc::pthread_rwlock_t, abstime: *const timespec) -> c_int;
+    fn pthread_rwlock_clockwrlock(l: *mut libc::pthread_rwlock_t, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
+    fn pthread_rwlock_unlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_spin_lock(l: *mut libc::pthread_spinlock_t) -> c_int;
+    fn pthread_spin_trylock(l: *mut libc::pthread_spinlock_t) -> c_int;
+    fn pthread_once(control: *mut libc::pthread_once_t, routine: Option<unsafe extern "C-unwind" fn()>) -> c_int;
+    fn pthread_barrier_init(b: *mut libc::pthread_barrier_t, attr: *const libc::pthread_barrierattr_t, count: c_uint) -> c_int;
+    fn pthread_barrier_destroy(b: *mut libc::pthread_barrier_t) -> c_int;
+    fn pthread_barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int;
+    fn sem_post(s: *mut libc::sem_t) -> c_int;
+    fn sem_wait(s: *mut libc::sem_t) -> c_int;
+    fn sem_timedwait(s: *mut libc::sem_t, abstime: *const timespec) -> c_int;
+    fn sem_clockwait(s: *mut libc::sem_t, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
+    fn sched_yield() -> c_int;
+    // file metadata (crate::fsmeta)
+    fn fstat(fd: c_int, st: *mut libc::stat) -> c_int;
+    fn unlink(path: *const c_char) -> c_int;
+    fn rename(old: *const c_char, new: *const c_char) -> c_int;
+    fn fallocate(fd: c_int, mode: c_int, off: libc::off_t, len: libc::off_t) -> c_int;
+    fn ftruncate(fd: c_int, len: libc::off_t) -> c_int;
 }
 
 /// `fcntl` and `ioctl` are variadic: their real versions are called with
@@ -178,5 +228,27 @@ pub unsafe fn ioctl(fd: c_int, req: libc::c_ulong, arg: usize) -> c_int {
         0 => missing(),
         // SAFETY: libc's ioctl.
         p => unsafe { core::mem::transmute::<usize, F>(p)(fd, req, arg) },
+    }
+}
+
+/// `open` and `openat` are variadic: their real versions are called with
+/// the mode, which they read only when the flags ask for one.
+pub unsafe fn open(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    type F = unsafe extern "C" fn(*const c_char, c_int, ...) -> c_int;
+    match resolve(&SLOT, c"open") {
+        0 => missing(),
+        // SAFETY: libc's open.
+        p => unsafe { core::mem::transmute::<usize, F>(p)(path, flags, mode) },
+    }
+}
+
+pub unsafe fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    type F = unsafe extern "C" fn(c_int, *const c_char, c_int, ...) -> c_int;
+    match resolve(&SLOT, c"openat") {
+        0 => missing(),
+        // SAFETY: libc's openat.
+        p => unsafe { core::mem::transmute::<usize, F>(p)(dirfd, path, flags, mode) },
     }
 }

@@ -179,7 +179,7 @@ fn preload_pthread_sync_cpp() {
         &exe,
         &[],
         "epoll",
-        &[(k, &v), ("PHOTON_PRELOAD_PTHREAD", "0")],
+        &[(k, &v), ("PHOTON_PRELOAD_PTHREAD", "0"), ("SYNC_WATCHDOG_S", "3")],
         RUN_TIMEOUT,
     );
     assert!(

@@ -16,6 +16,10 @@
 //!   `LD_PRELOAD` and with the shim linked first, under both engines; and
 //!   with `PHOTON_PRELOAD_PTHREAD=0` the same program hangs or fails (the
 //!   test proves it can fail).
+//! - `preload_pthread_sync_cpp`: tests/preload/pthread_sync_cpp.cpp:
+//!   std::mutex, std::timed_mutex, std::condition_variable,
+//!   std::shared_mutex and std::call_once reach the same hooks (and hang
+//!   with `PHOTON_PRELOAD_PTHREAD=0`).
 //! - `preload_passthrough`: unmodified programs (python3, redis-benchmark)
 //!   under the shim without photon_init give what they give without it.
 //! - `preload_keys`: tests/preload/keys.c, pthread keys per photon thread
@@ -188,6 +192,57 @@ fn preload_pthread_sync() {
         );
         println!("pthread_sync {group} with PHOTON_PRELOAD_PTHREAD=0: fails as it should (exit {want})");
     }
+}
+
+#[test]
+fn preload_pthread_sync_cpp() {
+    let src = src_dir().join("pthread_sync_cpp.cpp");
+    let exe = out_dir().join("pthread_sync_cpp");
+    let tmp = private_name(&exe);
+    let lib = lib_dir();
+    let mut cmd = cc::Build::new()
+        .cpp(true)
+        .target(TARGET)
+        .host(TARGET)
+        .opt_level(2)
+        .cargo_metadata(false)
+        .get_compiler()
+        .to_command();
+    cmd.args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(include_dir())
+        .arg(&src)
+        .arg("-o")
+        .arg(&tmp)
+        .arg("-L")
+        .arg(lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lphoton", "-lpthread"]);
+    let out = cmd.output().expect("run the C++ compiler");
+    assert!(
+        out.status.success(),
+        "compiling {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::rename(&tmp, &exe).expect("rename the C++ program into place");
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let run = run_program(&exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("pthread_sync_cpp (PHOTON_ENGINE={engine})"));
+    }
+    let run = run_program(
+        &exe,
+        &[],
+        "epoll",
+        &[(k, &v), ("PHOTON_PRELOAD_PTHREAD", "0"), ("SYNC_WATCHDOG_S", "3")],
+        RUN_TIMEOUT,
+    );
+    assert!(
+        !run.passed(),
+        "pthread_sync_cpp passed with PHOTON_PRELOAD_PTHREAD=0: {}",
+        run.describe()
+    );
+    println!("pthread_sync_cpp with PHOTON_PRELOAD_PTHREAD=0: fails as it should");
 }
 
 /// A redis-server on a free loopback port, stopped on drop.

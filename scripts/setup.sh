@@ -8,11 +8,15 @@ set -euo pipefail
 packages=(
     cmake            # the C/C++ build, install and consumer test
     gcc g++ clang    # C examples and tests, C++ wrapper
+    libclang-rt-14-dev  # clang's sanitizer runtimes (ASan+UBSan); a recommend of clang, so not pulled in
     pkg-config       # consumer test of photon.pc
     libboost-context-dev  # the context-switch comparison in bench/
     redis-server redis-tools libhiredis-dev  # the preload shim's tests and benchmark
     python3          # the preload shim's pass-through test
     valgrind         # the C tests under memcheck (clang above: under ASan)
+    librocksdb-dev   # RocksDB on photon threads (tests)
+    libssl-dev       # OpenSSL's per-thread error queue (tests)
+    abigail-tools    # abidw/abidiff: the ABI baseline check (scripts/abi-check.sh)
 )
 
 missing=()

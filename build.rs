@@ -33,6 +33,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=PHOTON_UPDATE_HEADER");
+    // Compared below: an edited or updated header is checked again.
+    println!("cargo:rerun-if-changed=include/photon.h");
 
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let generated = out_dir.join("photon.h");

@@ -45,11 +45,14 @@ fn main() {
         .expect("cbindgen could not generate the header")
         .write_to_file(&generated);
     println!("cargo:rustc-env=PHOTON_GENERATED_HEADER={}", generated.display());
+    let header = std::fs::read_to_string(&generated).unwrap();
+    check_versioned(&map, &photon_functions(&header), "src/ffi (the generated header)");
 
     let checked_in = crate_dir.join("include/photon.h");
     let fresh = std::fs::read(&generated).unwrap();
     if std::fs::read(&checked_in).ok().as_deref() != Some(&fresh[..]) {
-        if std::env::var_os("PHOTON_UPDATE_HEADER").is_some_and(|v| v == "1") {
+        // Written when asked, or when there is none (a fresh export of the tree).
+        if !checked_in.exists() || std::env::var_os("PHOTON_UPDATE_HEADER").is_some_and(|v| v == "1") {
             std::fs::create_dir_all(crate_dir.join("include")).unwrap();
             std::fs::write(&checked_in, fresh).unwrap();
         } else {
@@ -61,5 +64,6 @@ fn main() {
     }
 }
 
-// version_script(): shared with preload/build.rs.
+// version_script(), photon_functions(), check_versioned(): shared with
+// preload/build.rs.
 include!("abi/version_script.rs");

@@ -38,3 +38,52 @@ fn version_script(map: &std::path::Path, out_dir: &std::path::Path) {
     println!("cargo:rustc-cdylib-link-arg=-fuse-ld=bfd");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={map}");
 }
+
+/// The `photon_` names followed by `(` in C or Rust text, comments removed:
+/// the functions a header declares, or a Rust file's extern block names.
+fn photon_functions(text: &str) -> Vec<String> {
+    let mut code = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("/*") {
+        code.push_str(&rest[..i]);
+        rest = rest[i..].find("*/").map_or("", |j| &rest[i + j + 2..]);
+    }
+    code.push_str(rest);
+    let code: String = code
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut names = Vec::new();
+    for (i, _) in code.match_indices("photon_") {
+        if code[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let name: String = code[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if code[i + name.len()..].trim_start().starts_with('(') && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Fails the build, saying what to do, if a function of `names` (declared
+/// in `source`) has no version in `map`: it would not be exported.
+fn check_versioned(map: &std::path::Path, names: &[String], source: &str) {
+    let listed = std::fs::read_to_string(map).unwrap_or_else(|e| panic!("read {}: {e}", map.display()));
+    let listed: Vec<&str> = listed
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .collect();
+    let missing: Vec<&String> = names.iter().filter(|n| !listed.contains(&n.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "\n{source} declares functions missing from abi/libphoton.map: {missing:?}.\n\
+         Unlisted, they would not be exported. Add each name to the newest node of\n\
+         abi/libphoton.map that has not been released (today PHOTON_0.2; a released node\n\
+         is never edited), run `scripts/abi-check.sh --update`, and commit include/photon.h,\n\
+         abi/libphoton.map and abi/libphoton.so.0.abi with the code (README, \"ABI policy\").\n"
+    );
+}

@@ -63,7 +63,9 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,--enable-new-dtags");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libphoton_preload.so");
     version_script(&preload_map, &out);
+    check_versioned(&photon_map, &photon_functions(&decls), "preload/src/photon.rs");
 }
 
-// version_script(): shared with the library's build.rs.
+// version_script(), photon_functions(), check_versioned(): shared with the
+// library's build.rs.
 include!("../abi/version_script.rs");

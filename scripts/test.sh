@@ -60,6 +60,14 @@ for f in lib/libphoton.so.0 lib/libphoton.so lib/libphoton.a lib/libphoton_prelo
     fi
 done
 
+step "the installed libphoton.so.0 carries its symbol versions"
+if readelf --dyn-syms -W "$tmp/prefix/lib/libphoton.so.0" | grep -q ' photon_init@@PHOTON_0\.1$'; then
+    echo "libphoton.so.0: photon_init@@PHOTON_0.1: ok"
+else
+    echo "FAIL: the installed libphoton.so.0 lacks symbol versions (build.rs links it with abi/libphoton.map)" >&2
+    exit 1
+fi
+
 step "the installed shim finds the installed libphoton.so.0 (\$ORIGIN)"
 if ldd "$tmp/prefix/lib/libphoton_preload.so" | grep -q "libphoton.so.0 => $tmp/prefix/lib/"; then
     echo "libphoton_preload.so: ok"

@@ -66,6 +66,7 @@ probe "valgrind run" "$apt valgrind" valgrind -q --error-exitcode=1 "$tmp/gcc"
 probe "cmake" "$apt cmake" cmake --version
 probe "pkg-config" "$apt pkg-config" pkg-config --version
 probe "readelf" "$apt binutils" readelf --version
+probe "ld.bfd (links the libraries with their version scripts)" "$apt binutils" ld.bfd --version
 probe "redis-server" "$apt redis-server" redis-server --version
 probe "redis-benchmark" "$apt redis-tools" redis-benchmark --version
 probe "python3" "$apt python3" python3 -c 'pass'

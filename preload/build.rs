@@ -8,6 +8,11 @@
 //! `DT_NEEDED libphoton.so.0` and a run path of `$ORIGIN`: at run time the
 //! loader takes the real `libphoton.so.0` that sits beside the shim, or the
 //! one the program already loaded (same soname: one copy of the runtime).
+//! The stub carries libphoton's symbol versions (`abi/libphoton.map`), so
+//! the shim records the versions it needs (`photon_init@PHOTON_0.1`).
+//!
+//! The shim's own exports are exactly the names in
+//! `abi/libphoton_preload.map` (unversioned: see that file).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -35,9 +40,17 @@ fn main() {
     let src = dir.join("stub.c");
     std::fs::write(&src, stub).unwrap();
 
+    let abi = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../abi");
+    let photon_map = abi.join("libphoton.map");
+    let preload_map = abi.join("libphoton_preload.map");
+    println!("cargo:rerun-if-changed=../abi/libphoton.map");
+    println!("cargo:rerun-if-changed=../abi/libphoton_preload.map");
+
     let compiler = cc::Build::new().get_compiler();
     let status = Command::new(compiler.path())
-        .args(["-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libphoton.so.0", "-o"])
+        .args(["-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libphoton.so.0"])
+        .arg(format!("-Wl,--version-script={}", photon_map.display()))
+        .arg("-o")
         .arg(dir.join("libphoton.so"))
         .arg(&src)
         .status()
@@ -49,4 +62,10 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,$ORIGIN");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--enable-new-dtags");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libphoton_preload.so");
+    version_script(&preload_map, &out);
+    check_versioned(&photon_map, &photon_functions(&decls), "preload/src/photon.rs");
 }
+
+// version_script(), photon_functions(), check_versioned(): shared with the
+// library's build.rs.
+include!("../abi/version_script.rs");

@@ -2,19 +2,34 @@
 # Installs the Debian packages that building and testing libphoton need, when
 # they are missing. Idempotent: does nothing (and touches no package list)
 # when everything is already installed. The Rust toolchain (cargo) is expected
-# to be on the machine already.
+# to be on the machine already (its rustfmt and clippy are added through rustup
+# when missing).
 set -euo pipefail
 
 packages=(
     cmake            # the C/C++ build, install and consumer test
     gcc g++ clang    # C examples and tests, C++ wrapper
+    binutils         # ld.bfd: build.rs links the libraries with their version scripts; readelf
+    libclang-rt-14-dev  # clang's sanitizer runtimes (ASan+UBSan); a recommend of clang, so not pulled in
     pkg-config       # consumer test of photon.pc
     libboost-context-dev  # the context-switch comparison in bench/
     redis-server redis-tools libhiredis-dev  # the preload shim's tests and benchmark
-    librocksdb-dev libssl-dev  # the shim's RocksDB and OpenSSL tests, the RocksDB benchmark
-    python3          # the preload shim's pass-through test
+    python3          # the preload shim's pass-through test; scripts/abi-check.sh
     valgrind         # the C tests under memcheck (clang above: under ASan)
+    librocksdb-dev   # RocksDB on photon threads (tests)
+    libssl-dev       # OpenSSL's per-thread error queue (tests)
+    abigail-tools    # abidw/abidiff: the ABI baseline check (scripts/abi-check.sh)
 )
+
+# rustfmt and clippy: test.sh runs cargo fmt --check and cargo clippy. A
+# rustup toolchain installed with the minimal profile lacks them.
+if ! command -v cargo >/dev/null && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if command -v rustup >/dev/null && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+    echo "setup: rustup component add rustfmt clippy"
+    rustup component add rustfmt clippy
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do

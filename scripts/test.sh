@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test: cargo build and test (release), the C tests again under
-# AddressSanitizer+UBSan and under Valgrind, then the CMake build of the
-# C examples, an install into a temporary prefix, and a consumer project built
-# against that install (find_package and pkg-config).
+# Runs every test: the tool probe (scripts/probe.sh), cargo fmt and clippy,
+# cargo build and test (release), the ABI check against the baseline
+# (scripts/abi-check.sh), the C tests again under AddressSanitizer+UBSan and
+# under Valgrind, then the CMake build of the C examples, an install into a
+# temporary prefix, and a consumer project built against that install
+# (find_package and pkg-config).
 # Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,11 +18,23 @@ fi
 
 step() { echo; echo "== $*"; }
 
+step "tools the tests use (scripts/probe.sh)"
+scripts/probe.sh
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
 step "cargo build --release"
 cargo build --release
 
 step "cargo test --release"
 cargo test --release
+
+step "ABI against the baseline abi/libphoton.so.0.abi (scripts/abi-check.sh)"
+scripts/abi-check.sh
 
 step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang; leaks and stack-use-after-return checked)"
 PHOTON_TEST_SANITIZE=asan cargo test --release --test c_api
@@ -45,6 +59,14 @@ for f in lib/libphoton.so.0 lib/libphoton.so lib/libphoton.a lib/libphoton_prelo
         exit 1
     fi
 done
+
+step "the installed libphoton.so.0 carries its symbol versions"
+if readelf --dyn-syms -W "$tmp/prefix/lib/libphoton.so.0" | grep -q ' photon_init@@PHOTON_0\.1$'; then
+    echo "libphoton.so.0: photon_init@@PHOTON_0.1: ok"
+else
+    echo "FAIL: the installed libphoton.so.0 lacks symbol versions (build.rs links it with abi/libphoton.map)" >&2
+    exit 1
+fi
 
 step "the installed shim finds the installed libphoton.so.0 (\$ORIGIN)"
 if ldd "$tmp/prefix/lib/libphoton_preload.so" | grep -q "libphoton.so.0 => $tmp/prefix/lib/"; then

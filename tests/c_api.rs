@@ -608,6 +608,8 @@ fn header_compiles_as_cpp11() {
 }
 
 /// include/photon.h is checked in; it must be what build.rs generates now.
+/// Compared in every run: build.rs writes the checked-in header only when
+/// asked (`PHOTON_UPDATE_HEADER=1`), so a header not regenerated fails here.
 #[test]
 fn header_is_fresh() {
     // Set by build.rs (cargo:rustc-env) to the header it just generated.
@@ -616,7 +618,17 @@ fn header_is_fresh() {
     let checked_in = fs::read(include_dir().join("photon.h")).expect("read include/photon.h");
     assert!(
         generated == checked_in,
-        "include/photon.h is stale: run `cargo build` and commit it"
+        "include/photon.h differs from what src/ffi generates: run `PHOTON_UPDATE_HEADER=1 cargo build` \
+         and commit include/photon.h"
+    );
+    // Doc comments become the header's comments: rustdoc links would show
+    // their brackets to C readers.
+    let text = String::from_utf8_lossy(&checked_in);
+    let links: Vec<&str> = text.lines().filter(|l| l.contains("[`")).collect();
+    assert!(
+        links.is_empty(),
+        "rustdoc link syntax in include/photon.h (write plain `name` in src/ffi docs):\n{}",
+        links.join("\n")
     );
 }
 

@@ -18,9 +18,9 @@ use super::guard;
 use crate::errno::Errno;
 use crate::net;
 
-/// `events` bit for [`photon_wait_fd`]: readable.
+/// `events` bit for `photon_wait_fd`: readable.
 pub const PHOTON_READABLE: u32 = 1;
-/// `events` bit for [`photon_wait_fd`]: writable.
+/// `events` bit for `photon_wait_fd`: writable.
 pub const PHOTON_WRITABLE: u32 = 2;
 
 fn buf_ok<T>(p: *const T, len: usize) -> Result<(), Errno> {

@@ -43,7 +43,7 @@ pub extern "C" fn photon_server_new_tcp(ip: *const c_char, port: u16, backlog: c
     photon_server_new_tcp_flags(ip, port, backlog, 0)
 }
 
-/// `flags` bit for [`photon_server_new_tcp_flags`]: set SO_REUSEPORT, so
+/// `flags` bit for `photon_server_new_tcp_flags`: set SO_REUSEPORT, so
 /// one server per vcpu can listen on the same port (the kernel spreads
 /// connections over them).
 pub const PHOTON_SERVER_REUSEPORT: u32 = 1;
@@ -123,10 +123,12 @@ pub extern "C" fn photon_server_stop(s: *mut photon_server) -> c_int {
 /// `photon_server_serve` has returned. NULL is ignored. Call once.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_free(s: *mut photon_server) {
-    if s.is_null() {
-        return;
-    }
-    // SAFETY: a non-NULL photon_server* is an Arc made by publish(), released once here.
-    let srv = unsafe { Arc::from_raw(s.cast_const().cast::<Server>()) };
-    srv.stop();
+    guard(|| {
+        if !s.is_null() {
+            // SAFETY: a non-NULL photon_server* is an Arc made by publish(), released once here.
+            let srv = unsafe { Arc::from_raw(s.cast_const().cast::<Server>()) };
+            srv.stop();
+        }
+        Ok(())
+    })
 }

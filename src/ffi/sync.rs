@@ -9,7 +9,10 @@ use crate::errno::Errno;
 use crate::net::deadline;
 use crate::sync::{Cond, Mutex, RwLock, Semaphore};
 
-/// A coroutine mutex (non-recursive; FIFO hand-off to waiters). Opaque.
+/// A coroutine mutex (non-recursive). Waiters queue in arrival order; an
+/// unlock wakes the longest waiter, which then competes for the lock (a
+/// running thread may take it first); a waiter that has waited 1 ms or more
+/// is handed the lock directly instead, so no waiter starves. Opaque.
 pub struct photon_mutex {
     _private: [u8; 0],
 }
@@ -71,7 +74,8 @@ pub extern "C" fn photon_mutex_trylock(m: *mut photon_mutex) -> libc::c_int {
     guard(|| obj::<_, Mutex>(m)?.try_lock().map(|()| 0))
 }
 
-/// Unlocks `m`, handing it to the longest waiter (on any vcpu). -1/`EINVAL`
+/// Unlocks `m` and wakes its longest waiter (on any vcpu), which competes
+/// for the lock, or is handed it if it has waited 1 ms or more. -1/`EINVAL`
 /// if the caller does not hold it.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_mutex_unlock(m: *mut photon_mutex) -> libc::c_int {

@@ -96,7 +96,11 @@ pub extern "C" fn photon_thread_self() -> *mut photon_thread {
 /// continues. Off a vcpu it returns at once.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_thread_yield() {
-    sched::yield_now()
+    // Under the boundary too: a yield runs the vcpu's engine polls.
+    guard(|| {
+        sched::yield_now();
+        Ok(())
+    })
 }
 
 /// Sleeps the calling photon thread for `us` microseconds (at least that

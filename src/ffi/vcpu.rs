@@ -48,10 +48,14 @@ pub extern "C" fn photon_workpool_new(vcpus: u32, event_engine: u64) -> *mut pho
 /// threads. NULL is ignored. Call it once, from outside the pool.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_workpool_free(p: *mut photon_workpool) {
-    if !p.is_null() {
-        // SAFETY: made by photon_workpool_new as Box<WorkPool>; freed once.
-        drop(unsafe { Box::from_raw(p.cast::<WorkPool>()) });
-    }
+    // Under the boundary: the pool's Drop stops its vcpus and joins threads.
+    guard(|| {
+        if !p.is_null() {
+            // SAFETY: made by photon_workpool_new as Box<WorkPool>; freed once.
+            drop(unsafe { Box::from_raw(p.cast::<WorkPool>()) });
+        }
+        Ok(())
+    })
 }
 
 /// The pool's vcpu number `index`, or NULL with `EINVAL`.

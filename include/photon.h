@@ -833,6 +833,31 @@ int photon_tls_atexit(void (*dtor)(void*), void *obj);
  */
 int photon_preload_active(void);
 
+/**
+ * Blocks the calling photon thread while `*addr == expected`, until
+ * `photon_futex_wake` on `addr` (from any OS thread), `timeout_us`, or an
+ * interrupt; other photon threads of the vcpu keep running.
+ *
+ * Returns 0 when woken (possibly spuriously: re-check the condition), or -1
+ * with `EAGAIN` (`*addr` differed from `expected` at the check),
+ * `ETIMEDOUT`, the interrupter's errno, `EPERM` off a photon thread, or
+ * `EINVAL` (`addr` NULL or not 4-byte aligned).
+ *
+ * A thread changing the word must do so with a sequentially consistent
+ * atomic store or read-modify-write before calling `photon_futex_wake`;
+ * then no wake-up is lost.
+ */
+int photon_futex_wait(const uint32_t *addr, uint32_t expected, uint64_t timeout_us);
+
+/**
+ * Wakes up to `n` photon threads (of any vcpu) waiting in
+ * `photon_futex_wait` on `addr`, longest waiter first. Callable from any
+ * OS thread. Returns the number woken (0 when none waits, found with one
+ * atomic load in the common case; also 0 for `n` <= 0), or -1 with
+ * `EINVAL` (`addr` NULL or not 4-byte aligned).
+ */
+int photon_futex_wake(const uint32_t *addr, int n);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -221,6 +221,16 @@ photon_rwlock_unlock any valid=0 P=EINVAL N=EINVAL F=any
   case V | unlock an unlocked rwlock | | photon_rwlock_unlock(RWLOCK()) | EINVAL
   case V | unlock twice | G.l = WRLOCKED_RW(); photon_rwlock_unlock(G.l); | photon_rwlock_unlock(G.l) | EINVAL
 
+photon_futex_wait vcpu valid=ETIMEDOUT
+  addr: &G.key | auto ; (const uint32_t *)(const void *)((const char *)&G.key + 1) => EINVAL
+  expected: 0 | 1 => EAGAIN ; UINT32_MAX => EAGAIN
+  timeout_us: T | none: every timeout is valid
+  case V | PHOTON_FOREVER with an interrupt pending | photon_thread_interrupt(photon_thread_self(), EINTR); | photon_futex_wait(&G.key, 0, PHOTON_FOREVER) | EINTR
+photon_futex_wake any valid=0/keep
+  addr: &G.key | auto ; (const uint32_t *)(const void *)((const char *)&G.key + 1) => EINVAL
+  n: 1 | 0 => 0/keep ; -1 => 0/keep ; INT_MIN => 0/keep ; INT_MAX => 0/keep
+  case V | wakes the photon thread waiting on the word | photon_thread_create(futex_wait_forever, &G.key, 0); photon_thread_yield(); | photon_futex_wake(&G.key, INT_MAX) | 1/keep
+  case V | wakes only waiters of that word | photon_thread_create(futex_wait_forever, &G.key, 0); photon_thread_yield(); | photon_futex_wake((const uint32_t *)(const void *)&G.n, 1) | 0/keep
 # ---- vcpus, pools, migration, offload
 photon_vcpu_current vcpu valid=ok
   nobad: takes no arguments; off a vcpu (P, N, F) it must give NULL/EPERM

@@ -8,6 +8,14 @@
 //!   real redis-server started here: 100 photon threads on one vcpu each
 //!   block in BLPOP for 0.3 s and the batch ends well under 1.5 s; SET/GET
 //!   from 100 photon threads; the same program on a plain pthread.
+//! - `preload_pthread_sync`: tests/preload/pthread_sync.c: pthread mutexes
+//!   (every type), condition variables, rwlocks, spinlocks, once, barriers,
+//!   semaphores and sched_yield in photon threads wait as photon waits,
+//!   with ownership per photon thread, against holders that are photon
+//!   threads of the same vcpu, of another vcpu, or plain pthreads; with
+//!   `LD_PRELOAD` and with the shim linked first, under both engines; and
+//!   with `PHOTON_PRELOAD_PTHREAD=0` the same program hangs or fails (the
+//!   test proves it can fail).
 //! - `preload_passthrough`: unmodified programs (python3, redis-benchmark)
 //!   under the shim without photon_init give what they give without it.
 //!
@@ -85,6 +93,45 @@ fn preload_semantics() {
     for engine in ENGINES {
         let run = run_program(&exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
         check(&run, &format!("semantics (PHOTON_ENGINE={engine})"));
+    }
+}
+
+#[test]
+fn preload_pthread_sync() {
+    let exe = compile("pthread_sync", &[]);
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let run = run_program(&exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("pthread_sync (PHOTON_ENGINE={engine})"));
+    }
+    // The shim linked first instead of preloaded.
+    let lib = lib_dir().display().to_string();
+    let _ = preload_lib(); // copied into lib_dir
+    let first = [&["-Wl,--no-as-needed", "-L", &lib, "-lphoton_preload"][..], C_FLAGS].concat();
+    let src = src_dir().join("pthread_sync.c");
+    let linked = compile_c(&src, &out_dir().join("pthread_sync_linked"), &first, &[], &[]);
+    for engine in ENGINES {
+        let run = run_program(&linked, &[], engine, &[], RUN_TIMEOUT);
+        check(
+            &run,
+            &format!("pthread_sync, shim linked first (PHOTON_ENGINE={engine})"),
+        );
+    }
+    // Without the feature the same checks deadlock the vcpu or fail.
+    let off = [
+        (k, v.as_str()),
+        ("PHOTON_PRELOAD_PTHREAD", "0"),
+        ("SYNC_WATCHDOG_S", "3"),
+    ];
+    for (group, want) in [("mutex", 3), ("recursive", 1), ("once", 3), ("cond", 3)] {
+        let run = run_program(&exe, &[group], "epoll", &off, RUN_TIMEOUT);
+        assert_eq!(
+            run.status.and_then(|s| s.code()),
+            Some(want),
+            "pthread_sync {group} with PHOTON_PRELOAD_PTHREAD=0 should fail: {}",
+            run.describe()
+        );
+        println!("pthread_sync {group} with PHOTON_PRELOAD_PTHREAD=0: fails as it should (exit {want})");
     }
 }
 

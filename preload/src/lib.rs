@@ -28,6 +28,7 @@ mod file;
 mod identity;
 mod io;
 mod photon;
+mod pthread;
 mod real;
 mod sock;
 mod wait;

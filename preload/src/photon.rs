@@ -54,3 +54,13 @@ unsafe extern "C" {
     pub fn photon_fdatasync(fd: c_int) -> c_int;
     pub fn photon_tls_atexit(dtor: Option<unsafe extern "C" fn(*mut c_void)>, obj: *mut c_void) -> c_int;
 }
+
+// Thread identity and the photon futex (the pthread hooks, crate::pthread).
+unsafe extern "C" {
+    pub fn photon_thread_number(is_main: *mut c_int) -> u32;
+    pub fn photon_thread_self() -> *mut c_void;
+    pub fn photon_thread_interrupt(th: *mut c_void, error_number: c_int) -> c_int;
+    pub fn photon_thread_yield();
+    pub fn photon_futex_wait(addr: *const u32, expected: u32, timeout_us: u64) -> c_int;
+    pub fn photon_futex_wake(addr: *const u32, n: c_int) -> c_int;
+}

@@ -157,6 +157,46 @@ real_fns! {
     ) -> c_int;
     fn gethostbyname(name: *const c_char) -> *mut hostent;
     fn __cxa_thread_atexit_impl(dtor: Option<unsafe extern "C" fn(*mut c_void)>, obj: *mut c_void, dso: *mut c_void) -> c_int;
+    // pthread synchronisation (crate::pthread)
+    fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> c_int;
+    fn pthread_mutex_trylock(m: *mut libc::pthread_mutex_t) -> c_int;
+    fn pthread_mutex_timedlock(m: *mut libc::pthread_mutex_t, abstime: *const timespec) -> c_int;
+    fn pthread_mutex_clocklock(m: *mut libc::pthread_mutex_t, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
+    fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> c_int;
+    fn pthread_cond_init(c: *mut libc::pthread_cond_t, attr: *const libc::pthread_condattr_t) -> c_int;
+    fn pthread_cond_destroy(c: *mut libc::pthread_cond_t) -> c_int;
+    fn pthread_cond_wait(c: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t) -> c_int;
+    fn pthread_cond_timedwait(c: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t, abstime: *const timespec) -> c_int;
+    fn pthread_cond_clockwait(
+        c: *mut libc::pthread_cond_t,
+        m: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        abstime: *const timespec,
+    ) -> c_int;
+    fn pthread_cond_signal(c: *mut libc::pthread_cond_t) -> c_int;
+    fn pthread_cond_broadcast(c: *mut libc::pthread_cond_t) -> c_int;
+    fn pthread_rwlock_init(l: *mut libc::pthread_rwlock_t, attr: *const libc::pthread_rwlockattr_t) -> c_int;
+    fn pthread_rwlock_destroy(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_rwlock_rdlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_rwlock_tryrdlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_rwlock_timedrdlock(l: *mut libc::pthread_rwlock_t, abstime: *const timespec) -> c_int;
+    fn pthread_rwlock_clockrdlock(l: *mut libc::pthread_rwlock_t, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
+    fn pthread_rwlock_wrlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_rwlock_trywrlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_rwlock_timedwrlock(l: *mut libc::pthread_rwlock_t, abstime: *const timespec) -> c_int;
+    fn pthread_rwlock_clockwrlock(l: *mut libc::pthread_rwlock_t, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
+    fn pthread_rwlock_unlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_spin_lock(l: *mut libc::pthread_spinlock_t) -> c_int;
+    fn pthread_spin_trylock(l: *mut libc::pthread_spinlock_t) -> c_int;
+    fn pthread_once(control: *mut libc::pthread_once_t, routine: Option<unsafe extern "C-unwind" fn()>) -> c_int;
+    fn pthread_barrier_init(b: *mut libc::pthread_barrier_t, attr: *const libc::pthread_barrierattr_t, count: c_uint) -> c_int;
+    fn pthread_barrier_destroy(b: *mut libc::pthread_barrier_t) -> c_int;
+    fn pthread_barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int;
+    fn sem_post(s: *mut libc::sem_t) -> c_int;
+    fn sem_wait(s: *mut libc::sem_t) -> c_int;
+    fn sem_timedwait(s: *mut libc::sem_t, abstime: *const timespec) -> c_int;
+    fn sem_clockwait(s: *mut libc::sem_t, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
+    fn sched_yield() -> c_int;
 }
 
 /// `fcntl` and `ioctl` are variadic: their real versions are called with

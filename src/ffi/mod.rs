@@ -35,8 +35,10 @@ mod server;
 mod fs;
 mod stats;
 mod identity;
+mod futex;
 
 pub use fs::*;
+pub use futex::*;
 pub use identity::*;
 pub use keys::*;
 pub use lifecycle::*;

@@ -1,5 +1,6 @@
 //! Coroutine-blocking locks that work across vcpus: mutex, condition
-//! variable, semaphore, reader-writer lock.
+//! variable, semaphore, reader-writer lock; and a futex ([`futex`]) for
+//! locks that live in foreign memory (the preload shim's pthread objects).
 //!
 //! Each lock keeps its waiters, in arrival order, behind a short-held OS
 //! mutex that is never held across a switch. A waiter is a (thread handle,
@@ -11,6 +12,7 @@
 //! very moment, it keeps it and reports success (nothing is lost).
 
 mod cond;
+pub mod futex;
 mod mutex;
 mod rwlock;
 mod sem;

@@ -163,6 +163,12 @@ static void *sem_wait_forever(void *arg) {
     return NULL;
 }
 
+/* Waits on a futex word (the word stays 0) until woken or interrupted. */
+static void *futex_wait_forever(void *arg) {
+    (void)photon_futex_wait((const uint32_t *)arg, 0, PHOTON_FOREVER);
+    return NULL;
+}
+
 /* Hides a constant from the compiler (no -Wstringop-overflow on libc calls). */
 static inline size_t opaque_size(size_t x) {
     volatile size_t v = x;

@@ -3,7 +3,7 @@
 //! bench/README.md and /work/shared/BENCH.md).
 //!
 //!   cargo run --release --bin preload -- [--reps 7] [--secs 1] [--warmup 0.5]
-//!       [--conns 100] [--only rw,redis] [--redis-server /usr/bin/redis-server] [--verbose]
+//!       [--conns 100] [--only rw,redis,mutex] [--redis-server /usr/bin/redis-server] [--verbose]
 //!
 //! Tables (the C programs are bench/c/preload_*.c, compiled at run time
 //! against the libphoton.so this run builds; the shim is the
@@ -18,6 +18,10 @@
 //!    blocking hiredis connection, loop GET on one key (checking each reply):
 //!    100 photon threads on one vcpu under the shim (io_uring engine, epoll
 //!    engine) against 100 pthreads without the shim.
+//!
+//! 3. uncontended `pthread_mutex_lock`/`unlock` pairs (bench/c/preload_mutex.c)
+//!    on a plain pthread, on a vcpu's main photon thread and on another
+//!    photon thread, with and without the shim (its pthread hooks).
 //!
 //! Runs are interleaved rep-major (for rep { for contender { one run } }),
 //! every run its own process; each table shows median, range (min - max) and
@@ -52,9 +56,9 @@ struct Opts {
     verbose: bool,
 }
 
-const USAGE: &str = "usage: preload [--reps N] [--secs S] [--warmup S] [--conns N] [--only rw,redis] \
+const USAGE: &str = "usage: preload [--reps N] [--secs S] [--warmup S] [--conns N] [--only rw,redis,mutex] \
                      [--redis-server PATH] [--quiet-wait S] [--verbose]";
-const PARTS: [&str; 2] = ["rw", "redis"];
+const PARTS: [&str; 3] = ["rw", "redis", "mutex"];
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
@@ -399,6 +403,7 @@ fn main() -> ExitCode {
         so: PathBuf,
         shim: PathBuf,
         rw: PathBuf,
+        mutex: PathBuf,
         redis_photon: Option<PathBuf>,
         redis_pthreads: Option<PathBuf>,
     }
@@ -406,6 +411,7 @@ fn main() -> ExitCode {
         let so = build_libphoton()?;
         let shim = preload_beside(&so)?;
         let rw = compile("preload_rw.c", "preload_rw", None, &[])?;
+        let mutex = compile("preload_mutex.c", "preload_mutex", Some(&so), &[])?;
         let (redis_photon, redis_pthreads) = if want("redis") {
             (
                 Some(compile(
@@ -428,6 +434,7 @@ fn main() -> ExitCode {
             so,
             shim,
             rw,
+            mutex,
             redis_photon,
             redis_pthreads,
         })
@@ -577,6 +584,85 @@ fn main() -> ExitCode {
                 "raw syscall ns",
                 "libc / raw",
             ],
+            &rows,
+        );
+        println!();
+    }
+
+    if want("mutex") {
+        section += 1;
+        let labels = vec!["no preload".to_string(), "LD_PRELOAD=libphoton_preload.so".to_string()];
+        let timeout = Duration::from_secs_f64(60.0 + o.secs * 10.0);
+        let t0 = cpu_times();
+        let keys = ["plain_ns", "main_ns", "photon_ns"];
+        let r = run_table(
+            "mutex",
+            &labels,
+            o.reps,
+            &keys,
+            o.quiet_wait,
+            o.verbose,
+            &mut errors,
+            |ci| {
+                let mut cmd = Command::new(&b.mutex);
+                cmd.arg(&secs);
+                cmd.env_remove("LD_PRELOAD");
+                if ci == 1 {
+                    cmd.env("LD_PRELOAD", &b.shim);
+                }
+                pin(&mut cmd, CLIENT_CPU);
+                let out = run_child(cmd, timeout)?;
+                check_shim(&out, ci == 1)?;
+                Ok(out)
+            },
+        );
+        let load = describe_load(&t0, &cpu_times());
+        println!("## {section}. Uncontended pthread_mutex_lock + unlock: ns per pair (lower is better)");
+        println!();
+        println!(
+            "bench/c/preload_mutex.c after photon_init, pinned to CPU {CLIENT_CPU}: pairs on a private normal mutex \
+             in ~20 ms chunks for ~{:.2} s per thread kind, without and with LD_PRELOAD=libphoton_preload.so. \
+             With the shim each call asks libphoton photon_thread_number(); a photon thread then locks and \
+             unlocks on glibc's lock word itself, a plain pthread calls glibc's lock and the shim's unlock. \
+             Load meanwhile: {load}.",
+            o.secs / 3.0
+        );
+        println!();
+        let mut rows = Vec::new();
+        for (ki, what) in ["plain pthread", "vcpu main photon thread", "photon thread"].iter().enumerate() {
+            let base = &r[0][ki];
+            for (ci, label) in labels.iter().enumerate() {
+                let s = &r[ci][ki];
+                rows.push(vec![
+                    what.to_string(),
+                    label.clone(),
+                    cell_median(s),
+                    cell_range(s),
+                    if s.ok() && base.ok() {
+                        format!("{:.3}x", s.median() / base.median())
+                    } else {
+                        "n/a".into()
+                    },
+                    if ci == 0 {
+                        String::new()
+                    } else {
+                        cell_fixed(&paired(s, base, |a, b| a / b), 3, "x")
+                    },
+                ]);
+            }
+            let s = &r[1][ki];
+            if ki == 0 && s.ok() && base.ok() {
+                let ratio = s.median() / base.median();
+                targets.push(format!(
+                    "uncontended pthread_mutex_lock/unlock on a plain pthread: {ratio:.3}x without the shim, \
+                     {:+.2} ns per pair (target <= 1.05x): {}",
+                    s.median() - base.median(),
+                    met(ratio <= 1.05)
+                ));
+            }
+        }
+        print_table(
+            &["thread", "contender", "median ns/pair", "range", "/ no preload", "paired"],
             &rows,
         );
         println!();

@@ -31,6 +31,7 @@ mod photon;
 mod pthread;
 mod real;
 mod sock;
+mod threads;
 mod wait;
 
 use core::ffi::c_int;
@@ -54,13 +55,13 @@ pub(crate) fn active() -> bool {
 }
 
 /// Writes `msg` to stderr with a raw syscall (never through a hook).
-fn say(msg: &[u8]) {
+pub(crate) fn say(msg: &[u8]) {
     // SAFETY: writes from a live slice.
     unsafe { libc::syscall(libc::SYS_write, 2 as libc::c_long, msg.as_ptr(), msg.len()) };
 }
 
 /// True if `PHOTON_PRELOAD_LOG` or `PHOTON_LOG` asks for debug output.
-fn debug_logging() -> bool {
+pub(crate) fn debug_logging() -> bool {
     [c"PHOTON_PRELOAD_LOG", c"PHOTON_LOG"].iter().any(|name| {
         // SAFETY: getenv with a NUL-terminated name; the result is read at once.
         let v = unsafe { libc::getenv(name.as_ptr()) };
@@ -78,7 +79,7 @@ fn debug_logging() -> bool {
 extern "C" fn start() {
     let (found, total) = real::resolve_all();
     if debug_logging() {
-        let mut line = [0u8; 2048];
+        let mut line = [0u8; 4096];
         let mut out = Buf(&mut line, 0);
         out.push(b"[photon-preload DEBUG] libphoton_preload.so loaded (");
         out.num(found);
@@ -89,6 +90,9 @@ extern "C" fn start() {
             out.push(b" ");
             out.push(name.as_bytes());
         }
+        out.push(b"\n");
+        out.push(b"[photon-preload DEBUG] threads: ");
+        threads::describe(&mut out);
         out.push(b"\n");
         let n = out.1;
         say(&line[..n]);
@@ -110,16 +114,16 @@ static INIT: extern "C" fn() = start;
 static FINI: extern "C" fn() = stop;
 
 /// A fixed buffer being filled without allocating.
-struct Buf<'a>(&'a mut [u8], usize);
+pub(crate) struct Buf<'a>(pub(crate) &'a mut [u8], pub(crate) usize);
 
 impl Buf<'_> {
-    fn push(&mut self, s: &[u8]) {
+    pub(crate) fn push(&mut self, s: &[u8]) {
         let n = s.len().min(self.0.len() - self.1);
         self.0[self.1..self.1 + n].copy_from_slice(&s[..n]);
         self.1 += n;
     }
 
-    fn num(&mut self, mut v: usize) {
+    pub(crate) fn num(&mut self, mut v: usize) {
         let mut digits = [0u8; 20];
         let mut i = digits.len();
         loop {

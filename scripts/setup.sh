@@ -11,6 +11,7 @@ packages=(
     pkg-config       # consumer test of photon.pc
     libboost-context-dev  # the context-switch comparison in bench/
     redis-server redis-tools libhiredis-dev  # the preload shim's tests and benchmark
+    librocksdb-dev libssl-dev  # the shim's RocksDB and OpenSSL tests, the RocksDB benchmark
     python3          # the preload shim's pass-through test
     valgrind         # the C tests under memcheck (clang above: under ASan)
 )

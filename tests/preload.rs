@@ -29,8 +29,32 @@
 //!   reply verified, the background thread on time, at most vcpus + 4 OS
 //!   threads while all are open; the same binary under the shim without the
 //!   variable runs 1,000+ OS threads and passes too.
+//! - `preload_pthread_sync_cpp`: tests/preload/pthread_sync_cpp.cpp:
+//!   std::mutex, std::timed_mutex, std::condition_variable,
+//!   std::shared_mutex and std::call_once reach the same hooks (and hang
+//!   with `PHOTON_PRELOAD_PTHREAD=0`).
 //! - `preload_passthrough`: unmodified programs (python3, redis-benchmark)
 //!   under the shim without photon_init give what they give without it.
+//! - `preload_keys`: tests/preload/keys.c, pthread keys per photon thread
+//!   (100 photon threads on one vcpu across hooked sleeps, destructor
+//!   rounds counted against glibc's, a plain pthread's and the vcpu main
+//!   thread's values untouched, delete from a photon thread, migration).
+//! - `preload_openssl_errq`: tests/preload/openssl_errq.c, OpenSSL's error
+//!   queue (a pthread-key user) per photon thread.
+//! - `preload_fsmeta`: tests/preload/fsmeta.c, open/openat/fstat/unlink/
+//!   rename/fallocate/ftruncate in photon threads: a FIFO open that waits
+//!   for its peer is a photon wait (without the hooks the vcpu blocks and a
+//!   watchdog fails the run), and every answer is libc's.
+//! - `preload_rocksdb`: tests/preload/rocksdb_test.cc, unmodified RocksDB
+//!   (Debian's librocksdb-dev): 128 photon threads doing random Gets with
+//!   direct reads and no block cache, Puts while RocksDB's flush and
+//!   compaction pthreads run, an iterator scan; on one vcpu, then on a
+//!   2-vcpu pool with migration. Under `LD_PRELOAD` and with the shim
+//!   linked first (no `LD_PRELOAD`); and the whole program (open, build,
+//!   close) in a photon thread.
+//!
+//! Both key tests also run with `PHOTON_PRELOAD_PTHREAD=0` and must fail
+//! there: that proves they test the feature.
 //!
 //! redis-server and libhiredis-dev come from `scripts/setup.sh` (the test
 //! command installs them); a missing one fails the test, with that hint.
@@ -107,6 +131,41 @@ fn preload_semantics() {
         let run = run_program(&exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
         check(&run, &format!("semantics (PHOTON_ENGINE={engine})"));
     }
+}
+
+/// Runs `exe` under the shim with both engines (must pass), then with
+/// `PHOTON_PRELOAD_PTHREAD=0` (keys and locks off: must fail).
+fn passes_only_with_pthread_hooks(exe: &Path, what: &str) {
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let run = run_program(exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("{what} (PHOTON_ENGINE={engine})"));
+    }
+    let off = run_program(
+        exe,
+        &[],
+        "epoll",
+        &[(k, &v), ("PHOTON_PRELOAD_PTHREAD", "0")],
+        RUN_TIMEOUT,
+    );
+    assert!(
+        off.status.is_some_and(|s| s.code() == Some(1)),
+        "{what} with PHOTON_PRELOAD_PTHREAD=0 should fail its checks: {}",
+        off.describe()
+    );
+    println!("{what} with PHOTON_PRELOAD_PTHREAD=0: fails, as it must");
+}
+
+#[test]
+fn preload_keys() {
+    let exe = compile("keys", &[]);
+    passes_only_with_pthread_hooks(&exe, "pthread keys per photon thread");
+}
+
+#[test]
+fn preload_openssl_errq() {
+    let exe = compile("openssl_errq", &["-lcrypto"]);
+    passes_only_with_pthread_hooks(&exe, "OpenSSL error queue per photon thread");
 }
 
 #[test]
@@ -228,6 +287,54 @@ fn preload_pthread_server() {
     }
     serve_and_check(&server, &client, "epoll", &[(k, &v)], 1000, (1001, 100_000));
     println!("pthread_server as plain pthreads under the shim: passed");
+fn preload_pthread_sync_cpp() {
+    let src = src_dir().join("pthread_sync_cpp.cpp");
+    let exe = out_dir().join("pthread_sync_cpp");
+    let tmp = private_name(&exe);
+    let lib = lib_dir();
+    let mut cmd = cc::Build::new()
+        .cpp(true)
+        .target(TARGET)
+        .host(TARGET)
+        .opt_level(2)
+        .cargo_metadata(false)
+        .get_compiler()
+        .to_command();
+    cmd.args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(include_dir())
+        .arg(&src)
+        .arg("-o")
+        .arg(&tmp)
+        .arg("-L")
+        .arg(lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lphoton", "-lpthread"]);
+    let out = cmd.output().expect("run the C++ compiler");
+    assert!(
+        out.status.success(),
+        "compiling {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::rename(&tmp, &exe).expect("rename the C++ program into place");
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let run = run_program(&exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("pthread_sync_cpp (PHOTON_ENGINE={engine})"));
+    }
+    let run = run_program(
+        &exe,
+        &[],
+        "epoll",
+        &[(k, &v), ("PHOTON_PRELOAD_PTHREAD", "0"), ("SYNC_WATCHDOG_S", "3")],
+        RUN_TIMEOUT,
+    );
+    assert!(
+        !run.passed(),
+        "pthread_sync_cpp passed with PHOTON_PRELOAD_PTHREAD=0: {}",
+        run.describe()
+    );
+    println!("pthread_sync_cpp with PHOTON_PRELOAD_PTHREAD=0: fails as it should");
 }
 
 /// A redis-server on a free loopback port, stopped on drop.
@@ -412,4 +519,93 @@ fn preload_tls_isolation() {
         );
         check(&run, &format!("no isolation shows the mix-up (PHOTON_ENGINE={engine})"));
     }
+}
+
+#[test]
+fn preload_fsmeta() {
+    let exe = compile("fsmeta", &[]);
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let dir = out_dir().join(format!("fsmeta.{}.{engine}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create the scratch directory");
+        let run = run_program(&exe, &[&dir.display().to_string()], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("file open and metadata calls (PHOTON_ENGINE={engine})"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// Compiles `tests/preload/<name>.cc` (C++17, warnings as errors) with `libs`
+/// after libphoton; `shim_first` links `libphoton_preload.so` before
+/// everything else (the shim then needs no `LD_PRELOAD`).
+fn compile_cpp(name: &str, exe_name: &str, shim_first: bool, libs: &[&str]) -> PathBuf {
+    let src = src_dir().join(format!("{name}.cc"));
+    let exe = out_dir().join(exe_name);
+    let tmp = private_name(&exe);
+    let lib = lib_dir();
+    let mut cmd = cc::Build::new()
+        .cpp(true)
+        .target(TARGET)
+        .host(TARGET)
+        .opt_level(2)
+        .debug(true)
+        .out_dir(out_dir())
+        .cargo_metadata(false)
+        .get_compiler()
+        .to_command();
+    cmd.args(["-std=c++17", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(include_dir())
+        .arg(&src)
+        .arg("-o")
+        .arg(&tmp)
+        .arg("-L")
+        .arg(lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()));
+    if shim_first {
+        preload_lib(); // copied into lib_dir()
+        cmd.args(["-Wl,--no-as-needed", "-lphoton_preload", "-Wl,--as-needed"]);
+    }
+    cmd.args(libs).args(["-lphoton", "-pthread"]);
+    let out = cmd.output().expect("run the C++ compiler");
+    assert!(
+        out.status.success(),
+        "compiling {} failed:\n{}{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::rename(&tmp, &exe).expect("rename the program into place");
+    exe
+}
+
+#[test]
+fn preload_rocksdb() {
+    assert!(
+        Path::new("/usr/include/rocksdb/db.h").is_file(),
+        "librocksdb-dev is not installed: run scripts/setup.sh (apt-get install librocksdb-dev)"
+    );
+    let preloaded = compile_cpp("rocksdb_test", "rocksdb_test", false, &["-lrocksdb"]);
+    let linked = compile_cpp("rocksdb_test", "rocksdb_test_shim_linked", true, &["-lrocksdb"]);
+    let db = out_dir().join(format!("rocksdb-db.{}", std::process::id()));
+    let db_arg = db.display().to_string();
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let run = run_program(&preloaded, &[&db_arg], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("RocksDB under LD_PRELOAD (PHOTON_ENGINE={engine})"));
+        let run = run_program(&linked, &[&db_arg], engine, &[], RUN_TIMEOUT);
+        check(
+            &run,
+            &format!("RocksDB with the shim linked first (PHOTON_ENGINE={engine})"),
+        );
+        // Opened, built and closed in a photon thread: RocksDB's own pthreads
+        // are created from a photon thread, and closing waits for its
+        // background work there.
+        let run = run_program(&preloaded, &[&db_arg, "in-photon"], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(
+            &run,
+            &format!("RocksDB opened in a photon thread (PHOTON_ENGINE={engine})"),
+        );
+    }
+    let _ = fs::remove_dir_all(&db);
 }

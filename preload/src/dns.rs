@@ -8,7 +8,7 @@ use libc::{addrinfo, hostent, sockaddr, socklen_t};
 use crate::{active, errno, photon, real, set_errno};
 
 /// Runs `f` on an offload thread, carrying errno back.
-fn offloaded<R: Copy>(init: R, f: &mut dyn FnMut() -> R) -> R {
+pub(crate) fn offloaded<R: Copy>(init: R, f: &mut dyn FnMut() -> R) -> R {
     struct Call<'a, R> {
         f: &'a mut dyn FnMut() -> R,
         out: R,

@@ -25,8 +25,10 @@
 mod dns;
 mod fdtab;
 mod file;
+mod fsmeta;
 mod identity;
 mod io;
+mod keys;
 mod photon;
 mod pthread;
 mod real;
@@ -78,6 +80,7 @@ pub(crate) fn debug_logging() -> bool {
 /// runs and reports what is hooked at debug level.
 extern "C" fn start() {
     let (found, total) = real::resolve_all();
+    keys::init();
     if debug_logging() {
         let mut line = [0u8; 4096];
         let mut out = Buf(&mut line, 0);
@@ -86,7 +89,7 @@ extern "C" fn start() {
         out.push(b" of ");
         out.num(total);
         out.push(b" libc functions resolved); hooked:");
-        for name in real::NAMES.iter().chain(io::EXTRA_NAMES) {
+        for name in real::NAMES.iter().chain(io::EXTRA_NAMES).chain(fsmeta::EXTRA_NAMES) {
             out.push(b" ");
             out.push(name.as_bytes());
         }

@@ -52,12 +52,20 @@ unsafe extern "C" {
     pub fn photon_pwritev(fd: c_int, iov: *const iovec, n: c_int, off: i64) -> ssize_t;
     pub fn photon_fsync(fd: c_int) -> c_int;
     pub fn photon_fdatasync(fd: c_int) -> c_int;
+    pub fn photon_thread_number(is_main: *mut c_int) -> u32;
+    pub fn photon_fstat(fd: c_int, st: *mut libc::stat) -> c_int;
+    pub fn photon_unlink(path: *const core::ffi::c_char) -> c_int;
+    pub fn photon_rename(old: *const core::ffi::c_char, new: *const core::ffi::c_char) -> c_int;
+    pub fn photon_fallocate(fd: c_int, mode: c_int, off: libc::off_t, len: libc::off_t) -> c_int;
+    pub fn photon_ftruncate(fd: c_int, len: libc::off_t) -> c_int;
+    pub fn photon_key_create(key: *mut u32, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
+    pub fn photon_getspecific(key: u32) -> *mut c_void;
+    pub fn photon_setspecific(key: u32, value: *const c_void) -> c_int;
     pub fn photon_tls_atexit(dtor: Option<unsafe extern "C" fn(*mut c_void)>, obj: *mut c_void) -> c_int;
 }
 
 // Thread identity and the photon futex (the pthread hooks, crate::pthread).
 unsafe extern "C" {
-    pub fn photon_thread_number(is_main: *mut c_int) -> u32;
     pub fn photon_thread_self() -> *mut c_void;
     pub fn photon_thread_interrupt(th: *mut c_void, error_number: c_int) -> c_int;
     pub fn photon_thread_yield();

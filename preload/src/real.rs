@@ -162,6 +162,10 @@ real_fns! {
         flags: c_int,
     ) -> c_int;
     fn gethostbyname(name: *const c_char) -> *mut hostent;
+    fn pthread_key_create(key: *mut libc::pthread_key_t, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
+    fn pthread_key_delete(key: libc::pthread_key_t) -> c_int;
+    fn pthread_getspecific(key: libc::pthread_key_t) -> *mut c_void;
+    fn pthread_setspecific(key: libc::pthread_key_t, value: *const c_void) -> c_int;
     fn __cxa_thread_atexit_impl(dtor: Option<unsafe extern "C" fn(*mut c_void)>, obj: *mut c_void, dso: *mut c_void) -> c_int;
     // pthread synchronisation (crate::pthread)
     fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> c_int;
@@ -228,6 +232,12 @@ real_fns! {
     fn pthread_getcpuclockid(th: libc::pthread_t, clock: *mut libc::clockid_t) -> c_int;
     fn pthread_setname_np(th: libc::pthread_t, name: *const c_char) -> c_int;
     fn pthread_getname_np(th: libc::pthread_t, buf: *mut c_char, len: size_t) -> c_int;
+    // file metadata (crate::fsmeta)
+    fn fstat(fd: c_int, st: *mut libc::stat) -> c_int;
+    fn unlink(path: *const c_char) -> c_int;
+    fn rename(old: *const c_char, new: *const c_char) -> c_int;
+    fn fallocate(fd: c_int, mode: c_int, off: libc::off_t, len: libc::off_t) -> c_int;
+    fn ftruncate(fd: c_int, len: libc::off_t) -> c_int;
 }
 
 /// `fcntl` and `ioctl` are variadic: their real versions are called with
@@ -249,5 +259,27 @@ pub unsafe fn ioctl(fd: c_int, req: libc::c_ulong, arg: usize) -> c_int {
         0 => missing(),
         // SAFETY: libc's ioctl.
         p => unsafe { core::mem::transmute::<usize, F>(p)(fd, req, arg) },
+    }
+}
+
+/// `open` and `openat` are variadic: their real versions are called with
+/// the mode, which they read only when the flags ask for one.
+pub unsafe fn open(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    type F = unsafe extern "C" fn(*const c_char, c_int, ...) -> c_int;
+    match resolve(&SLOT, c"open") {
+        0 => missing(),
+        // SAFETY: libc's open.
+        p => unsafe { core::mem::transmute::<usize, F>(p)(path, flags, mode) },
+    }
+}
+
+pub unsafe fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    type F = unsafe extern "C" fn(c_int, *const c_char, c_int, ...) -> c_int;
+    match resolve(&SLOT, c"openat") {
+        0 => missing(),
+        // SAFETY: libc's openat.
+        p => unsafe { core::mem::transmute::<usize, F>(p)(dirfd, path, flags, mode) },
     }
 }

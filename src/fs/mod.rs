@@ -75,6 +75,15 @@ unsafe fn read_cached(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Opt
 /// `openat(AT_FDCWD, path, flags, mode)`. A FIFO opened without
 /// O_NONBLOCK waits for its peer, as open(2) does.
 ///
+/// The engine's open does not wait for a FIFO's peer (io_uring tries it
+/// non-blocking first): a write-only open then fails with ENXIO while no
+/// reader exists, and is redone as a plain blocking open on a helper
+/// thread; a read-only open succeeds at once, and a second, blocking open
+/// on a helper waits for a writer before the first is closed. The first
+/// open is never closed while it is a FIFO's only end: a peer waiting in
+/// its own open may already be connected to it (closing it would give
+/// that peer end-of-file or EPIPE).
+///
 /// # Safety
 /// `path` is a NUL-terminated string.
 pub unsafe fn open(path: *const c_char, flags: i32, mode: u32) -> Result<i32, Errno> {
@@ -85,19 +94,31 @@ pub unsafe fn open(path: *const c_char, flags: i32, mode: u32) -> Result<i32, Er
         mode,
         blocking,
     };
+    let may_wait = flags & (libc::O_NONBLOCK | libc::O_PATH) == 0;
+    let access = flags & libc::O_ACCMODE;
     // SAFETY: per the contract.
-    let mut fd = int(unsafe { run(op(false))? });
-    fdinfo::forget(fd);
-    if flags & libc::O_NONBLOCK == 0 && fdinfo::is_fifo(fd) {
-        // A ring open does not wait for a FIFO's peer: redo it as a plain
-        // blocking open on a helper thread.
-        fdinfo::forget(fd);
-        // SAFETY: our own fresh fd.
-        unsafe { crate::sys::close(fd) };
+    let fd = match unsafe { run(op(false)) } {
+        // A FIFO without a reader (or a device that says ENXIO, which the
+        // blocking open reports again).
         // SAFETY: per the contract.
-        fd = int(unsafe { run(op(true))? });
-        fdinfo::forget(fd);
-    }
+        Err(Errno(libc::ENXIO)) if may_wait && access == libc::O_WRONLY => int(unsafe { run(op(true))? }),
+        Err(e) => return Err(e),
+        Ok(fd) => {
+            let fd = int(fd);
+            fdinfo::forget(fd);
+            if may_wait && access == libc::O_RDONLY && fdinfo::is_fifo(fd) {
+                // SAFETY: per the contract.
+                let waited = unsafe { run(op(true)) };
+                fdinfo::forget(fd);
+                // SAFETY: our own fresh fd, no longer needed.
+                unsafe { crate::sys::close(fd) };
+                int(waited?)
+            } else {
+                fd
+            }
+        }
+    };
+    fdinfo::forget(fd);
     sched::forget_fd(fd);
     Ok(fd)
 }

@@ -121,6 +121,8 @@ struct Region {
 pub(super) struct Live {
     addr: *mut u8,
     region: Region,
+    /// The region's index in the global list.
+    index: usize,
 }
 
 /// A vcpu's view of the isolated regions (owned by the vcpu's OS thread).
@@ -128,6 +130,11 @@ pub(super) struct VcpuTls {
     /// The [`GEN`] these regions were resolved at (0: never).
     generation: u64,
     live: Vec<Live>,
+    /// Global regions looked at so far (`live` has those this OS thread
+    /// can reach).
+    seen: usize,
+    /// Bytes of a save area covering every region in `live`.
+    need: usize,
     /// Whose copy is in the live blocks (null: nobody's, e.g. after the
     /// owner ended or migrated away).
     pub(super) owner: *mut ThreadCtl,
@@ -138,6 +145,8 @@ impl VcpuTls {
         VcpuTls {
             generation: 0,
             live: Vec::new(),
+            seen: 0,
+            need: 0,
             owner: ptr::null_mut(),
         }
     }
@@ -519,7 +528,7 @@ unsafe fn refresh(v: *mut Vcpu, cur: *mut ThreadCtl) {
     // SAFETY: per the contract; no switch while the lock is held.
     unsafe {
         let t = &mut (*v).tls;
-        for r in &g.regions[t.live.len()..] {
+        for (index, r) in g.regions.iter().enumerate().skip(t.seen) {
             let addr = match r.kind {
                 Kind::Module { modid, .. } => match tls_get_addr() {
                     Some(f) => f(&TlsIndex {
@@ -531,8 +540,16 @@ unsafe fn refresh(v: *mut Vcpu, cur: *mut ThreadCtl) {
                 },
                 Kind::EhGlobals => cxa_get_globals().map_or(ptr::null_mut(), |f| f().cast::<u8>()),
             };
-            t.live.push(Live { addr, region: *r });
+            if !addr.is_null() {
+                t.live.push(Live {
+                    addr,
+                    region: *r,
+                    index,
+                });
+            }
         }
+        t.seen = g.regions.len();
+        t.need = t.live.last().map_or(0, |l| l.region.offset + l.region.size);
         if t.generation == 0 {
             t.owner = if cur == (*v).idle { (*v).main } else { cur };
         }
@@ -545,9 +562,10 @@ unsafe fn refresh(v: *mut Vcpu, cur: *mut ThreadCtl) {
 ///
 /// # Safety
 /// `th` is a live TCB of the calling vcpu, not running on another CPU.
+#[cold]
+#[inline(never)]
 unsafe fn ensure(t: &VcpuTls, th: *mut ThreadCtl) {
-    let Some(last) = t.live.last() else { return };
-    let need = last.region.offset + last.region.size;
+    let need = t.need;
     // SAFETY: per the contract; `save` is ours, `len` bytes of it initialised.
     unsafe {
         let s = &mut (*th).tls;
@@ -580,6 +598,21 @@ unsafe fn ensure(t: &VcpuTls, th: *mut ThreadCtl) {
     }
 }
 
+/// Copies `size` bytes: the 16-byte exception state inline, anything
+/// else through memcpy.
+#[inline(always)]
+unsafe fn copy(src: *const u8, dst: *mut u8, size: usize) {
+    // SAFETY: the caller passes valid, non-overlapping ranges of `size` bytes.
+    unsafe {
+        if size == EH_GLOBALS_SIZE {
+            let a = src.cast::<[u64; 2]>().read_unaligned();
+            dst.cast::<[u64; 2]>().write_unaligned(a);
+        } else {
+            ptr::copy_nonoverlapping(src, dst, size);
+        }
+    }
+}
+
 /// Copies the live blocks into `th`'s save area.
 ///
 /// # Safety
@@ -588,12 +621,12 @@ unsafe fn save(v: *mut Vcpu, th: *mut ThreadCtl) {
     // SAFETY: per the contract; live blocks and the save area do not overlap.
     unsafe {
         let t = &(*v).tls;
-        ensure(t, th);
+        if (*th).tls.len < t.need {
+            ensure(t, th);
+        }
         let base = (*th).tls.save;
         for l in &t.live {
-            if !l.addr.is_null() {
-                ptr::copy_nonoverlapping(l.addr, base.add(l.region.offset), l.region.size);
-            }
+            copy(l.addr, base.add(l.region.offset), l.region.size);
         }
     }
 }
@@ -614,7 +647,6 @@ pub(super) unsafe fn on_switch(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut Thr
     }
 }
 
-#[cold]
 #[inline(never)]
 unsafe fn swap(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
     // SAFETY: per `on_switch`'s contract.
@@ -630,12 +662,12 @@ unsafe fn swap(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
             save(v, owner);
         }
         let t = &(*v).tls;
-        ensure(t, next);
+        if (*next).tls.len < t.need {
+            ensure(t, next);
+        }
         let base = (*next).tls.save;
         for l in &t.live {
-            if !l.addr.is_null() {
-                ptr::copy_nonoverlapping(base.add(l.region.offset), l.addr, l.region.size);
-            }
+            copy(base.add(l.region.offset), l.addr, l.region.size);
         }
         (*v).tls.owner = next;
     }
@@ -694,11 +726,10 @@ fn locate(v: *mut Vcpu, addr: usize) -> Option<(usize, usize)> {
         }
         &(*v).tls
     };
-    t.live.iter().enumerate().find_map(|(i, l)| {
+    t.live.iter().find_map(|l| {
         let a = l.addr as usize;
-        let inside =
-            matches!(l.region.kind, Kind::Module { .. }) && !l.addr.is_null() && addr >= a && addr < a + l.region.size;
-        inside.then(|| (i, addr - a))
+        let inside = matches!(l.region.kind, Kind::Module { .. }) && addr >= a && addr < a + l.region.size;
+        inside.then(|| (l.index, addr - a))
     })
 }
 
@@ -746,9 +777,9 @@ pub(super) unsafe fn run_dtors(th: *mut ThreadCtl) {
                 refresh(v, th);
             }
             let live = &(*v).tls.live;
-            match live.get(region) {
-                Some(l) if !l.addr.is_null() => (dtor, l.addr.add(offset)),
-                _ => continue,
+            match live.iter().find(|l| l.index == region) {
+                Some(l) => (dtor, l.addr.add(offset)),
+                None => continue,
             }
         };
         // SAFETY: the destructor the C++ runtime registered, on the object's

@@ -84,6 +84,33 @@ static void test_join_results(void) {
     printf("join results: 50 threads, returned and pthread_exit values delivered\n");
 }
 
+/* ---- the end is reported after key destructors (POSIX order) */
+
+static pthread_key_t slow_key;
+static atomic_int slow_dtor_done;
+
+static void slow_dtor(void *value) {
+    (void)value;
+    usleep(20000); /* a joiner woken too early sees the flag unset */
+    atomic_store(&slow_dtor_done, 1);
+}
+
+static void *sets_key(void *arg) {
+    pthread_setspecific(slow_key, arg);
+    return (void *)(intptr_t)9;
+}
+
+static void test_key_order(void) {
+    pthread_t th;
+    void *rv = NULL;
+    CHECK(pthread_key_create(&slow_key, slow_dtor) == 0, "key_create");
+    CHECK(pthread_create(&th, NULL, sets_key, &slow_key) == 0, "create");
+    CHECK(pthread_join(th, &rv) == 0 && rv == (void *)(intptr_t)9, "join");
+    CHECK(atomic_load(&slow_dtor_done) == 1, "join returned before the key destructor finished");
+    pthread_key_delete(slow_key);
+    printf("key destructors: finished before pthread_join returned\n");
+}
+
 /* ---- join errors */
 
 static void *self_join(void *arg) {
@@ -322,6 +349,7 @@ int main(void) {
     printf("mode: %s\n", photon_mode ? "photon threads" : "plain pthreads");
     test_join_results();
     test_join_errors();
+    test_key_order();
     test_detach();
     test_self();
     test_stack_size();

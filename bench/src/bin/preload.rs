@@ -622,8 +622,9 @@ fn main() -> ExitCode {
         println!(
             "bench/c/preload_mutex.c after photon_init, pinned to CPU {CLIENT_CPU}: pairs on a private normal mutex \
              in ~20 ms chunks for ~{:.2} s per thread kind, without and with LD_PRELOAD=libphoton_preload.so. \
-             With the shim each call asks libphoton photon_thread_number(); a photon thread then locks and \
-             unlocks on glibc's lock word itself, a plain pthread calls glibc's lock and the shim's unlock. \
+             With the shim a free normal mutex is taken and released on glibc's lock word by the shim itself \
+             (one compare-and-swap, one exchange) without asking who calls; only contention asks libphoton \
+             photon_thread_number(). The machine is shared: compare the minima as well as the medians. \
              Load meanwhile: {load}.",
             o.secs / 3.0
         );

@@ -287,6 +287,9 @@ fn preload_pthread_server() {
     }
     serve_and_check(&server, &client, "epoll", &[(k, &v)], 1000, (1001, 100_000));
     println!("pthread_server as plain pthreads under the shim: passed");
+}
+
+#[test]
 fn preload_pthread_sync_cpp() {
     let src = src_dir().join("pthread_sync_cpp.cpp");
     let exe = out_dir().join("pthread_sync_cpp");

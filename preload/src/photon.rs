@@ -81,7 +81,4 @@ unsafe extern "C" {
     pub fn photon_thread_exit(retval: *mut c_void) -> c_int;
     pub fn photon_thread_on_end(f: Option<unsafe extern "C" fn(*mut c_void)>, arg: *mut c_void) -> c_int;
     pub fn photon_thread_set_name(th: *mut c_void, name: *const core::ffi::c_char) -> c_int;
-    pub fn photon_key_create(key: *mut u32, destructor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
-    pub fn photon_getspecific(key: u32) -> *mut c_void;
-    pub fn photon_setspecific(key: u32, value: *const c_void) -> c_int;
 }

@@ -126,7 +126,7 @@ photon_thread_detach any valid=0 P=any N=ESRCH|EINVAL F=any
 photon_thread_self vcpu valid=ok
   nobad: takes no arguments; off a vcpu (P, N, F) it must give NULL/EPERM
 photon_thread_exit vcpu valid=EPERM
-  retval: BUF() | none: handed to a joiner untouched (every value is valid)
+  retval: BUF() | nullok: handed to a joiner untouched (every value is valid)
   case V | ends a joinable photon thread with its value | G.th = photon_thread_create(exit_with_arg, (void *)7, 0); photon_thread_enable_join(G.th); | (photon_thread_join(G.th, RETVAL()) == 0 && retval_out == (void *)7) | 1
 photon_thread_on_end vcpu valid=EPERM
   f: count_on_end | auto

@@ -219,7 +219,10 @@ fn preload_pthread_threads() {
             ("MAX_OS_THREADS", "6"),
         ];
         let run = run_program(&exe, &[], engine, &envs, RUN_TIMEOUT);
-        check(&run, &format!("pthread_threads as photon threads (PHOTON_ENGINE={engine})"));
+        check(
+            &run,
+            &format!("pthread_threads as photon threads (PHOTON_ENGINE={engine})"),
+        );
     }
     let run = run_program(&exe, &[], "epoll", &[(k, &v)], RUN_TIMEOUT);
     check(&run, "pthread_threads as plain pthreads under the shim");

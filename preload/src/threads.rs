@@ -259,7 +259,12 @@ pub(crate) struct Rec {
 /// Recycled records.
 static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-fn new_rec(start: unsafe extern "C" fn(*mut c_void) -> *mut c_void, arg: *mut c_void, stack_size: usize, detached: bool) -> *mut Rec {
+fn new_rec(
+    start: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    arg: *mut c_void,
+    stack_size: usize,
+    detached: bool,
+) -> *mut Rec {
     let reused = FREE.lock().ok().and_then(|mut f| f.pop());
     let r = match reused {
         Some(r) => r as *mut Rec,
@@ -391,7 +396,12 @@ unsafe extern "C" fn ended(arg: *mut c_void) {
         // SAFETY: wakes waiters on the record's live state word.
         unsafe {
             photon::photon_futex_wake(r.state.as_ptr(), c_int::MAX);
-            libc::syscall(libc::SYS_futex, r.state.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, c_int::MAX);
+            libc::syscall(
+                libc::SYS_futex,
+                r.state.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                c_int::MAX,
+            );
         }
     }
     release(r);
@@ -485,7 +495,15 @@ fn wait_ended(r: &Rec, deadline: Option<Abs>) -> c_int {
             });
             let tsp = ts.as_ref().map_or(ptr::null(), |t| t as *const timespec);
             // SAFETY: a futex wait on the record's live state word.
-            unsafe { libc::syscall(libc::SYS_futex, r.state.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, s, tsp) };
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    r.state.as_ptr(),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    s,
+                    tsp,
+                )
+            };
         }
     }
 }
@@ -548,7 +566,11 @@ pub unsafe extern "C" fn pthread_tryjoin_np(th: pthread_t, retval: *mut *mut c_v
 /// `pthread_timedjoin_np`: as `pthread_join`, `ETIMEDOUT` at `abstime`
 /// (`CLOCK_REALTIME`; NULL waits forever).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_timedjoin_np(th: pthread_t, retval: *mut *mut c_void, abstime: *const timespec) -> c_int {
+pub unsafe extern "C" fn pthread_timedjoin_np(
+    th: pthread_t,
+    retval: *mut *mut c_void,
+    abstime: *const timespec,
+) -> c_int {
     match rec_of(th) {
         Some(r) => {
             // SAFETY: the caller's timespec or NULL.

@@ -157,6 +157,9 @@ pub extern "C" fn photon_thread_exit(retval: *mut c_void) -> libc::c_int {
 /// Returns 0, or -1 with `EINVAL` (`f` NULL) or `EPERM` (not a photon
 /// thread, or a vcpu's main thread, which never ends as a photon thread).
 #[unsafe(no_mangle)]
-pub extern "C" fn photon_thread_on_end(f: Option<unsafe extern "C" fn(arg: *mut c_void)>, arg: *mut c_void) -> libc::c_int {
+pub extern "C" fn photon_thread_on_end(
+    f: Option<unsafe extern "C" fn(arg: *mut c_void)>,
+    arg: *mut c_void,
+) -> libc::c_int {
     guard(|| sched::on_end(f.ok_or(Errno::EINVAL)?, arg).map(|()| 0))
 }

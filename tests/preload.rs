@@ -19,8 +19,9 @@
 //! - `preload_pthread_threads`: tests/preload/pthread_threads.c (join
 //!   results and errors, detach, pthread_self across switches, a stack size
 //!   attribute a deep recursion needs, cancellation refused) with
-//!   `PHOTON_PRELOAD_THREADS=photon` under both engines, and as plain
-//!   pthreads under the shim.
+//!   `PHOTON_PRELOAD_THREADS=photon` under both engines (and a forked
+//!   child's own pool), as plain pthreads under the shim, and as OS threads
+//!   when `PHOTON_PRELOAD_THREADS_EXCEPT` names the program's module.
 //! - `preload_pthread_server`: the unmodified thread-per-connection server
 //!   tests/preload/pthread_server.c (a pthread per connection, a pthread
 //!   mutex, a sleeping background pthread, an upstream call per request)
@@ -226,6 +227,16 @@ fn preload_pthread_threads() {
     }
     let run = run_program(&exe, &[], "epoll", &[(k, &v)], RUN_TIMEOUT);
     check(&run, "pthread_threads as plain pthreads under the shim");
+    // Start routines in a module named by PHOTON_PRELOAD_THREADS_EXCEPT
+    // (here the program itself) get OS threads.
+    let envs = [
+        (k, v.as_str()),
+        ("PHOTON_PRELOAD_THREADS", "photon"),
+        ("PHOTON_PRELOAD_THREADS_EXCEPT", "libnothing.so, pthread_thr"),
+        ("EXPECT_EXCEPTED", "1"),
+    ];
+    let run = run_program(&exe, &[], "epoll", &envs, RUN_TIMEOUT);
+    check(&run, "pthread_threads with its own module in PHOTON_PRELOAD_THREADS_EXCEPT");
 }
 
 /// Runs tests/preload/pthread_server with `envs`, and the client's check

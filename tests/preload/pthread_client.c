@@ -10,7 +10,9 @@
  *     CONNS connections each send a request as soon as the previous reply
  *     arrived, for SECONDS; prints "requests N", then STATUS's line; no QUIT.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -18,7 +18,9 @@
  * Exit status 0 after QUIT, when the background thread was joined with its
  * result.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

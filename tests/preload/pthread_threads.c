@@ -8,7 +8,9 @@
  * acted on without it. In photon mode the OS thread count stays at most
  * MAX_OS_THREADS (environment) while 200 threads sleep.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int photon_mode;
@@ -343,7 +346,30 @@ static void test_os_threads(void) {
     printf("200 sleeping threads: %ld OS threads in the process\n", n);
 }
 
+/* ---- fork: the child forgets the parent's pool and starts its own */
+
+static void test_fork(void) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        pthread_t th;
+        void *rv = NULL;
+        int ok = pthread_create(&th, NULL, returns_value, (void *)(intptr_t)4) == 0 && pthread_join(th, &rv) == 0 &&
+                 rv == (void *)(intptr_t)13;
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork/waitpid");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the forked child's thread failed (status %d)", status);
+    printf("fork: a child's pthread_create and pthread_join work\n");
+}
+
 int main(void) {
+    if (getenv("EXPECT_EXCEPTED")) {
+        /* PHOTON_PRELOAD_THREADS_EXCEPT names this program: OS threads. */
+        photon_mode = 0;
+        test_os_threads();
+        return failures ? 1 : 0;
+    }
     const char *mode = getenv("PHOTON_PRELOAD_THREADS");
     photon_mode = mode && strcmp(mode, "photon") == 0 && getenv("LD_PRELOAD");
     printf("mode: %s\n", photon_mode ? "photon threads" : "plain pthreads");
@@ -355,6 +381,7 @@ int main(void) {
     test_stack_size();
     test_cancel();
     test_os_threads();
+    test_fork();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
         return 1;

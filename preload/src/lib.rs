@@ -12,6 +12,11 @@
 //! errno are made those libc would give (EAGAIN after a socket timeout,
 //! EINPROGRESS for a timed-out connect, whole writes on blocking fds).
 //!
+//! With `PHOTON_PRELOAD_THREADS=photon` the shim also makes the program's
+//! `pthread_create` calls photon threads on a work pool of its own, and
+//! takes over the pthread functions that receive such a thread's id
+//! ([`threads`]); without it those hooks are plain calls of glibc's.
+//!
 //! The shim calls only libphoton's public C API (`libphoton.so.0`, found
 //! beside the shim or already loaded by the program: one runtime per
 //! process), and libphoton makes its own syscalls without libc's wrappers,

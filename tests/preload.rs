@@ -236,7 +236,10 @@ fn preload_pthread_threads() {
         ("EXPECT_EXCEPTED", "1"),
     ];
     let run = run_program(&exe, &[], "epoll", &envs, RUN_TIMEOUT);
-    check(&run, "pthread_threads with its own module in PHOTON_PRELOAD_THREADS_EXCEPT");
+    check(
+        &run,
+        "pthread_threads with its own module in PHOTON_PRELOAD_THREADS_EXCEPT",
+    );
 }
 
 /// Runs tests/preload/pthread_server with `envs`, and the client's check

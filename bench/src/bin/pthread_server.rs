@@ -45,7 +45,11 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--reps" => o.reps = v.parse().map_err(|_| "bad --reps")?,
             "--secs" => o.secs = v.parse().map_err(|_| "bad --secs")?,
             "--conns" => o.conns = v.parse().map_err(|_| "bad --conns")?,
-            _ => return Err(format!("unknown option {a}; usage: pthread_server [--reps N] [--secs S] [--conns N]")),
+            _ => {
+                return Err(format!(
+                    "unknown option {a}; usage: pthread_server [--reps N] [--secs S] [--conns N]"
+                ));
+            }
         }
     }
     Ok(o)
@@ -239,7 +243,9 @@ fn main() -> ExitCode {
         }
     }
     let base = median(samples[0].iter().map(|s| s.rps).collect());
-    println!("| server | requests/s | vs pthreads | server CPU us/request | RSS MB | OS threads | kernel stacks (est.) MB |");
+    println!(
+        "| server | requests/s | vs pthreads | server CPU us/request | RSS MB | OS threads | kernel stacks (est.) MB |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (c, s) in contenders.iter().zip(&samples) {
         if s.is_empty() {

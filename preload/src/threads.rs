@@ -50,8 +50,20 @@ fn read_mode() -> bool {
     // SAFETY: getenv with a NUL-terminated name; the result is read at once.
     let v = unsafe { libc::getenv(c"PHOTON_PRELOAD_THREADS".as_ptr()) };
     // SAFETY: getenv returns NULL or a NUL-terminated string.
-    let on = !v.is_null() && unsafe { CStr::from_ptr(v) }.to_bytes() == b"photon";
-    let _ = MODE.compare_exchange(0, if on { 2 } else { 1 }, Relaxed, Relaxed);
+    let value = if v.is_null() {
+        &b""[..]
+    } else {
+        unsafe { CStr::from_ptr(v) }.to_bytes()
+    };
+    let on = value == b"photon";
+    if MODE
+        .compare_exchange(0, if on { 2 } else { 1 }, Relaxed, Relaxed)
+        .is_ok()
+        && !on
+        && !value.is_empty()
+    {
+        say(b"[photon-preload] PHOTON_PRELOAD_THREADS is set but not to \"photon\": pthreads stay OS threads\n");
+    }
     MODE.load(Relaxed) == 2
 }
 
@@ -137,6 +149,9 @@ fn start_pool() -> bool {
         return false;
     }
     POOL.store(p as usize, Relaxed);
+    if !crate::pthread::enabled() {
+        say(b"[photon-preload] PHOTON_PRELOAD_THREADS=photon with PHOTON_PRELOAD_PTHREAD=0: a contended pthread lock blocks a whole vcpu\n");
+    }
     if crate::debug_logging() {
         let mut line = [0u8; 128];
         let mut out = crate::Buf(&mut line, 0);

@@ -3,7 +3,9 @@
 //! mutex, a sleeping background pthread, an outbound connection per
 //! request) as plain pthreads against the same binary under
 //! `LD_PRELOAD=libphoton_preload.so PHOTON_PRELOAD_THREADS=photon` on 1 and
-//! 2 vcpus.
+//! 2 vcpus, and against its port to the C API (bench/c/pthread_server_capi.c:
+//! main accepts as a vcpu, connections are photon threads on a pool of 1 or
+//! 2 vcpus).
 //!
 //!   cargo run --release --bin pthread_server -- [--reps 3] [--secs 3] [--conns 1000]
 //!
@@ -58,6 +60,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
 /// One contender: a name and the server's environment.
 struct Contender {
     name: &'static str,
+    /// The C-API port instead of the unmodified server.
+    capi: bool,
     env: Vec<(&'static str, String)>,
 }
 
@@ -106,8 +110,8 @@ impl Drop for Killer {
     }
 }
 
-fn one_run(server: &Path, client: &Path, c: &Contender, o: &Opts) -> Result<Sample, String> {
-    let mut cmd = Command::new(server);
+fn one_run(servers: (&Path, &Path), client: &Path, c: &Contender, o: &Opts) -> Result<Sample, String> {
+    let mut cmd = Command::new(if c.capi { servers.1 } else { servers.0 });
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     for (k, v) in &c.env {
         cmd.env(k, v);
@@ -181,9 +185,10 @@ fn main() -> ExitCode {
         let shim = preload_beside(&so)?;
         let server = compile("../../tests/preload/pthread_server.c", "pthread_server", None, &[])?;
         let client = compile("../../tests/preload/pthread_client.c", "pthread_client", None, &[])?;
-        Ok((so, shim, server, client))
+        let capi = compile("pthread_server_capi.c", "pthread_server_capi", Some(&so), &[])?;
+        Ok((so, shim, server, client, capi))
     })();
-    let (so, shim, server, client) = match built {
+    let (so, shim, server, client, capi) = match built {
         Ok(b) => b,
         Err(e) => {
             eprintln!("ERROR: {e}");
@@ -194,10 +199,12 @@ fn main() -> ExitCode {
     let contenders = [
         Contender {
             name: "pthreads (no shim)",
+            capi: false,
             env: vec![],
         },
         Contender {
             name: "photon threads, 1 vcpu",
+            capi: false,
             env: vec![
                 ("LD_PRELOAD", shim_s.clone()),
                 ("PHOTON_PRELOAD_THREADS", "photon".into()),
@@ -206,11 +213,22 @@ fn main() -> ExitCode {
         },
         Contender {
             name: "photon threads, 2 vcpus",
+            capi: false,
             env: vec![
                 ("LD_PRELOAD", shim_s.clone()),
                 ("PHOTON_PRELOAD_THREADS", "photon".into()),
                 ("PHOTON_VCPUS", "2".into()),
             ],
+        },
+        Contender {
+            name: "C-API port, 1 vcpu",
+            capi: true,
+            env: vec![("VCPUS", "1".into())],
+        },
+        Contender {
+            name: "C-API port, 2 vcpus",
+            capi: true,
+            env: vec![("VCPUS", "2".into())],
         },
     ];
     println!("# issue 19: an unmodified pthread server as pthreads and as photon threads");
@@ -227,7 +245,7 @@ fn main() -> ExitCode {
     let mut failed = false;
     for rep in 0..o.reps {
         for (i, c) in contenders.iter().enumerate() {
-            match one_run(&server, &client, c, &o) {
+            match one_run((&server, &capi), &client, c, &o) {
                 Ok(s) => {
                     eprintln!(
                         "rep {rep} {}: {:.0} req/s, {:.1} us CPU/req, {:.1} MB RSS, {} threads",

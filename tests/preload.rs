@@ -22,6 +22,9 @@
 //!   `PHOTON_PRELOAD_THREADS=photon` under both engines (and a forked
 //!   child's own pool), as plain pthreads under the shim, and as OS threads
 //!   when `PHOTON_PRELOAD_THREADS_EXCEPT` names the program's module.
+//! - `preload_pthread_threads_cpp`: tests/preload/pthread_threads_cpp.cc,
+//!   100 std::threads as photon threads (thread_local objects, exceptions
+//!   across waits, std::mutex/condition_variable, join) under both engines.
 //! - `preload_pthread_server`: the unmodified thread-per-connection server
 //!   tests/preload/pthread_server.c (a pthread per connection, a pthread
 //!   mutex, a sleeping background pthread, an upstream call per request)
@@ -240,6 +243,26 @@ fn preload_pthread_threads() {
         &run,
         "pthread_threads with its own module in PHOTON_PRELOAD_THREADS_EXCEPT",
     );
+}
+
+/// std::thread under `PHOTON_PRELOAD_THREADS=photon` (photon threads with
+/// their own thread_local objects, exceptions, std::mutex and
+/// std::condition_variable, join), and as OS threads under the shim.
+#[test]
+fn preload_pthread_threads_cpp() {
+    let exe = compile_cpp("pthread_threads_cpp", "pthread_threads_cpp", false, &[]);
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let envs = [
+            (k, v.as_str()),
+            ("PHOTON_PRELOAD_THREADS", "photon"),
+            ("PHOTON_VCPUS", "2"),
+        ];
+        let run = run_program(&exe, &[], engine, &envs, RUN_TIMEOUT);
+        check(&run, &format!("std::thread as photon threads (PHOTON_ENGINE={engine})"));
+    }
+    let run = run_program(&exe, &[], "epoll", &[(k, &v)], RUN_TIMEOUT);
+    check(&run, "std::thread as OS threads under the shim");
 }
 
 /// Runs tests/preload/pthread_server with `envs`, and the client's check

@@ -94,7 +94,12 @@ extern "C" fn start() {
         out.push(b" of ");
         out.num(total);
         out.push(b" libc functions resolved); hooked:");
-        for name in real::NAMES.iter().chain(io::EXTRA_NAMES).chain(fsmeta::EXTRA_NAMES) {
+        for name in real::NAMES
+            .iter()
+            .chain(io::EXTRA_NAMES)
+            .chain(fsmeta::EXTRA_NAMES)
+            .chain(threads::EXTRA_NAMES)
+        {
             out.push(b" ");
             out.push(name.as_bytes());
         }

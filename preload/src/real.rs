@@ -56,9 +56,6 @@ impl Failure for c_uint {
 impl Failure for libc::c_ulong {
     const FAIL: Self = 0;
 }
-impl Failure for () {
-    const FAIL: Self = ();
-}
 impl<T> Failure for *mut T {
     const FAIL: Self = core::ptr::null_mut();
 }
@@ -220,7 +217,6 @@ real_fns! {
     fn pthread_clockjoin_np(th: libc::pthread_t, retval: *mut *mut c_void, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
     fn pthread_detach(th: libc::pthread_t) -> c_int;
     fn pthread_self() -> libc::pthread_t;
-    fn pthread_exit(retval: *mut c_void) -> ();
     fn pthread_kill(th: libc::pthread_t, sig: c_int) -> c_int;
     fn pthread_cancel(th: libc::pthread_t) -> c_int;
     fn pthread_getattr_np(th: libc::pthread_t, attr: *mut libc::pthread_attr_t) -> c_int;
@@ -238,6 +234,19 @@ real_fns! {
     fn rename(old: *const c_char, new: *const c_char) -> c_int;
     fn fallocate(fd: c_int, mode: c_int, off: libc::off_t, len: libc::off_t) -> c_int;
     fn ftruncate(fd: c_int, len: libc::off_t) -> c_int;
+}
+
+/// glibc's `pthread_exit`, which unwinds the calling thread's frames (a
+/// forced unwind): called through a `C-unwind` pointer, so the unwind may
+/// pass through the hook's frame. Returns only if it cannot be resolved.
+pub unsafe fn pthread_exit(retval: *mut c_void) {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    type F = unsafe extern "C-unwind" fn(*mut c_void);
+    match resolve(&SLOT, c"pthread_exit") {
+        0 => {}
+        // SAFETY: libc's pthread_exit.
+        p => unsafe { core::mem::transmute::<usize, F>(p)(retval) },
+    }
 }
 
 /// `fcntl` and `ioctl` are variadic: their real versions are called with

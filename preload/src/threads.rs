@@ -25,6 +25,7 @@
 use core::ffi::{CStr, c_char, c_int, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Ordering::*};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use libc::{clockid_t, cpu_set_t, pthread_attr_t, pthread_t, sched_param, size_t, timespec};
@@ -92,6 +93,9 @@ pub(crate) fn vcpu_count() -> u32 {
     };
     n.clamp(1, 1024)
 }
+
+/// Hooks of this module that are not in `real::NAMES` (for the debug log).
+pub(crate) const EXTRA_NAMES: &[&str] = &["pthread_exit", "pthread_equal"];
 
 /// The debug log's sentence on this mode.
 pub(crate) fn describe(out: &mut crate::Buf<'_>) {
@@ -274,6 +278,11 @@ pub(crate) struct Rec {
 /// Recycled records.
 static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
+/// Running records by photon thread handle: how `pthread_self` finds its
+/// record while libphoton runs the thread's key destructors (their values,
+/// the self key's included, are taken out by then).
+static BY_HANDLE: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
+
 fn new_rec(
     start: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
     arg: *mut c_void,
@@ -346,7 +355,14 @@ fn current_rec<'a>() -> Option<&'a Rec> {
             return None;
         }
         let _keep = crate::pthread::KeepErrno::new();
-        (photon::photon_getspecific(SELF_KEY.load(Relaxed)) as *const Rec).as_ref()
+        let r = photon::photon_getspecific(SELF_KEY.load(Relaxed)) as *const Rec;
+        if !r.is_null() {
+            return Some(&*r);
+        }
+        // Inside the thread's key destructors (or a photon thread not ours).
+        let h = photon::photon_thread_self() as usize;
+        let r = BY_HANDLE.lock().ok()?.get(&h).copied()?;
+        Some(&*(r as *const Rec))
     }
 }
 
@@ -372,7 +388,11 @@ unsafe extern "C" fn run(arg: *mut c_void) -> *mut c_void {
     let r = unsafe { &*(arg as *const Rec) };
     // SAFETY: libphoton calls on the calling photon thread.
     unsafe {
-        r.handle.store(photon::photon_thread_self(), Release);
+        let h = photon::photon_thread_self();
+        r.handle.store(h, Release);
+        if let Ok(mut m) = BY_HANDLE.lock() {
+            m.insert(h as usize, arg as usize);
+        }
         photon::photon_setspecific(SELF_KEY.load(Relaxed), arg);
         photon::photon_thread_on_end(Some(ended), arg);
     }
@@ -406,6 +426,9 @@ unsafe extern "C" fn launch(arg: *mut c_void) -> *mut c_void {
 unsafe extern "C" fn ended(arg: *mut c_void) {
     // SAFETY: the record stays alive until this holder releases it.
     let r = unsafe { &*(arg as *const Rec) };
+    if let Ok(mut m) = BY_HANDLE.lock() {
+        m.remove(&(r.handle.load(Acquire) as usize));
+    }
     let before = r.state.fetch_or(ENDED, SeqCst);
     if before & JOINING != 0 {
         // SAFETY: wakes waiters on the record's live state word.
@@ -666,9 +689,10 @@ pub extern "C" fn pthread_equal(a: pthread_t, b: pthread_t) -> c_int {
 /// `pthread_exit`: in a photon thread the shim made, ends it with `retval`
 /// (`photon_thread_exit`: key destructors run; the frames of its stack are
 /// not unwound, so C++ destructors and cleanup handlers on it do not run).
-/// Elsewhere glibc's.
+/// Elsewhere glibc's (whose unwind of the thread's frames passes through
+/// this one: hence `C-unwind`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_exit(retval: *mut c_void) -> ! {
+pub unsafe extern "C-unwind" fn pthread_exit(retval: *mut c_void) -> ! {
     if let Some(r) = current_rec() {
         r.retval.store(retval, Release);
         // SAFETY: ends the calling photon thread; returns only on failure.

@@ -92,13 +92,17 @@ static void test_join_results(void) {
 static pthread_key_t slow_key;
 static atomic_int slow_dtor_done;
 
+static pthread_t self_in_thread, self_in_dtor;
+
 static void slow_dtor(void *value) {
     (void)value;
     usleep(20000); /* a joiner woken too early sees the flag unset */
+    self_in_dtor = pthread_self();
     atomic_store(&slow_dtor_done, 1);
 }
 
 static void *sets_key(void *arg) {
+    self_in_thread = pthread_self();
     pthread_setspecific(slow_key, arg);
     return (void *)(intptr_t)9;
 }
@@ -110,8 +114,10 @@ static void test_key_order(void) {
     CHECK(pthread_create(&th, NULL, sets_key, &slow_key) == 0, "create");
     CHECK(pthread_join(th, &rv) == 0 && rv == (void *)(intptr_t)9, "join");
     CHECK(atomic_load(&slow_dtor_done) == 1, "join returned before the key destructor finished");
+    CHECK(pthread_equal(self_in_dtor, th) && pthread_equal(self_in_thread, th),
+          "pthread_self in the thread or its key destructor is not its id");
     pthread_key_delete(slow_key);
-    printf("key destructors: finished before pthread_join returned\n");
+    printf("key destructors: finished before pthread_join returned; pthread_self there is the thread's id\n");
 }
 
 /* ---- join errors */

@@ -50,10 +50,10 @@ pub(crate) fn enabled() -> bool {
 fn read_mode() -> bool {
     // SAFETY: getenv with a NUL-terminated name; the result is read at once.
     let v = unsafe { libc::getenv(c"PHOTON_PRELOAD_THREADS".as_ptr()) };
-    // SAFETY: getenv returns NULL or a NUL-terminated string.
     let value = if v.is_null() {
         &b""[..]
     } else {
+        // SAFETY: getenv returned a NUL-terminated string.
         unsafe { CStr::from_ptr(v) }.to_bytes()
     };
     let on = value == b"photon";

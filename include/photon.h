@@ -313,6 +313,33 @@ int photon_thread_sleep(uint64_t seconds);
 int photon_thread_interrupt(photon_thread *th, int error_number);
 
 /**
+ * Ends the calling photon thread as if its entry returned `retval`: its
+ * C++ `thread_local` and key destructors run, then its end callback
+ * (`photon_thread_on_end`), then a joiner gets `retval`. The thread's
+ * frames are not unwound (no C++ destructors or cleanup handlers of the
+ * functions on its stack run), so call it where nothing on the stack
+ * needs cleaning up. Does not return on success.
+ *
+ * Returns -1 with `EPERM` when the caller is not a photon thread, or is a
+ * vcpu's main thread (which is the OS thread itself: end it by returning
+ * from the program's thread function, or with `pthread_exit`).
+ */
+int photon_thread_exit(void *retval);
+
+/**
+ * Registers `f(arg)` to run once when the calling photon thread ends
+ * (returns from its entry or calls `photon_thread_exit`), after its C++
+ * `thread_local` and key destructors and before its joiner is woken: the
+ * point at which, in POSIX terms, the thread has terminated. One per
+ * thread: a second call replaces the first. `f` runs on the ending thread
+ * and must not block.
+ *
+ * Returns 0, or -1 with `EINVAL` (`f` NULL) or `EPERM` (not a photon
+ * thread, or a vcpu's main thread, which never ends as a photon thread).
+ */
+int photon_thread_on_end(void (*f)(void *arg), void *arg);
+
+/**
  * Creates a key and stores it in `*key`. `destructor` (may be NULL) runs
  * with a thread's non-NULL value when that thread ends, before its joiner's
  * `photon_thread_join` returns (pthread order: up to 4 rounds while

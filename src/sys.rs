@@ -98,6 +98,13 @@ pub(crate) unsafe fn fcntl(fd: c_int, cmd: c_int, arg: c_int) -> c_int {
     raw!(SYS_fcntl, fd, cmd, arg) as c_int
 }
 
+/// fstat without libc's wrapper: the preload shim hooks `fstat` (in a photon
+/// thread it would offload the call), and the runtime's own calls must not
+/// reach the hooks.
+pub(crate) unsafe fn fstat(fd: c_int, st: *mut libc::stat) -> c_int {
+    raw!(SYS_fstat, fd, st) as c_int
+}
+
 pub(crate) unsafe fn close(fd: c_int) -> c_int {
     raw!(SYS_close, fd) as c_int
 }

@@ -125,6 +125,14 @@ photon_thread_detach any valid=0 P=any N=ESRCH|EINVAL F=any
   case V | detach a joined thread | G.th = DONE_JTH(); photon_thread_join(G.th, NULL); | photon_thread_detach(G.th) | ESRCH
 photon_thread_self vcpu valid=ok
   nobad: takes no arguments; off a vcpu (P, N, F) it must give NULL/EPERM
+photon_thread_exit vcpu valid=EPERM
+  retval: BUF() | nullok: handed to a joiner untouched (every value is valid)
+  case V | ends a joinable photon thread with its value | G.th = photon_thread_create(exit_with_arg, (void *)7, 0); photon_thread_enable_join(G.th); | (photon_thread_join(G.th, RETVAL()) == 0 && retval_out == (void *)7) | 1
+photon_thread_on_end vcpu valid=EPERM
+  f: count_on_end | auto
+  arg: BUF() | nullok: passed to f untouched
+  case V | runs when a photon thread ends | on_end_calls = 0; G.th = photon_thread_create(register_on_end, NULL, 0); photon_thread_enable_join(G.th); photon_thread_join(G.th, NULL); | on_end_calls | 1
+  case T | a photon thread main created may register | | photon_thread_on_end(count_on_end, NULL) | 0
 photon_thread_yield any valid=ok
   nobad: takes no arguments; off a vcpu it returns at once
 photon_thread_usleep vcpu valid=0

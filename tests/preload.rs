@@ -16,6 +16,23 @@
 //!   `LD_PRELOAD` and with the shim linked first, under both engines; and
 //!   with `PHOTON_PRELOAD_PTHREAD=0` the same program hangs or fails (the
 //!   test proves it can fail).
+//! - `preload_pthread_threads`: tests/preload/pthread_threads.c (join
+//!   results and errors, detach, pthread_self across switches, a stack size
+//!   attribute a deep recursion needs, cancellation refused) with
+//!   `PHOTON_PRELOAD_THREADS=photon` under both engines (and a forked
+//!   child's own pool), as plain pthreads under the shim, and as OS threads
+//!   when `PHOTON_PRELOAD_THREADS_EXCEPT` names the program's module.
+//! - `preload_pthread_threads_cpp`: tests/preload/pthread_threads_cpp.cc,
+//!   100 std::threads as photon threads (thread_local objects, exceptions
+//!   across waits, std::mutex/condition_variable, join) under both engines.
+//! - `preload_pthread_server`: the unmodified thread-per-connection server
+//!   tests/preload/pthread_server.c (a pthread per connection, a pthread
+//!   mutex, a sleeping background pthread, an upstream call per request)
+//!   with `PHOTON_PRELOAD_THREADS=photon` on 2 vcpus under both engines:
+//!   1,000 concurrent connections from tests/preload/pthread_client.c, every
+//!   reply verified, the background thread on time, at most vcpus + 4 OS
+//!   threads while all are open; the same binary under the shim without the
+//!   variable runs 1,000+ OS threads and passes too.
 //! - `preload_pthread_sync_cpp`: tests/preload/pthread_sync_cpp.cpp:
 //!   std::mutex, std::timed_mutex, std::condition_variable,
 //!   std::shared_mutex and std::call_once reach the same hooks (and hang
@@ -192,6 +209,124 @@ fn preload_pthread_sync() {
         );
         println!("pthread_sync {group} with PHOTON_PRELOAD_PTHREAD=0: fails as it should (exit {want})");
     }
+}
+
+#[test]
+fn preload_pthread_threads() {
+    let exe = compile("pthread_threads", &[]);
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let envs = [
+            (k, v.as_str()),
+            ("PHOTON_PRELOAD_THREADS", "photon"),
+            ("PHOTON_VCPUS", "2"),
+            ("MAX_OS_THREADS", "6"),
+        ];
+        let run = run_program(&exe, &[], engine, &envs, RUN_TIMEOUT);
+        check(
+            &run,
+            &format!("pthread_threads as photon threads (PHOTON_ENGINE={engine})"),
+        );
+    }
+    let run = run_program(&exe, &[], "epoll", &[(k, &v)], RUN_TIMEOUT);
+    check(&run, "pthread_threads as plain pthreads under the shim");
+    // Start routines in a module named by PHOTON_PRELOAD_THREADS_EXCEPT
+    // (here the program itself) get OS threads.
+    let envs = [
+        (k, v.as_str()),
+        ("PHOTON_PRELOAD_THREADS", "photon"),
+        ("PHOTON_PRELOAD_THREADS_EXCEPT", "libnothing.so, pthread_thr"),
+        ("EXPECT_EXCEPTED", "1"),
+    ];
+    let run = run_program(&exe, &[], "epoll", &envs, RUN_TIMEOUT);
+    check(
+        &run,
+        "pthread_threads with its own module in PHOTON_PRELOAD_THREADS_EXCEPT",
+    );
+}
+
+/// std::thread under `PHOTON_PRELOAD_THREADS=photon` (photon threads with
+/// their own thread_local objects, exceptions, std::mutex and
+/// std::condition_variable, join), and as OS threads under the shim.
+#[test]
+fn preload_pthread_threads_cpp() {
+    let exe = compile_cpp("pthread_threads_cpp", "pthread_threads_cpp", false, &[]);
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let envs = [
+            (k, v.as_str()),
+            ("PHOTON_PRELOAD_THREADS", "photon"),
+            ("PHOTON_VCPUS", "2"),
+        ];
+        let run = run_program(&exe, &[], engine, &envs, RUN_TIMEOUT);
+        check(&run, &format!("std::thread as photon threads (PHOTON_ENGINE={engine})"));
+    }
+    let run = run_program(&exe, &[], "epoll", &[(k, &v)], RUN_TIMEOUT);
+    check(&run, "std::thread as OS threads under the shim");
+}
+
+/// Runs tests/preload/pthread_server with `envs`, and the client's check
+/// of `conns` connections against it expecting `min..=max` OS threads in
+/// the server; both must succeed.
+fn serve_and_check(server: &Path, client: &Path, engine: &str, envs: &[(&str, &str)], conns: u32, threads: (u32, u32)) {
+    use std::io::BufRead;
+    let start = Instant::now();
+    let mut cmd = Command::new(server);
+    cmd.env("PHOTON_ENGINE", engine)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start pthread_server");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("read the server's port line");
+    let port = first
+        .strip_prefix("port ")
+        .map(|p| p.trim().to_string())
+        .unwrap_or_else(|| panic!("pthread_server printed {first:?} instead of its port"));
+    let stdout = drain(out);
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let (min, max) = (threads.0.to_string(), threads.1.to_string());
+    let run = run_program(
+        client,
+        &["check", &port, &conns.to_string(), &max, &min],
+        engine,
+        &[],
+        RUN_TIMEOUT,
+    );
+    let status = wait_with_timeout(&mut child, start, RUN_TIMEOUT);
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(
+        run.passed(),
+        "pthread_client against pthread_server {envs:?} failed: {}\n--- server stdout\n{stdout}--- server stderr\n{stderr}",
+        run.describe()
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "pthread_server {envs:?} ended with {status:?}\n--- stdout\n{stdout}--- stderr\n{stderr}"
+    );
+    print!("{}{}", run.stdout, stdout);
+}
+
+#[test]
+fn preload_pthread_server() {
+    let server = compile("pthread_server", &[]);
+    let client = compile("pthread_client", &[]);
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let envs = [
+            (k, v.as_str()),
+            ("PHOTON_PRELOAD_THREADS", "photon"),
+            ("PHOTON_VCPUS", "2"),
+        ];
+        serve_and_check(&server, &client, engine, &envs, 1000, (1, 2 + 4));
+        println!("pthread_server as photon threads on 2 vcpus (PHOTON_ENGINE={engine}): passed");
+    }
+    serve_and_check(&server, &client, "epoll", &[(k, &v)], 1000, (1001, 100_000));
+    println!("pthread_server as plain pthreads under the shim: passed");
 }
 
 #[test]

@@ -12,6 +12,11 @@
 //! errno are made those libc would give (EAGAIN after a socket timeout,
 //! EINPROGRESS for a timed-out connect, whole writes on blocking fds).
 //!
+//! With `PHOTON_PRELOAD_THREADS=photon` the shim also makes the program's
+//! `pthread_create` calls photon threads on a work pool of its own, and
+//! takes over the pthread functions that receive such a thread's id
+//! ([`threads`]); without it those hooks are plain calls of glibc's.
+//!
 //! The shim calls only libphoton's public C API (`libphoton.so.0`, found
 //! beside the shim or already loaded by the program: one runtime per
 //! process), and libphoton makes its own syscalls without libc's wrappers,
@@ -33,6 +38,7 @@ mod photon;
 mod pthread;
 mod real;
 mod sock;
+mod threads;
 mod wait;
 
 use core::ffi::c_int;
@@ -56,13 +62,13 @@ pub(crate) fn active() -> bool {
 }
 
 /// Writes `msg` to stderr with a raw syscall (never through a hook).
-fn say(msg: &[u8]) {
+pub(crate) fn say(msg: &[u8]) {
     // SAFETY: writes from a live slice.
     unsafe { libc::syscall(libc::SYS_write, 2 as libc::c_long, msg.as_ptr(), msg.len()) };
 }
 
 /// True if `PHOTON_PRELOAD_LOG` or `PHOTON_LOG` asks for debug output.
-fn debug_logging() -> bool {
+pub(crate) fn debug_logging() -> bool {
     [c"PHOTON_PRELOAD_LOG", c"PHOTON_LOG"].iter().any(|name| {
         // SAFETY: getenv with a NUL-terminated name; the result is read at once.
         let v = unsafe { libc::getenv(name.as_ptr()) };
@@ -81,17 +87,25 @@ extern "C" fn start() {
     let (found, total) = real::resolve_all();
     keys::init();
     if debug_logging() {
-        let mut line = [0u8; 2048];
+        let mut line = [0u8; 4096];
         let mut out = Buf(&mut line, 0);
         out.push(b"[photon-preload DEBUG] libphoton_preload.so loaded (");
         out.num(found);
         out.push(b" of ");
         out.num(total);
         out.push(b" libc functions resolved); hooked:");
-        for name in real::NAMES.iter().chain(io::EXTRA_NAMES).chain(fsmeta::EXTRA_NAMES) {
+        for name in real::NAMES
+            .iter()
+            .chain(io::EXTRA_NAMES)
+            .chain(fsmeta::EXTRA_NAMES)
+            .chain(threads::EXTRA_NAMES)
+        {
             out.push(b" ");
             out.push(name.as_bytes());
         }
+        out.push(b"\n");
+        out.push(b"[photon-preload DEBUG] threads: ");
+        threads::describe(&mut out);
         out.push(b"\n");
         let n = out.1;
         say(&line[..n]);
@@ -113,16 +127,16 @@ static INIT: extern "C" fn() = start;
 static FINI: extern "C" fn() = stop;
 
 /// A fixed buffer being filled without allocating.
-struct Buf<'a>(&'a mut [u8], usize);
+pub(crate) struct Buf<'a>(pub(crate) &'a mut [u8], pub(crate) usize);
 
 impl Buf<'_> {
-    fn push(&mut self, s: &[u8]) {
+    pub(crate) fn push(&mut self, s: &[u8]) {
         let n = s.len().min(self.0.len() - self.1);
         self.0[self.1..self.1 + n].copy_from_slice(&s[..n]);
         self.1 += n;
     }
 
-    fn num(&mut self, mut v: usize) {
+    pub(crate) fn num(&mut self, mut v: usize) {
         let mut digits = [0u8; 20];
         let mut i = digits.len();
         loop {

@@ -72,3 +72,13 @@ unsafe extern "C" {
     pub fn photon_futex_wait(addr: *const u32, expected: u32, timeout_us: u64) -> c_int;
     pub fn photon_futex_wake(addr: *const u32, n: c_int) -> c_int;
 }
+
+// pthread_create as a photon thread (crate::threads).
+unsafe extern "C" {
+    pub fn photon_workpool_new(vcpus: u32, event_engine: u64) -> *mut c_void;
+    pub fn photon_workpool_spawn(pool: *mut c_void, f: Option<Entry>, arg: *mut c_void) -> c_int;
+    pub fn photon_thread_create(f: Option<Entry>, arg: *mut c_void, stack_size: size_t) -> *mut c_void;
+    pub fn photon_thread_exit(retval: *mut c_void) -> c_int;
+    pub fn photon_thread_on_end(f: Option<unsafe extern "C" fn(*mut c_void)>, arg: *mut c_void) -> c_int;
+    pub fn photon_thread_set_name(th: *mut c_void, name: *const core::ffi::c_char) -> c_int;
+}

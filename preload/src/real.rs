@@ -53,6 +53,9 @@ impl Failure for ssize_t {
 impl Failure for c_uint {
     const FAIL: Self = 0;
 }
+impl Failure for libc::c_ulong {
+    const FAIL: Self = 0;
+}
 impl<T> Failure for *mut T {
     const FAIL: Self = core::ptr::null_mut();
 }
@@ -201,12 +204,49 @@ real_fns! {
     fn sem_timedwait(s: *mut libc::sem_t, abstime: *const timespec) -> c_int;
     fn sem_clockwait(s: *mut libc::sem_t, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
     fn sched_yield() -> c_int;
+    // threads (crate::threads)
+    fn pthread_create(
+        thread: *mut libc::pthread_t,
+        attr: *const libc::pthread_attr_t,
+        start: Option<unsafe extern "C" fn(*mut c_void) -> *mut c_void>,
+        arg: *mut c_void,
+    ) -> c_int;
+    fn pthread_join(th: libc::pthread_t, retval: *mut *mut c_void) -> c_int;
+    fn pthread_tryjoin_np(th: libc::pthread_t, retval: *mut *mut c_void) -> c_int;
+    fn pthread_timedjoin_np(th: libc::pthread_t, retval: *mut *mut c_void, abstime: *const timespec) -> c_int;
+    fn pthread_clockjoin_np(th: libc::pthread_t, retval: *mut *mut c_void, clock: libc::clockid_t, abstime: *const timespec) -> c_int;
+    fn pthread_detach(th: libc::pthread_t) -> c_int;
+    fn pthread_self() -> libc::pthread_t;
+    fn pthread_kill(th: libc::pthread_t, sig: c_int) -> c_int;
+    fn pthread_cancel(th: libc::pthread_t) -> c_int;
+    fn pthread_getattr_np(th: libc::pthread_t, attr: *mut libc::pthread_attr_t) -> c_int;
+    fn pthread_setaffinity_np(th: libc::pthread_t, size: size_t, set: *const libc::cpu_set_t) -> c_int;
+    fn pthread_getaffinity_np(th: libc::pthread_t, size: size_t, set: *mut libc::cpu_set_t) -> c_int;
+    fn pthread_setschedparam(th: libc::pthread_t, policy: c_int, param: *const libc::sched_param) -> c_int;
+    fn pthread_getschedparam(th: libc::pthread_t, policy: *mut c_int, param: *mut libc::sched_param) -> c_int;
+    fn pthread_setschedprio(th: libc::pthread_t, prio: c_int) -> c_int;
+    fn pthread_getcpuclockid(th: libc::pthread_t, clock: *mut libc::clockid_t) -> c_int;
+    fn pthread_setname_np(th: libc::pthread_t, name: *const c_char) -> c_int;
+    fn pthread_getname_np(th: libc::pthread_t, buf: *mut c_char, len: size_t) -> c_int;
     // file metadata (crate::fsmeta)
     fn fstat(fd: c_int, st: *mut libc::stat) -> c_int;
     fn unlink(path: *const c_char) -> c_int;
     fn rename(old: *const c_char, new: *const c_char) -> c_int;
     fn fallocate(fd: c_int, mode: c_int, off: libc::off_t, len: libc::off_t) -> c_int;
     fn ftruncate(fd: c_int, len: libc::off_t) -> c_int;
+}
+
+/// glibc's `pthread_exit`, which unwinds the calling thread's frames (a
+/// forced unwind): called through a `C-unwind` pointer, so the unwind may
+/// pass through the hook's frame. Returns only if it cannot be resolved.
+pub unsafe fn pthread_exit(retval: *mut c_void) {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    type F = unsafe extern "C-unwind" fn(*mut c_void);
+    match resolve(&SLOT, c"pthread_exit") {
+        0 => {}
+        // SAFETY: libc's pthread_exit.
+        p => unsafe { core::mem::transmute::<usize, F>(p)(retval) },
+    }
 }
 
 /// `fcntl` and `ioctl` are variadic: their real versions are called with

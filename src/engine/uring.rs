@@ -189,7 +189,7 @@ impl UringEngine {
         if self.fs_kind[i] == 0 {
             // SAFETY: fstat into a zeroed struct.
             let mut st: libc::stat = unsafe { core::mem::zeroed() };
-            let blocking = if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            let blocking = if unsafe { crate::sys::fstat(fd, &mut st) } != 0 {
                 false
             } else if matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR) {
                 let dev = st.st_dev;

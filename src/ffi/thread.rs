@@ -135,3 +135,35 @@ pub extern "C" fn photon_thread_interrupt(th: *mut photon_thread, error_number: 
         sched::interrupt(to_handle(th)?, error_number).map(|()| 0)
     })
 }
+
+/// Ends the calling photon thread as if its entry returned `retval`: its
+/// C++ `thread_local` and key destructors run, then its end callback
+/// (`photon_thread_on_end`), then a joiner gets `retval`. The thread's
+/// frames are not unwound (no C++ destructors or cleanup handlers of the
+/// functions on its stack run), so call it where nothing on the stack
+/// needs cleaning up. Does not return on success.
+///
+/// Returns -1 with `EPERM` when the caller is not a photon thread, or is a
+/// vcpu's main thread (which is the OS thread itself: end it by returning
+/// from the program's thread function, or with `pthread_exit`).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_exit(retval: *mut c_void) -> libc::c_int {
+    guard(|| sched::exit_current(retval).map(|never| match never {}))
+}
+
+/// Registers `f(arg)` to run once when the calling photon thread ends
+/// (returns from its entry or calls `photon_thread_exit`), after its C++
+/// `thread_local` and key destructors and before its joiner is woken: the
+/// point at which, in POSIX terms, the thread has terminated. One per
+/// thread: a second call replaces the first. `f` runs on the ending thread
+/// and must not block.
+///
+/// Returns 0, or -1 with `EINVAL` (`f` NULL) or `EPERM` (not a photon
+/// thread, or a vcpu's main thread, which never ends as a photon thread).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_on_end(
+    f: Option<unsafe extern "C" fn(arg: *mut c_void)>,
+    arg: *mut c_void,
+) -> libc::c_int {
+    guard(|| sched::on_end(f.ok_or(Errno::EINVAL)?, arg).map(|()| 0))
+}

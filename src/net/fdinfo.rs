@@ -50,7 +50,7 @@ fn facts(fd: i32) -> u8 {
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: valid out pointer.
     let mut f = KNOWN;
-    if unsafe { libc::fstat(fd, &mut st) } == 0 {
+    if unsafe { crate::sys::fstat(fd, &mut st) } == 0 {
         match st.st_mode & libc::S_IFMT {
             libc::S_IFSOCK => f |= SOCKET,
             libc::S_IFREG | libc::S_IFBLK => {

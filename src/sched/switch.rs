@@ -294,6 +294,41 @@ unsafe extern "C" fn thread_main(deferred: usize, data: *mut u8) -> ! {
     }
 }
 
+/// `photon_thread_exit`: ends the calling photon thread (not a vcpu's main
+/// thread, not the idle thread) with result `rv`; frames are not unwound.
+pub(crate) fn exit_current(rv: *mut c_void) -> Result<core::convert::Infallible, Errno> {
+    if !super::vcpu::in_thread() {
+        return Err(Errno::EPERM);
+    }
+    let v = current();
+    // SAFETY: `in_thread` found this OS thread's live vcpu; its current TCB is live.
+    unsafe {
+        let cur = (*v).current;
+        if cur == (*v).main || cur == (*v).idle {
+            return Err(Errno::EPERM);
+        }
+        thread_exit(cur, rv)
+    }
+}
+
+/// `photon_thread_on_end`: registers `f(arg)` to run when the calling
+/// photon thread ends, after its destructors.
+pub(crate) fn on_end(f: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> Result<(), Errno> {
+    if !super::vcpu::in_thread() {
+        return Err(Errno::EPERM);
+    }
+    let v = current();
+    // SAFETY: `in_thread` found this OS thread's live vcpu; its current TCB is live.
+    unsafe {
+        let cur = (*v).current;
+        if cur == (*v).main || cur == (*v).idle {
+            return Err(Errno::EPERM);
+        }
+        (*cur).on_end = Some((f, arg));
+    }
+    Ok(())
+}
+
 /// Ends the calling thread: destructors, wake the joiner, switch away for good.
 ///
 /// # Safety
@@ -309,6 +344,11 @@ pub(super) unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
         }
         if catch_unwind(AssertUnwindSafe(|| run_key_destructors(th))).is_err() {
             log::error!("photon: a key destructor panicked in thread {}", (*th).handle.id());
+        }
+        if let Some((f, arg)) = (*th).on_end.take()
+            && catch_unwind(AssertUnwindSafe(|| f(arg))).is_err()
+        {
+            log::error!("photon: an end callback panicked in thread {}", (*th).handle.id());
         }
         let v = current();
         (*v).threads.remove(th);

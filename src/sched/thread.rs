@@ -105,6 +105,9 @@ pub(crate) struct ThreadCtl {
     pub asan_fake_stack: *mut c_void,
     /// This thread's copies of the isolated thread-locals (see `tls`).
     pub tls: super::tls::ThreadTls,
+    /// `photon_thread_on_end`: called with its argument when the thread
+    /// ends, after its thread_local and key destructors.
+    pub on_end: Option<(unsafe extern "C" fn(*mut c_void), *mut c_void)>,
 }
 
 /// A vcpu's threads (not main, not idle): an intrusive doubly linked list
@@ -215,6 +218,7 @@ impl ThreadCtl {
             name: [0; NAME_MAX + 1],
             asan_fake_stack: ptr::null_mut(),
             tls: super::tls::ThreadTls::new(),
+            on_end: None,
         }
     }
 }

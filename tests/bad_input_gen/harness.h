@@ -169,6 +169,25 @@ static void *futex_wait_forever(void *arg) {
     return NULL;
 }
 
+/* Ends itself with photon_thread_exit(arg); the return below never runs. */
+static void *exit_with_arg(void *arg) {
+    (void)photon_thread_exit(arg);
+    return NULL;
+}
+
+/* Counts calls of an end callback (photon_thread_on_end). */
+static int on_end_calls;
+static void count_on_end(void *arg) {
+    (void)arg;
+    on_end_calls++;
+}
+
+/* Registers count_on_end, then returns. */
+static void *register_on_end(void *arg) {
+    (void)photon_thread_on_end(count_on_end, arg);
+    return NULL;
+}
+
 /* Hides a constant from the compiler (no -Wstringop-overflow on libc calls). */
 static inline size_t opaque_size(size_t x) {
     volatile size_t v = x;

@@ -20,6 +20,8 @@
 #include <exception>
 #include <memory>
 #include <system_error>
+#include <thread>
+#include <type_traits>
 #include <utility>
 
 namespace photon {
@@ -59,17 +61,28 @@ void* pool_async_trampoline(void* p) noexcept {
 
 }  // namespace detail
 
+/// WorkPool::call's waiting modes, as PhotonLibOS names them: the caller
+/// waits as a photon thread (PhotonContext: only it blocks), or blocks its
+/// OS thread (StdContext); AutoContext picks by whether the caller is a
+/// photon thread.
+struct PhotonContext {};
+struct StdContext {};
+struct AutoContext {};
+
 /// A pool of vcpus, each on an OS thread of its own (photon_workpool).
 class WorkPool {
 public:
     /// Starts `vcpu_num` vcpus on `ev_engine` (INIT_EVENT_* as for
     /// photon::init; 0 means the default engine). `io_engine` and
     /// `thread_mod` are accepted and ignored: every task runs in a photon
-    /// thread of its own. Throws std::system_error if the pool cannot start.
-    explicit WorkPool(size_t vcpu_num, int ev_engine = 0, int io_engine = 0, int thread_mod = -1)
+    /// thread of its own; so is `ring_size` (the C pool's queue grows as
+    /// needed). Throws std::system_error if the pool cannot start.
+    explicit WorkPool(size_t vcpu_num, int ev_engine = 0, int io_engine = 0, int thread_mod = -1,
+                      size_t ring_size = 65536)
         : m_vcpus(static_cast<uint32_t>(vcpu_num)) {
         (void)io_engine;
         (void)thread_mod;
+        (void)ring_size;
         m_pool = photon_workpool_new(m_vcpus, detail::c_event_engine(static_cast<uint64_t>(ev_engine)));
         if (m_pool == nullptr) throw std::system_error(errno, std::generic_category(), "photon::WorkPool");
     }
@@ -79,7 +92,30 @@ public:
     /// Ends the vcpus as photon::fini does (waiting for their photon
     /// threads; those blocked without a timeout get ECANCELED) and joins
     /// their OS threads. Destroy it from outside the pool.
-    ~WorkPool() { photon_workpool_free(m_pool); }
+    ~WorkPool() {
+        release_joiners();
+        photon_workpool_free(m_pool);
+    }
+
+    /// PhotonLibOS lends the calling vcpu to the pool until the pool is
+    /// destroyed. The C API cannot add a vcpu to a pool, so here the caller
+    /// (a photon thread) just waits, while its vcpu's other threads run,
+    /// until the pool's destructor starts; it is handed none of the pool's
+    /// tasks. Returns 0 then, or -1 with errno (`EPERM` off a vcpu, the
+    /// interrupter's errno).
+    int join_current_vcpu_into_workpool() {
+        if (photon_thread_self() == nullptr) {
+            errno = EPERM;
+            return -1;
+        }
+        m_joiners.fetch_add(1, std::memory_order_acq_rel);
+        photon_sem* s = joined_sem();
+        int ret = s == nullptr ? -1 : photon_sem_wait(s, 1, PHOTON_FOREVER);
+        const int e = errno;
+        m_joiners.fetch_sub(1, std::memory_order_acq_rel);
+        errno = e;
+        return ret;
+    }
 
     int get_vcpu_num() const noexcept { return static_cast<int>(m_vcpus); }
 
@@ -90,7 +126,12 @@ public:
     /// photon thread interrupted meanwhile keeps waiting and gets the
     /// interrupt re-posted after). Callable from any OS thread. Returns 0,
     /// or -1 with errno if the work could not be handed over.
-    template <class F, class... A>
+    ///
+    /// `pool.call<photon::PhotonContext>(f)`, `<StdContext>` and
+    /// `<AutoContext>` are accepted, and all wait as described: as a photon
+    /// thread when the caller is one, else blocking the OS thread
+    /// (PhotonLibOS's StdContext blocks a photon caller's OS thread).
+    template <class Context = PhotonContext, class F, class... A>
     int call(F&& f, A&&... args) {
         auto task = [&]() { detail::invoke(std::forward<F>(f), std::forward<A>(args)...); };
         return do_call(task);
@@ -128,6 +169,24 @@ public:
     photon_workpool* native_handle() const noexcept { return m_pool; }
 
 private:
+    photon_sem* joined_sem() {
+        photon_sem* s = m_joined.load(std::memory_order_acquire);
+        if (s != nullptr) return s;
+        photon_sem* fresh = photon_sem_new(0);
+        if (fresh == nullptr) return nullptr;
+        if (m_joined.compare_exchange_strong(s, fresh, std::memory_order_acq_rel)) return fresh;
+        photon_sem_free(fresh);
+        return s;
+    }
+
+    void release_joiners() {
+        photon_sem* s = m_joined.load(std::memory_order_acquire);
+        if (s == nullptr) return;
+        photon_sem_signal(s, 1u << 30);
+        // The waiters leave the semaphore before it can be freed.
+        while (photon_sem_free(s) != 0) std::this_thread::yield();
+    }
+
     template <class Task>
     int do_call(Task& task) {
         detail::pool_call_job<Task> job{&task, std::exception_ptr(), nullptr};
@@ -160,6 +219,8 @@ private:
     photon_workpool* m_pool = nullptr;
     uint32_t m_vcpus;
     std::atomic<size_t> m_next{0};
+    std::atomic<photon_sem*> m_joined{nullptr};
+    std::atomic<int> m_joiners{0};
 };
 
 }  // namespace photon

@@ -37,6 +37,12 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <type_traits>
+#if __cplusplus >= 201703L
+#include <string_view>
+#endif
+
+class LogBuffer;
 
 namespace photon {
 namespace net {
@@ -152,6 +158,25 @@ struct EndPoint {
         addr = ip;
         port = static_cast<uint16_t>(p);
     }
+    /// Parses "host:port", "[v6]:port", or a bare address (which takes
+    /// `default_port`); an unparsable string gives 0.0.0.0:0. Host names
+    /// are not resolved (see photon/net/utils.h's gethostbyname).
+    static EndPoint parse(const std::string& ep, uint16_t default_port = 0) {
+        EndPoint full(ep.c_str());
+        if (!full.undefined() || ep.compare(0, 8, "0.0.0.0:") == 0) return full;
+        const std::string host = ep.size() > 2 && ep.front() == '[' && ep.back() == ']' ? ep.substr(1, ep.size() - 2) : ep;
+        IPAddr ip(host.c_str());
+        if (ip.undefined() && host != "0.0.0.0") return EndPoint();
+        return EndPoint(ip, default_port);
+    }
+#if __cplusplus >= 201703L
+    static EndPoint parse(std::string_view ep, uint16_t default_port = 0) {
+        return parse(std::string(ep), default_port);
+    }
+    static EndPoint parse(const char* ep, uint16_t default_port = 0) {
+        return parse(std::string(ep ? ep : ""), default_port);
+    }
+#endif
     bool is_ipv4() const noexcept { return addr.is_ipv4(); }
     bool undefined() const noexcept { return addr.undefined(); }
     bool operator==(const EndPoint& rhs) const noexcept { return addr == rhs.addr && port == rhs.port; }
@@ -161,6 +186,18 @@ struct EndPoint {
         return (is_ipv4() ? addr.to_string() : "[" + addr.to_string() + "]") + ":" + std::to_string(port);
     }
 };
+
+/// IPAddr and EndPoint in log lines (photon/common/alog.h's LogBuffer,
+/// found by argument-dependent lookup; a template, so that this header
+/// needs no logging header).
+template <class LB, class = typename std::enable_if<std::is_same<LB, ::LogBuffer>::value>::type>
+inline LB& operator<<(LB& log, const IPAddr& a) {
+    return log << a.to_string().c_str();
+}
+template <class LB, class = typename std::enable_if<std::is_same<LB, ::LogBuffer>::value>::type>
+inline LB& operator<<(LB& log, const EndPoint& ep) {
+    return log << ep.to_string().c_str();
+}
 
 /// What sockets, clients and servers have in common.
 class ISocketBase {

@@ -25,18 +25,18 @@ const static uint32_t EVENT_RWE = EVENT_READ | EVENT_WRITE | EVENT_ERROR;
 
 /// Waits until `fd` is readable (or at end of file, or in error).
 inline int wait_for_fd_readable(int fd, Timeout timeout = {}) noexcept {
-    return photon_wait_fd(fd, PHOTON_READABLE, timeout.timeout());
+    return photon_wait_fd(fd, PHOTON_READABLE, timeout.timeout()) < 0 ? -1 : 0;
 }
 
 /// Waits until `fd` is writable (or in error).
 inline int wait_for_fd_writable(int fd, Timeout timeout = {}) noexcept {
-    return photon_wait_fd(fd, PHOTON_WRITABLE, timeout.timeout());
+    return photon_wait_fd(fd, PHOTON_WRITABLE, timeout.timeout()) < 0 ? -1 : 0;
 }
 
 /// Waits until `fd` has an error or hang-up. The C API reports errors and
 /// hang-ups as readiness, so this waits for either direction to be ready.
 inline int wait_for_fd_error(int fd, Timeout timeout = {}) noexcept {
-    return photon_wait_fd(fd, PHOTON_READABLE | PHOTON_WRITABLE, timeout.timeout());
+    return photon_wait_fd(fd, PHOTON_READABLE | PHOTON_WRITABLE, timeout.timeout()) < 0 ? -1 : 0;
 }
 
 /// Waits for any of `events` (EVENT_READ | EVENT_WRITE | EVENT_ERROR).
@@ -45,7 +45,7 @@ inline int wait_for_fd(int fd, uint32_t events, Timeout timeout = {}) noexcept {
     if (events & EVENT_READ) c |= PHOTON_READABLE;
     if (events & EVENT_WRITE) c |= PHOTON_WRITABLE;
     if ((events & EVENT_ERROR) || c == 0) c = PHOTON_READABLE | PHOTON_WRITABLE;
-    return photon_wait_fd(fd, c, timeout.timeout());
+    return photon_wait_fd(fd, c, timeout.timeout()) < 0 ? -1 : 0;
 }
 
 /// Starts the event engine on the calling thread: a vcpu already has one

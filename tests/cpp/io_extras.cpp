@@ -1,0 +1,160 @@
+// The second pass over I/O and helpers: photon/io/fd-events.h (readable,
+// writable, error, timeouts, init/fini visible); photon/common/
+// lockfree_queue.h (MPMC across OS threads, SPSC, batch, Flex queues,
+// RingChannel waking a sleeping receiver); photon/net/utils.h
+// (gethostbyname of localhost, gethostbypeer, Base64, parse_address_list,
+// EndPoint::parse); fs::new_localfs_adaptor (open, stat, rename, mkdir,
+// unlink under a root).
+#include <photon/common/lockfree_queue.h>
+#include <photon/fs/localfs.h>
+#include <photon/io/fd-events.h>
+#include <photon/net/utils.h>
+#include <photon/thread/thread11.h>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "check.h"
+
+int main() {
+    CHECK_OK(photon::init());  // photon::init is visible through fd-events.h
+
+    SAY("wait_for_fd_readable / writable / error");
+    int sv[2];
+    CHECK_OK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
+    CHECK_OK(photon::wait_for_fd_writable(sv[0], 1000 * 1000));
+    CHECK_ERRNO(photon::wait_for_fd_readable(sv[1], 2000), ETIMEDOUT);
+    photon::thread_create11([&] {
+        photon::thread_usleep(2000);
+        CHECK(::write(sv[0], "x", 1) == 1, "write");
+    });
+    const uint64_t t0 = photon::now;
+    CHECK_OK(photon::wait_for_fd_readable(sv[1], 1000 * 1000));
+    CHECK(photon::now - t0 >= 1000, "woke when the data came");
+    char c;
+    CHECK(::read(sv[1], &c, 1) == 1 && c == 'x', "read");
+    ::close(sv[0]);
+    CHECK_OK(photon::wait_for_fd_error(sv[1], 1000 * 1000));
+    ::close(sv[1]);
+    CHECK_OK(photon::fd_events_init());
+    CHECK_OK(photon::fd_events_fini());
+
+    SAY("lockfree queues: push/pop, full/empty, MPMC across OS threads");
+    {
+        LockfreeMPMCRingQueue<int, 8> q;
+        CHECK(q.empty() && q.capacity == 8, "empty, capacity %zu", q.capacity);
+        for (int i = 0; i < 8; i++) CHECK(q.push(i), "push %d", i);
+        CHECK(q.full() && !q.push(99) && q.read_available() == 8, "full");
+        int x;
+        for (int i = 0; i < 8; i++) CHECK(q.pop(x) && x == i, "pop %d got %d", i, x);
+        CHECK(!q.pop(x), "empty again");
+
+        static LockfreeMPMCRingQueue<long, 1024> mq;
+        std::atomic<long> sum{0};
+        std::vector<std::thread> ts;
+        const int per = 20000;
+        for (int p = 0; p < 2; p++)
+            ts.emplace_back([&] {
+                for (int i = 1; i <= per; i++) mq.send<ThreadPause>(i);
+            });
+        for (int r = 0; r < 2; r++)
+            ts.emplace_back([&] {
+                for (int i = 0; i < per; i++) sum += mq.recv<ThreadPause>();
+            });
+        for (auto& t : ts) t.join();
+        CHECK(sum == 2L * per * (per + 1) / 2, "sum %ld", sum.load());
+
+        LockfreeSPSCRingQueue<int, 4> sq;
+        int in[3] = {1, 2, 3}, out[5] = {0};
+        CHECK(sq.push_batch(in, 3) == 3 && sq.pop_batch(out, 5) == 3 && out[2] == 3, "SPSC batch");
+        LockfreeBatchMPMCRingQueue<int, 16> bq;
+        CHECK(bq.push_batch(in, 3) == 3 && bq.pop_batch(out, 2) == 2 && out[1] == 2, "batch MPMC");
+
+        auto* fq = FlexLockfreeMPMCRingQueue<int>::create(5);
+        CHECK(fq->capacity == 8, "flex capacity rounds up: %zu", fq->capacity);
+        CHECK(fq->push(7) && fq->pop(x) && x == 7, "flex push/pop");
+        FlexLockfreeMPMCRingQueue<int>::destroy(fq);
+
+        SAY("RingChannel: a receiver sleeps and is woken by send");
+        static RingChannel<LockfreeMPMCRingQueue<int, 64>> ch(4, 100);
+        int got = 0;
+        photon::thread* rx = photon::thread_create11([&] { got = ch.recv(); });
+        photon::thread_enable_join(rx);
+        photon::thread_usleep(5000);
+        CHECK(got == 0, "still waiting");
+        ch.send(77);
+        photon::thread_join(reinterpret_cast<photon::join_handle*>(rx));
+        CHECK(got == 77, "got %d", got);
+    }
+
+    SAY("net/utils.h: gethostbyname, gethostbypeer, Base64, address lists");
+    {
+        using namespace photon::net;
+        IPAddr lo = photon::net::gethostbyname("localhost");  // (unqualified, ::gethostbyname wins)
+        CHECK(lo.is_loopback(), "localhost -> %s", lo.to_string().c_str());
+        std::vector<IPAddr> all;
+        CHECK(gethostbyname(std::string("localhost"), all) >= 1 && all[0].is_loopback(), "vector form");
+        IPAddr buf[4];
+        CHECK(gethostbyname("127.0.0.1", buf, 4) == 1 && buf[0] == IPAddr("127.0.0.1"), "numeric");
+        CHECK(photon::net::gethostbyname("no-such-host.invalid").undefined(), "unknown name");
+        CHECK(gethostbypeer(IPAddr("127.0.0.1")).is_loopback(), "gethostbypeer");
+        std::string enc, dec;
+        Base64Encode("hello world", enc);
+        CHECK(enc == "aGVsbG8gd29ybGQ=", "encode %s", enc.c_str());
+        CHECK(Base64Decode(enc, dec) && dec == "hello world", "decode %s", dec.c_str());
+        CHECK(!Base64Decode("a*==", dec), "bad base64");
+        EndPoint ep = EndPoint::parse("10.0.0.1:8080", 80);
+        CHECK(ep.port == 8080 && ep.addr == IPAddr("10.0.0.1"), "parse with port");
+        ep = EndPoint::parse("10.0.0.2", 80);
+        CHECK(ep.port == 80 && ep.addr == IPAddr("10.0.0.2"), "parse with the default port");
+        ep = EndPoint::parse("[::1]:9", 0);
+        CHECK(ep.port == 9 && ep.addr.is_loopback() && !ep.addr.is_ipv4(), "v6");
+        CHECK(EndPoint::parse("nonsense", 1).undefined(), "nonsense");
+        std::vector<EndPoint> list;
+        CHECK_OK(parse_address_list("1.2.3.4:5, 6.7.8.9", &list, 11));
+        CHECK(list.size() == 2 && list[0].port == 5 && list[1].port == 11, "list");
+        CHECK_ERRNO(parse_address_list("1.2.3.4:5,zzz", &list, 0), EINVAL);
+    }
+
+    SAY("fs::new_localfs_adaptor under a root");
+    {
+        char root[] = "/tmp/photon-cpp-localfs-XXXXXX";
+        CHECK(::mkdtemp(root) != nullptr, "mkdtemp");
+        photon::fs::IFileSystem* fs = photon::fs::new_localfs_adaptor(root, photon::fs::ioengine_psync);
+        CHECK(fs != nullptr, "adaptor");
+        CHECK_OK(fs->mkdir("d", 0755));
+        photon::fs::IFile* f = fs->open("d/f", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        CHECK(f != nullptr, "open");
+        CHECK(f->write("abcdef", 6) == 6, "write");
+        delete f;
+        struct stat st;
+        CHECK_OK(fs->stat("/d/f", &st));
+        CHECK(st.st_size == 6, "size %ld", (long)st.st_size);
+        CHECK_OK(fs->access("d/f", R_OK));
+        CHECK_OK(fs->rename("d/f", "d/g"));
+        CHECK_ERRNO(fs->stat("d/f", &st), ENOENT);
+        f = fs->open("d/g", O_RDONLY);
+        char buf[8] = {0};
+        CHECK(f != nullptr && f->pread(buf, 3, 2) == 3 && std::memcmp(buf, "cde", 3) == 0, "pread");
+        delete f;
+        CHECK_OK(fs->truncate("d/g", 1));
+        CHECK_OK(fs->unlink("d/g"));
+        CHECK_OK(fs->rmdir("d"));
+        CHECK(fs->open("missing", O_RDONLY) == nullptr && errno == ENOENT, "missing file");
+        delete fs;
+        ::rmdir(root);
+    }
+
+    CHECK_OK(photon::fini());
+    std::printf("io_extras: all checks passed\n");
+    return 0;
+}

@@ -85,7 +85,7 @@ int main() {
         FlexLockfreeMPMCRingQueue<int>::destroy(fq);
 
         SAY("RingChannel: a receiver sleeps and is woken by send");
-        static RingChannel<LockfreeMPMCRingQueue<int, 64>> ch(4, 100);
+        static photon::common::RingChannel<LockfreeMPMCRingQueue<int, 64>> ch(4, 100);
         int got = 0;
         photon::thread* rx = photon::thread_create11([&] { got = ch.recv(); });
         photon::thread_enable_join(rx);
@@ -94,6 +94,13 @@ int main() {
         ch.send(77);
         photon::thread_join(reinterpret_cast<photon::join_handle*>(rx));
         CHECK(got == 77, "got %d", got);
+        using Flex = photon::common::FlexRingChannel<FlexLockfreeMPMCRingQueue<int>>;
+        Flex* fch = Flex::create(16);
+        CHECK(fch != nullptr && fch->empty() && !fch->full(), "flex channel");
+        for (int i = 1; i <= 10; i++) fch->send(i);
+        CHECK(fch->read_available() == 10, "available %zu", fch->read_available());
+        for (int i = 1; i <= 10; i++) CHECK(fch->recv() == i, "in order");
+        Flex::destroy(fch);
     }
 
     SAY("net/utils.h: gethostbyname, gethostbypeer, Base64, address lists");

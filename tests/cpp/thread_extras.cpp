@@ -93,7 +93,8 @@ int main() {
     SAY("thread keys");
     photon::thread_key_t key;
     static std::atomic<int> key_dtors{0};
-    CHECK_OK(photon::thread_key_create(&key, [](void*) { ++key_dtors; }));
+    CHECK(photon::thread_key_create(&key, [](void*) { ++key_dtors; }) == 0, "thread_key_create");
+    CHECK(photon::thread_key_create(nullptr, nullptr) == EINVAL, "an error number, returned");
     int v1 = 1;
     CHECK_OK(photon::thread_setspecific(key, &v1));
     CHECK(photon::thread_getspecific(key) == &v1, "getspecific");
@@ -106,6 +107,7 @@ int main() {
     CHECK(key_dtors == 1, "destructor ran at the thread's end: %d", key_dtors.load());
     CHECK_OK(photon::thread_setspecific(key, nullptr));
     CHECK_OK(photon::thread_key_delete(key));
+    CHECK(photon::thread_key_delete(key) == EINVAL, "a deleted key: EINVAL, returned");
 
     SAY("thread_local_ptr: an object per photon thread, from the kept arguments");
     {

@@ -4,7 +4,7 @@
 //     LockfreeMPMCRingQueue<Job*, 1024> q;      // capacity 1024 (a power of 2)
 //     q.push(job);  q.pop(job);                 // non-blocking: false if full/empty
 //     q.send<PhotonPause>(job);  q.recv<PhotonPause>();   // spin with a pause
-//     RingChannel<LockfreeMPMCRingQueue<int, 64>> ch;    // recv() sleeps when idle
+//     photon::common::RingChannel<LockfreeMPMCRingQueue<int, 64>> ch;  // recv() sleeps
 //
 // One implementation serves the three queue kinds (multi-producer
 // multi-consumer ring with a sequence number per slot; the MPMC ring is
@@ -41,6 +41,16 @@ struct ThreadPause : PauseBase {
 /// Yields the photon thread.
 struct PhotonPause : PauseBase {
     static void pause() { photon::thread_yield(); }
+};
+
+/// Yields the photon thread, or the OS thread off a vcpu.
+struct AutoPause : PauseBase {
+    static void pause() {
+        if (photon_thread_self() != nullptr)
+            photon::thread_yield();
+        else
+            std::this_thread::yield();
+    }
 };
 
 struct CPUCacheLine {
@@ -213,52 +223,115 @@ using FlexLockfreeBatchMPMCRingQueue = FlexQueue<LockfreeBatchMPMCRingQueue<T, 0
 template <typename T>
 using FlexLockfreeSPSCRingQueue = FlexQueue<LockfreeSPSCRingQueue<T, 0>>;
 
-/// A queue whose receivers sleep (as photon threads) when it stays empty:
-/// recv() first retries up to `max_yield_turn` yields within
-/// `max_yield_usec`, then waits on a semaphore the senders signal. send()
-/// never blocks the caller for long: it yields while the queue is full.
-template <typename QueueType>
-class RingChannel : public QueueType {
+namespace photon {
+namespace common {
+
+namespace detail {
+/// The waiting half of a channel: receivers first retry up to
+/// `yield_turn` yields within `yield_usec`, then sleep on a semaphore that
+/// senders signal while someone sleeps.
+class channel_waiter {
 public:
-    using value_type = decltype(std::declval<QueueType&>().template recv<ThreadPause>());
-
-    RingChannel() = default;
-    RingChannel(uint64_t max_yield_turn, uint64_t max_yield_usec)
-        : m_yield_turn(max_yield_turn), m_yield_usec(max_yield_usec) {}
-
-    void send(const value_type& x) {
-        while (!this->push(x)) photon::thread_yield();
+    channel_waiter(uint64_t yield_turn, uint64_t yield_usec) : m_yield_turn(yield_turn), m_yield_usec(yield_usec) {}
+    template <typename Pause, typename Q, typename V>
+    void send(Q& q, const V& x) {
+        while (!q.push(x)) Pause::pause();
         if (m_idle.load(std::memory_order_seq_cst) > 0) m_sem.signal(1);
     }
-    value_type recv(uint64_t max_yield_turn, uint64_t max_yield_usec) {
-        value_type x;
+    template <typename Q, typename V>
+    void recv(Q& q, V& x, uint64_t max_yield_turn, uint64_t max_yield_usec) {
         photon::Timeout spin(max_yield_usec);
         uint64_t turns = max_yield_turn;
-        while (!this->pop(x)) {
+        while (!q.pop(x)) {
             if (turns > 0 && !spin.expired()) {
                 --turns;
                 photon::thread_yield();
                 continue;
             }
             m_idle.fetch_add(1, std::memory_order_seq_cst);
-            if (this->pop(x)) {
+            if (q.pop(x)) {
                 m_idle.fetch_sub(1, std::memory_order_seq_cst);
-                break;
+                return;
             }
             m_sem.wait(1, 100 * 1000);
             m_idle.fetch_sub(1, std::memory_order_seq_cst);
             turns = max_yield_turn;
             spin.timeout(max_yield_usec);
         }
-        return x;
     }
-    value_type recv() { return recv(m_yield_turn, m_yield_usec); }
+    uint64_t m_yield_turn, m_yield_usec;
 
 private:
-    uint64_t m_yield_turn = 1024;
-    uint64_t m_yield_usec = 1024;
     std::atomic<uint64_t> m_idle{0};
     photon::semaphore m_sem{0};
 };
+}  // namespace detail
+
+/// A queue whose receivers sleep (as photon threads) when it stays empty:
+/// recv() first retries up to `max_yield_turn` yields within
+/// `max_yield_usec`, then waits on a semaphore the senders signal. send()
+/// yields while the queue is full.
+template <typename QueueType>
+class RingChannel : public QueueType {
+public:
+    using value_type = decltype(std::declval<QueueType&>().template recv<ThreadPause>());
+
+    RingChannel() : m_wait(1024, 1024) {}
+    RingChannel(uint64_t max_yield_turn, uint64_t max_yield_usec) : m_wait(max_yield_turn, max_yield_usec) {}
+
+    /// Adds `x`, pausing (by default: yielding the photon thread, or the OS
+    /// thread off a vcpu) while the queue is full; callable from any thread.
+    template <typename Pause = AutoPause>
+    void send(const value_type& x) {
+        m_wait.send<Pause>(static_cast<QueueType&>(*this), x);
+    }
+    value_type recv(uint64_t max_yield_turn, uint64_t max_yield_usec) {
+        value_type x;
+        m_wait.recv(static_cast<QueueType&>(*this), x, max_yield_turn, max_yield_usec);
+        return x;
+    }
+    value_type recv() { return recv(m_wait.m_yield_turn, m_wait.m_yield_usec); }
+
+private:
+    detail::channel_waiter m_wait;
+};
+
+/// RingChannel over a Flex queue (capacity at run time): create(c) /
+/// destroy(ch).
+template <typename FlexQueueType>
+class FlexRingChannel {
+public:
+    using value_type = decltype(std::declval<FlexQueueType&>().template recv<ThreadPause>());
+
+    static FlexRingChannel* create(size_t capacity, uint64_t max_yield_turn = 1024, uint64_t max_yield_usec = 1024) {
+        FlexQueueType* q = FlexQueueType::create(capacity);
+        return q != nullptr ? new FlexRingChannel(q, max_yield_turn, max_yield_usec) : nullptr;
+    }
+    static void destroy(FlexRingChannel* ch) { delete ch; }
+
+    template <typename Pause = AutoPause>
+    void send(const value_type& x) {
+        m_wait.send<Pause>(*m_q, x);
+    }
+    value_type recv(uint64_t max_yield_turn, uint64_t max_yield_usec) {
+        value_type x;
+        m_wait.recv(*m_q, x, max_yield_turn, max_yield_usec);
+        return x;
+    }
+    value_type recv() { return recv(m_wait.m_yield_turn, m_wait.m_yield_usec); }
+    bool empty() const { return m_q->empty(); }
+    bool full() const { return m_q->full(); }
+    size_t read_available() const { return m_q->read_available(); }
+    size_t write_available() const { return m_q->write_available(); }
+
+private:
+    FlexRingChannel(FlexQueueType* q, uint64_t t, uint64_t u) : m_q(q), m_wait(t, u) {}
+    ~FlexRingChannel() { FlexQueueType::destroy(m_q); }
+    FlexQueueType* m_q;
+    detail::channel_waiter m_wait;
+};
+
+}  // namespace common
+}  // namespace photon
 
 #endif  // PHOTON_CPP_COMMON_LOCKFREE_QUEUE_H

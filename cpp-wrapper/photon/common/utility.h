@@ -65,7 +65,8 @@ __FORCE_INLINE__ photon::detail::defer_guard<F> make_defer(F f) {
 
 /// Runs `stmt` when the enclosing scope ends (in reverse order of the
 /// DEFERs); one DEFER per source line.
-#define DEFER(stmt) auto&& _CONCAT(__defer__, __LINE__) = make_defer([&]() __INLINE__ { stmt; })
+#define DEFER(stmt) \
+    auto&& _CONCAT(__defer__, __LINE__) __attribute__((unused)) = make_defer([&]() __INLINE__ { stmt; })
 
 /// The number of elements of an array.
 template <typename T, size_t N>

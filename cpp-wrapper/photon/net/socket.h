@@ -91,6 +91,11 @@ struct IPAddr {
     bool is_loopback() const noexcept { return is_ipv4() ? same(V4Loopback()) : same(V6Loopback()); }
     bool is_localhost() const noexcept { return is_loopback(); }
     bool is_broadcast() const noexcept { return is_ipv4() && same(V4Broadcast()); }
+    /// 169.254.0.0/16, or fe80::/10.
+    bool is_link_local() const noexcept {
+        if (is_ipv4()) return addr.s6_addr[12] == 169 && addr.s6_addr[13] == 254;
+        return addr.s6_addr[0] == 0xfe && (addr.s6_addr[1] & 0xc0) == 0x80;
+    }
     /// Equal addresses, or both loopback (as PhotonLibOS compares).
     bool operator==(const IPAddr& rhs) const noexcept { return same(rhs) || (is_loopback() && rhs.is_loopback()); }
     bool operator!=(const IPAddr& rhs) const noexcept { return !(*this == rhs); }
@@ -163,7 +168,7 @@ struct EndPoint {
     /// are not resolved (see photon/net/utils.h's gethostbyname).
     static EndPoint parse(const std::string& ep, uint16_t default_port = 0) {
         EndPoint full(ep.c_str());
-        if (!full.undefined() || ep.compare(0, 8, "0.0.0.0:") == 0) return full;
+        if (!full.undefined()) return full;
         const std::string host = ep.size() > 2 && ep.front() == '[' && ep.back() == ']' ? ep.substr(1, ep.size() - 2) : ep;
         IPAddr ip(host.c_str());
         if (ip.undefined() && host != "0.0.0.0") return EndPoint();
@@ -178,7 +183,8 @@ struct EndPoint {
     }
 #endif
     bool is_ipv4() const noexcept { return addr.is_ipv4(); }
-    bool undefined() const noexcept { return addr.undefined(); }
+    /// True for 0.0.0.0:0 (what a failed parse gives), as PhotonLibOS's.
+    bool undefined() const noexcept { return addr.undefined() && port == 0; }
     bool operator==(const EndPoint& rhs) const noexcept { return addr == rhs.addr && port == rhs.port; }
     bool operator!=(const EndPoint& rhs) const noexcept { return !(*this == rhs); }
     /// "1.2.3.4:80" or "[::1]:80".

@@ -513,16 +513,33 @@ inline void body(LogBuffer& log, T&& first, Ts&&... xs) {
 /// Writes one line (called only when its level is on; kept out of line so
 /// that a LOG_* statement costs its caller a compare and a call).
 template <typename... Ts>
-__attribute__((noinline, cold)) void emit(ALogLogger& logger, int level, const char* file, int line,
-                                          const char* func, Ts&&... xs) {
+__attribute__((noinline, cold)) void emit_line(ALogLogger& logger, int level, const char* file, int line,
+                                               const char* func, Ts... xs) {
     const int saved = errno;
     char buf[LOG_BUFFER_SIZE];
     {
         LogBuffer log(buf, sizeof(buf), logger.log_output, level);
         prologue(log, level, file, line, func);
-        body(log, std::forward<Ts>(xs)...);
+        body(log, static_cast<Ts>(xs)...);
     }
     errno = saved;
+}
+
+/// How emit() hands an argument to emit_line: scalars by value (so that a
+/// LOG_* statement whose level is off does not force its arguments into
+/// memory), everything else by reference.
+template <typename T>
+struct pass {
+    using type = typename std::conditional<std::is_scalar<typename std::remove_reference<T>::type>::value,
+                                           typename std::remove_cv<typename std::remove_reference<T>::type>::type,
+                                           const typename std::remove_reference<T>::type&>::type;
+};
+
+/// Inlined into the LOG_* statement: picks how each argument is passed.
+template <typename... Ts>
+__attribute__((always_inline)) inline void emit(ALogLogger& logger, int level, const char* file, int line,
+                                                const char* func, const Ts&... xs) {
+    emit_line<typename pass<const Ts&>::type...>(logger, level, file, line, func, xs...);
 }
 
 }  // namespace photon_alog_detail

@@ -8,6 +8,7 @@
 #include <photon/common/lockfree_queue.h>
 #include <photon/fs/localfs.h>
 #include <photon/io/fd-events.h>
+#include <photon/net/basic_socket.h>
 #include <photon/net/utils.h>
 #include <photon/thread/thread11.h>
 
@@ -130,6 +131,46 @@ int main() {
         CHECK_OK(parse_address_list("1.2.3.4:5, 6.7.8.9", &list, 11));
         CHECK(list.size() == 2 && list[0].port == 5 && list[1].port == 11, "list");
         CHECK_ERRNO(parse_address_list("1.2.3.4:5,zzz", &list, 0), EINVAL);
+    }
+
+    SAY("net/basic_socket.h: socket, bind via sockaddr_storage, accept, read_n/write_n, writev_n");
+    {
+        namespace net = photon::net;
+        const int lfd = net::socket(AF_INET, SOCK_STREAM, 0);
+        CHECK(lfd >= 0, "socket");
+        int one = 1;
+        CHECK_OK(net::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one));
+        net::sockaddr_storage any(net::EndPoint(net::IPAddr("127.0.0.1"), 0));
+        CHECK_OK(::bind(lfd, any.get_sockaddr(), any.get_socklen()));
+        CHECK_OK(::listen(lfd, 4));
+        net::sockaddr_storage bound;
+        socklen_t blen = bound.get_max_socklen();
+        CHECK_OK(::getsockname(lfd, bound.get_sockaddr(), &blen));
+        const net::EndPoint ep = bound.to_endpoint();
+        CHECK(ep.port != 0 && ep.addr == net::IPAddr("127.0.0.1"), "bound to %s", ep.to_string().c_str());
+        photon::thread* srv = photon::thread_create11([&] {
+            net::sockaddr_storage peer;
+            socklen_t plen = peer.get_max_socklen();
+            const int c = net::accept(lfd, peer.get_sockaddr(), &plen, 1000 * 1000);
+            CHECK(c >= 0, "accept");
+            char buf[10];
+            CHECK(net::read_n(c, buf, 10, 1000 * 1000) == 10 && std::memcmp(buf, "0123456789", 10) == 0, "read_n");
+            CHECK(net::write_n(c, "ok", 2) == 2, "write_n");
+            photon_close(c);
+        });
+        photon::thread_enable_join(srv);
+        const int cfd = net::socket(AF_INET, SOCK_STREAM, 0);
+        net::sockaddr_storage to(ep);
+        CHECK_OK(net::connect(cfd, to.get_sockaddr(), to.get_socklen(), 1000 * 1000));
+        char a[] = "01234", b[] = "56789";
+        struct iovec iov[2] = {{a, 5}, {b, 5}};
+        CHECK(net::writev_n(cfd, iov, 2) == 10, "writev_n");
+        char reply[2];
+        CHECK(net::read_n(cfd, reply, 2, 1000 * 1000) == 2 && reply[0] == 'o', "reply");
+        photon::thread_join(reinterpret_cast<photon::join_handle*>(srv));
+        CHECK(net::read(cfd, reply, 1, 1000 * 1000) == 0, "end of stream after the server closed");
+        photon_close(cfd);
+        photon_close(lfd);
     }
 
     SAY("fs::new_localfs_adaptor under a root");

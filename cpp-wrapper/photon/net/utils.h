@@ -118,7 +118,7 @@ inline IPAddr gethostbypeer(IPAddr remote) {
     const int fd = ::socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return IPAddr();
     IPAddr local;
-    sockaddr_storage ss;
+    ::sockaddr_storage ss;
     std::memset(&ss, 0, sizeof ss);
     socklen_t len;
     if (v4) {

@@ -6,7 +6,9 @@
 // EndPoint::parse); fs::new_localfs_adaptor (open, stat, rename, mkdir,
 // unlink under a root).
 #include <photon/common/lockfree_queue.h>
+#include <photon/fs/filecopy.h>
 #include <photon/fs/localfs.h>
+#include <photon/io/aio-wrapper.h>
 #include <photon/io/fd-events.h>
 #include <photon/net/basic_socket.h>
 #include <photon/net/utils.h>
@@ -194,6 +196,25 @@ int main() {
         char buf[8] = {0};
         CHECK(f != nullptr && f->pread(buf, 3, 2) == 3 && std::memcmp(buf, "cde", 3) == 0, "pread");
         delete f;
+        SAY("fs::filecopy, and aio-wrapper.h's calls");
+        CHECK_OK(photon::libaio_wrapper_init());
+        photon::fs::IFile* big = fs->open("d/big", O_RDWR | O_CREAT | O_TRUNC, 0644);
+        std::string data;
+        for (int i = 0; i < 30000; i++) data += static_cast<char>('a' + i % 26);
+        CHECK(big != nullptr && big->pwrite(data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()), "big");
+        photon::fs::IFile* copy = fs->open("d/copy", O_RDWR | O_CREAT | O_TRUNC, 0644);
+        CHECK(photon::fs::filecopy(big, copy, 4096) == static_cast<ssize_t>(data.size()), "filecopy");
+        std::string back(data.size(), '\0');
+        CHECK(photon::libaio_pread(copy->get_underlay_fd(), &back[0], back.size(), 0) ==
+                      static_cast<ssize_t>(data.size()) && back == data,
+              "copied bytes");
+        CHECK(photon::posixaio_pwrite(copy->get_underlay_fd(), "Z", 1, 5) == 1 && photon::libaio_fsync(copy->get_underlay_fd()) == 0,
+              "posixaio_pwrite");
+        delete copy;
+        delete big;
+        CHECK_OK(fs->unlink("d/big"));
+        CHECK_OK(fs->unlink("d/copy"));
+        CHECK_OK(photon::libaio_wrapper_fini());
         CHECK_OK(fs->truncate("d/g", 1));
         CHECK_OK(fs->unlink("d/g"));
         CHECK_OK(fs->rmdir("d"));

@@ -48,6 +48,27 @@ int main() {
     ::close(sv[0]);
     CHECK_OK(photon::wait_for_fd_error(sv[1], 1000 * 1000));
     ::close(sv[1]);
+    SAY("CascadingEventEngine: many fds, reported by their data");
+    {
+        photon::CascadingEventEngine* eng = photon::new_default_cascading_engine();
+        CHECK(eng != nullptr, "engine");
+        int a[2], b[2];
+        CHECK_OK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a));
+        CHECK_OK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b));
+        CHECK_OK(eng->add_interest({a[1], photon::EVENT_READ, &a}));
+        CHECK_OK(eng->add_interest({b[1], photon::EVENT_READ, &b}));
+        void* data[4];
+        CHECK(eng->wait_for_events(data, 4, 2000) == 0, "nothing ready: 0 at the timeout");
+        photon::thread_create11([&] {
+            photon::thread_usleep(2000);
+            CHECK(::write(b[0], "y", 1) == 1, "write");
+        });
+        CHECK(eng->wait_for_events(data, 4, 1000 * 1000) == 1 && data[0] == &b, "b is ready");
+        CHECK_OK(eng->rm_interest({b[1], photon::EVENT_READ, &b}));
+        CHECK(eng->wait_for_events(data, 4, 2000) == 0, "b no longer watched");
+        delete eng;
+        for (int fd : {a[0], a[1], b[0], b[1]}) ::close(fd);
+    }
     CHECK_OK(photon::fd_events_init());
     CHECK_OK(photon::fd_events_fini());
 

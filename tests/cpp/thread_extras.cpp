@@ -22,6 +22,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "check.h"
 
@@ -197,6 +198,38 @@ int main() {
         photon::thread_join(reinterpret_cast<photon::join_handle*>(joiner));
         killer.join();
         CHECK(joined == 2, "joined %d", joined.load());
+    }
+
+    SAY("WorkPool(0) runs its work on the vcpus that join it");
+    {
+        auto* pool = new photon::WorkPool(0, 0, 0, 0);
+        std::atomic<int> joined_ended{0};
+        std::vector<std::thread> helpers;
+        for (int i = 0; i < 2; i++)
+            helpers.emplace_back([&] {
+                photon::vcpu_init();
+                CHECK(pool->join_current_vcpu_into_workpool() == 0, "join returns 0");
+                ++joined_ended;
+                photon::vcpu_fini();
+            });
+        std::atomic<int> ran{0};
+        photon::semaphore sem(0);
+        for (int i = 0; i < 4; i++)
+            CHECK_OK(pool->async_call(new auto([&] {
+                photon::thread_usleep(1000);
+                CHECK(photon::get_vcpu() != nullptr, "on a vcpu");
+                ++ran;
+                sem.signal(1);
+            })));
+        CHECK_OK(sem.wait(4, 10 * 1000 * 1000));
+        CHECK(ran == 4, "ran %d", ran.load());
+        photon_vcpu* where = nullptr;
+        CHECK_OK(pool->call([&] { where = photon_vcpu_current(); }));
+        CHECK(where != nullptr && where != photon_vcpu_current(), "call ran on a joined vcpu");
+        std::thread killer([&] { delete pool; });
+        while (joined_ended < 2) photon::thread_usleep(1000);
+        killer.join();
+        for (auto& t : helpers) t.join();
     }
 
     SAY("stack-allocator.h: accepted; the allocation functions work");

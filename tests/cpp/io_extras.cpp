@@ -5,6 +5,7 @@
 // (gethostbyname of localhost, gethostbypeer, Base64, parse_address_list,
 // EndPoint::parse); fs::new_localfs_adaptor (open, stat, rename, mkdir,
 // unlink under a root).
+#include <photon/common/io-alloc.h>
 #include <photon/common/lockfree_queue.h>
 #include <photon/fs/filecopy.h>
 #include <photon/fs/localfs.h>
@@ -194,6 +195,23 @@ int main() {
         CHECK(net::read(cfd, reply, 1, 1000 * 1000) == 0, "end of stream after the server closed");
         photon_close(cfd);
         photon_close(lfd);
+    }
+
+    SAY("io-alloc.h: IOAlloc and AlignedAlloc");
+    {
+        IOAlloc plain;
+        void* p = plain.alloc(100);
+        CHECK(p != nullptr, "alloc");
+        CHECK_OK(plain.dealloc(p));
+        CHECK(plain.alloc(0) == nullptr && errno == EINVAL, "alloc(0)");
+        AlignedAlloc aligned(4096);
+        void* q = aligned.alloc(8192);
+        CHECK(q != nullptr && reinterpret_cast<uintptr_t>(q) % 4096 == 0, "aligned %p", q);
+        CHECK_OK(aligned.dealloc(q));
+        aligned.reset();
+        q = aligned.alloc(10);
+        CHECK(q != nullptr && reinterpret_cast<uintptr_t>(q) % 4096 == 0, "aligned after reset");
+        aligned.dealloc(q);
     }
 
     SAY("fs::new_localfs_adaptor under a root");

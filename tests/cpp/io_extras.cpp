@@ -12,6 +12,7 @@
 #include <photon/io/aio-wrapper.h>
 #include <photon/io/fd-events.h>
 #include <photon/net/basic_socket.h>
+#include <photon/net/datagram_socket.h>
 #include <photon/net/utils.h>
 #include <photon/thread/thread11.h>
 
@@ -195,6 +196,47 @@ int main() {
         CHECK(net::read(cfd, reply, 1, 1000 * 1000) == 0, "end of stream after the server closed");
         photon_close(cfd);
         photon_close(lfd);
+    }
+
+    SAY("datagram_socket.h: UDP and Unix datagrams, the timeout");
+    {
+        using namespace photon::net;
+        UDPSocket* a = new_udp_socket();
+        UDPSocket* b = new_udp_socket();
+        CHECK(a != nullptr && b != nullptr, "sockets");
+        CHECK_OK(a->bind_v4localhost());
+        const EndPoint ep = a->getsockname();
+        CHECK(ep.port != 0, "bound");
+        CHECK(b->sendto("Hello", 6, ep) == 6, "sendto");
+        char buf[64];
+        EndPoint from;
+        CHECK(a->recvfrom(buf, sizeof buf, &from) == 6 && std::strcmp(buf, "Hello") == 0, "recvfrom");
+        CHECK(from.port == b->getsockname().port && from.addr.is_loopback(), "from %s", from.to_string().c_str());
+        CHECK_OK(b->connect(ep));
+        CHECK(b->send("Hi", 3) == 3 && a->recv(buf, sizeof buf) == 3 && std::strcmp(buf, "Hi") == 0, "connected");
+        a->timeout(3000);
+        const uint64_t t0 = photon::now;
+        CHECK_ERRNO(a->recvfrom(buf, sizeof buf, &from), ETIMEDOUT);
+        CHECK(photon::now - t0 >= 2000, "waited the timeout");
+        CHECK(a->timeout() == 3000, "timeout()");
+        delete a;
+        delete b;
+
+        char path[] = "/tmp/photon-cpp-uds-dgram-XXXXXX";
+        CHECK(::mkdtemp(path) != nullptr, "mkdtemp");
+        const std::string sock = std::string(path) + "/s";
+        UDS_DatagramSocket* u = new_uds_datagram_socket();
+        UDS_DatagramSocket* v = new_uds_datagram_socket();
+        CHECK_OK(u->bind(sock.c_str()));
+        char name[128];
+        CHECK_OK(u->getsockname(name, sizeof name));
+        CHECK(sock == name, "name %s", name);
+        CHECK(v->sendto("uds", 4, sock.c_str()) == 4, "uds sendto");
+        CHECK(u->recvfrom(buf, sizeof buf, name, sizeof name) == 4 && std::strcmp(buf, "uds") == 0, "uds recvfrom");
+        delete u;
+        delete v;
+        ::unlink(sock.c_str());
+        ::rmdir(path);
     }
 
     SAY("io-alloc.h: IOAlloc and AlignedAlloc");

@@ -7,6 +7,7 @@
 // photon_std::promise / future (across vcpus, with timeouts);
 // stack-allocator.h; WorkPool call<Context>, the ring-size constructor and
 // join_current_vcpu_into_workpool.
+#include <photon/common/singleflight.h>
 #include <photon/photon.h>
 #include <photon/thread/future.h>
 #include <photon/thread/stack-allocator.h>
@@ -20,6 +21,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -230,6 +232,46 @@ int main() {
         while (joined_ended < 2) photon::thread_usleep(1000);
         killer.join();
         for (auto& t : helpers) t.join();
+    }
+
+    SAY("SingleFlight: concurrent callers share one run and its result (or exception)");
+    {
+        photon::SingleFlight sf;
+        std::atomic<int> runs{0};
+        std::vector<photon::join_handle*> jhs;
+        int results[4] = {0, 0, 0, 0};
+        for (int i = 0; i < 4; i++)
+            jhs.push_back(photon::thread_enable_join(photon::thread_create11([&, i] {
+                results[i] = sf.Do([&] {
+                    ++runs;
+                    photon::thread_usleep(3000);
+                    return 40 + runs.load();
+                });
+            })));
+        for (auto* j : jhs) photon::thread_join(j);
+        CHECK(runs == 1 && results[0] == 41 && results[3] == 41, "runs %d results %d %d", runs.load(), results[0],
+              results[3]);
+        std::thread os([&] {
+            CHECK(sf.Do([] { return std::string("off a vcpu"); }) == "off a vcpu", "OS thread");
+        });
+        os.join();
+        int caught = 0;
+        jhs.clear();
+        for (int i = 0; i < 2; i++)
+            jhs.push_back(photon::thread_enable_join(photon::thread_create11([&] {
+                try {
+                    sf.Do([]() -> int {
+                        photon::thread_usleep(2000);
+                        throw std::runtime_error("shared failure");
+                    });
+                } catch (const std::runtime_error&) {
+                    ++caught;
+                }
+            })));
+        for (auto* j : jhs) photon::thread_join(j);
+        CHECK(caught == 2, "both callers got the exception: %d", caught);
+        sf.Do([&] { ++runs; });
+        CHECK(runs == 2, "void");
     }
 
     SAY("stack-allocator.h: accepted; the allocation functions work");

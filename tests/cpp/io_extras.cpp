@@ -6,6 +6,7 @@
 // EndPoint::parse); fs::new_localfs_adaptor (open, stat, rename, mkdir,
 // unlink under a root).
 #include <photon/common/io-alloc.h>
+#include <photon/common/iovector.h>
 #include <photon/common/lockfree_queue.h>
 #include <photon/fs/filecopy.h>
 #include <photon/fs/localfs.h>
@@ -237,6 +238,28 @@ int main() {
         delete v;
         ::unlink(sock.c_str());
         ::rmdir(path);
+    }
+
+    SAY("iovector.h: IOVector for writev");
+    {
+        char a[] = "abc", b[] = "defg";
+        IOVector iov;
+        CHECK(iov.empty() && iov.iovcnt() == 0, "empty");
+        iov.push_back(b, 4);
+        iov.push_front(a, 3);
+        CHECK(iov.iovcnt() == 2 && iov.sum() == 7 && iov[0].iov_base == a, "push");
+        int p[2];
+        CHECK_OK(::pipe(p));
+        CHECK(::writev(p[1], iov.iovec(), iov.iovcnt()) == 7, "writev");
+        char out[8] = {0};
+        CHECK(::read(p[0], out, 7) == 7 && std::strcmp(out, "abcdefg") == 0, "read %s", out);
+        ::close(p[0]);
+        ::close(p[1]);
+        iovector_view v = iov.view();
+        CHECK(v.sum() == 7 && v.iovcnt == 2, "view");
+        CHECK(iov.pop_front().iov_len == 3 && iov.sum() == 4, "pop_front");
+        iov.clear();
+        CHECK(iov.empty(), "clear");
     }
 
     SAY("io-alloc.h: IOAlloc and AlignedAlloc");

@@ -234,6 +234,26 @@ int main() {
         for (auto& t : helpers) t.join();
     }
 
+    SAY("threads: lvalue arguments go by reference only where a copy cannot serve (as Photon's)");
+    {
+        int counter = 1;
+        photon_std::mutex mu;  // not copyable
+        auto bump = [](int& c, photon_std::mutex& m) {
+            photon_std::lock_guard<photon_std::mutex> g(m);
+            c += 10;
+        };
+        photon_std::thread t(bump, counter, mu);
+        t.join();
+        CHECK(counter == 11, "by reference: %d", counter);
+        int copied = 5;
+        photon_std::thread u([](int v) { CHECK(v == 5, "by value: %d", v); }, copied);
+        copied = 6;
+        u.join();
+        photon::thread* th11 = photon::thread_create11([](int& c) { c = 99; }, counter);
+        photon::thread_join(photon::thread_enable_join(th11));
+        CHECK(counter == 99, "thread_create11 by reference: %d", counter);
+    }
+
     SAY("SingleFlight: concurrent callers share one run and its result (or exception)");
     {
         photon::SingleFlight sf;

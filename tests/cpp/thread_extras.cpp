@@ -10,6 +10,7 @@
 #include <photon/common/singleflight.h>
 #include <photon/photon.h>
 #include <photon/thread/future.h>
+#include <photon/thread/go.h>
 #include <photon/thread/stack-allocator.h>
 #include <photon/thread/std-compat.h>
 #include <photon/thread/thread-key.h>
@@ -252,6 +253,60 @@ int main() {
         photon::thread* th11 = photon::thread_create11([](int& c) { c = 99; }, counter);
         photon::thread_join(photon::thread_enable_join(th11));
         CHECK(counter == 99, "thread_create11 by reference: %d", counter);
+    }
+
+    SAY("go.h: go, buffered and unbuffered channels, close, range-for, select");
+    {
+        photon::channel<int> ch(4);
+        photon::go([&] {
+            for (int i = 1; i <= 10; i++) ch << i;
+            ch.close();
+        });
+        int sum = 0;
+        for (int v : ch) sum += v;
+        CHECK(sum == 55 && ch.is_closed() && !ch.send(1), "sum %d", sum);
+        int v = 0;
+        CHECK(!ch.recv(v), "closed and drained");
+
+        photon::channel<std::string> unbuf;
+        bool sent = false;
+        photon::go([&] { sent = unbuf.send(std::string("hand-off")); });
+        photon::thread_usleep(2000);
+        CHECK(!sent, "an unbuffered send waits for a receiver");
+        auto r = unbuf.recv(1000 * 1000);
+        CHECK(r.second && r.first == "hand-off", "received");
+        photon::thread_usleep(1000);
+        CHECK(sent, "the sender returned true");
+        CHECK(!unbuf.send(std::string("nobody"), 2000), "an unbuffered send times out");
+        CHECK(!unbuf.try_send(std::string("x")), "try_send without a receiver");
+
+        photon::channel<int> a(1), b(1);
+        int got = 0;
+        CHECK(photon::select_nonblock(photon::recv_case_of(a, [&](int x, bool) { got = x; }),
+                                      photon::recv_case_of(b, [&](int x, bool) { got = x; })) == -1,
+              "nothing ready");
+        b << 7;
+        CHECK(photon::select(photon::recv_case_of(a, [&](int x, bool) { got = x; }),
+                             photon::recv_case_of(b, [&](int x, bool) { got = -x; })) == 1 &&
+                  got == -7,
+              "select picked b: %d", got);
+        const uint64_t t0 = photon::now;
+        CHECK(photon::select(photon::Timeout(3000), photon::recv_case_of(a, [&](int, bool) {})) == -1, "timeout");
+        CHECK(photon::now - t0 >= 2000, "waited");
+        bool wrote = false;
+        CHECK(photon::select_nonblock(photon::send_case_of(a, 5, [&] { wrote = true; })) == 0 && wrote && a.size() == 1,
+              "send case");
+
+        SAY("a channel across vcpus");
+        photon::WorkPool pool(1);
+        photon::channel<int> cross(2);
+        pool.async_call(new auto([&] {
+            for (int i = 0; i < 100; i++) cross.send(i);
+            cross.close();
+        }));
+        long total = 0;
+        for (int x : cross) total += x;
+        CHECK(total == 4950, "total %ld", total);
     }
 
     SAY("SingleFlight: concurrent callers share one run and its result (or exception)");

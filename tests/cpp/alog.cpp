@@ -13,6 +13,7 @@
 #include <photon/common/utility.h>
 #include <photon/net/socket.h>
 #include <photon/photon.h>
+#include <photon/thread/thread.h>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -168,6 +169,21 @@ int main(int argc, char** argv) {
     ::close(in);
     ::unlink(path);
     CHECK(std::strstr(buf, "|INFO |") != nullptr && std::strstr(buf, "to the file 42\n") != nullptr, "file: %s", buf);
+
+    SAY("new_async_log_output queues lines and writes them in batches");
+    {
+        capture inner;
+        ILogOutput* async = new_async_log_output(&inner);
+        default_audit_logger.log_output = async;
+        for (int i = 0; i < 100; i++) LOG_AUDIT("async `", i);
+        for (int i = 0; i < 1000 && inner.lines.empty(); i++) photon::thread_usleep(1000);
+        default_audit_logger.log_output = log_output_null;
+        async->destruct();  // flushes what is left
+        std::string all;
+        for (const std::string& x : inner.lines) all += x;
+        CHECK(all.find("async 0\n") != std::string::npos && all.find("async 99\n") != std::string::npos,
+              "all lines arrived (%zu batches)", inner.lines.size());
+    }
 
     SAY("DEFER runs at scope end, in reverse order");
     std::string order;

@@ -235,9 +235,19 @@ fn cpp_localfs() {
 fn cpp_alog() {
     behaviour_test("alog");
     let exe = out_dir().join("alog");
-    for (value, level) in [("warn", "2"), ("error", "3"), ("info", "1"), ("debug", "0"), ("photon=info", "1")] {
+    for (value, level) in [
+        ("warn", "2"),
+        ("error", "3"),
+        ("info", "1"),
+        ("debug", "0"),
+        ("photon=info", "1"),
+    ] {
         let run = run_program(&exe, &["env", level], "epoll", &[("PHOTON_LOG", value)]);
-        assert!(run.passed(), "PHOTON_LOG={value} should give level {level}: {}", run.describe());
+        assert!(
+            run.passed(),
+            "PHOTON_LOG={value} should give level {level}: {}",
+            run.describe()
+        );
     }
 }
 

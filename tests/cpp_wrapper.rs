@@ -40,7 +40,9 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The behaviour programs of `tests/cpp/`, each with its `#[test]` below
 /// (`escape` and `port_bank` have tests of their own kind).
 const PROGRAMS: &[&str] = &[
+    "alog",
     "escape",
+    "io_extras",
     "localfs",
     "locks",
     "port_bank",
@@ -48,6 +50,7 @@ const PROGRAMS: &[&str] = &[
     "std_compat",
     "thread",
     "thread11",
+    "thread_extras",
     "workpool",
 ];
 
@@ -192,7 +195,7 @@ fn cpp_std_compat() {
 /// (the others are built as C++14 by the `cc` crate's compiler).
 #[test]
 fn cpp_clang_cxx17() {
-    for name in ["std_compat", "thread11"] {
+    for name in ["std_compat", "thread11", "alog", "thread_extras", "io_extras"] {
         let src = test_dir().join(format!("{name}.cpp"));
         let exe = out_dir().join(format!("{name}_clang17"));
         compile_cpp(Command::new("clang++"), "-std=c++17", &src, &exe);
@@ -224,6 +227,41 @@ fn cpp_socket() {
 #[test]
 fn cpp_localfs() {
     behaviour_test("localfs");
+}
+
+/// Logging (alog.h, alog-stdstring.h) and utility.h; then the starting
+/// level PHOTON_LOG gives, as libphoton's own logger reads it.
+#[test]
+fn cpp_alog() {
+    behaviour_test("alog");
+    let exe = out_dir().join("alog");
+    for (value, level) in [
+        ("warn", "2"),
+        ("error", "3"),
+        ("info", "1"),
+        ("debug", "0"),
+        ("photon=info", "1"),
+    ] {
+        let run = run_program(&exe, &["env", level], "epoll", &[("PHOTON_LOG", value)]);
+        assert!(
+            run.passed(),
+            "PHOTON_LOG={value} should give level {level}: {}",
+            run.describe()
+        );
+    }
+}
+
+/// vcpu_init/fini, CURRENT/now values, usleep_defer, thread keys,
+/// thread_local_ptr, thread pools, futures, stack allocator, WorkPool extras.
+#[test]
+fn cpp_thread_extras() {
+    behaviour_test("thread_extras");
+}
+
+/// fd-events.h, lockfree_queue.h, net/utils.h, fs::new_localfs_adaptor.
+#[test]
+fn cpp_io_extras() {
+    behaviour_test("io_extras");
 }
 
 /// Exceptions that escape threads nobody will join: each case of

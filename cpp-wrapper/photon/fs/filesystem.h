@@ -3,7 +3,11 @@
 #ifndef PHOTON_CPP_FS_FILESYSTEM_H
 #define PHOTON_CPP_FS_FILESYSTEM_H
 
+#include <photon/common/object.h>
 #include <photon/common/stream.h>
+
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -30,6 +34,33 @@ public:
     virtual int fallocate(int mode, off_t offset, off_t len) = 0;
     /// The file's fd (-1 once closed).
     virtual int get_underlay_fd() = 0;
+};
+
+/// A file system: paths in, IFile objects out (PhotonLibOS's IFileSystem,
+/// without directory listing). Each call returns 0 (or a count), or -1
+/// with errno, as the POSIX call of the same name.
+class IFileSystem : public Object {
+public:
+    virtual IFile* open(const char* pathname, int flags) = 0;
+    virtual IFile* open(const char* pathname, int flags, mode_t mode) = 0;
+    virtual IFile* creat(const char* pathname, mode_t mode) = 0;
+    virtual int mkdir(const char* pathname, mode_t mode) = 0;
+    virtual int rmdir(const char* pathname) = 0;
+    virtual int symlink(const char* oldname, const char* newname) = 0;
+    virtual ssize_t readlink(const char* path, char* buf, size_t bufsiz) = 0;
+    virtual int link(const char* oldname, const char* newname) = 0;
+    virtual int rename(const char* oldname, const char* newname) = 0;
+    virtual int unlink(const char* filename) = 0;
+    virtual int chmod(const char* pathname, mode_t mode) = 0;
+    virtual int chown(const char* pathname, uid_t owner, gid_t group) = 0;
+    virtual int lchown(const char* pathname, uid_t owner, gid_t group) = 0;
+    virtual int statfs(const char* path, struct statfs* buf) = 0;
+    virtual int statvfs(const char* path, struct statvfs* buf) = 0;
+    virtual int stat(const char* path, struct stat* buf) = 0;
+    virtual int lstat(const char* path, struct stat* buf) = 0;
+    virtual int access(const char* pathname, int mode) = 0;
+    virtual int truncate(const char* path, off_t length) = 0;
+    virtual int syncfs() = 0;
 };
 
 }  // namespace fs

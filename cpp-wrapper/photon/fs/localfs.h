@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 #include <new>
 
 namespace photon {
@@ -101,6 +102,76 @@ inline IFile* new_localfile_adaptor(int fd, int io_engine_type = 0) {
     IFile* file = new (std::nothrow) detail::LocalFile(fd);
     if (file == nullptr) errno = ENOMEM;
     return file;
+}
+
+
+namespace detail {
+/// The local file system under a root directory (relative paths are taken
+/// from the root; absolute ones too, as PhotonLibOS's adaptor does with a
+/// root of "/"). Opens and data calls go through libphoton; metadata calls
+/// are the plain system calls.
+class LocalFileSystem final : public IFileSystem {
+public:
+    explicit LocalFileSystem(const char* root) : m_root(root != nullptr ? root : "") {
+        if (!m_root.empty() && m_root.back() != '/') m_root += '/';
+    }
+    IFile* open(const char* pathname, int flags) override { return open(pathname, flags, 0644); }
+    IFile* open(const char* pathname, int flags, mode_t mode) override {
+        return open_localfile_adaptor(path(pathname).c_str(), flags, mode);
+    }
+    IFile* creat(const char* pathname, mode_t mode) override {
+        return open(pathname, O_CREAT | O_WRONLY | O_TRUNC, mode);
+    }
+    int mkdir(const char* p, mode_t mode) override { return photon_mkdir(path(p).c_str(), mode); }
+    int rmdir(const char* p) override { return ::rmdir(path(p).c_str()); }
+    int symlink(const char* oldname, const char* newname) override {
+        return ::symlink(oldname, path(newname).c_str());
+    }
+    ssize_t readlink(const char* p, char* buf, size_t bufsiz) override { return ::readlink(path(p).c_str(), buf, bufsiz); }
+    int link(const char* oldname, const char* newname) override {
+        return ::link(path(oldname).c_str(), path(newname).c_str());
+    }
+    int rename(const char* oldname, const char* newname) override {
+        return photon_rename(path(oldname).c_str(), path(newname).c_str());
+    }
+    int unlink(const char* p) override { return photon_unlink(path(p).c_str()); }
+    int chmod(const char* p, mode_t mode) override { return ::chmod(path(p).c_str(), mode); }
+    int chown(const char* p, uid_t owner, gid_t group) override { return ::chown(path(p).c_str(), owner, group); }
+    int lchown(const char* p, uid_t owner, gid_t group) override { return ::lchown(path(p).c_str(), owner, group); }
+    int statfs(const char* p, struct statfs* buf) override { return ::statfs(path(p).c_str(), buf); }
+    int statvfs(const char* p, struct statvfs* buf) override { return ::statvfs(path(p).c_str(), buf); }
+    int stat(const char* p, struct stat* buf) override { return ::stat(path(p).c_str(), buf); }
+    int lstat(const char* p, struct stat* buf) override { return ::lstat(path(p).c_str(), buf); }
+    int access(const char* p, int mode) override { return ::access(path(p).c_str(), mode); }
+    int truncate(const char* p, off_t length) override { return ::truncate(path(p).c_str(), length); }
+    int syncfs() override {
+        const int fd = ::open(m_root.empty() ? "." : m_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) return -1;
+        const int r = ::syncfs(fd);
+        const int e = errno;
+        ::close(fd);
+        errno = e;
+        return r;
+    }
+
+private:
+    std::string path(const char* p) const {
+        if (p == nullptr) return m_root;
+        while (*p == '/' && !m_root.empty()) ++p;
+        return m_root + p;
+    }
+    std::string m_root;
+};
+}  // namespace detail
+
+/// The local file system rooted at `root_path` (nullptr: the process's
+/// view, paths as given). `io_engine_type` is ignored (libphoton picks
+/// io_uring or its offload pool). Delete it when done.
+inline IFileSystem* new_localfs_adaptor(const char* root_path = nullptr, int io_engine_type = 0) {
+    (void)io_engine_type;
+    IFileSystem* fs = new (std::nothrow) detail::LocalFileSystem(root_path);
+    if (fs == nullptr) errno = ENOMEM;
+    return fs;
 }
 
 }  // namespace fs

@@ -37,6 +37,12 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <type_traits>
+#if __cplusplus >= 201703L
+#include <string_view>
+#endif
+
+class LogBuffer;
 
 namespace photon {
 namespace net {
@@ -85,6 +91,11 @@ struct IPAddr {
     bool is_loopback() const noexcept { return is_ipv4() ? same(V4Loopback()) : same(V6Loopback()); }
     bool is_localhost() const noexcept { return is_loopback(); }
     bool is_broadcast() const noexcept { return is_ipv4() && same(V4Broadcast()); }
+    /// 169.254.0.0/16, or fe80::/10.
+    bool is_link_local() const noexcept {
+        if (is_ipv4()) return addr.s6_addr[12] == 169 && addr.s6_addr[13] == 254;
+        return addr.s6_addr[0] == 0xfe && (addr.s6_addr[1] & 0xc0) == 0x80;
+    }
     /// Equal addresses, or both loopback (as PhotonLibOS compares).
     bool operator==(const IPAddr& rhs) const noexcept { return same(rhs) || (is_loopback() && rhs.is_loopback()); }
     bool operator!=(const IPAddr& rhs) const noexcept { return !(*this == rhs); }
@@ -152,8 +163,28 @@ struct EndPoint {
         addr = ip;
         port = static_cast<uint16_t>(p);
     }
+    /// Parses "host:port", "[v6]:port", or a bare address (which takes
+    /// `default_port`); an unparsable string gives 0.0.0.0:0. Host names
+    /// are not resolved (see photon/net/utils.h's gethostbyname).
+    static EndPoint parse(const std::string& ep, uint16_t default_port = 0) {
+        EndPoint full(ep.c_str());
+        if (!full.undefined()) return full;
+        const std::string host = ep.size() > 2 && ep.front() == '[' && ep.back() == ']' ? ep.substr(1, ep.size() - 2) : ep;
+        IPAddr ip(host.c_str());
+        if (ip.undefined() && host != "0.0.0.0") return EndPoint();
+        return EndPoint(ip, default_port);
+    }
+#if __cplusplus >= 201703L
+    static EndPoint parse(std::string_view ep, uint16_t default_port = 0) {
+        return parse(std::string(ep), default_port);
+    }
+    static EndPoint parse(const char* ep, uint16_t default_port = 0) {
+        return parse(std::string(ep ? ep : ""), default_port);
+    }
+#endif
     bool is_ipv4() const noexcept { return addr.is_ipv4(); }
-    bool undefined() const noexcept { return addr.undefined(); }
+    /// True for 0.0.0.0:0 (what a failed parse gives), as PhotonLibOS's.
+    bool undefined() const noexcept { return addr.undefined() && port == 0; }
     bool operator==(const EndPoint& rhs) const noexcept { return addr == rhs.addr && port == rhs.port; }
     bool operator!=(const EndPoint& rhs) const noexcept { return !(*this == rhs); }
     /// "1.2.3.4:80" or "[::1]:80".
@@ -161,6 +192,18 @@ struct EndPoint {
         return (is_ipv4() ? addr.to_string() : "[" + addr.to_string() + "]") + ":" + std::to_string(port);
     }
 };
+
+/// IPAddr and EndPoint in log lines (photon/common/alog.h's LogBuffer,
+/// found by argument-dependent lookup; a template, so that this header
+/// needs no logging header).
+template <class LB, class = typename std::enable_if<std::is_same<LB, ::LogBuffer>::value>::type>
+inline LB& operator<<(LB& log, const IPAddr& a) {
+    return log << a.to_string().c_str();
+}
+template <class LB, class = typename std::enable_if<std::is_same<LB, ::LogBuffer>::value>::type>
+inline LB& operator<<(LB& log, const EndPoint& ep) {
+    return log << ep.to_string().c_str();
+}
 
 /// What sockets, clients and servers have in common.
 class ISocketBase {

@@ -32,6 +32,7 @@
 #include <photon/photon.h>
 #include <photon/thread/detail/escape.h>
 #include <photon/thread/detail/invoke.h>
+#include <photon/thread/thread-local.h>
 #include <photon/thread/thread.h>
 #include <photon/thread/thread11.h>
 #include <photon/thread/workerpool.h>

@@ -19,6 +19,7 @@
 #include <photon.h>
 #include <photon/common/timeout.h>
 #include <photon/thread/detail/escape.h>
+#include <photon/thread/stack-allocator.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -44,26 +45,44 @@ inline thread* cpp_thread(photon_thread* th) noexcept { return reinterpret_cast<
 }  // namespace detail
 
 /// The type of photon::CURRENT: converts to the calling photon thread
-/// (nullptr off a vcpu) each time it is read. Not copyable, so that
-/// `auto th = photon::CURRENT;` fails to compile instead of capturing
-/// "whoever reads it later": write `photon::thread* th = photon::CURRENT;`.
+/// (nullptr off a vcpu) each time `photon::CURRENT` itself is read. A copy
+/// is a value: `auto th = photon::CURRENT;` keeps the thread that made the
+/// copy (as PhotonLibOS's `thread* CURRENT` variable would).
 struct current_thread_t {
-    constexpr current_thread_t() noexcept {}
-    current_thread_t(const current_thread_t&) = delete;
-    current_thread_t& operator=(const current_thread_t&) = delete;
-    operator thread*() const noexcept { return detail::cpp_thread(photon_thread_self()); }
+    constexpr current_thread_t() noexcept : m_th(nullptr), m_live(true) {}
+    current_thread_t(const current_thread_t& o) noexcept : m_th(o), m_live(false) {}
+    current_thread_t& operator=(const current_thread_t& o) noexcept {
+        m_th = o;
+        m_live = false;
+        return *this;
+    }
+    operator thread*() const noexcept { return m_live ? detail::cpp_thread(photon_thread_self()) : m_th; }
+    thread* operator->() const noexcept { return *this; }
+
+private:
+    thread* m_th;
+    bool m_live;
 };
 /// The calling photon thread (PhotonLibOS's `CURRENT`).
 constexpr current_thread_t CURRENT{};
 
 /// The type of photon::now: converts to photon_now_us() (monotonic
-/// microseconds) each time it is read. Not copyable, for the same reason as
-/// CURRENT: write `uint64_t t = photon::now;`.
+/// microseconds) each time `photon::now` itself is read. A copy is a value:
+/// `auto t0 = photon::now;` keeps the time the copy was made, so
+/// `photon::now - t0` is the time elapsed since.
 struct now_clock_t {
-    constexpr now_clock_t() noexcept {}
-    now_clock_t(const now_clock_t&) = delete;
-    now_clock_t& operator=(const now_clock_t&) = delete;
-    operator uint64_t() const noexcept { return photon_now_us(); }
+    constexpr now_clock_t() noexcept : m_us(0), m_live(true) {}
+    now_clock_t(const now_clock_t& o) noexcept : m_us(o), m_live(false) {}
+    now_clock_t& operator=(const now_clock_t& o) noexcept {
+        m_us = o;
+        m_live = false;
+        return *this;
+    }
+    operator uint64_t() const noexcept { return m_live ? photon_now_us() : m_us; }
+
+private:
+    uint64_t m_us;
+    bool m_live;
 };
 /// Monotonic time in microseconds (PhotonLibOS's `now`; exact here, not a
 /// coarse timestamp).
@@ -200,6 +219,71 @@ inline vcpu_base* get_vcpu(thread* th = CURRENT) noexcept {
 /// `vcpu`. Returns 0, or -1 with errno (`EBUSY` if `th` is blocked).
 inline int thread_migrate(thread* th, vcpu_base* vcpu) noexcept {
     return photon_thread_migrate(detail::c_thread(th), reinterpret_cast<photon_vcpu*>(vcpu));
+}
+
+
+/// Makes the calling OS thread a vcpu (PhotonLibOS's scheduler-only init;
+/// here it also starts the event engine PHOTON_ENGINE names, io_uring when
+/// usable else epoll, so a later fd_events_init() has nothing to do).
+/// `flags` is ignored. Returns 0, or -1 with errno (`EALREADY` if it is one).
+inline int vcpu_init(uint64_t flags = 0) noexcept {
+    (void)flags;
+    return photon_init(PHOTON_EVENT_DEFAULT, 0);
+}
+
+/// Ends the calling vcpu (photon_fini: waits for its threads; those blocked
+/// without a timeout are cancelled with ECANCELED).
+inline int vcpu_fini() noexcept { return photon_fini(); }
+
+/// A function thread_usleep_defer() runs once the caller sleeps.
+typedef void (*defer_func)(void*);
+
+namespace detail {
+struct usleep_defer_start {
+    defer_func fn;
+    void* arg;
+};
+inline void* usleep_defer_trampoline(void* p) noexcept {
+    const usleep_defer_start s = *static_cast<usleep_defer_start*>(p);
+    delete static_cast<usleep_defer_start*>(p);
+    s.fn(s.arg);
+    return nullptr;
+}
+}  // namespace detail
+
+/// Sleeps like thread_usleep(), and once the caller is asleep runs
+/// `defer(defer_arg)` in another photon thread of this vcpu (so the defer
+/// may wake the sleeper, e.g. unlock what it waits on, without missing the
+/// wake-up). The defer must not block. Returns as thread_usleep does, or -1
+/// with errno (`ENOMEM`, `EPERM` off a vcpu) without sleeping, having run
+/// nothing.
+inline int thread_usleep_defer(Timeout timeout, defer_func defer, void* defer_arg = nullptr) noexcept {
+    if (defer == nullptr) return photon_thread_usleep(timeout.timeout());
+    detail::usleep_defer_start* s = new (std::nothrow) detail::usleep_defer_start{defer, defer_arg};
+    if (s == nullptr) {
+        errno = ENOMEM;
+        return -1;
+    }
+    // A new thread first runs when its creator blocks: after the sleep began.
+    if (photon_thread_create(&detail::usleep_defer_trampoline, s, 64 * 1024) == nullptr) {
+        const int e = errno;
+        delete s;
+        errno = e;
+        return -1;
+    }
+    return photon_thread_usleep(timeout.timeout());
+}
+
+/// Yields, letting `th` run soon. The C API cannot pick which thread runs
+/// next, so every runnable thread of this vcpu runs once (as
+/// thread_yield()); returns 0 (-1 with `EINVAL` for a null `th`).
+inline int thread_yield_to(thread* th) noexcept {
+    if (th == nullptr) {
+        errno = EINVAL;
+        return -1;
+    }
+    photon_thread_yield();
+    return 0;
 }
 
 }  // namespace photon

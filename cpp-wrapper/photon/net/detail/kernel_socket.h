@@ -31,7 +31,7 @@ namespace net {
 namespace detail {
 
 /// `ep` as a sockaddr of family AF_INET (a v4 endpoint, unless `v6`) or AF_INET6.
-inline socklen_t to_sockaddr(const EndPoint& ep, bool v6, sockaddr_storage& ss) noexcept {
+inline socklen_t to_sockaddr(const EndPoint& ep, bool v6, ::sockaddr_storage& ss) noexcept {
     std::memset(&ss, 0, sizeof ss);
     if (!v6 && ep.is_ipv4()) {
         sockaddr_in* in = reinterpret_cast<sockaddr_in*>(&ss);
@@ -48,7 +48,7 @@ inline socklen_t to_sockaddr(const EndPoint& ep, bool v6, sockaddr_storage& ss) 
 }
 
 /// The endpoint of an AF_INET/AF_INET6 sockaddr; -1 (EAFNOSUPPORT) for others.
-inline int from_sockaddr(const sockaddr_storage& ss, EndPoint& ep) noexcept {
+inline int from_sockaddr(const ::sockaddr_storage& ss, EndPoint& ep) noexcept {
     if (ss.ss_family == AF_INET) {
         const sockaddr_in* in = reinterpret_cast<const sockaddr_in*>(&ss);
         ep = EndPoint(IPAddr(in->sin_addr), ntohs(in->sin_port));
@@ -82,7 +82,7 @@ inline int to_sockaddr_un(const char* path, size_t count, sockaddr_un& un, sockl
 }
 
 /// Copies the path of a Unix sockaddr into `path` (NUL-terminated).
-inline int un_path(const sockaddr_storage& ss, socklen_t len, char* path, size_t count) noexcept {
+inline int un_path(const ::sockaddr_storage& ss, socklen_t len, char* path, size_t count) noexcept {
     if (ss.ss_family != AF_UNIX || path == nullptr || count == 0) {
         errno = EINVAL;
         return -1;
@@ -213,13 +213,13 @@ public:
 private:
     using name_fn = int (*)(int, sockaddr*, socklen_t*);
     int name_of(EndPoint& ep, name_fn fn) {
-        sockaddr_storage ss;
+        ::sockaddr_storage ss;
         socklen_t len = sizeof ss;
         if (fn(m_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
         return from_sockaddr(ss, ep);
     }
     int path_of(char* path, size_t count, name_fn fn) {
-        sockaddr_storage ss;
+        ::sockaddr_storage ss;
         socklen_t len = sizeof ss;
         if (fn(m_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
         return un_path(ss, len, path, count);
@@ -271,12 +271,12 @@ public:
             errno = EAFNOSUPPORT;
             return nullptr;
         }
-        sockaddr_storage ss;
+        ::sockaddr_storage ss;
         const socklen_t len = to_sockaddr(remote, m_v6, ss);
         const int fd = photon_socket(ss.ss_family, SOCK_STREAM, 0);
         if (fd < 0) return nullptr;
         if (local != nullptr) {
-            sockaddr_storage ls;
+            ::sockaddr_storage ls;
             const socklen_t llen = to_sockaddr(*local, ss.ss_family == AF_INET6, ls);
             if (::bind(fd, reinterpret_cast<sockaddr*>(&ls), llen) != 0) return fail(fd);
         }
@@ -339,7 +339,7 @@ public:
             errno = m_unix ? EAFNOSUPPORT : EALREADY;
             return -1;
         }
-        sockaddr_storage ss;
+        ::sockaddr_storage ss;
         const socklen_t len = to_sockaddr(ep, m_v6, ss);
         const int fd = photon_socket(ss.ss_family, SOCK_STREAM, 0);
         if (fd < 0) return -1;
@@ -382,7 +382,7 @@ public:
         return ::listen(m_fd, backlog);
     }
     ISocketStream* accept(EndPoint* remote_endpoint = nullptr) override {
-        sockaddr_storage ss;
+        ::sockaddr_storage ss;
         socklen_t len = sizeof ss;
         const int fd = photon_accept(m_fd, reinterpret_cast<sockaddr*>(&ss), &len, m_timeout);
         if (fd < 0) return nullptr;
@@ -461,7 +461,7 @@ public:
     using ISocketName::getpeername;
     using ISocketName::getsockname;
     int getsockname(EndPoint& ep) override {
-        sockaddr_storage ss;
+        ::sockaddr_storage ss;
         socklen_t len = sizeof ss;
         if (::getsockname(m_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
         return from_sockaddr(ss, ep);
@@ -471,7 +471,7 @@ public:
         return -1;
     }
     int getsockname(char* path, size_t count) override {
-        sockaddr_storage ss;
+        ::sockaddr_storage ss;
         socklen_t len = sizeof ss;
         if (::getsockname(m_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
         return un_path(ss, len, path, count);

@@ -69,15 +69,49 @@ using passes_as_pointer =
     std::integral_constant<bool, std::is_pointer<R>::value &&
                                      std::is_object<typename std::remove_pointer<R>::type>::value>;
 
-/// A callable and its arguments, decay-copied (as std::thread does), to be
-/// invoked once, as rvalues, in the new thread.
+template <class...>
+struct voider {
+    using type = void;
+};
+/// Whether INVOKE(F, A...) is well-formed.
+template <class Sig, class = void>
+struct is_invocable_ : std::false_type {};
+template <class F, class... A>
+struct is_invocable_<F(A...), typename voider<invoke_result_t<F, A...>>::type> : std::true_type {};
+
+/// How a thread keeps an argument of (forwarded) type A: decay-copied, as
+/// std::thread does; or, only when the call could not be made that way
+/// (`by_ref`: a parameter is a non-const lvalue reference, or an argument
+/// cannot be copied), an lvalue argument by reference, as PhotonLibOS's
+/// thread_create11 and photon_std::thread keep every lvalue argument.
+template <class A, bool by_ref>
+struct stored_arg {
+    using type = typename std::decay<A>::type;
+};
+template <class A>
+struct stored_arg<A, true> {
+    using type = typename std::conditional<std::is_lvalue_reference<A>::value,
+                                           std::reference_wrapper<typename std::remove_reference<A>::type>,
+                                           typename std::decay<A>::type>::type;
+};
+template <class F, class... A>
+using args_by_ref = std::integral_constant<
+    bool, !is_invocable_<typename std::decay<F>::type(typename std::decay<A>::type...)>::value &&
+              is_invocable_<typename std::decay<F>::type(A...)>::value>;
+
+/// A callable and its arguments, decay-copied (as std::thread does; see
+/// stored_arg for the one exception), to be invoked once, as rvalues, in
+/// the new thread.
 template <class F, class... A>
 class call_package {
+    static constexpr bool by_ref = args_by_ref<F, A...>::value;
+
 public:
     template <class FF, class... AA>
     explicit call_package(FF&& f, AA&&... a) : m_call(std::forward<FF>(f), std::forward<AA>(a)...) {}
 
-    using result_type = invoke_result_t<typename std::decay<F>::type, typename std::decay<A>::type...>;
+    using result_type =
+        invoke_result_t<typename std::decay<F>::type, typename stored_arg<A, by_ref>::type...>;
 
     /// Invokes it; the result as a `void*` (see passes_as_pointer).
     void* operator()() { return call(std::index_sequence_for<A...>(), passes_as_pointer<result_type>()); }
@@ -95,7 +129,7 @@ private:
         return nullptr;
     }
 
-    std::tuple<typename std::decay<F>::type, typename std::decay<A>::type...> m_call;
+    std::tuple<typename std::decay<F>::type, typename stored_arg<A, by_ref>::type...> m_call;
 };
 
 }  // namespace detail

@@ -130,9 +130,24 @@ public:
                    : -1;
     }
     void unlock() noexcept { m_locked.store(false, std::memory_order_release); }
+    /// Whether someone holds it (a snapshot).
+    bool locked() const noexcept { return m_locked.load(std::memory_order_acquire); }
 
 private:
     std::atomic<bool> m_locked{false};
+};
+
+/// PhotonLibOS's queued spinlock, here the same test-and-test-and-set lock
+/// as spinlock (same interface: lock, try_lock, unlock, locked).
+class qspinlock : public spinlock {
+public:
+    constexpr qspinlock() noexcept {}
+};
+
+/// PhotonLibOS's ticket spinlock, here the same lock as spinlock.
+class ticket_spinlock : public spinlock {
+public:
+    constexpr ticket_spinlock() noexcept {}
 };
 
 /// A coroutine mutex (non-recursive): lock() blocks only the calling photon

@@ -8,12 +8,14 @@
 
 #include <photon.h>
 #include <photon/thread/std-compat.h>
+#include <photon/thread/future.h>
 #include <photon/thread/thread.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -197,6 +199,70 @@ void call_once(once_flag& flag, F&& f, A&&... args) {
     photon::detail::invoke(std::forward<F>(f), std::forward<A>(args)...);
     flag.m_done.store(true, std::memory_order_release);
 }
+
+/// The reading side of a photon_std::promise (PhotonLibOS's
+/// photon_std::future): get() waits for the value as a photon thread.
+template <typename T>
+class future {
+public:
+    future() = default;
+    explicit future(std::shared_ptr<photon::Future<T>> f) : m_fut(std::move(f)) {}
+    bool valid() const noexcept { return m_fut != nullptr; }
+    /// Waits for the value and returns it (moved out: call once).
+    T get() {
+        std::shared_ptr<photon::Future<T>> f = std::move(m_fut);
+        return std::move(f->get());
+    }
+    void wait() const { m_fut->wait(); }
+    /// Waits at most `timeout` microseconds (PhotonLibOS's signature).
+    std::future_status wait(uint64_t timeout) const {
+        return m_fut->wait(timeout) == 0 ? std::future_status::ready : std::future_status::timeout;
+    }
+    template <class Rep, class Period>
+    std::future_status wait_for(const std::chrono::duration<Rep, Period>& d) const {
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+        return wait(us <= 0 ? 0 : static_cast<uint64_t>(us));
+    }
+    template <class Clock, class Duration>
+    std::future_status wait_until(const std::chrono::time_point<Clock, Duration>& t) const {
+        return wait_for(t - Clock::now());
+    }
+
+private:
+    std::shared_ptr<photon::Future<T>> m_fut;
+};
+
+/// A one-shot value for a photon_std::future (PhotonLibOS's
+/// photon_std::promise; set_exception is not offered).
+template <typename T>
+class promise {
+public:
+    promise() : m_fut(std::make_shared<photon::Future<T>>()) {}
+    future<T> get_future() { return future<T>(m_fut); }
+    template <typename P>
+    void set_value(P&& value) {
+        m_fut->get_promise().set_value(std::forward<P>(value));
+    }
+    void swap(promise& other) noexcept { m_fut.swap(other.m_fut); }
+
+private:
+    std::shared_ptr<photon::Future<T>> m_fut;
+};
+
+template <>
+class future<void> : public future<bool> {
+public:
+    future() = default;
+    future(future<bool> f) : future<bool>(std::move(f)) {}  // NOLINT: implicit
+    void get() { (void)future<bool>::get(); }
+};
+
+template <>
+class promise<void> : public promise<bool> {
+public:
+    future<void> get_future() { return future<void>(promise<bool>::get_future()); }
+    void set_value() { promise<bool>::set_value(true); }
+};
 
 }  // namespace photon_std
 

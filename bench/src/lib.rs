@@ -1,5 +1,5 @@
 //! Shared plumbing of libphoton's benchmark programs (see README.md and
-//! /work/shared/BENCH.md): machine description, CPU pinning, calibration of
+//! the team's benchmarking guide BENCH.md): machine description, CPU pinning, calibration of
 //! ~1 s runs, building libphoton.so and the C/C++ helper programs, running
 //! each measurement as a child process, statistics and tables.
 //!

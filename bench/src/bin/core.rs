@@ -533,7 +533,14 @@ fn main() -> ExitCode {
         let rows: Vec<Vec<String>> = cs
             .iter()
             .zip(&r)
-            .map(|(c, s)| vec![c.label.clone(), cell_median(&s[0]), cell_range(&s[0]), cell_ratio(&s[0], base)])
+            .map(|(c, s)| {
+                vec![
+                    c.label.clone(),
+                    cell_median(&s[0]),
+                    cell_range(&s[0]),
+                    cell_ratio(&s[0], base),
+                ]
+            })
             .collect();
         print_table(&["contender", "median ns", "range ns", "row / none"], &rows);
         println!();

@@ -1,6 +1,6 @@
 //! `echo`: libphoton's C echo server against its peers, side by side
 //! (issue "event engines and coroutine sockets"; method in
-//! /work/shared/BENCH.md, usage in bench/README.md).
+//! the team's benchmarking guide BENCH.md; usage in bench/README.md).
 //!
 //! Builds nothing. It runs, for each scenario, every server pinned to CPU 0
 //! (`taskset -c 0`) against the same C client (`c-examples/echo_client.c`,
@@ -42,8 +42,8 @@ struct Opts {
 
 const USAGE: &str = "\
 usage: echo [options]
-  --server-bin PATH    libphoton's C echo server (default /work/main/build/echo_server)
-  --client-bin PATH    the C echo client (default /work/main/build/echo_client)
+  --server-bin PATH    libphoton's C echo server (default <repository>/build/echo_server)
+  --client-bin PATH    the C echo client (default <repository>/build/echo_client)
   --bin-dir DIR        where echo_tokio, echo_monoio, echo_glommio, echo_mio are
                        (default: this program's own directory)
   --client-engine E    the client's libphoton engine, epoll | io_uring (default epoll)
@@ -74,8 +74,8 @@ fn parse_opts() -> Opts {
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."));
     let mut o = Opts {
-        server_bin: PathBuf::from("/work/main/build/echo_server"),
-        client_bin: PathBuf::from("/work/main/build/echo_client"),
+        server_bin: photon_bench::root_dir().join("build").join("echo_server"),
+        client_bin: photon_bench::root_dir().join("build").join("echo_client"),
         bin_dir: own_dir,
         client_engine: "epoll".into(),
         reps: 5,
@@ -991,8 +991,8 @@ fn main() {
             eprintln!("  {m}");
         }
         eprintln!(
-            "build them with:\n  cd /work/main && cargo build --release && cmake --build build\n  \
-             cd /work/main/bench && cargo build --release --bin echo --bin echo_tokio --bin echo_monoio \
+            "build them with:\n  cd <repository> && cargo build --release && cmake --build build\n  \
+             cd <repository>/bench && cargo build --release --bin echo --bin echo_tokio --bin echo_monoio \
              --bin echo_glommio --bin echo_mio"
         );
         std::process::exit(1);

@@ -1,5 +1,5 @@
 //! Benchmark of libphoton's file I/O against fio and OS threads, side by
-//! side in one run (see bench/README.md and /work/shared/BENCH.md).
+//! side in one run (see bench/README.md and the team's benchmarking guide BENCH.md).
 //!
 //!   cargo run --release --bin files -- [--reps 5] [--secs 3] [--warmup 0.5]
 //!       [--depths 1,16,64] [--only randread,write] [--dir /var/tmp/photon-bench]
@@ -175,7 +175,14 @@ fn residency(path: &Path) -> Result<f64, String> {
     // SAFETY: a read-only shared mapping of a file we hold open, unmapped below;
     // mincore writes one byte per page into a vector of that many bytes.
     unsafe {
-        let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0);
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
         if p == libc::MAP_FAILED {
             return Err(format!("mmap: {}", std::io::Error::last_os_error()));
         }
@@ -234,7 +241,12 @@ fn o_direct_ok(path: &Path) -> Result<(), String> {
         .custom_flags(libc::O_DIRECT)
         .open(path)
         .map(drop)
-        .map_err(|e| format!("O_DIRECT open of {}: {e} (this filesystem has no O_DIRECT?)", path.display()))
+        .map_err(|e| {
+            format!(
+                "O_DIRECT open of {}: {e} (this filesystem has no O_DIRECT?)",
+                path.display()
+            )
+        })
 }
 
 // ----------------------------------------------- another libphoton tree
@@ -270,7 +282,15 @@ fn compile_against(src: &str, name: &str, so: &Path, root: &Path) -> Result<Path
     let out = out_dir.join(name);
     let mut cmd = Command::new(env!("BENCH_CC"));
     cmd.args(env!("BENCH_CC_ARGS").split('\x1f').filter(|a| !a.is_empty()));
-    cmd.args(["-std=c11", "-O2", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-pthread"]);
+    cmd.args([
+        "-std=c11",
+        "-O2",
+        "-D_GNU_SOURCE",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pthread",
+    ]);
     cmd.arg("-I").arg(bench_dir().join("c"));
     cmd.arg("-I").arg(root.join("include"));
     cmd.arg(bench_dir().join("c").join(src)).arg("-o").arg(&out);
@@ -374,13 +394,16 @@ fn json_num(text: &str, anchor: &str, key: &str) -> Result<f64, String> {
     let from = text.find(anchor).ok_or_else(|| format!("fio JSON has no {anchor}"))?;
     let rest = &text[from..];
     let pat = format!("\"{key}\" :");
-    let at = rest.find(&pat).ok_or_else(|| format!("fio JSON has no {key} after {anchor}"))?;
+    let at = rest
+        .find(&pat)
+        .ok_or_else(|| format!("fio JSON has no {key} after {anchor}"))?;
     let num: String = rest[at + pat.len()..]
         .trim_start()
         .chars()
         .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+'))
         .collect();
-    num.parse::<f64>().map_err(|_| format!("fio JSON {key} = {num:?} is not a number"))
+    num.parse::<f64>()
+        .map_err(|_| format!("fio JSON {key} = {num:?} is not a number"))
 }
 
 /// User + system CPU seconds of this process's reaped children (and theirs).
@@ -416,15 +439,25 @@ fn parse_fio(stdout: &str, section: &str, cpu_s: f64, ramp_s: f64) -> Result<Fig
     }
     let run_s = job_ms / 1000.0;
     let cpu_s = cpu_s * run_s / (run_s + ramp_s);
-    let info = vec![format!("fio: {ios} I/Os, {bytes} bytes, job_runtime {job_ms} ms, process tree CPU {cpu_s:.3} s")];
+    let info = vec![format!(
+        "fio: {ios} I/Os, {bytes} bytes, job_runtime {job_ms} ms, process tree CPU {cpu_s:.3} s"
+    )];
     if section == "read" {
         let iops = json_num(json, &anchor, "iops")?;
         // the read section's runtime excludes the ramp; so does total_ios
-        Ok(Figures { value: iops, cpu_us: cpu_s * 1e6 / ios, info })
+        Ok(Figures {
+            value: iops,
+            cpu_us: cpu_s * 1e6 / ios,
+            info,
+        })
     } else {
         // job_runtime includes the end_fsync (checked: it grows by the fsync's time)
         let mbps = bytes / (job_ms / 1000.0) / 1e6;
-        Ok(Figures { value: mbps, cpu_us: cpu_s * 1e6 / (bytes / MIB as f64), info })
+        Ok(Figures {
+            value: mbps,
+            cpu_us: cpu_s * 1e6 / (bytes / MIB as f64),
+            info,
+        })
     }
 }
 
@@ -440,7 +473,11 @@ fn run_one(c: &Contender, timeout: Duration) -> Result<Figures, String> {
         How::Child(cmd) => {
             let o = run_child(cmd(), timeout)?;
             let key = if o.fields.contains_key("iops") { "iops" } else { "mbps" };
-            Ok(Figures { value: o.num(key)?, cpu_us: o.num("cpu_us")?, info: o.info })
+            Ok(Figures {
+                value: o.num(key)?,
+                cpu_us: o.num("cpu_us")?,
+                info: o.info,
+            })
         }
         How::Fio(cmd, section, ramp) => {
             let c0 = children_cpu_s();
@@ -613,7 +650,11 @@ fn main() -> ExitCode {
     println!("fio:     {fio_version}");
     match &o.lib_root {
         None => println!("library: {}", so.display()),
-        Some(r) => println!("library: {} (built from the tree at {}, given by --lib-root)", so.display(), r.display()),
+        Some(r) => println!(
+            "library: {} (built from the tree at {}, given by --lib-root)",
+            so.display(),
+            r.display()
+        ),
     }
     println!(
         "data:    {} (1 GiB, every 4 KiB block stamped and checked by our readers), {}; {}",
@@ -630,7 +671,9 @@ fn main() -> ExitCode {
         "         one vcpu = one CPU: every contender (its helper threads, the offload pool, fio) is pinned to CPU {cpu}"
     );
     println!("         CPU us/IO: the contender's user+system CPU time (all its threads) per I/O in the timed window;");
-    println!("         for fio, its whole process tree's CPU (from the driver's RUSAGE_CHILDREN) scaled by runtime / (ramp + runtime)");
+    println!(
+        "         for fio, its whole process tree's CPU (from the driver's RUSAGE_CHILDREN) scaled by runtime / (ramp + runtime)"
+    );
     println!();
 
     let secs = o.secs.to_string();
@@ -642,7 +685,17 @@ fn main() -> ExitCode {
             for &n in &o.depths {
                 let d = if direct { "1" } else { "0" };
                 let photon = |engine: &'static str| {
-                    let (p, args) = (p_photon.clone(), vec!["randread".into(), path.clone(), d.into(), n.to_string(), secs.clone(), warm.clone()]);
+                    let (p, args) = (
+                        p_photon.clone(),
+                        vec![
+                            "randread".into(),
+                            path.clone(),
+                            d.into(),
+                            n.to_string(),
+                            secs.clone(),
+                            warm.clone(),
+                        ],
+                    );
                     How::Child(Box::new(move || {
                         let mut c = Command::new(&p);
                         c.args(&args).env("PHOTON_ENGINE", engine);
@@ -665,10 +718,21 @@ fn main() -> ExitCode {
                     "--invalidate=0".into(),
                     "--output-format=json".into(),
                 ];
-                let threads_args: Vec<String> = vec!["randread".into(), path.clone(), d.into(), n.to_string(), secs.clone(), warm.clone()];
+                let threads_args: Vec<String> = vec![
+                    "randread".into(),
+                    path.clone(),
+                    d.into(),
+                    n.to_string(),
+                    secs.clone(),
+                    warm.clone(),
+                ];
                 let pt = p_threads.clone();
                 let contenders = vec![
-                    Contender { label: format!("libphoton io_uring, 1 vcpu, {n} photon thread{}", plural(n)), how: photon("io_uring"), fresh_file: None },
+                    Contender {
+                        label: format!("libphoton io_uring, 1 vcpu, {n} photon thread{}", plural(n)),
+                        how: photon("io_uring"),
+                        fresh_file: None,
+                    },
                     Contender {
                         label: format!("libphoton epoll + offload pool, 1 vcpu, {n} photon thread{}", plural(n)),
                         how: photon("epoll"),
@@ -701,7 +765,11 @@ fn main() -> ExitCode {
                 tables.push(TableData {
                     title: format!(
                         "4 KiB random reads, {}, {n} in flight: IOPS (higher is better)",
-                        if direct { "O_DIRECT" } else { "buffered from the page cache" }
+                        if direct {
+                            "O_DIRECT"
+                        } else {
+                            "buffered from the page cache"
+                        }
                     ),
                     contenders,
                     value: (0..k).map(|_| Series::default()).collect(),
@@ -735,8 +803,16 @@ fn main() -> ExitCode {
         let pt = p_threads.clone();
         let targs = vec!["write".to_string(), wpath.clone(), mib.clone()];
         let contenders = vec![
-            Contender { label: "libphoton io_uring, 1 photon thread".into(), how: photon("io_uring"), fresh_file: Some(wfile.clone()) },
-            Contender { label: "libphoton epoll + offload pool, 1 photon thread".into(), how: photon("epoll"), fresh_file: Some(wfile.clone()) },
+            Contender {
+                label: "libphoton io_uring, 1 photon thread".into(),
+                how: photon("io_uring"),
+                fresh_file: Some(wfile.clone()),
+            },
+            Contender {
+                label: "libphoton epoll + offload pool, 1 photon thread".into(),
+                how: photon("epoll"),
+                fresh_file: Some(wfile.clone()),
+            },
             Contender {
                 label: "fio io_uring, --rw=write --bs=1m --end_fsync=1".into(),
                 how: How::Fio(
@@ -802,20 +878,36 @@ fn main() -> ExitCode {
         }
         if t.title.contains("O_DIRECT") {
             if let Some(x) = ratio(io, fio) {
-                targets.push(format!("{short}: io_uring / fio = {x:.2}x (target >= 0.95x): {}", verdict(x >= 0.95)));
+                targets.push(format!(
+                    "{short}: io_uring / fio = {x:.2}x (target >= 0.95x): {}",
+                    verdict(x >= 0.95)
+                ));
             }
             if let Some(x) = ratio(io, thr) {
-                targets.push(format!("{short}: io_uring / OS-thread pread = {x:.2}x (target >= 1.0x): {}", verdict(x >= 1.0)));
+                targets.push(format!(
+                    "{short}: io_uring / OS-thread pread = {x:.2}x (target >= 1.0x): {}",
+                    verdict(x >= 1.0)
+                ));
             }
         } else if io.ok() {
             let m = io.median();
-            targets.push(format!("{short}: io_uring {} IOPS on one vcpu (target >= 1,400,000): {}", fmt_num(m), verdict(m >= 1.4e6)));
+            targets.push(format!(
+                "{short}: io_uring {} IOPS on one vcpu (target >= 1,400,000): {}",
+                fmt_num(m),
+                verdict(m >= 1.4e6)
+            ));
         }
         if let Some(x) = ratio(ep, io) {
-            targets.push(format!("{short}: epoll offload / io_uring = {x:.2}x (target >= 0.7x): {}", verdict(x >= 0.7)));
+            targets.push(format!(
+                "{short}: epoll offload / io_uring = {x:.2}x (target >= 0.7x): {}",
+                verdict(x >= 0.7)
+            ));
         }
     }
-    println!("CPU time over the whole run ({:.0} s): {load}", t0.elapsed().as_secs_f64());
+    println!(
+        "CPU time over the whole run ({:.0} s): {load}",
+        t0.elapsed().as_secs_f64()
+    );
     println!();
     if !targets.is_empty() {
         println!("## Targets (information; the exit status reflects errors only)");

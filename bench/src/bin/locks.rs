@@ -1,6 +1,6 @@
 //! Benchmark of libphoton's locks and of serving from several vcpus, side by
 //! side with OS-thread peers in one run (see bench/README.md and
-//! /work/shared/BENCH.md).
+//! the team's benchmarking guide BENCH.md).
 //!
 //!   cargo run --release --bin locks -- [--reps 7] [--secs 1] [--echo-reps 5]
 //!       [--echo-secs 3] [--echo-warmup 1] [--echo-engines io_uring,epoll]
@@ -21,7 +21,7 @@
 //! 4. echo from several vcpus: bench/c/locks_echo_vcpus.c (a work pool of N
 //!    vcpus, each serving the same port through its own
 //!    PHOTON_SERVER_REUSEPORT listener) with 1 and 2 vcpus, driven by the
-//!    C client (/work/main/build/echo_client, one vcpu, 64 connections,
+//!    C client (<repository>/build/echo_client, one vcpu, 64 connections,
 //!    ping-pong of 512 B). The machine has 2 cores, so the client shares
 //!    them with the server: once with everything free to run on both CPUs,
 //!    once with the client pinned to CPU 1 and the server on CPU 0 (1 vcpu)
@@ -68,7 +68,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         echo_warmup: 1.0,
         echo_engines: vec!["io_uring".into()],
         only: PARTS.iter().map(|s| s.to_string()).collect(),
-        client_bin: PathBuf::from("/work/main/build/echo_client"),
+        client_bin: root_dir().join("build").join("echo_client"),
         verbose: false,
     };
     let mut it = args.iter();
@@ -418,7 +418,7 @@ fn main() -> ExitCode {
     let want = |w: &str| o.only.iter().any(|x| x == w);
     if want("echo") && !o.client_bin.is_file() {
         eprintln!(
-            "ERROR: no echo client at {} (build it: cmake --build /work/main/build, or pass --client-bin)",
+            "ERROR: no echo client at {} (build it: cmake --build build in the repository, or pass --client-bin)",
             o.client_bin.display()
         );
         return ExitCode::FAILURE;

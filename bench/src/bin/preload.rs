@@ -1,6 +1,6 @@
 //! Benchmark of `libphoton_preload.so`, the LD_PRELOAD shim that turns
 //! blocking libc calls in photon threads into photon waits (see
-//! bench/README.md and /work/shared/BENCH.md).
+//! bench/README.md and the team's benchmarking guide BENCH.md).
 //!
 //!   cargo run --release --bin preload -- [--reps 7] [--secs 1] [--warmup 0.5]
 //!       [--conns 100] [--only rw,redis,mutex] [--redis-server /usr/bin/redis-server] [--verbose]
@@ -630,7 +630,10 @@ fn main() -> ExitCode {
         );
         println!();
         let mut rows = Vec::new();
-        for (ki, what) in ["plain pthread", "vcpu main photon thread", "photon thread"].iter().enumerate() {
+        for (ki, what) in ["plain pthread", "vcpu main photon thread", "photon thread"]
+            .iter()
+            .enumerate()
+        {
             let base = &r[0][ki];
             for (ci, label) in labels.iter().enumerate() {
                 let s = &r[ci][ki];
@@ -663,7 +666,14 @@ fn main() -> ExitCode {
             }
         }
         print_table(
-            &["thread", "contender", "median ns/pair", "range", "/ no preload", "paired"],
+            &[
+                "thread",
+                "contender",
+                "median ns/pair",
+                "range",
+                "/ no preload",
+                "paired",
+            ],
             &rows,
         );
         println!();

@@ -390,36 +390,55 @@ fn preload_lib() -> PathBuf {
     built
 }
 
-/// The `#[unsafe(no_mangle)]` functions of preload/src: the shim's hooks.
+/// The `#[unsafe(no_mangle)]` functions of preload/src (its subfolders
+/// included): the shim's hooks. A `hook!(` macro invocation (the rwlock
+/// hooks) names its function on its first line that is not a doc comment.
 fn preload_hooks() -> BTreeSet<String> {
-    let mut hooks = BTreeSet::new();
-    let dir = manifest_dir().join("preload/src");
-    for entry in fs::read_dir(&dir).expect("read preload/src") {
-        let path = entry.expect("preload/src entry").path();
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let text = fs::read_to_string(&path).expect("read a preload source");
-        let mut exported = false;
-        for line in text.lines() {
-            let line = line.trim();
-            if line.starts_with("#[unsafe(no_mangle)]") || line.starts_with("#[no_mangle]") {
-                exported = true;
-            } else if exported && let Some(i) = line.find("fn ") {
-                let name: String = line[i + 3..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                hooks.insert(name);
-                exported = false;
-            }
-        }
-        assert!(
-            !text.contains("export_name"),
-            "{}: export_name is not recognised by tests/abi.rs; use #[unsafe(no_mangle)]",
-            path.display()
-        );
+    fn ident(s: &str) -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
     }
+    fn scan(dir: &std::path::Path, hooks: &mut BTreeSet<String>) {
+        for entry in fs::read_dir(dir).expect("read a preload source folder") {
+            let path = entry.expect("preload/src entry").path();
+            if path.is_dir() {
+                scan(&path, hooks);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = fs::read_to_string(&path).expect("read a preload source");
+            let mut exported = false;
+            let mut in_hook_macro = false;
+            for line in text.lines() {
+                let line = line.trim();
+                if line.starts_with("#[unsafe(no_mangle)]") || line.starts_with("#[no_mangle]") {
+                    exported = true;
+                } else if exported && let Some(i) = line.find("fn ") {
+                    let name = ident(&line[i + 3..]);
+                    if !name.starts_with('$') && !name.is_empty() {
+                        hooks.insert(name);
+                    }
+                    exported = false;
+                } else if line.starts_with("hook!(") {
+                    in_hook_macro = true;
+                } else if in_hook_macro && !line.starts_with("///") && !line.is_empty() {
+                    hooks.insert(ident(line));
+                    in_hook_macro = false;
+                }
+            }
+            assert!(
+                !text.contains("export_name"),
+                "{}: export_name is not recognised by tests/abi.rs; use #[unsafe(no_mangle)]",
+                path.display()
+            );
+        }
+    }
+    let mut hooks = BTreeSet::new();
+    scan(&manifest_dir().join("preload/src"), &mut hooks);
+    hooks.remove(""); // the macro's own `fn $name` line
     hooks
 }
 

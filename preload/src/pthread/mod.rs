@@ -49,6 +49,13 @@ use crate::{errno, photon, set_errno};
 /// `PHOTON_PRELOAD_PTHREAD`: 0 not read yet, 1 on, 2 off.
 static STATE: AtomicU8 = AtomicU8::new(0);
 
+/// True when the hooks are known to be on (the setting was read and says
+/// so); false also before it is read ([`enabled`] reads it).
+#[inline(always)]
+pub(crate) fn enabled_now() -> bool {
+    STATE.load(Relaxed) == 1
+}
+
 /// True unless `PHOTON_PRELOAD_PTHREAD=0`.
 #[inline]
 pub(crate) fn enabled() -> bool {

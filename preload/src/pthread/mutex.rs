@@ -13,7 +13,7 @@ use core::ffi::c_int;
 use core::sync::atomic::{AtomicI32, AtomicU32, Ordering::*};
 use libc::{clockid_t, pthread_mutex_t, timespec};
 
-use super::{Abs, Woke, clock_ok, enabled, iword, kernel_wake, me, photon_wake, repend, wait, word};
+use super::{Abs, Woke, clock_ok, enabled, enabled_now, iword, kernel_wake, me, photon_wake, repend, wait, word};
 use crate::real;
 
 const NORMAL: c_int = 0;
@@ -248,6 +248,25 @@ fn ownerless(kind: c_int) -> bool {
 /// in glibc's lock.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_lock(mx: *mut pthread_mutex_t) -> c_int {
+    // The uncontended path of normal and adaptive mutexes, kept free of the
+    // slow path's stack frame (it runs on every plain thread too).
+    let m = M(mx);
+    if enabled_now() && ownerless_fast(m.kind()) && m.lock().compare_exchange(0, 1, Acquire, Relaxed).is_ok() {
+        let n = m.nusers();
+        n.store(n.load(Relaxed).wrapping_add(1), Relaxed);
+        return 0;
+    }
+    // SAFETY: the caller's mutex.
+    unsafe { lock_slow(mx) }
+}
+
+/// `pthread_mutex_lock` past its uncontended path.
+///
+/// # Safety
+/// `mx` is the caller's mutex.
+#[cold]
+#[inline(never)]
+unsafe fn lock_slow(mx: *mut pthread_mutex_t) -> c_int {
     if enabled() {
         let m = M(mx);
         let kind = m.kind();
@@ -318,5 +337,34 @@ pub unsafe extern "C" fn pthread_mutex_clocklock(
 /// and plain waiters.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_unlock(mx: *mut pthread_mutex_t) -> c_int {
+    let m = M(mx);
+    let kind = m.kind();
+    if enabled_now() && ownerless_fast(kind) {
+        m.owner().store(0, Relaxed);
+        let n = m.nusers();
+        n.store(n.load(Relaxed).wrapping_sub(1), Relaxed);
+        if m.lock().swap(0, SeqCst) > 1 {
+            wake_one(&m, kind);
+        }
+        return 0;
+    }
     unlock_any(mx)
+}
+
+/// Normal or adaptive (the process-shared bit aside), tested in one step:
+/// the kinds whose uncontended paths need no owner.
+#[inline(always)]
+fn ownerless_fast(kind: c_int) -> bool {
+    let k = kind & (KIND_MASK | ELISION);
+    k == NORMAL || k == ADAPTIVE
+}
+
+/// Wakes a waiter of an unlocked mutex that had some: one plain one in the
+/// kernel, one photon one.
+#[cold]
+#[inline(never)]
+fn wake_one(m: &M, kind: c_int) {
+    let w = m.lock_u32().as_ptr();
+    kernel_wake(w, 1, kind & PSHARED != 0);
+    photon_wake(w, 1);
 }

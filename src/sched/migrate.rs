@@ -51,7 +51,7 @@ pub(crate) fn migrate(h: Handle, to: u32) -> Result<(), Errno> {
             return Ok(());
         }
         let next = next_to_run(v);
-        super::tls::on_switch(v, cur, next);
+        super::tls::on_switch(v, next);
         (*v).current = next;
         let deferred = switch_stacks(v, cur, &raw mut (*cur).sp, next, cur as usize, false);
         // Resumed on the new vcpu.

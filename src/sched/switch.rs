@@ -101,7 +101,7 @@ pub(super) unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut Thr
         if cur == next {
             return; // woken while choosing (its timer fired in the poll)
         }
-        super::tls::on_switch(v, cur, next);
+        super::tls::on_switch(v, next);
         (*v).current = next;
         // For the stall monitor: which thread this vcpu runs now.
         Arc::as_ref(&(*v).remote).running.store(next as u64, Ordering::Relaxed);
@@ -362,7 +362,7 @@ pub(super) unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
         (*v).run_queue.remove(th);
         super::tls::on_end(v, th);
         let next = next_to_run(v);
-        super::tls::on_switch(v, th, next);
+        super::tls::on_switch(v, next);
         (*v).current = next;
         let mut unused: arch::StackPointer = ptr::null_mut();
         switch_stacks(v, th, &raw mut unused, next, th as usize, true);

@@ -326,14 +326,16 @@ pub(super) fn active() -> bool {
 }
 
 /// Brings vcpu `v`'s view up to date with the global regions, resolving
-/// each new one's live block on this OS thread. `cur` is the running thread:
-/// on the first activation the live blocks are its values.
+/// each new one's live block on this OS thread. On the first activation
+/// the live blocks hold the OS thread's values: they stay the vcpu's main
+/// thread's (its context is the OS thread's, untouched), and every photon
+/// thread, the one running now included, starts from the modules' images.
 ///
 /// # Safety
 /// `v` is the calling OS thread's vcpu.
 #[cold]
 #[inline(never)]
-unsafe fn refresh(v: *mut Vcpu, cur: *mut ThreadCtl) {
+unsafe fn refresh(v: *mut Vcpu) {
     let g = lock();
     // SAFETY: per the contract; no switch while the lock is held.
     unsafe {
@@ -361,7 +363,7 @@ unsafe fn refresh(v: *mut Vcpu, cur: *mut ThreadCtl) {
         t.seen = g.regions.len();
         t.need = t.live.last().map_or(0, |l| l.region.offset + l.region.size);
         if t.generation == 0 {
-            t.owner = if cur == (*v).idle { (*v).main } else { cur };
+            t.owner = (*v).main;
         }
         t.generation = GEN.load(Acquire);
     }
@@ -441,28 +443,28 @@ unsafe fn save(v: *mut Vcpu, th: *mut ThreadCtl) {
     }
 }
 
-/// Switch hook: before `cur` switches to `next`, make the live blocks
+/// Switch hook: before the vcpu switches to `next`, make the live blocks
 /// `next`'s (unless `next` is the idle thread, which runs no user code).
 ///
 /// # Safety
-/// `v` is the calling OS thread's vcpu, `cur` its running thread (or a
-/// thread that ended), `next` one of its threads.
+/// `v` is the calling OS thread's vcpu, `next` one of its threads; the
+/// running thread (or one that ended) calls it just before the switch.
 #[inline(always)]
-pub(super) unsafe fn on_switch(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
+pub(super) unsafe fn on_switch(v: *mut Vcpu, next: *mut ThreadCtl) {
     // SAFETY: per the contract.
     unsafe {
         if active() && next != (*v).idle && ((*v).tls.owner != next || (*v).tls.generation != GEN.load(Relaxed)) {
-            swap(v, cur, next);
+            swap(v, next);
         }
     }
 }
 
 #[inline(never)]
-unsafe fn swap(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut ThreadCtl) {
+unsafe fn swap(v: *mut Vcpu, next: *mut ThreadCtl) {
     // SAFETY: per `on_switch`'s contract.
     unsafe {
         if (*v).tls.generation != GEN.load(Acquire) {
-            refresh(v, cur);
+            refresh(v);
         }
         let owner = (*v).tls.owner;
         if owner == next {
@@ -521,7 +523,7 @@ pub(super) unsafe fn on_fini(v: *mut Vcpu) {
     unsafe {
         let main = (*v).main;
         if active() && (*v).tls.generation != 0 && (*v).tls.owner != main {
-            swap(v, main, main);
+            swap(v, main);
         }
     }
 }
@@ -532,7 +534,7 @@ fn locate(v: *mut Vcpu, addr: usize) -> Option<(usize, usize)> {
     // SAFETY: this OS thread's live vcpu; no switch here.
     let t = unsafe {
         if (*v).tls.generation != GEN.load(Acquire) {
-            refresh(v, (*v).current);
+            refresh(v);
         }
         &(*v).tls
     };
@@ -584,7 +586,7 @@ pub(super) unsafe fn run_dtors(th: *mut ThreadCtl) {
             };
             let v = super::vcpu::current();
             if (*v).tls.generation != GEN.load(Acquire) {
-                refresh(v, th);
+                refresh(v);
             }
             let live = &(*v).tls.live;
             match live.iter().find(|l| l.index == region) {

@@ -61,7 +61,10 @@ for f in lib/libphoton.so.0 lib/libphoton.so lib/libphoton.a lib/libphoton_prelo
 done
 
 step "the installed libphoton.so.0 carries its symbol versions"
-if readelf --dyn-syms -W "$tmp/prefix/lib/libphoton.so.0" | grep -q ' photon_init@@PHOTON_0\.1$'; then
+# Output captured first: with pipefail, grep -q closing the pipe early can
+# kill readelf with SIGPIPE and fail the test by chance.
+syms=$(readelf --dyn-syms -W "$tmp/prefix/lib/libphoton.so.0")
+if grep -q ' photon_init@@PHOTON_0\.1$' <<<"$syms"; then
     echo "libphoton.so.0: photon_init@@PHOTON_0.1: ok"
 else
     echo "FAIL: the installed libphoton.so.0 lacks symbol versions (build.rs links it with abi/libphoton.map)" >&2
@@ -69,7 +72,8 @@ else
 fi
 
 step "the installed shim finds the installed libphoton.so.0 (\$ORIGIN)"
-if ldd "$tmp/prefix/lib/libphoton_preload.so" | grep -q "libphoton.so.0 => $tmp/prefix/lib/"; then
+deps=$(ldd "$tmp/prefix/lib/libphoton_preload.so")
+if grep -q "libphoton.so.0 => $tmp/prefix/lib/" <<<"$deps"; then
     echo "libphoton_preload.so: ok"
 else
     ldd "$tmp/prefix/lib/libphoton_preload.so" >&2

@@ -130,6 +130,7 @@ pub(super) fn tls_modules() -> Vec<Module> {
 /// the program or library that linked libphoton.a): never isolated, since
 /// its TLS holds the vcpu pointer itself.
 pub(super) fn own_module() -> usize {
+    // SAFETY: Dl_info is plain data; all zeros is a valid value.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     // SAFETY: dladdr on an address of our own code, into a zeroed Dl_info.
     let ok = unsafe { libc::dladdr(own_module as *const c_void, &mut info) };

@@ -24,8 +24,6 @@ use crate::errno::Errno;
 pub(crate) const MAX_THREADS: usize = 64;
 /// Offload op ids have this bit set (ring and epoll ids never do).
 const OFFLOAD_BIT: OpId = 1 << 31;
-/// Most bytes one transfer moves, as Linux caps read/write.
-const MAX_IO: usize = 0x7fff_f000;
 
 /// A job's own copy of one buffer, placed at the same offset within a
 /// 4 KiB page as the caller's, so O_DIRECT alignment rules (and their
@@ -96,19 +94,19 @@ impl Drop for Bounce {
 }
 
 /// One bounce per caller iovec (so each keeps its own alignment), the
-/// total capped at [`MAX_IO`] as the kernel caps a transfer.
+/// total capped at [`MAX_IO`](crate::sys::MAX_IO) as the kernel caps a transfer.
 ///
 /// # Safety
 /// `iov` holds `n` valid iovecs; with `copy`, each is valid for reads.
 unsafe fn bounces(iov: *const libc::iovec, n: u32, copy: bool) -> Result<Vec<Bounce>, Errno> {
-    if n > 1024 {
-        return Err(Errno::EINVAL); // IOV_MAX, as preadv(2)
+    if n as usize > crate::sys::IOV_MAX {
+        return Err(Errno::EINVAL); // as preadv(2)
     }
     // SAFETY: per the contract; lengths and ranges checked as the kernel does.
     unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
     // SAFETY: per the contract.
     let iovs = unsafe { core::slice::from_raw_parts(iov, n as usize) };
-    let mut left = MAX_IO;
+    let mut left = crate::sys::MAX_IO;
     let mut out = Vec::with_capacity(iovs.len());
     for v in iovs {
         let len = v.iov_len.min(left);

@@ -8,7 +8,7 @@ use core::ffi::c_char;
 
 use crate::engine::Op;
 use crate::errno::Errno;
-use crate::net::fdinfo;
+use crate::fdinfo;
 use crate::sched::{self, FOREVER};
 use crate::sys::{clamp_io, iov_count};
 

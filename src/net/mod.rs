@@ -7,22 +7,13 @@
 //! vcpu runs other threads meanwhile. Every call has a deadline and is
 //! interruptible ([`crate::sched::io_wait`]).
 
-pub(crate) mod fdinfo;
 pub mod server;
 
 use crate::engine::{Op, OpKind, READABLE, WRITABLE, poll_mask, ready_bits};
 use crate::errno::{Errno, syscall};
-use crate::sched::{self, FOREVER};
+use crate::fdinfo;
+use crate::sched;
 use crate::time::now_us;
-
-/// The absolute deadline for a relative `timeout_us` (`u64::MAX`: none).
-pub fn deadline(timeout_us: u64) -> u64 {
-    if timeout_us == u64::MAX {
-        FOREVER
-    } else {
-        now_us().saturating_add(timeout_us)
-    }
-}
 
 use crate::sys::{clamp_io as clamp, iov_count};
 

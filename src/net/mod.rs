@@ -7,29 +7,15 @@
 //! vcpu runs other threads meanwhile. Every call has a deadline and is
 //! interruptible ([`crate::sched::io_wait`]).
 
-pub(crate) mod fdinfo;
 pub mod server;
 
-use crate::engine::{Op, OpKind, READABLE, WRITABLE};
+use crate::engine::{Op, OpKind, READABLE, WRITABLE, poll_mask, ready_bits};
 use crate::errno::{Errno, syscall};
-use crate::sched::{self, FOREVER};
+use crate::fdinfo;
+use crate::sched;
 use crate::time::now_us;
 
-/// The absolute deadline for a relative `timeout_us` (`u64::MAX`: none).
-pub fn deadline(timeout_us: u64) -> u64 {
-    if timeout_us == u64::MAX {
-        FOREVER
-    } else {
-        now_us().saturating_add(timeout_us)
-    }
-}
-
-/// Biggest transfer handed to the kernel at once (as Linux caps read/write).
-const MAX_IO: usize = 0x7fff_f000;
-
-fn clamp(len: usize) -> u32 {
-    len.min(MAX_IO) as u32
-}
+use crate::sys::{clamp_io as clamp, iov_count};
 
 /// Waits until `fd` is ready for `events`; returns the ready bits.
 fn ready_wait(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
@@ -94,16 +80,6 @@ unsafe fn transfer(
             Errno(libc::EINTR) => {}
             e => return Err(e),
         }
-    }
-}
-
-/// An iovec count as readv(2)/writev(2) accept it: 0..=IOV_MAX, else EINVAL.
-fn iov_count(n: i32) -> Result<u32, Errno> {
-    const IOV_MAX: i32 = 1024;
-    if (0..=IOV_MAX).contains(&n) {
-        Ok(n as u32)
-    } else {
-        Err(Errno::EINVAL)
     }
 }
 
@@ -564,26 +540,14 @@ pub fn wait_fd(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
     sched::engine_runs(OpKind::Poll)?;
     let mut pfd = libc::pollfd {
         fd,
-        events: 0,
+        events: poll_mask(events),
         revents: 0,
     };
-    if events & READABLE != 0 {
-        pfd.events |= libc::POLLIN;
-    }
-    if events & WRITABLE != 0 {
-        pfd.events |= libc::POLLOUT;
-    }
     syscall!(poll(&mut pfd, 1, 0))?;
     if pfd.revents & libc::POLLNVAL != 0 {
         return Err(Errno(libc::EBADF));
     }
-    let mut bits = 0;
-    if pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 {
-        bits |= READABLE;
-    }
-    if pfd.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0 {
-        bits |= WRITABLE;
-    }
+    let bits = ready_bits(pfd.revents);
     if bits & events != 0 {
         return Ok(bits & events);
     }

@@ -9,6 +9,7 @@
 
 pub(crate) mod fdinfo;
 pub mod server;
+mod stop_signal;
 
 use crate::engine::{Op, OpKind, READABLE, WRITABLE};
 use crate::errno::{Errno, syscall};

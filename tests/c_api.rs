@@ -69,6 +69,7 @@ const PROGRAMS: &[&str] = &[
     "net_interrupt",
     "net_iouring_fallback",
     "net_partial",
+    "net_server_api",
     "net_timeouts",
     "net_udp",
     "net_unix",
@@ -78,6 +79,7 @@ const PROGRAMS: &[&str] = &[
     "self_yield",
     "sleep_order",
     "stack_overflow",
+    "stall_default",
     "sync_interrupt",
     "sync_interrupt_race",
     "sync_misuse",
@@ -384,6 +386,16 @@ fn c_net_iouring_fallback() {
 #[test]
 fn c_net_partial() {
     c_test("net_partial");
+}
+
+#[test]
+fn c_net_server_api() {
+    c_test("net_server_api");
+}
+
+#[test]
+fn c_stall_default() {
+    c_test("stall_default");
 }
 
 #[test]

@@ -803,7 +803,13 @@ fn c_example_kv_server() {
                         format!("GET d{i}"),
                     ];
                     let replies = kv_talk(port, &lines);
-                    let want = ["OK".to_string(), format!("VALUE v{i}"), "OK".into(), "DELETED".into(), "NOTFOUND".into()];
+                    let want = [
+                        "OK".to_string(),
+                        format!("VALUE v{i}"),
+                        "OK".into(),
+                        "DELETED".into(),
+                        "NOTFOUND".into(),
+                    ];
                     assert_eq!(replies, want, "client {i} (PHOTON_ENGINE={engine})");
                 })
             })

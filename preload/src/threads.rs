@@ -130,8 +130,10 @@ fn announce_os_thread(start: Option<Start>) {
         && !ANNOUNCED.swap(true, Relaxed)
         && crate::debug_logging()
     {
-        say(b"[photon-preload DEBUG] pthread_create made an OS thread (PHOTON_PRELOAD_THREADS is not \"photon\"): \
-              its calls pass through to libc, as they would without the shim, unless it calls photon_init\n");
+        say(
+            b"[photon-preload DEBUG] pthread_create made an OS thread (PHOTON_PRELOAD_THREADS is not \"photon\"): \
+              its calls pass through to libc, as they would without the shim, unless it calls photon_init\n",
+        );
     }
 }
 

@@ -358,14 +358,7 @@ impl Server {
         sched::self_handle().ok_or(Errno::EPERM)?;
         let mut fds = [0i32; 2];
         // SAFETY: pipe2 into a live array, as a raw syscall (never the shim's hook).
-        if unsafe {
-            libc::syscall(
-                libc::SYS_pipe2,
-                fds.as_mut_ptr(),
-                libc::O_CLOEXEC | libc::O_NONBLOCK,
-            )
-        } != 0
-        {
+        if unsafe { libc::syscall(libc::SYS_pipe2, fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
             return Err(Errno::last_os_error());
         }
         let close_both = || {
@@ -507,7 +500,9 @@ unsafe extern "C" fn pool_loop_main(arg: *mut c_void) -> *mut c_void {
     if let Some(me) = sched::self_handle()
         && let Ok(true) = shared.server.enter(me, false)
     {
-        let r = shared.server.accept_loop(shared.handler, shared.userdata as *mut c_void);
+        let r = shared
+            .server
+            .accept_loop(shared.handler, shared.userdata as *mut c_void);
         shared.server.leave(me);
         if let Err(e) = r {
             shared.fail(e);

@@ -8,6 +8,7 @@
 //! interruptible ([`crate::sched::io_wait`]).
 
 pub mod server;
+mod stop_signal;
 
 use crate::engine::{Op, OpKind, READABLE, WRITABLE, poll_mask, ready_bits};
 use crate::errno::{Errno, syscall};

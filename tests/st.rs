@@ -168,11 +168,6 @@ fn st_io() {
 }
 
 #[test]
-fn st_net() {
-    side_by_side("net");
-}
-
-#[test]
 fn st_example_proxy() {
     side_by_side("proxy");
 }

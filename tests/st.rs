@@ -143,10 +143,11 @@ fn side_by_side(name: &str) {
     }
 }
 
-/// Runs a program that tests a libphoton extension on ours only.
+/// Runs a program that tests a libphoton extension on ours only, under
+/// each engine and with PHOTON_ENGINE empty (the program's choice).
 fn ours_only(name: &str) {
     let ours = compile(name, Lib::Photon);
-    for engine in ENGINES {
+    for engine in ENGINES.into_iter().chain([""]) {
         let run = run_passing(&ours, engine, &format!("{name} (PHOTON_ENGINE={engine})"));
         print!("{}", run.stdout);
     }

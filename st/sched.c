@@ -66,6 +66,13 @@ static void setup(void)
         }
         atomic_store(&fd_limit, rl.rlim_cur > INT32_MAX ? INT32_MAX : (int)rl.rlim_cur);
     }
+}
+
+/* After libphoton's own fork handler (registered by its first photon_init),
+ * so that ours runs second in the child. */
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void register_fork_handler(void)
+{
     pthread_atfork(before_fork, NULL, after_fork_child);
 }
 
@@ -293,6 +300,7 @@ int st_init(void)
     atomic_compare_exchange_strong(&eventsys, &unset, ST_EVENTSYS_DEFAULT);
     if (start_engine() != 0)
         return -1;
+    pthread_once(&fork_once, register_fork_handler);
     return adopt_main();
 }
 

@@ -63,7 +63,10 @@ fn compile(name: &str, lib: Lib) -> PathBuf {
     let src = src_dir().join(format!("{name}.c"));
     let out = profile_dir().join("st-tests");
     fs::create_dir_all(&out).expect("create target/<profile>/st-tests");
-    let exe = out.join(format!("{name}-{}", if lib == Lib::Photon { "photon" } else { "debian" }));
+    let exe = out.join(format!(
+        "{name}-{}",
+        if lib == Lib::Photon { "photon" } else { "debian" }
+    ));
     let tmp = common::private_name(&exe);
     let mut cmd = cc::Build::new()
         .target(common::TARGET)
@@ -121,7 +124,11 @@ fn side_by_side(name: &str) {
     let ours = compile(name, Lib::Photon);
     let mut outputs = Vec::new();
     for engine in ENGINES {
-        let run = run_passing(&ours, engine, &format!("{name} on libphoton_st (PHOTON_ENGINE={engine})"));
+        let run = run_passing(
+            &ours,
+            engine,
+            &format!("{name} on libphoton_st (PHOTON_ENGINE={engine})"),
+        );
         println!("{name} on libphoton_st ({engine}): passed in {:.2?}", run.elapsed);
         outputs.push((format!("libphoton_st, {engine}"), run.stdout));
     }

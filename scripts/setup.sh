@@ -19,6 +19,7 @@ packages=(
     librocksdb-dev   # RocksDB on photon threads (tests)
     libssl-dev       # OpenSSL's per-thread error queue (tests)
     abigail-tools    # abidw/abidiff: the ABI baseline check (scripts/abi-check.sh)
+    libst-dev        # State Threads 1.9: the side-by-side run of tests/st.rs, bench/st
 )
 
 # rustfmt and clippy: test.sh runs cargo fmt --check and cargo clippy. A

@@ -8,6 +8,12 @@
 //! async-signal-safe, and keeps errno. A photon thread per registration
 //! (see `server.rs`) waits for its pipe's read end and stops its server.
 //!
+//! A slot also holds the pid of the process that registered it: a child
+//! forked afterwards (without exec) inherits the handler and the table,
+//! and a signal sent to it must neither stop the parent's servers (the
+//! pipes are shared) nor be swallowed, so there the handler puts back the
+//! default action and raises the signal again.
+//!
 //! Unregistering empties the slot, then waits until no handler is running
 //! before the caller closes the pipe: a handler that loaded the slot before
 //! it was emptied is counted in [`IN_HANDLER`] (both sides use SeqCst, so
@@ -22,7 +28,7 @@ use crate::errno::Errno;
 /// Registrations at once, over all signals.
 const SLOTS: usize = 64;
 
-/// `signal << 32 | (write fd + 1)`, or 0 when free.
+/// `signal << 56 | pid << 32 | write fd`, or 0 when free (signal is never 0).
 static TABLE: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 
 /// Handlers running now, on any OS thread.
@@ -40,20 +46,41 @@ unsafe impl Send for Installed {}
 
 static INSTALLED: Mutex<Vec<(i32, Installed)>> = Mutex::new(Vec::new());
 
+fn pack(sig: i32, pid: i32, fd: i32) -> u64 {
+    (sig as u64) << 56 | ((pid as u64) & 0xff_ffff) << 32 | fd as u32 as u64
+}
+
+/// This process's id, as a raw syscall (async-signal-safe, never cached).
+fn my_pid() -> i32 {
+    // SAFETY: getpid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
     // SAFETY: errno is this OS thread's; saved and restored around write(2).
     let saved = unsafe { *libc::__errno_location() };
     IN_HANDLER.fetch_add(1, SeqCst);
+    let pid = my_pid() as u64 & 0xff_ffff;
+    let mut mine = false;
     for slot in &TABLE {
         let v = slot.load(SeqCst);
-        if v != 0 && (v >> 32) as i32 == sig {
-            let fd = (v & 0xffff_ffff) as i32 - 1;
+        if v != 0 && (v >> 56) as i32 == sig && (v >> 32) & 0xff_ffff == pid {
+            mine = true;
+            let fd = (v & 0xffff_ffff) as i32;
             let b = 1u8;
             // SAFETY: write(2) from a live byte; async-signal-safe.
             unsafe { crate::sys::write(fd, (&raw const b).cast(), 1) };
         }
     }
     IN_HANDLER.fetch_sub(1, SeqCst);
+    if !mine {
+        // A forked child's inherited handler: behave as without it.
+        // SAFETY: signal(2) and raise(3) are async-signal-safe.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved };
 }
@@ -76,31 +103,33 @@ pub(crate) fn register(sig: i32, write_fd: i32) -> Result<usize, Errno> {
         return Err(Errno::EINVAL);
     }
     let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    // The slot first: the handler must find it once it is installed.
+    let tag = pack(sig, my_pid(), write_fd);
+    let slot = TABLE
+        .iter()
+        .position(|slot| slot.compare_exchange(0, tag, SeqCst, SeqCst).is_ok())
+        .ok_or(Errno(libc::ENOSPC))?;
     if let Some((_, i)) = installed.iter_mut().find(|(s, _)| *s == sig) {
         i.count += 1;
-    } else {
-        // SAFETY: installs a handler that only touches atomics and write(2).
-        let previous = unsafe {
-            let mut sa: libc::sigaction = core::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            let mut previous: libc::sigaction = core::mem::zeroed();
-            if libc::sigaction(sig, &sa, &mut previous) != 0 {
-                return Err(Errno::last_os_error());
-            }
-            previous
-        };
-        installed.push((sig, Installed { count: 1, previous }));
+        return Ok(slot);
     }
-    let tag = (sig as u64) << 32 | (write_fd as u64 + 1);
-    for (i, slot) in TABLE.iter().enumerate() {
-        if slot.compare_exchange(0, tag, SeqCst, SeqCst).is_ok() {
-            return Ok(i);
+    // SAFETY: installs a handler that only touches atomics, write(2) and,
+    // in a forked child, signal(2) and raise(3).
+    let previous = unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        let mut previous: libc::sigaction = core::mem::zeroed();
+        if libc::sigaction(sig, &sa, &mut previous) != 0 {
+            let e = Errno::last_os_error();
+            TABLE[slot].store(0, SeqCst);
+            return Err(e);
         }
-    }
-    release(&mut installed, sig);
-    Err(Errno(libc::ENOSPC))
+        previous
+    };
+    installed.push((sig, Installed { count: 1, previous }));
+    Ok(slot)
 }
 
 /// Drops one registration of `sig`; the last one puts back the action

@@ -14,7 +14,9 @@
  *   EPERM off a vcpu;
  * - photon_server_stop_on_signal(s, SIGTERM): a child process serving on 2
  *   vcpus exits 0 after SIGTERM, with SIGTERM's previous action restored;
- *   a server stopped otherwise also restores it; SIGKILL gives EINVAL.
+ *   a server stopped otherwise also restores it; a forked child that gets
+ *   the signal dies of it without stopping the parent's server; SIGKILL
+ *   gives EINVAL.
  * Every client here is a plain pthread with blocking sockets.
  */
 #include <fcntl.h>
@@ -361,6 +363,18 @@ static void test_stop_restores(void) {
     struct serve_arg sa = {.server = s, .handler = nodelay_handler};
     photon_thread_create(serve_main, &sa, 0);
     photon_thread_yield();
+    SAY("a forked child that gets SIGUSR1 dies of it and leaves the parent's server serving");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        raise(SIGUSR1);
+        _exit(0);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) photon_thread_usleep(1000);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGUSR1, "child status %#x, want killed by SIGUSR1", status);
+    photon_thread_usleep(20 * 1000);
+    CHECK(!atomic_load(&sa.done), "the child's signal stopped the parent's server");
     stop_and_wait(s, &sa);
     photon_server_free(s);
     photon_thread_usleep(10 * 1000);

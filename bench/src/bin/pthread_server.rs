@@ -5,7 +5,8 @@
 //! `LD_PRELOAD=libphoton_preload.so PHOTON_PRELOAD_THREADS=photon` on 1 and
 //! 2 vcpus, and against its port to the C API (bench/c/pthread_server_capi.c:
 //! main accepts as a vcpu, connections are photon threads on a pool of 1 or
-//! 2 vcpus).
+//! 2 vcpus; and the port a user writes with `photon_server_serve_on`,
+//! `SERVE_ON=1`: 1 or 2 vcpus in all).
 //!
 //!   cargo run --release --bin pthread_server -- [--reps 3] [--secs 3] [--conns 1000]
 //!
@@ -214,6 +215,16 @@ fn main() -> ExitCode {
             name: "C-API port, 2 vcpus",
             capi: true,
             env: vec![("VCPUS", "2".into())],
+        },
+        Contender {
+            name: "C-API port, serve_on 1 vcpu",
+            capi: true,
+            env: vec![("VCPUS", "1".into()), ("SERVE_ON", "1".into())],
+        },
+        Contender {
+            name: "C-API port, serve_on 2 vcpus",
+            capi: true,
+            env: vec![("VCPUS", "2".into()), ("SERVE_ON", "1".into())],
         },
     ];
     print_header(

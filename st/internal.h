@@ -22,6 +22,9 @@
 /* The number of keys, as State Threads 1.9 has. */
 #define ST_KEYS_MAX 16
 
+/* The default stack: 256 KiB (State Threads: 64 KiB), committed as used. */
+#define ST_DEFAULT_STACK (256u * 1024u)
+
 /* One OS thread's runtime: a libphoton vcpu. */
 struct st_vp {
     struct _st_thread *main;  /* the thread that called st_init */

@@ -464,11 +464,10 @@ st_thread_t st_thread_create(void *(*start)(void *), void *arg, int joinable, in
     t->start = start;
     t->arg = arg;
     t->joinable = joinable != 0;
-    size_t size = (size_t)stack_size;
+    size_t size = stack_size ? (size_t)stack_size : ST_DEFAULT_STACK;
     if (atomic_load_explicit(&randomize_stacks, memory_order_relaxed)) {
         t->stack_pad = ((unsigned)random() % 4096u) & ~15u;
-        if (size)
-            size += 4096;
+        size += 4096;
     }
     t->ph = photon_thread_create(trampoline, t, size);
     if (t->ph == NULL) {

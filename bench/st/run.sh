@@ -41,19 +41,19 @@ user_ticks() { # user-mode clock ticks of process $1 (field 14 of /proc/PID/stat
 
 results="$out/results.txt"
 : > "$results"
-port=$((20000 + RANDOM % 20000))
 for rep in $(seq "$reps"); do
     for server in debian-alt photon-epoll photon-alt; do
-        port=$((port + 1))
         case $server in
-            debian-alt) cmd=("$out/st_echo_debian" "$port" alt) env=() ;;
-            photon-epoll) cmd=("$out/st_echo_photon" "$port") env=(PHOTON_ENGINE=epoll) ;;
-            photon-alt) cmd=("$out/st_echo_photon" "$port" alt) env=() ;;
+            debian-alt) cmd=("$out/st_echo_debian" 0 alt) env=() ;;
+            photon-epoll) cmd=("$out/st_echo_photon" 0) env=(PHOTON_ENGINE=epoll) ;;
+            photon-alt) cmd=("$out/st_echo_photon" 0 alt) env=() ;;
         esac
+        rm -f "$out/server.out"
         env "${env[@]}" taskset -c 0 "${cmd[@]}" > "$out/server.out" 2>&1 &
         spid=$!
-        for _ in $(seq 100); do grep -q ready "$out/server.out" && break; sleep 0.05; done
+        for _ in $(seq 100); do grep -qs ready "$out/server.out" && break; sleep 0.05; done
         grep -q ready "$out/server.out" || { echo "$server did not start" >&2; cat "$out/server.out" >&2; exit 1; }
+        port=$(awk '/ready/ {print $2}' "$out/server.out")
         engine=$(awk '/ready/ {print $3}' "$out/server.out")
         taskset -c 1 "$out/echo_client" --port "$port" --conns "$conns" --size "$size" \
             --duration "$duration" --warmup 0.5 --engine epoll > "$out/client.out" 2>&1 &

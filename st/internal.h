@@ -30,6 +30,8 @@ struct st_vp {
     struct _st_thread *main;  /* the thread that called st_init */
     _Atomic uint32_t live;     /* threads created by st_thread_create, not yet ended */
     st_utime_t last_clock;     /* st_utime() at the last switch point */
+    int poll_ep;               /* st_poll's epoll instance, reused; -1: none */
+    int poll_ep_busy;          /* a thread of this vcpu is waiting on it */
 };
 
 struct _st_thread {

@@ -274,6 +274,7 @@ static int adopt_main(void)
         errno = ENOMEM;
         return -1;
     }
+    vp->poll_ep = -1;
     me->vp = vp;
     me->ph = photon_thread_self();
     vp->main = me;
@@ -322,6 +323,8 @@ void st_destroy(void)
     if (me == NULL || me != me->vp->main)
         return;
     photon_setspecific(self_key, NULL);
+    if (me->vp->poll_ep >= 0)
+        photon_close(me->vp->poll_ep);
     photon_fini();
     free(me->vp);
     free(me);

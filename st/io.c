@@ -5,7 +5,9 @@
  * Threads' timeouts are inactivity timeouts: each call of a loop gets the
  * whole timeout again.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

@@ -3,7 +3,9 @@
  * vcpu per OS thread), threads, keys, time and the switch callbacks.
  * Built on libphoton's C API only (photon.h); see internal.h.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>

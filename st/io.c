@@ -339,12 +339,11 @@ int st_connect(st_netfd_t fd, const struct sockaddr *addr, int addrlen, st_utime
 
 /* --- Reads and writes ------------------------------------------------------------- */
 
-/* A call's result: n >= 0 passes; -1 gets ST's errno. */
-static ssize_t done(ssize_t n, st_utime_t timeout)
+/* A call's result: n >= 0 passes; -1 gets ST's errno. The switch-in hook
+ * keeps errno. */
+static inline ssize_t done(ssize_t n, st_utime_t timeout)
 {
-    int e = errno;
     ST_BLOCK_END();
-    errno = e;
     if (n < 0)
         st__fix_errno(timeout);
     return n;

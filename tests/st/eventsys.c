@@ -30,6 +30,23 @@ static void *spinner(void *arg)
     return NULL;
 }
 
+static int switched_in, switched_out;
+static void count_in(void)
+{
+    switched_in++;
+}
+static void count_out(void)
+{
+    switched_out++;
+}
+static void *naps(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        st_usleep(1 * MS);
+    return NULL;
+}
+
 static st_mutex_t shared;
 static long counter;
 
@@ -102,6 +119,16 @@ int main(void)
     CHECK(spinner_runs > 0); /* st_poll slept: it did not spin without switching */
     close(dup_fd);
     printf("st_poll after a close during its wait: ok\n");
+
+    /* switch callbacks: each thread's runs are bracketed, in then out */
+    CHECK(st_set_switch_in_cb(count_in) == NULL);
+    CHECK(st_set_switch_out_cb(count_out) == NULL);
+    st_thread_t n1 = st_thread_create(naps, NULL, 1, 0), n2 = st_thread_create(naps, NULL, 1, 0);
+    CHECK(st_thread_join(n1, NULL) == 0 && st_thread_join(n2, NULL) == 0);
+    CHECK(st_set_switch_in_cb(NULL) == count_in && st_set_switch_out_cb(NULL) == count_out);
+    /* two threads x (start + 3 naps) and main's joins */
+    CHECK(switched_in == switched_out && switched_in >= 2 * 4 + 2);
+    printf("switch callbacks: ok\n");
 
     shared = st_mutex_new();
     pthread_t th[2];

@@ -22,11 +22,16 @@
 /* The number of keys, as State Threads 1.9 has. */
 #define ST_KEYS_MAX 16
 
+/* The default stack: 256 KiB (State Threads: 64 KiB), committed as used. */
+#define ST_DEFAULT_STACK (256u * 1024u)
+
 /* One OS thread's runtime: a libphoton vcpu. */
 struct st_vp {
     struct _st_thread *main;  /* the thread that called st_init */
     _Atomic uint32_t live;     /* threads created by st_thread_create, not yet ended */
     st_utime_t last_clock;     /* st_utime() at the last switch point */
+    int poll_ep;               /* st_poll's epoll instance, reused; -1: none */
+    int poll_ep_busy;          /* a thread of this vcpu is waiting on it */
 };
 
 struct _st_thread {

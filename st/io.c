@@ -5,7 +5,9 @@
  * Threads' timeouts are inactivity timeouts: each call of a loop gets the
  * whole timeout again.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -153,8 +155,12 @@ static uint32_t to_epoll(short events)
 }
 
 /* Waits until one of pds may be ready: one fd through photon_wait_fd, more
- * through an epoll instance the vcpu's engine waits on. */
-static int wait_any(struct pollfd *pds, int npds, uint64_t timeout)
+ * through an epoll instance that the vcpu's engine waits on. The vcpu keeps
+ * one instance for this, emptied after each wait (a second thread polling
+ * meanwhile makes its own); one whose emptying fails is dropped (an fd
+ * closed during the wait may stay registered through a dup of it, and
+ * would wake every later wait). */
+static int wait_any(struct st_vp *vp, struct pollfd *pds, int npds, uint64_t timeout)
 {
     if (npds == 1 && !(pds[0].events & ~(POLLIN | POLLOUT))) {
         uint32_t ev = ((pds[0].events & POLLIN) ? PHOTON_READABLE : 0) |
@@ -163,33 +169,55 @@ static int wait_any(struct pollfd *pds, int npds, uint64_t timeout)
             return photon_thread_usleep(timeout);
         return photon_wait_fd(pds[0].fd, ev, timeout) < 0 ? -1 : 0;
     }
-    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int cached = !vp->poll_ep_busy;
+    if (cached && vp->poll_ep < 0)
+        vp->poll_ep = epoll_create1(EPOLL_CLOEXEC);
+    int ep = cached ? vp->poll_ep : epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
         return -1;
-    for (int i = 0; i < npds; i++) {
-        if (pds[i].fd < 0)
+    if (cached)
+        vp->poll_ep_busy = 1;
+    int added = 0, r = 0;
+    for (; added < npds; added++) {
+        struct pollfd *p = &pds[added];
+        if (p->fd < 0)
             continue;
-        struct epoll_event e = {.events = to_epoll(pds[i].events), .data.u32 = 0};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, pds[i].fd, &e) == 0)
+        struct epoll_event e = {.events = to_epoll(p->events), .data.u32 = 0};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, p->fd, &e) == 0)
             continue;
         if (errno == EEXIST) {
             /* the same fd twice: wait for the union */
-            for (int j = 0; j < i; j++)
-                if (pds[j].fd == pds[i].fd)
+            for (int j = 0; j < added; j++)
+                if (pds[j].fd == p->fd)
                     e.events |= to_epoll(pds[j].events);
-            if (epoll_ctl(ep, EPOLL_CTL_MOD, pds[i].fd, &e) == 0)
+            if (epoll_ctl(ep, EPOLL_CTL_MOD, p->fd, &e) == 0)
                 continue;
         }
-        int err = errno;
-        close(ep);
-        errno = err;
-        return -1;
+        r = -1;
+        break;
     }
-    int r = photon_wait_fd(ep, PHOTON_READABLE, timeout);
+    if (r == 0)
+        r = photon_wait_fd(ep, PHOTON_READABLE, timeout) < 0 ? -1 : 0;
     int err = errno;
-    photon_close(ep);
+    if (!cached) {
+        photon_close(ep);
+    } else {
+        int clean = 1;
+        for (int i = 0; i < added; i++) {
+            int dup = 0;
+            for (int j = 0; j < i; j++)
+                dup |= pds[j].fd == pds[i].fd;
+            if (pds[i].fd >= 0 && !dup && epoll_ctl(ep, EPOLL_CTL_DEL, pds[i].fd, NULL) != 0)
+                clean = 0;
+        }
+        if (!clean) {
+            photon_close(ep);
+            vp->poll_ep = -1;
+        }
+        vp->poll_ep_busy = 0;
+    }
     errno = err;
-    return r < 0 ? -1 : 0;
+    return r;
 }
 
 int st_poll(struct pollfd *pds, int npds, st_utime_t timeout)
@@ -221,7 +249,7 @@ int st_poll(struct pollfd *pds, int npds, st_utime_t timeout)
                 break;
             left = deadline - now;
         }
-        if (wait_any(pds, npds, left) != 0) {
+        if (wait_any(me->vp, pds, npds, left) != 0) {
             if (errno == ETIMEDOUT) {
                 n = 0;
                 break;
@@ -311,12 +339,11 @@ int st_connect(st_netfd_t fd, const struct sockaddr *addr, int addrlen, st_utime
 
 /* --- Reads and writes ------------------------------------------------------------- */
 
-/* A call's result: n >= 0 passes; -1 gets ST's errno. */
-static ssize_t done(ssize_t n, st_utime_t timeout)
+/* A call's result: n >= 0 passes; -1 gets ST's errno. The switch-in hook
+ * keeps errno. */
+static inline ssize_t done(ssize_t n, st_utime_t timeout)
 {
-    int e = errno;
     ST_BLOCK_END();
-    errno = e;
     if (n < 0)
         st__fix_errno(timeout);
     return n;

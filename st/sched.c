@@ -3,7 +3,9 @@
  * vcpu per OS thread), threads, keys, time and the switch callbacks.
  * Built on libphoton's C API only (photon.h); see internal.h.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -274,6 +276,7 @@ static int adopt_main(void)
         errno = ENOMEM;
         return -1;
     }
+    vp->poll_ep = -1;
     me->vp = vp;
     me->ph = photon_thread_self();
     vp->main = me;
@@ -322,6 +325,8 @@ void st_destroy(void)
     if (me == NULL || me != me->vp->main)
         return;
     photon_setspecific(self_key, NULL);
+    if (me->vp->poll_ep >= 0)
+        photon_close(me->vp->poll_ep);
     photon_fini();
     free(me->vp);
     free(me);
@@ -464,11 +469,10 @@ st_thread_t st_thread_create(void *(*start)(void *), void *arg, int joinable, in
     t->start = start;
     t->arg = arg;
     t->joinable = joinable != 0;
-    size_t size = (size_t)stack_size;
+    size_t size = stack_size ? (size_t)stack_size : ST_DEFAULT_STACK;
     if (atomic_load_explicit(&randomize_stacks, memory_order_relaxed)) {
         t->stack_pad = ((unsigned)random() % 4096u) & ~15u;
-        if (size)
-            size += 4096;
+        size += 4096;
     }
     t->ph = photon_thread_create(trampoline, t, size);
     if (t->ph == NULL) {

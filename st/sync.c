@@ -11,7 +11,9 @@
  * (each with its own runtime). Wakes are issued under the spin lock: the
  * waiter's word lives on its stack and must not go away meanwhile.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -196,7 +198,7 @@ int st_mutex_lock(st_mutex_t m)
     ST_BLOCK_END();
     lock_queue(&m->q);
     dequeue(&m->q, &w);
-    int granted = atomic_load(&w.woken);
+    int granted = atomic_load(&w.woken) != 0;
     unlock_queue(&m->q);
     if (granted) {
         if (r != 0 && e == EINTR)
@@ -282,7 +284,7 @@ int st_cond_timedwait(st_cond_t c, st_utime_t timeout)
     ST_BLOCK_END();
     lock_queue(&c->q);
     dequeue(&c->q, &w);
-    int signalled = atomic_load(&w.woken);
+    int signalled = atomic_load(&w.woken) != 0;
     unlock_queue(&c->q);
     if (signalled || r == 0) {
         if (r != 0 && e == EINTR)

@@ -199,3 +199,8 @@ fn st_main_exit_waits() {
 fn st_eventsys_alt_is_io_uring() {
     ours_only("eventsys");
 }
+
+#[test]
+fn st_bad_input() {
+    ours_only("bad_input");
+}

@@ -5,9 +5,9 @@
  * -lst from target/release) and against Debian's State Threads, and
  * drives both with the same client.
  *
- *   st_echo_server PORT [alt]    alt: st_set_eventsys(ST_EVENTSYS_ALT)
+ *   st_echo_server PORT [alt]    PORT 0: any free port; alt: ST_EVENTSYS_ALT
  *
- * Prints "ready PORT ENGINE" once listening; runs until killed.
+ * Prints "ready PORT ENGINE" once listening on 127.0.0.1; runs until killed.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -54,8 +54,10 @@ int main(int argc, char **argv)
         perror("bind/listen");
         return 1;
     }
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
     st_netfd_t l = st_netfd_open_socket(fd);
-    printf("ready %s %s\n", argv[1], st_get_eventsys_name());
+    printf("ready %d %s\n", ntohs(a.sin_port), st_get_eventsys_name());
     fflush(stdout);
     for (;;) {
         st_netfd_t c = st_accept(l, NULL, NULL, ST_UTIME_NO_TIMEOUT);

@@ -218,5 +218,6 @@ int main(void)
     CHECK(st_read(fr, buf, sizeof buf, 1000 * MS) == 0);
     st_netfd_close(fr);
     printf("fifo: ok\n");
+    CHECK(st_netfd_close(a) == 0 && st_netfd_close(b) == 0);
     return 0;
 }

@@ -126,5 +126,6 @@ int main(void)
     st_thread_interrupt(server);
     st_thread_interrupt(proxy);
     CHECK(st_thread_join(server, NULL) == 0 && st_thread_join(proxy, NULL) == 0);
+    CHECK(st_netfd_close(sl) == 0 && st_netfd_close(pl) == 0);
     return 0;
 }

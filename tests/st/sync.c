@@ -86,6 +86,7 @@ int main(void)
     CHECK(st_cond_signal(work) == 0);
     CHECK(st_thread_join(th, NULL) == 0);
     CHECK(st_mutex_destroy(m) == 0);
+    CHECK(st_cond_destroy(work) == 0);
     printf("hand-off: ok\n");
 
     /* an interrupted waiter is skipped by unlock */

@@ -118,6 +118,12 @@ extern "C" {
 #error "photon_ssl.h needs GCC or Clang (weak symbols keep one BIO method and one key per process)"
 #endif
 
+/** A transport for photon_ssl_bio_new_io(): moves up to `len` bytes
+ * (`write` 0: receive into `buf`, waiting once; 1: send from `buf`) within
+ * `timeout_us`; returns the count (0: the peer closed, for a receive), or
+ * -1 with errno. */
+typedef ssize_t (*photon_ssl_io_fn)(void *arg, int write, void *buf, size_t len, uint64_t timeout_us);
+
 /** One connection's state, the BIO's data. */
 typedef struct photon_ssl__conn {
     int fd;
@@ -128,6 +134,9 @@ typedef struct photon_ssl__conn {
     int ctrl_type;         /* record type of the next kTLS write, 0: data */
     uint64_t timeout_us;   /* per call (or per wait outside the calls) */
     uint64_t deadline_us;  /* 0: none; else the running call's end */
+    /* photon_ssl_bio_new_io: the transport instead of the fd (fd is -1) */
+    photon_ssl_io_fn io;
+    void *io_arg;
 } photon_ssl__conn;
 
 /* Process-wide (weak: one copy however many objects include this header). */
@@ -368,8 +377,9 @@ static int photon_ssl__bread(BIO *b, char *out, int outl) {
     photon_ssl__errq *stash = photon_ssl__errq_stash();
     if (stash != NULL) photon_ssl__errq_swap(stash);
     const uint64_t budget = photon_ssl__wait_budget(c);
-    const ssize_t n = (c->ktls & PHOTON_SSL_KTLS_RX) ? photon_ssl__ktls_recv(c, out, outl, budget)
-                                                      : photon_recv(c->fd, out, (size_t)outl, 0, budget);
+    const ssize_t n = c->io != NULL                   ? c->io(c->io_arg, 0, out, (size_t)outl, budget)
+                      : (c->ktls & PHOTON_SSL_KTLS_RX) ? photon_ssl__ktls_recv(c, out, outl, budget)
+                                                       : photon_recv(c->fd, out, (size_t)outl, 0, budget);
     const int err = errno;
     if (stash != NULL) photon_ssl__errq_swap(stash);
     if (n < 0) return photon_ssl__failed(b, c, err, 1);
@@ -385,6 +395,9 @@ static int photon_ssl__bwrite(BIO *b, const char *in, int inl) {
     if (stash != NULL) photon_ssl__errq_swap(stash);
     const uint64_t budget = photon_ssl__wait_budget(c);
     ssize_t n;
+    if (c->io != NULL) {
+        n = c->io(c->io_arg, 1, (void *)(uintptr_t)in, (size_t)inl, budget);
+    } else
 #if defined(__linux__) && defined(TLS_SET_RECORD_TYPE)
     if (c->ctrl_type != 0) {
         /* A kTLS record that is not application data: its type rides in a
@@ -425,7 +438,7 @@ static int photon_ssl__bputs(BIO *b, const char *s) { return photon_ssl__bwrite(
  * size follows from the cipher it names). 1 on success. */
 static inline long photon_ssl__ktls_start(photon_ssl__conn *c, void *info, int tx) {
 #if defined(__linux__) && defined(TLS_TX)
-    if (info == NULL || c->ulp < 0) return 0;
+    if (info == NULL || c->ulp < 0 || c->fd < 0) return 0;
     if (c->ulp == 0) {
         c->ulp = setsockopt(c->fd, IPPROTO_TCP, TCP_ULP, "tls", sizeof "tls") == 0 ? 1 : -1;
         if (c->ulp < 0) return 0;
@@ -487,7 +500,7 @@ static int photon_ssl__bcreate(BIO *b) {
 static int photon_ssl__bdestroy(BIO *b) {
     photon_ssl__conn *c = (photon_ssl__conn *)BIO_get_data(b);
     if (c == NULL) return 1;
-    if (BIO_get_shutdown(b) == BIO_CLOSE && c->fd >= 0) photon_close(c->fd);
+    if (BIO_get_shutdown(b) == BIO_CLOSE && c->fd >= 0 && c->io == NULL) photon_close(c->fd);
     free(c);
     BIO_set_data(b, NULL);
     BIO_set_init(b, 0);
@@ -548,6 +561,36 @@ static inline BIO *photon_ssl_bio_new(int fd, uint64_t timeout_us, int close_fd)
     return b;
 }
 
+/** A BIO over a transport of the caller's (`io` with `arg`), for streams
+ * that are no socket fd of their own (no kTLS on those). NULL with errno
+ * EINVAL (`io` NULL) or ENOMEM. */
+static inline BIO *photon_ssl_bio_new_io(photon_ssl_io_fn io, void *arg, uint64_t timeout_us) {
+    if (io == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    BIO *b = photon_ssl_bio_new(0, timeout_us, 0);
+    if (b == NULL) return NULL;
+    photon_ssl__conn *c = (photon_ssl__conn *)BIO_get_data(b);
+    c->fd = -1;
+    c->io = io;
+    c->io_arg = arg;
+    return b;
+}
+
+/** Puts `bio` (from photon_ssl_bio_new or _new_io) under `ssl` for both
+ * directions; `ssl` owns it from then on. 0, or -1 with EINVAL. */
+static inline int photon_ssl_set_bio(SSL *ssl, BIO *bio) {
+    if (ssl == NULL || bio == NULL || __atomic_load_n(&photon_ssl__method_state, __ATOMIC_ACQUIRE) != 2 ||
+        BIO_method_type(bio) != photon_ssl__method_type) {
+        errno = EINVAL;
+        return -1;
+    }
+    SSL_set_bio(ssl, bio, bio);
+    SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    return 0;
+}
+
 /* The photon_ssl connection under `ssl`, or NULL. */
 static inline photon_ssl__conn *photon_ssl__conn_of(SSL *ssl) {
     if (ssl == NULL) return NULL;
@@ -567,9 +610,7 @@ static inline int photon_ssl_set_fd(SSL *ssl, int fd, uint64_t timeout_us) {
     }
     BIO *b = photon_ssl_bio_new(fd, timeout_us, 0);
     if (b == NULL) return -1;
-    SSL_set_bio(ssl, b, b);
-    SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    return 0;
+    return photon_ssl_set_bio(ssl, b);
 }
 
 /** Sets the connection's timeout (microseconds; PHOTON_FOREVER: none).

@@ -80,7 +80,11 @@ fn certs() -> &'static Path {
         fs::create_dir_all(&dir).expect("create the certificate directory");
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
         for ca in ["ca", "other"] {
-            let (key, pem, subj) = (format!("{ca}.key"), format!("{ca}.pem"), format!("/CN=photon test {ca}"));
+            let (key, pem, subj) = (
+                format!("{ca}.key"),
+                format!("{ca}.pem"),
+                format!("/CN=photon test {ca}"),
+            );
             let mut args = vec!["req", "-x509"];
             args.extend(ec);
             args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
@@ -96,8 +100,21 @@ fn certs() -> &'static Path {
             let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
             openssl(
                 &[
-                    "x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-out", &pem,
-                    "-days", "2", "-extfile", "leaf.ext",
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &ca_pem,
+                    "-CAkey",
+                    &ca_key,
+                    "-CAcreateserial",
+                    "-out",
+                    &pem,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "leaf.ext",
                 ],
                 &dir,
             );
@@ -115,7 +132,13 @@ fn c_program() -> &'static Path {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
     EXE.get_or_init(|| {
         let src = manifest_dir().join("tests/tls/tls_test.c");
-        compile_c(&src, &out_dir().join("tls_test"), C11_FLAGS, &[], &["-lssl", "-lcrypto"])
+        compile_c(
+            &src,
+            &out_dir().join("tls_test"),
+            C11_FLAGS,
+            &[],
+            &["-lssl", "-lcrypto"],
+        )
     })
 }
 
@@ -158,7 +181,10 @@ fn wait_listening(port: u16, child: &mut Child) {
             child.try_wait().expect("poll the server").is_none(),
             "the server on port {port} exited before listening"
         );
-        assert!(start.elapsed() < Duration::from_secs(10), "nothing listens on port {port}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nothing listens on port {port}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -189,7 +215,10 @@ fn tls_client_against_openssl_s_server() {
         );
         let _ = server.kill();
         let _ = server.wait();
-        check_run(&run, &format!("200 connections to openssl s_server (PHOTON_ENGINE={engine})"));
+        check_run(
+            &run,
+            &format!("200 connections to openssl s_server (PHOTON_ENGINE={engine})"),
+        );
         assert!(run.stdout.contains("200 connections x 20 lines verified"));
     }
 }
@@ -248,7 +277,11 @@ fn tls_server_for_curl_and_s_client() {
         );
         for id in 0..DOWNLOADS {
             let got = fs::read(dir.join(id.to_string())).unwrap_or_else(|e| panic!("download {id}: {e}"));
-            assert!(got == body(id, size(id)), "download {id}: {} bytes, content differs", got.len());
+            assert!(
+                got == body(id, size(id)),
+                "download {id}: {} bytes, content differs",
+                got.len()
+            );
         }
         println!(
             "{DOWNLOADS} parallel curl downloads verified in {:.2?} (PHOTON_ENGINE={engine})",
@@ -267,7 +300,9 @@ fn tls_server_for_curl_and_s_client() {
                     .stderr(Stdio::piped())
                     .spawn()
                     .expect("start openssl s_client");
-                let input: String = (0..50).map(|j| format!("session {i} line {j} {}\n", "x".repeat(j * 7))).collect();
+                let input: String = (0..50)
+                    .map(|j| format!("session {i} line {j} {}\n", "x".repeat(j * 7)))
+                    .collect();
                 let mut stdin = c.stdin.take().expect("stdin");
                 stdin.write_all(input.as_bytes()).expect("feed s_client");
                 stdin.write_all(b"QUIT\n").expect("feed s_client");
@@ -277,7 +312,11 @@ fn tls_server_for_curl_and_s_client() {
             .collect();
         for (i, (c, input)) in clients.into_iter().enumerate() {
             let out = c.wait_with_output().expect("wait for s_client");
-            assert!(out.status.success(), "s_client {i}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "s_client {i}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             assert!(
                 out.stdout == input.as_bytes(),
                 "s_client {i}: echo differs ({} bytes, want {})",
@@ -311,5 +350,59 @@ fn tls_ktls() {
             return;
         }
         check_run(&run, &format!("kTLS (PHOTON_ENGINE={engine})"));
+    }
+}
+
+/// tests/tls/tls_echo.cpp against the wrapper (C++14, warnings as errors).
+fn cpp_echo_program() -> PathBuf {
+    let src = manifest_dir().join("tests/tls/tls_echo.cpp");
+    let exe = out_dir().join("tls_echo");
+    let tmp = private_name(&exe);
+    let lib = lib_dir();
+    let mut cmd = cc::Build::new()
+        .cpp(true)
+        .target(TARGET)
+        .host(TARGET)
+        .opt_level(1)
+        .out_dir(out_dir())
+        .cargo_metadata(false)
+        .get_compiler()
+        .to_command();
+    cmd.args(["-std=c++14", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg("-I")
+        .arg(include_dir())
+        .arg("-I")
+        .arg(manifest_dir().join("cpp-wrapper"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&tmp)
+        .arg("-L")
+        .arg(lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lphoton", "-lssl", "-lcrypto", "-pthread"]);
+    let out = cmd.output().expect("run the C++ compiler");
+    assert!(
+        out.status.success(),
+        "compiling {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::rename(&tmp, &exe).expect("rename the program into place");
+    exe
+}
+
+#[test]
+fn tls_cpp_echo() {
+    let exe = cpp_echo_program();
+    for engine in ENGINES {
+        let run = run_program(
+            &exe,
+            &[&cert("server.pem"), &cert("server.key")],
+            engine,
+            &[],
+            RUN_TIMEOUT,
+        );
+        check_run(&run, &format!("Photon-style TLS echo (PHOTON_ENGINE={engine})"));
+        assert!(run.stdout.contains("33 connections verified, 0 failed"));
     }
 }

@@ -579,7 +579,9 @@ static inline BIO *photon_ssl_bio_new_io(photon_ssl_io_fn io, void *arg, uint64_
 }
 
 /** Puts `bio` (from photon_ssl_bio_new or _new_io) under `ssl` for both
- * directions; `ssl` owns it from then on. 0, or -1 with EINVAL. */
+ * directions; `ssl` owns it from then on. Turns on read-ahead
+ * (SSL_set_read_ahead) and SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER. 0, or -1
+ * with EINVAL. */
 static inline int photon_ssl_set_bio(SSL *ssl, BIO *bio) {
     if (ssl == NULL || bio == NULL || __atomic_load_n(&photon_ssl__method_state, __ATOMIC_ACQUIRE) != 2 ||
         BIO_method_type(bio) != photon_ssl__method_type) {
@@ -588,6 +590,10 @@ static inline int photon_ssl_set_bio(SSL *ssl, BIO *bio) {
     }
     SSL_set_bio(ssl, bio, bio);
     SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* one receive takes what has arrived (not a record header, then its
+     * body): half the receive calls, and records that arrived together are
+     * decrypted without a wait in between */
+    SSL_set_read_ahead(ssl, 1);
     return 0;
 }
 

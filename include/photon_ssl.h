@@ -132,6 +132,7 @@ typedef struct photon_ssl__conn {
     int ktls;              /* PHOTON_SSL_KTLS_* bits in the kernel */
     int ulp;               /* 1: TCP_ULP "tls" set, -1: refused, 0: not tried */
     int ctrl_type;         /* record type of the next kTLS write, 0: data */
+    int ktls_offers;       /* times OpenSSL offered a direction's keys */
     uint64_t timeout_us;   /* per call (or per wait outside the calls) */
     uint64_t deadline_us;  /* 0: none; else the running call's end */
     /* photon_ssl_bio_new_io: the transport instead of the fd (fd is -1) */
@@ -482,7 +483,7 @@ static long photon_ssl__bctrl(BIO *b, int cmd, long num, void *ptr) {
     case BIO_CTRL_EOF: return c->eof;
     case BIO_CTRL_PENDING:
     case BIO_CTRL_WPENDING: return 0;
-    case PHOTON_SSL__CTRL_SET_KTLS: return photon_ssl__ktls_start(c, ptr, num != 0);
+    case PHOTON_SSL__CTRL_SET_KTLS: c->ktls_offers++; return photon_ssl__ktls_start(c, ptr, num != 0);
     case BIO_CTRL_GET_KTLS_SEND: return (c->ktls & PHOTON_SSL_KTLS_TX) != 0;
     case BIO_CTRL_GET_KTLS_RECV: return (c->ktls & PHOTON_SSL_KTLS_RX) != 0;
     case PHOTON_SSL__CTRL_SET_KTLS_TX_SEND_CTRL_MSG: c->ctrl_type = (int)num; return 1;
@@ -801,6 +802,58 @@ static inline ssize_t photon_ssl_write(SSL *ssl, const void *buf, size_t count) 
         done += (size_t)r;
     }
     return photon_ssl__end(&call, (ssize_t)count, 0);
+}
+
+/** Sends `count` bytes of file `file_fd` from `offset` (the file's offset
+ * is not used or moved): with kTLS on the send side through sendfile(2)
+ * (SSL_sendfile: the kernel encrypts, no copy to user space), otherwise
+ * read with photon_pread and written with photon_ssl_write. Returns the count
+ * sent (less only at the file's end), or -1 with errno (EINVAL, the file's
+ * or the connection's error). */
+static inline ssize_t photon_ssl_sendfile(SSL *ssl, int file_fd, off_t offset, size_t count) {
+    photon_ssl__conn *c = photon_ssl__conn_of(ssl);
+    if (c == NULL || file_fd < 0 || offset < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t done = 0;
+    if ((c->ktls & PHOTON_SSL_KTLS_TX) && c->fd >= 0) {
+        photon_ssl__call call;
+        if (photon_ssl__begin(&call, ssl) != 0) return -1;
+        int err = 0;
+        while (done < count) {
+            ERR_clear_error();
+            const ossl_ssize_t n = SSL_sendfile(ssl, file_fd, offset + (off_t)done, count - done, 0);
+            if (n > 0) {
+                done += (size_t)n;
+                continue;
+            }
+            if (n == 0) break; /* the file ended */
+            if (!BIO_should_retry(SSL_get_wbio(ssl))) {
+                err = errno != 0 ? errno : EIO;
+                break;
+            }
+            photon_ssl__errq *stash = photon_ssl__errq_stash();
+            if (stash != NULL) photon_ssl__errq_swap(stash);
+            const int w = photon_wait_fd(c->fd, PHOTON_WRITABLE, photon_ssl__wait_budget(c));
+            err = errno;
+            if (stash != NULL) photon_ssl__errq_swap(stash);
+            if (w < 0) break;
+            err = 0;
+        }
+        const ssize_t ret = done > 0 || err == 0 ? (ssize_t)done : -1;
+        return photon_ssl__end(&call, ret, err);
+    }
+    char buf[16384];
+    while (done < count) {
+        const size_t want = count - done < sizeof buf ? count - done : sizeof buf;
+        const ssize_t n = photon_pread(file_fd, buf, want, offset + (off_t)done);
+        if (n < 0) return done > 0 ? (ssize_t)done : -1;
+        if (n == 0) break;
+        if (photon_ssl_write(ssl, buf, (size_t)n) != n) return done > 0 ? (ssize_t)done : -1;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
 }
 
 /** Sends close_notify. Returns 1 if the peer's close_notify had arrived

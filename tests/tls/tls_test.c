@@ -257,7 +257,10 @@ static int g_lport, g_lfd;
 
 /* A raw TCP peer's behaviours, for the server thread of a sub-test. */
 enum peer { PEER_SILENT, PEER_RESET_AFTER_HELLO, PEER_TLS_SEND_LATE, PEER_TLS_CLOSE_NOTIFY, PEER_TLS_TRUNCATE,
-            PEER_TLS_WRONG_CERT };
+            PEER_TLS_WRONG_CERT, PEER_TLS_SENDFILE };
+static int g_file_fd;
+#define FILE_BYTES (1024 * 1024 + 123)
+#define FILE_OFFSET 1000
 static enum peer g_peer;
 
 static void reset_close(int fd) {
@@ -308,6 +311,12 @@ static void *peer_thread(void *arg) {
         case PEER_TLS_TRUNCATE:
             CHECK(photon_ssl_write(ssl, "cut", 3) == 3, "peer write");
             break; /* close without close_notify */
+        case PEER_TLS_SENDFILE:
+            /* past the end: only what the file has */
+            CHECK(photon_ssl_sendfile(ssl, g_file_fd, FILE_OFFSET, FILE_BYTES) == FILE_BYTES - FILE_OFFSET,
+                  "sendfile: %s", strerror(errno));
+            CHECK(photon_ssl_shutdown(ssl) >= 0, "shutdown after sendfile");
+            break;
         default: break;
         }
     }
@@ -457,6 +466,40 @@ static void test_close_notify(SSL_CTX *cctx) {
     say("no close_notify: ECONNRESET after the data");
 }
 
+static void test_sendfile(SSL_CTX *cctx) {
+    char path[] = "/tmp/photon-tls-sendfile-XXXXXX";
+    g_file_fd = mkstemp(path);
+    CHECK(g_file_fd >= 0, "mkstemp: %s", strerror(errno));
+    unlink(path);
+    static unsigned char file[FILE_BYTES], got[FILE_BYTES];
+    for (size_t i = 0; i < sizeof file; i++) file[i] = (unsigned char)(i * 7 + i / 251);
+    CHECK(write(g_file_fd, file, sizeof file) == (ssize_t)sizeof file, "write the file");
+    g_peer = PEER_TLS_SENDFILE;
+    photon_thread *p = spawn(peer_thread, NULL);
+    const int fd = connect_to(g_lport);
+    SSL *ssl = client_ssl(cctx, fd, 5000 * MS);
+    /* kTLS asked for: OpenSSL offers the keys to the BIO, which takes them
+     * only where the kernel has the TLS ULP; either way the data flows */
+    CHECK_OK(photon_ssl_enable_ktls(ssl));
+    CHECK(photon_ssl_connect(ssl) == 0, "handshake: %s", strerror(errno));
+    size_t n = 0;
+    ssize_t r;
+    while ((r = photon_ssl_read(ssl, got + n, sizeof got - n)) > 0) n += (size_t)r;
+    CHECK(r == 0 && n == FILE_BYTES - FILE_OFFSET && memcmp(got, file + FILE_OFFSET, n) == 0,
+          "sendfile: got %zu bytes (want %d), last read %zd", n, FILE_BYTES - FILE_OFFSET, r);
+    CHECK(photon_ssl_sendfile(ssl, -1, 0, 1) == -1 && errno == EINVAL, "sendfile of fd -1");
+    const photon_ssl__conn *c = photon_ssl__conn_of(ssl);
+    CHECK(c->ktls_offers >= 1, "OpenSSL never offered the keys to the BIO");
+    printf("  kTLS: offered %d times, active %d (ULP %s)\n", c->ktls_offers, photon_ssl_ktls_active(ssl),
+           c->ulp > 0 ? "taken" : "refused");
+    CHECK(c->ulp > 0 || photon_ssl_ktls_active(ssl) == 0, "kTLS active without the ULP");
+    SSL_free(ssl);
+    photon_close(fd);
+    photon_thread_join(p, NULL);
+    close(g_file_fd);
+    say("sendfile: 1 MiB from an offset, to the file's end");
+}
+
 /* The error queue per photon thread. Each server's info callback raises
  * an error naming its photon thread once it has sent its Finished, and the
  * handshake then waits for the client's Finished;
@@ -561,6 +604,7 @@ static int local_main(char **argv) {
     test_server_reset();
     test_wrong_cert(cctx);
     test_close_notify(cctx);
+    test_sendfile(cctx);
     test_errq();
     CHECK(photon_ssl_ktls_active(NULL) == -1 && errno == EINVAL, "ktls_active(NULL)");
     CHECK(photon_ssl_set_fd(NULL, 0, 0) == -1 && errno == EINVAL, "set_fd(NULL)");
@@ -631,11 +675,26 @@ static int ktls_main(char **argv) {
         got += (size_t)n;
     }
     CHECK(memcmp(in, out, sizeof in) == 0, "kTLS echo differs");
+    /* sendfile(2) on the kTLS socket: the kernel encrypts the file's pages */
+    char path[] = "/tmp/photon-ktls-sendfile-XXXXXX";
+    const int file = mkstemp(path);
+    CHECK(file >= 0, "mkstemp");
+    unlink(path);
+    CHECK(write(file, out, sizeof out) == (ssize_t)sizeof out, "write the file");
+    CHECK(photon_ssl_sendfile(ssl, file, 0, sizeof out) == (ssize_t)sizeof out, "kTLS sendfile: %s", strerror(errno));
+    close(file);
+    got = 0;
+    while (got < sizeof in) {
+        const ssize_t n = photon_ssl_read(ssl, in + got, sizeof in - got);
+        CHECK(n > 0, "read: %s", strerror(errno));
+        got += (size_t)n;
+    }
+    CHECK(memcmp(in, out, sizeof in) == 0, "kTLS sendfile echo differs");
     photon_ssl_shutdown(ssl);
     SSL_free(ssl);
     photon_close(fd);
     photon_thread_join(p, NULL);
-    say("kTLS echo of 1 MiB");
+    say("kTLS echo of 1 MiB, by write and by sendfile");
     return 0;
 }
 

@@ -21,6 +21,7 @@
 //! - `tls_ktls`: kernel TLS; skipped with a notice where the kernel has no
 //!   TLS ULP.
 //! - `tls_cpp_echo`: the Photon-style TLS echo client and server (C++).
+//! - `tls_local_under_the_shim`: `tls_local` with libphoton_preload.so.
 
 mod common;
 
@@ -404,5 +405,49 @@ fn tls_cpp_echo() {
         );
         check_run(&run, &format!("Photon-style TLS echo (PHOTON_ENGINE={engine})"));
         assert!(run.stdout.contains("33 connections verified, 0 failed"));
+    }
+}
+
+/// `libphoton_preload.so` beside the stable copy of libphoton.so.0 (as
+/// tests/preload.rs places it), built first if cargo has not.
+fn preload_lib() -> PathBuf {
+    let built = profile_dir().join("libphoton_preload.so");
+    if !built.is_file() {
+        let profile = profile_dir().file_name().unwrap().to_string_lossy().into_owned();
+        let profile = if profile == "debug" { "dev".to_string() } else { profile };
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(manifest_dir())
+            .args(["build", "-p", "photon-preload", "--profile", &profile])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building photon-preload failed");
+    }
+    let dest = lib_dir().join("libphoton_preload.so");
+    let tmp = private_name(&dest);
+    fs::copy(&built, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    fs::rename(&tmp, &dest).expect("rename the preload copy");
+    dest
+}
+
+/// The same checks with the preload shim loaded: its pthread keys make
+/// OpenSSL's queue per photon thread on their own, and photon_ssl.h's
+/// hand-over at waits must not disturb that (nor the hooked calls).
+#[test]
+fn tls_local_under_the_shim() {
+    let exe = c_program();
+    let shim = preload_lib();
+    let shim = shim.to_str().expect("a UTF-8 path");
+    for engine in ENGINES {
+        let args = [
+            "local",
+            &cert("ca.pem"),
+            &cert("server.pem"),
+            &cert("server.key"),
+            &cert("wrong.pem"),
+            &cert("wrong.key"),
+        ];
+        let run = run_program(exe, &args, engine, &[("LD_PRELOAD", shim)], RUN_TIMEOUT);
+        check_run(&run, &format!("tls_test local under the shim (PHOTON_ENGINE={engine})"));
+        assert!(run.stdout.contains("ok OpenSSL error queue per photon thread"));
     }
 }

@@ -63,7 +63,7 @@ public:
         for (;;) {
             refill();
             const bool starved_long = starving * 100 > m_slice_num * starving_percent(p);
-            if (!starved_long && m_tokens * 100 < m_limit * fulfil_percent(p)) {
+            if (!starved_long && m_tokens < m_limit / 100 * fulfil_percent(p)) {
                 // Lower priorities wait for the bucket to be fuller.
                 if (photon_thread_usleep(m_slice_us) != 0) return -1;
                 ++starving;

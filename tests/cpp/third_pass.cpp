@@ -4,8 +4,10 @@
 // threads are not waited for; rcu_call; readers on other vcpus never see a
 // retired object); common/throttle.h (the bucket, its refill, try_consume,
 // restore, priorities and their starvation limit, interrupts);
-// ALogStringL; threads_create_join; thread_usleep_defer with a lambda.
+// ALogStringL; threads_create_join; thread_usleep_defer with a lambda;
+// common/conststr.h (TSTRING, split / join, arrays, DEFINE_ENUM_STR).
 #include <photon/common/alog.h>
+#include <photon/common/conststr.h>
 #include <photon/common/metric-meter/metrics.h>
 #include <photon/common/rcuptr.h>
 #include <photon/common/throttle.h>
@@ -14,6 +16,8 @@
 #include <photon/thread/thread11.h>
 
 #include <atomic>
+#include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -317,7 +321,59 @@ static void thread_bits() {
     CHECK(deferred == 2, "a named lambda ran: %d", deferred);
 }
 
+DEFINE_ENUM_STR(Fruit, fruit_names, Apple, Banana, Cherry_pie, Date);
+
+static const char* hello_at_namespace_scope() { return TSTRING("Hello").chars; }
+
+static void conststr() {
+    SAY("conststr: TSTRING is a type per string, one static array each");
+    auto a = TSTRING("Hello");
+    auto b = TSTRING("Hello");
+    auto c = TSTRING("Hellp");
+    static_assert(std::is_same<decltype(a), decltype(b)>::value, "same string, same type");
+    static_assert(!std::is_same<decltype(a), decltype(c)>::value, "other string, other type");
+    static_assert(decltype(a)::len == 5 && sizeof(decltype(a)::chars) == 6, "length");
+    CHECK(&a.chars == &b.chars && a.chars == hello_at_namespace_scope(), "one array per string");
+    CHECK(std::strcmp(a.chars, "Hello") == 0 && a.size() == 5 && a.view() == "Hello", "chars %s", a.chars);
+    CHECK(std::strcmp(a.append<'!'>().chars, "Hello!") == 0, "append");
+    CHECK(std::strcmp(a.prepend<'>'>().chars, ">Hello") == 0, "prepend");
+    CHECK(std::strcmp(a.concat(TSTRING(", you")).chars, "Hello, you") == 0, "concat");
+    auto empty = TSTRING("");
+    CHECK(empty.len == 0 && empty.chars[0] == '\0', "empty");
+
+    SAY("conststr: split drops the ignored char, join puts the separator back");
+    auto parts = TSTRING(" x, yy ,zzz,").split<',', ' '>();
+    CHECK(parts.size == 4, "pieces %zu", parts.size);
+    CHECK(parts.views[0] == "x" && parts.views[1] == "yy" && parts.views[2] == "zzz" && parts.views[3].empty(),
+          "pieces");
+    CHECK(std::strcmp(parts.join<'+'>().chars, "x+yy+zzz+") == 0, "join %s", parts.join<'+'>().chars);
+    auto kept = TSTRING("a b;c").split<';'>();
+    CHECK(kept.size == 2 && kept.views[0] == "a b" && kept.views[1] == "c", "split without an ignored char");
+    auto arr = ConstString::make_tstring_array(TSTRING("one"), TSTRING("two"), TSTRING("three"));
+    CHECK(arr.size == 3 && arr.views[2] == "three", "make_tstring_array");
+    CHECK(std::strcmp(arr.join<'/'>().chars, "one/two/three") == 0, "join of an array");
+
+    SAY("conststr: compact arrays are NUL-separated with offsets");
+    auto comp = ConstString::make_compact_str_array<uint8_t>(TSTRING("ab"), TSTRING(""), TSTRING("cde"));
+    CHECK(comp.size() == 3, "size %zu", comp.size());
+    CHECK(comp[0] == "ab" && comp[1].empty() && comp[2] == "cde" && comp[3].empty(), "items");
+    CHECK(std::strcmp(comp[2].data(), "cde") == 0, "NUL-terminated");
+    CHECK(comp.arr().offset.arr[0] == 0 && comp.arr().offset.arr[1] == 3 && comp.arr().offset.arr[2] == 4,
+          "offsets");
+    CHECK(std::memcmp(comp.whole().chars, "ab\0\0cde", 8) == 0, "whole");
+
+    SAY("conststr: DEFINE_ENUM_STR names the values, at namespace and block scope");
+    CHECK(fruit_names[Fruit::Apple] == "Apple" && fruit_names[Fruit::Cherry_pie] == "Cherry_pie" &&
+              fruit_names[Fruit::Date] == "Date",
+          "fruit names");
+    CHECK(fruit_names.size() == 4 && std::strcmp(fruit_names[Fruit::Banana].data(), "Banana") == 0, "size, data");
+    DEFINE_ENUM_STR(Local, local_names, First, Second);
+    CHECK(local_names[Local::Second] == "Second" && std::string(local_names.whole().chars) == "First",
+          "block scope");
+}
+
 int main() {
+    conststr();
     CHECK_OK(photon::init());
     thread_bits();
     metrics();

@@ -195,7 +195,14 @@ fn cpp_std_compat() {
 /// (the others are built as C++14 by the `cc` crate's compiler).
 #[test]
 fn cpp_clang_cxx17() {
-    for name in ["std_compat", "thread11", "alog", "thread_extras", "io_extras"] {
+    for name in [
+        "std_compat",
+        "thread11",
+        "alog",
+        "thread_extras",
+        "io_extras",
+        "third_pass",
+    ] {
         let src = test_dir().join(format!("{name}.cpp"));
         let exe = out_dir().join(format!("{name}_clang17"));
         compile_cpp(Command::new("clang++"), "-std=c++17", &src, &exe);
@@ -262,6 +269,14 @@ fn cpp_thread_extras() {
 #[test]
 fn cpp_io_extras() {
     behaviour_test("io_extras");
+}
+
+/// metric-meter/metrics.h, rcuptr.h (on one vcpu and across vcpus),
+/// throttle.h, ALogStringL, threads_create_join, thread_usleep_defer with a
+/// lambda.
+#[test]
+fn cpp_third_pass() {
+    behaviour_test("third_pass");
 }
 
 /// Exceptions that escape threads nobody will join: each case of

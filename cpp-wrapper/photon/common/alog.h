@@ -250,6 +250,13 @@ struct ALogString {
     constexpr char operator[](size_t i) const { return s[i]; }
 };
 
+/// An ALogString made from a string literal (or any char array, its last
+/// element taken as the terminator).
+struct ALogStringL : public ALogString {
+    template <size_t N>
+    constexpr ALogStringL(const char (&s_)[N]) : ALogString(s_, N - 1) {}
+};
+
 /// An integer with formatting: DEC(x).width(6).padding('0'), HEX(x),
 /// DEC(x).comma(true) (thousands separators).
 struct ALogInteger {

@@ -26,6 +26,8 @@
 #include <exception>
 #include <memory>
 #include <new>
+#include <type_traits>
+#include <utility>
 
 namespace photon {
 
@@ -284,6 +286,44 @@ inline int thread_yield_to(thread* th) noexcept {
     }
     photon_thread_yield();
     return 0;
+}
+
+namespace detail {
+template <typename F>
+void call_defer_callable(void* f) {
+    (*static_cast<F*>(f))();
+}
+}  // namespace detail
+
+/// thread_usleep_defer() with a callable (a lambda) as the defer, as
+/// PhotonLibOS's TempDelegate form: the callable is referenced, not copied,
+/// so it must outlive the sleep (a temporary in the call does).
+template <typename F, typename std::enable_if<!std::is_convertible<F, defer_func>::value, int>::type = 0,
+          typename = decltype(std::declval<F&>()())>
+inline int thread_usleep_defer(Timeout timeout, F&& defer) noexcept {
+    using callable = typename std::remove_reference<F>::type;
+    return thread_usleep_defer(timeout, &detail::call_defer_callable<callable>,
+                               const_cast<void*>(static_cast<const void*>(&defer)));
+}
+
+/// Starts `n` joinable photon threads running `start(arg)` and joins them
+/// all. Returns how many were started (fewer than `n` if a creation failed,
+/// errno then says why).
+inline uint64_t threads_create_join(uint64_t n, thread_entry start, void* arg,
+                                    uint64_t stack_size = DEFAULT_STACK_SIZE) {
+    if (n == 0) return 0;
+    std::unique_ptr<join_handle*[]> handles(new join_handle*[n]);
+    uint64_t created = 0;
+    for (; created < n; ++created) {
+        thread* th = thread_create(start, arg, stack_size);
+        if (th == nullptr) break;
+        handles[created] = thread_enable_join(th);
+        if (handles[created] == nullptr) break;
+    }
+    const int e = errno;
+    for (uint64_t i = 0; i < created; ++i) thread_join(handles[i]);
+    errno = e;
+    return created;
 }
 
 }  // namespace photon

@@ -123,6 +123,12 @@ photon_thread_detach any valid=0 P=any N=ESRCH|EINVAL F=any
   case V | detach twice | G.th = JTH(); photon_thread_detach(G.th); | photon_thread_detach(G.th) | EINVAL
   case V | detach while a join is under way | G.th = JTH(); photon_thread_create(join_arg, G.th, 0); photon_thread_yield(); | photon_thread_detach(G.th) | EINVAL
   case V | detach a joined thread | G.th = DONE_JTH(); photon_thread_join(G.th, NULL); | photon_thread_detach(G.th) | ESRCH
+photon_thread_joinable any valid=1 P=any N=ESRCH|EINVAL F=any
+  th: JTH() | auto ; TH() => 0
+  case V | an ended joinable thread stays joinable | G.th = DONE_JTH(); photon_thread_yield(); | photon_thread_joinable(G.th) | 1
+  case V | detached again | G.th = JTH(); photon_thread_detach(G.th); | photon_thread_joinable(G.th) | 0
+  case V | a joined thread's handle is stale | G.th = DONE_JTH(); photon_thread_join(G.th, NULL); | photon_thread_joinable(G.th) | ESRCH
+  case V | joinable while a join is under way | G.th = JTH(); photon_thread_create(join_arg, G.th, 0); photon_thread_yield(); | photon_thread_joinable(G.th) | 1
 photon_thread_self vcpu valid=ok
   nobad: takes no arguments; off a vcpu (P, N, F) it must give NULL/EPERM
 photon_thread_exit vcpu valid=EPERM
@@ -194,6 +200,10 @@ photon_cond_wait vcpu valid=ETIMEDOUT
   case V | with a mutex another thread holds | G.m = MUTEX(); photon_thread_create(lock_mutex_and_sleep, G.m, 0); photon_thread_yield(); | photon_cond_wait(COND(), G.m, T) | EINVAL
 photon_cond_notify_one any valid=0
   c: COND() | auto
+photon_cond_wake_one any valid=0
+  c: COND() | auto
+  case V | wakes a waiter, and says so | cond_wait_mutex = MUTEX(); G.c = COND(); photon_thread_create(cond_wait_forever, G.c, 0); photon_thread_yield(); | photon_cond_wake_one(G.c) | 1
+  case V | the second call finds no waiter | cond_wait_mutex = MUTEX(); G.c = COND(); photon_thread_create(cond_wait_forever, G.c, 0); photon_thread_yield(); photon_cond_wake_one(G.c); | photon_cond_wake_one(G.c) | 0
 photon_cond_notify_all any valid=0
   c: COND() | auto
 photon_sem_new any valid=ok
@@ -208,6 +218,11 @@ photon_sem_wait vcpu valid=0
 photon_sem_signal any valid=0
   s: SEM() | auto
   count: 1 | UINT64_MAX => EOVERFLOW
+photon_sem_count any valid=0
+  s: SEM() | auto
+  count: U64P() | auto
+  case V | reads what signal added | G.s = SEM(); photon_sem_signal(G.s, 4); | (photon_sem_count(G.s, U64P()) == 0 && u64_out == 5) | 1
+  case V | a queued request takes nothing yet | G.s = SEM(); photon_thread_create(sem_wait_forever, G.s, 0); photon_thread_yield(); | (photon_sem_count(G.s, U64P()) == 0 && u64_out == 1) | 1
 photon_rwlock_new any valid=ok
   nobad: takes no arguments; works anywhere
 photon_rwlock_free any valid=0
@@ -224,6 +239,17 @@ photon_rwlock_wrlock vcpu valid=0
   timeout_us: T | none: every timeout is valid
   case V | wrlock twice | G.l = WRLOCKED_RW(); | photon_rwlock_wrlock(G.l, T) | EDEADLK
   case V | wrlock twice, no timeout | G.l = WRLOCKED_RW(); | photon_rwlock_wrlock(G.l, PHOTON_FOREVER) | EDEADLK
+photon_rwlock_tryrdlock vcpu valid=0
+  l: RWLOCK() | auto
+  case V | under one's own wrlock | G.l = WRLOCKED_RW(); | photon_rwlock_tryrdlock(G.l) | EDEADLK
+  case V | write-locked by another thread | G.l = RWLOCK(); photon_thread_create(wrlock_and_sleep, G.l, 0); photon_thread_yield(); | photon_rwlock_tryrdlock(G.l) | EBUSY
+  case V | read-locked, a writer waiting (phase-fair: no new reader) | G.l = RDLOCKED_RW(); photon_thread_create(wrlock_and_sleep, G.l, 0); photon_thread_yield(); | photon_rwlock_tryrdlock(G.l) | EBUSY
+  case V | read-locked, no writer: shared | G.l = RDLOCKED_RW(); | photon_rwlock_tryrdlock(G.l) | 0
+photon_rwlock_trywrlock vcpu valid=0
+  l: RWLOCK() | auto
+  case V | trywrlock twice | G.l = WRLOCKED_RW(); | photon_rwlock_trywrlock(G.l) | EDEADLK
+  case V | read-locked | G.l = RDLOCKED_RW(); | photon_rwlock_trywrlock(G.l) | EBUSY
+  case V | write-locked by another thread | G.l = RWLOCK(); photon_thread_create(wrlock_and_sleep, G.l, 0); photon_thread_yield(); | photon_rwlock_trywrlock(G.l) | EBUSY
 photon_rwlock_unlock any valid=0 P=EINVAL N=EINVAL F=any
   l: WRLOCKED_RW() | auto
   case V | unlock an unlocked rwlock | | photon_rwlock_unlock(RWLOCK()) | EINVAL

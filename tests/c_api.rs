@@ -81,6 +81,7 @@ const PROGRAMS: &[&str] = &[
     "sync_interrupt",
     "sync_interrupt_race",
     "sync_misuse",
+    "sync_queries",
     "sync_mutex_contention",
     "sync_mutex_fairness",
     "sync_pingpong",
@@ -459,6 +460,11 @@ fn c_sync_interrupt_race() {
 #[test]
 fn c_sync_misuse() {
     c_test("sync_misuse");
+}
+
+#[test]
+fn c_sync_queries() {
+    c_test("sync_queries");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 use super::guard;
 use super::handle::{BoxOwned, Boxed, Castable};
+use crate::errno::Errno;
 use crate::net::deadline;
 use crate::sync::{Cond, Mutex, RwLock, Semaphore};
 
@@ -102,12 +103,22 @@ pub extern "C" fn photon_cond_wait(c: *mut photon_cond, m: *mut photon_mutex, ti
 }
 
 /// Wakes the longest waiter of `c`, if any. Callable from any OS thread.
+/// Returns 0 (`photon_cond_wake_one` also says whether it woke one).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_cond_notify_one(c: *mut photon_cond) -> libc::c_int {
     guard(|| {
         photon_cond::borrow(c)?.notify_one();
         Ok(0)
     })
+}
+
+/// `photon_cond_notify_one` that says whether it woke a thread: returns 1
+/// if a waiter was woken (its wait reports the notify, even if its timeout
+/// or an interrupt raced with it), 0 if none was waiting, or -1/`EINVAL`.
+/// Callable from any OS thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_cond_wake_one(c: *mut photon_cond) -> libc::c_int {
+    guard(|| Ok(libc::c_int::from(photon_cond::borrow(c)?.notify_one())))
 }
 
 /// Wakes every waiter of `c`. Callable from any OS thread.
@@ -145,6 +156,22 @@ pub extern "C" fn photon_sem_signal(s: *mut photon_sem, count: u64) -> libc::c_i
     guard(|| photon_sem::borrow(s)?.signal(count).map(|()| 0))
 }
 
+/// Stores the count `s` holds now in `*count` (a snapshot: other threads
+/// may change it at once). Returns 0, or -1/`EINVAL` (`s` or `count`
+/// NULL). Callable from any OS thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_sem_count(s: *mut photon_sem, count: *mut u64) -> libc::c_int {
+    guard(|| {
+        let n = photon_sem::borrow(s)?.count();
+        if count.is_null() {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: non-NULL; the caller passes a writable uint64_t.
+        unsafe { count.write(n) };
+        Ok(0)
+    })
+}
+
 /// A new unlocked reader-writer lock (needs no vcpu).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_new() -> *mut photon_rwlock {
@@ -169,6 +196,22 @@ pub extern "C" fn photon_rwlock_rdlock(l: *mut photon_rwlock, timeout_us: u64) -
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_wrlock(l: *mut photon_rwlock, timeout_us: u64) -> libc::c_int {
     guard(|| photon_rwlock::borrow(l)?.write(deadline(timeout_us)).map(|()| 0))
+}
+
+/// Takes a shared lock if that needs no wait (no writer holds or awaits
+/// it), else -1/`EBUSY`; never blocks. `EDEADLK` if the caller holds the
+/// write lock; `EPERM` if it is not a photon thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_rwlock_tryrdlock(l: *mut photon_rwlock) -> libc::c_int {
+    guard(|| photon_rwlock::borrow(l)?.try_read().map(|()| 0))
+}
+
+/// Takes the exclusive lock if it is free, else -1/`EBUSY`; never blocks.
+/// `EDEADLK` if the caller holds it already; `EPERM` if it is not a photon
+/// thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_rwlock_trywrlock(l: *mut photon_rwlock) -> libc::c_int {
+    guard(|| photon_rwlock::borrow(l)?.try_write().map(|()| 0))
 }
 
 /// Releases the caller's write lock, or one read lock. -1/`EINVAL` if the

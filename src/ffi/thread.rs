@@ -81,6 +81,17 @@ pub extern "C" fn photon_thread_join(th: *mut photon_thread, retval: *mut *mut c
     })
 }
 
+/// Whether `th` is joinable: 1 if `photon_thread_enable_join` was called
+/// and it has been neither detached nor joined since (it may have ended:
+/// joining it then returns at once; a join under way counts until it
+/// returns), 0 if not (it runs detached). Returns -1 with `EINVAL` (NULL)
+/// or `ESRCH` (stale handle: the thread ended detached, or was joined).
+/// Callable from any OS thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_thread_joinable(th: *mut photon_thread) -> libc::c_int {
+    guard(|| sched::joinable(photon_thread::decode(th)?).map(libc::c_int::from))
+}
+
 /// Undoes `photon_thread_enable_join`: the thread's resources go away when
 /// it ends (or now, if it has ended). Returns 0, or -1 with `EINVAL` (NULL,
 /// not joinable, or a join is under way) or `ESRCH` (stale handle).

@@ -160,6 +160,19 @@ fn passes_only_with_pthread_hooks(exe: &Path, what: &str) {
     println!("{what} with PHOTON_PRELOAD_PTHREAD=0: fails, as it must");
 }
 
+/// tests/preload/no_alloc.c: select, pselect and poll in a photon thread
+/// allocate nothing in the shim (a hook may run inside malloc or a signal
+/// handler), and still answer as libc does, under each engine.
+#[test]
+fn preload_no_alloc() {
+    let exe = compile("no_alloc", &[]);
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let run = run_program(&exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("no_alloc (PHOTON_ENGINE={engine})"));
+    }
+}
+
 #[test]
 fn preload_keys() {
     let exe = compile("keys", &[]);

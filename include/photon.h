@@ -269,6 +269,16 @@ int photon_thread_enable_join(photon_thread *th);
 int photon_thread_join(photon_thread *th, void **retval);
 
 /**
+ * Whether `th` is joinable: 1 if `photon_thread_enable_join` was called
+ * and it has been neither detached nor joined since (it may have ended:
+ * joining it then returns at once; a join under way counts until it
+ * returns), 0 if not (it runs detached). Returns -1 with `EINVAL` (NULL)
+ * or `ESRCH` (stale handle: the thread ended detached, or was joined).
+ * Callable from any OS thread.
+ */
+int photon_thread_joinable(photon_thread *th);
+
+/**
  * Undoes `photon_thread_enable_join`: the thread's resources go away when
  * it ends (or now, if it has ended). Returns 0, or -1 with `EINVAL` (NULL,
  * not joinable, or a join is under way) or `ESRCH` (stale handle).
@@ -413,8 +423,17 @@ int photon_cond_wait(photon_cond *c, photon_mutex *m, uint64_t timeout_us);
 
 /**
  * Wakes the longest waiter of `c`, if any. Callable from any OS thread.
+ * Returns 0 (`photon_cond_wake_one` also says whether it woke one).
  */
 int photon_cond_notify_one(photon_cond *c);
+
+/**
+ * `photon_cond_notify_one` that says whether it woke a thread: returns 1
+ * if a waiter was woken (its wait reports the notify, even if its timeout
+ * or an interrupt raced with it), 0 if none was waiting, or -1/`EINVAL`.
+ * Callable from any OS thread.
+ */
+int photon_cond_wake_one(photon_cond *c);
 
 /**
  * Wakes every waiter of `c`. Callable from any OS thread.
@@ -444,6 +463,13 @@ int photon_sem_wait(photon_sem *s, uint64_t count, uint64_t timeout_us);
 int photon_sem_signal(photon_sem *s, uint64_t count);
 
 /**
+ * Stores the count `s` holds now in `*count` (a snapshot: other threads
+ * may change it at once). Returns 0, or -1/`EINVAL` (`s` or `count`
+ * NULL). Callable from any OS thread.
+ */
+int photon_sem_count(photon_sem *s, uint64_t *count);
+
+/**
  * A new unlocked reader-writer lock (needs no vcpu).
  */
 photon_rwlock *photon_rwlock_new(void);
@@ -464,6 +490,20 @@ int photon_rwlock_rdlock(photon_rwlock *l, uint64_t timeout_us);
  * caller holds it already.
  */
 int photon_rwlock_wrlock(photon_rwlock *l, uint64_t timeout_us);
+
+/**
+ * Takes a shared lock if that needs no wait (no writer holds or awaits
+ * it), else -1/`EBUSY`; never blocks. `EDEADLK` if the caller holds the
+ * write lock; `EPERM` if it is not a photon thread.
+ */
+int photon_rwlock_tryrdlock(photon_rwlock *l);
+
+/**
+ * Takes the exclusive lock if it is free, else -1/`EBUSY`; never blocks.
+ * `EDEADLK` if the caller holds it already; `EPERM` if it is not a photon
+ * thread.
+ */
+int photon_rwlock_trywrlock(photon_rwlock *l);
 
 /**
  * Releases the caller's write lock, or one read lock. -1/`EINVAL` if the

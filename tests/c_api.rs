@@ -86,6 +86,7 @@ const PROGRAMS: &[&str] = &[
     "sync_mutex_contention",
     "sync_mutex_fairness",
     "sync_pingpong",
+    "sync_queries",
     "sync_random",
     "sync_rwlock_contention",
     "sync_rwlock_fairness",
@@ -163,71 +164,24 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-/// The C (or C++) compiler the `cc` crate picks for this target, honouring
-/// `CC`, `CXX`, `CFLAGS` and friends.
-fn compiler(cpp: bool) -> cc::Tool {
-    cc::Build::new()
-        .cpp(cpp)
-        .target(TARGET)
-        .host(TARGET)
-        .opt_level(2)
-        .debug(true)
-        .out_dir(out_dir())
-        .cargo_metadata(false)
-        .get_compiler()
-}
-
-/// Runs a command to completion and fails the test, showing its output, if
-/// it does not succeed.
-fn run_to_success(mut cmd: Command, what: &str) {
-    // the command line alone: Command's Debug also lists the environment
-    let line = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|arg| arg.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {line}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{line}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Compiles `tests/c/<name>.c` into an executable linked to libphoton.so.
+/// Compiles `tests/c/<name>.c` into an executable linked to libphoton.so
+/// (with clang's address and undefined-behaviour sanitizers under
+/// `PHOTON_TEST_SANITIZE=asan`).
 fn compile_c_program(name: &str) -> PathBuf {
     let src = c_test_dir().join(format!("{name}.c"));
     assert!(src.is_file(), "missing {}", src.display());
-    let header = include_dir().join("photon.h");
-    assert!(header.is_file(), "missing {}", header.display());
-    let lib_dir = lib_dir();
-    let exe = out_dir().join(name);
-    let mut cmd = if checker() == Checker::Asan {
+    let compiler = if checker() == Checker::Asan {
         let mut cmd = Command::new("clang");
         cmd.args(["-g", "-O1", "-fno-omit-frame-pointer"])
             .args(["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]);
-        cmd
+        Compiler::program(cmd)
     } else {
-        compiler(false).to_command()
+        Compiler::cc(false)
     };
-    cmd.args(C_FLAGS)
-        .arg("-I")
-        .arg(include_dir())
-        .arg("-I")
-        .arg(c_test_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .arg("-L")
-        .arg(lib_dir)
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-        .args(["-lphoton", "-lpthread"]);
-    run_to_success(cmd, &format!("compiling {}", src.display()));
-    exe
+    compiler
+        .flags(C_FLAGS)
+        .include(c_test_dir())
+        .build(&src, &out_dir().join(name))
 }
 
 /// Runs a C test program under `engine`, killing it at the timeout.
@@ -474,6 +428,11 @@ fn c_sync_misuse() {
 }
 
 #[test]
+fn c_sync_queries() {
+    c_test("sync_queries");
+}
+
+#[test]
 fn c_sync_mutex_contention() {
     c_test("sync_mutex_contention");
 }
@@ -600,13 +559,10 @@ fn header_compiles(cpp: bool, std_flag: &str) {
          int photon_header_test(void) { return PHOTON_EVENT_DEFAULT; }\n",
     )
     .expect("write header test translation unit");
-    let mut cmd = compiler(cpp).to_command();
-    cmd.args([std_flag, "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only"])
-        .arg("-I")
-        .arg(include_dir())
-        .args(["-x", lang])
-        .arg(&tu);
-    run_to_success(cmd, &format!("include/photon.h as {std_flag}"));
+    Compiler::cc(cpp)
+        .flags([std_flag, "-Wall", "-Wextra", "-Werror", "-pedantic", "-x", lang])
+        .syntax_only(&tu, &format!("include/photon.h as {std_flag}"))
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]

@@ -72,73 +72,20 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-/// The C++ compiler the `cc` crate picks (honouring `CXX`), with the flags
-/// it would use.
-fn cc_cxx() -> Command {
-    cc::Build::new()
-        .cpp(true)
-        .target(TARGET)
-        .host(TARGET)
-        .opt_level(1)
-        .debug(false)
-        .out_dir(out_dir())
-        .cargo_metadata(false)
-        .get_compiler()
-        .to_command()
+/// The C++ compiler the `cc` crate picks (honouring `CXX`), -O1.
+fn cc_cxx() -> Compiler {
+    Compiler::cc_opt(true, 1, false)
 }
 
-/// The command line of `cmd`, for messages.
-fn command_line(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs a command to completion; Err with its output if it fails.
-fn run_to_success(mut cmd: Command, what: &str) -> Result<(), String> {
-    let line = command_line(&cmd);
-    let out = cmd.output().map_err(|e| format!("{what}: cannot run {line}: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "{what} failed ({}):\n{line}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    ))
-}
-
-/// Compiles C++ `src` into `exe` against the C header and the wrapper,
-/// linked to libphoton.so (and pthreads).
-fn compile_cpp(cmd: Command, std_flag: &str, src: &Path, exe: &Path) {
-    let tmp = private_name(exe);
-    compile_cpp_to(cmd, std_flag, src, &tmp);
-    fs::rename(&tmp, exe).unwrap_or_else(|e| panic!("rename {} -> {}: {e}", tmp.display(), exe.display()));
-}
-
-fn compile_cpp_to(mut cmd: Command, std_flag: &str, src: &Path, exe: &Path) {
-    let lib_dir = lib_dir();
-    cmd.arg(std_flag)
-        .args(WARNINGS)
-        .arg("-I")
-        .arg(include_dir())
-        .arg("-I")
-        .arg(wrapper_dir())
-        .arg("-I")
-        .arg(test_dir())
-        .arg(src)
-        .arg("-o")
-        .arg(exe)
-        .arg("-L")
-        .arg(lib_dir)
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-        .args(["-lphoton", "-pthread"]);
-    if let Err(e) = run_to_success(cmd, &format!("compiling {}", src.display())) {
-        panic!("{e}");
-    }
+/// Compiles C++ `src` into `exe` as `std_flag` against the C header and the
+/// wrapper, warnings as errors, linked to libphoton.so (and pthreads).
+fn compile_cpp(compiler: Compiler, std_flag: &str, src: &Path, exe: &Path) {
+    compiler
+        .flags([std_flag])
+        .flags(WARNINGS)
+        .include(wrapper_dir())
+        .include(test_dir())
+        .build(src, exe);
 }
 
 /// Compiles `tests/cpp/<name>.cpp` with the `cc` crate's compiler, as C++14.
@@ -205,7 +152,7 @@ fn cpp_clang_cxx17() {
     ] {
         let src = test_dir().join(format!("{name}.cpp"));
         let exe = out_dir().join(format!("{name}_clang17"));
-        compile_cpp(Command::new("clang++"), "-std=c++17", &src, &exe);
+        compile_cpp(Compiler::program(Command::new("clang++")), "-std=c++17", &src, &exe);
         for engine in ENGINES {
             let run = run_program(&exe, &[], engine, &[]);
             assert!(
@@ -382,18 +329,11 @@ fn port_to_photon(src: &Path, dst: &Path) {
 /// as photon threads on one vcpu and on a work pool of 3, under each engine.
 fn port_test(src: &Path, name: &str) {
     let original = out_dir().join(format!("{name}_std"));
-    let tmp = private_name(&original);
-    let mut cmd = cc_cxx();
-    cmd.arg("-std=c++14")
-        .args(WARNINGS)
-        .arg(src)
-        .arg("-o")
-        .arg(&tmp)
-        .arg("-pthread");
-    if let Err(e) = run_to_success(cmd, &format!("compiling {}", src.display())) {
-        panic!("{e}");
-    }
-    fs::rename(&tmp, &original).expect("rename the std:: build into place");
+    cc_cxx()
+        .flags(["-std=c++14"])
+        .flags(WARNINGS)
+        .without_photon()
+        .build(src, &original);
     let ported_src = out_dir().join(format!("{name}_photon.cpp"));
     let ported_tmp = private_name(&ported_src).with_extension("cpp");
     port_to_photon(src, &ported_tmp);
@@ -504,16 +444,12 @@ fn headers_compile(compiler: &str, std_flag: &str) -> Vec<String> {
     for (i, header) in wrapper_headers().iter().enumerate() {
         let tu = dir.join(format!("h{i}.{}.cpp", std::process::id()));
         fs::write(&tu, format!("#include <{header}>\n#include <{header}>\n")).expect("write a header test");
-        let mut cmd = Command::new(compiler);
-        cmd.arg(std_flag)
-            .args(WARNINGS)
-            .arg("-fsyntax-only")
-            .arg("-I")
-            .arg(include_dir())
-            .arg("-I")
-            .arg(wrapper_dir())
-            .arg(&tu);
-        if let Err(e) = run_to_success(cmd, &format!("<{header}> with {compiler} {std_flag}")) {
+        if let Err(e) = Compiler::program(Command::new(compiler))
+            .flags([std_flag])
+            .flags(WARNINGS)
+            .include(wrapper_dir())
+            .syntax_only(&tu, &format!("<{header}> with {compiler} {std_flag}"))
+        {
             failures.push(e);
         }
         let _ = fs::remove_file(&tu);

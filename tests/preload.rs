@@ -160,6 +160,19 @@ fn passes_only_with_pthread_hooks(exe: &Path, what: &str) {
     println!("{what} with PHOTON_PRELOAD_PTHREAD=0: fails, as it must");
 }
 
+/// tests/preload/no_alloc.c: select, pselect and poll in a photon thread
+/// allocate nothing in the shim (a hook may run inside malloc or a signal
+/// handler), and still answer as libc does, under each engine.
+#[test]
+fn preload_no_alloc() {
+    let exe = compile("no_alloc", &[]);
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        let run = run_program(&exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
+        check(&run, &format!("no_alloc (PHOTON_ENGINE={engine})"));
+    }
+}
+
 #[test]
 fn preload_keys() {
     let exe = compile("keys", &[]);
@@ -332,34 +345,9 @@ fn preload_pthread_server() {
 #[test]
 fn preload_pthread_sync_cpp() {
     let src = src_dir().join("pthread_sync_cpp.cpp");
-    let exe = out_dir().join("pthread_sync_cpp");
-    let tmp = private_name(&exe);
-    let lib = lib_dir();
-    let mut cmd = cc::Build::new()
-        .cpp(true)
-        .target(TARGET)
-        .host(TARGET)
-        .opt_level(2)
-        .cargo_metadata(false)
-        .get_compiler()
-        .to_command();
-    cmd.args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-I"])
-        .arg(include_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&tmp)
-        .arg("-L")
-        .arg(lib)
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .args(["-lphoton", "-lpthread"]);
-    let out = cmd.output().expect("run the C++ compiler");
-    assert!(
-        out.status.success(),
-        "compiling {} failed:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    fs::rename(&tmp, &exe).expect("rename the C++ program into place");
+    let exe = Compiler::cc_opt(true, 2, false)
+        .flags(["-std=c++17", "-Wall", "-Wextra", "-Werror"])
+        .build(&src, &out_dir().join("pthread_sync_cpp"));
     let (k, v) = preload_env();
     for engine in ENGINES {
         let run = run_program(&exe, &[], engine, &[(k, &v)], RUN_TIMEOUT);
@@ -502,25 +490,10 @@ fn preload_passthrough() {
 
 /// `tests/preload/tls_lib.cc` as `libtlsprobe.so` beside the test programs.
 fn tls_probe_lib() -> PathBuf {
-    let out = out_dir().join("libtlsprobe.so");
-    let tmp = private_name(&out);
-    let status = cc::Build::new()
-        .cpp(true)
-        .target(TARGET)
-        .host(TARGET)
-        .opt_level(2)
-        .out_dir(out_dir())
-        .cargo_metadata(false)
-        .get_compiler()
-        .to_command()
-        .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o"])
-        .arg(&tmp)
-        .arg(src_dir().join("tls_lib.cc"))
-        .status()
-        .expect("run the C++ compiler");
-    assert!(status.success(), "compiling tls_lib.cc failed");
-    fs::rename(&tmp, &out).expect("rename libtlsprobe.so into place");
-    out
+    Compiler::cc_opt(true, 2, false)
+        .flags(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC"])
+        .without_photon()
+        .build(&src_dir().join("tls_lib.cc"), &out_dir().join("libtlsprobe.so"))
 }
 
 /// Thread-locals that follow the photon thread: a library's `__thread` int
@@ -583,43 +556,16 @@ fn preload_fsmeta() {
 /// everything else (the shim then needs no `LD_PRELOAD`).
 fn compile_cpp(name: &str, exe_name: &str, shim_first: bool, libs: &[&str]) -> PathBuf {
     let src = src_dir().join(format!("{name}.cc"));
-    let exe = out_dir().join(exe_name);
-    let tmp = private_name(&exe);
-    let lib = lib_dir();
-    let mut cmd = cc::Build::new()
-        .cpp(true)
-        .target(TARGET)
-        .host(TARGET)
-        .opt_level(2)
-        .debug(true)
-        .out_dir(out_dir())
-        .cargo_metadata(false)
-        .get_compiler()
-        .to_command();
-    cmd.args(["-std=c++17", "-Wall", "-Wextra", "-Werror"])
-        .arg("-I")
-        .arg(include_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&tmp)
-        .arg("-L")
-        .arg(lib)
-        .arg(format!("-Wl,-rpath,{}", lib.display()));
+    let mut first = Vec::new();
     if shim_first {
         preload_lib(); // copied into lib_dir()
-        cmd.args(["-Wl,--no-as-needed", "-lphoton_preload", "-Wl,--as-needed"]);
+        first.extend(["-Wl,--no-as-needed", "-lphoton_preload", "-Wl,--as-needed"]);
     }
-    cmd.args(libs).args(["-lphoton", "-pthread"]);
-    let out = cmd.output().expect("run the C++ compiler");
-    assert!(
-        out.status.success(),
-        "compiling {} failed:\n{}{}",
-        src.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    fs::rename(&tmp, &exe).expect("rename the program into place");
-    exe
+    first.extend(libs);
+    Compiler::cc(true)
+        .flags(["-std=c++17", "-Wall", "-Wextra", "-Werror"])
+        .first(first)
+        .build(&src, &out_dir().join(exe_name))
 }
 
 #[test]

@@ -17,8 +17,15 @@ pub(crate) fn offloaded<R: Copy>(init: R, f: &mut dyn FnMut() -> R) -> R {
     unsafe extern "C" fn tramp<R>(arg: *mut c_void) -> *mut c_void {
         // SAFETY: `arg` is the Call below; its owner waits for this to end.
         let call = unsafe { &mut *arg.cast::<Call<'_, R>>() };
-        call.out = (call.f)();
-        call.errno = errno();
+        // Runs on libphoton's offload thread: a panic must not unwind into it.
+        let ran = crate::boundary(false, || {
+            call.out = (call.f)();
+            call.errno = errno();
+            true
+        });
+        if !ran {
+            call.errno = libc::ENOTRECOVERABLE;
+        }
         core::ptr::null_mut()
     }
     let mut call = Call { f, out: init, errno: 0 };
@@ -40,13 +47,15 @@ pub unsafe extern "C" fn getaddrinfo(
     hints: *const addrinfo,
     res: *mut *mut addrinfo,
 ) -> c_int {
-    // SAFETY: the caller's arguments, used before this returns.
-    let mut f = || unsafe { real::getaddrinfo(node, service, hints, res) };
-    if active() {
-        offloaded(libc::EAI_SYSTEM, &mut f)
-    } else {
-        f()
-    }
+    crate::boundary(libc::EAI_SYSTEM, || {
+        // SAFETY: the caller's arguments, used before this returns.
+        let mut f = || unsafe { real::getaddrinfo(node, service, hints, res) };
+        if active() {
+            offloaded(libc::EAI_SYSTEM, &mut f)
+        } else {
+            f()
+        }
+    })
 }
 
 /// The hooked `getnameinfo` (libc's semantics; see the module doc).
@@ -60,24 +69,28 @@ pub unsafe extern "C" fn getnameinfo(
     servlen: socklen_t,
     flags: c_int,
 ) -> c_int {
-    // SAFETY: the caller's arguments, used before this returns.
-    let mut f = || unsafe { real::getnameinfo(addr, len, host, hostlen, serv, servlen, flags) };
-    if active() {
-        offloaded(libc::EAI_SYSTEM, &mut f)
-    } else {
-        f()
-    }
+    crate::boundary(libc::EAI_SYSTEM, || {
+        // SAFETY: the caller's arguments, used before this returns.
+        let mut f = || unsafe { real::getnameinfo(addr, len, host, hostlen, serv, servlen, flags) };
+        if active() {
+            offloaded(libc::EAI_SYSTEM, &mut f)
+        } else {
+            f()
+        }
+    })
 }
 
 /// Its result is glibc's static buffer, valid until the next call on any
 /// thread, as without the shim.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn gethostbyname(name: *const c_char) -> *mut hostent {
-    // SAFETY: the caller's name, used before this returns.
-    let mut f = || unsafe { real::gethostbyname(name) };
-    if active() {
-        offloaded(core::ptr::null_mut(), &mut f)
-    } else {
-        f()
-    }
+    crate::boundary(core::ptr::null_mut(), || {
+        // SAFETY: the caller's name, used before this returns.
+        let mut f = || unsafe { real::gethostbyname(name) };
+        if active() {
+            offloaded(core::ptr::null_mut(), &mut f)
+        } else {
+            f()
+        }
+    })
 }

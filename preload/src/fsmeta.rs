@@ -26,77 +26,93 @@ use crate::{active, photon, real};
 /// a variadic caller passes it where this reads it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn open(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
-    // SAFETY: the caller's path, as libc's open takes it, used before this returns.
-    let mut f = || unsafe { real::open(path, flags, mode) };
-    if active() { offloaded(-1, &mut f) } else { f() }
+    crate::boundary(-1, || {
+        // SAFETY: the caller's path, as libc's open takes it, used before this returns.
+        let mut f = || unsafe { real::open(path, flags, mode) };
+        if active() { offloaded(-1, &mut f) } else { f() }
+    })
 }
 
 /// The hooked `open64` (as [`open`]: off_t is 64-bit).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
-    // SAFETY: as open.
-    unsafe { open(path, flags, mode) }
+    crate::boundary(-1, || {
+        // SAFETY: as open.
+        unsafe { open(path, flags, mode) }
+    })
 }
 
 /// The hooked `openat` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
-    // SAFETY: the caller's path, as libc's openat takes it, used before this returns.
-    let mut f = || unsafe { real::openat(dirfd, path, flags, mode) };
-    if active() { offloaded(-1, &mut f) } else { f() }
+    crate::boundary(-1, || {
+        // SAFETY: the caller's path, as libc's openat takes it, used before this returns.
+        let mut f = || unsafe { real::openat(dirfd, path, flags, mode) };
+        if active() { offloaded(-1, &mut f) } else { f() }
+    })
 }
 
 /// The hooked `openat64` (as [`openat`]).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
-    // SAFETY: as openat.
-    unsafe { openat(dirfd, path, flags, mode) }
+    crate::boundary(-1, || {
+        // SAFETY: as openat.
+        unsafe { openat(dirfd, path, flags, mode) }
+    })
 }
 
 /// The hooked `fstat` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fstat(fd: c_int, st: *mut libc::stat) -> c_int {
-    // SAFETY: the caller's struct stat, as libc's fstat takes it.
-    unsafe {
-        if active() && !st.is_null() {
-            photon::photon_fstat(fd, st)
-        } else {
-            real::fstat(fd, st)
+    crate::boundary(-1, || {
+        // SAFETY: the caller's struct stat, as libc's fstat takes it.
+        unsafe {
+            if active() && !st.is_null() {
+                photon::photon_fstat(fd, st)
+            } else {
+                real::fstat(fd, st)
+            }
         }
-    }
+    })
 }
 
 /// The hooked `fstat64` (as [`fstat`]: the same struct on 64-bit Linux).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fstat64(fd: c_int, st: *mut libc::stat) -> c_int {
-    // SAFETY: as fstat.
-    unsafe { fstat(fd, st) }
+    crate::boundary(-1, || {
+        // SAFETY: as fstat.
+        unsafe { fstat(fd, st) }
+    })
 }
 
 /// The hooked `unlink` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn unlink(path: *const c_char) -> c_int {
-    // SAFETY: the caller's path, as libc's unlink takes it.
-    unsafe {
-        if active() && !path.is_null() {
-            photon::photon_unlink(path)
-        } else {
-            real::unlink(path)
+    crate::boundary(-1, || {
+        // SAFETY: the caller's path, as libc's unlink takes it.
+        unsafe {
+            if active() && !path.is_null() {
+                photon::photon_unlink(path)
+            } else {
+                real::unlink(path)
+            }
         }
-    }
+    })
 }
 
 /// The hooked `rename` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int {
-    // SAFETY: the caller's paths, as libc's rename takes them.
-    unsafe {
-        if active() && !old.is_null() && !new.is_null() {
-            photon::photon_rename(old, new)
-        } else {
-            real::rename(old, new)
+    crate::boundary(-1, || {
+        // SAFETY: the caller's paths, as libc's rename takes them.
+        unsafe {
+            if active() && !old.is_null() && !new.is_null() {
+                photon::photon_rename(old, new)
+            } else {
+                real::rename(old, new)
+            }
         }
-    }
+    })
 }
 
 /// The hooked `fallocate` (libc's semantics; see the module doc). Ranges
@@ -104,41 +120,49 @@ pub unsafe extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int
 /// own error.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fallocate(fd: c_int, mode: c_int, off: off_t, len: off_t) -> c_int {
-    // SAFETY: no memory arguments.
-    unsafe {
-        if active() && off >= 0 && len > 0 {
-            photon::photon_fallocate(fd, mode, off, len)
-        } else {
-            real::fallocate(fd, mode, off, len)
+    crate::boundary(-1, || {
+        // SAFETY: no memory arguments.
+        unsafe {
+            if active() && off >= 0 && len > 0 {
+                photon::photon_fallocate(fd, mode, off, len)
+            } else {
+                real::fallocate(fd, mode, off, len)
+            }
         }
-    }
+    })
 }
 
 /// The hooked `fallocate64` (as [`fallocate`]).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fallocate64(fd: c_int, mode: c_int, off: off_t, len: off_t) -> c_int {
-    // SAFETY: as fallocate.
-    unsafe { fallocate(fd, mode, off, len) }
+    crate::boundary(-1, || {
+        // SAFETY: as fallocate.
+        unsafe { fallocate(fd, mode, off, len) }
+    })
 }
 
 /// The hooked `ftruncate` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ftruncate(fd: c_int, len: off_t) -> c_int {
-    // SAFETY: no memory arguments.
-    unsafe {
-        if active() && len >= 0 {
-            photon::photon_ftruncate(fd, len)
-        } else {
-            real::ftruncate(fd, len)
+    crate::boundary(-1, || {
+        // SAFETY: no memory arguments.
+        unsafe {
+            if active() && len >= 0 {
+                photon::photon_ftruncate(fd, len)
+            } else {
+                real::ftruncate(fd, len)
+            }
         }
-    }
+    })
 }
 
 /// The hooked `ftruncate64` (as [`ftruncate`]).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ftruncate64(fd: c_int, len: off_t) -> c_int {
-    // SAFETY: as ftruncate.
-    unsafe { ftruncate(fd, len) }
+    crate::boundary(-1, || {
+        // SAFETY: as ftruncate.
+        unsafe { ftruncate(fd, len) }
+    })
 }
 
 /// Names hooked here beyond [`real::NAMES`] (for the debug log).

@@ -32,10 +32,12 @@ type Dtor = unsafe extern "C" fn(*mut c_void);
 /// (`photon_tls_atexit`); everything else goes to glibc.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn __cxa_thread_atexit_impl(dtor: Option<Dtor>, obj: *mut c_void, dso: *mut c_void) -> c_int {
-    // SAFETY: libphoton's registration; ENOENT/EPERM when it does not apply.
-    if dtor.is_some() && crate::active() && unsafe { photon::photon_tls_atexit(dtor, obj) } == 0 {
-        return 0;
-    }
-    // SAFETY: glibc's function with the caller's arguments.
-    unsafe { real::__cxa_thread_atexit_impl(dtor, obj, dso) }
+    crate::boundary(-1, || {
+        // SAFETY: libphoton's registration; ENOENT/EPERM when it does not apply.
+        if dtor.is_some() && crate::active() && unsafe { photon::photon_tls_atexit(dtor, obj) } == 0 {
+            return 0;
+        }
+        // SAFETY: glibc's function with the caller's arguments.
+        unsafe { real::__cxa_thread_atexit_impl(dtor, obj, dso) }
+    })
 }

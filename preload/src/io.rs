@@ -246,10 +246,16 @@ pub fn output(
     }
 }
 
-/// `iov` with its first `skip` bytes dropped, for the rest of a partial
-/// vectored write. Allocates only on that (rare) path.
+/// What is left of `iov` after its first `skip` bytes, for the rest of a
+/// partial vectored write, without allocating (a hook must not: the
+/// program may be inside malloc or a signal handler): the iovecs after the
+/// one `skip` ends in, used in place; or, when `skip` ends inside an iovec,
+/// just that iovec's remainder (the write loop comes back for the rest).
 pub struct IovRest {
-    v: Vec<iovec>,
+    head: iovec,
+    partial: bool,
+    tail: *const iovec,
+    tail_n: c_int,
 }
 
 impl IovRest {
@@ -262,28 +268,47 @@ impl IovRest {
             // SAFETY: per the contract.
             unsafe { core::slice::from_raw_parts(iov, n as usize) }
         };
-        let mut v = Vec::with_capacity(all.len());
-        for io in all {
+        for (i, io) in all.iter().enumerate() {
             if skip >= io.iov_len {
                 skip -= io.iov_len;
                 continue;
             }
-            v.push(iovec {
-                // SAFETY: within the caller's buffer.
-                iov_base: unsafe { io.iov_base.cast::<u8>().add(skip) }.cast(),
-                iov_len: io.iov_len - skip,
-            });
-            skip = 0;
+            if skip == 0 {
+                return IovRest {
+                    head: *io,
+                    partial: false,
+                    tail: io,
+                    tail_n: (all.len() - i) as c_int,
+                };
+            }
+            return IovRest {
+                head: iovec {
+                    // SAFETY: within the caller's buffer.
+                    iov_base: unsafe { io.iov_base.cast::<u8>().add(skip) }.cast(),
+                    iov_len: io.iov_len - skip,
+                },
+                partial: true,
+                tail: core::ptr::null(),
+                tail_n: 0,
+            };
         }
-        IovRest { v }
+        IovRest {
+            head: iovec {
+                iov_base: core::ptr::null_mut(),
+                iov_len: 0,
+            },
+            partial: false,
+            tail: all.as_ptr_range().end,
+            tail_n: 0,
+        }
     }
 
     pub fn ptr(&self) -> *const iovec {
-        self.v.as_ptr()
+        if self.partial { &self.head } else { self.tail }
     }
 
     pub fn len(&self) -> c_int {
-        self.v.len() as c_int
+        if self.partial { 1 } else { self.tail_n }
     }
 }
 
@@ -339,61 +364,69 @@ fn dontwait(flags: c_int) -> bool {
 /// The hooked `read` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
-    // SAFETY: the caller's buffer, as libc's read takes it.
-    unsafe {
-        input(
-            fd,
-            false,
-            |t| photon::photon_read(fd, buf, n, t),
-            || real::read(fd, buf, n),
-        )
-    }
+    crate::boundary(-1, || {
+        // SAFETY: the caller's buffer, as libc's read takes it.
+        unsafe {
+            input(
+                fd,
+                false,
+                |t| photon::photon_read(fd, buf, n, t),
+                || real::read(fd, buf, n),
+            )
+        }
+    })
 }
 
 /// The hooked `write` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
-    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
-    // SAFETY: the caller's buffer, as libc's write takes it.
-    unsafe {
-        output(
-            fd,
-            n,
-            OutFlags::PLAIN,
-            |done, t| photon::photon_write(fd, at(done), n - done, t),
-            |done| real::write(fd, at(done), n - done),
-        )
-    }
+    crate::boundary(-1, || {
+        let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+        // SAFETY: the caller's buffer, as libc's write takes it.
+        unsafe {
+            output(
+                fd,
+                n,
+                OutFlags::PLAIN,
+                |done, t| photon::photon_write(fd, at(done), n - done, t),
+                |done| real::write(fd, at(done), n - done),
+            )
+        }
+    })
 }
 
 /// The hooked `readv` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    // SAFETY: the caller's iovecs.
-    unsafe {
-        input(
-            fd,
-            false,
-            |t| photon::photon_readv(fd, iov, n, t),
-            || real::readv(fd, iov, n),
-        )
-    }
+    crate::boundary(-1, || {
+        // SAFETY: the caller's iovecs.
+        unsafe {
+            input(
+                fd,
+                false,
+                |t| photon::photon_readv(fd, iov, n, t),
+                || real::readv(fd, iov, n),
+            )
+        }
+    })
 }
 
 /// The hooked `writev` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    // SAFETY: the caller's iovecs.
-    unsafe {
-        output_v(
-            fd,
-            iov,
-            n,
-            OutFlags::PLAIN,
-            |v, k, t| photon::photon_writev(fd, v, k, t),
-            |v, k| real::writev(fd, v, k),
-        )
-    }
+    crate::boundary(-1, || {
+        // SAFETY: the caller's iovecs.
+        unsafe {
+            output_v(
+                fd,
+                iov,
+                n,
+                OutFlags::PLAIN,
+                |v, k, t| photon::photon_writev(fd, v, k, t),
+                |v, k| real::writev(fd, v, k),
+            )
+        }
+    })
 }
 
 /// recv and recvfrom with MSG_WAITALL: on a blocking stream socket, go on
@@ -415,17 +448,19 @@ fn wait_all(n: size_t, flags: c_int, mut once: impl FnMut(usize) -> ssize_t) -> 
 /// The hooked `recv` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
-    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
-    wait_all(n, flags, |done| {
-        // SAFETY: the caller's buffer, as libc's recv takes it.
-        unsafe {
-            input(
-                fd,
-                dontwait(flags),
-                |t| photon::photon_recv(fd, at(done), n - done, flags, t),
-                || real::recv(fd, at(done), n - done, flags),
-            )
-        }
+    crate::boundary(-1, || {
+        let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+        wait_all(n, flags, |done| {
+            // SAFETY: the caller's buffer, as libc's recv takes it.
+            unsafe {
+                input(
+                    fd,
+                    dontwait(flags),
+                    |t| photon::photon_recv(fd, at(done), n - done, flags, t),
+                    || real::recv(fd, at(done), n - done, flags),
+                )
+            }
+        })
     })
 }
 
@@ -439,48 +474,54 @@ pub unsafe extern "C" fn recvfrom(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> ssize_t {
-    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
-    wait_all(n, flags, |done| {
-        // SAFETY: the caller's buffer and address, as libc's recvfrom takes them.
-        unsafe {
-            input(
-                fd,
-                dontwait(flags),
-                |t| photon::photon_recvfrom(fd, at(done), n - done, flags, addr, len, t),
-                || real::recvfrom(fd, at(done), n - done, flags, addr, len),
-            )
-        }
+    crate::boundary(-1, || {
+        let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+        wait_all(n, flags, |done| {
+            // SAFETY: the caller's buffer and address, as libc's recvfrom takes them.
+            unsafe {
+                input(
+                    fd,
+                    dontwait(flags),
+                    |t| photon::photon_recvfrom(fd, at(done), n - done, flags, addr, len, t),
+                    || real::recvfrom(fd, at(done), n - done, flags, addr, len),
+                )
+            }
+        })
     })
 }
 
 /// The hooked `recvmsg` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    // SAFETY: the caller's message, as libc's recvmsg takes it.
-    unsafe {
-        input(
-            fd,
-            dontwait(flags),
-            |t| photon::photon_recvmsg(fd, msg, flags, t),
-            || real::recvmsg(fd, msg, flags),
-        )
-    }
+    crate::boundary(-1, || {
+        // SAFETY: the caller's message, as libc's recvmsg takes it.
+        unsafe {
+            input(
+                fd,
+                dontwait(flags),
+                |t| photon::photon_recvmsg(fd, msg, flags, t),
+                || real::recvmsg(fd, msg, flags),
+            )
+        }
+    })
 }
 
 /// The hooked `send` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
-    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
-    // SAFETY: the caller's buffer, as libc's send takes it.
-    unsafe {
-        output(
-            fd,
-            n,
-            OutFlags::of(flags),
-            |done, t| photon::photon_send(fd, at(done), n - done, flags, t),
-            |done| real::send(fd, at(done), n - done, flags),
-        )
-    }
+    crate::boundary(-1, || {
+        let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+        // SAFETY: the caller's buffer, as libc's send takes it.
+        unsafe {
+            output(
+                fd,
+                n,
+                OutFlags::of(flags),
+                |done, t| photon::photon_send(fd, at(done), n - done, flags, t),
+                |done| real::send(fd, at(done), n - done, flags),
+            )
+        }
+    })
 }
 
 /// The hooked `sendto` (libc's semantics; see the module doc).
@@ -493,17 +534,19 @@ pub unsafe extern "C" fn sendto(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> ssize_t {
-    let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
-    // SAFETY: the caller's buffer and address, as libc's sendto takes them.
-    unsafe {
-        output(
-            fd,
-            n,
-            OutFlags::of(flags),
-            |done, t| photon::photon_sendto(fd, at(done), n - done, flags, addr, len, t),
-            |done| real::sendto(fd, at(done), n - done, flags, addr, len),
-        )
-    }
+    crate::boundary(-1, || {
+        let at = |done: usize| buf.cast::<u8>().wrapping_add(done).cast::<c_void>();
+        // SAFETY: the caller's buffer and address, as libc's sendto takes them.
+        unsafe {
+            output(
+                fd,
+                n,
+                OutFlags::of(flags),
+                |done, t| photon::photon_sendto(fd, at(done), n - done, flags, addr, len, t),
+                |done| real::sendto(fd, at(done), n - done, flags, addr, len),
+            )
+        }
+    })
 }
 
 /// `m` sending the iovecs `v[..k]` instead of its own: the rest of a
@@ -522,23 +565,25 @@ fn rest_of(m: &msghdr, v: *const iovec, k: c_int) -> msghdr {
 /// The hooked `sendmsg` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    if msg.is_null() {
-        // SAFETY: libc reports EFAULT.
-        return unsafe { real::sendmsg(fd, msg, flags) };
-    }
-    // SAFETY: the caller's message; a partial send resumes with a copy
-    // whose iovecs skip what was sent (ancillary data went with the first).
-    unsafe {
-        let m = &*msg;
-        output_v(
-            fd,
-            m.msg_iov,
-            m.msg_iovlen as c_int,
-            OutFlags::of(flags),
-            |v, k, t| photon::photon_sendmsg(fd, &rest_of(m, v, k), flags, t),
-            |v, k| real::sendmsg(fd, &rest_of(m, v, k), flags),
-        )
-    }
+    crate::boundary(-1, || {
+        if msg.is_null() {
+            // SAFETY: libc reports EFAULT.
+            return unsafe { real::sendmsg(fd, msg, flags) };
+        }
+        // SAFETY: the caller's message; a partial send resumes with a copy
+        // whose iovecs skip what was sent (ancillary data went with the first).
+        unsafe {
+            let m = &*msg;
+            output_v(
+                fd,
+                m.msg_iov,
+                m.msg_iovlen as c_int,
+                OutFlags::of(flags),
+                |v, k, t| photon::photon_sendmsg(fd, &rest_of(m, v, k), flags, t),
+                |v, k| real::sendmsg(fd, &rest_of(m, v, k), flags),
+            )
+        }
+    })
 }
 
 unsafe extern "C" {
@@ -548,23 +593,27 @@ unsafe extern "C" {
 /// The hooked `__read_chk` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
-    if n > buflen {
-        // SAFETY: glibc's fortify failure report; does not return.
-        unsafe { __chk_fail() }
-    }
-    // SAFETY: checked against the buffer's size.
-    unsafe { read(fd, buf, n) }
+    crate::boundary(-1, || {
+        if n > buflen {
+            // SAFETY: glibc's fortify failure report; does not return.
+            unsafe { __chk_fail() }
+        }
+        // SAFETY: checked against the buffer's size.
+        unsafe { read(fd, buf, n) }
+    })
 }
 
 /// The hooked `__recv_chk` (libc's semantics; see the module doc).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn __recv_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t, flags: c_int) -> ssize_t {
-    if n > buflen {
-        // SAFETY: as in __read_chk.
-        unsafe { __chk_fail() }
-    }
-    // SAFETY: checked against the buffer's size.
-    unsafe { recv(fd, buf, n, flags) }
+    crate::boundary(-1, || {
+        if n > buflen {
+            // SAFETY: as in __read_chk.
+            unsafe { __chk_fail() }
+        }
+        // SAFETY: checked against the buffer's size.
+        unsafe { recv(fd, buf, n, flags) }
+    })
 }
 
 /// The hooked `__recvfrom_chk` (libc's semantics; see the module doc).
@@ -578,10 +627,12 @@ pub unsafe extern "C" fn __recvfrom_chk(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> ssize_t {
-    if n > buflen {
-        // SAFETY: as in __read_chk.
-        unsafe { __chk_fail() }
-    }
-    // SAFETY: checked against the buffer's size.
-    unsafe { recvfrom(fd, buf, n, flags, addr, len) }
+    crate::boundary(-1, || {
+        if n > buflen {
+            // SAFETY: as in __read_chk.
+            unsafe { __chk_fail() }
+        }
+        // SAFETY: checked against the buffer's size.
+        unsafe { recvfrom(fd, buf, n, flags, addr, len) }
+    })
 }

@@ -179,107 +179,115 @@ fn table_for_set(table: *mut Table) -> Option<*mut Table> {
 /// they may get and set values.
 #[allow(clippy::needless_range_loop)] // the key number indexes the table and KEYS
 unsafe extern "C" fn table_dtor(t: *mut c_void) {
-    let table = t.cast::<Table>();
-    let k = PKEY.load(Acquire);
-    // SAFETY: back in place for the destructors' gets and sets; this thread's own key.
-    unsafe { photon::photon_setspecific(k, t) };
-    for _ in 0..DESTRUCTOR_ROUNDS {
-        let mut ran = false;
-        for key in 0..KEYS_MAX {
-            // SAFETY: the live table.
-            let s = unsafe { slot(table, key) };
-            // SAFETY: a slot of the live table (checked non-NULL).
-            if s.is_null() || unsafe { (*s).value.is_null() } {
-                continue;
+    crate::boundary((), || {
+        let table = t.cast::<Table>();
+        let k = PKEY.load(Acquire);
+        // SAFETY: back in place for the destructors' gets and sets; this thread's own key.
+        unsafe { photon::photon_setspecific(k, t) };
+        for _ in 0..DESTRUCTOR_ROUNDS {
+            let mut ran = false;
+            for key in 0..KEYS_MAX {
+                // SAFETY: the live table.
+                let s = unsafe { slot(table, key) };
+                // SAFETY: a slot of the live table (checked non-NULL).
+                if s.is_null() || unsafe { (*s).value.is_null() } {
+                    continue;
+                }
+                // SAFETY: as above.
+                let Slot { tag, value } = unsafe { *s };
+                // SAFETY: as above.
+                unsafe { (*s).value = ptr::null_mut() };
+                if tag != KEYS[key].generation.load(Acquire) {
+                    continue; // the key was deleted since
+                }
+                let d = KEYS[key].dtor.load(Acquire);
+                if d != 0 {
+                    // SAFETY: only destructors given to pthread_key_create are stored.
+                    let d = unsafe { core::mem::transmute::<usize, Destructor>(d) };
+                    // SAFETY: the program's destructor with the value it set.
+                    unsafe { d(value) };
+                    ran = true;
+                }
             }
-            // SAFETY: as above.
-            let Slot { tag, value } = unsafe { *s };
-            // SAFETY: as above.
-            unsafe { (*s).value = ptr::null_mut() };
-            if tag != KEYS[key].generation.load(Acquire) {
-                continue; // the key was deleted since
-            }
-            let d = KEYS[key].dtor.load(Acquire);
-            if d != 0 {
-                // SAFETY: only destructors given to pthread_key_create are stored.
-                let d = unsafe { core::mem::transmute::<usize, Destructor>(d) };
-                // SAFETY: the program's destructor with the value it set.
-                unsafe { d(value) };
-                ran = true;
+            if !ran {
+                break;
             }
         }
-        if !ran {
-            break;
+        // SAFETY: the thread's key no longer points at the table, which is freed.
+        unsafe {
+            photon::photon_setspecific(k, ptr::null());
+            for page in (*table).pages {
+                libc::free(page.cast());
+            }
+            libc::free(t);
         }
-    }
-    // SAFETY: the thread's key no longer points at the table, which is freed.
-    unsafe {
-        photon::photon_setspecific(k, ptr::null());
-        for page in (*table).pages {
-            libc::free(page.cast());
-        }
-        libc::free(t);
-    }
+    })
 }
 
 /// `pthread_key_create`: glibc's, with the destructor and a new generation
 /// recorded for photon threads.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_key_create(key: *mut libc::pthread_key_t, dtor: Option<Destructor>) -> c_int {
-    let _g = KEY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: the caller's arguments, as glibc takes them.
-    let r = unsafe { real::pthread_key_create(key, dtor) };
-    // SAFETY: glibc wrote the new key when it returned 0.
-    if r == 0
-        && let Some(e) = KEYS.get(unsafe { *key } as usize)
-    {
-        e.dtor.store(dtor.map_or(0, |d| d as usize), Release);
-        let g = e.generation.load(Relaxed);
-        e.generation.store((g | 1) + 2, Release); // new generation, live
-    }
-    r
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        let _g = KEY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the caller's arguments, as glibc takes them.
+        let r = unsafe { real::pthread_key_create(key, dtor) };
+        // SAFETY: glibc wrote the new key when it returned 0.
+        if r == 0
+            && let Some(e) = KEYS.get(unsafe { *key } as usize)
+        {
+            e.dtor.store(dtor.map_or(0, |d| d as usize), Release);
+            let g = e.generation.load(Relaxed);
+            e.generation.store((g | 1) + 2, Release); // new generation, live
+        }
+        r
+    })
 }
 
 /// `pthread_key_delete`: glibc's; photon threads' values of the key become
 /// unreachable (read NULL), as glibc makes plain threads'.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_key_delete(key: libc::pthread_key_t) -> c_int {
-    let _g = KEY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: glibc checks the key.
-    let r = unsafe { real::pthread_key_delete(key) };
-    if r == 0
-        && let Some(e) = KEYS.get(key as usize)
-    {
-        let g = e.generation.load(Relaxed);
-        e.generation.store((g | 1) + 1, Release); // next generation, dead
-    }
-    r
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        let _g = KEY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: glibc checks the key.
+        let r = unsafe { real::pthread_key_delete(key) };
+        if r == 0
+            && let Some(e) = KEYS.get(key as usize)
+        {
+            let g = e.generation.load(Relaxed);
+            e.generation.store((g | 1) + 1, Release); // next generation, dead
+        }
+        r
+    })
 }
 
 /// `pthread_getspecific`: in a photon thread (not a vcpu's main), that
 /// thread's value; elsewhere glibc's. Never allocates.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_getspecific(key: libc::pthread_key_t) -> *mut c_void {
-    let Some(table) = photon_table() else {
-        // SAFETY: glibc checks the key.
-        return unsafe { real::pthread_getspecific(key) };
-    };
-    let k = key as usize;
-    if table.is_null() || k >= KEYS_MAX {
-        return ptr::null_mut();
-    }
-    // SAFETY: this thread's live table; k in range.
-    let s = unsafe { slot(table, k) };
-    if s.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: a slot of the live table.
-    let Slot { tag, value } = unsafe { *s };
-    if tag == KEYS[k].generation.load(Acquire) {
-        value
-    } else {
-        ptr::null_mut()
-    }
+    crate::boundary(core::ptr::null_mut(), || {
+        let Some(table) = photon_table() else {
+            // SAFETY: glibc checks the key.
+            return unsafe { real::pthread_getspecific(key) };
+        };
+        let k = key as usize;
+        if table.is_null() || k >= KEYS_MAX {
+            return ptr::null_mut();
+        }
+        // SAFETY: this thread's live table; k in range.
+        let s = unsafe { slot(table, k) };
+        if s.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: a slot of the live table.
+        let Slot { tag, value } = unsafe { *s };
+        if tag == KEYS[k].generation.load(Acquire) {
+            value
+        } else {
+            ptr::null_mut()
+        }
+    })
 }
 
 /// `pthread_setspecific`: in a photon thread (not a vcpu's main), sets that
@@ -287,48 +295,50 @@ pub unsafe extern "C" fn pthread_getspecific(key: libc::pthread_key_t) -> *mut c
 /// table cannot be made); elsewhere glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_setspecific(key: libc::pthread_key_t, value: *const c_void) -> c_int {
-    let Some(table) = photon_table() else {
-        // SAFETY: glibc checks the key.
-        return unsafe { real::pthread_setspecific(key, value) };
-    };
-    let k = key as usize;
-    let Some(e) = KEYS.get(k) else {
-        return libc::EINVAL;
-    };
-    let tag = e.generation.load(Acquire);
-    if tag & 1 == 0 {
-        return libc::EINVAL;
-    }
-    // SAFETY: this thread's live table (or NULL: none yet).
-    let mut s = if table.is_null() {
-        ptr::null_mut()
-    } else {
-        unsafe { slot(table, k) }
-    };
-    if s.is_null() {
-        if value.is_null() {
-            return 0; // NULL is what an absent slot reads
-        }
-        let Some(table) = table_for_set(table) else {
-            return libc::ENOMEM;
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        let Some(table) = photon_table() else {
+            // SAFETY: glibc checks the key.
+            return unsafe { real::pthread_setspecific(key, value) };
         };
-        // SAFETY: calloc of a page of plain-data slots.
-        let page = unsafe { libc::calloc(1, size_of::<[Slot; PAGE]>()) }.cast::<[Slot; PAGE]>();
-        if page.is_null() {
-            return libc::ENOMEM;
+        let k = key as usize;
+        let Some(e) = KEYS.get(k) else {
+            return libc::EINVAL;
+        };
+        let tag = e.generation.load(Acquire);
+        if tag & 1 == 0 {
+            return libc::EINVAL;
         }
-        // SAFETY: the live table; its page k / PAGE was NULL.
+        // SAFETY: this thread's live table (or NULL: none yet).
+        let mut s = if table.is_null() {
+            ptr::null_mut()
+        } else {
+            unsafe { slot(table, k) }
+        };
+        if s.is_null() {
+            if value.is_null() {
+                return 0; // NULL is what an absent slot reads
+            }
+            let Some(table) = table_for_set(table) else {
+                return libc::ENOMEM;
+            };
+            // SAFETY: calloc of a page of plain-data slots.
+            let page = unsafe { libc::calloc(1, size_of::<[Slot; PAGE]>()) }.cast::<[Slot; PAGE]>();
+            if page.is_null() {
+                return libc::ENOMEM;
+            }
+            // SAFETY: the live table; its page k / PAGE was NULL.
+            unsafe {
+                (*table).pages[k / PAGE] = page;
+                s = slot(table, k);
+            }
+        }
+        // SAFETY: a slot of the live table.
         unsafe {
-            (*table).pages[k / PAGE] = page;
-            s = slot(table, k);
-        }
-    }
-    // SAFETY: a slot of the live table.
-    unsafe {
-        *s = Slot {
-            tag,
-            value: value.cast_mut(),
-        }
-    };
-    0
+            *s = Slot {
+                tag,
+                value: value.cast_mut(),
+            }
+        };
+        0
+    })
 }

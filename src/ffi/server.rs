@@ -1,9 +1,9 @@
 //! The server loop: one photon thread per accepted connection.
 
 use core::ffi::{CStr, c_char, c_int, c_void};
-use std::sync::Arc;
 
 use super::guard;
+use super::handle::{ArcOwned, Castable, Shared};
 use crate::errno::Errno;
 use crate::net::server::Server;
 
@@ -16,22 +16,12 @@ pub struct photon_server {
 /// `conn_fd` and must close it (`photon_close`); its return value is only logged.
 pub type photon_conn_handler = Option<unsafe extern "C" fn(userdata: *mut c_void, conn_fd: c_int) -> c_int>;
 
-/// A new reference to the server behind `s`.
-fn server(s: *mut photon_server) -> Result<Arc<Server>, Errno> {
-    if s.is_null() {
-        return Err(Errno::EINVAL);
-    }
-    let p = s.cast_const().cast::<Server>();
-    // SAFETY: a non-NULL photon_server* came from publish() (Arc::into_raw)
-    // and is not yet freed; we take one more reference.
-    unsafe {
-        Arc::increment_strong_count(p);
-        Ok(Arc::from_raw(p))
-    }
-}
-
-fn publish(s: Server) -> *mut photon_server {
-    Arc::into_raw(Arc::new(s)).cast_mut().cast()
+/// Shared: `photon_server_serve` keeps its own reference, so a
+/// `photon_server_free` from another thread cannot pull the server from
+/// under a running accept loop.
+impl Castable for photon_server {
+    type Ownership = ArcOwned;
+    type RustType = Server;
 }
 
 /// A TCP server listening on `ip` (NULL or "" = 0.0.0.0; IPv6 literals
@@ -67,7 +57,7 @@ pub extern "C" fn photon_server_new_tcp_flags(
             // SAFETY: non-NULL; the caller passes a NUL-terminated string.
             Some(unsafe { CStr::from_ptr(ip) }.to_str().map_err(|_| Errno::EINVAL)?)
         };
-        Server::new_tcp(ip, port, backlog, flags & PHOTON_SERVER_REUSEPORT != 0).map(publish)
+        Server::new_tcp(ip, port, backlog, flags & PHOTON_SERVER_REUSEPORT != 0).map(photon_server::publish)
     })
 }
 
@@ -82,14 +72,14 @@ pub extern "C" fn photon_server_new_unix(path: *const c_char, backlog: c_int) ->
         }
         // SAFETY: non-NULL; the caller passes a NUL-terminated string.
         let p = unsafe { CStr::from_ptr(path) }.to_bytes();
-        Server::new_unix(p, backlog).map(publish)
+        Server::new_unix(p, backlog).map(photon_server::publish)
     })
 }
 
 /// The TCP port the server listens on (0 for a Unix server), or -1/`EINVAL`.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_port(s: *mut photon_server) -> c_int {
-    guard(|| server(s)?.port().map(c_int::from))
+    guard(|| photon_server::clone_arc(s)?.port().map(c_int::from))
 }
 
 /// Accepts connections until `photon_server_stop`, running
@@ -105,7 +95,7 @@ pub extern "C" fn photon_server_serve(
 ) -> c_int {
     guard(|| {
         let handler = handler.ok_or(Errno::EINVAL)?;
-        let srv = server(s)?; // keeps it alive even if freed meanwhile
+        let srv = photon_server::clone_arc(s)?; // keeps it alive even if freed meanwhile
         srv.serve(handler, userdata).map(|()| 0)
     })
 }
@@ -114,7 +104,7 @@ pub extern "C" fn photon_server_serve(
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_stop(s: *mut photon_server) -> c_int {
     guard(|| {
-        server(s)?.stop();
+        photon_server::clone_arc(s)?.stop();
         Ok(0)
     })
 }
@@ -124,9 +114,7 @@ pub extern "C" fn photon_server_stop(s: *mut photon_server) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_free(s: *mut photon_server) {
     guard(|| {
-        if !s.is_null() {
-            // SAFETY: a non-NULL photon_server* is an Arc made by publish(), released once here.
-            let srv = unsafe { Arc::from_raw(s.cast_const().cast::<Server>()) };
+        if let Some(srv) = photon_server::release(s) {
             srv.stop();
         }
         Ok(())
@@ -142,14 +130,14 @@ pub extern "C" fn photon_server_free(s: *mut photon_server) {
 /// listen error; on failure the caller keeps `fd`.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_new_fd(fd: c_int) -> *mut photon_server {
-    guard(|| Server::from_fd(fd).map(publish))
+    guard(|| Server::from_fd(fd).map(photon_server::publish))
 }
 
 /// The server's listening socket (owned by the server: do not close it),
 /// or -1/`EINVAL`.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_fd(s: *mut photon_server) -> c_int {
-    guard(|| Ok(server(s)?.fd()))
+    guard(|| Ok(photon_server::clone_arc(s)?.fd()))
 }
 
 /// Connection threads started from now on get stacks of `stack_size`
@@ -157,7 +145,7 @@ pub extern "C" fn photon_server_fd(s: *mut photon_server) -> c_int {
 /// with `EINVAL` (NULL, or a size above 1 TiB).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_set_stack_size(s: *mut photon_server, stack_size: usize) -> c_int {
-    guard(|| server(s)?.set_stack_size(stack_size).map(|()| 0))
+    guard(|| photon_server::clone_arc(s)?.set_stack_size(stack_size).map(|()| 0))
 }
 
 /// Every connection accepted from now on gets `setsockopt(conn_fd, level,
@@ -177,7 +165,7 @@ pub extern "C" fn photon_server_set_sockopt(
     optlen: libc::socklen_t,
 ) -> c_int {
     guard(|| {
-        let srv = server(s)?;
+        let srv = photon_server::clone_arc(s)?;
         // SAFETY: the caller's optval/optlen; NULL and the length are
         // checked first, and the kernel reads the bytes before we do.
         unsafe { srv.add_sockopt(level, optname, optval.cast(), optlen as usize) }.map(|()| 0)
@@ -206,7 +194,7 @@ pub extern "C" fn photon_server_serve_on(
 ) -> c_int {
     guard(|| {
         let handler = handler.ok_or(Errno::EINVAL)?;
-        let srv = server(s)?;
+        let srv = photon_server::clone_arc(s)?;
         srv.serve_on(vcpus, handler, userdata).map(|()| 0)
     })
 }
@@ -225,5 +213,5 @@ pub extern "C" fn photon_server_serve_on(
 /// alive), `EMFILE` (no fd for the pipe).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_stop_on_signal(s: *mut photon_server, signum: c_int) -> c_int {
-    guard(|| server(s)?.stop_on_signal(signum).map(|()| 0))
+    guard(|| photon_server::clone_arc(s)?.stop_on_signal(signum).map(|()| 0))
 }

@@ -229,6 +229,14 @@ pub(crate) fn enable_join(h: Handle) -> Result<(), Errno> {
     }
 }
 
+/// `photon_thread_joinable`: whether `enable_join` was called and the
+/// thread has been neither detached nor joined since (a join under way
+/// counts: the thread is joinable until that join returns).
+pub(crate) fn joinable(h: Handle) -> Result<bool, Errno> {
+    let (_, _, w) = live(h)?;
+    Ok(w & JOINABLE != 0)
+}
+
 /// `photon_thread_detach`: undoes enable_join; reclaims an ended thread.
 pub(crate) fn detach(h: Handle, cache: Option<&mut SlotCache>) -> Result<(), Errno> {
     let mut cache = cache;

@@ -34,6 +34,11 @@ pub(crate) fn enable_join(h: Handle) -> Result<(), crate::errno::Errno> {
     handle::enable_join(h)
 }
 
+/// `photon_thread_joinable`.
+pub(crate) fn joinable(h: Handle) -> Result<bool, crate::errno::Errno> {
+    handle::joinable(h)
+}
+
 /// `photon_thread_detach`.
 pub(crate) fn detach(h: Handle) -> Result<(), crate::errno::Errno> {
     let v = vcpu::current();

@@ -56,11 +56,17 @@ impl Cond {
         }
     }
 
-    /// Wakes the longest waiter, if any.
-    pub fn notify_one(&self) {
+    /// Wakes the longest waiter, if any; true if there was one. A waiter
+    /// taken off the queue here is woken for good: if its timeout or an
+    /// interrupt races with this, its wait still reports the notify.
+    pub fn notify_one(&self) -> bool {
         let w = guard(&self.waiters).pop_front();
-        if let Some(w) = w {
-            w.grant();
+        match w {
+            Some(w) => {
+                w.grant();
+                true
+            }
+            None => false,
         }
     }
 

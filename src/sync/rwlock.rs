@@ -112,6 +112,37 @@ impl RwLock {
         r
     }
 
+    /// Shared lock if it can be had now (no writer holds it or waits for
+    /// it), else `EBUSY`; never waits. `EDEADLK` if the caller holds it for
+    /// writing.
+    pub fn try_read(&self) -> Result<(), Errno> {
+        let me = sched::self_handle().ok_or(Errno::EPERM)?;
+        let mut s = guard(&self.state);
+        if s.writer == Some(me) {
+            return Err(Errno(libc::EDEADLK));
+        }
+        if s.writer.is_some() || !s.writers_waiting.is_empty() {
+            return Err(Errno(libc::EBUSY));
+        }
+        s.readers += 1;
+        Ok(())
+    }
+
+    /// Exclusive lock if it is free now, else `EBUSY`; never waits.
+    /// `EDEADLK` if the caller holds it for writing already.
+    pub fn try_write(&self) -> Result<(), Errno> {
+        let me = sched::self_handle().ok_or(Errno::EPERM)?;
+        let mut s = guard(&self.state);
+        if s.writer == Some(me) {
+            return Err(Errno(libc::EDEADLK));
+        }
+        if s.writer.is_some() || s.readers > 0 {
+            return Err(Errno(libc::EBUSY));
+        }
+        s.writer = Some(me);
+        Ok(())
+    }
+
     /// Releases the caller's lock (write if it is the writer, else one
     /// read lock). `EINVAL` if nothing is held.
     pub fn unlock(&self) -> Result<(), Errno> {

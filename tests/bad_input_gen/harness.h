@@ -232,6 +232,7 @@ static socklen_t addrlen_space;
 static struct stat stat_space;
 static photon_stats stats_space, small_stats_space, zero_stats_space;
 static uint32_t key_out;
+static uint64_t u64_out;
 static void *retval_out;
 static char long_text[300];
 
@@ -386,6 +387,7 @@ static photon_stats *ZERO_STATS(void) {
 }
 static uint32_t *KEYP(void) { return &key_out; }
 static void **RETVAL(void) { return &retval_out; }
+static uint64_t *U64P(void) { return &u64_out; }
 static uint32_t KEY(void) {
     if (!fx.have_key) {
         if (photon_key_create(&fx.key, NULL) != 0) fx_fail("photon_key_create");

@@ -229,50 +229,165 @@ pub fn wait_with_timeout(
 /// The flags of the C test programs: C11, warnings as errors.
 pub const C11_FLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-D_GNU_SOURCE"];
 
-/// Compiles the C program `src` into `exe` with the `cc` crate's compiler for
-/// this target (-O2 -g), `flags`, the include directory and `includes`,
-/// linked to the stable copy of libphoton.so (with an rpath to it), then
-/// `libs` and -lpthread. Written under a private name and renamed into
-/// place, so concurrent test runs never run a half-written program. Fails
-/// the test, showing the compiler's output, if it does not compile.
-pub fn compile_c(src: &Path, exe: &Path, flags: &[&str], includes: &[&Path], libs: &[&str]) -> PathBuf {
-    let out = exe.parent().expect("exe has a directory");
-    fs::create_dir_all(out).unwrap_or_else(|e| panic!("create {}: {e}", out.display()));
-    let tmp = private_name(exe);
-    let lib = lib_dir();
-    let mut cmd = cc::Build::new()
-        .target(TARGET)
-        .host(TARGET)
-        .opt_level(2)
-        .debug(true)
-        .out_dir(out)
-        .cargo_metadata(false)
-        .get_compiler()
-        .to_command();
-    cmd.args(flags).arg("-I").arg(include_dir());
-    for dir in includes {
-        cmd.arg("-I").arg(dir);
+// ------------------------------------------------------------- compiling
+
+/// The command line of `cmd` (program and arguments; Command's Debug would
+/// also list the environment), for messages.
+pub fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cmd` to completion; Err with its command line and output if it
+/// cannot start or does not succeed.
+pub fn run_to_success(mut cmd: Command, what: &str) -> Result<(), String> {
+    let line = command_line(&cmd);
+    let out = cmd.output().map_err(|e| format!("{what}: cannot run {line}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
     }
-    cmd.arg(src)
-        .arg("-o")
-        .arg(&tmp)
-        .arg("-L")
-        .arg(lib)
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .arg("-lphoton")
-        .args(libs)
-        .arg("-lpthread");
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler: {e}"));
-    assert!(
-        output.status.success(),
-        "compiling {} failed ({}):\n{}{}",
-        src.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    fs::rename(&tmp, exe).unwrap_or_else(|e| panic!("rename {} into place: {e}", exe.display()));
-    exe.to_path_buf()
+    Err(format!(
+        "{what} failed ({}):\n{line}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// The one way the tests build C and C++ programs: a compiler (the `cc`
+/// crate's for this target, honouring `CC`, `CXX`, `CFLAGS` and friends, or
+/// another program such as clang with sanitizers), flags, include
+/// directories (include/ always), and the link: the stable copy of
+/// libphoton.so with an rpath to it (unless `without_photon`), libraries
+/// before it (`first`) and after it (`libs`), then `-pthread`.
+///
+/// ```text
+/// Compiler::cc(false).flags(C11_FLAGS).include(dir).libs(["-lm"]).build(&src, &exe)
+/// ```
+pub struct Compiler {
+    cmd: Command,
+    includes: Vec<PathBuf>,
+    first: Vec<String>,
+    libs: Vec<String>,
+    photon: bool,
+}
+
+impl Compiler {
+    /// The `cc` crate's C (or, with `cpp`, C++) compiler for this target,
+    /// -O2 with debug info.
+    pub fn cc(cpp: bool) -> Compiler {
+        Compiler::cc_opt(cpp, 2, true)
+    }
+
+    /// The same at optimisation level `opt`, with debug info if `debug`.
+    pub fn cc_opt(cpp: bool, opt: u32, debug: bool) -> Compiler {
+        let tool = cc::Build::new()
+            .cpp(cpp)
+            .target(TARGET)
+            .host(TARGET)
+            .opt_level(opt)
+            .debug(debug)
+            .out_dir(env::temp_dir())
+            .cargo_metadata(false)
+            .get_compiler();
+        Compiler::program(tool.to_command())
+    }
+
+    /// Another compiler command (its own flags already in it).
+    pub fn program(cmd: Command) -> Compiler {
+        Compiler {
+            cmd,
+            includes: Vec::new(),
+            first: Vec::new(),
+            libs: Vec::new(),
+            photon: true,
+        }
+    }
+
+    /// Compiler flags (before the source).
+    pub fn flags<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, flags: I) -> Compiler {
+        self.cmd.args(flags);
+        self
+    }
+
+    /// An include directory (after include/).
+    pub fn include(mut self, dir: impl AsRef<Path>) -> Compiler {
+        self.includes.push(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Link arguments before libphoton (a library that must come first).
+    pub fn first<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, args: I) -> Compiler {
+        self.first.extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    /// Link arguments after libphoton.
+    pub fn libs<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, args: I) -> Compiler {
+        self.libs.extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    /// Does not link libphoton (a plain program, a library of its own).
+    pub fn without_photon(mut self) -> Compiler {
+        self.photon = false;
+        self
+    }
+
+    fn command(mut self, src: &Path) -> Command {
+        self.cmd.arg("-I").arg(include_dir());
+        for dir in &self.includes {
+            self.cmd.arg("-I").arg(dir);
+        }
+        self.cmd.arg(src);
+        self.cmd
+    }
+
+    /// Compiles and links `src` into `exe`: written under a private name and
+    /// renamed into place, so concurrent test runs never run a half-written
+    /// program. Err with the compiler's output if it fails.
+    pub fn try_build(self, src: &Path, exe: &Path) -> Result<PathBuf, String> {
+        let out = exe.parent().expect("exe has a directory");
+        fs::create_dir_all(out).map_err(|e| format!("create {}: {e}", out.display()))?;
+        let tmp = private_name(exe);
+        let (first, libs, photon) = (self.first.clone(), self.libs.clone(), self.photon);
+        let mut cmd = self.command(src);
+        cmd.arg("-o").arg(&tmp);
+        if photon {
+            let lib = lib_dir();
+            cmd.arg("-L").arg(lib).arg(format!("-Wl,-rpath,{}", lib.display()));
+        }
+        cmd.args(&first);
+        if photon {
+            cmd.arg("-lphoton");
+        }
+        cmd.args(&libs).arg("-pthread");
+        run_to_success(cmd, &format!("compiling {}", src.display()))?;
+        fs::rename(&tmp, exe).map_err(|e| format!("rename {} into place: {e}", exe.display()))?;
+        Ok(exe.to_path_buf())
+    }
+
+    /// [`Compiler::try_build`], failing the test if it does not compile.
+    pub fn build(self, src: &Path, exe: &Path) -> PathBuf {
+        self.try_build(src, exe).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Compiles `src` for its diagnostics only (`-fsyntax-only`).
+    pub fn syntax_only(self, src: &Path, what: &str) -> Result<(), String> {
+        run_to_success(self.flags(["-fsyntax-only"]).command(src), what)
+    }
+}
+
+/// Compiles the C program `src` into `exe` with the `cc` crate's compiler
+/// (-O2 -g), `flags`, `includes`, linked to libphoton.so, then `libs`: the
+/// common case of [`Compiler`]. Fails the test if it does not compile.
+pub fn compile_c(src: &Path, exe: &Path, flags: &[&str], includes: &[&Path], libs: &[&str]) -> PathBuf {
+    let mut c = Compiler::cc(false).flags(flags);
+    for dir in includes {
+        c = c.include(dir);
+    }
+    c.libs(libs).build(src, exe)
 }

@@ -127,7 +127,7 @@ static void test_condition_variable() {
         SCOPED_LOCK(m);
         ready = 1;
     }
-    CHECK_OK(cv.notify_one());
+    CHECK(cv.notify_one() == 1, "notify_one with waiters says it woke one");
     photon::thread_usleep(5000);
     CHECK(woke == 1, "notify_one woke %d", woke);
     CHECK_OK(cv.notify_all());
@@ -167,6 +167,13 @@ static void test_condition_variable() {
     SAY("condition_variable: a cv never waited on notifies fine");
     photon::condition_variable fresh;
     CHECK_OK(fresh.notify_all());
+    CHECK(fresh.notify_one() == 0, "notify_one of a fresh cv woke someone");
+    SAY("condition_variable: notify_one says whether it woke a thread (1, then 0)");
+    photon::thread* waiter = photon::thread_create11([&] { CHECK_OK(cv.wait_no_lock()); });
+    photon::thread_yield();
+    CHECK(cv.notify_one() == 1, "woke the waiter");
+    CHECK(cv.notify_one() == 0, "nobody left");
+    join(waiter);
 }
 
 static void test_semaphore() {
@@ -186,6 +193,14 @@ static void test_semaphore() {
     for (auto th : ths) join(th);
     CHECK(order.size() == 3 && order[0] == 0 && order[1] == 1 && order[2] == 2, "order");
     CHECK_OK(sem.signal(0));
+    SAY("semaphore: count() follows waits and signals; an unused one reports its initial count");
+    CHECK(photon::semaphore(5).count() == 5, "fresh count");
+    CHECK(sem.count() == 0, "count %lu", (unsigned long)sem.count());
+    CHECK_OK(sem.signal(4));
+    CHECK(sem.count() == 4, "count %lu", (unsigned long)sem.count());
+    CHECK_OK(sem.wait(3));
+    CHECK(sem.count() == 1, "count %lu", (unsigned long)sem.count());
+    CHECK_OK(sem.wait(1));
     SAY("semaphore: wait retries through an interrupt, wait_interruptible does not");
     photon::thread* me = photon::CURRENT;
     photon::thread* helper = photon::thread_create11([&] {
@@ -235,6 +250,29 @@ static void test_rwlock() {
         CHECK(w.locked(), "scoped writer");
     }
     CHECK_OK(rw.lock(photon::WLOCK, 0));
+    CHECK_OK(rw.unlock());
+
+    SAY("rwlock: try_lock takes a free lock, and is refused at once (EBUSY, no yield) when it cannot");
+    CHECK_ERRNO(rw.try_lock(42), EINVAL);
+    CHECK_OK(rw.try_lock(photon::RLOCK));
+    CHECK_OK(rw.try_lock(photon::RLOCK));
+    std::atomic<int> runs{0};
+    std::atomic<bool> stop{false};
+    photon::thread* spinner = photon::thread_create11([&] {
+        while (!stop) {
+            runs++;
+            photon::thread_yield();
+        }
+    });
+    const int before = runs;
+    for (int i = 0; i < 1000; i++) CHECK_ERRNO(rw.try_lock(photon::WLOCK), EBUSY);
+    CHECK(runs == before, "a refused try_lock yielded: the other thread ran %d times", runs - before);
+    stop = true;
+    join(spinner);
+    CHECK_OK(rw.unlock());
+    CHECK_OK(rw.unlock());
+    CHECK_OK(rw.try_lock(photon::WLOCK));
+    CHECK_ERRNO(rw.try_lock(photon::WLOCK), EDEADLK);
     CHECK_OK(rw.unlock());
 }
 

@@ -140,6 +140,29 @@ int main() {
     }
     CHECK(what == "from a C-style entry", "caught '%s'", what.c_str());
 
+    SAY("thread_joinable follows enable_join, detach and join; an exception reaches the joiner of a thread made "
+        "joinable through the C API too");
+    photon::thread* t2 = photon::thread_create(thrower, nullptr);
+    CHECK(!photon::thread_joinable(t2), "a new thread is detached");
+    CHECK_OK(photon_thread_enable_join(reinterpret_cast<photon_thread*>(t2)));
+    CHECK(photon::thread_joinable(t2), "joinable after the C API's enable_join");
+    photon::thread_yield();  // it throws and ends, joinable
+    CHECK(photon::thread_joinable(t2), "an ended joinable thread stays joinable");
+    what.clear();
+    try {
+        photon::thread_join(reinterpret_cast<photon::join_handle*>(t2));
+    } catch (const std::runtime_error& e) {
+        what = e.what();
+    }
+    CHECK(what == "from a C-style entry", "caught '%s'", what.c_str());
+    CHECK(!photon::thread_joinable(t2), "joined");
+    static int t3_result = -1;
+    photon::thread* t3 = photon::thread_create(sleeper, &t3_result);
+    photon::thread_enable_join(t3);
+    photon::thread_enable_join(t3, false);
+    CHECK(!photon::thread_joinable(t3), "detached again");
+    photon::thread_interrupt(t3);
+
     SAY("thread_migrate moves the caller to another vcpu and back; get_vcpu follows");
     {
         photon::WorkPool pool(1);

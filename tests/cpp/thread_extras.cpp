@@ -149,6 +149,16 @@ int main() {
         photon::ThreadPool<8> local_pool;
         c = local_pool.thread_create_ex(&pool_entry, base, true);
         local_pool.join(c);
+        SAY("thread pools: an exception escaping a joinable pool thread is rethrown by join");
+        c = local_pool.thread_create_ex([](void*) -> void* { throw std::runtime_error("pool boom"); }, nullptr, true);
+        CHECK(c != nullptr, "thread_create_ex");
+        std::string what;
+        try {
+            local_pool.join(c);
+        } catch (const std::runtime_error& e) {
+            what = e.what();
+        }
+        CHECK(what == "pool boom", "caught '%s'", what.c_str());
     }
 
     SAY("photon::Future / Promise, across vcpus and with a timeout");

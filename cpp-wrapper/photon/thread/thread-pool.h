@@ -13,6 +13,7 @@
 #include <photon/thread/thread.h>
 
 #include <cerrno>
+#include <exception>
 #include <cstdint>
 #include <new>
 
@@ -57,12 +58,16 @@ public:
         return c;
     }
 
-    /// Waits for a joinable thread of this pool to end, and frees `c`.
+    /// Waits for a joinable thread of this pool to end, and frees `c`; if
+    /// the thread's entry threw, rethrows that exception here.
     void join(TPControl* c) {
         if (c == nullptr || !c->joinable) return;
-        while (photon_thread_join(detail::c_thread(c->th), nullptr) != 0 && errno != EINVAL && errno != ESRCH) {
+        photon_thread* th = detail::c_thread(c->th);
+        while (photon_thread_join(th, nullptr) != 0 && errno != EINVAL && errno != ESRCH) {
         }
         delete c;
+        std::exception_ptr e = detail::join_registry::get().remove(th);
+        if (e) std::rethrow_exception(e);
     }
 
     static ThreadPoolBase* new_thread_pool(uint32_t capacity, uint64_t stack_size = DEFAULT_STACK_SIZE) {

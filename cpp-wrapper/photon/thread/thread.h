@@ -143,9 +143,9 @@ inline thread* thread_create(thread_entry start, void* arg, uint64_t stack_size 
 /// Makes `th` joinable (`flag` true) or detached again (`flag` false).
 /// Make it joinable before it can end (before yielding, or migrating it),
 /// then join it exactly once with thread_join(). Returns the join handle
-/// (nullptr with errno on failure, and when `flag` is false).
-/// Only threads made joinable here (not with the C API's
-/// photon_thread_enable_join) hand an escaping exception to their joiner.
+/// (nullptr with errno on failure, and when `flag` is false). An exception
+/// escaping a joinable thread goes to its joiner, whether it was made
+/// joinable here or with the C API's photon_thread_enable_join.
 inline join_handle* thread_enable_join(thread* th, bool flag = true) {
     photon_thread* c = detail::c_thread(th);
     if (!flag) {
@@ -154,16 +154,13 @@ inline join_handle* thread_enable_join(thread* th, bool flag = true) {
         if (e) detail::detached_thread_escape(e, "detached by photon::thread_enable_join(th, false) after it threw", c);
         return nullptr;
     }
-    // Recorded first: a thread already running elsewhere may throw at once.
-    detail::join_registry::get().add(c);
-    if (photon_thread_enable_join(c) != 0) {
-        const int e = errno;
-        detail::join_registry::get().remove(c);
-        errno = e;
-        return nullptr;
-    }
+    if (photon_thread_enable_join(c) != 0) return nullptr;
     return reinterpret_cast<join_handle*>(th);
 }
+
+/// Whether `th` is joinable (made so and neither joined nor detached
+/// since); false for a stale handle too. Callable from any OS thread.
+inline bool thread_joinable(thread* th) noexcept { return photon_thread_joinable(detail::c_thread(th)) == 1; }
 
 /// Waits for the joinable thread `jh` to end and returns its entry's return
 /// value; if its entry threw, rethrows that exception here. On failure

@@ -102,48 +102,54 @@ fn signal(cv: *mut pthread_cond_t, n: c_int) -> c_int {
 /// `pthread_cond_init`: the attribute's clock and process-shared setting.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_cond_init(cv: *mut pthread_cond_t, attr: *const pthread_condattr_t) -> c_int {
-    if !enabled() {
-        // SAFETY: the caller's objects.
-        return unsafe { real::pthread_cond_init(cv, attr) };
-    }
-    let (mut clock, mut pshared) = (libc::CLOCK_REALTIME, libc::PTHREAD_PROCESS_PRIVATE);
-    if !attr.is_null() {
-        // SAFETY: the caller's attribute object.
-        unsafe {
-            libc::pthread_condattr_getclock(attr, &mut clock);
-            libc::pthread_condattr_getpshared(attr, &mut pshared);
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if !enabled() {
+            // SAFETY: the caller's objects.
+            return unsafe { real::pthread_cond_init(cv, attr) };
         }
-    }
-    let c = C(cv);
-    for i in 0..WORDS {
-        c.w(i).store(0, Relaxed);
-    }
-    c.w(2).store(clock as u32, Relaxed);
-    c.w(3).store((pshared != libc::PTHREAD_PROCESS_PRIVATE) as u32, Relaxed);
-    0
+        let (mut clock, mut pshared) = (libc::CLOCK_REALTIME, libc::PTHREAD_PROCESS_PRIVATE);
+        if !attr.is_null() {
+            // SAFETY: the caller's attribute object.
+            unsafe {
+                libc::pthread_condattr_getclock(attr, &mut clock);
+                libc::pthread_condattr_getpshared(attr, &mut pshared);
+            }
+        }
+        let c = C(cv);
+        for i in 0..WORDS {
+            c.w(i).store(0, Relaxed);
+        }
+        c.w(2).store(clock as u32, Relaxed);
+        c.w(3).store((pshared != libc::PTHREAD_PROCESS_PRIVATE) as u32, Relaxed);
+        0
+    })
 }
 
 /// `pthread_cond_destroy`: waits until woken waiters have left.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_cond_destroy(cv: *mut pthread_cond_t) -> c_int {
-    if !enabled() {
-        // SAFETY: the caller's object.
-        return unsafe { real::pthread_cond_destroy(cv) };
-    }
-    let _e = KeepErrno::new();
-    let c = C(cv);
-    Refs::drain(c.refs(), c.shared());
-    0
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if !enabled() {
+            // SAFETY: the caller's object.
+            return unsafe { real::pthread_cond_destroy(cv) };
+        }
+        let _e = KeepErrno::new();
+        let c = C(cv);
+        Refs::drain(c.refs(), c.shared());
+        0
+    })
 }
 
 /// `pthread_cond_wait`: a photon wait in a photon thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_cond_wait(cv: *mut pthread_cond_t, m: *mut pthread_mutex_t) -> c_int {
-    if !enabled() {
-        // SAFETY: the caller's objects.
-        return unsafe { real::pthread_cond_wait(cv, m) };
-    }
-    cond_wait(cv, m, None)
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if !enabled() {
+            // SAFETY: the caller's objects.
+            return unsafe { real::pthread_cond_wait(cv, m) };
+        }
+        cond_wait(cv, m, None)
+    })
 }
 
 /// `pthread_cond_timedwait`: the deadline is on the cond's clock.
@@ -153,13 +159,15 @@ pub unsafe extern "C" fn pthread_cond_timedwait(
     m: *mut pthread_mutex_t,
     abstime: *const timespec,
 ) -> c_int {
-    if !enabled() {
-        // SAFETY: the caller's objects.
-        return unsafe { real::pthread_cond_timedwait(cv, m, abstime) };
-    }
-    let clock = C(cv).clock();
-    // SAFETY: the caller's timespec.
-    cond_wait(cv, m, unsafe { Abs::new(clock, abstime) })
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if !enabled() {
+            // SAFETY: the caller's objects.
+            return unsafe { real::pthread_cond_timedwait(cv, m, abstime) };
+        }
+        let clock = C(cv).clock();
+        // SAFETY: the caller's timespec.
+        cond_wait(cv, m, unsafe { Abs::new(clock, abstime) })
+    })
 }
 
 /// `pthread_cond_clockwait`: EINVAL for clocks other than CLOCK_REALTIME
@@ -171,35 +179,41 @@ pub unsafe extern "C" fn pthread_cond_clockwait(
     clock: clockid_t,
     abstime: *const timespec,
 ) -> c_int {
-    if !enabled() {
-        // SAFETY: the caller's objects.
-        return unsafe { real::pthread_cond_clockwait(cv, m, clock, abstime) };
-    }
-    if !clock_ok(clock) {
-        return libc::EINVAL;
-    }
-    // SAFETY: the caller's timespec.
-    cond_wait(cv, m, unsafe { Abs::new(clock, abstime) })
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if !enabled() {
+            // SAFETY: the caller's objects.
+            return unsafe { real::pthread_cond_clockwait(cv, m, clock, abstime) };
+        }
+        if !clock_ok(clock) {
+            return libc::EINVAL;
+        }
+        // SAFETY: the caller's timespec.
+        cond_wait(cv, m, unsafe { Abs::new(clock, abstime) })
+    })
 }
 
 /// `pthread_cond_signal`: wakes a waiter (photon or plain).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_cond_signal(cv: *mut pthread_cond_t) -> c_int {
-    if !enabled() {
-        // SAFETY: the caller's object.
-        return unsafe { real::pthread_cond_signal(cv) };
-    }
-    let _e = KeepErrno::new();
-    signal(cv, 1)
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if !enabled() {
+            // SAFETY: the caller's object.
+            return unsafe { real::pthread_cond_signal(cv) };
+        }
+        let _e = KeepErrno::new();
+        signal(cv, 1)
+    })
 }
 
 /// `pthread_cond_broadcast`: wakes every waiter.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_cond_broadcast(cv: *mut pthread_cond_t) -> c_int {
-    if !enabled() {
-        // SAFETY: the caller's object.
-        return unsafe { real::pthread_cond_broadcast(cv) };
-    }
-    let _e = KeepErrno::new();
-    signal(cv, c_int::MAX)
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if !enabled() {
+            // SAFETY: the caller's object.
+            return unsafe { real::pthread_cond_broadcast(cv) };
+        }
+        let _e = KeepErrno::new();
+        signal(cv, c_int::MAX)
+    })
 }

@@ -58,50 +58,58 @@ fn photon_sem_wait(s: *mut sem_t, abs: Option<Abs>) -> c_int {
 /// `sem_post`: glibc's, then wakes a photon waiter.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sem_post(s: *mut sem_t) -> c_int {
-    // SAFETY: the caller's semaphore.
-    let r = unsafe { real::sem_post(s) };
-    if r == 0 && super::enabled() {
-        photon_wake(s.cast::<u32>(), 1);
-    }
-    r
+    crate::boundary(-1, || {
+        // SAFETY: the caller's semaphore.
+        let r = unsafe { real::sem_post(s) };
+        if r == 0 && super::enabled() {
+            photon_wake(s.cast::<u32>(), 1);
+        }
+        r
+    })
 }
 
 /// `sem_wait`: a photon wait in a photon thread; -1/the interrupter's errno
 /// (EINTR for `photon_thread_interrupt(th, EINTR)`) when interrupted.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sem_wait(s: *mut sem_t) -> c_int {
-    if me().is_some() {
-        return photon_sem_wait(s, None);
-    }
-    // SAFETY: the caller's semaphore.
-    unsafe { real::sem_wait(s) }
+    crate::boundary(-1, || {
+        if me().is_some() {
+            return photon_sem_wait(s, None);
+        }
+        // SAFETY: the caller's semaphore.
+        unsafe { real::sem_wait(s) }
+    })
 }
 
 /// `sem_timedwait` (CLOCK_REALTIME deadline).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sem_timedwait(s: *mut sem_t, abstime: *const timespec) -> c_int {
-    if me().is_some() {
-        // SAFETY: the caller's timespec.
-        return photon_sem_wait(s, unsafe { Abs::new(libc::CLOCK_REALTIME, abstime) });
-    }
-    // SAFETY: the caller's semaphore and timespec.
-    unsafe { real::sem_timedwait(s, abstime) }
+    crate::boundary(-1, || {
+        if me().is_some() {
+            // SAFETY: the caller's timespec.
+            return photon_sem_wait(s, unsafe { Abs::new(libc::CLOCK_REALTIME, abstime) });
+        }
+        // SAFETY: the caller's semaphore and timespec.
+        unsafe { real::sem_timedwait(s, abstime) }
+    })
 }
 
 /// `sem_clockwait`: EINVAL for clocks other than CLOCK_REALTIME and
 /// CLOCK_MONOTONIC.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sem_clockwait(s: *mut sem_t, clock: clockid_t, abstime: *const timespec) -> c_int {
-    if me().is_some() {
-        if !clock_ok(clock) {
-            set_errno(libc::EINVAL);
-            return -1;
+    crate::boundary(-1, || {
+        if me().is_some() {
+            if !clock_ok(clock) {
+                set_errno(libc::EINVAL);
+                return -1;
+            }
+            // SAFETY: the caller's timespec.
+            return photon_sem_wait(s, unsafe { Abs::new(clock, abstime) });
         }
-        // SAFETY: the caller's timespec.
-        return photon_sem_wait(s, unsafe { Abs::new(clock, abstime) });
-    }
-    // SAFETY: the caller's semaphore and timespec.
-    unsafe { real::sem_clockwait(s, clock, abstime) }
+        // SAFETY: the caller's semaphore and timespec.
+        unsafe { real::sem_clockwait(s, clock, abstime) }
+    })
 }
 
 /// `pthread_spin_lock`: in a photon thread, tries and yields to the vcpu's
@@ -109,36 +117,40 @@ pub unsafe extern "C" fn sem_clockwait(s: *mut sem_t, clock: clockid_t, abstime:
 /// with an OS `sched_yield` every 64 tries.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_spin_lock(l: *mut libc::pthread_spinlock_t) -> c_int {
-    if me().is_none() {
-        // SAFETY: the caller's spinlock.
-        return unsafe { real::pthread_spin_lock(l) };
-    }
-    let mut tries: u32 = 0;
-    loop {
-        // SAFETY: the caller's spinlock.
-        if unsafe { real::pthread_spin_trylock(l) } == 0 {
-            return 0;
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if me().is_none() {
+            // SAFETY: the caller's spinlock.
+            return unsafe { real::pthread_spin_lock(l) };
         }
-        tries = tries.wrapping_add(1);
-        // SAFETY: libphoton's yield and libc's sched_yield take no arguments.
-        unsafe {
-            photon::photon_thread_yield();
-            if tries.is_multiple_of(64) {
-                real::sched_yield();
+        let mut tries: u32 = 0;
+        loop {
+            // SAFETY: the caller's spinlock.
+            if unsafe { real::pthread_spin_trylock(l) } == 0 {
+                return 0;
+            }
+            tries = tries.wrapping_add(1);
+            // SAFETY: libphoton's yield and libc's sched_yield take no arguments.
+            unsafe {
+                photon::photon_thread_yield();
+                if tries.is_multiple_of(64) {
+                    real::sched_yield();
+                }
             }
         }
-    }
+    })
 }
 
 /// `sched_yield`: in a photon thread, lets the vcpu's other photon threads
 /// run (`photon_thread_yield`); returns 0.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sched_yield() -> c_int {
-    if me().is_some() {
+    crate::boundary(-1, || {
+        if me().is_some() {
+            // SAFETY: takes no arguments.
+            unsafe { photon::photon_thread_yield() };
+            return 0;
+        }
         // SAFETY: takes no arguments.
-        unsafe { photon::photon_thread_yield() };
-        return 0;
-    }
-    // SAFETY: takes no arguments.
-    unsafe { real::sched_yield() }
+        unsafe { real::sched_yield() }
+    })
 }

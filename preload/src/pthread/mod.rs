@@ -102,16 +102,20 @@ pub(crate) fn tid() -> i32 {
 }
 
 extern "C" fn forked_child() {
-    FORK_GEN.fetch_add(1, Relaxed);
-    once::forked_child();
+    crate::boundary((), || {
+        FORK_GEN.fetch_add(1, Relaxed);
+        once::forked_child();
+    })
 }
 
 /// Reads the setting before the program runs and registers the fork
 /// handler.
 extern "C" fn setup() {
-    enabled();
-    // SAFETY: registers a handler that only touches atomics.
-    unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    crate::boundary((), || {
+        enabled();
+        // SAFETY: registers a handler that only touches atomics.
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    })
 }
 
 #[used]

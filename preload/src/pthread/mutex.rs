@@ -267,48 +267,55 @@ pub unsafe extern "C" fn pthread_mutex_lock(mx: *mut pthread_mutex_t) -> c_int {
 #[cold]
 #[inline(never)]
 unsafe fn lock_slow(mx: *mut pthread_mutex_t) -> c_int {
-    if enabled() {
-        let m = M(mx);
-        let kind = m.kind();
-        if ownerless(kind) && m.lock().compare_exchange(0, 1, Acquire, Relaxed).is_ok() {
-            let n = m.nusers();
-            n.store(n.load(Relaxed).wrapping_add(1), Relaxed);
-            return 0;
+    // The hook's panic boundary (kept off its uncontended path).
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if enabled() {
+            let m = M(mx);
+            let kind = m.kind();
+            if ownerless(kind) && m.lock().compare_exchange(0, 1, Acquire, Relaxed).is_ok() {
+                let n = m.nusers();
+                n.store(n.load(Relaxed).wrapping_add(1), Relaxed);
+                return 0;
+            }
+            if let Some(id) = me()
+                && let Some(r) = photon_lock(&m, id, None)
+            {
+                return r;
+            }
         }
-        if let Some(id) = me()
-            && let Some(r) = photon_lock(&m, id, None)
-        {
-            return r;
-        }
-    }
-    // SAFETY: the caller's mutex.
-    unsafe { real::pthread_mutex_lock(mx) }
+        // SAFETY: the caller's mutex.
+        unsafe { real::pthread_mutex_lock(mx) }
+    })
 }
 
 /// `pthread_mutex_trylock`: owner and recursion per photon thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_trylock(mx: *mut pthread_mutex_t) -> c_int {
-    if let Some(id) = me()
-        && let Some(r) = photon_trylock(&M(mx), id)
-    {
-        return r;
-    }
-    // SAFETY: the caller's mutex.
-    unsafe { real::pthread_mutex_trylock(mx) }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if let Some(id) = me()
+            && let Some(r) = photon_trylock(&M(mx), id)
+        {
+            return r;
+        }
+        // SAFETY: the caller's mutex.
+        unsafe { real::pthread_mutex_trylock(mx) }
+    })
 }
 
 /// `pthread_mutex_timedlock` (CLOCK_REALTIME deadline).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_timedlock(mx: *mut pthread_mutex_t, abstime: *const timespec) -> c_int {
-    if let Some(id) = me() {
-        // SAFETY: the caller's timespec.
-        let abs = unsafe { Abs::new(libc::CLOCK_REALTIME, abstime) };
-        if let Some(r) = photon_lock(&M(mx), id, abs.as_ref()) {
-            return r;
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if let Some(id) = me() {
+            // SAFETY: the caller's timespec.
+            let abs = unsafe { Abs::new(libc::CLOCK_REALTIME, abstime) };
+            if let Some(r) = photon_lock(&M(mx), id, abs.as_ref()) {
+                return r;
+            }
         }
-    }
-    // SAFETY: the caller's mutex and timespec.
-    unsafe { real::pthread_mutex_timedlock(mx, abstime) }
+        // SAFETY: the caller's mutex and timespec.
+        unsafe { real::pthread_mutex_timedlock(mx, abstime) }
+    })
 }
 
 /// `pthread_mutex_clocklock`: EINVAL for clocks other than CLOCK_REALTIME
@@ -319,18 +326,20 @@ pub unsafe extern "C" fn pthread_mutex_clocklock(
     clock: clockid_t,
     abstime: *const timespec,
 ) -> c_int {
-    if let Some(id) = me() {
-        if !clock_ok(clock) {
-            return libc::EINVAL;
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if let Some(id) = me() {
+            if !clock_ok(clock) {
+                return libc::EINVAL;
+            }
+            // SAFETY: the caller's timespec.
+            let abs = unsafe { Abs::new(clock, abstime) };
+            if let Some(r) = photon_lock(&M(mx), id, abs.as_ref()) {
+                return r;
+            }
         }
-        // SAFETY: the caller's timespec.
-        let abs = unsafe { Abs::new(clock, abstime) };
-        if let Some(r) = photon_lock(&M(mx), id, abs.as_ref()) {
-            return r;
-        }
-    }
-    // SAFETY: the caller's mutex and timespec.
-    unsafe { real::pthread_mutex_clocklock(mx, clock, abstime) }
+        // SAFETY: the caller's mutex and timespec.
+        unsafe { real::pthread_mutex_clocklock(mx, clock, abstime) }
+    })
 }
 
 /// `pthread_mutex_unlock`: ownership checked per photon thread; wakes photon
@@ -348,7 +357,15 @@ pub unsafe extern "C" fn pthread_mutex_unlock(mx: *mut pthread_mutex_t) -> c_int
         }
         return 0;
     }
-    unlock_any(mx)
+    unlock_slow(mx)
+}
+
+/// `pthread_mutex_unlock` past its uncontended path, under the hook's
+/// panic boundary (kept off that path).
+#[cold]
+#[inline(never)]
+fn unlock_slow(mx: *mut pthread_mutex_t) -> c_int {
+    crate::boundary(libc::ENOTRECOVERABLE, || unlock_any(mx))
 }
 
 /// Normal or adaptive (the process-shared bit aside), tested in one step:
@@ -364,7 +381,10 @@ fn ownerless_fast(kind: c_int) -> bool {
 #[cold]
 #[inline(never)]
 fn wake_one(m: &M, kind: c_int) {
-    let w = m.lock_u32().as_ptr();
-    kernel_wake(w, 1, kind & PSHARED != 0);
-    photon_wake(w, 1);
+    // Under the unlock hook's panic boundary (its uncontended path has none).
+    crate::boundary((), || {
+        let w = m.lock_u32().as_ptr();
+        kernel_wake(w, 1, kind & PSHARED != 0);
+        photon_wake(w, 1);
+    })
 }

@@ -198,11 +198,13 @@ macro_rules! hook {
         $(#[$doc])*
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name($rw: *mut pthread_rwlock_t $(, $arg: $ty)*) -> c_int {
-            if !enabled() {
-                // SAFETY: the caller's arguments, for glibc.
-                return unsafe { real::$name($rw $(, $arg)*) };
-            }
-            $body
+            crate::boundary(libc::ENOTRECOVERABLE, || {
+                if !enabled() {
+                    // SAFETY: the caller's arguments, for glibc.
+                    return unsafe { real::$name($rw $(, $arg)*) };
+                }
+                $body
+            })
         }
     };
 }

@@ -3,8 +3,8 @@
 //
 // Every thread the wrapper starts runs its entry inside a noexcept
 // trampoline whose catch (...) hands the exception here:
-// - a thread made joinable through the wrapper (photon::thread_enable_join,
-//   photon_std::thread) keeps it for its joiner, whose join() rethrows it;
+// - a joinable thread (photon_thread_joinable says so, whichever way it was
+//   made joinable) keeps it for its joiner, whose join() rethrows it;
 // - a detached thread terminates the process with a message naming the
 //   thread and the exception (as an exception escaping a std::thread does),
 //   except a std::system_error(ECANCELED) (see is_cancellation), which is
@@ -12,11 +12,10 @@
 //   cancelled a thread blocked in them: that thread just ends.
 //
 // For threads joined with photon::thread_join (the C-style and thread11
-// threads), whether a thread is joinable is known only here: the wrapper's
-// thread_enable_join records it in join_registry, the trampoline looks it
-// up, and thread_join takes the exception back. The C API cannot say
-// whether a thread is joinable (see cpp-wrapper/README.md). photon_std::thread
-// keeps its own state and does not use the registry.
+// threads), the trampoline asks photon_thread_joinable and, for a joinable
+// thread, keeps the exception in join_registry; thread_join (or a detach
+// through photon::thread_enable_join(th, false)) takes it back.
+// photon_std::thread keeps its own state and does not use the registry.
 #ifndef PHOTON_CPP_THREAD_DETAIL_ESCAPE_H
 #define PHOTON_CPP_THREAD_DETAIL_ESCAPE_H
 
@@ -61,25 +60,13 @@ inline void* exception_sentinel() noexcept {
     return &sentinel;
 }
 
-/// Threads made joinable through the wrapper, each with the exception its
-/// entry threw (if any), process-wide, in 32 stripes keyed by handle.
+/// The exceptions that escaped joinable threads, each kept for the thread's
+/// joiner, process-wide, in 32 stripes keyed by handle.
 class join_registry {
 public:
     static join_registry& get() {
         static join_registry* r = new join_registry;  // never destroyed: threads may outlive main
         return *r;
-    }
-    /// Records `th` as joinable.
-    void add(photon_thread* th) {
-        stripe& s = of(th);
-        s.lock.lock();
-        try {
-            s.map.emplace(th, std::exception_ptr());
-        } catch (...) {
-            s.lock.unlock();
-            throw;
-        }
-        s.lock.unlock();
     }
     /// Forgets `th`; returns the exception its entry threw, if any.
     std::exception_ptr remove(photon_thread* th) noexcept {
@@ -94,15 +81,26 @@ public:
         s.lock.unlock();
         return e;
     }
-    /// Keeps `e` for `th`'s joiner if `th` is joinable; false if not.
-    bool stash(photon_thread* th, std::exception_ptr e) noexcept {
+    /// Keeps `e` for the joiner of `th` (the calling thread, in its
+    /// trampoline) if `th` is joinable. False if it is not (or the registry
+    /// cannot grow): the caller then handles `e` as a detached thread's.
+    bool stash(photon_thread* th, const std::exception_ptr& e) noexcept {
+        if (photon_thread_joinable(th) != 1) return false;
         stripe& s = of(th);
         s.lock.lock();
-        auto it = s.map.find(th);
-        const bool joinable = it != s.map.end();
-        if (joinable) it->second = std::move(e);
+        bool kept = false;
+        try {
+            s.map[th] = e;
+            kept = true;
+        } catch (...) {
+        }
         s.lock.unlock();
-        return joinable;
+        if (!kept) return false;
+        // Detached meanwhile (photon::thread_enable_join(th, false) from
+        // another vcpu): whoever removes the exception reports it. If that
+        // detach took it already, nobody will join: return as kept.
+        if (photon_thread_joinable(th) != 1) return !remove(th);
+        return true;
     }
 
 private:

@@ -384,11 +384,11 @@ public:
     }
 
     /// Wakes the longest waiter, if any; callable from any OS thread.
-    /// Returns 0 (PhotonLibOS returns the woken thread; the C API does not
-    /// say whom it woke).
+    /// Returns 1 if it woke a thread, 0 if none was waiting (PhotonLibOS
+    /// returns the woken thread, or nullptr: test it the same way).
     int notify_one() noexcept {
         photon_cond* c = m_cond.peek();
-        return c != nullptr ? photon_cond_notify_one(c) : 0;
+        return c != nullptr ? photon_cond_wake_one(c) : 0;
     }
     int signal() noexcept { return notify_one(); }
     /// Wakes every waiter; callable from any OS thread.
@@ -409,7 +409,7 @@ private:
 /// A counting semaphore; waiters are served in arrival order.
 class semaphore {
 public:
-    constexpr explicit semaphore(uint64_t count = 0) noexcept : m_sem(count) {}
+    constexpr explicit semaphore(uint64_t count = 0) noexcept : m_sem(count), m_initial(count) {}
     semaphore(const semaphore&) = delete;
     semaphore& operator=(const semaphore&) = delete;
 
@@ -429,17 +429,25 @@ public:
         return s != nullptr ? photon_sem_wait(s, count, timeout.timeout()) : -1;
     }
     /// Adds `count`, waking waiters whose requests now fit; callable from
-    /// any OS thread. (PhotonLibOS's count() is missing: the C API cannot
-    /// read a semaphore's count.)
+    /// any OS thread.
     int signal(uint64_t count) noexcept {
         if (count == 0) return 0;
         photon_sem* s = m_sem.get();
         return s != nullptr ? photon_sem_signal(s, count) : -1;
     }
+    /// The count now (a snapshot); callable from any OS thread. A semaphore
+    /// never used holds the count it was constructed with.
+    uint64_t count() const noexcept {
+        photon_sem* s = m_sem.peek();
+        uint64_t n = 0;
+        if (s == nullptr) return m_initial;
+        return photon_sem_count(s, &n) == 0 ? n : 0;
+    }
     photon_sem* native_handle() noexcept { return m_sem.get(); }
 
 private:
     detail::lazy_c_lock<detail::sem_traits> m_sem;
+    uint64_t m_initial;
 };
 
 /// rwlock modes.
@@ -462,6 +470,18 @@ public:
         photon_rwlock* l = m_lock.get();
         if (l == nullptr) return -1;
         return mode == RLOCK ? photon_rwlock_rdlock(l, timeout.timeout()) : photon_rwlock_wrlock(l, timeout.timeout());
+    }
+    /// Takes it in `mode` (RLOCK or WLOCK, else EINVAL) if that needs no
+    /// wait, else -1 with EBUSY at once (no yield; a reader is refused while
+    /// a writer waits).
+    int try_lock(int mode) noexcept {
+        if (mode != RLOCK && mode != WLOCK) {
+            errno = EINVAL;
+            return -1;
+        }
+        photon_rwlock* l = m_lock.get();
+        if (l == nullptr) return -1;
+        return mode == RLOCK ? photon_rwlock_tryrdlock(l) : photon_rwlock_trywrlock(l);
     }
     /// Releases the caller's write lock, or one read lock.
     int unlock() noexcept {

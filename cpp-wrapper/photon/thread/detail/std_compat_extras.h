@@ -32,10 +32,10 @@ public:
     shared_timed_mutex& operator=(const shared_timed_mutex&) = delete;
 
     void lock() { take(photon::WLOCK, PHOTON_FOREVER, "photon_std::shared_mutex::lock"); }
-    bool try_lock() { return try_take(photon::WLOCK, 0); }
+    bool try_lock() { return try_take(photon::WLOCK); }
     void unlock() { m_lock.unlock(); }
     void lock_shared() { take(photon::RLOCK, PHOTON_FOREVER, "photon_std::shared_mutex::lock_shared"); }
-    bool try_lock_shared() { return try_take(photon::RLOCK, 0); }
+    bool try_lock_shared() { return try_take(photon::RLOCK); }
     void unlock_shared() { m_lock.unlock(); }
 
     template <class Rep, class Period>
@@ -63,10 +63,11 @@ private:
             if (!photon::detail::retryable(e)) detail::throw_errno(e, what);
         }
     }
-    bool try_take(int mode, uint64_t us) {
-        if (m_lock.lock(mode, us) == 0) return true;
+    // A true try-lock: refused at once (EBUSY), never a zero-timeout wait.
+    bool try_take(int mode) {
+        if (m_lock.try_lock(mode) == 0) return true;
         const int e = errno;
-        if (e == ETIMEDOUT || photon::detail::retryable(e)) return false;
+        if (e == EBUSY) return false;
         detail::throw_errno(e, "photon_std::shared_mutex::try_lock");
     }
     template <class Clock, class Duration>

@@ -64,6 +64,7 @@ mod fs;
 mod stats;
 mod identity;
 mod futex;
+mod unet;
 
 pub use fs::*;
 pub use futex::*;
@@ -75,6 +76,7 @@ pub use server::*;
 pub use stats::*;
 pub use sync::*;
 pub use thread::*;
+pub use unet::*;
 pub use vcpu::*;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -30,7 +30,7 @@ fn server(s: *mut photon_server) -> Result<Arc<Server>, Errno> {
     }
 }
 
-fn publish(s: Server) -> *mut photon_server {
+pub(super) fn publish(s: Server) -> *mut photon_server {
     Arc::into_raw(Arc::new(s)).cast_mut().cast()
 }
 

@@ -395,6 +395,61 @@ photon_server_free any valid=ok
   s: SERVER() | NULL => ok
   case V | free a server while it serves | G.srv = SERVER(); photon_thread_create(serve_forever, G.srv, 0); photon_thread_yield(); | photon_server_free(G.srv) | ok
 
+# ---- socket control (kernel fds here; userspace-stack descriptors in tests/unet.rs)
+photon_bind any valid=0
+  fd: NEW_TCP() | auto ; PIPE_R() => ENOTSOCK
+  addr: UDP_ADDR() | auto
+  addrlen: sizeof(struct sockaddr_in) | 0 => EINVAL ; 1 => EINVAL
+  case V | bind twice | G.fd = NEW_TCP(); photon_bind(G.fd, UDP_ADDR(), sizeof(struct sockaddr_in)); | photon_bind(G.fd, UDP_ADDR(), sizeof(struct sockaddr_in)) | EINVAL
+photon_listen any valid=0
+  fd: NEW_TCP() | auto ; PIPE_R() => ENOTSOCK ; UDP() => EOPNOTSUPP
+  backlog: 16 | none: every backlog is valid (clamped, as listen(2) does)
+photon_shutdown any valid=ENOTCONN
+  fd: NEW_TCP() | auto ; PIPE_R() => ENOTSOCK
+  how: SHUT_WR | -1 => EINVAL ; 3 => EINVAL
+  case V | shutdown of a connected socket | | photon_shutdown(SOCK(), SHUT_RDWR) | 0
+photon_getsockname any valid=0
+  fd: LISTEN() | auto ; PIPE_R() => ENOTSOCK
+  addr: SADDR() | auto
+  addrlen: ADDRLEN() | auto
+photon_getpeername any valid=ENOTCONN
+  fd: LISTEN() | auto ; PIPE_R() => ENOTSOCK
+  addr: SADDR() | auto
+  addrlen: ADDRLEN() | auto
+photon_setsockopt any valid=0
+  fd: NEW_TCP() | auto ; PIPE_R() => ENOTSOCK
+  level: SOL_SOCKET | -1 => libc
+  optname: SO_REUSEADDR | -1 => libc
+  optval: BUF() | NULL => EINVAL|EFAULT
+  optlen: sizeof(int) | 0 => EINVAL ; 1 => EINVAL
+photon_getsockopt any valid=0
+  fd: NEW_TCP() | auto ; PIPE_R() => ENOTSOCK
+  level: SOL_SOCKET | -1 => libc
+  optname: SO_TYPE | -1 => libc
+  optval: BUF() | auto
+  optlen: ADDRLEN() | auto
+
+# ---- userspace network stacks (valid use needs a TAP device in a network namespace: tests/unet.rs)
+photon_netstack_new vcpu valid=ENODEV
+  device: "xdp:none:0" | auto ; "" => ENODEV ; "eth:x" => ENODEV ; "tap:" => EINVAL
+  ipv4_cidr: "10.9.0.2/24" | auto ; "10.9.0.2" => EINVAL ; "x/24" => EINVAL ; "10.9.0.2/33" => EINVAL ; "0.0.0.0/8" => EINVAL
+  gateway: NULL | nullok: no default route ; "nope" => EINVAL
+photon_netstack_free any valid=0
+  stack: NULL | nullok: free accepts NULL ; FORGED_STACK => EINVAL
+photon_netstack_socket any valid=EINVAL
+  stack: FORGED_STACK | auto
+  domain: AF_INET | none: checked after the stack, which needs a TAP device (tests/unet.rs)
+  type_: SOCK_STREAM | none: checked after the stack (tests/unet.rs)
+  protocol: 0 | none: checked after the stack (tests/unet.rs)
+photon_netstack_stats_get any valid=EINVAL
+  stack: FORGED_STACK | auto
+  out: (photon_netstack_stats *)BUF() | auto
+photon_server_new_tcp_on any valid=EINVAL
+  stack: FORGED_STACK | auto
+  ip: NULL | nullok: any address of the stack
+  port: 0 | none: checked after the stack (tests/unet.rs)
+  backlog: 0 | none: every backlog is valid
+
 # ---- files
 photon_open vcpu valid=ok
   path: FILE_PATH() | NULL => EINVAL ; "" => ENOENT ; "/nonexistent-dir/x" => ENOENT

@@ -45,7 +45,13 @@ fn in_netns(name: &str) {
         let out = Command::new("timeout")
             .args(["120", "unshare", "-n"])
             .arg(&exe)
-            .args(["--exact", "child", "--include-ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("UNET_SCENARIO", name)
             .env("PHOTON_ENGINE", engine)
             .output()
@@ -81,7 +87,9 @@ fn setup_net() {
 #[test]
 #[ignore = "run by the other tests inside a network namespace"]
 fn child() {
-    let Ok(name) = std::env::var("UNET_SCENARIO") else { return };
+    let Ok(name) = std::env::var("UNET_SCENARIO") else {
+        return;
+    };
     setup_net();
     assert_eq!(photon_init(PHOTON_EVENT_DEFAULT, 0), 0);
     let dev = CString::new(format!("tap:{TAP}")).unwrap();
@@ -97,7 +105,12 @@ fn child() {
         "misuse" => misuse(stack),
         other => panic!("unknown scenario {other}"),
     }
-    assert_eq!(photon_netstack_free(stack), 0, "photon_netstack_free: errno {}", errno());
+    assert_eq!(
+        photon_netstack_free(stack),
+        0,
+        "photon_netstack_free: errno {}",
+        errno()
+    );
     assert_eq!(photon_fini(), 0);
     println!("SCENARIO {name} PASSED");
 }
@@ -155,7 +168,7 @@ fn start_server(server: *mut photon_server) -> (*mut photon_thread, Box<Served>)
     (th, served)
 }
 
-fn stop_server(th: *mut photon_thread, served: Box<Served>) {
+fn stop_server(th: *mut photon_thread, served: &Served) {
     assert_eq!(photon_server_stop(served.server), 0);
     let mut rv = core::ptr::null_mut();
     assert_eq!(photon_thread_join(th, &mut rv), 0);
@@ -227,8 +240,8 @@ fn echo_200(stack: *mut photon_netstack) {
     let f = failures.lock().unwrap();
     assert!(f.is_empty(), "echo failures: {f:?}");
     println!("200 connections echoed and verified; 50 kernel-socket connections on the same vcpu");
-    stop_server(th, served);
-    stop_server(kth, kserved);
+    stop_server(th, &served);
+    stop_server(kth, &kserved);
     // Connections closed by the handlers finish in the background.
     photon_thread_usleep(100_000);
 }
@@ -258,9 +271,15 @@ fn client_to_kernel(stack: *mut photon_netstack) {
     assert_eq!(photon_getpeername(fd, (&raw mut name).cast(), &mut len), 0);
     assert_eq!(u16::from_be(name.sin_port), 7001);
     assert_eq!(photon_getsockname(fd, (&raw mut name).cast(), &mut len), 0);
-    assert_eq!(u32::from_be(name.sin_addr.s_addr), u32::from(STACK_IP.parse::<std::net::Ipv4Addr>().unwrap()));
+    assert_eq!(
+        u32::from_be(name.sin_addr.s_addr),
+        u32::from(STACK_IP.parse::<std::net::Ipv4Addr>().unwrap())
+    );
     let data = pattern(5, 200_000); // larger than the socket buffers
-    assert_eq!(photon_write_full(fd, data.as_ptr().cast(), data.len(), 10_000_000), data.len() as isize);
+    assert_eq!(
+        photon_write_full(fd, data.as_ptr().cast(), data.len(), 10_000_000),
+        data.len() as isize
+    );
     assert_eq!(photon_shutdown(fd, libc::SHUT_WR), 0);
     let mut back = vec![0u8; data.len() + 3];
     let n = photon_read_full(fd, back.as_mut_ptr().cast(), back.len(), 10_000_000);
@@ -268,7 +287,11 @@ fn client_to_kernel(stack: *mut photon_netstack) {
     assert_eq!(&back[..data.len()], &data[..]);
     assert_eq!(&back[data.len()..], b"END");
     let mut one = [0u8; 1];
-    assert_eq!(photon_read(fd, one.as_mut_ptr().cast(), 1, 5_000_000), 0, "EOF after the server closed");
+    assert_eq!(
+        photon_read(fd, one.as_mut_ptr().cast(), 1, 5_000_000),
+        0,
+        "EOF after the server closed"
+    );
     assert_eq!(photon_close(fd), 0);
     srv.join().unwrap();
     println!("userspace client: 200000 bytes both ways, half-close, EOF");
@@ -290,7 +313,15 @@ fn udp(stack: *mut photon_netstack) {
     let to = sockaddr(KERNEL_IP, 7002);
     for i in 0..10 {
         let data = pattern(i, 100 + i * 100);
-        let n = photon_sendto(fd, data.as_ptr().cast(), data.len(), 0, (&raw const to).cast(), SIN_LEN, 1_000_000);
+        let n = photon_sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+            (&raw const to).cast(),
+            SIN_LEN,
+            1_000_000,
+        );
         assert_eq!(n, data.len() as isize, "sendto: errno {}", errno());
         let mut buf = [0u8; 2048];
         let mut from = sockaddr("0.0.0.0", 0);
@@ -311,14 +342,30 @@ fn udp(stack: *mut photon_netstack) {
     kt.join().unwrap();
     // Too big for one frame (no fragmentation).
     let big = vec![0u8; 2000];
-    assert_eq!(photon_sendto(fd, big.as_ptr().cast(), big.len(), 0, (&raw const to).cast(), SIN_LEN, 1_000_000), -1);
+    assert_eq!(
+        photon_sendto(
+            fd,
+            big.as_ptr().cast(),
+            big.len(),
+            0,
+            (&raw const to).cast(),
+            SIN_LEN,
+            1_000_000
+        ),
+        -1
+    );
     assert_eq!(errno(), libc::EMSGSIZE);
     assert_eq!(photon_close(fd), 0);
 
     // Kernel client, userspace echo.
     let fd = photon_netstack_socket(stack, libc::AF_INET, libc::SOCK_DGRAM, 0);
     let me = sockaddr("0.0.0.0", 7003);
-    assert_eq!(photon_bind(fd, (&raw const me).cast(), SIN_LEN), 0, "bind: errno {}", errno());
+    assert_eq!(
+        photon_bind(fd, (&raw const me).cast(), SIN_LEN),
+        0,
+        "bind: errno {}",
+        errno()
+    );
     let done = Arc::new(AtomicUsize::new(0));
     let d = done.clone();
     let kt = std::thread::spawn(move || {
@@ -347,7 +394,15 @@ fn udp(stack: *mut photon_netstack) {
             5_000_000,
         );
         assert!(n > 0, "recvfrom: errno {}", errno());
-        let m = photon_sendto(fd, buf.as_ptr().cast(), n as usize, 0, (&raw const from).cast(), flen, 1_000_000);
+        let m = photon_sendto(
+            fd,
+            buf.as_ptr().cast(),
+            n as usize,
+            0,
+            (&raw const from).cast(),
+            flen,
+            1_000_000,
+        );
         assert_eq!(m, n);
     }
     wait_count(&done, 1, "kernel UDP client");
@@ -504,7 +559,7 @@ fn sequential_10k(stack: *mut photon_netstack) {
     assert_eq!(probe0, probe1, "the lowest free descriptor is the same: none leaked");
     assert!(s1.sockets_alive <= s0.sockets_alive + 2, "smoltcp sockets leaked");
     assert!(rss1 < rss0 + 4096, "memory grew by {} KiB", rss1 - rss0);
-    stop_server(th, served);
+    stop_server(th, &served);
 }
 
 /// Calls without a userspace meaning fail with a clear errno; wrong

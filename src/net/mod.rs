@@ -198,7 +198,15 @@ pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> 
     unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
     if unet::is_unet(fd) {
         // SAFETY: per the contract (validated above).
-        return unsafe { unet::recv(fd, unet::segs(iov, n as usize), 0, (core::ptr::null_mut(), core::ptr::null_mut()), deadline) };
+        return unsafe {
+            unet::recv(
+                fd,
+                unet::segs(iov, n as usize),
+                0,
+                (core::ptr::null_mut(), core::ptr::null_mut()),
+                deadline,
+            )
+        };
     }
     // SAFETY: per the contract.
     unsafe {
@@ -662,7 +670,7 @@ pub fn forget(fd: i32) -> Result<(), Errno> {
     if fd < 0 {
         return Err(Errno(libc::EBADF));
     }
-    if unet::is_unet(fd) {
+    if unet::is_open(fd) {
         return Err(Errno::EINVAL); // photon owns these numbers: nothing can replace them
     }
     sched::cancel_fd(fd);

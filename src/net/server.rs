@@ -95,9 +95,8 @@ impl Server {
         let (storage, len) = sockaddr_of(SocketAddr::new(IpAddr::V4(ip), port));
         let fd = crate::unet::socket(stack, libc::AF_INET, libc::SOCK_STREAM, 0)?;
         // SAFETY: storage holds len valid bytes.
-        let setup = unsafe { super::bind(fd, (&raw const storage).cast(), len) }.and_then(|()| {
-            super::listen(fd, backlog)
-        });
+        let setup =
+            unsafe { super::bind(fd, (&raw const storage).cast(), len) }.and_then(|()| super::listen(fd, backlog));
         if let Err(e) = setup {
             let _ = super::close(fd);
             return Err(e);

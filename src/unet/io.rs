@@ -403,7 +403,11 @@ pub(crate) fn wait_fd(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno>
         {
             let mut guard = st.inner.borrow_mut();
             let inner = &mut *guard;
-            let e = inner.table.get(idx as usize).and_then(Option::as_ref).ok_or(err(libc::EBADF))?;
+            let e = inner
+                .table
+                .get(idx as usize)
+                .and_then(Option::as_ref)
+                .ok_or(err(libc::EBADF))?;
             let ready = readiness(e, &inner.sockets) & events;
             if ready != 0 {
                 return Ok(ready);

@@ -121,6 +121,21 @@ pub(crate) fn lookup(fd: i32) -> Result<(StackRef, u32), Errno> {
     Ok((st, v & (MAX_SOCKETS as u32 - 1)))
 }
 
+/// For calls without a userspace meaning: `meaning` (the errno the kernel
+/// gives for a socket) if `fd` is an open userspace descriptor of the
+/// calling vcpu's stack, EBADF otherwise (a number nobody handed out).
+pub(crate) fn refuse(fd: i32, meaning: i32) -> Errno {
+    match lookup(fd) {
+        Ok((st, idx)) if st.inner.borrow().table.get(idx as usize).is_some_and(Option::is_some) => Errno(meaning),
+        _ => Errno(libc::EBADF),
+    }
+}
+
+/// True if `fd` is an open userspace descriptor of the calling vcpu.
+pub(crate) fn is_open(fd: i32) -> bool {
+    is_unet(fd) && refuse(fd, 0) == Errno(0)
+}
+
 /// The slot and generation a `photon_netstack*` encodes.
 fn decode_handle(h: usize) -> Option<(usize, u32)> {
     let slot = (h & 0xffff).checked_sub(1)?;

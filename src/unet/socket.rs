@@ -114,7 +114,12 @@ pub(crate) fn v4(ep: IpEndpoint) -> (Ipv4Address, u16) {
 ///
 /// # Safety
 /// `addr` is valid for `len` bytes.
-pub(crate) unsafe fn connect(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t, deadline: u64) -> Result<(), Errno> {
+pub(crate) unsafe fn connect(
+    fd: i32,
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+    deadline: u64,
+) -> Result<(), Errno> {
     let (st, idx) = lookup(fd)?;
     sched::check_interrupt()?;
     // SAFETY: per the contract.
@@ -181,7 +186,9 @@ pub(crate) unsafe fn connect(fd: i32, addr: *const libc::sockaddr, len: libc::so
             let mut inner = st.inner.borrow_mut();
             let inner = &mut *inner;
             let e = entry_!(inner, idx);
-            let Sock::Stream(h) = e.sock else { return Err(Errno::EINVAL) };
+            let Sock::Stream(h) = e.sock else {
+                return Err(Errno::EINVAL);
+            };
             match inner.sockets.get::<tcp::Socket>(h).state() {
                 tcp::State::SynSent | tcp::State::SynReceived => {}
                 tcp::State::Closed => {
@@ -207,7 +214,9 @@ pub(crate) fn bind_udp(inner: &mut Inner, idx: u32, ip: Option<Ipv4Address>, por
         port
     };
     let e = entry_!(inner, idx);
-    let Sock::Dgram(h) = e.sock else { return Err(Errno::EINVAL) };
+    let Sock::Dgram(h) = e.sock else {
+        return Err(Errno::EINVAL);
+    };
     e.bound = Some((ip, port));
     let ep = IpListenEndpoint {
         addr: ip.map(Into::into),
@@ -248,7 +257,11 @@ pub(crate) unsafe fn bind(fd: i32, addr: *const libc::sockaddr, len: libc::sockl
     match kind {
         Kind::Udp => bind_udp(inner, idx, ip, port),
         Kind::Tcp => {
-            let port = if port == 0 { inner.ephemeral_port(Kind::Tcp)? } else { port };
+            let port = if port == 0 {
+                inner.ephemeral_port(Kind::Tcp)?
+            } else {
+                port
+            };
             entry_!(inner, idx).bound = Some((ip, port));
             Ok(())
         }
@@ -261,7 +274,11 @@ pub(crate) fn listen(fd: i32, backlog: i32) -> Result<(), Errno> {
     let mut guard = st.inner.borrow_mut();
     let inner = &mut *guard;
     let e = entry_!(inner, idx);
-    let backlog = if backlog <= 0 { 128 } else { (backlog as usize).min(4096) };
+    let backlog = if backlog <= 0 {
+        128
+    } else {
+        (backlog as usize).min(4096)
+    };
     match (&mut e.sock, e.kind) {
         (_, Kind::Udp) => return Err(err(libc::EOPNOTSUPP)),
         (Sock::Listener(l), _) => {
@@ -374,7 +391,12 @@ pub(crate) fn shutdown(fd: i32, how: i32) -> Result<(), Errno> {
 ///
 /// # Safety
 /// `addr`/`len` are valid.
-pub(crate) unsafe fn sockname(fd: i32, addr: *mut libc::sockaddr, len: *mut libc::socklen_t, peer: bool) -> Result<(), Errno> {
+pub(crate) unsafe fn sockname(
+    fd: i32,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+    peer: bool,
+) -> Result<(), Errno> {
     let (st, idx) = lookup(fd)?;
     let mut inner = st.inner.borrow_mut();
     let own = inner.addr;
@@ -396,7 +418,12 @@ pub(crate) unsafe fn sockname(fd: i32, addr: *mut libc::sockaddr, len: *mut libc
     } else {
         match sock.and_then(|h| inner.sockets.get::<tcp::Socket>(h).local_endpoint()) {
             Some(ep) => Some(v4(ep)),
-            None => bound.map(|(ip, port)| (ip.unwrap_or(if upeer.is_some() { own } else { Ipv4Address::UNSPECIFIED }), port)),
+            None => bound.map(|(ip, port)| {
+                (
+                    ip.unwrap_or(if upeer.is_some() { own } else { Ipv4Address::UNSPECIFIED }),
+                    port,
+                )
+            }),
         }
     };
     // SAFETY: per the contract.
@@ -422,7 +449,13 @@ unsafe fn opt_int(val: *const libc::c_void, len: libc::socklen_t) -> Result<i32,
 ///
 /// # Safety
 /// `val` is valid for `len` bytes.
-pub(crate) unsafe fn setsockopt(fd: i32, level: i32, name: i32, val: *const libc::c_void, len: libc::socklen_t) -> Result<(), Errno> {
+pub(crate) unsafe fn setsockopt(
+    fd: i32,
+    level: i32,
+    name: i32,
+    val: *const libc::c_void,
+    len: libc::socklen_t,
+) -> Result<(), Errno> {
     let (st, idx) = lookup(fd)?;
     let mut guard = st.inner.borrow_mut();
     let inner = &mut *guard;
@@ -484,7 +517,13 @@ pub(crate) unsafe fn setsockopt(fd: i32, level: i32, name: i32, val: *const libc
 ///
 /// # Safety
 /// `val`/`len` are valid.
-pub(crate) unsafe fn getsockopt(fd: i32, level: i32, name: i32, val: *mut libc::c_void, len: *mut libc::socklen_t) -> Result<(), Errno> {
+pub(crate) unsafe fn getsockopt(
+    fd: i32,
+    level: i32,
+    name: i32,
+    val: *mut libc::c_void,
+    len: *mut libc::socklen_t,
+) -> Result<(), Errno> {
     let (st, idx) = lookup(fd)?;
     if val.is_null() || len.is_null() {
         return Err(Errno::EINVAL);
@@ -518,4 +557,3 @@ pub(crate) unsafe fn getsockopt(fd: i32, level: i32, name: i32, val: *mut libc::
     }
     Ok(())
 }
-

@@ -527,8 +527,7 @@ impl Inner {
     pub(crate) fn port_in_use(&self, kind: Kind, port: u16) -> bool {
         let bound = self.table.iter().flatten().any(|e| {
             e.kind == kind
-                && (e.bound.is_some_and(|(_, p)| p == port)
-                    || matches!(&e.sock, Sock::Listener(l) if l.port == port))
+                && (e.bound.is_some_and(|(_, p)| p == port) || matches!(&e.sock, Sock::Listener(l) if l.port == port))
         });
         bound
             || (kind == Kind::Tcp
@@ -542,7 +541,7 @@ impl Inner {
     pub(crate) fn ephemeral_port(&mut self, kind: Kind) -> Result<u16, Errno> {
         for _ in 0..16384 {
             let p = self.next_port;
-            self.next_port = if p >= 65535 { 49152 } else { p + 1 };
+            self.next_port = if p == u16::MAX { 49152 } else { p + 1 };
             if !self.port_in_use(kind, p) {
                 return Ok(p);
             }
@@ -555,7 +554,9 @@ impl Inner {
     fn upkeep_listeners(&mut self) {
         for li in 0..self.listeners.len() {
             let idx = self.listeners[li] as usize;
-            let Some(Some(e)) = self.table.get_mut(idx) else { continue };
+            let Some(Some(e)) = self.table.get_mut(idx) else {
+                continue;
+            };
             let opts = e.opts;
             let Sock::Listener(l) = &mut e.sock else { continue };
             let mut fresh = 0;
@@ -637,7 +638,9 @@ impl Inner {
                     continue;
                 }
             };
-            let Some(Some(e)) = self.table.get_mut(idx as usize) else { continue };
+            let Some(Some(e)) = self.table.get_mut(idx as usize) else {
+                continue;
+            };
             if ready != 0 {
                 e.waiters.retain(|w| {
                     if w.events & ready != 0 {

@@ -57,7 +57,12 @@ impl Tap {
             return Err(Errno::EINVAL);
         }
         // SAFETY: a constant C string.
-        let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::open(
+                c"/dev/net/tun".as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
         if fd < 0 {
             return Err(match Errno::last_os_error() {
                 Errno(libc::ENOENT | libc::ENXIO | libc::ENODEV) => Errno(libc::ENODEV),

@@ -91,4 +91,5 @@ probe "OpenSSL headers and library" "$apt libssl-dev" \
     compile_run "$tmp/ssl" gcc -Wall -Wextra -Werror "$tmp/ssl.c" -lssl -lcrypto
 probe "abidw" "$apt abigail-tools" abidw --version
 probe "abidiff" "$apt abigail-tools" abidiff --version
+probe "ip (iproute2), unshare" "$apt iproute2 util-linux" sh -c 'ip -V && unshare --version'
 echo "probe: all tools present"

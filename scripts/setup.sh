@@ -19,6 +19,7 @@ packages=(
     librocksdb-dev   # RocksDB on photon threads (tests)
     libssl-dev       # OpenSSL's per-thread error queue (tests)
     abigail-tools    # abidw/abidiff: the ABI baseline check (scripts/abi-check.sh)
+    iproute2 util-linux  # ip, unshare: the userspace-stack tests' namespaces and TAP devices (tests/unet.rs)
 )
 
 # rustfmt and clippy: test.sh runs cargo fmt --check and cargo clippy. A

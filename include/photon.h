@@ -1025,7 +1025,8 @@ photon_netstack *photon_netstack_new(const char *device,
  * first; a listening server is closed by `photon_server_free`) or a call
  * on one is under way; `EXDEV` from another vcpu; `EINVAL` for a stale
  * handle. After the owner vcpu's `photon_fini` it may be called from any
- * thread.
+ * thread, and frees the stack whatever is still open (those descriptors
+ * then fail with `EBADF`).
  */
 int photon_netstack_free(photon_netstack *stack);
 

@@ -83,7 +83,8 @@ pub extern "C" fn photon_netstack_new(
 /// first; a listening server is closed by `photon_server_free`) or a call
 /// on one is under way; `EXDEV` from another vcpu; `EINVAL` for a stale
 /// handle. After the owner vcpu's `photon_fini` it may be called from any
-/// thread.
+/// thread, and frees the stack whatever is still open (those descriptors
+/// then fail with `EBADF`).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_netstack_free(stack: *mut photon_netstack) -> c_int {
     guard(|| {

@@ -421,7 +421,7 @@ pub(crate) fn wait_fd(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno>
 /// a connection then delivers what it queued, with its FIN (or resets,
 /// when unread data was left or SO_LINGER 0 asked for it).
 pub(crate) fn close(fd: i32) -> Result<(), Errno> {
-    let (st, idx) = lookup(fd)?;
+    let (st, idx) = super::lookup_for_close(fd)?;
     st.inner.borrow_mut().remove(idx)?;
     st.kick();
     Ok(())

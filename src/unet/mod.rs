@@ -85,6 +85,12 @@ impl Drop for StackRef {
 }
 
 fn owned_stack(slot: usize) -> Result<StackRef, Errno> {
+    owned_stack_in(slot, false)
+}
+
+/// As [`owned_stack`]; with `ended_too`, also a stack whose loop has ended
+/// (so descriptors can still be closed during and after `photon_fini`).
+fn owned_stack_in(slot: usize, ended_too: bool) -> Result<StackRef, Errno> {
     let owner = OWNERS.get(slot).ok_or(Errno(libc::EBADF))?.load(Acquire);
     if owner == 0 {
         return Err(Errno(libc::EBADF));
@@ -102,7 +108,7 @@ fn owned_stack(slot: usize) -> Result<StackRef, Errno> {
     }
     // SAFETY: published and owned by this vcpu, which alone frees it.
     let st = unsafe { &*p };
-    if st.done.get() {
+    if st.done.get() && !ended_too {
         return Err(Errno(libc::ENETDOWN));
     }
     st.in_calls.set(st.in_calls.get() + 1);
@@ -134,6 +140,17 @@ pub(crate) fn refuse(fd: i32, meaning: i32) -> Errno {
 /// True if `fd` is an open userspace descriptor of the calling vcpu.
 pub(crate) fn is_open(fd: i32) -> bool {
     is_unet(fd) && refuse(fd, 0) == Errno(0)
+}
+
+/// [`lookup`] for `close`: a stack whose loop ended still frees the
+/// descriptor.
+pub(crate) fn lookup_for_close(fd: i32) -> Result<(StackRef, u32), Errno> {
+    if !is_unet(fd) {
+        return Err(Errno(libc::EBADF));
+    }
+    let v = (fd - FD_BASE) as u32;
+    let st = owned_stack_in((v >> INDEX_BITS) as usize, true)?;
+    Ok((st, v & (MAX_SOCKETS as u32 - 1)))
 }
 
 /// The slot and generation a `photon_netstack*` encodes.
@@ -211,7 +228,8 @@ pub(crate) fn new_stack(device: &str, cidr: &str, gateway: Option<&str>) -> Resu
 }
 
 /// `photon_netstack_free`: EBUSY while descriptors are open or calls are
-/// under way; EXDEV from another vcpu while the stack's loop runs.
+/// under way; EXDEV from another vcpu while the stack's loop runs. After
+/// the owner vcpu's `photon_fini`, from any thread, whatever is open.
 pub(crate) fn free_stack(h: usize) -> Result<(), Errno> {
     let (slot, generation) = decode_handle(h).ok_or(Errno::EINVAL)?;
     let _g = ALLOC.lock().unwrap_or_else(|e| e.into_inner());
@@ -232,7 +250,9 @@ pub(crate) fn free_stack(h: usize) -> Result<(), Errno> {
     {
         // SAFETY: the owner vcpu's own stack (or one whose vcpu ended).
         let st = unsafe { &*p };
-        if st.inner.borrow().open > 0 || st.in_calls.get() > 0 {
+        // A stack whose loop ended with its vcpu is freed whatever is
+        // open: its descriptors then fail with EBADF.
+        if (!stopped && st.inner.borrow().open > 0) || st.in_calls.get() > 0 {
             return Err(Errno(libc::EBUSY));
         }
         if !st.done.get() {

@@ -7,6 +7,8 @@
 //! `std::net` sockets (the kernel's stack). Skipped with a notice where
 //! namespaces, `ip` or `/dev/net/tun` are unavailable.
 
+mod common;
+
 use core::ffi::{c_int, c_void};
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -28,6 +30,11 @@ fn errno() -> i32 {
 
 /// Runs scenario `name` in a new network namespace under each engine.
 fn in_netns(name: &str) {
+    in_netns_with(name, &[]);
+}
+
+/// [`in_netns`] with extra environment for the child.
+fn in_netns_with(name: &str, env: &[(&str, &std::path::Path)]) {
     if std::env::var_os("UNET_SCENARIO").is_some() {
         return; // the child runs only `child`
     }
@@ -54,6 +61,7 @@ fn in_netns(name: &str) {
             ])
             .env("UNET_SCENARIO", name)
             .env("PHOTON_ENGINE", engine)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
             .output()
             .unwrap();
         let text = format!(
@@ -91,6 +99,11 @@ fn child() {
         return;
     };
     setup_net();
+    if name == "c_echo" {
+        c_echo();
+        println!("SCENARIO {name} PASSED");
+        return;
+    }
     assert_eq!(photon_init(PHOTON_EVENT_DEFAULT, 0), 0);
     let dev = CString::new(format!("tap:{TAP}")).unwrap();
     let cidr = CString::new(format!("{STACK_IP}/24")).unwrap();
@@ -599,6 +612,83 @@ fn misuse(stack: *mut photon_netstack) {
     assert!(photon_netstack_new(dev.as_ptr(), nocidr.as_ptr(), core::ptr::null()).is_null());
     assert_eq!(errno(), libc::EINVAL);
     println!("misuse: ESPIPE, EINVAL, ENOTCONN, EBUSY, EADDRNOTAVAIL, EAFNOSUPPORT, EBADF, ENODEV");
+}
+
+/// The C programs: `c-examples/echo_server --netstack` serving 200
+/// connections of `c-examples/echo_client` (kernel sockets), which
+/// verifies every byte and exits non-zero on any error; ping-pong then
+/// streaming.
+fn c_echo() {
+    let server = std::env::var("UNET_ECHO_SERVER").unwrap();
+    let client = std::env::var("UNET_ECHO_CLIENT").unwrap();
+    let engine = std::env::var("PHOTON_ENGINE").unwrap();
+    let mut srv = Command::new(&server)
+        .args(["--netstack", &format!("tap:{TAP},{STACK_IP}/24"), "--port", "7100"])
+        .args(["--engine", &engine, "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(srv.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert!(line.contains("on the userspace stack"), "server: {line}");
+    for (mode, size) in [("pingpong", "1000"), ("stream", "4096")] {
+        let o = Command::new(&client)
+            .args(["--host", STACK_IP, "--port", "7100", "--conns", "200"])
+            .args(["--size", size, "--mode", mode, "--duration", "1", "--warmup", "0.2"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        println!("echo_client {mode}: {text}");
+        assert!(
+            o.status.success() && text.contains("errors=0"),
+            "echo_client {mode} failed ({}): {text}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // SAFETY: our child's pid.
+    unsafe { libc::kill(srv.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let st = srv.wait().unwrap();
+    println!("echo_server: {rest}");
+    assert!(st.success(), "echo_server exited with {st}");
+    assert!(
+        rest.contains("served 400 connections") && rest.contains(" 0 failed"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn unet_c_echo_server_200_c_clients() {
+    if std::env::var_os("UNET_SCENARIO").is_some() {
+        return;
+    }
+    let dir = common::profile_dir().join("unet-tests");
+    let flags = &["-std=c11", "-Wall", "-Wextra", "-Werror"];
+    let root = common::manifest_dir();
+    let server = common::compile_c(
+        &root.join("c-examples/echo_server.c"),
+        &dir.join("echo_server"),
+        flags,
+        &[],
+        &[],
+    );
+    let client = common::compile_c(
+        &root.join("c-examples/echo_client.c"),
+        &dir.join("echo_client"),
+        flags,
+        &[],
+        &[],
+    );
+    in_netns_with(
+        "c_echo",
+        &[
+            ("UNET_ECHO_SERVER", server.as_path()),
+            ("UNET_ECHO_CLIENT", client.as_path()),
+        ],
+    );
 }
 
 #[test]

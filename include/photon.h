@@ -68,7 +68,10 @@
  */
 #define PHOTON_SERVER_REUSEPORT 1
 
-
+/**
+ * The lowest descriptor a userspace stack hands out (2^30).
+ */
+#define PHOTON_NETSTACK_FD_BASE (1 << 30)
 
 /**
  * A condition variable used with a `photon_mutex`. Opaque.

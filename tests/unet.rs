@@ -104,6 +104,23 @@ fn child() {
         println!("SCENARIO {name} PASSED");
         return;
     }
+    if name == "cpp_wrapper" {
+        let exe = std::env::var("UNET_CPP_PROGRAM").unwrap();
+        let o = Command::new(&exe).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        println!("{text}");
+        assert!(
+            o.status.success() && text.contains("passed"),
+            "{exe} failed ({}): {text}",
+            o.status
+        );
+        println!("SCENARIO {name} PASSED");
+        return;
+    }
     assert_eq!(photon_init(PHOTON_EVENT_DEFAULT, 0), 0);
     let dev = CString::new(format!("tap:{TAP}")).unwrap();
     let cidr = CString::new(format!("{STACK_IP}/24")).unwrap();
@@ -689,6 +706,47 @@ fn unet_c_echo_server_200_c_clients() {
             ("UNET_ECHO_CLIENT", client.as_path()),
         ],
     );
+}
+
+/// The C++ wrapper's sockets on the userspace stack (tests/cpp/unet_socket.cpp).
+#[test]
+fn unet_cpp_wrapper_sockets() {
+    if std::env::var_os("UNET_SCENARIO").is_some() {
+        return;
+    }
+    let root = common::manifest_dir();
+    let dir = common::profile_dir().join("unet-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("unet_socket_cpp");
+    let lib = common::lib_dir();
+    let mut cmd = cc::Build::new()
+        .cpp(true)
+        .target(common::TARGET)
+        .host(common::TARGET)
+        .opt_level(1)
+        .out_dir(&dir)
+        .cargo_metadata(false)
+        .get_compiler()
+        .to_command();
+    cmd.args(["-std=c++14", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root.join("cpp-wrapper"))
+        .arg("-I")
+        .arg(common::include_dir())
+        .arg("-I")
+        .arg(root.join("tests/cpp"))
+        .arg(root.join("tests/cpp/unet_socket.cpp"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lphoton", "-lpthread"]);
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "compiling unet_socket.cpp: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    in_netns_with("cpp_wrapper", &[("UNET_CPP_PROGRAM", exe.as_path())]);
 }
 
 #[test]

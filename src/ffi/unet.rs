@@ -41,7 +41,8 @@ pub struct photon_netstack {
 }
 
 /// The lowest descriptor a userspace stack hands out (2^30).
-pub const PHOTON_NETSTACK_FD_BASE: c_int = unet::FD_BASE;
+pub const PHOTON_NETSTACK_FD_BASE: c_int = 1 << 30;
+const _: () = assert!(PHOTON_NETSTACK_FD_BASE == unet::FD_BASE);
 
 fn text<'a>(p: *const c_char) -> Result<Option<&'a str>, Errno> {
     if p.is_null() {

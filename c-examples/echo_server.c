@@ -554,6 +554,18 @@ int main(int argc, char **argv)
     photon_server_free(server);
     server = NULL;
     open_at_stop = stats.accepted - stats.closed;
+    if (stack != NULL) {
+        photon_netstack_stats ns;
+        memset(&ns, 0, sizeof ns);
+        ns.size = sizeof ns;
+        if (photon_netstack_stats_get(stack, &ns) == 0)
+            printf("netstack: rx_frames=%llu tx_frames=%llu rx_empty_polls=%llu tx_dropped=%llu "
+                   "poll_rounds=%llu poll_sleeps=%llu poll_kicks=%llu\n",
+                   (unsigned long long)ns.rx_frames, (unsigned long long)ns.tx_frames,
+                   (unsigned long long)ns.rx_empty_polls, (unsigned long long)ns.tx_dropped,
+                   (unsigned long long)ns.poll_rounds, (unsigned long long)ns.poll_sleeps,
+                   (unsigned long long)ns.poll_kicks);
+    }
 
     /* Ends the remaining photon threads: handlers still waiting on their
      * connection (and the watcher, if serve failed) are cancelled with

@@ -79,14 +79,21 @@ fn compile_example(name: &str, lib: &Path) -> Result<PathBuf, String> {
         .arg("-lphoton");
     let o = cmd.output().map_err(|e| format!("cannot run the C compiler: {e}"))?;
     if !o.status.success() {
-        return Err(format!("compiling {name}.c failed:\n{}", String::from_utf8_lossy(&o.stderr)));
+        return Err(format!(
+            "compiling {name}.c failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
     }
     Ok(out)
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let st = Command::new("ip").args(args).status().map_err(|e| format!("ip: {e}"))?;
-    if st.success() { Ok(()) } else { Err(format!("ip {args:?} failed")) }
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {args:?} failed"))
+    }
 }
 
 /// On-CPU nanoseconds of process `pid` so far, all its threads
@@ -96,7 +103,11 @@ fn on_cpu_ns(pid: u32) -> Result<f64, String> {
     let mut total = 0f64;
     for t in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?.flatten() {
         let s = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
-        total += s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        total += s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
     }
     Ok(total)
 }
@@ -148,8 +159,15 @@ fn servers() -> Vec<Server> {
     v
 }
 
+/// A running server: the process, and everything it printed after its
+/// first line (read until it exits).
+struct Running {
+    child: Child,
+    rest: std::thread::JoinHandle<String>,
+}
+
 /// Starts the server pinned to CPU 0; returns it and its port.
-fn start(bin: &Path, s: &Server, extra: &[&str]) -> Result<(Child, u16), String> {
+fn start(bin: &Path, s: &Server, extra: &[&str]) -> Result<(Running, u16), String> {
     let mut cmd = if s.valgrind {
         let mut c = Command::new("valgrind");
         c.args(extra).arg(bin);
@@ -165,14 +183,19 @@ fn start(bin: &Path, s: &Server, extra: &[&str]) -> Result<(Child, u16), String>
     // The first line says the port; the rest is read to the end, so the
     // server's closing summary never meets a closed pipe.
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let rest = std::thread::spawn(move || {
         let mut first = true;
+        let mut rest = String::new();
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             if first {
                 let _ = tx.send(line);
                 first = false;
+            } else {
+                rest.push_str(&line);
+                rest.push('\n');
             }
         }
+        rest
     });
     let stderr = child.stderr.take().map(drain);
     let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
@@ -186,13 +209,15 @@ fn start(bin: &Path, s: &Server, extra: &[&str]) -> Result<(Child, u16), String>
         let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
         return Err(format!("server did not listen: '{line}' {err}"));
     };
-    Ok((child, port))
+    Ok((Running { child, rest }, port))
 }
 
-fn stop(mut child: Child) -> Result<(), String> {
+/// Stops the server (SIGINT); returns what it printed after its first line.
+fn stop(r: Running) -> Result<String, String> {
+    let mut child = r.child;
     signal(&child, libc::SIGINT);
     match wait_timeout(&mut child, Duration::from_secs(20)) {
-        Some(st) if st.success() => Ok(()),
+        Some(st) if st.success() => Ok(r.rest.join().unwrap_or_default()),
         Some(st) => Err(format!("server exited with {}", describe_status(st))),
         None => {
             let _ = child.kill();
@@ -214,11 +239,17 @@ struct Run {
     user_ns: f64,
     sys_ns: f64,
     frames: f64,
+    /// Userspace stack only (NaN for kernel rows), per request over the
+    /// server's life: device reads that found no frame, polling rounds,
+    /// sleeps of the polling loop in the engine.
+    empty_reads: f64,
+    rounds: f64,
+    sleeps: f64,
 }
 
 fn one_run(server_bin: &Path, client_bin: &Path, sc: &Scenario, s: &Server, secs: f64) -> Result<Run, String> {
     let (srv, port) = start(server_bin, s, &[])?;
-    let pid = srv.id();
+    let pid = srv.child.id();
     let warm = 0.5;
     let mut cmd = Command::new(client_bin);
     cmd.args(["--host", s.host, "--port", &port.to_string(), "--conns", "64"])
@@ -249,7 +280,22 @@ fn one_run(server_bin: &Path, client_bin: &Path, sc: &Scenario, s: &Server, secs
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    stopped?;
+    let summary = stopped?;
+    let field = |key: &str| -> Option<f64> {
+        summary
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(key))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    // The server's lifetime requests, from the bytes it echoed.
+    let echoed = summary
+        .split("echoed ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let life_reqs = echoed / sc.size as f64;
+    let per_life = |key: &str| field(key).map(|v| v / life_reqs).unwrap_or(f64::NAN);
     let rps = text
         .split_whitespace()
         .find_map(|f| f.strip_prefix("req/s="))
@@ -270,6 +316,9 @@ fn one_run(server_bin: &Path, client_bin: &Path, sc: &Scenario, s: &Server, secs
         user_ns: cpu_ns * user_share,
         sys_ns: cpu_ns * (1.0 - user_share),
         frames: frames / reqs,
+        empty_reads: per_life("rx_empty_polls="),
+        rounds: per_life("poll_rounds="),
+        sleeps: per_life("poll_sleeps="),
     })
 }
 
@@ -291,7 +340,16 @@ fn split(server_bin: &Path, client_bin: &Path) -> Result<(Vec<(String, f64)>, f6
     let (srv, port) = start(server_bin, &s, &["--tool=callgrind", &outarg])?;
     let mut cmd = Command::new(client_bin);
     cmd.args(["--host", STACK_IP, "--port", &port.to_string(), "--conns", "64"])
-        .args(["--size", "512", "--mode", "pingpong", "--duration", "5", "--warmup", "0"])
+        .args([
+            "--size",
+            "512",
+            "--mode",
+            "pingpong",
+            "--duration",
+            "5",
+            "--warmup",
+            "0",
+        ])
         .args(["--engine", "epoll"]);
     pin_command(&mut cmd, 1);
     let o = cmd.output().map_err(|e| format!("client: {e}"))?;
@@ -315,16 +373,27 @@ fn split(server_bin: &Path, client_bin: &Path) -> Result<(Vec<(String, f64)>, f6
     let groups: [(&str, &[&str]); 6] = [
         ("smoltcp (TCP/IP stack)", &["smoltcp::"]),
         ("unet glue + TAP device (user side)", &["photon::unet::"]),
-        ("scheduler, switch, engine", &["photon::sched", "photon::arch", "photon::engine", "mio::", "io_uring::"]),
-        ("echo program + photon fd API", &["echo_server", "photon::net", "photon::ffi", "echo_connection"]),
-        ("allocator, memcpy, libc", &["libc", "malloc", "free", "memcpy", "memmove", "memset", "alloc::"]),
+        (
+            "scheduler, switch, engine",
+            &["photon::sched", "photon::arch", "photon::engine", "mio::", "io_uring::"],
+        ),
+        (
+            "echo program + photon fd API",
+            &["echo_server", "photon::net", "photon::ffi", "echo_connection"],
+        ),
+        (
+            "allocator, memcpy, libc",
+            &["libc", "malloc", "free", "memcpy", "memmove", "memset", "alloc::"],
+        ),
         ("other", &[""]),
     ];
     let mut sums = vec![0f64; groups.len()];
     for l in ann.lines() {
         let t = l.trim_start();
         let Some((num, rest)) = t.split_once(' ') else { continue };
-        let Ok(n) = num.replace(',', "").parse::<f64>() else { continue };
+        let Ok(n) = num.replace(',', "").parse::<f64>() else {
+            continue;
+        };
         let sym = rest.trim_start();
         let sym = sym.split_once(")  ").map_or(sym, |(_, s)| s).trim();
         if sym.contains("PROGRAM TOTALS") || sym.is_empty() || sym.starts_with("file:function") {
@@ -337,7 +406,11 @@ fn split(server_bin: &Path, client_bin: &Path) -> Result<(Vec<(String, f64)>, f6
         sums[gi] += n;
     }
     Ok((
-        groups.iter().zip(sums).map(|((g, _), n)| (g.to_string(), n / reqs)).collect(),
+        groups
+            .iter()
+            .zip(sums)
+            .map(|((g, _), n)| (g.to_string(), n / reqs))
+            .collect(),
         reqs,
     ))
 }
@@ -364,7 +437,9 @@ fn main() -> ExitCode {
             .status();
         return match st {
             Ok(s) if s.success() => ExitCode::SUCCESS,
-            Ok(s) => fatal(format!("the benchmark in its network namespace: {s} (root and unshare -n needed)")),
+            Ok(s) => fatal(format!(
+                "the benchmark in its network namespace: {s} (root and unshare -n needed)"
+            )),
             Err(e) => fatal(format!("unshare: {e}")),
         };
     }
@@ -376,7 +451,10 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return fatal(e),
     };
-    let (server_bin, client_bin) = match (compile_example("echo_server", &lib), compile_example("echo_client", &lib)) {
+    let (server_bin, client_bin) = match (
+        compile_example("echo_server", &lib),
+        compile_example("echo_client", &lib),
+    ) {
         (Ok(s), Ok(c)) => (s, c),
         (Err(e), _) | (_, Err(e)) => return fatal(e),
     };
@@ -434,6 +512,16 @@ fn main() -> ExitCode {
                 cell_median(&row.series(|v| v.sys_ns)),
                 cell_fixed(&row.series(|v| v.frames), 2, ""),
                 if i < 2 {
+                    format!(
+                        "{:.2} / {:.2} / {:.3}",
+                        row.series(|v| v.empty_reads).median(),
+                        row.series(|v| v.rounds).median(),
+                        row.series(|v| v.sleeps).median()
+                    )
+                } else {
+                    "-".into()
+                },
+                if i < 2 {
                     cell_ratio(&cpu[i], &cpu[kernel_same_engine])
                 } else {
                     "-".into()
@@ -454,6 +542,7 @@ fn main() -> ExitCode {
                 "user ns/req",
                 "sys ns/req",
                 "TAP frames/req",
+                "empty reads / rounds / sleeps per req",
                 "ns/req vs kernel",
                 "req/s vs kernel",
             ],
@@ -471,13 +560,19 @@ fn main() -> ExitCode {
     if o.c.want("split") {
         match split(&server_bin, &client_bin) {
             Ok((groups, reqs)) => {
-                println!("## Per-request user-space instructions of the userspace-stack server (callgrind, epoll, pingpong 64 x 512 B, {reqs:.0} requests)");
+                println!(
+                    "## Per-request user-space instructions of the userspace-stack server (callgrind, epoll, pingpong 64 x 512 B, {reqs:.0} requests)"
+                );
                 println!();
                 let total: f64 = groups.iter().map(|(_, n)| n).sum();
                 let rows: Vec<Vec<String>> = groups
                     .iter()
                     .map(|(g, n)| vec![g.clone(), format!("{n:.0}"), format!("{:.0}%", 100.0 * n / total)])
-                    .chain(std::iter::once(vec!["total".into(), format!("{total:.0}"), "100%".into()]))
+                    .chain(std::iter::once(vec![
+                        "total".into(),
+                        format!("{total:.0}"),
+                        "100%".into(),
+                    ]))
                     .collect();
                 print_table(&["part", "instructions/request", "share"], &rows);
                 println!();

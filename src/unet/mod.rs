@@ -14,6 +14,7 @@
 //! instead of to the kernel. The encoding: `FD_BASE + (stack slot << 20) +
 //! index`, the index the lowest free one, as the kernel numbers fds.
 
+mod entry;
 mod io;
 mod socket;
 mod stack;

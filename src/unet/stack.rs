@@ -18,15 +18,16 @@
 
 use core::cell::{Cell, RefCell};
 use core::ffi::c_void;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration as SmolDuration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
+pub(crate) use super::entry::*;
 use super::tap::{DeviceCounters, Tap};
-use crate::engine::{Op, READABLE, WRITABLE};
+use crate::engine::{Op, READABLE};
 use crate::errno::Errno;
 use crate::sched::{self, FOREVER, Handle, Wait};
 use crate::time::now_us;
@@ -44,106 +45,8 @@ const LISTEN_POOL: usize = 4;
 /// A closed connection still delivering its data and FIN gives up after
 /// this long without an acknowledgement (a vanished peer).
 const LINGER_TIMEOUT_MS: u64 = 30_000;
-/// Default socket buffer sizes (SO_RCVBUF, SO_SNDBUF).
-pub(crate) const DEFAULT_BUF: usize = 64 << 10;
 /// UDP: datagrams queued per direction.
 const UDP_SLOTS: usize = 64;
-
-/// The kind of descriptor.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Tcp,
-    Udp,
-}
-
-/// What a descriptor holds now.
-pub(crate) enum Sock {
-    /// A TCP socket before connect or listen.
-    Fresh,
-    /// A TCP connection (connecting, established or closing).
-    Stream(SocketHandle),
-    /// A listening TCP socket.
-    Listener(Listener),
-    /// A UDP socket.
-    Dgram(SocketHandle),
-}
-
-/// A listening TCP socket: smoltcp sockets in Listen state on its port,
-/// and the connections they became, waiting for accept.
-pub(crate) struct Listener {
-    pub port: u16,
-    pub addr: Option<Ipv4Address>,
-    pub pool: Vec<SocketHandle>,
-    pub queue: VecDeque<SocketHandle>,
-    pub backlog: usize,
-}
-
-/// A photon thread waiting on a descriptor.
-pub(crate) struct Waiter {
-    h: Handle,
-    seq: u64,
-    events: u32,
-}
-
-/// Socket options kept per descriptor.
-#[derive(Clone, Copy)]
-pub(crate) struct Opts {
-    pub rcvbuf: usize,
-    pub sndbuf: usize,
-    pub nodelay: bool,
-    pub keepalive: bool,
-    /// SO_LINGER with a zero timeout: close resets the connection.
-    pub linger_reset: bool,
-}
-
-impl Default for Opts {
-    fn default() -> Opts {
-        Opts {
-            rcvbuf: DEFAULT_BUF,
-            sndbuf: DEFAULT_BUF,
-            nodelay: false,
-            keepalive: false,
-            linger_reset: false,
-        }
-    }
-}
-
-/// One descriptor of the stack.
-pub(crate) struct Entry {
-    pub kind: Kind,
-    pub sock: Sock,
-    /// The local address given by bind (address, port).
-    pub bound: Option<(Option<Ipv4Address>, u16)>,
-    /// UDP: the peer given by connect.
-    pub peer: Option<IpEndpoint>,
-    pub opts: Opts,
-    pub shut_rd: bool,
-    pub shut_wr: bool,
-    /// A connect is under way (its result is reported once).
-    pub connecting: bool,
-    /// The error SO_ERROR reports next.
-    pub error: i32,
-    waiters: Vec<Waiter>,
-    listed: bool,
-}
-
-impl Entry {
-    pub(crate) fn new(kind: Kind, sock: Sock, opts: Opts) -> Entry {
-        Entry {
-            kind,
-            sock,
-            bound: None,
-            peer: None,
-            opts,
-            shut_rd: false,
-            shut_wr: false,
-            connecting: false,
-            error: 0,
-            waiters: Vec::new(),
-            listed: false,
-        }
-    }
-}
 
 /// Counters for the benchmark's split of the work.
 #[derive(Default, Clone, Copy)]
@@ -663,48 +566,5 @@ impl Inner {
     /// The device's counters.
     pub(crate) fn device_counters(&self) -> DeviceCounters {
         self.dev.counters
-    }
-}
-
-/// What `e` is ready for now (READABLE | WRITABLE); errors and hang-ups
-/// count as both, as the engines report them.
-pub(crate) fn readiness(e: &Entry, sockets: &SocketSet<'_>) -> u32 {
-    match &e.sock {
-        Sock::Fresh => READABLE | WRITABLE, // as an unconnected kernel socket: hung up
-        Sock::Listener(l) => {
-            if l.queue.is_empty() {
-                0
-            } else {
-                READABLE
-            }
-        }
-        Sock::Dgram(h) => {
-            let s = sockets.get::<udp::Socket>(*h);
-            let mut b = 0;
-            if s.can_recv() || e.shut_rd {
-                b |= READABLE;
-            }
-            if s.can_send() {
-                b |= WRITABLE;
-            }
-            b
-        }
-        Sock::Stream(h) => {
-            let s = sockets.get::<tcp::Socket>(*h);
-            match s.state() {
-                tcp::State::SynSent | tcp::State::SynReceived => 0,
-                tcp::State::Closed => READABLE | WRITABLE,
-                _ => {
-                    let mut b = 0;
-                    if s.can_recv() || !s.may_recv() || e.shut_rd {
-                        b |= READABLE;
-                    }
-                    if s.can_send() || !s.may_send() || e.shut_wr {
-                        b |= WRITABLE;
-                    }
-                    b
-                }
-            }
-        }
     }
 }

@@ -624,6 +624,12 @@ fn misuse(stack: *mut photon_netstack) {
     let cidr = CString::new("10.0.0.2/24").unwrap();
     assert!(photon_netstack_new(bad.as_ptr(), cidr.as_ptr(), core::ptr::null()).is_null());
     assert_eq!(errno(), libc::ENODEV);
+    // AF_XDP and DPDK devices are not built into this libphoton (README).
+    for kind in ["xdp:eth0:0", "dpdk:--no-huge --vdev=net_tap0"] {
+        let d = CString::new(kind).unwrap();
+        assert!(photon_netstack_new(d.as_ptr(), cidr.as_ptr(), core::ptr::null()).is_null());
+        assert_eq!(errno(), libc::ENODEV, "{kind}");
+    }
     let dev = CString::new("tap:utap9").unwrap();
     let nocidr = CString::new("10.0.0.2").unwrap();
     assert!(photon_netstack_new(dev.as_ptr(), nocidr.as_ptr(), core::ptr::null()).is_null());

@@ -122,6 +122,9 @@ pub(crate) unsafe fn recv(
         // SAFETY: per the contract.
         match unsafe { try_recv(&st, idx, segs, done, flags, from) } {
             Ok(n) => {
+                if n > 0 && flags & libc::MSG_PEEK == 0 {
+                    st.kick(); // room in the receive window: a sleeping loop may owe an update
+                }
                 done += n;
                 let waitall = flags & libc::MSG_WAITALL != 0 && flags & libc::MSG_PEEK == 0;
                 if !(waitall && n > 0 && done < total) {

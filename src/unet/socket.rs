@@ -344,7 +344,10 @@ pub(crate) unsafe fn accept(
                         return Err(e);
                     }
                 };
-                inner.dirty = true; // the pool refills on the next round
+                // Room in the queue again: refill the pool of listening
+                // sockets now, or a SYN arriving first would be reset.
+                inner.upkeep_listeners();
+                inner.dirty = true;
                 // SAFETY: per the contract.
                 unsafe { write_addr(peer.map(v4), addr, addrlen) };
                 return Ok(encode(st.slot, nidx));

@@ -454,7 +454,7 @@ impl Inner {
 
     /// Keeps each listener's pool of Listen sockets full and moves the
     /// connections they became to its accept queue.
-    fn upkeep_listeners(&mut self) {
+    pub(crate) fn upkeep_listeners(&mut self) {
         for li in 0..self.listeners.len() {
             let idx = self.listeners[li] as usize;
             let Some(Some(e)) = self.table.get_mut(idx) else {

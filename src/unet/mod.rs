@@ -298,3 +298,41 @@ pub(crate) fn stack_stats(h: usize) -> Result<NetstackStats, Errno> {
         sockets_total: inner.sockets.iter().count() as u64,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parsing() {
+        assert_eq!(parse_cidr("10.7.0.2/24"), Ok((Ipv4Address::new(10, 7, 0, 2), 24)));
+        for bad in [
+            "10.7.0.2",
+            "10.7.0.2/0",
+            "10.7.0.2/33",
+            "x/24",
+            "0.0.0.0/8",
+            "224.0.0.1/4",
+            "",
+        ] {
+            assert_eq!(parse_cidr(bad), Err(Errno::EINVAL), "{bad}");
+        }
+    }
+
+    #[test]
+    fn handles_and_descriptors() {
+        assert_eq!(decode_handle(0), None);
+        assert_eq!(decode_handle((7 << 16) | 1), Some((0, 7)));
+        assert_eq!(decode_handle(MAX_STACKS + 1), None);
+        let fd = encode(3, 5);
+        assert!(is_unet(fd) && !is_unet(FD_BASE - 1));
+        assert_eq!(
+            ((fd - FD_BASE) as u32 >> INDEX_BITS, (fd - FD_BASE) as u32 & 0xfffff),
+            (3, 5)
+        );
+        assert!(encode(MAX_STACKS as u32 - 1, MAX_SOCKETS as u32 - 1) > FD_BASE); // no overflow
+        // Off a vcpu no descriptor resolves; an unowned slot is EBADF first.
+        assert_eq!(lookup(fd).err(), Some(Errno(libc::EBADF)));
+        assert_eq!(lookup(5).err(), Some(Errno(libc::EBADF)));
+    }
+}

@@ -500,7 +500,8 @@ fn refused_and_timeouts(stack: *mut photon_netstack) {
     let th = photon_thread_create(Some(blocked_recv), (&raw mut b).cast(), 0);
     assert_eq!(photon_thread_enable_join(th), 0);
     photon_thread_usleep(20_000);
-    let path = CString::new(format!("/tmp/unet-dump-{}", std::process::id())).unwrap();
+    let dump_path = std::env::temp_dir().join(format!("unet-dump-{}", std::process::id()));
+    let path = CString::new(dump_path.to_str().unwrap()).unwrap();
     // SAFETY: a C string path.
     let dfd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_TRUNC | libc::O_RDWR, 0o600) };
     assert_eq!(photon_dump_threads(dfd), 0);

@@ -3,6 +3,12 @@
  *
  *   echo_server [--port N] [--ip ADDR] [--unix PATH] [--engine ENGINE]
  *               [--buf BYTES] [--duration SECONDS] [--vcpus N] [--quiet]
+ *               [--netstack DEVICE,ADDR/PREFIX]
+ *
+ * With --netstack (e.g. "tap:ptap0,10.7.0.2/24") it serves on libphoton's
+ * userspace TCP/IP stack over that device instead of the kernel's: the same
+ * handler, the same calls, descriptors of the userspace stack (README,
+ * "Userspace network stack").
  *
  * With --vcpus N (TCP only) N vcpus serve the port: this OS thread and a
  * work pool of N-1 more, each with its own listening socket on the same port
@@ -58,6 +64,7 @@ struct options {
     double duration; /* seconds; 0: until a signal */
     unsigned vcpus;  /* vcpus serving the port (TCP) */
     int quiet;
+    const char *netstack; /* "DEVICE,ADDR/PREFIX", or NULL: the kernel's stack */
 };
 
 #define MAX_VCPUS 64
@@ -96,7 +103,9 @@ static void usage(FILE *out)
             "  --duration S     stop after S seconds (default 0: run until SIGINT\n"
             "                   or SIGTERM)\n"
             "  --vcpus N        N vcpus serve the TCP port (SO_REUSEPORT; default 1)\n"
-            "  --quiet          no per-connection log lines on stderr\n",
+            "  --quiet          no per-connection log lines on stderr\n"
+            "  --netstack D,A   serve on the userspace stack over device D (tap:NAME)\n"
+            "                   with address A (e.g. tap:ptap0,10.7.0.2/24)\n",
             DEFAULT_PORT, DEFAULT_BUF);
 }
 
@@ -153,7 +162,7 @@ static uint64_t parse_engine(const char *s)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_PORT = 1, O_IP, O_UNIX, O_ENGINE, O_BUF, O_DURATION, O_VCPUS, O_QUIET, O_HELP };
+    enum { O_PORT = 1, O_IP, O_UNIX, O_ENGINE, O_BUF, O_DURATION, O_VCPUS, O_QUIET, O_NETSTACK, O_HELP };
     static const struct option longopts[] = {
         {"port", required_argument, NULL, O_PORT},
         {"ip", required_argument, NULL, O_IP},
@@ -163,6 +172,7 @@ static void parse_args(int argc, char **argv)
         {"duration", required_argument, NULL, O_DURATION},
         {"vcpus", required_argument, NULL, O_VCPUS},
         {"quiet", no_argument, NULL, O_QUIET},
+        {"netstack", required_argument, NULL, O_NETSTACK},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -200,6 +210,11 @@ static void parse_args(int argc, char **argv)
         case O_QUIET:
             opt.quiet = 1;
             break;
+        case O_NETSTACK:
+            if (strchr(optarg, ',') == NULL)
+                usage_error("--netstack wants DEVICE,ADDR/PREFIX, not '%s'", optarg);
+            opt.netstack = optarg;
+            break;
         case 'h':
         case O_HELP:
             usage(stdout);
@@ -213,6 +228,9 @@ static void parse_args(int argc, char **argv)
         usage_error("unexpected argument '%s'", argv[optind]);
     if (opt.vcpus > 1 && opt.unix_path != NULL)
         usage_error("--vcpus needs TCP, not %s", "--unix");
+    if (opt.netstack != NULL && (opt.vcpus > 1 || opt.unix_path != NULL))
+        usage_error("--netstack serves one vcpu over TCP: not with %s",
+                    opt.unix_path != NULL ? "--unix" : "--vcpus");
 }
 
 /* ------------------------------------------------------------------------
@@ -230,7 +248,7 @@ static void peer_name(int fd, char *out, size_t len)
         snprintf(out, len, "unix peer fd %d", fd);
         return;
     }
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
+    if (photon_getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
         snprintf(out, len, "?");
         return;
     }
@@ -430,8 +448,31 @@ int main(int argc, char **argv)
     }
     engine = photon_engine_name();
 
+    photon_netstack *stack = NULL;
+    if (opt.netstack != NULL) {
+        char dev[128];
+        const char *comma = strchr(opt.netstack, ',');
+        size_t dlen = (size_t)(comma - opt.netstack);
+        if (dlen >= sizeof(dev)) {
+            fprintf(stderr, "echo_server: device name too long\n");
+            return 2;
+        }
+        memcpy(dev, opt.netstack, dlen);
+        dev[dlen] = '\0';
+        stack = photon_netstack_new(dev, comma + 1, NULL);
+        if (stack == NULL) {
+            fprintf(stderr, "echo_server: photon_netstack_new(%s, %s): %s\n", dev, comma + 1,
+                    strerror(errno));
+            photon_fini();
+            return 1;
+        }
+    }
+
     if (opt.unix_path != NULL)
         server = photon_server_new_unix(opt.unix_path, 0);
+    else if (stack != NULL)
+        server = photon_server_new_tcp_on(stack, strcmp(opt.ip, "0.0.0.0") == 0 ? NULL : opt.ip,
+                                          (uint16_t)opt.port, 0);
     else
         server = photon_server_new_tcp_flags(opt.ip, (uint16_t)opt.port, 0,
                                              opt.vcpus > 1 ? PHOTON_SERVER_REUSEPORT : 0);
@@ -466,8 +507,8 @@ int main(int argc, char **argv)
                 return 1;
             }
         }
-        printf("listening on %d (engine %s, %u vcpu%s)\n", port, engine, opt.vcpus,
-               opt.vcpus > 1 ? "s" : "");
+        printf("listening on %d (engine %s, %u vcpu%s)%s\n", port, engine, opt.vcpus,
+               opt.vcpus > 1 ? "s" : "", stack != NULL ? " on the userspace stack" : "");
     }
     fflush(stdout);
 
@@ -513,12 +554,27 @@ int main(int argc, char **argv)
     photon_server_free(server);
     server = NULL;
     open_at_stop = stats.accepted - stats.closed;
+    if (stack != NULL) {
+        photon_netstack_stats ns;
+        memset(&ns, 0, sizeof ns);
+        ns.size = sizeof ns;
+        if (photon_netstack_stats_get(stack, &ns) == 0)
+            printf("netstack: rx_frames=%llu tx_frames=%llu rx_empty_polls=%llu tx_dropped=%llu "
+                   "poll_rounds=%llu poll_sleeps=%llu poll_kicks=%llu\n",
+                   (unsigned long long)ns.rx_frames, (unsigned long long)ns.tx_frames,
+                   (unsigned long long)ns.rx_empty_polls, (unsigned long long)ns.tx_dropped,
+                   (unsigned long long)ns.poll_rounds, (unsigned long long)ns.poll_sleeps,
+                   (unsigned long long)ns.poll_kicks);
+    }
 
     /* Ends the remaining photon threads: handlers still waiting on their
      * connection (and the watcher, if serve failed) are cancelled with
      * ECANCELED, close their connection and return. */
     if (photon_fini() != 0)
         perror("echo_server: photon_fini");
+    /* After photon_fini the stack's loop has ended: free it whatever is open. */
+    if (stack != NULL && photon_netstack_free(stack) != 0)
+        perror("echo_server: photon_netstack_free");
 
     if (serve_rc != 0) {
         fprintf(stderr, "echo_server: photon_server_serve: %s\n",

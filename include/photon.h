@@ -69,6 +69,11 @@
 #define PHOTON_SERVER_REUSEPORT 1
 
 /**
+ * The lowest descriptor a userspace stack hands out (2^30).
+ */
+#define PHOTON_NETSTACK_FD_BASE (1 << 30)
+
+/**
  * A condition variable used with a `photon_mutex`. Opaque.
  */
 typedef struct photon_cond photon_cond;
@@ -80,6 +85,11 @@ typedef struct photon_cond photon_cond;
  * is handed the lock directly instead, so no waiter starves. Opaque.
  */
 typedef struct photon_mutex photon_mutex;
+
+/**
+ * A userspace TCP/IP stack over one device. Opaque.
+ */
+typedef struct photon_netstack photon_netstack;
 
 /**
  * A reader-writer lock (phase-fair: neither side starves). Opaque.
@@ -181,6 +191,54 @@ typedef struct {
    */
   uint64_t remote_wakeups;
 } photon_stats;
+
+/**
+ * Counters of one stack (`photon_netstack_stats`). Set `size` to
+ * `sizeof(photon_netstack_stats)` before the call.
+ */
+typedef struct {
+  /**
+   * The caller's `sizeof(photon_netstack_stats)`.
+   */
+  uint32_t size;
+  /**
+   * Frames read from the device.
+   */
+  uint64_t rx_frames;
+  /**
+   * Frames written to the device.
+   */
+  uint64_t tx_frames;
+  /**
+   * Device reads that found no frame.
+   */
+  uint64_t rx_empty_polls;
+  /**
+   * Frames the device refused.
+   */
+  uint64_t tx_dropped;
+  /**
+   * Rounds of the polling loop.
+   */
+  uint64_t poll_rounds;
+  /**
+   * Times the polling loop slept in the event engine.
+   */
+  uint64_t poll_sleeps;
+  /**
+   * Times a photon thread woke the sleeping loop to send.
+   */
+  uint64_t poll_kicks;
+  /**
+   * Descriptors open.
+   */
+  uint64_t sockets_open;
+  /**
+   * smoltcp sockets alive (open descriptors, listening pools, and
+   * closed connections still finishing).
+   */
+  uint64_t sockets_alive;
+} photon_netstack_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -698,6 +756,56 @@ int photon_close(int fd);
 int photon_fd_forget(int fd);
 
 /**
+ * `bind(2)` for kernel sockets and userspace-stack descriptors alike
+ * (there: the stack's own address or `INADDR_ANY`, else
+ * `EADDRNOTAVAIL`; port 0 picks a free one; `EADDRINUSE`). Needs no vcpu
+ * for a kernel fd.
+ */
+int photon_bind(int fd, const struct sockaddr *addr, socklen_t addrlen);
+
+/**
+ * `listen(2)` for both kinds of descriptor (userspace: `backlog` <= 0
+ * means 128, at most 4096; a connection arriving while the accept queue
+ * is full is reset).
+ */
+int photon_listen(int fd, int backlog);
+
+/**
+ * `shutdown(2)` for both kinds of descriptor (`SHUT_RD`, `SHUT_WR`: a
+ * FIN, `SHUT_RDWR`). `ENOTCONN` on an unconnected socket.
+ */
+int photon_shutdown(int fd, int how);
+
+/**
+ * `getsockname(2)` for both kinds of descriptor.
+ */
+int photon_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen);
+
+/**
+ * `getpeername(2)` for both kinds of descriptor (`ENOTCONN` before a
+ * connection).
+ */
+int photon_getpeername(int fd, struct sockaddr *addr, socklen_t *addrlen);
+
+/**
+ * `setsockopt(2)` for both kinds of descriptor. A userspace-stack
+ * descriptor takes `SO_REUSEADDR` (nothing to do), `SO_RCVBUF` and
+ * `SO_SNDBUF` (before connect or listen: the buffers are sized then;
+ * default 64 KiB), `SO_KEEPALIVE`, `SO_LINGER` (a zero timeout makes
+ * close reset the connection) and `TCP_NODELAY`; others give
+ * `ENOPROTOOPT`.
+ */
+int photon_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen);
+
+/**
+ * `getsockopt(2)` for both kinds of descriptor. A userspace-stack
+ * descriptor answers `SO_ERROR`, `SO_TYPE`, `SO_DOMAIN`, `SO_PROTOCOL`,
+ * `SO_ACCEPTCONN`, `SO_RCVBUF`, `SO_SNDBUF`, `SO_KEEPALIVE`,
+ * `SO_REUSEADDR` and `TCP_NODELAY`; others give `ENOPROTOOPT`.
+ */
+int photon_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen);
+
+/**
  * A TCP server listening on `ip` (NULL or "" = 0.0.0.0; IPv6 literals
  * such as "::1" too) and `port` (0 = any free port), with `SO_REUSEADDR`.
  * `backlog` <= 0 means `SOMAXCONN`. Needs no vcpu. Returns NULL with
@@ -1010,6 +1118,66 @@ int photon_futex_wait(const uint32_t *addr, uint32_t expected, uint64_t timeout_
  * `EINVAL` (`addr` NULL or not 4-byte aligned).
  */
 int photon_futex_wake(const uint32_t *addr, int n);
+
+/**
+ * A userspace TCP/IP stack on `device` with the address `ipv4_cidr`
+ * ("10.7.0.2/24") and, if `gateway` is neither NULL nor "", a default
+ * route through it. `device`: "tap:NAME" attaches the TAP interface NAME
+ * (created first, if it does not exist, as a transient one that vanishes
+ * with the stack; set one up with `ip tuntap add dev NAME mode tap`, an
+ * address on the kernel side and `ip link set NAME up`). The stack
+ * belongs to the calling vcpu: its polling loop is a photon thread there
+ * ("unet poller"), which busy-polls while other photon threads are
+ * runnable and sleeps in the event engine otherwise. Call from a photon
+ * thread. NULL with errno: `EPERM` (not on a vcpu, or not allowed to
+ * open the device: CAP_NET_ADMIN), `EINVAL` (NULL device or address, bad
+ * address), `ENODEV` (unknown device kind, or `/dev/net/tun` missing),
+ * `ENFILE` (512 stacks alive).
+ */
+photon_netstack *photon_netstack_new(const char *device,
+                                     const char *ipv4_cidr,
+                                     const char *gateway);
+
+/**
+ * Ends the stack's polling loop and closes its device. NULL is accepted.
+ * -1 with `EBUSY` while descriptors of the stack are open (close them
+ * first; a listening server is closed by `photon_server_free`) or a call
+ * on one is under way; `EXDEV` from another vcpu; `EINVAL` for a stale
+ * handle. After the owner vcpu's `photon_fini` it may be called from any
+ * thread, and frees the stack whatever is still open (those descriptors
+ * then fail with `EBADF`).
+ */
+int photon_netstack_free(photon_netstack *stack);
+
+/**
+ * `socket(2)` on the stack: `domain` `AF_INET`, `type` `SOCK_STREAM` or
+ * `SOCK_DGRAM` (`SOCK_NONBLOCK` and `SOCK_CLOEXEC` are accepted and mean
+ * nothing here: photon calls wait as photon threads), `protocol` 0 or the
+ * matching `IPPROTO_*`. Returns a descriptor (>= `PHOTON_NETSTACK_FD_BASE`)
+ * or -1: `EINVAL` (bad stack), `EAFNOSUPPORT`, `ESOCKTNOSUPPORT`,
+ * `EPROTONOSUPPORT`, `EXDEV` (another vcpu's stack), `EMFILE`.
+ */
+int photon_netstack_socket(photon_netstack *stack, int domain, int type_, int protocol);
+
+/**
+ * Fills `out` with the counters of `stack`. -1 with `EINVAL` (NULL, a
+ * stale stack, `out->size` not `sizeof(photon_netstack_stats)`),
+ * `EXDEV` (another vcpu's stack).
+ */
+int photon_netstack_stats_get(photon_netstack *stack, photon_netstack_stats *out);
+
+/**
+ * `photon_server_new_tcp` on a userspace stack: listens on `ip` (NULL or
+ * "": any address of the stack) and `port` (0: a free one;
+ * `photon_server_port` tells which), with `backlog` as `photon_listen`.
+ * Serve, stop and free it as any server, from photon threads of the
+ * stack's vcpu. NULL with errno: `EINVAL` (bad stack or ip),
+ * `EADDRNOTAVAIL`, `EADDRINUSE`, `EXDEV`.
+ */
+photon_server *photon_server_new_tcp_on(photon_netstack *stack,
+                                        const char *ip,
+                                        uint16_t port,
+                                        int backlog);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -99,4 +99,5 @@ probe "openssl CLI (TLS peer)" "$apt openssl" openssl version
 probe "curl with TLS (TLS peer)" "$apt curl" sh -c 'curl --version | grep -q "SSL"'
 probe "abidw" "$apt abigail-tools" abidw --version
 probe "abidiff" "$apt abigail-tools" abidiff --version
+probe "ip (iproute2), unshare" "$apt iproute2 util-linux" sh -c 'ip -V && unshare --version'
 echo "probe: all tools present"

@@ -21,6 +21,7 @@ packages=(
     openssl curl     # TLS peers of tests/tls.rs (openssl s_server/s_client, curl --cacert)
     abigail-tools    # abidw/abidiff: the ABI baseline check (scripts/abi-check.sh)
     libst-dev        # State Threads 1.9: the side-by-side run of tests/st.rs, bench/st
+    iproute2 util-linux  # ip, unshare: the userspace-stack tests' namespaces and TAP devices (tests/unet.rs)
 )
 
 # rustfmt and clippy: test.sh runs cargo fmt --check and cargo clippy. A

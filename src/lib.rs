@@ -70,6 +70,7 @@ pub mod stack;
 pub mod sync;
 pub(crate) mod sys;
 pub mod time;
+pub mod unet;
 
 pub use errno::Errno;
 

@@ -67,6 +67,7 @@ mod fs;
 mod stats;
 mod identity;
 mod futex;
+mod unet;
 
 pub use fs::*;
 pub use futex::*;
@@ -78,6 +79,7 @@ pub use server::*;
 pub use stats::*;
 pub use sync::*;
 pub use thread::*;
+pub use unet::*;
 pub use vcpu::*;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -254,3 +254,100 @@ pub extern "C" fn photon_close(fd: c_int) -> c_int {
 pub extern "C" fn photon_fd_forget(fd: c_int) -> c_int {
     guard(|| net::forget(fd).map(|()| 0))
 }
+
+/// `bind(2)` for kernel sockets and userspace-stack descriptors alike
+/// (there: the stack's own address or `INADDR_ANY`, else
+/// `EADDRNOTAVAIL`; port 0 picks a free one; `EADDRINUSE`). Needs no vcpu
+/// for a kernel fd.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_bind(fd: c_int, addr: *const sockaddr, addrlen: socklen_t) -> c_int {
+    guard(|| {
+        if addr.is_null() {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: non-NULL; the caller passes addrlen valid bytes.
+        unsafe { net::bind(fd, addr, addrlen) }.map(|()| 0)
+    })
+}
+
+/// `listen(2)` for both kinds of descriptor (userspace: `backlog` <= 0
+/// means 128, at most 4096; a connection arriving while the accept queue
+/// is full is reset).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_listen(fd: c_int, backlog: c_int) -> c_int {
+    guard(|| net::listen(fd, backlog).map(|()| 0))
+}
+
+/// `shutdown(2)` for both kinds of descriptor (`SHUT_RD`, `SHUT_WR`: a
+/// FIN, `SHUT_RDWR`). `ENOTCONN` on an unconnected socket.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_shutdown(fd: c_int, how: c_int) -> c_int {
+    guard(|| net::shutdown(fd, how).map(|()| 0))
+}
+
+/// `getsockname(2)` for both kinds of descriptor.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_getsockname(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> c_int {
+    guard(|| {
+        if addr.is_null() || addrlen.is_null() {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: non-NULL; the caller passes *addrlen valid bytes.
+        unsafe { net::sockname(fd, addr, addrlen, false) }.map(|()| 0)
+    })
+}
+
+/// `getpeername(2)` for both kinds of descriptor (`ENOTCONN` before a
+/// connection).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_getpeername(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> c_int {
+    guard(|| {
+        if addr.is_null() || addrlen.is_null() {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: non-NULL; the caller passes *addrlen valid bytes.
+        unsafe { net::sockname(fd, addr, addrlen, true) }.map(|()| 0)
+    })
+}
+
+/// `setsockopt(2)` for both kinds of descriptor. A userspace-stack
+/// descriptor takes `SO_REUSEADDR` (nothing to do), `SO_RCVBUF` and
+/// `SO_SNDBUF` (before connect or listen: the buffers are sized then;
+/// default 64 KiB), `SO_KEEPALIVE`, `SO_LINGER` (a zero timeout makes
+/// close reset the connection) and `TCP_NODELAY`; others give
+/// `ENOPROTOOPT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_setsockopt(
+    fd: c_int,
+    level: c_int,
+    optname: c_int,
+    optval: *const c_void,
+    optlen: socklen_t,
+) -> c_int {
+    guard(|| {
+        buf_ok(optval, optlen as usize)?;
+        // SAFETY: the caller passes optlen valid bytes.
+        unsafe { net::setsockopt(fd, level, optname, optval, optlen) }.map(|()| 0)
+    })
+}
+
+/// `getsockopt(2)` for both kinds of descriptor. A userspace-stack
+/// descriptor answers `SO_ERROR`, `SO_TYPE`, `SO_DOMAIN`, `SO_PROTOCOL`,
+/// `SO_ACCEPTCONN`, `SO_RCVBUF`, `SO_SNDBUF`, `SO_KEEPALIVE`,
+/// `SO_REUSEADDR` and `TCP_NODELAY`; others give `ENOPROTOOPT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_getsockopt(
+    fd: c_int,
+    level: c_int,
+    optname: c_int,
+    optval: *mut c_void,
+    optlen: *mut socklen_t,
+) -> c_int {
+    guard(|| {
+        if optval.is_null() || optlen.is_null() {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: non-NULL; the caller passes *optlen valid bytes.
+        unsafe { net::getsockopt(fd, level, optname, optval, optlen) }.map(|()| 0)
+    })
+}

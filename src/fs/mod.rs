@@ -23,6 +23,9 @@ fn positioned(fd: i32, off: i64) -> Result<u64, Errno> {
     if fd < 0 {
         return Err(Errno(libc::EBADF));
     }
+    if crate::unet::is_unet(fd) {
+        return Err(crate::unet::refuse(fd, libc::ESPIPE)); // a userspace-stack socket: never the kernel's
+    }
     let off = u64::try_from(off).map_err(|_| Errno::EINVAL)?;
     if fdinfo::is_unseekable(fd) {
         return Err(Errno(libc::ESPIPE));
@@ -169,12 +172,18 @@ pub unsafe fn pwritev(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Res
 
 /// `fsync(2)` or `fdatasync(2)`.
 pub fn fsync(fd: i32, datasync: bool) -> Result<(), Errno> {
+    if crate::unet::is_unet(fd) {
+        return Err(crate::unet::refuse(fd, libc::EINVAL)); // as fsync(2) on a socket
+    }
     // SAFETY: no memory involved.
     unsafe { run(Op::Fsync { fd, datasync }) }.map(|_| ())
 }
 
 /// `fallocate(2)`.
 pub fn fallocate(fd: i32, mode: i32, off: i64, len: i64) -> Result<(), Errno> {
+    if crate::unet::is_unet(fd) {
+        return Err(crate::unet::refuse(fd, libc::ENODEV)); // as fallocate(2) on a socket
+    }
     if off < 0 || len <= 0 {
         return Err(Errno::EINVAL);
     }
@@ -184,6 +193,9 @@ pub fn fallocate(fd: i32, mode: i32, off: i64, len: i64) -> Result<(), Errno> {
 
 /// `ftruncate(2)`.
 pub fn ftruncate(fd: i32, len: i64) -> Result<(), Errno> {
+    if crate::unet::is_unet(fd) {
+        return Err(crate::unet::refuse(fd, libc::EINVAL)); // as ftruncate(2) on a socket
+    }
     if len < 0 {
         return Err(Errno::EINVAL);
     }
@@ -193,6 +205,9 @@ pub fn ftruncate(fd: i32, len: i64) -> Result<(), Errno> {
 
 /// `fstat(2)`, through statx.
 pub fn fstat(fd: i32) -> Result<libc::stat, Errno> {
+    if crate::unet::is_unet(fd) {
+        return Err(crate::unet::refuse(fd, libc::EOPNOTSUPP)); // no kernel file behind it
+    }
     if fd < 0 {
         return Err(Errno(libc::EBADF)); // statx would take AT_FDCWD as the cwd
     }

@@ -7,14 +7,18 @@
 //! vcpu runs other threads meanwhile. Every call has a deadline and is
 //! interruptible ([`crate::sched::io_wait`]).
 
+mod control;
 pub mod server;
 mod stop_signal;
+
+pub use control::*;
 
 use crate::engine::{Op, OpKind, READABLE, WRITABLE, poll_mask, ready_bits};
 use crate::errno::{Errno, syscall};
 use crate::fdinfo;
 use crate::sched;
 use crate::time::now_us;
+use crate::unet;
 
 use crate::sys::{clamp_io as clamp, iov_count};
 
@@ -109,6 +113,10 @@ fn send_now(attempt: impl FnOnce() -> isize) -> Result<Option<usize>, Errno> {
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
 pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    if unet::is_unet(fd) {
+        // SAFETY: per the contract.
+        return unsafe { unet::read(fd, buf, len, 0, deadline) };
+    }
     if fd >= 0 {
         crate::sys::user_range_ok(buf, len)?; // read(2) checks the whole length first
     }
@@ -132,6 +140,10 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
 /// # Safety
 /// `buf` is valid for `len` bytes of reads.
 pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    if unet::is_unet(fd) {
+        // SAFETY: per the contract.
+        return unsafe { unet::write(fd, buf, len, 0, deadline) };
+    }
     if fd >= 0 {
         crate::sys::user_range_ok(buf, len)?; // write(2) checks the whole length first
     }
@@ -161,6 +173,18 @@ pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> 
     let n = iov_count(n)?;
     // SAFETY: per the contract; lengths and ranges checked as the kernel does.
     unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
+    if unet::is_unet(fd) {
+        // SAFETY: per the contract (validated above).
+        return unsafe {
+            unet::recv(
+                fd,
+                unet::segs(iov, n as usize),
+                0,
+                (core::ptr::null_mut(), core::ptr::null_mut()),
+                deadline,
+            )
+        };
+    }
     // SAFETY: per the contract.
     unsafe {
         transfer(OpKind::Socket, Op::Readv { fd, iov, n }, fd, READABLE, deadline, || {
@@ -177,6 +201,10 @@ pub unsafe fn writev(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) ->
     let n = iov_count(n)?;
     // SAFETY: per the contract; lengths and ranges checked as the kernel does.
     unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
+    if unet::is_unet(fd) {
+        // SAFETY: per the contract (validated above).
+        return unsafe { unet::send(fd, unet::segs(iov, n as usize), 0, (core::ptr::null(), 0), deadline) };
+    }
     if fdinfo::is_socket(fd) {
         // SAFETY: a zeroed msghdr is valid; it points at the caller's iovecs.
         let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
@@ -204,6 +232,10 @@ pub unsafe fn writev(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) ->
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
 pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
+    if unet::is_unet(fd) {
+        // SAFETY: per the contract.
+        return unsafe { unet::read(fd, buf, len, flags, deadline) };
+    }
     let len = clamp(len);
     if flags & libc::MSG_DONTWAIT != 0 {
         return syscall!(recv(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
@@ -226,6 +258,10 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
 /// # Safety
 /// `buf` is valid for `len` bytes of reads.
 pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
+    if unet::is_unet(fd) {
+        // SAFETY: per the contract.
+        return unsafe { unet::write(fd, buf, len, flags, deadline) };
+    }
     let len = clamp(len);
     let flags = flags | libc::MSG_NOSIGNAL;
     if flags & libc::MSG_DONTWAIT != 0 {
@@ -254,6 +290,10 @@ pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u6
 /// # Safety
 /// `msg` and everything it points to are valid for the call.
 pub unsafe fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32, deadline: u64) -> Result<usize, Errno> {
+    if unet::is_unet(fd) {
+        // SAFETY: per the contract.
+        return unsafe { unet::recvmsg(fd, msg, flags, deadline) };
+    }
     if flags & libc::MSG_DONTWAIT != 0 {
         return syscall!(recvmsg(fd, msg, flags)).map(|n| n as usize);
     }
@@ -279,6 +319,10 @@ pub unsafe fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32, deadline: u64
 /// # Safety
 /// `msg` and everything it points to are valid for the call.
 pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32, deadline: u64) -> Result<usize, Errno> {
+    if unet::is_unet(fd) {
+        // SAFETY: per the contract.
+        return unsafe { unet::sendmsg(fd, msg, flags, deadline) };
+    }
     let flags = flags | libc::MSG_NOSIGNAL;
     if flags & libc::MSG_DONTWAIT != 0 {
         return syscall!(sendmsg(fd, msg, flags)).map(|n| n as usize);
@@ -352,6 +396,14 @@ pub unsafe fn sendto(
     addrlen: libc::socklen_t,
     deadline: u64,
 ) -> Result<usize, Errno> {
+    if unet::is_unet(fd) {
+        let seg = [libc::iovec {
+            iov_base: buf.cast_mut().cast(),
+            iov_len: len,
+        }];
+        // SAFETY: per the contract.
+        return unsafe { unet::send(fd, &seg, flags, (addr, addrlen), deadline) };
+    }
     let mut iov = libc::iovec {
         iov_base: buf.cast_mut().cast(),
         iov_len: clamp(len) as usize,
@@ -464,6 +516,10 @@ pub unsafe fn accept(
     addrlen: *mut libc::socklen_t,
     deadline: u64,
 ) -> Result<i32, Errno> {
+    if unet::is_unet(fd) {
+        // SAFETY: per the contract.
+        return unsafe { unet::accept(fd, addr, addrlen, deadline) };
+    }
     let flags = libc::SOCK_NONBLOCK;
     let op = Op::Accept {
         fd,
@@ -487,6 +543,10 @@ pub unsafe fn accept(
 /// # Safety
 /// `addr` is valid for `len` bytes.
 pub unsafe fn connect(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t, deadline: u64) -> Result<(), Errno> {
+    if unet::is_unet(fd) {
+        // SAFETY: per the contract.
+        return unsafe { unet::connect(fd, addr, len, deadline) };
+    }
     sched::engine_runs(OpKind::Poll)?; // EPERM off a vcpu, before any effect
     fdinfo::ensure_nonblocking(fd)?;
     let mut backoff_us = 500;
@@ -550,6 +610,9 @@ pub fn wait_fd(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
     if events == 0 || events & !(READABLE | WRITABLE) != 0 {
         return Err(Errno::EINVAL);
     }
+    if unet::is_unet(fd) {
+        return unet::wait_fd(fd, events, deadline);
+    }
     sched::engine_runs(OpKind::Poll)?;
     let mut pfd = libc::pollfd {
         fd,
@@ -571,6 +634,9 @@ pub fn wait_fd(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
 /// Closes `fd`, first waking every photon thread of this vcpu blocked on
 /// it (their calls fail with ECANCELED).
 pub fn close(fd: i32) -> Result<(), Errno> {
+    if unet::is_unet(fd) {
+        return unet::close(fd);
+    }
     forget(fd)?;
     syscall!(close(fd)).map(|_| ())
 }
@@ -580,6 +646,9 @@ pub fn close(fd: i32) -> Result<(), Errno> {
 pub fn forget(fd: i32) -> Result<(), Errno> {
     if fd < 0 {
         return Err(Errno(libc::EBADF));
+    }
+    if unet::is_open(fd) {
+        return Err(Errno::EINVAL); // photon owns these numbers: nothing can replace them
     }
     sched::cancel_fd(fd);
     fdinfo::forget(fd);

@@ -202,6 +202,25 @@ impl Server {
         Ok(())
     }
 
+    /// Listens on `ip` (None: the stack's address and any) and `port` (0:
+    /// any free port) of the userspace stack whose handle is `stack`.
+    pub fn new_tcp_on(stack: usize, ip: Option<&str>, port: u16, backlog: i32) -> Result<Server, Errno> {
+        let ip: Ipv4Addr = match ip {
+            None | Some("") => Ipv4Addr::UNSPECIFIED,
+            Some(s) => s.parse().map_err(|_| Errno::EINVAL)?,
+        };
+        let (storage, len) = sockaddr_of(SocketAddr::new(IpAddr::V4(ip), port));
+        let fd = crate::unet::socket(stack, libc::AF_INET, libc::SOCK_STREAM, 0)?;
+        // SAFETY: storage holds len valid bytes.
+        let setup =
+            unsafe { super::bind(fd, (&raw const storage).cast(), len) }.and_then(|()| super::listen(fd, backlog));
+        if let Err(e) = setup {
+            let _ = super::close(fd);
+            return Err(e);
+        }
+        Ok(Server::with_fd(fd, None))
+    }
+
     /// Listens on the Unix socket `path`, replacing a stale socket file there.
     pub fn new_unix(path: &[u8], backlog: i32) -> Result<Server, Errno> {
         // SAFETY: a zeroed sockaddr_un is valid.
@@ -232,7 +251,8 @@ impl Server {
         // SAFETY: a zeroed sockaddr_storage is valid.
         let mut ss: libc::sockaddr_storage = unsafe { core::mem::zeroed() };
         let mut len = core::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        syscall!(getsockname(self.fd, (&raw mut ss).cast(), &mut len))?;
+        // SAFETY: storage of len bytes.
+        unsafe { super::sockname(self.fd, (&raw mut ss).cast(), &mut len, false)? };
         Ok(match ss.ss_family as i32 {
             // SAFETY: the family says which struct the storage holds.
             libc::AF_INET => u16::from_be(unsafe { (*(&raw const ss).cast::<libc::sockaddr_in>()).sin_port }),

@@ -101,6 +101,7 @@ fn describe_wait(w: Wait) -> String {
     match w {
         Wait::Sleep => "sleep".into(),
         Wait::Io { what, fd } => format!("{what} on fd {fd}"),
+        Wait::Unet { what, fd } => format!("{what} on unet fd {fd}"),
         Wait::Lock(what) => what.into(),
         Wait::Join => "join".into(),
         Wait::Call => "call on another thread".into(),

@@ -41,6 +41,8 @@ pub(crate) enum Wait {
     Sleep,
     /// An engine operation (`what`: read, recv, accept, poll, fsync...) on `fd`.
     Io { what: &'static str, fd: i32 },
+    /// A socket of a userspace network stack (`crate::unet`).
+    Unet { what: &'static str, fd: i32 },
     /// A lock: mutex, cond, sem or rwlock.
     Lock(&'static str),
     /// Another thread's end (`photon_thread_join`).

@@ -257,6 +257,14 @@ pub(crate) fn fini() -> Result<(), Errno> {
     Ok(())
 }
 
+/// True while `photon_fini` waits for the calling vcpu's threads to end
+/// (a service loop such as a userspace stack's poller ends then).
+pub(crate) fn fini_waiting() -> bool {
+    let v = current();
+    // SAFETY: a non-null vcpu is live.
+    !v.is_null() && unsafe { (*v).fini_waiting }
+}
+
 /// The handle of the calling photon thread.
 pub(crate) fn self_handle() -> Option<Handle> {
     let v = current();

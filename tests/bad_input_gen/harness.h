@@ -50,6 +50,8 @@
 
 #define T ((uint64_t)1000) /* every timed call waits 1 ms at most */
 #define HUGE_FD (1 << 30)
+/* A photon_netstack handle that names no stack (slot 0, a generation never used). */
+#define FORGED_STACK ((photon_netstack *)(uintptr_t)0x7fff0001u)
 #define HUGE_SIZE ((size_t)1 << 40)
 #define FORGED_TH ((photon_thread *)(uintptr_t)0x12345)
 #define FORGED_VCPU ((photon_vcpu *)(uintptr_t)0x7fff1234)

@@ -125,7 +125,7 @@ public:
     }
     int apply(int fd) const {
         for (const option& o : m_options)
-            if (::setsockopt(fd, o.level, o.name, o.value.data(), static_cast<socklen_t>(o.value.size())) != 0)
+            if (photon_setsockopt(fd, o.level, o.name, o.value.data(), static_cast<socklen_t>(o.value.size())) != 0)
                 return -1;
         return 0;
     }
@@ -148,7 +148,7 @@ inline void close_keep_errno(int fd) noexcept {
 /// Sets TCP_NODELAY on a TCP socket (a request/response protocol wants it).
 inline void set_nodelay(int fd) noexcept {
     const int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    photon_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 /// A connected socket fd as an ISocketStream; closes the fd when deleted.
@@ -195,20 +195,20 @@ public:
     using ISocketBase::getsockopt;
     using ISocketBase::setsockopt;
     int setsockopt(int level, int name, const void* value, socklen_t len) override {
-        return ::setsockopt(m_fd, level, name, value, len);
+        return photon_setsockopt(m_fd, level, name, value, len);
     }
     int getsockopt(int level, int name, void* value, socklen_t* len) override {
-        return ::getsockopt(m_fd, level, name, value, len);
+        return photon_getsockopt(m_fd, level, name, value, len);
     }
     uint64_t timeout() const override { return m_timeout; }
     void timeout(uint64_t tm) override { m_timeout = tm; }
 
     using ISocketName::getpeername;
     using ISocketName::getsockname;
-    int getsockname(EndPoint& ep) override { return name_of(ep, &::getsockname); }
-    int getpeername(EndPoint& ep) override { return name_of(ep, &::getpeername); }
-    int getsockname(char* path, size_t count) override { return path_of(path, count, &::getsockname); }
-    int getpeername(char* path, size_t count) override { return path_of(path, count, &::getpeername); }
+    int getsockname(EndPoint& ep) override { return name_of(ep, &photon_getsockname); }
+    int getpeername(EndPoint& ep) override { return name_of(ep, &photon_getpeername); }
+    int getsockname(char* path, size_t count) override { return path_of(path, count, &photon_getsockname); }
+    int getpeername(char* path, size_t count) override { return path_of(path, count, &photon_getpeername); }
 
 private:
     using name_fn = int (*)(int, sockaddr*, socklen_t*);
@@ -264,7 +264,10 @@ private:
 /// Makes TCP (v4 or v6) or Unix stream connections.
 class KernelSocketClient final : public ISocketClient {
 public:
-    KernelSocketClient(bool unix_socket, bool v6) noexcept : m_unix(unix_socket), m_v6(v6) {}
+    /// With `stack`, TCP connections are made on that userspace network
+    /// stack (photon_netstack_socket) instead of the kernel's.
+    KernelSocketClient(bool unix_socket, bool v6, photon_netstack* stack = nullptr) noexcept
+        : m_unix(unix_socket), m_v6(v6), m_stack(stack) {}
 
     ISocketStream* connect(const EndPoint& remote, const EndPoint* local = nullptr) override {
         if (m_unix) {
@@ -273,12 +276,13 @@ public:
         }
         ::sockaddr_storage ss;
         const socklen_t len = to_sockaddr(remote, m_v6, ss);
-        const int fd = photon_socket(ss.ss_family, SOCK_STREAM, 0);
+        const int fd = m_stack != nullptr ? photon_netstack_socket(m_stack, ss.ss_family, SOCK_STREAM, 0)
+                                          : photon_socket(ss.ss_family, SOCK_STREAM, 0);
         if (fd < 0) return nullptr;
         if (local != nullptr) {
             ::sockaddr_storage ls;
             const socklen_t llen = to_sockaddr(*local, ss.ss_family == AF_INET6, ls);
-            if (::bind(fd, reinterpret_cast<sockaddr*>(&ls), llen) != 0) return fail(fd);
+            if (photon_bind(fd, reinterpret_cast<sockaddr*>(&ls), llen) != 0) return fail(fd);
         }
         return finish(fd, reinterpret_cast<sockaddr*>(&ss), len, true);
     }
@@ -319,6 +323,7 @@ private:
 
     bool m_unix;
     bool m_v6;
+    photon_netstack* m_stack;
     uint64_t m_timeout = PHOTON_FOREVER;
     socket_options m_options;
 };
@@ -327,8 +332,9 @@ private:
 /// connection's handler in a photon thread of its own.
 class KernelSocketServer final : public ISocketServer {
 public:
-    KernelSocketServer(bool unix_socket, bool v6, bool autoremove) noexcept
-        : m_unix(unix_socket), m_v6(v6), m_autoremove(autoremove) {}
+    /// With `stack`, the TCP socket listens on that userspace network stack.
+    KernelSocketServer(bool unix_socket, bool v6, bool autoremove, photon_netstack* stack = nullptr) noexcept
+        : m_unix(unix_socket), m_v6(v6), m_autoremove(autoremove), m_stack(stack) {}
     KernelSocketServer(const KernelSocketServer&) = delete;
     KernelSocketServer& operator=(const KernelSocketServer&) = delete;
     ~KernelSocketServer() override { terminate(); }
@@ -341,13 +347,14 @@ public:
         }
         ::sockaddr_storage ss;
         const socklen_t len = to_sockaddr(ep, m_v6, ss);
-        const int fd = photon_socket(ss.ss_family, SOCK_STREAM, 0);
+        const int fd = m_stack != nullptr ? photon_netstack_socket(m_stack, ss.ss_family, SOCK_STREAM, 0)
+                                          : photon_socket(ss.ss_family, SOCK_STREAM, 0);
         if (fd < 0) return -1;
         const int one = 1;
         const int zero = 0;
-        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (ss.ss_family == AF_INET6 && ep.is_ipv4()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-        if (m_options.apply(fd) != 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+        photon_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ss.ss_family == AF_INET6 && ep.is_ipv4()) photon_setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        if (m_options.apply(fd) != 0 || photon_bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
             close_keep_errno(fd);
             return -1;
         }
@@ -366,7 +373,7 @@ public:
         if (m_autoremove && ::lstat(un.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(un.sun_path);
         const int fd = photon_socket(AF_UNIX, SOCK_STREAM, 0);
         if (fd < 0) return -1;
-        if (m_options.apply(fd) != 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&un), len) != 0) {
+        if (m_options.apply(fd) != 0 || photon_bind(fd, reinterpret_cast<sockaddr*>(&un), len) != 0) {
             close_keep_errno(fd);
             return -1;
         }
@@ -379,7 +386,7 @@ public:
             errno = EBADF;
             return -1;
         }
-        return ::listen(m_fd, backlog);
+        return photon_listen(m_fd, backlog);
     }
     ISocketStream* accept(EndPoint* remote_endpoint = nullptr) override {
         ::sockaddr_storage ss;
@@ -467,12 +474,12 @@ public:
     using ISocketBase::setsockopt;
     /// On the socket once bound; before that, recorded and set at bind().
     int setsockopt(int level, int name, const void* value, socklen_t len) override {
-        if (m_fd >= 0) return ::setsockopt(m_fd, level, name, value, len);
+        if (m_fd >= 0) return photon_setsockopt(m_fd, level, name, value, len);
         m_options.set(level, name, value, len);
         return 0;
     }
     int getsockopt(int level, int name, void* value, socklen_t* len) override {
-        if (m_fd >= 0) return ::getsockopt(m_fd, level, name, value, len);
+        if (m_fd >= 0) return photon_getsockopt(m_fd, level, name, value, len);
         return m_options.get(level, name, value, len);
     }
     uint64_t timeout() const override { return m_timeout; }
@@ -483,7 +490,7 @@ public:
     int getsockname(EndPoint& ep) override {
         ::sockaddr_storage ss;
         socklen_t len = sizeof ss;
-        if (::getsockname(m_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
+        if (photon_getsockname(m_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
         return from_sockaddr(ss, ep);
     }
     int getpeername(EndPoint&) override {
@@ -493,7 +500,7 @@ public:
     int getsockname(char* path, size_t count) override {
         ::sockaddr_storage ss;
         socklen_t len = sizeof ss;
-        if (::getsockname(m_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
+        if (photon_getsockname(m_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
         return un_path(ss, len, path, count);
     }
     int getpeername(char*, size_t) override {
@@ -536,6 +543,7 @@ private:
     bool m_unix;
     bool m_v6;
     bool m_autoremove;
+    photon_netstack* m_stack;
     int m_fd = -1;
     uint64_t m_timeout = PHOTON_FOREVER;
     std::string m_path;
@@ -558,6 +566,20 @@ inline ISocketClient* new_tcp_socket_client_ipv6() { return new detail::KernelSo
 inline ISocketServer* new_tcp_socket_server() { return new detail::KernelSocketServer(false, false, false); }
 /// A TCP server on an IPv6 socket that takes v4 clients too.
 inline ISocketServer* new_tcp_socket_server_ipv6() { return new detail::KernelSocketServer(false, true, false); }
+/// libphoton's extension (Photon pairs its sockets with F-Stack instead):
+/// a TCP client whose connections run on the userspace network stack
+/// `stack` (photon_netstack_new), from photon threads of the stack's vcpu.
+/// IPv4 only. The streams are the same ISocketStream as the kernel's.
+inline ISocketClient* new_tcp_socket_client_on(photon_netstack* stack) {
+    return new detail::KernelSocketClient(false, false, stack);
+}
+/// libphoton's extension: a TCP server listening on the userspace network
+/// stack `stack`; bind(), listen(), the accept loop and the handlers' streams
+/// as with new_tcp_socket_server(). Delete it on the stack's vcpu before
+/// photon_netstack_free.
+inline ISocketServer* new_tcp_socket_server_on(photon_netstack* stack) {
+    return new detail::KernelSocketServer(false, false, false, stack);
+}
 /// A Unix stream socket client.
 inline ISocketClient* new_uds_client() { return new detail::KernelSocketClient(true, false); }
 /// A Unix stream socket server; `autoremove`: unlink the socket file

@@ -57,6 +57,24 @@ ST_HIDDEN void st__switch_out(void);
 /* Runs the switch-in callback after it, and reads the clock if asked. */
 ST_HIDDEN void st__switch_in(void);
 
+/* How many threads have an interrupt not yet consumed (a hint: the I/O
+ * calls look at their own thread only when it is nonzero). */
+extern ST_HIDDEN atomic_int st__pending_interrupts;
+/* The calling thread has an interrupt pending: ST delivers it only when a
+ * call would block, so I/O that can complete at once must first try. */
+static inline int st__interrupt_pending(void)
+{
+    if (__builtin_expect(atomic_load_explicit(&st__pending_interrupts, memory_order_relaxed) == 0, 1))
+        return 0;
+    struct _st_thread *me = st__self();
+    return me != NULL && atomic_load(&me->interrupted);
+}
+
+/* Consumes the calling thread's pending interrupt: -1/EINTR. For the calls
+ * State Threads fails at once when interrupted, even if they need not wait
+ * (st_mutex_lock, st_cond_timedwait, st_poll). */
+ST_HIDDEN int st__deliver_interrupt(void);
+
 /* Nonzero when switch callbacks are set or the clock is read at switches. */
 extern ST_HIDDEN atomic_int st__hooks;
 

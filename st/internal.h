@@ -1,6 +1,8 @@
 /*
- * What the two halves of libphoton_st (sched.c: runtime, threads, keys,
- * time, locks; io.c: descriptors and I/O) share. Everything here is
+ * What the parts of libphoton_st share (sched.c: runtime, threads, keys,
+ * time, callbacks; sync.c: mutexes and condition variables; io.c:
+ * descriptors, polling, connections, reads and writes; dgram.c: datagrams
+ * and messages). Everything here is
  * hidden: the library exports st_* only (st/libst.map).
  *
  * State: process-wide settings are atomics; the state of one OS thread's
@@ -87,6 +89,42 @@ extern ST_HIDDEN atomic_int st__hooks;
     do {                                                                  \
         if (atomic_load_explicit(&st__hooks, memory_order_relaxed))       \
             st__switch_in();                                              \
+    } while (0)
+
+/* An OS fd wrapped by st_netfd_open*; data with its destructor. */
+struct _st_netfd {
+    int osfd;
+    void *data;
+    void (*destructor)(void *);
+};
+
+/* A call's result: n >= 0 passes; -1 gets ST's errno. The switch-in hook
+ * keeps errno. */
+static inline ssize_t done(ssize_t n, st_utime_t timeout)
+{
+    ST_BLOCK_END();
+    if (n < 0)
+        st__fix_errno(timeout);
+    return n;
+}
+
+/* With an interrupt pending, ST still completes a transfer that need not
+ * wait (the interrupt waits for a call that would block): the plain
+ * non-blocking syscall has the result unless it says EAGAIN. */
+static inline int completed(ssize_t n)
+{
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* One transfer: the plain syscall first when an interrupt is pending (see
+ * completed()), else the libphoton call, which waits as a photon thread. */
+#define TRANSFER(syscall_expr, photon_expr, timeout)                          \
+    do {                                                                      \
+        ssize_t n_;                                                           \
+        if (st__interrupt_pending() && completed(n_ = (syscall_expr)))       \
+            return n_;                                                        \
+        ST_BLOCK_BEGIN();                                                     \
+        return done((photon_expr), (timeout));                                \
     } while (0)
 
 #endif

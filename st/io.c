@@ -18,11 +18,6 @@
 
 #include "internal.h"
 
-struct _st_netfd {
-    int osfd;
-    void *data;
-    void (*destructor)(void *);
-};
 
 static st_netfd_t wrap(int osfd, int set_nonblock)
 {
@@ -138,13 +133,6 @@ st_netfd_t st_open(const char *path, int oflags, mode_t mode)
     return fd;
 }
 
-/* With an interrupt pending, ST still completes a transfer that need not
- * wait (the interrupt waits for a call that would block): the plain
- * non-blocking syscall has the result unless it says EAGAIN. */
-static inline int completed(ssize_t n)
-{
-    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
 
 /* --- Polling ------------------------------------------------------------------ */
 
@@ -357,26 +345,7 @@ int st_connect(st_netfd_t fd, const struct sockaddr *addr, int addrlen, st_utime
 
 /* --- Reads and writes ------------------------------------------------------------- */
 
-/* A call's result: n >= 0 passes; -1 gets ST's errno. The switch-in hook
- * keeps errno. */
-static inline ssize_t done(ssize_t n, st_utime_t timeout)
-{
-    ST_BLOCK_END();
-    if (n < 0)
-        st__fix_errno(timeout);
-    return n;
-}
 
-/* One transfer: the plain syscall first when an interrupt is pending (see
- * completed()), else the libphoton call, which waits as a photon thread. */
-#define TRANSFER(syscall_expr, photon_expr, timeout)                          \
-    do {                                                                      \
-        ssize_t n_;                                                           \
-        if (st__interrupt_pending() && completed(n_ = (syscall_expr)))       \
-            return n_;                                                        \
-        ST_BLOCK_BEGIN();                                                     \
-        return done((photon_expr), (timeout));                                \
-    } while (0)
 
 static ssize_t rd(st_netfd_t fd, void *buf, size_t n, st_utime_t t)
 {
@@ -555,72 +524,3 @@ ssize_t st_writev(st_netfd_t fd, const struct iovec *iov, int iov_size, st_utime
     return r == 0 ? (ssize_t)total : -1;
 }
 
-static ssize_t recv_from(st_netfd_t fd, void *buf, size_t n, struct sockaddr *from, socklen_t *fl, st_utime_t t)
-{
-    TRANSFER(recvfrom(fd->osfd, buf, n, MSG_DONTWAIT, from, fl), photon_recvfrom(fd->osfd, buf, n, 0, from, fl, t), t);
-}
-
-static ssize_t send_to(st_netfd_t fd, const void *buf, size_t n, const struct sockaddr *to, socklen_t tl, st_utime_t t)
-{
-    TRANSFER(sendto(fd->osfd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL, to, tl), photon_sendto(fd->osfd, buf, n, 0, to, tl, t), t);
-}
-
-static ssize_t recv_msg(st_netfd_t fd, struct msghdr *msg, int flags, st_utime_t t)
-{
-    TRANSFER(recvmsg(fd->osfd, msg, flags | MSG_DONTWAIT), photon_recvmsg(fd->osfd, msg, flags, t), t);
-}
-
-static ssize_t send_msg(st_netfd_t fd, const struct msghdr *msg, int flags, st_utime_t t)
-{
-    TRANSFER(sendmsg(fd->osfd, msg, flags | MSG_DONTWAIT | MSG_NOSIGNAL), photon_sendmsg(fd->osfd, msg, flags, t), t);
-}
-
-/* --- Datagrams and messages ---------------------------------------------------------- */
-
-int st_recvfrom(st_netfd_t fd, void *buf, int len, struct sockaddr *from, int *fromlen, st_utime_t timeout)
-{
-    if (fd == NULL) {
-        errno = EBADF;
-        return -1;
-    }
-    if (len < 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    socklen_t sl = fromlen ? (socklen_t)*fromlen : 0;
-    ssize_t n = recv_from(fd, buf, (size_t)len, fromlen ? from : NULL, fromlen ? &sl : NULL, timeout);
-    if (n >= 0 && fromlen)
-        *fromlen = (int)sl;
-    return (int)n;
-}
-
-int st_sendto(st_netfd_t fd, const void *msg, int len, const struct sockaddr *to, int tolen, st_utime_t timeout)
-{
-    if (fd == NULL) {
-        errno = EBADF;
-        return -1;
-    }
-    if (len < 0 || tolen < 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    return (int)send_to(fd, msg, (size_t)len, to, (socklen_t)tolen, timeout);
-}
-
-int st_recvmsg(st_netfd_t fd, struct msghdr *msg, int flags, st_utime_t timeout)
-{
-    if (fd == NULL) {
-        errno = EBADF;
-        return -1;
-    }
-    return (int)recv_msg(fd, msg, flags, timeout);
-}
-
-int st_sendmsg(st_netfd_t fd, const struct msghdr *msg, int flags, st_utime_t timeout)
-{
-    if (fd == NULL) {
-        errno = EBADF;
-        return -1;
-    }
-    return (int)send_msg(fd, msg, flags, timeout);
-}

@@ -90,7 +90,7 @@ int main(void)
     CHECK_FAILS(st_read_fully(a, buf, 10, 20 * MS), ETIME);
     /* the inactivity timeout restarts with each arrival */
     st_thread_t lw = st_thread_create(late_writer, b, 1, 0);
-    CHECK(st_read_fully(a, buf, 4, 100 * MS) == 4 && memcmp(buf, "late", 4) == 0);
+    CHECK(st_read_fully(a, buf, 4, 2000 * MS) == 4 && memcmp(buf, "late", 4) == 0);
     CHECK(st_thread_join(lw, NULL) == 0);
     size_t resid = 8;
     CHECK(st_write(b, "xy", 2, ST_UTIME_NO_TIMEOUT) == 2);

@@ -118,7 +118,8 @@ extern void st_thread_exit(void *retval);
  * EINTR (interrupted; the thread stays joinable). */
 extern int st_thread_join(st_thread_t thread, void **retvalp);
 /* Makes the thread's blocking call fail with EINTR, now or, if it is not
- * blocked, at its next blocking call. */
+ * blocked, at its next call that would wait (a transfer that can complete
+ * at once still does) or its next st_mutex_lock, st_cond_*wait, st_poll. */
 extern void st_thread_interrupt(st_thread_t thread);
 /* Lets the other runnable threads of this OS thread run (SRS). */
 extern void st_thread_yield(void);

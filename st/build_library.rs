@@ -15,7 +15,7 @@ fn build_st_library(crate_dir: &std::path::Path, out_dir: &std::path::Path, head
     use std::process::Command;
 
     let st_dir = crate_dir.join("st");
-    for f in ["sched.c", "sync.c", "io.c", "internal.h", "libst.map"] {
+    for f in ["sched.c", "sync.c", "io.c", "dgram.c", "internal.h", "libst.map"] {
         println!("cargo:rerun-if-changed=st/{f}");
     }
     println!("cargo:rerun-if-changed=include/st.h");
@@ -54,7 +54,7 @@ fn build_st_library(crate_dir: &std::path::Path, out_dir: &std::path::Path, head
         .args(["-Wall", "-Wextra", "-Werror"])
         .arg("-I")
         .arg(crate_dir.join("include"))
-        .args(["sched.c", "sync.c", "io.c"].map(|f| st_dir.join(f)))
+        .args(["sched.c", "sync.c", "io.c", "dgram.c"].map(|f| st_dir.join(f)))
         .arg("-o")
         .arg(&built)
         .arg(format!("-Wl,-soname,{soname}"))

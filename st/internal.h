@@ -1,6 +1,8 @@
 /*
- * What the two halves of libphoton_st (sched.c: runtime, threads, keys,
- * time, locks; io.c: descriptors and I/O) share. Everything here is
+ * What the parts of libphoton_st share (sched.c: runtime, threads, keys,
+ * time, callbacks; sync.c: mutexes and condition variables; io.c:
+ * descriptors, polling, connections, reads and writes; dgram.c: datagrams
+ * and messages). Everything here is
  * hidden: the library exports st_* only (st/libst.map).
  *
  * State: process-wide settings are atomics; the state of one OS thread's
@@ -57,6 +59,24 @@ ST_HIDDEN void st__switch_out(void);
 /* Runs the switch-in callback after it, and reads the clock if asked. */
 ST_HIDDEN void st__switch_in(void);
 
+/* How many threads have an interrupt not yet consumed (a hint: the I/O
+ * calls look at their own thread only when it is nonzero). */
+extern ST_HIDDEN atomic_int st__pending_interrupts;
+/* The calling thread has an interrupt pending: ST delivers it only when a
+ * call would block, so I/O that can complete at once must first try. */
+static inline int st__interrupt_pending(void)
+{
+    if (__builtin_expect(atomic_load_explicit(&st__pending_interrupts, memory_order_relaxed) == 0, 1))
+        return 0;
+    struct _st_thread *me = st__self();
+    return me != NULL && atomic_load(&me->interrupted);
+}
+
+/* Consumes the calling thread's pending interrupt: -1/EINTR. For the calls
+ * State Threads fails at once when interrupted, even if they need not wait
+ * (st_mutex_lock, st_cond_timedwait, st_poll). */
+ST_HIDDEN int st__deliver_interrupt(void);
+
 /* Nonzero when switch callbacks are set or the clock is read at switches. */
 extern ST_HIDDEN atomic_int st__hooks;
 
@@ -69,6 +89,42 @@ extern ST_HIDDEN atomic_int st__hooks;
     do {                                                                  \
         if (atomic_load_explicit(&st__hooks, memory_order_relaxed))       \
             st__switch_in();                                              \
+    } while (0)
+
+/* An OS fd wrapped by st_netfd_open*; data with its destructor. */
+struct _st_netfd {
+    int osfd;
+    void *data;
+    void (*destructor)(void *);
+};
+
+/* A call's result: n >= 0 passes; -1 gets ST's errno. The switch-in hook
+ * keeps errno. */
+static inline ssize_t done(ssize_t n, st_utime_t timeout)
+{
+    ST_BLOCK_END();
+    if (n < 0)
+        st__fix_errno(timeout);
+    return n;
+}
+
+/* With an interrupt pending, ST still completes a transfer that need not
+ * wait (the interrupt waits for a call that would block): the plain
+ * non-blocking syscall has the result unless it says EAGAIN. */
+static inline int completed(ssize_t n)
+{
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* One transfer: the plain syscall first when an interrupt is pending (see
+ * completed()), else the libphoton call, which waits as a photon thread. */
+#define TRANSFER(syscall_expr, photon_expr, timeout)                          \
+    do {                                                                      \
+        ssize_t n_;                                                           \
+        if (st__interrupt_pending() && completed(n_ = (syscall_expr)))       \
+            return n_;                                                        \
+        ST_BLOCK_BEGIN();                                                     \
+        return done((photon_expr), (timeout));                                \
     } while (0)
 
 #endif

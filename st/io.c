@@ -18,11 +18,6 @@
 
 #include "internal.h"
 
-struct _st_netfd {
-    int osfd;
-    void *data;
-    void (*destructor)(void *);
-};
 
 static st_netfd_t wrap(int osfd, int set_nonblock)
 {
@@ -138,6 +133,7 @@ st_netfd_t st_open(const char *path, int oflags, mode_t mode)
     return fd;
 }
 
+
 /* --- Polling ------------------------------------------------------------------ */
 
 static uint32_t to_epoll(short events)
@@ -231,6 +227,8 @@ int st_poll(struct pollfd *pds, int npds, st_utime_t timeout)
         errno = EPERM;
         return -1;
     }
+    if (atomic_load(&me->interrupted))
+        return st__deliver_interrupt();
     uint64_t deadline = UINT64_MAX;
     if (timeout != ST_UTIME_NO_TIMEOUT) {
         uint64_t now = photon_now_us();
@@ -299,10 +297,18 @@ st_netfd_t st_accept(st_netfd_t fd, struct sockaddr *addr, int *addrlen, st_utim
         return NULL;
     }
     socklen_t len = addrlen ? (socklen_t)*addrlen : 0;
-    ST_BLOCK_BEGIN();
-    int osfd = photon_accept(fd->osfd, addrlen ? addr : NULL, addrlen ? &len : NULL, timeout);
-    int e = errno;
-    ST_BLOCK_END();
+    int osfd = -1, e = 0;
+    if (st__interrupt_pending()) {
+        osfd = accept4(fd->osfd, addrlen ? addr : NULL, addrlen ? &len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (osfd < 0 && completed(-1))
+            return NULL;
+    }
+    if (osfd < 0) {
+        ST_BLOCK_BEGIN();
+        osfd = photon_accept(fd->osfd, addrlen ? addr : NULL, addrlen ? &len : NULL, timeout);
+        e = errno;
+        ST_BLOCK_END();
+    }
     if (osfd < 0) {
         errno = e;
         st__fix_errno(timeout);
@@ -339,14 +345,27 @@ int st_connect(st_netfd_t fd, const struct sockaddr *addr, int addrlen, st_utime
 
 /* --- Reads and writes ------------------------------------------------------------- */
 
-/* A call's result: n >= 0 passes; -1 gets ST's errno. The switch-in hook
- * keeps errno. */
-static inline ssize_t done(ssize_t n, st_utime_t timeout)
+
+
+static ssize_t rd(st_netfd_t fd, void *buf, size_t n, st_utime_t t)
 {
-    ST_BLOCK_END();
-    if (n < 0)
-        st__fix_errno(timeout);
-    return n;
+    TRANSFER(read(fd->osfd, buf, n), photon_read(fd->osfd, buf, n, t), t);
+}
+
+static ssize_t wr(st_netfd_t fd, const void *buf, size_t n, st_utime_t t)
+{
+    /* write(2): st_init ignores SIGPIPE, as State Threads does */
+    TRANSFER(write(fd->osfd, buf, n), photon_write(fd->osfd, buf, n, t), t);
+}
+
+static ssize_t rdv(st_netfd_t fd, const struct iovec *iov, int cnt, st_utime_t t)
+{
+    TRANSFER(readv(fd->osfd, iov, cnt), photon_readv(fd->osfd, iov, cnt, t), t);
+}
+
+static ssize_t wrv(st_netfd_t fd, const struct iovec *iov, int cnt, st_utime_t t)
+{
+    TRANSFER(writev(fd->osfd, iov, cnt), photon_writev(fd->osfd, iov, cnt, t), t);
 }
 
 ssize_t st_read(st_netfd_t fd, void *buf, size_t nbyte, st_utime_t timeout)
@@ -355,8 +374,7 @@ ssize_t st_read(st_netfd_t fd, void *buf, size_t nbyte, st_utime_t timeout)
         errno = EBADF;
         return -1;
     }
-    ST_BLOCK_BEGIN();
-    return done(photon_read(fd->osfd, buf, nbyte, timeout), timeout);
+    return rd(fd, buf, nbyte, timeout);
 }
 
 ssize_t st_readv(st_netfd_t fd, const struct iovec *iov, int iov_size, st_utime_t timeout)
@@ -365,8 +383,7 @@ ssize_t st_readv(st_netfd_t fd, const struct iovec *iov, int iov_size, st_utime_
         errno = EBADF;
         return -1;
     }
-    ST_BLOCK_BEGIN();
-    return done(photon_readv(fd->osfd, iov, iov_size, timeout), timeout);
+    return rdv(fd, iov, iov_size, timeout);
 }
 
 int st_read_resid(st_netfd_t fd, void *buf, size_t *resid, st_utime_t timeout)
@@ -377,8 +394,7 @@ int st_read_resid(st_netfd_t fd, void *buf, size_t *resid, st_utime_t timeout)
     }
     char *p = buf;
     while (*resid > 0) {
-        ST_BLOCK_BEGIN();
-        ssize_t n = done(photon_read(fd->osfd, p, *resid, timeout), timeout);
+        ssize_t n = rd(fd, p, *resid, timeout);
         if (n < 0)
             return -1;
         if (n == 0)
@@ -405,8 +421,7 @@ int st_write_resid(st_netfd_t fd, const void *buf, size_t *resid, st_utime_t tim
     }
     const char *p = buf;
     while (*resid > 0) {
-        ST_BLOCK_BEGIN();
-        ssize_t n = done(photon_write(fd->osfd, p, *resid, timeout), timeout);
+        ssize_t n = wr(fd, p, *resid, timeout);
         if (n < 0)
             return -1;
         p += n;
@@ -452,10 +467,7 @@ static int iov_resid(st_netfd_t fd, struct iovec **iov, int *iov_size, st_utime_
     advance(iov, iov_size, 0);
     while (*iov_size > 0) {
         int cnt = *iov_size < IOV_MAX ? *iov_size : IOV_MAX;
-        ST_BLOCK_BEGIN();
-        ssize_t n = writing ? photon_writev(fd->osfd, *iov, cnt, timeout)
-                            : photon_readv(fd->osfd, *iov, cnt, timeout);
-        n = done(n, timeout);
+        ssize_t n = writing ? wrv(fd, *iov, cnt, timeout) : rdv(fd, *iov, cnt, timeout);
         if (n < 0)
             return -1;
         if (n == 0 && !writing)
@@ -489,8 +501,7 @@ ssize_t st_writev(st_netfd_t fd, const struct iovec *iov, int iov_size, st_utime
     for (int i = 0; i < iov_size; i++)
         total += iov[i].iov_len;
     /* The common case: one call writes everything, the caller's array untouched. */
-    ST_BLOCK_BEGIN();
-    ssize_t n = done(photon_writev(fd->osfd, iov, iov_size < IOV_MAX ? iov_size : IOV_MAX, timeout), timeout);
+    ssize_t n = wrv(fd, iov, iov_size < IOV_MAX ? iov_size : IOV_MAX, timeout);
     if (n < 0)
         return -1;
     if ((size_t)n == total)
@@ -513,57 +524,3 @@ ssize_t st_writev(st_netfd_t fd, const struct iovec *iov, int iov_size, st_utime
     return r == 0 ? (ssize_t)total : -1;
 }
 
-/* --- Datagrams and messages ---------------------------------------------------------- */
-
-int st_recvfrom(st_netfd_t fd, void *buf, int len, struct sockaddr *from, int *fromlen, st_utime_t timeout)
-{
-    if (fd == NULL) {
-        errno = EBADF;
-        return -1;
-    }
-    if (len < 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    socklen_t sl = fromlen ? (socklen_t)*fromlen : 0;
-    ST_BLOCK_BEGIN();
-    ssize_t n = done(photon_recvfrom(fd->osfd, buf, (size_t)len, 0, fromlen ? from : NULL, fromlen ? &sl : NULL, timeout),
-                     timeout);
-    if (n >= 0 && fromlen)
-        *fromlen = (int)sl;
-    return (int)n;
-}
-
-int st_sendto(st_netfd_t fd, const void *msg, int len, const struct sockaddr *to, int tolen, st_utime_t timeout)
-{
-    if (fd == NULL) {
-        errno = EBADF;
-        return -1;
-    }
-    if (len < 0 || tolen < 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    ST_BLOCK_BEGIN();
-    return (int)done(photon_sendto(fd->osfd, msg, (size_t)len, 0, to, (socklen_t)tolen, timeout), timeout);
-}
-
-int st_recvmsg(st_netfd_t fd, struct msghdr *msg, int flags, st_utime_t timeout)
-{
-    if (fd == NULL) {
-        errno = EBADF;
-        return -1;
-    }
-    ST_BLOCK_BEGIN();
-    return (int)done(photon_recvmsg(fd->osfd, msg, flags, timeout), timeout);
-}
-
-int st_sendmsg(st_netfd_t fd, const struct msghdr *msg, int flags, st_utime_t timeout)
-{
-    if (fd == NULL) {
-        errno = EBADF;
-        return -1;
-    }
-    ST_BLOCK_BEGIN();
-    return (int)done(photon_sendmsg(fd->osfd, msg, flags, timeout), timeout);
-}

@@ -37,6 +37,7 @@ static void (*key_destructors[ST_KEYS_MAX])(void *);
 #define HOOK_CALLBACKS 1
 #define HOOK_CLOCK 2
 atomic_int st__hooks;
+atomic_int st__pending_interrupts;
 
 /* The libphoton key holding each photon thread's st_thread. */
 static uint32_t self_key;
@@ -149,10 +150,19 @@ void st__fix_errno(st_utime_t timeout)
         errno = ETIME;
     } else if (e == EINTR) {
         struct _st_thread *me = st__self();
-        if (me)
-            atomic_store(&me->interrupted, 0);
+        if (me && atomic_exchange(&me->interrupted, 0))
+            atomic_fetch_sub(&st__pending_interrupts, 1);
         errno = EINTR;
     }
+}
+
+int st__deliver_interrupt(void)
+{
+    /* libphoton's own pending interrupt fails the sleep at once */
+    photon_thread_usleep(1);
+    errno = EINTR;
+    st__fix_errno(ST_UTIME_NO_TIMEOUT);
+    return -1;
 }
 
 st_utime_t st_utime_last_clock(void)
@@ -424,6 +434,8 @@ int st_randomize_stacks(int on)
 static void thread_finish(struct _st_thread *t)
 {
     struct st_vp *vp = t->vp;
+    if (atomic_exchange(&t->interrupted, 0))
+        atomic_fetch_sub(&st__pending_interrupts, 1);
     run_key_destructors(t);
     ST_BLOCK_BEGIN();
     if (!t->joinable) {
@@ -552,9 +564,11 @@ void st_thread_interrupt(st_thread_t t)
     if (t == NULL)
         return;
     int saved = errno;
-    atomic_store(&t->interrupted, 1);
-    if (photon_thread_interrupt(t->ph, EINTR) != 0)
-        atomic_store(&t->interrupted, 0);
+    int was = atomic_exchange(&t->interrupted, 1);
+    if (!was)
+        atomic_fetch_add(&st__pending_interrupts, 1);
+    if (photon_thread_interrupt(t->ph, EINTR) != 0 && !was && atomic_exchange(&t->interrupted, 0))
+        atomic_fetch_sub(&st__pending_interrupts, 1);
     errno = saved;
 }
 

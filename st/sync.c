@@ -177,6 +177,8 @@ int st_mutex_lock(st_mutex_t m)
         errno = m ? EPERM : EINVAL;
         return -1;
     }
+    if (st__interrupt_pending())
+        return st__deliver_interrupt();
     lock_queue(&m->q);
     if (m->owner == NULL) {
         m->owner = me;
@@ -268,6 +270,8 @@ int st_cond_timedwait(st_cond_t c, st_utime_t timeout)
         errno = c ? EPERM : EINVAL;
         return -1;
     }
+    if (st__interrupt_pending())
+        return st__deliver_interrupt();
     uint64_t deadline = UINT64_MAX;
     if (timeout != ST_UTIME_NO_TIMEOUT) {
         uint64_t now = photon_now_us();

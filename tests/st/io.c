@@ -90,7 +90,7 @@ int main(void)
     CHECK_FAILS(st_read_fully(a, buf, 10, 20 * MS), ETIME);
     /* the inactivity timeout restarts with each arrival */
     st_thread_t lw = st_thread_create(late_writer, b, 1, 0);
-    CHECK(st_read_fully(a, buf, 4, 100 * MS) == 4 && memcmp(buf, "late", 4) == 0);
+    CHECK(st_read_fully(a, buf, 4, 2000 * MS) == 4 && memcmp(buf, "late", 4) == 0);
     CHECK(st_thread_join(lw, NULL) == 0);
     size_t resid = 8;
     CHECK(st_write(b, "xy", 2, ST_UTIME_NO_TIMEOUT) == 2);
@@ -128,6 +128,21 @@ int main(void)
     st_thread_interrupt(rt);
     CHECK(st_thread_join(rt, NULL) == 0);
     printf("interrupted read: %d %s\n", rd.r, rd.err == EINTR ? "EINTR" : "?");
+
+    /* a pending interrupt: transfers that need not wait complete, st_poll
+     * fails at once, and the next blocking call after that sleeps */
+    CHECK(st_write(b, "ready", 5, ST_UTIME_NO_TIMEOUT) == 5);
+    st_thread_interrupt(st_thread_self());
+    CHECK(st_write(b, "!", 1, ST_UTIME_NO_TIMEOUT) == 1);
+    CHECK(st_read(a, buf, 3, ST_UTIME_NO_TIMEOUT) == 3);
+    CHECK(st_read_fully(a, buf, 3, ST_UTIME_NO_TIMEOUT) == 3 && memcmp(buf, "dy!", 3) == 0);
+    struct pollfd wr = {sv[1], POLLOUT, 0};
+    CHECK_FAILS(st_poll(&wr, 1, ST_UTIME_NO_TIMEOUT), EINTR);
+    CHECK(st_poll(&wr, 1, ST_UTIME_NO_TIMEOUT) == 1);
+    st_thread_interrupt(st_thread_self());
+    CHECK_FAILS(st_read(a, buf, 1, 1000 * MS), EINTR); /* would wait: interrupted */
+    CHECK_FAILS(st_read(a, buf, 1, 1 * MS), ETIME);
+    printf("pending interrupt on I/O: ok\n");
 
     /* st_poll: nothing ready, then one of several, bad fds */
     int pp[2];

@@ -185,7 +185,7 @@ int main(void)
     CHECK(slept >= 20 * MS && slept < 1000 * MS);
     t0 = st_utime();
     CHECK(st_sleep(0) == 0);
-    CHECK(st_utime() - t0 < 10 * MS);
+    CHECK(st_utime() - t0 < 500 * MS); /* yields, does not sleep */
     CHECK(st_utime_last_clock() <= st_utime());
     time_t now = time(NULL);
     CHECK(st_timecache_set(1) == 0);

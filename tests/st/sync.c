@@ -153,5 +153,19 @@ int main(void)
     CHECK(st_utime() - t0 >= 10 * MS);
     CHECK(st_cond_destroy(c) == 0);
     printf("lost signal, timeout: ok\n");
+
+    /* a pending interrupt fails a lock or a wait at once, even a free
+     * mutex, but not a trylock */
+    m = st_mutex_new();
+    c = st_cond_new();
+    st_thread_interrupt(st_thread_self());
+    CHECK(st_mutex_trylock(m) == 0 && st_mutex_unlock(m) == 0);
+    CHECK_FAILS(st_mutex_lock(m), EINTR);
+    CHECK(st_mutex_lock(m) == 0 && st_mutex_unlock(m) == 0);
+    st_thread_interrupt(st_thread_self());
+    CHECK_FAILS(st_cond_timedwait(c, 1000 * MS), EINTR);
+    CHECK_FAILS(st_cond_timedwait(c, 1 * MS), ETIME);
+    CHECK(st_mutex_destroy(m) == 0 && st_cond_destroy(c) == 0);
+    printf("pending interrupt on locks: ok\n");
     return 0;
 }

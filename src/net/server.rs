@@ -125,7 +125,8 @@ impl Server {
     /// Adopts `fd`, a stream socket the caller bound (and perhaps already
     /// put in the listening state: if not, this listens with `SOMAXCONN`).
     /// The server owns the fd from then on. `ENOTSOCK`/`EBADF` for other
-    /// fds, `EINVAL` for a socket that is not a stream socket.
+    /// fds, `EINVAL` for a socket that is not a stream socket. A
+    /// userspace-stack descriptor is adopted as a kernel socket is.
     pub fn from_fd(fd: i32) -> Result<Server, Errno> {
         if fd < 0 {
             return Err(Errno(libc::EBADF));
@@ -133,14 +134,16 @@ impl Server {
         let get = |opt: i32| -> Result<i32, Errno> {
             let mut v: libc::c_int = 0;
             let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            syscall!(getsockopt(fd, libc::SOL_SOCKET, opt, (&raw mut v).cast(), &mut len))?;
+            // SAFETY: v and len are ours and len says v's size. The
+            // control functions also take userspace-stack descriptors.
+            unsafe { super::getsockopt(fd, libc::SOL_SOCKET, opt, (&raw mut v).cast(), &mut len) }?;
             Ok(v)
         };
         if get(libc::SO_TYPE)? != libc::SOCK_STREAM {
             return Err(Errno::EINVAL);
         }
         if get(libc::SO_ACCEPTCONN)? == 0 {
-            syscall!(listen(fd, libc::SOMAXCONN))?;
+            super::listen(fd, libc::SOMAXCONN)?;
         }
         Ok(Server::with_fd(fd, None))
     }
@@ -172,6 +175,17 @@ impl Server {
         if len > MAX_SOCKOPT_LEN || (value.is_null() && len > 0) {
             return Err(Errno::EINVAL);
         }
+        if crate::unet::is_unet(self.fd) {
+            // A userspace-stack listener: no kernel socket to try the
+            // option on; refused options are logged per connection.
+            let value = if len == 0 {
+                Vec::new()
+            } else {
+                // SAFETY: per the contract, value points to len bytes.
+                unsafe { core::slice::from_raw_parts(value, len) }.to_vec()
+            };
+            return self.record_sockopt(level, name, value);
+        }
         // SAFETY: a zeroed sockaddr_storage is valid.
         let mut ss: libc::sockaddr_storage = unsafe { core::mem::zeroed() };
         let mut sslen = core::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -191,6 +205,10 @@ impl Server {
             // SAFETY: per the contract; the kernel just read these bytes.
             unsafe { core::slice::from_raw_parts(value, len) }.to_vec()
         };
+        self.record_sockopt(level, name, value)
+    }
+
+    fn record_sockopt(&self, level: i32, name: i32, value: Vec<u8>) -> Result<(), Errno> {
         let mut st = lock(&self.settings);
         if let Some(o) = st.sockopts.iter_mut().find(|o| o.0 == level && o.1 == name) {
             o.2 = value;
@@ -461,13 +479,16 @@ impl Server {
     fn prepare(&self, conn: i32) -> usize {
         let st = lock(&self.settings);
         for (level, name, value) in &st.sockopts {
-            if let Err(e) = syscall!(setsockopt(
-                conn,
-                *level,
-                *name,
-                value.as_ptr().cast(),
-                value.len() as libc::socklen_t
-            )) {
+            // SAFETY: value is ours, of value.len() bytes.
+            if let Err(e) = unsafe {
+                super::setsockopt(
+                    conn,
+                    *level,
+                    *name,
+                    value.as_ptr().cast(),
+                    value.len() as libc::socklen_t,
+                )
+            } {
                 log::debug!("photon: server: setsockopt({level}, {name}) on a connection: {e}");
             }
         }

@@ -7,6 +7,8 @@
 //! (`PHOTON_UPDATE_HEADER=1 cargo build`), so a header that was not
 //! regenerated and committed fails the tests everywhere, not only in CI.
 //! A stale header is also reported as a cargo warning.
+//!
+//! It also builds libphoton_st.so from st/ (st/build_library.rs).
 
 use std::path::PathBuf;
 
@@ -48,6 +50,8 @@ fn main() {
     let header = std::fs::read_to_string(&generated).unwrap();
     check_versioned(&map, &photon_functions(&header), "src/ffi (the generated header)");
 
+    build_st_library(&crate_dir, &out_dir, &header, &major);
+
     let checked_in = crate_dir.join("include/photon.h");
     let fresh = std::fs::read(&generated).unwrap();
     if std::fs::read(&checked_in).ok().as_deref() != Some(&fresh[..]) {
@@ -67,3 +71,5 @@ fn main() {
 // version_script(), photon_functions(), check_versioned(): shared with
 // preload/build.rs.
 include!("abi/version_script.rs");
+// build_st_library(): libphoton_st.so, the State Threads API.
+include!("st/build_library.rs");

@@ -89,6 +89,14 @@ int main(void) { OPENSSL_init_ssl(0, NULL); ERR_clear_error(); return ERR_peek_e
 EOF
 probe "OpenSSL headers and library" "$apt libssl-dev" \
     compile_run "$tmp/ssl" gcc -Wall -Wextra -Werror "$tmp/ssl.c" -lssl -lcrypto
+cat >"$tmp/st.c" <<'EOF'
+#include </usr/include/st.h>
+int main(void) { return st_init() == 0 && st_usleep(1) == 0 ? 0 : 1; }
+EOF
+probe "State Threads (Debian's, for the side-by-side tests)" "$apt libst-dev" \
+    compile_run "$tmp/st" gcc -Wall -Wextra -Werror "$tmp/st.c" /usr/lib/libst.so
+probe "openssl CLI (TLS peer)" "$apt openssl" openssl version
+probe "curl with TLS (TLS peer)" "$apt curl" sh -c 'curl --version | grep -q "SSL"'
 probe "abidw" "$apt abigail-tools" abidw --version
 probe "abidiff" "$apt abigail-tools" abidiff --version
 echo "probe: all tools present"

@@ -17,8 +17,10 @@ packages=(
     python3          # the preload shim's pass-through test; scripts/abi-check.sh
     valgrind         # the C tests under memcheck (clang above: under ASan)
     librocksdb-dev   # RocksDB on photon threads (tests)
-    libssl-dev       # OpenSSL's per-thread error queue (tests)
+    libssl-dev       # OpenSSL's per-thread error queue (tests); photon_ssl.h (TLS)
+    openssl curl     # TLS peers of tests/tls.rs (openssl s_server/s_client, curl --cacert)
     abigail-tools    # abidw/abidiff: the ABI baseline check (scripts/abi-check.sh)
+    libst-dev        # State Threads 1.9: the side-by-side run of tests/st.rs, bench/st
 )
 
 # rustfmt and clippy: test.sh runs cargo fmt --check and cargo clippy. A

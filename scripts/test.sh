@@ -53,7 +53,8 @@ step "cmake install into a temporary prefix"
 cmake --install build --prefix "$tmp/prefix" >/dev/null
 for f in lib/libphoton.so.0 lib/libphoton.so lib/libphoton.a lib/libphoton_preload.so include/photon.h \
          lib/pkgconfig/photon.pc lib/cmake/photon/photonConfig.cmake \
-         lib/cmake/photon/photonConfigVersion.cmake; do
+         lib/cmake/photon/photonConfigVersion.cmake \
+         lib/libphoton_st.so.0 lib/libst.so include/st.h lib/pkgconfig/st.pc; do
     if [[ ! -e "$tmp/prefix/$f" ]]; then
         echo "FAIL: install is missing $f" >&2
         exit 1

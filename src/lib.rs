@@ -61,6 +61,7 @@
 pub mod arch;
 pub mod engine;
 pub mod errno;
+pub(crate) mod fdinfo;
 pub mod ffi;
 pub mod fs;
 pub mod net;

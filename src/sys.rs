@@ -127,6 +127,27 @@ pub(crate) unsafe fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_ms: c
     raw!(SYS_ppoll, fds, n, tsp, 0, 0) as c_int
 }
 
+/// Most bytes one read/write-family call moves: Linux caps every transfer
+/// at this (`MAX_RW_COUNT`), so the runtime caps lengths the same way.
+pub(crate) const MAX_IO: usize = 0x7fff_f000;
+
+/// Most iovecs one readv-family call takes (`UIO_MAXIOV`).
+pub(crate) const IOV_MAX: usize = 1024;
+
+/// A transfer length capped as the kernel caps it ([`MAX_IO`]).
+pub(crate) fn clamp_io(len: usize) -> u32 {
+    len.min(MAX_IO) as u32
+}
+
+/// An iovec count as readv(2) and friends accept it: 0..=[`IOV_MAX`],
+/// else EINVAL.
+pub(crate) fn iov_count(n: i32) -> Result<u32, crate::Errno> {
+    match usize::try_from(n) {
+        Ok(k) if k <= IOV_MAX => Ok(n as u32),
+        _ => Err(crate::Errno::EINVAL),
+    }
+}
+
 /// The end of the user address space: the kernel's `access_ok` fails a
 /// buffer reaching past it (x86-64 with 4-level paging; aarch64 with 48-bit
 /// virtual addresses).

@@ -1,4 +1,14 @@
-//! The runtime's clock.
+//! The runtime's clock, and deadlines on it.
+
+/// The absolute deadline for a relative `timeout_us`: `u64::MAX`
+/// (`PHOTON_FOREVER`) stays `u64::MAX`, no deadline.
+pub fn deadline(timeout_us: u64) -> u64 {
+    if timeout_us == u64::MAX {
+        u64::MAX
+    } else {
+        now_us().saturating_add(timeout_us)
+    }
+}
 
 /// Monotonic microseconds (CLOCK_MONOTONIC, through the vDSO).
 pub fn now_us() -> u64 {

@@ -394,6 +394,29 @@ photon_server_stop any valid=0
 photon_server_free any valid=ok
   s: SERVER() | NULL => ok
   case V | free a server while it serves | G.srv = SERVER(); photon_thread_create(serve_forever, G.srv, 0); photon_thread_yield(); | photon_server_free(G.srv) | ok
+photon_server_new_fd any valid=ok
+  fd: LISTEN() | auto ; PIPE_R() => ENOTSOCK ; FILE_FD() => ENOTSOCK ; UDP() => EINVAL ; NEW_TCP() => ok
+photon_server_fd any valid=ok
+  s: SERVER() | auto
+photon_server_set_stack_size any valid=0
+  s: SERVER() | auto
+  stack_size: 65536 | 0 => 0 ; SIZE_MAX => EINVAL ; ((size_t)1 << 41) => EINVAL
+photon_server_set_sockopt any valid=0
+  s: SERVER() | auto
+  level: IPPROTO_TCP | 9999 => ENOPROTOOPT
+  optname: TCP_NODELAY | -1 => ENOPROTOOPT
+  optval: BUF() | auto ; (const void *)1 => EFAULT
+  optlen: sizeof(int) | 0 => EINVAL ; 257 => EINVAL ; UINT32_MAX => EINVAL
+photon_server_serve_on vcpu valid=0
+  setup: if (on_vcpu()) photon_thread_create(stop_server_soon, SERVER(), 0);
+  s: SERVER() | auto
+  vcpus: 2 | 0 => EINVAL ; 1025 => EINVAL ; UINT32_MAX => EINVAL
+  handler: HANDLER | auto
+  userdata: BUF() | nullok: passed to the handler untouched
+  case V | serve_on a server already serving | G.srv = SERVER(); photon_thread_create(serve_forever, G.srv, 0); photon_thread_yield(); | photon_server_serve_on(G.srv, 2, HANDLER, NULL) | EBUSY
+photon_server_stop_on_signal vcpu valid=0
+  s: SERVER() | auto
+  signum: SIGTERM | 0 => EINVAL ; -1 => EINVAL ; SIGKILL => EINVAL ; SIGSTOP => EINVAL ; SIGSEGV => EINVAL ; 65 => EINVAL ; INT_MAX => EINVAL
 
 # ---- files
 photon_open vcpu valid=ok

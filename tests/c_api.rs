@@ -69,6 +69,7 @@ const PROGRAMS: &[&str] = &[
     "net_interrupt",
     "net_iouring_fallback",
     "net_partial",
+    "net_server_api",
     "net_timeouts",
     "net_udp",
     "net_unix",
@@ -78,6 +79,7 @@ const PROGRAMS: &[&str] = &[
     "self_yield",
     "sleep_order",
     "stack_overflow",
+    "stall_default",
     "sync_interrupt",
     "sync_interrupt_race",
     "sync_misuse",
@@ -387,6 +389,16 @@ fn c_net_partial() {
 }
 
 #[test]
+fn c_net_server_api() {
+    c_test("net_server_api");
+}
+
+#[test]
+fn c_stall_default() {
+    c_test("stall_default");
+}
+
+#[test]
 fn c_net_timeouts() {
     c_test("net_timeouts");
 }
@@ -689,4 +701,143 @@ fn c_fault_stalled_peer() {
         "fault_stalled_peer",
         Some("measures scheduling gaps and round-trip latencies"),
     );
+}
+
+/// A started `c-examples/kv_server` with its port.
+struct KvServer {
+    child: std::process::Child,
+    port: u16,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+    start: std::time::Instant,
+}
+
+fn start_kv_server(exe: &Path, engine: &str, args: &[&str]) -> KvServer {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let start = std::time::Instant::now();
+    let mut child = Command::new(exe)
+        .args(["--port", "0"])
+        .args(args)
+        .env("PHOTON_ENGINE", engine)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kv_server");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("read kv_server's first line");
+    let port = first
+        .strip_prefix("kv_server: listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("kv_server printed {first:?}"));
+    let stdout = drain(out);
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    KvServer {
+        child,
+        port,
+        stdout,
+        stderr,
+        start,
+    }
+}
+
+/// Sends `lines` on one connection, returns the reply lines.
+fn kv_talk(port: u16, lines: &[String]) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to kv_server");
+    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    let mut replies = Vec::new();
+    for l in lines {
+        w.write_all(format!("{l}\n").as_bytes()).expect("write to kv_server");
+        let mut reply = String::new();
+        r.read_line(&mut reply).expect("read from kv_server");
+        replies.push(reply.trim_end().to_string());
+    }
+    replies
+}
+
+/// SIGTERM, then the exit status and the output.
+fn stop_kv_server(s: KvServer) -> (Option<std::process::ExitStatus>, String, String) {
+    let mut s = s;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    let status = wait_with_timeout(&mut s.child, s.start, RUN_TIMEOUT);
+    (status, s.stdout.join().unwrap(), s.stderr.join().unwrap())
+}
+
+/// `c-examples/kv_server.c` (README's porting example), compiled as CMake
+/// does (C99, -pedantic, warnings as errors) and run under each engine: a
+/// primary on 2 vcpus replicating every SET to a replica on 2 vcpus; 200
+/// clients at once set, read back and delete their keys through the
+/// primary; the replica has every SET; a key with a 1 s TTL expires;
+/// SIGTERM stops both cleanly (exit 0, their counters printed) with clients still
+/// connected.
+#[test]
+fn c_example_kv_server() {
+    let src = manifest_dir().join("c-examples").join("kv_server.c");
+    let exe = compile_c(
+        &src,
+        &out_dir().join("kv_server"),
+        &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"],
+        &[],
+        &[],
+    );
+    for &engine in engines() {
+        let replica = start_kv_server(&exe, engine, &["--vcpus", "2"]);
+        let rport = replica.port.to_string();
+        let primary = start_kv_server(&exe, engine, &["--vcpus", "2", "--replica", &rport]);
+        let port = primary.port;
+        let clients: Vec<_> = (0..200)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let lines: Vec<String> = vec![
+                        format!("SET k{i} v{i}"),
+                        format!("GET k{i}"),
+                        format!("SET d{i} x"),
+                        format!("DEL d{i}"),
+                        format!("GET d{i}"),
+                    ];
+                    let replies = kv_talk(port, &lines);
+                    let want = [
+                        "OK".to_string(),
+                        format!("VALUE v{i}"),
+                        "OK".into(),
+                        "DELETED".into(),
+                        "NOTFOUND".into(),
+                    ];
+                    assert_eq!(replies, want, "client {i} (PHOTON_ENGINE={engine})");
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("a kv client failed");
+        }
+        let r = kv_talk(replica.port, &["GET k7".into(), "GET k199".into(), "STATS".into()]);
+        assert_eq!(&r[..2], ["VALUE v7", "VALUE v199"], "replica (PHOTON_ENGINE={engine})");
+        // The replica gets every SET (400 keys: the DELs stay on the primary).
+        assert!(r[2].starts_with("KEYS 400 SETS 400 "), "replica stats: {}", r[2]);
+        let r = kv_talk(port, &["SET ttl 1 1".into(), "GET ttl".into(), "NOSUCH x".into()]);
+        assert_eq!(r[..2], ["OK", "VALUE 1"]);
+        assert!(r[2].starts_with("ERROR"), "unknown command: {}", r[2]);
+        std::thread::sleep(Duration::from_millis(2300));
+        let r = kv_talk(port, &["GET ttl".into(), "STATS".into()]);
+        assert_eq!(r[0], "NOTFOUND", "the TTL key did not expire (PHOTON_ENGINE={engine})");
+        assert!(r[1].contains("EXPIRED 1"), "primary stats: {}", r[1]);
+        // An idle client still connected at shutdown.
+        let idle = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        for (name, s) in [("primary", primary), ("replica", replica)] {
+            let (status, out, err) = stop_kv_server(s);
+            assert!(
+                status.is_some_and(|s| s.success()) && out.contains("kv_server: stopped:"),
+                "kv_server {name} (PHOTON_ENGINE={engine}) after SIGTERM: {status:?}\n--- stdout\n{out}--- stderr\n{err}"
+            );
+            print!("{name} (PHOTON_ENGINE={engine}): {out}");
+        }
+        drop(idle);
+    }
 }

@@ -8,6 +8,11 @@
  * photon thread on a pool of VCPUS vcpus (environment, default 1), placed
  * round robin by photon_workpool_spawn; the lock is a photon_mutex. Prints
  * "port N"; "QUIT" ends it.
+ *
+ * With SERVE_ON=1 it is the port a user writes with the server loop
+ * instead: photon_server_new_fd on the listening socket and
+ * photon_server_serve_on(server, VCPUS, ...) (main's vcpu and VCPUS-1
+ * more accept and run connections); "QUIT" calls photon_server_stop.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,6 +41,7 @@ static long ticks;
 static long late_max_us;
 static volatile int stopping;
 static uint16_t upstream_port;
+static photon_server *server; /* SERVE_ON=1 */
 
 static int listen_on(uint16_t *port, int backlog) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -155,6 +161,7 @@ static void *connection(void *arg) {
             photon_mutex_unlock(lock);
         } else if (strcmp(line, "QUIT") == 0) {
             stopping = 1;
+            if (server) photon_server_stop(server);
             k = snprintf(out, sizeof out, "bye\n");
         } else {
             long n = atol(line);
@@ -170,6 +177,13 @@ static void *connection(void *arg) {
     }
     photon_close(fd);
     return NULL;
+}
+
+/* photon_server_serve_on's handler: the same connection code. */
+static int serve_connection(void *userdata, int fd) {
+    (void)userdata;
+    connection((void *)(intptr_t)fd);
+    return 0;
 }
 
 static uint64_t now_us(void) {
@@ -222,6 +236,22 @@ int main(void) {
     if (lfd < 0 || photon_init(PHOTON_EVENT_DEFAULT, 0) != 0) {
         perror("listen / photon_init");
         return 2;
+    }
+    if (getenv("SERVE_ON")) {
+        lock = photon_mutex_new();
+        server = photon_server_new_fd(lfd);
+        if (!lock || !server || !photon_thread_create(background, NULL, 0)) {
+            perror("photon_server_new_fd");
+            return 2;
+        }
+        printf("port %u\n", port);
+        fflush(stdout);
+        if (photon_server_serve_on(server, vcpus ? vcpus : 1, serve_connection, NULL) != 0) perror("serve_on");
+        kill(child, SIGTERM);
+        waitpid(child, &status, 0);
+        printf("served %ld\n", served);
+        fflush(stdout);
+        _exit(0);
     }
     photon_workpool *pool = photon_workpool_new(vcpus ? vcpus : 1, PHOTON_EVENT_DEFAULT);
     lock = photon_mutex_new();

@@ -30,6 +30,12 @@ cc -std=c99 -Wall -Wextra -Werror -pedantic "$here/main.c" -o "$work/consumer_cc
    $(pkg-config --cflags photon) "$libdir/libphoton.a" \
    $(pkg-config --libs-only-l --static photon | sed 's/-lphoton//')
 
+echo "== consumer: cc \$(pkg-config --cflags --libs photon) \$(pkg-config --variable=rpath photon), run without LD_LIBRARY_PATH"
+# shellcheck disable=SC2046
+cc -std=c99 -Wall -Wextra -Werror -pedantic "$here/main.c" -o "$work/consumer_cc_rpath" \
+   $(pkg-config --cflags --libs photon) $(pkg-config --variable=rpath photon)
+env -u LD_LIBRARY_PATH "$work/consumer_cc_rpath"
+
 check_needed() { # program: linked to libphoton.so.0, by soname, not by path
     local needed
     needed=$(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*photon.*\)\]/\1/p')
@@ -49,6 +55,7 @@ check_static() { # program: no libphoton.so dependency at all
 check_needed "$work/build/consumer_shared"
 check_needed "$work/build/consumer_pc"
 check_needed "$work/consumer_cc"
+check_needed "$work/consumer_cc_rpath"
 check_static "$work/build/consumer_static"
 check_static "$work/consumer_cc_static"
 

@@ -87,7 +87,7 @@ extern "C" fn start() {
     let (found, total) = real::resolve_all();
     keys::init();
     if debug_logging() {
-        let mut line = [0u8; 4096];
+        let mut line = [0u8; 8192];
         let mut out = Buf(&mut line, 0);
         out.push(b"[photon-preload DEBUG] libphoton_preload.so loaded (");
         out.num(found);

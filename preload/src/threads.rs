@@ -24,7 +24,7 @@
 
 use core::ffi::{CStr, c_char, c_int, c_void};
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Ordering::*};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -102,9 +102,38 @@ pub(crate) fn describe(out: &mut crate::Buf<'_>) {
     if enabled() {
         out.push(b"pthread_create makes photon threads on ");
         out.num(vcpu_count() as usize);
-        out.push(b" vcpus (PHOTON_PRELOAD_THREADS=photon; started at the first pthread_create)");
+        out.push(
+            b" vcpus (PHOTON_PRELOAD_THREADS=photon), which the shim starts at the first pthread_create; \
+              no vcpu exists before that, and main, the threads that existed before and those of \
+              PHOTON_PRELOAD_THREADS_EXCEPT stay OS threads whose every call passes through to libc",
+        );
     } else {
-        out.push(b"pthreads stay OS threads; hooks act only inside photon threads");
+        out.push(
+            b"pthreads stay OS threads (PHOTON_PRELOAD_THREADS unset); no vcpu exists yet, so every call \
+              passes through to libc until the program calls photon_init and runs photon threads \
+              (an unmodified pthread program gets no coroutines in this mode: PHOTON_PRELOAD_THREADS=photon \
+              makes its pthreads photon threads)",
+        );
+    }
+}
+
+/// Set once the debug log has said what the first `pthread_create` of the
+/// program made when threads stay OS threads.
+static ANNOUNCED: AtomicBool = AtomicBool::new(false);
+
+/// In debug mode, the first `pthread_create` of the program's own (not
+/// libphoton's) with threads left as OS threads says so.
+#[cold]
+fn announce_os_thread(start: Option<Start>) {
+    if let Some(f) = start
+        && !stays_os_thread(f as usize)
+        && !ANNOUNCED.swap(true, Relaxed)
+        && crate::debug_logging()
+    {
+        say(
+            b"[photon-preload DEBUG] pthread_create made an OS thread (PHOTON_PRELOAD_THREADS is not \"photon\"): \
+              its calls pass through to libc, as they would without the shim, unless it calls photon_init\n",
+        );
     }
 }
 
@@ -467,6 +496,9 @@ pub unsafe extern "C" fn pthread_create(
     arg: *mut c_void,
 ) -> c_int {
     if !enabled() || thread.is_null() || start.is_none() {
+        if !ANNOUNCED.load(Relaxed) && !enabled() {
+            announce_os_thread(start);
+        }
         // SAFETY: glibc's function with the caller's arguments.
         return unsafe { real::pthread_create(thread, attr, start, arg) };
     }

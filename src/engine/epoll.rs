@@ -11,7 +11,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::offload::Offload;
-use super::{Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter};
+use super::slab::OpSlab;
+use super::{Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, Submitted, Waiter, ready_bits};
 use crate::errno::Errno;
 
 const WAKER: Token = Token(usize::MAX);
@@ -35,9 +36,7 @@ pub(crate) struct EpollEngine {
     /// never read.
     waker: Arc<EventFd>,
     fds: Vec<FdState>,
-    ops: Vec<Option<PollOp>>,
-    free: Vec<OpId>,
-    in_flight: usize,
+    ops: OpSlab<PollOp>,
     /// Scratch for one wait's (fd, readiness) pairs.
     ready: Vec<(i32, u32)>,
     offload: Offload,
@@ -56,9 +55,7 @@ impl EpollEngine {
             events: Events::with_capacity(1024),
             waker,
             fds: Vec::new(),
-            ops: Vec::new(),
-            free: Vec::new(),
-            in_flight: 0,
+            ops: OpSlab::new(),
             ready: Vec::new(),
         })
     }
@@ -71,13 +68,6 @@ impl EpollEngine {
         &mut self.fds[i]
     }
 
-    fn release(&mut self, id: OpId) -> Option<PollOp> {
-        let op = self.ops.get_mut(id as usize)?.take()?;
-        self.free.push(id);
-        self.in_flight -= 1;
-        Some(op)
-    }
-
     /// Completes the waiters of `fd` that wanted any of `bits`.
     fn complete_ready(&mut self, fd: i32, bits: u32, out: &mut Vec<Completion>) {
         let Some(st) = self.fds.get_mut(fd as usize) else {
@@ -86,10 +76,10 @@ impl EpollEngine {
         let waiters = core::mem::take(&mut st.waiters);
         let mut keep = Vec::new();
         for id in waiters {
-            let wanted = self.ops[id as usize].as_ref().map_or(0, |op| op.events);
+            let wanted = self.ops.get(id).map_or(0, |op| op.events);
             if wanted & bits == 0 {
                 keep.push(id);
-            } else if let Some(op) = self.release(id) {
+            } else if let Some(op) = self.ops.remove(id) {
                 out.push(Completion {
                     waiter: op.waiter,
                     id,
@@ -99,6 +89,28 @@ impl EpollEngine {
         }
         self.fds[fd as usize].waiters = keep;
     }
+}
+
+/// mio's view of an epoll event back as the `poll(2)` bits it came from
+/// (the values are epoll's), for [`ready_bits`].
+fn revents_of(e: &mio::event::Event) -> i16 {
+    let mut ev = 0;
+    if e.is_readable() {
+        ev |= libc::POLLIN;
+    }
+    if e.is_read_closed() {
+        ev |= libc::POLLRDHUP;
+    }
+    if e.is_writable() {
+        ev |= libc::POLLOUT;
+    }
+    if e.is_write_closed() {
+        ev |= libc::POLLHUP;
+    }
+    if e.is_error() {
+        ev |= libc::POLLERR;
+    }
+    ev
 }
 
 impl Engine for EpollEngine {
@@ -133,15 +145,7 @@ impl Engine for EpollEngine {
                 Err(e) => return Err(e.into()),
             }
         }
-        let id = match self.free.pop() {
-            Some(id) => id,
-            None => {
-                self.ops.push(None);
-                (self.ops.len() - 1) as OpId
-            }
-        };
-        self.ops[id as usize] = Some(PollOp { fd, events, waiter });
-        self.in_flight += 1;
+        let id = self.ops.insert(PollOp { fd, events, waiter });
         self.state(fd).waiters.push(id);
         Ok(Submitted::Pending(id))
     }
@@ -151,7 +155,7 @@ impl Engine for EpollEngine {
             self.offload.cancel(id);
             return Cancel::Gone;
         }
-        if let Some(op) = self.release(id) {
+        if let Some(op) = self.ops.remove(id) {
             self.state(op.fd).waiters.retain(|&w| w != id);
         }
         Cancel::Gone
@@ -162,7 +166,7 @@ impl Engine for EpollEngine {
             return;
         }
         for id in core::mem::take(&mut self.fds[fd as usize].waiters) {
-            if let Some(op) = self.release(id) {
+            if let Some(op) = self.ops.remove(id) {
                 out.push(Completion {
                     waiter: op.waiter,
                     id,
@@ -189,17 +193,12 @@ impl Engine for EpollEngine {
         }
         let mut ready = core::mem::take(&mut self.ready);
         ready.clear();
-        ready.extend(self.events.iter().filter(|e| e.token() != WAKER).map(|e| {
-            let err = e.is_error();
-            let mut bits = 0;
-            if e.is_readable() || e.is_read_closed() || err {
-                bits |= READABLE;
-            }
-            if e.is_writable() || e.is_write_closed() || err {
-                bits |= WRITABLE;
-            }
-            (e.token().0 as i32, bits)
-        }));
+        ready.extend(
+            self.events
+                .iter()
+                .filter(|e| e.token() != WAKER)
+                .map(|e| (e.token().0 as i32, ready_bits(revents_of(e)))),
+        );
         for &(fd, bits) in &ready {
             self.complete_ready(fd, bits, out);
         }
@@ -209,7 +208,7 @@ impl Engine for EpollEngine {
     }
 
     fn has_pending(&self) -> bool {
-        self.in_flight > 0 || self.offload.in_flight() > 0
+        self.ops.len() > 0 || self.offload.in_flight() > 0
     }
 
     fn notifier(&self) -> Arc<dyn Notify> {

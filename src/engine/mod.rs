@@ -17,6 +17,7 @@
 mod epoll;
 mod offload;
 pub(crate) use offload::{after_fork_in_child, run_task};
+mod slab;
 mod uring;
 
 use std::sync::Arc;
@@ -38,6 +39,35 @@ pub const EVENT_IOURING: u64 = 2;
 pub const READABLE: u32 = 1;
 /// See [`READABLE`].
 pub const WRITABLE: u32 = 2;
+
+/// The `poll(2)` event bits asked for to wait for `events`
+/// ([`READABLE`]/[`WRITABLE`]): `POLLRDHUP` with `POLLIN`, so a peer's
+/// half-close wakes a reader as data would.
+pub(crate) fn poll_mask(events: u32) -> i16 {
+    let mut mask = 0;
+    if events & READABLE != 0 {
+        mask |= libc::POLLIN | libc::POLLRDHUP;
+    }
+    if events & WRITABLE != 0 {
+        mask |= libc::POLLOUT;
+    }
+    mask
+}
+
+/// The one rule turning `poll(2)`-style revents (the same bits as epoll's)
+/// into [`READABLE`]/[`WRITABLE`]: data or a peer's half-close
+/// (`POLLRDHUP`) is readable; an error or a hang-up is both (the next call
+/// reports it).
+pub(crate) fn ready_bits(revents: i16) -> u32 {
+    let mut bits = 0;
+    if revents & (libc::POLLIN | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) != 0 {
+        bits |= READABLE;
+    }
+    if revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0 {
+        bits |= WRITABLE;
+    }
+    bits
+}
 
 /// Who waits for an operation: opaque to the engine (a TCB pointer).
 pub(crate) type Waiter = *mut u8;

@@ -17,7 +17,8 @@ use std::time::Duration;
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
 use super::offload::Offload;
-use super::{Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter};
+use super::slab::OpSlab;
+use super::{Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, Submitted, Waiter, poll_mask, ready_bits};
 use crate::errno::Errno;
 
 const SQ_ENTRIES: u32 = 1024;
@@ -62,9 +63,7 @@ static NOTIFY_SINK: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU6
 
 pub(crate) struct UringEngine {
     ring: IoUring,
-    ops: Vec<Option<UOp>>,
-    free: Vec<OpId>,
-    in_flight: usize,
+    ops: OpSlab<UOp>,
     queued: usize,
     notify: Arc<EventFd>,
     notify_armed: bool,
@@ -250,9 +249,7 @@ impl UringEngine {
         Ok(UringEngine {
             offload: Offload::new(notify.clone()),
             ring,
-            ops: Vec::new(),
-            free: Vec::new(),
-            in_flight: 0,
+            ops: OpSlab::new(),
             queued: 0,
             notify,
             notify_armed: false,
@@ -298,22 +295,12 @@ impl UringEngine {
                 UD_NOTIFY => self.notify_armed = false,
                 ud => {
                     let id = ud as OpId;
-                    let Some(op) = self.ops.get_mut(id as usize).and_then(Option::take) else {
+                    let Some(op) = self.ops.remove(id) else {
                         continue;
                     };
-                    self.free.push(id);
-                    self.in_flight -= 1;
                     let mut result = cqe.result() as i64;
                     if op.is_poll && result >= 0 {
-                        let ev = result as i16;
-                        let mut bits = 0;
-                        if ev & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLRDHUP) != 0 {
-                            bits |= READABLE;
-                        }
-                        if ev & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0 {
-                            bits |= WRITABLE;
-                        }
-                        result = bits as i64;
+                        result = ready_bits(result as i16) as i64;
                     }
                     out.push(Completion {
                         waiter: op.waiter,
@@ -330,10 +317,10 @@ impl UringEngine {
 
 impl Drop for UringEngine {
     fn drop(&mut self) {
-        if self.in_flight > 0 {
+        if self.ops.len() > 0 {
             log::error!(
                 "photon: io_uring engine dropped with {} operations in flight",
-                self.in_flight
+                self.ops.len()
             );
         }
     }
@@ -343,16 +330,11 @@ impl Drop for UringEngine {
 fn sqe_for(op: Op) -> (squeue::Entry, i32, bool) {
     use types::Fd;
     match op {
-        Op::Poll { fd, events } => {
-            let mut mask = 0u32;
-            if events & READABLE != 0 {
-                mask |= (libc::POLLIN | libc::POLLRDHUP) as u32;
-            }
-            if events & WRITABLE != 0 {
-                mask |= libc::POLLOUT as u32;
-            }
-            (opcode::PollAdd::new(Fd(fd), mask).build(), fd, true)
-        }
+        Op::Poll { fd, events } => (
+            opcode::PollAdd::new(Fd(fd), poll_mask(events) as u16 as u32).build(),
+            fd,
+            true,
+        ),
         Op::Read { fd, buf, len } => (opcode::Read::new(Fd(fd), buf, len).offset(u64::MAX).build(), fd, false),
         Op::Write { fd, buf, len } => (opcode::Write::new(Fd(fd), buf, len).offset(u64::MAX).build(), fd, false),
         Op::Readv { fd, iov, n } => (opcode::Readv::new(Fd(fd), iov, n).offset(u64::MAX).build(), fd, false),
@@ -465,24 +447,16 @@ impl Engine for UringEngine {
         let async_fs = is_data_op(&op).is_some_and(|fd| self.on_blocking_fs(fd));
         let (sqe, fd, is_poll) = sqe_for(op);
         let sqe = if async_fs { sqe.flags(squeue::Flags::ASYNC) } else { sqe };
-        let id = match self.free.pop() {
-            Some(id) => id,
-            None => {
-                self.ops.push(None);
-                (self.ops.len() - 1) as OpId
-            }
-        };
-        if let Err(e) = self.push(sqe.user_data(id as u64)) {
-            self.free.push(id);
-            return Err(e);
-        }
-        self.ops[id as usize] = Some(UOp {
+        let id = self.ops.insert(UOp {
             waiter,
             fd,
             is_poll,
             cancel_sent: false,
         });
-        self.in_flight += 1;
+        if let Err(e) = self.push(sqe.user_data(id as u64)) {
+            self.ops.remove(id);
+            return Err(e);
+        }
         Ok(Submitted::Pending(id))
     }
 
@@ -491,7 +465,7 @@ impl Engine for UringEngine {
             self.offload.cancel(id);
             return Cancel::Gone;
         }
-        let Some(Some(op)) = self.ops.get_mut(id as usize) else {
+        let Some(op) = self.ops.get_mut(id) else {
             return Cancel::Requested;
         };
         if !op.cancel_sent {
@@ -506,10 +480,7 @@ impl Engine for UringEngine {
 
     fn cancel_fd(&mut self, fd: i32, _out: &mut Vec<Completion>) {
         self.forget_fd(fd);
-        let ids: Vec<OpId> = (0..self.ops.len() as OpId)
-            .filter(|&i| self.ops[i as usize].as_ref().is_some_and(|o| o.fd == fd))
-            .collect();
-        for id in ids {
+        for id in self.ops.ids_where(|o| o.fd == fd) {
             self.cancel(id);
         }
     }
@@ -553,7 +524,7 @@ impl Engine for UringEngine {
     }
 
     fn has_pending(&self) -> bool {
-        self.in_flight > 0 || self.queued > 0 || self.offload.in_flight() > 0
+        self.ops.len() > 0 || self.queued > 0 || self.offload.in_flight() > 0
     }
 
     fn notifier(&self) -> Arc<dyn Notify> {

@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicU32;
 
 use super::guard;
 use crate::errno::Errno;
-use crate::net::deadline;
 use crate::sync::futex;
+use crate::time::deadline;
 
 /// The word at `addr`, if `addr` is non-NULL and 4-byte aligned.
 fn word<'a>(addr: *const u32) -> Result<&'a AtomicU32, Errno> {

@@ -17,6 +17,7 @@ use libc::{c_int, iovec, msghdr, sockaddr, socklen_t, ssize_t};
 use super::guard;
 use crate::errno::Errno;
 use crate::net;
+use crate::time::deadline;
 
 /// `events` bit for `photon_wait_fd`: readable.
 pub const PHOTON_READABLE: u32 = 1;
@@ -41,7 +42,7 @@ fn count(r: Result<usize, Errno>) -> Result<ssize_t, Errno> {
 /// `ETIMEDOUT`, the interrupter's errno, `ECANCELED` (fd closed meanwhile).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_wait_fd(fd: c_int, events: u32, timeout_us: u64) -> c_int {
-    guard(|| net::wait_fd(fd, events, net::deadline(timeout_us)).map(|b| b as c_int))
+    guard(|| net::wait_fd(fd, events, deadline(timeout_us)).map(|b| b as c_int))
 }
 
 /// `socket(2)`, non-blocking underneath (`SOCK_NONBLOCK` is added), ready
@@ -61,7 +62,7 @@ pub extern "C" fn photon_connect(fd: c_int, addr: *const sockaddr, addrlen: sock
             return Err(Errno::EINVAL);
         }
         // SAFETY: non-NULL; the caller passes addrlen valid bytes.
-        unsafe { net::connect(fd, addr, addrlen, net::deadline(timeout_us)) }.map(|()| 0)
+        unsafe { net::connect(fd, addr, addrlen, deadline(timeout_us)) }.map(|()| 0)
     })
 }
 
@@ -77,7 +78,7 @@ pub extern "C" fn photon_accept(fd: c_int, addr: *mut sockaddr, addrlen: *mut so
             return Err(Errno::EINVAL);
         }
         // SAFETY: both NULL or both valid, as the caller promises.
-        unsafe { net::accept(fd, addr, addrlen, net::deadline(timeout_us)) }
+        unsafe { net::accept(fd, addr, addrlen, deadline(timeout_us)) }
     })
 }
 
@@ -88,7 +89,7 @@ pub extern "C" fn photon_read(fd: c_int, buf: *mut c_void, count_: usize, timeou
     guard(|| {
         buf_ok(buf, count_)?;
         // SAFETY: the caller passes a buffer of count_ bytes.
-        count(unsafe { net::read(fd, buf.cast(), count_, net::deadline(timeout_us)) })
+        count(unsafe { net::read(fd, buf.cast(), count_, deadline(timeout_us)) })
     })
 }
 
@@ -98,7 +99,7 @@ pub extern "C" fn photon_write(fd: c_int, buf: *const c_void, count_: usize, tim
     guard(|| {
         buf_ok(buf, count_)?;
         // SAFETY: the caller passes a buffer of count_ bytes.
-        count(unsafe { net::write(fd, buf.cast(), count_, net::deadline(timeout_us)) })
+        count(unsafe { net::write(fd, buf.cast(), count_, deadline(timeout_us)) })
     })
 }
 
@@ -108,7 +109,7 @@ pub extern "C" fn photon_readv(fd: c_int, iov: *const iovec, iovcnt: c_int, time
     guard(|| {
         buf_ok(iov, iovcnt.max(0) as usize)?;
         // SAFETY: the caller passes iovcnt valid iovecs.
-        count(unsafe { net::readv(fd, iov, iovcnt, net::deadline(timeout_us)) })
+        count(unsafe { net::readv(fd, iov, iovcnt, deadline(timeout_us)) })
     })
 }
 
@@ -118,7 +119,7 @@ pub extern "C" fn photon_writev(fd: c_int, iov: *const iovec, iovcnt: c_int, tim
     guard(|| {
         buf_ok(iov, iovcnt.max(0) as usize)?;
         // SAFETY: the caller passes iovcnt valid iovecs.
-        count(unsafe { net::writev(fd, iov, iovcnt, net::deadline(timeout_us)) })
+        count(unsafe { net::writev(fd, iov, iovcnt, deadline(timeout_us)) })
     })
 }
 
@@ -129,7 +130,7 @@ pub extern "C" fn photon_recv(fd: c_int, buf: *mut c_void, len: usize, flags: c_
     guard(|| {
         buf_ok(buf, len)?;
         // SAFETY: the caller passes a buffer of len bytes.
-        count(unsafe { net::recv(fd, buf.cast(), len, flags, net::deadline(timeout_us)) })
+        count(unsafe { net::recv(fd, buf.cast(), len, flags, deadline(timeout_us)) })
     })
 }
 
@@ -139,7 +140,7 @@ pub extern "C" fn photon_send(fd: c_int, buf: *const c_void, len: usize, flags: 
     guard(|| {
         buf_ok(buf, len)?;
         // SAFETY: the caller passes a buffer of len bytes.
-        count(unsafe { net::send(fd, buf.cast(), len, flags, net::deadline(timeout_us)) })
+        count(unsafe { net::send(fd, buf.cast(), len, flags, deadline(timeout_us)) })
     })
 }
 
@@ -157,7 +158,7 @@ pub extern "C" fn photon_recvfrom(
     guard(|| {
         buf_ok(buf, len)?;
         // SAFETY: the caller passes valid (or NULL) pointers.
-        count(unsafe { net::recvfrom(fd, buf.cast(), len, flags, src_addr, addrlen, net::deadline(timeout_us)) })
+        count(unsafe { net::recvfrom(fd, buf.cast(), len, flags, src_addr, addrlen, deadline(timeout_us)) })
     })
 }
 
@@ -175,17 +176,7 @@ pub extern "C" fn photon_sendto(
     guard(|| {
         buf_ok(buf, len)?;
         // SAFETY: the caller passes valid (or NULL) pointers.
-        count(unsafe {
-            net::sendto(
-                fd,
-                buf.cast(),
-                len,
-                flags,
-                dest_addr,
-                addrlen,
-                net::deadline(timeout_us),
-            )
-        })
+        count(unsafe { net::sendto(fd, buf.cast(), len, flags, dest_addr, addrlen, deadline(timeout_us)) })
     })
 }
 
@@ -197,7 +188,7 @@ pub extern "C" fn photon_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int, time
             return Err(Errno::EINVAL);
         }
         // SAFETY: non-NULL; the caller passes a valid msghdr.
-        count(unsafe { net::recvmsg(fd, msg, flags, net::deadline(timeout_us)) })
+        count(unsafe { net::recvmsg(fd, msg, flags, deadline(timeout_us)) })
     })
 }
 
@@ -209,7 +200,7 @@ pub extern "C" fn photon_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int, ti
             return Err(Errno::EINVAL);
         }
         // SAFETY: non-NULL; the caller passes a valid msghdr.
-        count(unsafe { net::sendmsg(fd, msg, flags, net::deadline(timeout_us)) })
+        count(unsafe { net::sendmsg(fd, msg, flags, deadline(timeout_us)) })
     })
 }
 
@@ -222,7 +213,7 @@ pub extern "C" fn photon_read_full(fd: c_int, buf: *mut c_void, count_: usize, t
     guard(|| {
         buf_ok(buf, count_)?;
         // SAFETY: the caller passes a buffer of count_ bytes.
-        partial(unsafe { net::read_full(fd, buf.cast(), count_, net::deadline(timeout_us)) })
+        partial(unsafe { net::read_full(fd, buf.cast(), count_, deadline(timeout_us)) })
     })
 }
 
@@ -234,7 +225,7 @@ pub extern "C" fn photon_write_full(fd: c_int, buf: *const c_void, count_: usize
     guard(|| {
         buf_ok(buf, count_)?;
         // SAFETY: the caller passes a buffer of count_ bytes.
-        partial(unsafe { net::write_full(fd, buf.cast(), count_, net::deadline(timeout_us)) })
+        partial(unsafe { net::write_full(fd, buf.cast(), count_, deadline(timeout_us)) })
     })
 }
 

@@ -132,3 +132,98 @@ pub extern "C" fn photon_server_free(s: *mut photon_server) {
         Ok(())
     })
 }
+
+/// A server on `fd`, a stream socket (TCP, Unix...) the caller created and
+/// bound; if it is not listening yet, it is put in the listening state
+/// with `SOMAXCONN`. The server owns `fd` from then on
+/// (`photon_server_free` closes it; a Unix socket's file is left alone).
+/// Needs no vcpu. Returns NULL with errno: `EBADF` (not an fd),
+/// `ENOTSOCK` (not a socket), `EINVAL` (not a stream socket), or the
+/// listen error; on failure the caller keeps `fd`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_new_fd(fd: c_int) -> *mut photon_server {
+    guard(|| Server::from_fd(fd).map(publish))
+}
+
+/// The server's listening socket (owned by the server: do not close it),
+/// or -1/`EINVAL`.
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_fd(s: *mut photon_server) -> c_int {
+    guard(|| Ok(server(s)?.fd()))
+}
+
+/// Connection threads started from now on get stacks of `stack_size`
+/// bytes (0: the default, as `photon_thread_create`). Returns 0, or -1
+/// with `EINVAL` (NULL, or a size above 1 TiB).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_set_stack_size(s: *mut photon_server, stack_size: usize) -> c_int {
+    guard(|| server(s)?.set_stack_size(stack_size).map(|()| 0))
+}
+
+/// Every connection accepted from now on gets `setsockopt(conn_fd, level,
+/// optname, optval, optlen)` before its handler runs, e.g. `IPPROTO_TCP`,
+/// `TCP_NODELAY`, `&one`, `sizeof one`. Setting the same option again
+/// replaces its value; at most 16 options of at most 256 bytes. The option
+/// is tried at once on a scratch socket of the listener's family, so one
+/// the kernel refuses fails here. Returns 0, or -1: `EINVAL` (NULL server,
+/// NULL `optval` with `optlen` > 0, `optlen` > 256), `ENOSPC` (16 options
+/// set), or setsockopt's error (`ENOPROTOOPT`, ...).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_set_sockopt(
+    s: *mut photon_server,
+    level: c_int,
+    optname: c_int,
+    optval: *const c_void,
+    optlen: libc::socklen_t,
+) -> c_int {
+    guard(|| {
+        let srv = server(s)?;
+        // SAFETY: the caller's optval/optlen; NULL and the length are
+        // checked first, and the kernel reads the bytes before we do.
+        unsafe { srv.add_sockopt(level, optname, optval.cast(), optlen as usize) }.map(|()| 0)
+    })
+}
+
+/// `photon_server_serve` from `vcpus` vcpus in one call: the calling vcpu
+/// and `vcpus - 1` more that it starts for the call (a work pool on the
+/// caller's engine), each running an accept loop on the listening socket
+/// and its connections' threads, so one port is served from several
+/// cores. `handler` runs on any of them at once: guard shared state with
+/// `photon_mutex` (correct across vcpus). Returns 0 once
+/// `photon_server_stop` (or the signal of `photon_server_stop_on_signal`)
+/// stopped it, after the extra vcpus ended: their connection threads are
+/// ended as `photon_fini` ends threads (a wait without a timeout fails
+/// with `ECANCELED`); the caller's own connection threads carry on.
+/// Returns -1: `EINVAL` (NULL, `vcpus` 0 or above 1024), `EPERM` (off a
+/// vcpu), `EBUSY` (already serving), the work pool's error, or an
+/// unexpected accept error on any vcpu (which stops all).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_serve_on(
+    s: *mut photon_server,
+    vcpus: u32,
+    handler: photon_conn_handler,
+    userdata: *mut c_void,
+) -> c_int {
+    guard(|| {
+        let handler = handler.ok_or(Errno::EINVAL)?;
+        let srv = server(s)?;
+        srv.serve_on(vcpus, handler, userdata).map(|()| 0)
+    })
+}
+
+/// Makes signal `signum` (e.g. `SIGTERM`) stop the server, for a clean
+/// shutdown: `photon_server_serve`/`_serve_on` return 0 and the program
+/// goes on to free what it owns. Installs a handler for `signum` that only
+/// writes a byte to a pipe (async-signal-safe), read by a photon thread
+/// that this call starts on the calling vcpu and that calls
+/// `photon_server_stop`. The handler stays until the server stops (by the
+/// signal or otherwise), then the signal's previous action is restored
+/// (unless the program installed another meanwhile). Several servers may
+/// stop on one signal. Returns 0, or -1: `EINVAL` (NULL; `signum` out of
+/// range, `SIGKILL`, `SIGSTOP`, or a fault signal: `SIGSEGV`, `SIGBUS`,
+/// `SIGILL`, `SIGFPE`), `EPERM` (off a vcpu), `ENOSPC` (64 registrations
+/// alive), `EMFILE` (no fd for the pipe).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_server_stop_on_signal(s: *mut photon_server, signum: c_int) -> c_int {
+    guard(|| server(s)?.stop_on_signal(signum).map(|()| 0))
+}

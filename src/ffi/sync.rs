@@ -6,8 +6,8 @@
 
 use super::guard;
 use crate::errno::Errno;
-use crate::net::deadline;
 use crate::sync::{Cond, Mutex, RwLock, Semaphore};
+use crate::time::deadline;
 
 /// A coroutine mutex (non-recursive). Waiters queue in arrival order; an
 /// unlock wakes the longest waiter, which then competes for the lock (a

@@ -8,8 +8,9 @@ use core::ffi::c_char;
 
 use crate::engine::Op;
 use crate::errno::Errno;
-use crate::net::fdinfo;
+use crate::fdinfo;
 use crate::sched::{self, FOREVER};
+use crate::sys::{clamp_io, iov_count};
 
 fn int(r: i64) -> i32 {
     r as i32
@@ -29,15 +30,6 @@ fn positioned(fd: i32, off: i64) -> Result<u64, Errno> {
     Ok(off)
 }
 
-/// An iovec count as preadv(2) accepts it.
-fn iov_count(n: i32) -> Result<u32, Errno> {
-    if (0..=1024).contains(&n) {
-        Ok(n as u32)
-    } else {
-        Err(Errno::EINVAL)
-    }
-}
-
 /// Runs a file operation and waits for it.
 ///
 /// # Safety
@@ -45,10 +37,6 @@ fn iov_count(n: i32) -> Result<u32, Errno> {
 unsafe fn run(op: Op) -> Result<i64, Errno> {
     // SAFETY: per the contract.
     unsafe { sched::io_wait(op, FOREVER) }
-}
-
-fn len32(len: usize) -> u32 {
-    len.min(0x7fff_f000) as u32
 }
 
 /// Under epoll every file read goes through a helper thread; a page-cache
@@ -109,7 +97,7 @@ pub unsafe fn open(path: *const c_char, flags: i32, mode: u32) -> Result<i32, Er
 pub unsafe fn pread(fd: i32, buf: *mut u8, len: usize, off: i64) -> Result<usize, Errno> {
     let uoff = positioned(fd, off)?;
     crate::sys::user_range_ok(buf, len)?; // pread(2) checks the whole length first
-    let len = len32(len);
+    let len = clamp_io(len);
     let iov = libc::iovec {
         iov_base: buf.cast(),
         iov_len: len as usize,
@@ -142,7 +130,7 @@ pub unsafe fn pwrite(fd: i32, buf: *const u8, len: usize, off: i64) -> Result<us
         run(Op::Pwrite {
             fd,
             buf,
-            len: len32(len),
+            len: clamp_io(len),
             off,
         })
     }

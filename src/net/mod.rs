@@ -7,29 +7,16 @@
 //! vcpu runs other threads meanwhile. Every call has a deadline and is
 //! interruptible ([`crate::sched::io_wait`]).
 
-pub(crate) mod fdinfo;
 pub mod server;
+mod stop_signal;
 
-use crate::engine::{Op, OpKind, READABLE, WRITABLE};
+use crate::engine::{Op, OpKind, READABLE, WRITABLE, poll_mask, ready_bits};
 use crate::errno::{Errno, syscall};
-use crate::sched::{self, FOREVER};
+use crate::fdinfo;
+use crate::sched;
 use crate::time::now_us;
 
-/// The absolute deadline for a relative `timeout_us` (`u64::MAX`: none).
-pub fn deadline(timeout_us: u64) -> u64 {
-    if timeout_us == u64::MAX {
-        FOREVER
-    } else {
-        now_us().saturating_add(timeout_us)
-    }
-}
-
-/// Biggest transfer handed to the kernel at once (as Linux caps read/write).
-const MAX_IO: usize = 0x7fff_f000;
-
-fn clamp(len: usize) -> u32 {
-    len.min(MAX_IO) as u32
-}
+use crate::sys::{clamp_io as clamp, iov_count};
 
 /// Waits until `fd` is ready for `events`; returns the ready bits.
 fn ready_wait(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
@@ -94,16 +81,6 @@ unsafe fn transfer(
             Errno(libc::EINTR) => {}
             e => return Err(e),
         }
-    }
-}
-
-/// An iovec count as readv(2)/writev(2) accept it: 0..=IOV_MAX, else EINVAL.
-fn iov_count(n: i32) -> Result<u32, Errno> {
-    const IOV_MAX: i32 = 1024;
-    if (0..=IOV_MAX).contains(&n) {
-        Ok(n as u32)
-    } else {
-        Err(Errno::EINVAL)
     }
 }
 
@@ -529,7 +506,19 @@ pub unsafe fn connect(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t
                 backoff_us = (backoff_us * 2).min(50_000);
             }
             Err(Errno(libc::EINPROGRESS)) => {
-                ready_wait(fd, WRITABLE, deadline)?;
+                // A local peer (loopback, a Unix socket) has usually
+                // completed the handshake by the time connect(2) returns:
+                // a zero-timeout poll saves a trip through the engine and
+                // the run queue, which a busy vcpu makes long.
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one live pollfd; a zero timeout never blocks.
+                if unsafe { crate::sys::poll(&mut p, 1, 0) } != 1 {
+                    ready_wait(fd, WRITABLE, deadline)?;
+                }
                 let mut err: libc::c_int = 0;
                 let mut elen = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
                 syscall!(getsockopt(
@@ -564,26 +553,14 @@ pub fn wait_fd(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
     sched::engine_runs(OpKind::Poll)?;
     let mut pfd = libc::pollfd {
         fd,
-        events: 0,
+        events: poll_mask(events),
         revents: 0,
     };
-    if events & READABLE != 0 {
-        pfd.events |= libc::POLLIN;
-    }
-    if events & WRITABLE != 0 {
-        pfd.events |= libc::POLLOUT;
-    }
     syscall!(poll(&mut pfd, 1, 0))?;
     if pfd.revents & libc::POLLNVAL != 0 {
         return Err(Errno(libc::EBADF));
     }
-    let mut bits = 0;
-    if pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 {
-        bits |= READABLE;
-    }
-    if pfd.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0 {
-        bits |= WRITABLE;
-    }
+    let bits = ready_bits(pfd.revents);
     if bits & events != 0 {
         return Ok(bits & events);
     }

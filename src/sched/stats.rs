@@ -1,7 +1,8 @@
 //! Visibility: per-vcpu counters (`photon_stats_get`), thread names and the
 //! thread dump (`photon_dump_threads`), and the monitor thread behind
 //! `PHOTON_DUMP_SIGNAL` (dump every vcpu on a signal) and `PHOTON_STALL_MS`
-//! (warn when a photon thread runs that long without yielding).
+//! (warn when a photon thread runs that long without yielding: 1,000 ms
+//! unless the variable says otherwise, `0` turns the warning off).
 //!
 //! Counters are plain fields of the vcpu, written only by its own OS
 //! thread; the switch count lives in the vcpu's shared inbox ([`Remote`])
@@ -242,8 +243,34 @@ fn parse_signal(s: &str) -> Option<libc::c_int> {
     })
 }
 
-/// Starts the monitor once per process if `PHOTON_DUMP_SIGNAL` or
-/// `PHOTON_STALL_MS` asks for it (called by `photon_init`).
+/// The stall warning's threshold when `PHOTON_STALL_MS` is unset: a vcpu
+/// whose thread runs a second without yielding is stuck in a computation
+/// or in a blocking call that is not a photon wait (a libc call made
+/// without the preload shim, a plain pthread lock), and says so.
+const DEFAULT_STALL_MS: u64 = 1000;
+
+/// The stall threshold from `PHOTON_STALL_MS` (unset: [`DEFAULT_STALL_MS`];
+/// `0` or `off`: no stall warnings).
+fn stall_threshold() -> Option<u64> {
+    let Ok(s) = std::env::var("PHOTON_STALL_MS") else {
+        return Some(DEFAULT_STALL_MS);
+    };
+    match s.trim().parse::<u64>() {
+        Ok(0) => None,
+        Ok(ms) => Some(ms),
+        Err(_) if s.trim().eq_ignore_ascii_case("off") => None,
+        Err(_) => {
+            log::warn!(
+                "photon: PHOTON_STALL_MS={s} is not a number of milliseconds: the default ({DEFAULT_STALL_MS}) applies"
+            );
+            Some(DEFAULT_STALL_MS)
+        }
+    }
+}
+
+/// Starts the monitor once per process (called by `photon_init`): it warns
+/// about stalls unless `PHOTON_STALL_MS=0`, and dumps threads on
+/// `PHOTON_DUMP_SIGNAL`.
 pub(crate) fn start_monitor() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -254,16 +281,7 @@ pub(crate) fn start_monitor() {
             }
             sig
         });
-        let stall_ms = std::env::var("PHOTON_STALL_MS")
-            .ok()
-            .and_then(|s| match s.trim().parse::<u64>() {
-                Ok(0) => None,
-                Ok(ms) => Some(ms),
-                Err(_) => {
-                    log::warn!("photon: PHOTON_STALL_MS={s} is not a number of milliseconds: ignored");
-                    None
-                }
-            });
+        let stall_ms = stall_threshold();
         if signal.is_none() && stall_ms.is_none() {
             return;
         }
@@ -361,8 +379,10 @@ fn check_stalls(stall_ms: u64, seen: &mut HashMap<u32, Seen>) {
             s.warned = true;
             let (tid, name) = running_thread(r, switches);
             log::warn!(
-                "photon: stall: thread {tid:#x} \"{name}\" on vcpu {id} has run for {ran_ms} ms without yielding \
-                 (PHOTON_STALL_MS={stall_ms})"
+                "photon: stall: thread {tid:#x} \"{name}\" on vcpu {id} has run for {ran_ms} ms without yielding: \
+                 it computes, or blocks the vcpu's OS thread in a call that is not a photon wait (a libc call \
+                 without the LD_PRELOAD shim, a plain lock); the vcpu's other threads wait meanwhile \
+                 (PHOTON_STALL_MS={stall_ms}; 0 turns this warning off)"
             );
         }
     }
@@ -371,14 +391,19 @@ fn check_stalls(stall_ms: u64, seen: &mut HashMap<u32, Seen>) {
 /// Id and name of the thread a stalled vcpu runs. The TCB is read from
 /// another OS thread: it stays put while its thread keeps the CPU, and the
 /// switch count is checked again afterwards (a changed one means the stall
-/// ended meanwhile and the name may be stale).
+/// ended meanwhile and the name may be stale). A vcpu's main thread (the
+/// OS thread's own context, the only one without an entry function) is
+/// called "main" unless it was given a name.
 fn running_thread(r: &Remote, switches: u64) -> (u64, String) {
     let th = r.running.load(Relaxed) as *const ThreadCtl;
     if th.is_null() {
         return (0, String::new());
     }
     // SAFETY: see above: the stalled thread's TCB is live while it runs.
-    let (id, name) = unsafe { ((*th).handle.0, name_of(th)) };
+    let (id, mut name, is_main) = unsafe { ((*th).handle.0, name_of(th), (*th).entry.is_none()) };
+    if name.is_empty() && is_main {
+        name = String::from("main");
+    }
     if r.switches.load(Relaxed) != switches {
         return (id, String::from("?"));
     }

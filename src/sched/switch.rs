@@ -103,8 +103,6 @@ pub(super) unsafe fn switch_to(v: *mut Vcpu, cur: *mut ThreadCtl, next: *mut Thr
         }
         super::tls::on_switch(v, next);
         (*v).current = next;
-        // For the stall monitor: which thread this vcpu runs now.
-        Arc::as_ref(&(*v).remote).running.store(next as u64, Ordering::Relaxed);
         let deferred = switch_stacks(v, cur, &raw mut (*cur).sp, next, 0, false);
         if deferred != 0 {
             after_switch(deferred as *mut ThreadCtl);
@@ -130,6 +128,10 @@ pub(super) unsafe fn switch_stacks(
 ) -> usize {
     // SAFETY: per the contract.
     unsafe {
+        // For the stall monitor: which thread this vcpu runs now (every
+        // switch passes here: a yield or block, a thread's end, a
+        // migration; a TCB left behind would be read after it was freed).
+        Arc::as_ref(&(*v).remote).running.store(next as u64, Ordering::Relaxed);
         if sanitize::asan() {
             let (bottom, size) = match &(*next).stack {
                 Some(st) => (st.bottom().cast_const(), st.size()),

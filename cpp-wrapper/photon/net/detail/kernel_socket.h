@@ -404,6 +404,22 @@ public:
             errno = EALREADY;
             return -1;
         }
+        if (m_server == nullptr) {
+            // libphoton's server loop adopts the socket (listening on it if
+            // listen() was not called) and owns it from now on.
+            m_server = photon_server_new_fd(m_fd);
+            const int one = 1;
+            if (m_server == nullptr ||
+                (!m_unix && photon_server_set_sockopt(m_server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)) {
+                const int e = errno;
+                photon_server_free(m_server);  // NULL is fine; else it would close m_fd: forget it
+                if (m_server != nullptr) m_fd = -1;
+                m_server = nullptr;
+                m_running.store(false);
+                errno = e;
+                return -1;
+            }
+        }
         m_stop.store(false);
         if (block) {
             run_loop();
@@ -422,7 +438,7 @@ public:
         m_stop.store(true);
         photon_thread* self = photon_thread_self();
         photon_thread* loop = m_loop_thread.load();
-        if (loop != nullptr && loop != self) photon_thread_interrupt(loop, ECANCELED);
+        if (m_server != nullptr) photon_server_stop(m_server);
         if (m_loop_joinable != nullptr) {
             // The loop was started here, on this vcpu: join it.
             while (photon_thread_join(m_loop_joinable, nullptr) != 0 && errno != EPERM && errno != EINVAL &&
@@ -435,11 +451,15 @@ public:
                 if (photon_thread_usleep(1000) != 0 && errno == EPERM) sched_yield();
             }
         }
-        if (m_fd >= 0) {
+        const bool had_socket = m_fd >= 0;
+        if (m_server != nullptr) {
+            photon_server_free(m_server);  // closes the socket
+            m_server = nullptr;
+        } else if (m_fd >= 0) {
             photon_close(m_fd);
-            m_fd = -1;
-            if (m_autoremove && !m_path.empty()) ::unlink(m_path.c_str());
         }
+        m_fd = -1;
+        if (had_socket && m_autoremove && !m_path.empty()) ::unlink(m_path.c_str());
     }
 
     int get_underlay_fd() override { return m_fd; }
@@ -482,55 +502,35 @@ public:
     }
 
 private:
-    struct connection {
-        std::shared_ptr<Handler> handler;
-        int fd;
-        uint64_t timeout;
-    };
-
     static void* loop_trampoline(void* self) noexcept {
         static_cast<KernelSocketServer*>(self)->run_loop();
         return nullptr;
     }
 
-    static void* connection_trampoline(void* p) noexcept {
-        std::unique_ptr<connection> c(static_cast<connection*>(p));
-        KernelSocketStream stream(c->fd, c->timeout);
+    /// libphoton's server loop runs this in a new photon thread per
+    /// connection. It copies what it needs from the server first, before
+    /// anything can switch: run_loop yields once after the loop ended, so
+    /// every connection thread has started (and copied) before terminate()
+    /// returns and the server may be deleted.
+    static int connection_main(void* self, int fd) noexcept {
+        const KernelSocketServer* s = static_cast<const KernelSocketServer*>(self);
+        const std::shared_ptr<Handler> handler = s->m_handler;
+        KernelSocketStream stream(fd, s->m_timeout);
         try {
-            if (c->handler && *c->handler) (*c->handler)(&stream);
+            if (handler && *handler) (*handler)(&stream);
         } catch (...) {
             photon::detail::detached_thread_escape(std::current_exception(), "a photon::net::ISocketServer connection handler",
                                                    photon_thread_self());
         }
-        return nullptr;
+        return 0;
     }
 
     void run_loop() noexcept {
         m_loop_thread.store(photon_thread_self());
-        while (!m_stop.load()) {
-            const int fd = photon_accept(m_fd, nullptr, nullptr, PHOTON_FOREVER);
-            if (fd >= 0) {
-                serve(fd);
-                continue;
-            }
-            const int e = errno;
-            if (m_stop.load() || e == ECANCELED || e == EBADF || e == EINVAL || e == ENOTSOCK || e == EPERM) break;
-            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) photon_thread_usleep(10000);
-            // anything else (a user's interrupt, ECONNABORTED, ...): accept again
-        }
+        if (!m_stop.load()) photon_server_serve(m_server, &connection_main, this);
+        photon_thread_yield();  // connections accepted last start (see connection_main)
         m_loop_thread.store(nullptr);
         m_running.store(false);
-    }
-
-    void serve(int fd) noexcept {
-        if (!m_unix) set_nodelay(fd);
-        connection* c = new (std::nothrow) connection{m_handler, fd, m_timeout};
-        photon_thread* th = c != nullptr ? photon_thread_create(&connection_trampoline, c, 0) : nullptr;
-        if (th == nullptr) {
-            delete c;
-            photon_close(fd);
-            photon_thread_usleep(1000);  // out of memory or threads: let others finish
-        }
     }
 
     bool m_unix;
@@ -545,6 +545,7 @@ private:
     std::atomic<bool> m_running{false};
     std::atomic<photon_thread*> m_loop_thread{nullptr};
     photon_thread* m_loop_joinable = nullptr;
+    photon_server* m_server = nullptr;  // libphoton's loop, from start_loop() on
 };
 
 }  // namespace detail

@@ -7,129 +7,24 @@
 //! vcpu when the completion is delivered. So an interrupted or timed-out
 //! waiter can leave at once ([`Cancel::Gone`](super::Cancel::Gone)); its
 //! job finishes on its own, its result is dropped, and an fd it opened is
-//! closed. The pool starts threads on demand up to [`MAX_THREADS`].
+//! closed. The helper threads are [`pool`]'s; the jobs' copies of the
+//! caller's buffers are [`bounce`]'s.
+
+mod bounce;
+mod pool;
 
 use core::ffi::c_char;
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex, OnceLock};
-
-use crossbeam_channel::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
 
 use super::{Completion, Notify, Op, OpId, Waiter};
 use crate::errno::Errno;
-
-/// Most helper threads at once (process-wide).
-pub(crate) const MAX_THREADS: usize = 64;
+use bounce::{Bounce, bounces};
+use pool::pool;
+pub(crate) use pool::{after_fork_in_child, run_task};
 /// Offload op ids have this bit set (ring and epoll ids never do).
 const OFFLOAD_BIT: OpId = 1 << 31;
-/// Most bytes one transfer moves, as Linux caps read/write.
-const MAX_IO: usize = 0x7fff_f000;
-
-/// A job's own copy of one buffer, placed at the same offset within a
-/// 4 KiB page as the caller's, so O_DIRECT alignment rules (and their
-/// EINVAL) are exactly those of the caller's buffer.
-struct Bounce {
-    base: *mut u8,
-    layout: std::alloc::Layout,
-    start: usize,
-    len: usize,
-}
-
-// SAFETY: a Bounce exclusively owns its allocation.
-unsafe impl Send for Bounce {}
-
-impl Bounce {
-    const PAGE: usize = 4096;
-
-    /// A buffer like `like` (same page offset) of `len` bytes; ENOMEM if
-    /// it cannot be had.
-    fn new(like: *const u8, len: usize) -> Result<Bounce, Errno> {
-        let layout = std::alloc::Layout::from_size_align(len + Self::PAGE, Self::PAGE).map_err(|_| Errno::ENOMEM)?;
-        // SAFETY: a non-zero size.
-        let base = unsafe { std::alloc::alloc(layout) };
-        if base.is_null() {
-            return Err(Errno::ENOMEM);
-        }
-        Ok(Bounce {
-            base,
-            layout,
-            start: like as usize % Self::PAGE,
-            len,
-        })
-    }
-
-    /// A copy of up to `len` bytes at `src`, and whether it is complete: a
-    /// source shorter than `len` copies short (through the kernel) where a
-    /// plain copy would crash.
-    ///
-    /// # Safety
-    /// `src` is valid for `len` bytes of reads.
-    unsafe fn copy_of(src: *const u8, len: usize) -> Result<(Bounce, bool), Errno> {
-        let mut b = Bounce::new(src, len)?;
-        // SAFETY: the bounce holds len bytes; the source is copied through
-        // the kernel, so a buffer shorter than `len` copies short.
-        let copied = unsafe { crate::sys::copy_user(b.ptr(), src.cast_mut(), len, false) };
-        b.len = copied;
-        Ok((b, copied == len))
-    }
-
-    fn ptr(&self) -> *mut u8 {
-        // SAFETY: start < PAGE, within the allocation.
-        unsafe { self.base.add(self.start) }
-    }
-
-    fn iovec(&self) -> libc::iovec {
-        libc::iovec {
-            iov_base: self.ptr().cast(),
-            iov_len: self.len,
-        }
-    }
-}
-
-impl Drop for Bounce {
-    fn drop(&mut self) {
-        // SAFETY: allocated in new() with this layout.
-        unsafe { std::alloc::dealloc(self.base, self.layout) };
-    }
-}
-
-/// One bounce per caller iovec (so each keeps its own alignment), the
-/// total capped at [`MAX_IO`] as the kernel caps a transfer.
-///
-/// # Safety
-/// `iov` holds `n` valid iovecs; with `copy`, each is valid for reads.
-unsafe fn bounces(iov: *const libc::iovec, n: u32, copy: bool) -> Result<Vec<Bounce>, Errno> {
-    if n > 1024 {
-        return Err(Errno::EINVAL); // IOV_MAX, as preadv(2)
-    }
-    // SAFETY: per the contract; lengths and ranges checked as the kernel does.
-    unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
-    // SAFETY: per the contract.
-    let iovs = unsafe { core::slice::from_raw_parts(iov, n as usize) };
-    let mut left = MAX_IO;
-    let mut out = Vec::with_capacity(iovs.len());
-    for v in iovs {
-        let len = v.iov_len.min(left);
-        left -= len;
-        let base = v.iov_base.cast_const().cast::<u8>();
-        if !copy {
-            out.push(Bounce::new(base, len)?);
-            continue;
-        }
-        // SAFETY: per the contract.
-        let (b, complete) = unsafe { Bounce::copy_of(base, len)? };
-        if b.len == 0 && out.is_empty() && len > 0 {
-            return Err(Errno(libc::EFAULT)); // nothing readable, as write(2) says
-        }
-        out.push(b);
-        if !complete {
-            break; // a short buffer: write what it holds, as the kernel would
-        }
-    }
-    Ok(out)
-}
 
 /// What a job does, with the memory it owns.
 enum Work {
@@ -194,99 +89,10 @@ enum Output {
     Statx(Box<libc::statx>),
 }
 
-/// What a helper thread runs: an offloaded op and the posting of its
-/// completion, or a [`run_task`] call.
-type Task = Box<dyn FnOnce() + Send>;
-
 /// Where finished jobs of one engine land.
 pub(crate) struct Inbox {
     done: Mutex<Vec<(OpId, i64, Output)>>,
     notify: Arc<dyn Notify>,
-}
-
-struct Pool {
-    tx: Sender<Task>,
-    rx: Receiver<Task>,
-    /// Helper threads started and not ended: never above `max`.
-    threads: AtomicUsize,
-    idle: AtomicUsize,
-    max: usize,
-}
-
-static POOL: OnceLock<Pool> = OnceLock::new();
-
-fn pool() -> &'static Pool {
-    POOL.get_or_init(|| Pool::new(MAX_THREADS))
-}
-
-impl Pool {
-    fn new(max: usize) -> Pool {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Pool {
-            tx,
-            rx,
-            threads: AtomicUsize::new(0),
-            idle: AtomicUsize::new(0),
-            max,
-        }
-    }
-
-    fn run(&'static self, task: Task) {
-        // A thread slot is reserved by one compare-and-swap, so callers at
-        // the same moment cannot start more than `max` threads between them.
-        let reserved = self.idle.load(Acquire) == 0
-            && self
-                .threads
-                .fetch_update(AcqRel, Acquire, |n| (n < self.max).then_some(n + 1))
-                .is_ok();
-        if reserved {
-            let spawned = std::thread::Builder::new()
-                .name("photon-offload".into())
-                .stack_size(256 << 10)
-                .spawn(move || self.worker());
-            if let Err(e) = spawned {
-                self.threads.fetch_sub(1, AcqRel);
-                log::warn!("photon: cannot start an offload thread: {e}");
-            }
-        }
-        // The receiver lives in the pool forever: send cannot fail.
-        let _ = self.tx.send(task);
-    }
-
-    fn worker(&self) {
-        loop {
-            self.idle.fetch_add(1, AcqRel);
-            let task = self.rx.recv();
-            self.idle.fetch_sub(1, AcqRel);
-            let Ok(task) = task else {
-                self.threads.fetch_sub(1, AcqRel);
-                return;
-            };
-            // A panicking job must not end the thread: its slot would stay
-            // counted for good, and at `max` such ends nothing would run.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err() {
-                log::error!("photon: an offloaded job panicked (caught; the helper thread goes on)");
-            }
-        }
-    }
-}
-
-/// In a forked child (which has none of the parent's helper threads): the
-/// pool starts over with no threads, and the parent's queued tasks are
-/// dropped unrun (the parent runs them; running them here too would repeat
-/// the parent's writes).
-pub(crate) fn after_fork_in_child() {
-    if let Some(p) = POOL.get() {
-        p.threads.store(0, Relaxed);
-        p.idle.store(0, Relaxed);
-        while p.rx.try_recv().is_ok() {}
-    }
-}
-
-/// Runs `task` on one of the pool's helper threads (plain OS threads, never
-/// vcpus), started on demand up to [`MAX_THREADS`]; beyond that it queues.
-pub(crate) fn run_task(task: Task) {
-    pool().run(task);
 }
 
 fn ret(r: isize) -> i64 {
@@ -643,89 +449,5 @@ unsafe fn copy_out(dest: Dest, output: Output, mut n: usize) {
             (Dest::Statx(p), Output::Statx(st)) => p.write(*st),
             _ => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::{Barrier, mpsc};
-    use std::time::Duration;
-
-    /// Many callers at once never start more than `max` threads, and never
-    /// run more than `max` jobs at a time.
-    #[test]
-    fn thread_cap_holds_under_concurrent_callers() {
-        const MAX: usize = 3;
-        const CALLERS: usize = 16;
-        let pool: &'static Pool = Box::leak(Box::new(Pool::new(MAX)));
-        let running: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-        let most: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-        let start = Arc::new(Barrier::new(CALLERS));
-        let (done_tx, done_rx) = mpsc::channel();
-        let callers: Vec<_> = (0..CALLERS)
-            .map(|_| {
-                let start = start.clone();
-                let done = done_tx.clone();
-                std::thread::spawn(move || {
-                    start.wait();
-                    pool.run(Box::new(move || {
-                        let now = running.fetch_add(1, AcqRel) + 1;
-                        most.fetch_max(now, AcqRel);
-                        std::thread::sleep(Duration::from_millis(5));
-                        running.fetch_sub(1, AcqRel);
-                        done.send(()).unwrap();
-                    }));
-                })
-            })
-            .collect();
-        for c in callers {
-            c.join().unwrap();
-        }
-        for _ in 0..CALLERS {
-            done_rx.recv_timeout(Duration::from_secs(10)).expect("every job runs");
-        }
-        assert!(
-            pool.threads.load(Acquire) <= MAX,
-            "{} threads",
-            pool.threads.load(Acquire)
-        );
-        assert!(most.load(Acquire) <= MAX, "{} jobs ran at once", most.load(Acquire));
-    }
-
-    /// Panicking jobs leave the thread count right, and later jobs run.
-    #[test]
-    fn panicking_job_keeps_the_count() {
-        const MAX: usize = 2;
-        let pool: &'static Pool = Box::leak(Box::new(Pool::new(MAX)));
-        let (tx, rx) = mpsc::channel();
-        for _ in 0..(3 * MAX) {
-            let tx = tx.clone();
-            pool.run(Box::new(move || {
-                tx.send(()).unwrap();
-                panic!("a job that panics (expected by this test)");
-            }));
-        }
-        for _ in 0..(3 * MAX) {
-            rx.recv_timeout(Duration::from_secs(10))
-                .expect("the panicking jobs run");
-        }
-        for _ in 0..(3 * MAX) {
-            let tx = tx.clone();
-            pool.run(Box::new(move || tx.send(()).unwrap()));
-        }
-        for _ in 0..(3 * MAX) {
-            rx.recv_timeout(Duration::from_secs(10))
-                .expect("jobs after panicking ones still run");
-        }
-        // Every started thread is alive and goes back to waiting.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while pool.idle.load(Acquire) != pool.threads.load(Acquire) {
-            assert!(std::time::Instant::now() < deadline, "helper threads did not go idle");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let threads = pool.threads.load(Acquire);
-        assert!((1..=MAX).contains(&threads), "{threads} threads counted");
     }
 }

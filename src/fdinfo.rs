@@ -1,5 +1,7 @@
-//! What the I/O layer remembers per fd number, process-wide: whether it is
-//! a socket or storage, and whether O_NONBLOCK was ensured. One byte per fd in a table
+//! What the I/O layers (`net`, `fs`, and the preload shim through them)
+//! remember per fd number, process-wide: whether it is a socket or
+//! storage, and whether O_NONBLOCK was ensured. It sits below those layers,
+//! beside `sys`, so none of them reaches sideways into another. One byte per fd in a table
 //! that only grows. Reset whenever photon creates or closes an fd; an fd
 //! closed behind photon's back and reused keeps stale facts, which is why
 //! fds given to photon functions are to be closed with `photon_close`.

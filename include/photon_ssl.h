@@ -59,7 +59,8 @@
  * and SSL_sendfile() works on the fd. photon_ssl_ktls_active() says which
  * directions are in the kernel.
  *
- * Requires OpenSSL 3.0 or later, C99 or C++11. Everything here is for photon
+ * One file on purpose (header-only: it installs beside photon.h and needs
+ * nothing else of this project). Requires OpenSSL 3.0 or later, C99 or C++11. Everything here is for photon
  * threads on a vcpu (else -1/EPERM), one photon thread per SSL at a time.
  */
 #ifndef PHOTON_SSL_H

@@ -21,6 +21,8 @@
 //! - `tls_ktls`: kernel TLS; skipped with a notice where the kernel has no
 //!   TLS ULP.
 //! - `tls_cpp_echo`: the Photon-style TLS echo client and server (C++).
+//! - `tls_cpp_tls_in_tls`: TLS streams over TLS streams (the BIO over a
+//!   stream's recv/send rather than an fd).
 //! - `tls_local_under_the_shim`: `tls_local` with libphoton_preload.so.
 //! - `tls_header_compiles`: the header alone and twice, C99/C11/C++11.
 
@@ -355,10 +357,10 @@ fn tls_ktls() {
     }
 }
 
-/// tests/tls/tls_echo.cpp against the wrapper (C++14, warnings as errors).
-fn cpp_echo_program() -> PathBuf {
-    let src = manifest_dir().join("tests/tls/tls_echo.cpp");
-    let exe = out_dir().join("tls_echo");
+/// tests/tls/NAME.cpp against the wrapper (C++14, warnings as errors).
+fn cpp_program(name: &str) -> PathBuf {
+    let src = manifest_dir().join(format!("tests/tls/{name}.cpp"));
+    let exe = out_dir().join(name);
     let tmp = private_name(&exe);
     let lib = lib_dir();
     let mut cmd = cc::Build::new()

@@ -397,7 +397,7 @@ fn cpp_program(name: &str) -> PathBuf {
 
 #[test]
 fn tls_cpp_echo() {
-    let exe = cpp_echo_program();
+    let exe = cpp_program("tls_echo");
     for engine in ENGINES {
         let run = run_program(
             &exe,
@@ -408,6 +408,18 @@ fn tls_cpp_echo() {
         );
         check_run(&run, &format!("Photon-style TLS echo (PHOTON_ENGINE={engine})"));
         assert!(run.stdout.contains("33 connections verified, 0 failed"));
+    }
+}
+
+#[test]
+fn tls_cpp_tls_in_tls() {
+    let exe = cpp_program("tls_in_tls");
+    for engine in ENGINES {
+        let args = [cert("server.pem"), cert("server.key")];
+        let args = [args[0].as_str(), args[1].as_str()];
+        let run = run_program(&exe, &args, engine, &[], Duration::from_secs(30));
+        check_run(&run, &format!("TLS in TLS (PHOTON_ENGINE={engine})"));
+        assert!(run.stdout.contains("8 connections verified, 0 failed"));
     }
 }
 

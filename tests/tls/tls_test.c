@@ -700,6 +700,20 @@ static int ktls_main(char **argv) {
 
 int main(int argc, char **argv) {
     CHECK(argc >= 2, "usage: see the top of tls_test.c");
+    {
+        /* off a vcpu: the calls that wait refuse with EPERM */
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        SSL *ssl = SSL_new(ctx);
+        CHECK_OK(photon_ssl_set_fd(ssl, 0, 1000));
+        CHECK_ERRNO(photon_ssl_connect(ssl), EPERM);
+        CHECK_ERRNO(photon_ssl_read(ssl, (char[4]){0}, 4), EPERM);
+        CHECK_ERRNO(photon_ssl_write(ssl, "x", 1), EPERM);
+        CHECK_ERRNO(photon_ssl_read(ssl, NULL, 4), EINVAL);
+        CHECK_ERRNO(photon_ssl_bio_new_io(NULL, NULL, 0) == NULL ? -1 : 0, EINVAL);
+        CHECK_ERRNO(photon_ssl_set_bio(ssl, NULL), EINVAL);
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+    }
     CHECK(photon_init(PHOTON_EVENT_DEFAULT, 0) == 0, "photon_init: %s", strerror(errno));
     int rc = 2;
     if (strcmp(argv[1], "sclient") == 0 && argc == 6)

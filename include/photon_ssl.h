@@ -48,7 +48,8 @@
  * on another fd) taken with errors on the queue: there the queue is the
  * vcpu's. Under libphoton_preload.so the queue is per photon thread
  * everywhere (pthread keys follow the photon thread); without the shim, clear
- * or read the queue before waiting elsewhere.
+ * or read the queue before waiting elsewhere, and before a photon thread
+ * migrates itself to another vcpu (the queue stays with the OS thread).
  *
  * Kernel TLS. With SSL_OP_ENABLE_KTLS on the SSL (photon_ssl_enable_ktls()),
  * OpenSSL 3 offers the record layer to the BIO after the handshake; this BIO
@@ -59,7 +60,8 @@
  * and SSL_sendfile() works on the fd. photon_ssl_ktls_active() says which
  * directions are in the kernel.
  *
- * Requires OpenSSL 3.0 or later, C99 or C++11. Everything here is for photon
+ * One file on purpose (header-only: it installs beside photon.h and needs
+ * nothing else of this project). Requires OpenSSL 3.0 or later, C99 or C++11. Everything here is for photon
  * threads on a vcpu (else -1/EPERM), one photon thread per SSL at a time.
  */
 #ifndef PHOTON_SSL_H

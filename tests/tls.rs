@@ -21,7 +21,10 @@
 //! - `tls_ktls`: kernel TLS; skipped with a notice where the kernel has no
 //!   TLS ULP.
 //! - `tls_cpp_echo`: the Photon-style TLS echo client and server (C++).
+//! - `tls_cpp_tls_in_tls`: TLS streams over TLS streams (the BIO over a
+//!   stream's recv/send rather than an fd).
 //! - `tls_local_under_the_shim`: `tls_local` with libphoton_preload.so.
+//! - `tls_header_compiles`: the header alone and twice, C99/C11/C++11.
 
 mod common;
 
@@ -354,10 +357,10 @@ fn tls_ktls() {
     }
 }
 
-/// tests/tls/tls_echo.cpp against the wrapper (C++14, warnings as errors).
-fn cpp_echo_program() -> PathBuf {
-    let src = manifest_dir().join("tests/tls/tls_echo.cpp");
-    let exe = out_dir().join("tls_echo");
+/// tests/tls/NAME.cpp against the wrapper (C++14, warnings as errors).
+fn cpp_program(name: &str) -> PathBuf {
+    let src = manifest_dir().join(format!("tests/tls/{name}.cpp"));
+    let exe = out_dir().join(name);
     let tmp = private_name(&exe);
     let lib = lib_dir();
     let mut cmd = cc::Build::new()
@@ -394,7 +397,7 @@ fn cpp_echo_program() -> PathBuf {
 
 #[test]
 fn tls_cpp_echo() {
-    let exe = cpp_echo_program();
+    let exe = cpp_program("tls_echo");
     for engine in ENGINES {
         let run = run_program(
             &exe,
@@ -405,6 +408,18 @@ fn tls_cpp_echo() {
         );
         check_run(&run, &format!("Photon-style TLS echo (PHOTON_ENGINE={engine})"));
         assert!(run.stdout.contains("33 connections verified, 0 failed"));
+    }
+}
+
+#[test]
+fn tls_cpp_tls_in_tls() {
+    let exe = cpp_program("tls_in_tls");
+    for engine in ENGINES {
+        let args = [cert("server.pem"), cert("server.key")];
+        let args = [args[0].as_str(), args[1].as_str()];
+        let run = run_program(&exe, &args, engine, &[], Duration::from_secs(30));
+        check_run(&run, &format!("TLS in TLS (PHOTON_ENGINE={engine})"));
+        assert!(run.stdout.contains("8 connections verified, 0 failed"));
     }
 }
 
@@ -450,4 +465,48 @@ fn tls_local_under_the_shim() {
         check_run(&run, &format!("tls_test local under the shim (PHOTON_ENGINE={engine})"));
         assert!(run.stdout.contains("ok OpenSSL error queue per photon thread"));
     }
+}
+
+/// include/photon_ssl.h alone and twice, as C99, C11 and C++11 (gcc and
+/// clang), warnings as errors, also with OpenSSL's deprecated API hidden.
+#[test]
+fn tls_header_compiles() {
+    let dir = out_dir().join(format!("header-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("create the header test directory");
+    let src =
+        "#include <photon_ssl.h>\n#include <photon_ssl.h>\nint main(void) { return photon_ssl_bio_method() == 0; }\n";
+    fs::write(dir.join("h.c"), src).expect("write h.c");
+    fs::write(dir.join("h.cpp"), src).expect("write h.cpp");
+    let mut failures = Vec::new();
+    for (compiler, file, std) in [
+        ("gcc", "h.c", "-std=c99"),
+        ("gcc", "h.c", "-std=c11"),
+        ("clang", "h.c", "-std=c99"),
+        ("g++", "h.cpp", "-std=c++11"),
+        ("clang++", "h.cpp", "-std=c++11"),
+    ] {
+        for hidden in [false, true] {
+            let mut cmd = Command::new(compiler);
+            cmd.args([std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only", "-I"])
+                .arg(include_dir())
+                .arg(dir.join(file));
+            if hidden {
+                cmd.args(["-DOPENSSL_API_COMPAT=30000", "-DOPENSSL_NO_DEPRECATED"]);
+            }
+            let out = cmd.output().unwrap_or_else(|e| panic!("run {compiler}: {e}"));
+            if !out.status.success() {
+                failures.push(format!(
+                    "{compiler} {std}{}: {}",
+                    if hidden { " (no deprecated API)" } else { "" },
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+    assert!(
+        failures.is_empty(),
+        "photon_ssl.h does not compile:\n{}",
+        failures.join("\n")
+    );
 }

@@ -339,7 +339,7 @@ static void test_handshake_timeout(SSL_CTX *cctx) {
     const uint64_t t0 = photon_now_us();
     CHECK_ERRNO(photon_ssl_connect(ssl), ETIMEDOUT);
     const uint64_t took = photon_now_us() - t0;
-    CHECK(took >= 140 * MS && took < 450 * MS, "handshake timeout after %llu us", (unsigned long long)took);
+    CHECK(took >= 140 * MS && took < 2000 * MS, "handshake timeout after %llu us", (unsigned long long)took);
     ERR_clear_error();
     SSL_free(ssl);
     photon_close(fd);
@@ -357,7 +357,7 @@ static void test_read_timeout(SSL_CTX *cctx) {
     const uint64_t t0 = photon_now_us();
     CHECK_ERRNO(photon_ssl_read(ssl, buf, sizeof buf), ETIMEDOUT);
     const uint64_t took = photon_now_us() - t0;
-    CHECK(took >= 90 * MS && took < 280 * MS, "read timeout after %llu us", (unsigned long long)took);
+    CHECK(took >= 90 * MS && took < 2000 * MS, "read timeout after %llu us", (unsigned long long)took);
     /* the connection survives its timeout */
     CHECK_OK(photon_ssl_set_timeout(ssl, 5000 * MS));
     CHECK(photon_ssl_read(ssl, buf, sizeof buf) == 4 && memcmp(buf, "late", 4) == 0, "read after the timeout: %s",
@@ -700,6 +700,20 @@ static int ktls_main(char **argv) {
 
 int main(int argc, char **argv) {
     CHECK(argc >= 2, "usage: see the top of tls_test.c");
+    {
+        /* off a vcpu: the calls that wait refuse with EPERM */
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        SSL *ssl = SSL_new(ctx);
+        CHECK_OK(photon_ssl_set_fd(ssl, 0, 1000));
+        CHECK_ERRNO(photon_ssl_connect(ssl), EPERM);
+        CHECK_ERRNO(photon_ssl_read(ssl, (char[4]){0}, 4), EPERM);
+        CHECK_ERRNO(photon_ssl_write(ssl, "x", 1), EPERM);
+        CHECK_ERRNO(photon_ssl_read(ssl, NULL, 4), EINVAL);
+        CHECK_ERRNO(photon_ssl_bio_new_io(NULL, NULL, 0) == NULL ? -1 : 0, EINVAL);
+        CHECK_ERRNO(photon_ssl_set_bio(ssl, NULL), EINVAL);
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+    }
     CHECK(photon_init(PHOTON_EVENT_DEFAULT, 0) == 0, "photon_init: %s", strerror(errno));
     int rc = 2;
     if (strcmp(argv[1], "sclient") == 0 && argc == 6)

@@ -8,10 +8,11 @@
 //     auto client = photon::net::new_tls_client(ctx, photon::net::new_tcp_socket_client(), true);
 //     auto stream = client->connect(ep);     // TLS; handshake at the first I/O
 //
-// A TLS stream over a socket stream with an fd reads and writes through
-// photon_ssl's BIO on that fd (the stream's timeout() bounds each call, and
-// OpenSSL's error queue stays per photon thread across its waits); over any
-// other ISocketStream it goes through that stream's recv/send. As in
+// A TLS stream over a kernel socket stream (TCP, Unix) reads and writes
+// through photon_ssl's BIO on its fd (the stream's timeout() bounds each
+// call, and OpenSSL's error queue stays per photon thread across its
+// waits); over any other ISocketStream (TLS in TLS, a stream of your own) it
+// goes through that stream's recv/send. As in
 // PhotonLibOS: a server-side stream does its handshake when made, a client
 // stream at its first I/O (so tls_stream_set_hostname can set SNI first);
 // recv/send wait once, read/write loop; the context must outlive its streams.
@@ -242,7 +243,9 @@ public:
             m_err = ENOMEM;
             return;
         }
-        const int fd = base->get_underlay_fd();
+        // The fd itself only under a plain kernel socket stream: a stream
+        // that transforms its bytes (TLS in TLS) may still report the fd.
+        const int fd = dynamic_cast<KernelSocketStream*>(base) != nullptr ? base->get_underlay_fd() : -1;
         BIO* bio = fd >= 0 ? photon_ssl_bio_new(fd, base->timeout(), 0)
                            : photon_ssl_bio_new_io(&TLSSocketStream::stream_io, base, base->timeout());
         if (bio == nullptr || photon_ssl_set_bio(m_ssl, bio) != 0) {

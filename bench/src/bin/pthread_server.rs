@@ -216,12 +216,12 @@ fn main() -> ExitCode {
             capi: true,
             env: vec![("VCPUS", "2".into())],
         },
-        Contender {
+        Case {
             name: "C-API port, serve_on 1 vcpu",
             capi: true,
             env: vec![("VCPUS", "1".into()), ("SERVE_ON", "1".into())],
         },
-        Contender {
+        Case {
             name: "C-API port, serve_on 2 vcpus",
             capi: true,
             env: vec![("VCPUS", "2".into()), ("SERVE_ON", "1".into())],

@@ -527,7 +527,9 @@ fn c_visibility() {
 }
 
 /// A photon thread overflowing its 64 KiB stack: the process dies by
-/// SIGABRT (not a bare SIGSEGV, not a normal exit) and says why on stderr.
+/// SIGABRT (not a bare SIGSEGV, not a normal exit) and says why on stderr;
+/// with the guard pages the kernel makes without splitting mappings
+/// (MADV_GUARD_INSTALL, where it has it), and with mprotect'ed ones.
 #[test]
 fn c_stack_overflow() {
     if checker() == Checker::Valgrind {
@@ -535,8 +537,14 @@ fn c_stack_overflow() {
         return;
     }
     let exe = compile_c_program("stack_overflow");
-    for engine in ENGINES {
-        let run = run_c_program(&exe, engine);
+    for (engine, guard) in ENGINES.iter().flat_map(|e| [(*e, "auto"), (*e, "mprotect")]) {
+        let run = if guard == "auto" {
+            run_c_program(&exe, engine)
+        } else {
+            run_program(&exe, &[], engine, &[("PHOTON_STACK_GUARD", guard)], RUN_TIMEOUT)
+        };
+        let engine = format!("{engine} PHOTON_STACK_GUARD={guard}");
+        let engine = engine.as_str();
         let signal = run.status.and_then(|s| s.signal());
         assert_eq!(
             signal,

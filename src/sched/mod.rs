@@ -29,6 +29,25 @@ pub(crate) use vcpu::{
 };
 pub use workpool::{WorkPool, offload_call};
 
+/// `photon_trim`: the calling vcpu (if any) gives every pooled stack back
+/// now, every other vcpu does so when it next runs its scheduler, and the
+/// pages of free stack slots go back to the kernel. Returns the bytes of
+/// stack address space whose pages were given back here.
+pub(crate) fn trim() -> usize {
+    let v = vcpu::current();
+    let me = vcpu::current_id();
+    if !v.is_null() {
+        // SAFETY: this OS thread's live vcpu; no switch here.
+        unsafe { idle::trim_now(v) };
+    }
+    for (id, _) in remote::all() {
+        if id != me {
+            let _ = remote::post(id, remote::Msg::Trim);
+        }
+    }
+    crate::stack::chunk::trim()
+}
+
 /// `photon_thread_enable_join`.
 pub(crate) fn enable_join(h: Handle) -> Result<(), crate::errno::Errno> {
     handle::enable_join(h)

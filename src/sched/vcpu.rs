@@ -38,6 +38,11 @@ pub(crate) const FOREVER: u64 = u64::MAX;
 pub(super) const IDLE_STACK: usize = 256 << 10;
 /// Stacks kept per size class for reuse.
 pub(super) const POOL_CAP: usize = 1024;
+/// Stacks per size class a pool keeps after [`TRIM_AFTER_US`] without demand.
+pub(super) const TRIM_KEEP: usize = 8;
+/// How long a vcpu's stack pool must go unused before an idle vcpu trims it
+/// (`PHOTON_STACK_TRIM_MS` overrides; 0 never trims when idle).
+pub(super) const TRIM_AFTER_US: u64 = 1_000_000;
 
 pub(crate) struct Vcpu {
     pub(crate) id: u32,
@@ -51,6 +56,13 @@ pub(crate) struct Vcpu {
     /// Scratch for completions collected from the engine.
     pub(super) completions: Vec<Completion>,
     pub(super) pool: StackPool,
+    /// Idle trimming: the pool's use count when last seen, since when it
+    /// has not changed, and the count at the last trim.
+    pub(super) trim_seen: u64,
+    pub(super) trim_quiet_since: u64,
+    pub(super) trim_done: u64,
+    /// When a message from another OS thread last arrived (now_us; 0: never).
+    pub(super) last_remote: u64,
     pub(crate) slots: SlotCache,
     pub(super) remote: Arc<Remote>,
     pub(super) inbox: Vec<Msg>,
@@ -186,6 +198,10 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
         engine,
         completions: Vec::new(),
         pool: StackPool::new(POOL_CAP),
+        trim_seen: 0,
+        trim_quiet_since: 0,
+        trim_done: 0,
+        last_remote: 0,
         slots,
         remote: remote.clone(),
         inbox: Vec::new(),
@@ -206,7 +222,15 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
     let mut vcpu = vcpu;
     vcpu.run_queue.push(main);
     vcpu.remote.running.store(main as u64, Ordering::Relaxed);
-    remote::register(id, remote);
+    if let Err(e) = remote::register(id, remote) {
+        handle::release(h, &mut vcpu.slots);
+        // SAFETY: the idle TCB and main were never run or shared.
+        unsafe {
+            drop(ptr::read(vcpu.idle));
+            drop(Box::from_raw(vcpu.main));
+        }
+        return Err(e);
+    }
     set_current(Box::into_raw(vcpu));
     Ok(())
 }

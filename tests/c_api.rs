@@ -61,6 +61,7 @@ const PROGRAMS: &[&str] = &[
     "jump",
     "keys",
     "many_threads",
+    "million_threads",
     "net_budget",
     "net_close_wakes",
     "net_echo_many",
@@ -569,6 +570,41 @@ fn c_stack_overflow() {
             run.stderr
         );
     }
+}
+
+/// A million sleeping threads on the machine's own vm.max_map_count (see
+/// tests/c/million_threads.c), then a stack overflow in one of them: death
+/// by SIGABRT with the message naming the overflow and the stack size.
+/// Not under a checker (a million stacks); one engine (no I/O).
+#[test]
+fn c_million_threads() {
+    if checker() != Checker::None {
+        println!("million_threads: not run under a checker (a million stacks)");
+        return;
+    }
+    let exe = compile_c_program("million_threads");
+    let run = run_program(&exe, &[], ENGINES[0], &[], Duration::from_secs(300));
+    println!("million_threads: {:.2?}\n{}", run.elapsed, run.stdout);
+    if run.passed() && run.stdout.contains("NOTICE") {
+        return; // not enough memory on this machine: said so
+    }
+    assert_eq!(
+        run.status.and_then(|s| s.signal()),
+        Some(libc::SIGABRT),
+        "million_threads: want death by SIGABRT after the checks, got {}",
+        run.describe()
+    );
+    assert!(
+        run.stdout.contains("interrupted and joined"),
+        "million_threads: the checks did not all pass: {}",
+        run.describe()
+    );
+    let stderr = run.stderr.to_lowercase();
+    assert!(
+        stderr.contains("stack overflow") && stderr.contains("32768"),
+        "million_threads: no stack overflow message naming the 32768-byte stack: {}",
+        run.describe()
+    );
 }
 
 /// Every program in tests/c/ has its test above, and every test its program.

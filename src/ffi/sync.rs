@@ -65,7 +65,7 @@ pub extern "C" fn photon_mutex_free(m: *mut photon_mutex) -> libc::c_int {
 /// Locks `m`, waiting up to `timeout_us`. `EDEADLK` if the caller holds it.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_mutex_lock(m: *mut photon_mutex, timeout_us: u64) -> libc::c_int {
-    guard(|| obj::<_, Mutex>(m)?.lock(deadline(timeout_us)).map(|()| 0))
+    guard(|| obj::<_, Mutex>(m)?.lock_for(timeout_us).map(|()| 0))
 }
 
 /// Locks `m` if it is free, else -1/`EBUSY`.

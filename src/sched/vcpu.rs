@@ -282,6 +282,7 @@ pub(crate) fn fini() -> Result<(), Errno> {
 }
 
 /// The handle of the calling photon thread.
+#[inline]
 pub(crate) fn self_handle() -> Option<Handle> {
     let v = current();
     // SAFETY: a non-null vcpu is live; its current TCB is live.

@@ -90,6 +90,7 @@ const PROGRAMS: &[&str] = &[
     "sync_rwlock_fairness",
     "sync_sem_lock",
     "sync_timed",
+    "timer_accuracy",
     "vcpu_migrate",
     "vcpu_migrate_interrupt",
     "vcpu_workpool",
@@ -121,6 +122,10 @@ const NOT_UNDER_VALGRIND: &[(&str, &str)] = &[
     (
         "stack_overflow",
         "Valgrind reports the deliberate guard-page fault itself",
+    ),
+    (
+        "timer_accuracy",
+        "measures wake-up latencies that Valgrind's serialised, much slower run cannot meet",
     ),
     (
         "sync_mutex_fairness",
@@ -500,6 +505,11 @@ fn c_sync_sem_lock() {
 #[test]
 fn c_sync_timed() {
     c_test("sync_timed");
+}
+
+#[test]
+fn c_timer_accuracy() {
+    c_test("timer_accuracy");
 }
 
 #[test]

@@ -33,6 +33,8 @@
 //!
 //! **Handles** are opaque. A `photon_thread*` encodes a slot and a
 //! generation, never an address, so a stale one is detected, not followed.
+//! Each handle type states its Rust type and ownership (box, shared, or an
+//! encoded value) in one place, `ffi/handle.rs`, and is cast only there.
 //! `_free` functions accept NULL and must be called once.
 //!
 //! **Threading**: everything that can block needs the caller to be a photon
@@ -53,6 +55,7 @@
 // doc states what the caller guarantees (they are `extern "C"`, not `unsafe fn`).
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+pub mod handle;
 mod lifecycle;
 mod thread;
 mod keys;

@@ -1,9 +1,9 @@
 //! The server loop: one photon thread per accepted connection.
 
 use core::ffi::{CStr, c_char, c_int, c_void};
-use std::sync::Arc;
 
 use super::guard;
+use super::handle::{ArcOwned, Castable, Shared};
 use crate::errno::Errno;
 use crate::net::server::Server;
 
@@ -16,22 +16,12 @@ pub struct photon_server {
 /// `conn_fd` and must close it (`photon_close`); its return value is only logged.
 pub type photon_conn_handler = Option<unsafe extern "C" fn(userdata: *mut c_void, conn_fd: c_int) -> c_int>;
 
-/// A new reference to the server behind `s`.
-fn server(s: *mut photon_server) -> Result<Arc<Server>, Errno> {
-    if s.is_null() {
-        return Err(Errno::EINVAL);
-    }
-    let p = s.cast_const().cast::<Server>();
-    // SAFETY: a non-NULL photon_server* came from publish() (Arc::into_raw)
-    // and is not yet freed; we take one more reference.
-    unsafe {
-        Arc::increment_strong_count(p);
-        Ok(Arc::from_raw(p))
-    }
-}
-
-fn publish(s: Server) -> *mut photon_server {
-    Arc::into_raw(Arc::new(s)).cast_mut().cast()
+/// Shared: `photon_server_serve` keeps its own reference, so a
+/// `photon_server_free` from another thread cannot pull the server from
+/// under a running accept loop.
+impl Castable for photon_server {
+    type Ownership = ArcOwned;
+    type RustType = Server;
 }
 
 /// A TCP server listening on `ip` (NULL or "" = 0.0.0.0; IPv6 literals
@@ -67,7 +57,7 @@ pub extern "C" fn photon_server_new_tcp_flags(
             // SAFETY: non-NULL; the caller passes a NUL-terminated string.
             Some(unsafe { CStr::from_ptr(ip) }.to_str().map_err(|_| Errno::EINVAL)?)
         };
-        Server::new_tcp(ip, port, backlog, flags & PHOTON_SERVER_REUSEPORT != 0).map(publish)
+        Server::new_tcp(ip, port, backlog, flags & PHOTON_SERVER_REUSEPORT != 0).map(photon_server::publish)
     })
 }
 
@@ -82,14 +72,14 @@ pub extern "C" fn photon_server_new_unix(path: *const c_char, backlog: c_int) ->
         }
         // SAFETY: non-NULL; the caller passes a NUL-terminated string.
         let p = unsafe { CStr::from_ptr(path) }.to_bytes();
-        Server::new_unix(p, backlog).map(publish)
+        Server::new_unix(p, backlog).map(photon_server::publish)
     })
 }
 
 /// The TCP port the server listens on (0 for a Unix server), or -1/`EINVAL`.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_port(s: *mut photon_server) -> c_int {
-    guard(|| server(s)?.port().map(c_int::from))
+    guard(|| photon_server::clone_arc(s)?.port().map(c_int::from))
 }
 
 /// Accepts connections until `photon_server_stop`, running
@@ -105,7 +95,7 @@ pub extern "C" fn photon_server_serve(
 ) -> c_int {
     guard(|| {
         let handler = handler.ok_or(Errno::EINVAL)?;
-        let srv = server(s)?; // keeps it alive even if freed meanwhile
+        let srv = photon_server::clone_arc(s)?; // keeps it alive even if freed meanwhile
         srv.serve(handler, userdata).map(|()| 0)
     })
 }
@@ -114,7 +104,7 @@ pub extern "C" fn photon_server_serve(
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_stop(s: *mut photon_server) -> c_int {
     guard(|| {
-        server(s)?.stop();
+        photon_server::clone_arc(s)?.stop();
         Ok(0)
     })
 }
@@ -124,9 +114,7 @@ pub extern "C" fn photon_server_stop(s: *mut photon_server) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_server_free(s: *mut photon_server) {
     guard(|| {
-        if !s.is_null() {
-            // SAFETY: a non-NULL photon_server* is an Arc made by publish(), released once here.
-            let srv = unsafe { Arc::from_raw(s.cast_const().cast::<Server>()) };
+        if let Some(srv) = photon_server::release(s) {
             srv.stop();
         }
         Ok(())

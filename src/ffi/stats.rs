@@ -3,9 +3,10 @@
 use core::ffi::{CStr, c_char};
 
 use super::guard;
+use super::handle::Encoded;
 use super::thread::photon_thread;
 use crate::errno::Errno;
-use crate::sched::{self, Handle};
+use crate::sched;
 
 /// Counters of one vcpu, filled by `photon_stats_get`. Versioned by its
 /// leading `size`: set it to `sizeof(photon_stats)` before the call; the
@@ -88,16 +89,14 @@ pub extern "C" fn photon_stats_get(out: *mut photon_stats) -> libc::c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_thread_set_name(th: *mut photon_thread, name: *const c_char) -> libc::c_int {
     guard(|| {
-        if th.is_null() {
-            return Err(Errno::EINVAL);
-        }
+        let th = photon_thread::decode(th)?;
         let bytes = if name.is_null() {
             &[][..]
         } else {
             // SAFETY: a NUL-terminated string, as the caller promises.
             unsafe { CStr::from_ptr(name) }.to_bytes()
         };
-        sched::set_name(Handle(th as u64), bytes).map(|()| 0)
+        sched::set_name(th, bytes).map(|()| 0)
     })
 }
 

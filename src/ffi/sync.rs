@@ -5,7 +5,7 @@
 //! timeout and with the interrupter's errno when interrupted.
 
 use super::guard;
-use crate::errno::Errno;
+use super::handle::{BoxOwned, Boxed, Castable};
 use crate::net::deadline;
 use crate::sync::{Cond, Mutex, RwLock, Semaphore};
 
@@ -29,49 +29,45 @@ pub struct photon_rwlock {
     _private: [u8; 0],
 }
 
-fn obj<'a, C, R>(p: *mut C) -> Result<&'a R, Errno> {
-    // SAFETY: a non-NULL handle came from the matching _new (a Box<R>) and is not yet freed.
-    (!p.is_null()).then(|| unsafe { &*p.cast::<R>() }).ok_or(Errno::EINVAL)
+impl Castable for photon_mutex {
+    type Ownership = BoxOwned;
+    type RustType = Mutex;
 }
-
-fn publish<C, R>(r: R) -> *mut C {
-    Box::into_raw(Box::new(r)).cast()
+impl Castable for photon_cond {
+    type Ownership = BoxOwned;
+    type RustType = Cond;
 }
-
-fn free<C, R>(p: *mut C, in_use: impl FnOnce(&R) -> bool) -> Result<libc::c_int, Errno> {
-    if p.is_null() {
-        return Ok(0);
-    }
-    if in_use(obj::<C, R>(p)?) {
-        return Err(Errno(libc::EBUSY));
-    }
-    // SAFETY: made by publish() as Box<R>; not in use; freed once.
-    drop(unsafe { Box::from_raw(p.cast::<R>()) });
-    Ok(0)
+impl Castable for photon_sem {
+    type Ownership = BoxOwned;
+    type RustType = Semaphore;
+}
+impl Castable for photon_rwlock {
+    type Ownership = BoxOwned;
+    type RustType = RwLock;
 }
 
 /// A new unlocked mutex (needs no vcpu).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_mutex_new() -> *mut photon_mutex {
-    guard(|| Ok(publish(Mutex::new())))
+    guard(|| Ok(photon_mutex::publish(Mutex::new())))
 }
 
 /// Frees `m` (NULL: no-op); -1/`EBUSY` while locked or waited on.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_mutex_free(m: *mut photon_mutex) -> libc::c_int {
-    guard(|| free(m, Mutex::in_use))
+    guard(|| photon_mutex::free(m, Mutex::in_use))
 }
 
 /// Locks `m`, waiting up to `timeout_us`. `EDEADLK` if the caller holds it.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_mutex_lock(m: *mut photon_mutex, timeout_us: u64) -> libc::c_int {
-    guard(|| obj::<_, Mutex>(m)?.lock_for(timeout_us).map(|()| 0))
+    guard(|| photon_mutex::borrow(m)?.lock_for(timeout_us).map(|()| 0))
 }
 
 /// Locks `m` if it is free, else -1/`EBUSY`.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_mutex_trylock(m: *mut photon_mutex) -> libc::c_int {
-    guard(|| obj::<_, Mutex>(m)?.try_lock().map(|()| 0))
+    guard(|| photon_mutex::borrow(m)?.try_lock().map(|()| 0))
 }
 
 /// Unlocks `m` and wakes its longest waiter (on any vcpu), which competes
@@ -79,19 +75,19 @@ pub extern "C" fn photon_mutex_trylock(m: *mut photon_mutex) -> libc::c_int {
 /// if the caller does not hold it.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_mutex_unlock(m: *mut photon_mutex) -> libc::c_int {
-    guard(|| obj::<_, Mutex>(m)?.unlock().map(|()| 0))
+    guard(|| photon_mutex::borrow(m)?.unlock().map(|()| 0))
 }
 
 /// A new condition variable (needs no vcpu).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_cond_new() -> *mut photon_cond {
-    guard(|| Ok(publish(Cond::new())))
+    guard(|| Ok(photon_cond::publish(Cond::new())))
 }
 
 /// Frees `c` (NULL: no-op); -1/`EBUSY` while waited on.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_cond_free(c: *mut photon_cond) -> libc::c_int {
-    guard(|| free(c, Cond::in_use))
+    guard(|| photon_cond::free(c, Cond::in_use))
 }
 
 /// Releases `m` (held by the caller, else `EINVAL`) and waits for a notify
@@ -99,8 +95,8 @@ pub extern "C" fn photon_cond_free(c: *mut photon_cond) -> libc::c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_cond_wait(c: *mut photon_cond, m: *mut photon_mutex, timeout_us: u64) -> libc::c_int {
     guard(|| {
-        obj::<_, Cond>(c)?
-            .wait(obj::<_, Mutex>(m)?, deadline(timeout_us))
+        photon_cond::borrow(c)?
+            .wait(photon_mutex::borrow(m)?, deadline(timeout_us))
             .map(|()| 0)
     })
 }
@@ -109,7 +105,7 @@ pub extern "C" fn photon_cond_wait(c: *mut photon_cond, m: *mut photon_mutex, ti
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_cond_notify_one(c: *mut photon_cond) -> libc::c_int {
     guard(|| {
-        obj::<_, Cond>(c)?.notify_one();
+        photon_cond::borrow(c)?.notify_one();
         Ok(0)
     })
 }
@@ -118,7 +114,7 @@ pub extern "C" fn photon_cond_notify_one(c: *mut photon_cond) -> libc::c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_cond_notify_all(c: *mut photon_cond) -> libc::c_int {
     guard(|| {
-        obj::<_, Cond>(c)?.notify_all();
+        photon_cond::borrow(c)?.notify_all();
         Ok(0)
     })
 }
@@ -126,53 +122,53 @@ pub extern "C" fn photon_cond_notify_all(c: *mut photon_cond) -> libc::c_int {
 /// A new semaphore holding `count` (needs no vcpu).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_sem_new(count: u64) -> *mut photon_sem {
-    guard(|| Ok(publish(Semaphore::new(count))))
+    guard(|| Ok(photon_sem::publish(Semaphore::new(count))))
 }
 
 /// Frees `s` (NULL: no-op); -1/`EBUSY` while waited on.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_sem_free(s: *mut photon_sem) -> libc::c_int {
-    guard(|| free(s, Semaphore::in_use))
+    guard(|| photon_sem::free(s, Semaphore::in_use))
 }
 
 /// Takes `count` (> 0, else `EINVAL`) from `s`, waiting up to `timeout_us`.
 /// Requests are served in arrival order.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_sem_wait(s: *mut photon_sem, count: u64, timeout_us: u64) -> libc::c_int {
-    guard(|| obj::<_, Semaphore>(s)?.wait(count, deadline(timeout_us)).map(|()| 0))
+    guard(|| photon_sem::borrow(s)?.wait(count, deadline(timeout_us)).map(|()| 0))
 }
 
 /// Adds `count` to `s`, waking waiters whose requests now fit. Callable from
 /// any OS thread. -1/`EOVERFLOW` if the count would overflow.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_sem_signal(s: *mut photon_sem, count: u64) -> libc::c_int {
-    guard(|| obj::<_, Semaphore>(s)?.signal(count).map(|()| 0))
+    guard(|| photon_sem::borrow(s)?.signal(count).map(|()| 0))
 }
 
 /// A new unlocked reader-writer lock (needs no vcpu).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_new() -> *mut photon_rwlock {
-    guard(|| Ok(publish(RwLock::new())))
+    guard(|| Ok(photon_rwlock::publish(RwLock::new())))
 }
 
 /// Frees `l` (NULL: no-op); -1/`EBUSY` while held or waited on.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_free(l: *mut photon_rwlock) -> libc::c_int {
-    guard(|| free(l, RwLock::in_use))
+    guard(|| photon_rwlock::free(l, RwLock::in_use))
 }
 
 /// Takes a shared lock, waiting up to `timeout_us`; `EDEADLK` if the caller
 /// holds the write lock.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_rdlock(l: *mut photon_rwlock, timeout_us: u64) -> libc::c_int {
-    guard(|| obj::<_, RwLock>(l)?.read(deadline(timeout_us)).map(|()| 0))
+    guard(|| photon_rwlock::borrow(l)?.read(deadline(timeout_us)).map(|()| 0))
 }
 
 /// Takes the exclusive lock, waiting up to `timeout_us`; `EDEADLK` if the
 /// caller holds it already.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_wrlock(l: *mut photon_rwlock, timeout_us: u64) -> libc::c_int {
-    guard(|| obj::<_, RwLock>(l)?.write(deadline(timeout_us)).map(|()| 0))
+    guard(|| photon_rwlock::borrow(l)?.write(deadline(timeout_us)).map(|()| 0))
 }
 
 /// Releases the caller's write lock, or one read lock. -1/`EINVAL` if the
@@ -180,5 +176,5 @@ pub extern "C" fn photon_rwlock_wrlock(l: *mut photon_rwlock, timeout_us: u64) -
 /// holds no read lock but calls this while others do releases one of theirs.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_unlock(l: *mut photon_rwlock) -> libc::c_int {
-    guard(|| obj::<_, RwLock>(l)?.unlock().map(|()| 0))
+    guard(|| photon_rwlock::borrow(l)?.unlock().map(|()| 0))
 }

@@ -3,6 +3,7 @@
 use core::ffi::c_void;
 
 use super::guard;
+use super::handle::{Castable, Encoded, ValueEncoded};
 use crate::errno::Errno;
 use crate::sched::{self, Handle};
 
@@ -16,16 +17,19 @@ pub struct photon_thread {
 /// `photon_thread_join` hands back.
 pub type photon_entry = Option<unsafe extern "C" fn(arg: *mut c_void) -> *mut c_void>;
 
-fn to_handle(th: *mut photon_thread) -> Result<Handle, Errno> {
-    if th.is_null() {
-        Err(Errno::EINVAL)
-    } else {
-        Ok(Handle(th as u64))
-    }
+/// The pointer's bits are the thread's `Handle` (slot and generation).
+impl Castable for photon_thread {
+    type Ownership = ValueEncoded;
+    type RustType = Handle;
 }
 
-fn from_handle(h: Handle) -> *mut photon_thread {
-    h.0 as *mut photon_thread
+impl Encoded for photon_thread {
+    fn to_bits(h: Handle) -> usize {
+        h.0 as usize
+    }
+    fn from_bits(b: usize) -> Option<Handle> {
+        Some(Handle(b as u64))
+    }
 }
 
 /// Creates a photon thread on the calling vcpu running `entry(arg)` on a
@@ -43,7 +47,7 @@ fn from_handle(h: Handle) -> *mut photon_thread {
 pub extern "C" fn photon_thread_create(entry: photon_entry, arg: *mut c_void, stack_size: usize) -> *mut photon_thread {
     guard(|| {
         let entry = entry.ok_or(Errno::EINVAL)?;
-        sched::spawn(entry, arg, stack_size).map(from_handle)
+        sched::spawn(entry, arg, stack_size).map(photon_thread::encode)
     })
 }
 
@@ -52,7 +56,7 @@ pub extern "C" fn photon_thread_create(entry: photon_entry, arg: *mut c_void, st
 /// thread ended detached, or was joined).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_thread_enable_join(th: *mut photon_thread) -> libc::c_int {
-    guard(|| sched::enable_join(to_handle(th)?).map(|()| 0))
+    guard(|| sched::enable_join(photon_thread::decode(th)?).map(|()| 0))
 }
 
 /// Waits for the joinable thread `th` to end and stores its entry's return
@@ -67,7 +71,7 @@ pub extern "C" fn photon_thread_enable_join(th: *mut photon_thread) -> libc::c_i
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_thread_join(th: *mut photon_thread, retval: *mut *mut c_void) -> libc::c_int {
     guard(|| {
-        let h = to_handle(th)?;
+        let h = photon_thread::decode(th)?;
         let rv = sched::join(h)?;
         if !retval.is_null() {
             // SAFETY: the caller passes a writable pointer or NULL.
@@ -82,14 +86,14 @@ pub extern "C" fn photon_thread_join(th: *mut photon_thread, retval: *mut *mut c
 /// not joinable, or a join is under way) or `ESRCH` (stale handle).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_thread_detach(th: *mut photon_thread) -> libc::c_int {
-    guard(|| sched::detach(to_handle(th)?).map(|()| 0))
+    guard(|| sched::detach(photon_thread::decode(th)?).map(|()| 0))
 }
 
 /// The calling photon thread (the main thread of a vcpu included), or NULL
 /// (errno `EPERM`) off a vcpu.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_thread_self() -> *mut photon_thread {
-    guard(|| sched::self_handle().map(from_handle).ok_or(Errno::EPERM))
+    guard(|| sched::self_handle().map(photon_thread::encode).ok_or(Errno::EPERM))
 }
 
 /// Lets every other runnable photon thread of this vcpu run once, then
@@ -132,7 +136,7 @@ pub extern "C" fn photon_thread_interrupt(th: *mut photon_thread, error_number: 
         if error_number <= 0 {
             return Err(Errno::EINVAL);
         }
-        sched::interrupt(to_handle(th)?, error_number).map(|()| 0)
+        sched::interrupt(photon_thread::decode(th)?, error_number).map(|()| 0)
     })
 }
 

@@ -3,9 +3,10 @@
 use core::ffi::c_void;
 
 use super::guard;
+use super::handle::{BoxOwned, Boxed, Castable, Encoded, ValueEncoded};
 use super::thread::{photon_entry, photon_thread};
 use crate::errno::Errno;
-use crate::sched::{self, Handle, WorkPool};
+use crate::sched::{self, WorkPool};
 
 /// A vcpu's identity (an OS thread running a photon scheduler). Opaque: an
 /// encoded id, stable for the vcpu's life, never dereferenced.
@@ -18,11 +19,24 @@ pub struct photon_workpool {
     _private: [u8; 0],
 }
 
-fn pool<'a>(p: *mut photon_workpool) -> Result<&'a WorkPool, Errno> {
-    // SAFETY: a non-NULL pool came from photon_workpool_new and is not yet freed.
-    (!p.is_null())
-        .then(|| unsafe { &*p.cast::<WorkPool>() })
-        .ok_or(Errno::EINVAL)
+/// The pointer's bits are the vcpu's id (non-zero, 32 bits).
+impl Castable for photon_vcpu {
+    type Ownership = ValueEncoded;
+    type RustType = u32;
+}
+
+impl Encoded for photon_vcpu {
+    fn to_bits(id: u32) -> usize {
+        id as usize
+    }
+    fn from_bits(b: usize) -> Option<u32> {
+        u32::try_from(b).ok()
+    }
+}
+
+impl Castable for photon_workpool {
+    type Ownership = BoxOwned;
+    type RustType = WorkPool;
 }
 
 /// The calling vcpu (the same value `photon_workpool_vcpu` gives for it),
@@ -31,7 +45,7 @@ fn pool<'a>(p: *mut photon_workpool) -> Result<&'a WorkPool, Errno> {
 pub extern "C" fn photon_vcpu_current() -> *mut photon_vcpu {
     guard(|| match sched::current_id() {
         0 => Err(Errno::EPERM),
-        id => Ok(id as usize as *mut photon_vcpu),
+        id => Ok(photon_vcpu::encode(id)),
     })
 }
 
@@ -40,7 +54,7 @@ pub extern "C" fn photon_vcpu_current() -> *mut photon_vcpu {
 /// engine's setup error.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_workpool_new(vcpus: u32, event_engine: u64) -> *mut photon_workpool {
-    guard(|| WorkPool::new(vcpus, event_engine).map(|p| Box::into_raw(Box::new(p)).cast()))
+    guard(|| WorkPool::new(vcpus, event_engine).map(photon_workpool::publish))
 }
 
 /// Ends the pool's vcpus as `photon_fini` does (waiting for their threads;
@@ -50,10 +64,7 @@ pub extern "C" fn photon_workpool_new(vcpus: u32, event_engine: u64) -> *mut pho
 pub extern "C" fn photon_workpool_free(p: *mut photon_workpool) {
     // Under the boundary: the pool's Drop stops its vcpus and joins threads.
     guard(|| {
-        if !p.is_null() {
-            // SAFETY: made by photon_workpool_new as Box<WorkPool>; freed once.
-            drop(unsafe { Box::from_raw(p.cast::<WorkPool>()) });
-        }
+        drop(photon_workpool::take(p));
         Ok(())
     })
 }
@@ -62,9 +73,9 @@ pub extern "C" fn photon_workpool_free(p: *mut photon_workpool) {
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_workpool_vcpu(p: *mut photon_workpool, index: u32) -> *mut photon_vcpu {
     guard(|| {
-        pool(p)?
+        photon_workpool::borrow(p)?
             .vcpu(index as usize)
-            .map(|id| id as usize as *mut photon_vcpu)
+            .map(photon_vcpu::encode)
             .ok_or(Errno::EINVAL)
     })
 }
@@ -81,7 +92,7 @@ pub extern "C" fn photon_workpool_call(
     retval: *mut *mut c_void,
 ) -> libc::c_int {
     guard(|| {
-        let r = pool(p)?.call(fn_.ok_or(Errno::EINVAL)?, arg)?;
+        let r = photon_workpool::borrow(p)?.call(fn_.ok_or(Errno::EINVAL)?, arg)?;
         if !retval.is_null() {
             // SAFETY: the caller passes a writable pointer or NULL.
             unsafe { retval.write(r) };
@@ -94,7 +105,11 @@ pub extern "C" fn photon_workpool_call(
 /// vcpus and returns at once. Callable from any OS thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_workpool_spawn(p: *mut photon_workpool, fn_: photon_entry, arg: *mut c_void) -> libc::c_int {
-    guard(|| pool(p)?.spawn(fn_.ok_or(Errno::EINVAL)?, arg).map(|()| 0))
+    guard(|| {
+        photon_workpool::borrow(p)?
+            .spawn(fn_.ok_or(Errno::EINVAL)?, arg)
+            .map(|()| 0)
+    })
 }
 
 /// Runs `fn_(arg)` on a helper OS thread of the runtime's offload pool (a
@@ -128,10 +143,7 @@ pub extern "C" fn photon_offload(fn_: photon_entry, arg: *mut c_void, retval: *m
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_thread_migrate(th: *mut photon_thread, to: *mut photon_vcpu) -> libc::c_int {
     guard(|| {
-        if th.is_null() || to.is_null() {
-            return Err(Errno::EINVAL);
-        }
-        let to = u32::try_from(to as usize).map_err(|_| Errno::EINVAL)?;
-        sched::migrate(Handle(th as u64), to).map(|()| 0)
+        let (th, to) = (photon_thread::decode(th)?, photon_vcpu::decode(to)?);
+        sched::migrate(th, to).map(|()| 0)
     })
 }

@@ -102,6 +102,8 @@ photon_preload_active any valid=0/keep
   nobad: takes no arguments; 0 without the preload shim
 photon_now_us any valid=ok
   nobad: takes no arguments and works anywhere
+photon_trim any valid=ok
+  nobad: takes no arguments, works anywhere and cannot fail (it returns the bytes given back)
 
 # ---- threads
 photon_thread_create vcpu valid=ok
@@ -1379,6 +1381,7 @@ fn the_header_parses_into_every_prototype() {
     let protos = parse_header(&header_text()).unwrap_or_else(|e| panic!("{e}"));
     let declared = header_text().matches("\nint photon_").count()
         + header_text().matches("\nssize_t photon_").count()
+        + header_text().matches("\nsize_t photon_").count()
         + header_text().matches("\nvoid photon_").count()
         + header_text().matches("\nvoid *photon_").count()
         + header_text().matches("\nuint64_t photon_").count()

@@ -79,6 +79,7 @@ const PROGRAMS: &[&str] = &[
     "self_yield",
     "sleep_order",
     "stack_overflow",
+    "stack_trim",
     "sync_interrupt",
     "sync_interrupt_race",
     "sync_misuse",
@@ -122,6 +123,10 @@ const NOT_UNDER_VALGRIND: &[(&str, &str)] = &[
     (
         "stack_overflow",
         "Valgrind reports the deliberate guard-page fault itself",
+    ),
+    (
+        "stack_trim",
+        "measures the process's resident memory, which Valgrind's own allocations swamp",
     ),
     (
         "timer_accuracy",
@@ -505,6 +510,11 @@ fn c_sync_sem_lock() {
 #[test]
 fn c_sync_timed() {
     c_test("sync_timed");
+}
+
+#[test]
+fn c_stack_trim() {
+    c_test("stack_trim");
 }
 
 #[test]

@@ -32,10 +32,11 @@ pub use workpool::{WorkPool, offload_call};
 /// `photon_trim`: the calling vcpu (if any) gives every pooled stack back
 /// now, every other vcpu does so when it next runs its scheduler, and the
 /// pages of free stack slots go back to the kernel. Returns the bytes of
-/// stack address space whose pages were given back here.
+/// stack address space given back here (unmapped, or its pages dropped).
 pub(crate) fn trim() -> usize {
     let v = vcpu::current();
     let me = vcpu::current_id();
+    let (_, mapped_before, _) = crate::stack::chunk::usage();
     if !v.is_null() {
         // SAFETY: this OS thread's live vcpu; no switch here.
         unsafe { idle::trim_now(v) };
@@ -45,7 +46,9 @@ pub(crate) fn trim() -> usize {
             let _ = remote::post(id, remote::Msg::Trim);
         }
     }
-    crate::stack::chunk::trim()
+    let cleaned = crate::stack::chunk::trim();
+    let (_, mapped_after, _) = crate::stack::chunk::usage();
+    cleaned + mapped_before.saturating_sub(mapped_after)
 }
 
 /// `photon_thread_enable_join`.

@@ -82,12 +82,18 @@ typedef struct photon_cond photon_cond;
 typedef struct photon_mutex photon_mutex;
 
 /**
- * A reader-writer lock (phase-fair: neither side starves). Opaque.
+ * A reader-writer lock (phase-fair: neither side starves). A woken writer
+ * competes with running writers, or is handed the lock once it has waited
+ * 1 ms or more. Opaque.
  */
 typedef struct photon_rwlock photon_rwlock;
 
 /**
- * A counting semaphore. Opaque.
+ * A counting semaphore, FIFO among its waiters (a large request at the
+ * head is not overtaken by smaller ones queued behind it). A signal wakes
+ * the waiters whose requests fit, which then compete with running threads
+ * for the units; a waiter that has waited 1 ms or more is handed its units
+ * directly instead, and nobody takes units past it. Opaque.
  */
 typedef struct photon_sem photon_sem;
 
@@ -256,8 +262,9 @@ size_t photon_trim(void);
  *
  * Returns the thread, or NULL with errno: `EINVAL` (`entry` NULL or
  * `stack_size` absurd), `EPERM` (not on a vcpu), `ENOMEM` (no memory or
- * mappings for the stack; each stack is two mappings, see
- * `vm.max_map_count`), `EAGAIN` (16M threads alive).
+ * address space for the stack), `EAGAIN` (16M threads alive). Stacks are
+ * carved from large shared mappings (a million threads fit in the kernel's
+ * default `vm.max_map_count`), each with a guard page below it.
  */
 photon_thread *photon_thread_create(photon_entry entry, void *arg, size_t stack_size);
 

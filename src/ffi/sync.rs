@@ -20,11 +20,17 @@ pub struct photon_mutex {
 pub struct photon_cond {
     _private: [u8; 0],
 }
-/// A counting semaphore. Opaque.
+/// A counting semaphore, FIFO among its waiters (a large request at the
+/// head is not overtaken by smaller ones queued behind it). A signal wakes
+/// the waiters whose requests fit, which then compete with running threads
+/// for the units; a waiter that has waited 1 ms or more is handed its units
+/// directly instead, and nobody takes units past it. Opaque.
 pub struct photon_sem {
     _private: [u8; 0],
 }
-/// A reader-writer lock (phase-fair: neither side starves). Opaque.
+/// A reader-writer lock (phase-fair: neither side starves). A woken writer
+/// competes with running writers, or is handed the lock once it has waited
+/// 1 ms or more. Opaque.
 pub struct photon_rwlock {
     _private: [u8; 0],
 }

@@ -67,6 +67,18 @@ pub extern "C" fn photon_mutex_free(m: *mut photon_mutex) -> libc::c_int {
 /// Locks `m`, waiting up to `timeout_us`. `EDEADLK` if the caller holds it.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_mutex_lock(m: *mut photon_mutex, timeout_us: u64) -> libc::c_int {
+    // The uncontended path: one compare-and-swap, no frame, nothing that
+    // can panic; everything else under the panic boundary, out of line.
+    if let Ok(mx) = photon_mutex::borrow(m)
+        && mx.lock_fast()
+    {
+        return 0;
+    }
+    mutex_lock_slow(m, timeout_us)
+}
+
+#[inline(never)]
+fn mutex_lock_slow(m: *mut photon_mutex, timeout_us: u64) -> libc::c_int {
     guard(|| photon_mutex::borrow(m)?.lock_for(timeout_us).map(|()| 0))
 }
 
@@ -81,6 +93,17 @@ pub extern "C" fn photon_mutex_trylock(m: *mut photon_mutex) -> libc::c_int {
 /// if the caller does not hold it.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_mutex_unlock(m: *mut photon_mutex) -> libc::c_int {
+    // As in photon_mutex_lock: the path without waiters is one CAS.
+    if let Ok(mx) = photon_mutex::borrow(m)
+        && mx.unlock_fast()
+    {
+        return 0;
+    }
+    mutex_unlock_slow(m)
+}
+
+#[inline(never)]
+fn mutex_unlock_slow(m: *mut photon_mutex) -> libc::c_int {
     guard(|| photon_mutex::borrow(m)?.unlock().map(|()| 0))
 }
 

@@ -72,6 +72,19 @@ impl Mutex {
         false
     }
 
+    /// Takes the lock if it is free and nobody waits: one compare-and-swap.
+    #[inline(always)]
+    pub fn lock_fast(&self) -> bool {
+        sched::self_handle().is_some_and(|me| self.state.compare_exchange(0, me.0, Acquire, Relaxed).is_ok())
+    }
+
+    /// Releases the caller's lock if nobody waits: one compare-and-swap,
+    /// which checks the owner too.
+    #[inline(always)]
+    pub fn unlock_fast(&self) -> bool {
+        sched::self_handle().is_some_and(|me| self.state.compare_exchange(me.0, 0, Release, Relaxed).is_ok())
+    }
+
     /// Locks, waiting up to `timeout_us` microseconds (`u64::MAX`: no
     /// limit). The uncontended path is one compare-and-swap; the clock is
     /// read only when the caller has to wait.

@@ -268,7 +268,7 @@ mod tests {
     fn order_sleep_protocol_and_unregister() {
         let n = Arc::new(Count(AtomicU32::new(0)));
         let r = Arc::new(Remote::new(n.clone()));
-        let id = 3_000_000; // far from the ids vcpus of other tests get
+        let id = 40_000; // far above the ids the vcpus of other tests get
         register(id, r.clone()).unwrap();
         post(id, Msg::Dump).unwrap();
         post(id, Msg::Trim).unwrap();

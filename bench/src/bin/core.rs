@@ -256,6 +256,10 @@ fn parse_opts(args: &mut Args) -> Result<Opts, String> {
     Ok(o)
 }
 
+/// The library and the helper programs: so, yield, create+join, sleepers,
+/// fcontext, yield with TLS, timer.
+type Programs = (PathBuf, PathBuf, PathBuf, PathBuf, PathBuf, PathBuf, PathBuf);
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
@@ -274,7 +278,7 @@ fn main() -> ExitCode {
     };
 
     // Build the library and the helper programs first; any failure is fatal.
-    let built = (|| -> Result<(PathBuf, PathBuf, PathBuf, PathBuf, PathBuf, PathBuf, PathBuf), String> {
+    let built = (|| -> Result<Programs, String> {
         let so = build_libphoton()?;
         let so = so.as_path();
         Ok((
@@ -596,7 +600,14 @@ fn main() -> ExitCode {
             })
             .collect();
         print_table(
-            &["contender", "median us", "range", "p99 us", "range", "median / clock_nanosleep"],
+            &[
+                "contender",
+                "median us",
+                "range",
+                "p99 us",
+                "range",
+                "median / clock_nanosleep",
+            ],
             &rows,
         );
         println!();

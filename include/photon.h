@@ -242,13 +242,13 @@ uint64_t photon_now_us(void);
 /**
  * Gives memory the runtime keeps for reuse back to the kernel: the calling
  * vcpu's pooled thread stacks at once, every other vcpu's when it next runs
- * its scheduler (soon: it is woken), and the pages of every free stack.
- * A vcpu also does this by itself, keeping a few stacks, after
- * `PHOTON_STACK_TRIM_MS` (default 1000; 0: never) without creating or
- * ending threads while it has nothing to run. Callable from any OS thread.
+ * its scheduler (soon: it is woken). A vcpu also does this by itself,
+ * keeping a few stacks, after `PHOTON_STACK_TRIM_MS` (default 1000; 0:
+ * never) without creating or ending threads while it has nothing to run.
+ * Callable from any OS thread.
  *
- * Returns the bytes of stack address space whose pages were given back by
- * this call (pages never touched included), never fails.
+ * Returns the bytes of stack address space this call unmapped (never
+ * fails; 0 when nothing was pooled).
  */
 size_t photon_trim(void);
 

@@ -30,9 +30,8 @@ pub(crate) use vcpu::{
 pub use workpool::{WorkPool, offload_call};
 
 /// `photon_trim`: the calling vcpu (if any) gives every pooled stack back
-/// now, every other vcpu does so when it next runs its scheduler, and the
-/// pages of free stack slots go back to the kernel. Returns the bytes of
-/// stack address space given back here (unmapped, or its pages dropped).
+/// (and their pages) now, every other vcpu does so when it next runs its
+/// scheduler. Returns the bytes of stack address space unmapped here.
 pub(crate) fn trim() -> usize {
     let v = vcpu::current();
     let me = vcpu::current_id();
@@ -46,9 +45,8 @@ pub(crate) fn trim() -> usize {
             let _ = remote::post(id, remote::Msg::Trim);
         }
     }
-    let cleaned = crate::stack::chunk::trim();
     let (_, mapped_after, _) = crate::stack::chunk::usage();
-    cleaned + mapped_before.saturating_sub(mapped_after)
+    mapped_before.saturating_sub(mapped_after)
 }
 
 /// `photon_thread_enable_join`.

@@ -24,9 +24,10 @@
 //! Either way a touched guard page is a SIGSEGV, which the overflow handler
 //! reports with the thread's name.
 //!
-//! A released slot is kept as it is ("dirty": its touched pages still
-//! resident) until a trim ([`trim`]) gives its pages back with
-//! `MADV_DONTNEED`; a chunk whose slots are all free is unmapped at once.
+//! A released slot gives its pages back at once (`MADV_DONTNEED` of its
+//! usable part; the guard stays), so resident memory follows the stacks in
+//! use, as when each stack was unmapped; a chunk whose slots are all free
+//! is unmapped instead.
 //! All bookkeeping sits behind one process-wide lock that only pool misses,
 //! pool overflows and trims take (each vcpu pools its stacks, see `pool`).
 
@@ -42,9 +43,6 @@ pub(crate) const CHUNK_BYTES: usize = 1 << 30;
 /// Linux's `MADV_GUARD_INSTALL` (6.13+), not yet in the libc crate.
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 
-/// Set in a free-list entry whose slot may still hold resident pages.
-const DIRTY: u32 = 1 << 31;
-
 /// One mapping cut into `nslots` slots of `slot_len` bytes.
 pub(crate) struct Chunk {
     base: *mut u8,
@@ -54,7 +52,7 @@ pub(crate) struct Chunk {
     bump: u32,
     /// Slots handed out now.
     used: u32,
-    /// Free slots below `bump`, most recently freed last (`| DIRTY`).
+    /// Free slots below `bump`, most recently freed last.
     free: Vec<u32>,
     /// In its class's list of chunks with room.
     in_partial: bool,
@@ -177,7 +175,7 @@ fn install_guard(st: &mut State, g: *mut u8) {
 
 /// Maps a new chunk for slots of `slot_len` bytes.
 fn map_chunk(st: &mut State, slot_len: usize) -> Result<*mut Chunk, Errno> {
-    let nslots = (CHUNK_BYTES / slot_len).clamp(1, (DIRTY - 1) as usize);
+    let nslots = (CHUNK_BYTES / slot_len).clamp(1, u32::MAX as usize);
     let len = nslots.checked_mul(slot_len).ok_or(Errno::EINVAL)?;
     // SAFETY: an anonymous private mapping at a kernel-chosen address.
     let base = unsafe {
@@ -257,7 +255,7 @@ pub(crate) fn take(usable: usize) -> Result<(*mut u8, usize, *mut Chunk), Errno>
     // SAFETY: chunks in a partial list are live and have room.
     unsafe {
         let slot = match (*c).free.pop() {
-            Some(s) => s & !DIRTY,
+            Some(s) => s,
             None => {
                 let s = (*c).bump;
                 (*c).bump += 1;
@@ -274,8 +272,8 @@ pub(crate) fn take(usable: usize) -> Result<(*mut u8, usize, *mut Chunk), Errno>
     }
 }
 
-/// Gives back the slot at `base` of chunk `c` (its pages stay resident
-/// until a [`trim`]; an empty chunk is unmapped now).
+/// Gives back the slot at `base` of chunk `c` and its pages (an empty
+/// chunk is unmapped).
 ///
 /// # Safety
 /// `base` was handed out by [`take`] with `c`, and nothing uses it any more.
@@ -293,7 +291,9 @@ pub(crate) unsafe fn release(c: *mut Chunk, base: *mut u8) {
             unmap_chunk(&mut st, c);
             return;
         }
-        (*c).free.push(slot | DIRTY);
+        let page = page_size();
+        libc::madvise(base.add(page).cast(), (*c).slot_len - page, libc::MADV_DONTNEED);
+        (*c).free.push(slot);
         if !(*c).in_partial {
             (*c).in_partial = true;
             let usable = (*c).slot_len - page_size();
@@ -302,30 +302,6 @@ pub(crate) unsafe fn release(c: *mut Chunk, base: *mut u8) {
             }
         }
     }
-}
-
-/// Gives the resident pages of every free slot back to the kernel
-/// (`MADV_DONTNEED`); the guard pages stay. Returns the bytes of address
-/// space cleaned.
-pub(crate) fn trim() -> usize {
-    let st = lock();
-    let page = page_size();
-    let mut cleaned = 0;
-    for class in &st.classes {
-        for &c in &class.partial {
-            // SAFETY: listed chunks are live; their free slots are unused.
-            unsafe {
-                let c = &mut *c;
-                for e in c.free.iter_mut().filter(|e| **e & DIRTY != 0) {
-                    *e &= !DIRTY;
-                    let usable = c.base.add((*e as usize) * c.slot_len + page);
-                    libc::madvise(usable.cast(), c.slot_len - page, libc::MADV_DONTNEED);
-                    cleaned += c.slot_len - page;
-                }
-            }
-        }
-    }
-    cleaned
 }
 
 /// `(chunks mapped, bytes of address space they span, guards made with mprotect)`.

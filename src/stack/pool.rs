@@ -3,7 +3,7 @@
 //! lock in steady state. A pool that has seen no demand for a while is
 //! trimmed ([`StackPool::trim`]) so an idle process gives its memory back.
 
-use super::{Stack, chunk};
+use super::Stack;
 use crate::errno::Errno;
 
 /// Pooled stacks per size; at most `cap` kept for each size, the rest go
@@ -62,9 +62,9 @@ impl StackPool {
         self.by_size.iter().map(|(_, v)| v.len()).sum()
     }
 
-    /// Keeps at most `keep` stacks of each size (the most recently used),
-    /// returns the others to their chunks and gives every free chunk slot's
-    /// pages back to the kernel. Returns the stacks released.
+    /// Keeps at most `keep` stacks of each size (the most recently used)
+    /// and returns the others (and their pages) to their chunks. Returns
+    /// the stacks released.
     pub(crate) fn trim(&mut self, keep: usize) -> usize {
         let mut n = 0;
         for (_, v) in &mut self.by_size {
@@ -74,7 +74,6 @@ impl StackPool {
                 v.drain(..extra); // the oldest sit at the bottom
             }
         }
-        chunk::trim();
         n
     }
 }

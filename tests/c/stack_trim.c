@@ -5,7 +5,7 @@
  * had nothing to do for PHOTON_STACK_TRIM_MS (set to 300 here) it gives
  * them back: the process's RSS must drop to within 2x of what it was
  * before the load. Then the same load again, and photon_trim() gives the
- * memory back at once (it returns the bytes of stack it cleaned).
+ * memory back at once (it returns the stack address space it unmapped).
  */
 #include <unistd.h>
 
@@ -68,10 +68,10 @@ int main(void) {
     size_t cleaned = photon_trim();
     long trimmed = rss_kb();
     SAY("load again: %ld KiB; photon_trim() gave back %zu bytes of stack address space: %ld KiB", again, cleaned, trimmed);
-    CHECK(cleaned >= (size_t)THREADS * TOUCH / 2, "photon_trim cleaned only %zu bytes", cleaned);
+    CHECK(cleaned >= (size_t)THREADS * TOUCH / 2, "photon_trim unmapped only %zu bytes", cleaned);
     if (checked) CHECK(trimmed <= 2 * before, "RSS after photon_trim %ld KiB > 2 x %ld KiB", trimmed, before);
     size_t again_cleaned = photon_trim();
-    CHECK(again_cleaned == 0, "a second photon_trim cleaned %zu bytes: nothing was left", again_cleaned);
+    CHECK(again_cleaned == 0, "a second photon_trim unmapped %zu bytes: nothing was left", again_cleaned);
 
     test_fini();
     SAY("stack_trim: OK");

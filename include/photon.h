@@ -92,12 +92,18 @@ typedef struct photon_mutex photon_mutex;
 typedef struct photon_netstack photon_netstack;
 
 /**
- * A reader-writer lock (phase-fair: neither side starves). Opaque.
+ * A reader-writer lock (phase-fair: neither side starves). A woken writer
+ * competes with running writers, or is handed the lock once it has waited
+ * 1 ms or more. Opaque.
  */
 typedef struct photon_rwlock photon_rwlock;
 
 /**
- * A counting semaphore. Opaque.
+ * A counting semaphore, FIFO among its waiters (a large request at the
+ * head is not overtaken by smaller ones queued behind it). A signal wakes
+ * the waiters whose requests fit, which then compete with running threads
+ * for the units; a waiter that has waited 1 ms or more is handed its units
+ * directly instead, and nobody takes units past it. Opaque.
  */
 typedef struct photon_sem photon_sem;
 
@@ -292,6 +298,19 @@ int photon_in_thread(void);
 uint64_t photon_now_us(void);
 
 /**
+ * Gives memory the runtime keeps for reuse back to the kernel: the calling
+ * vcpu's pooled thread stacks at once, every other vcpu's when it next runs
+ * its scheduler (soon: it is woken). A vcpu also does this by itself,
+ * keeping a few stacks, after `PHOTON_STACK_TRIM_MS` (default 1000; 0:
+ * never) without creating or ending threads while it has nothing to run.
+ * Callable from any OS thread.
+ *
+ * Returns the bytes of stack address space this call unmapped (never
+ * fails; 0 when nothing was pooled).
+ */
+size_t photon_trim(void);
+
+/**
  * Creates a photon thread on the calling vcpu running `entry(arg)` on a
  * stack of `stack_size` bytes (0: the default, 8 MiB of address space
  * committed lazily; other sizes are rounded up to whole pages, at least
@@ -301,8 +320,9 @@ uint64_t photon_now_us(void);
  *
  * Returns the thread, or NULL with errno: `EINVAL` (`entry` NULL or
  * `stack_size` absurd), `EPERM` (not on a vcpu), `ENOMEM` (no memory or
- * mappings for the stack; each stack is two mappings, see
- * `vm.max_map_count`), `EAGAIN` (16M threads alive).
+ * address space for the stack), `EAGAIN` (16M threads alive). Stacks are
+ * carved from large shared mappings (a million threads fit in the kernel's
+ * default `vm.max_map_count`), each with a guard page below it.
  */
 photon_thread *photon_thread_create(photon_entry entry, void *arg, size_t stack_size);
 

@@ -985,6 +985,7 @@ fn the_header_parses_into_every_prototype() {
     let protos = parse_header(&header_text()).unwrap_or_else(|e| panic!("{e}"));
     let declared = header_text().matches("\nint photon_").count()
         + header_text().matches("\nssize_t photon_").count()
+        + header_text().matches("\nsize_t photon_").count()
         + header_text().matches("\nvoid photon_").count()
         + header_text().matches("\nvoid *photon_").count()
         + header_text().matches("\nuint64_t photon_").count()

@@ -61,6 +61,7 @@ const PROGRAMS: &[&str] = &[
     "jump",
     "keys",
     "many_threads",
+    "million_threads",
     "net_budget",
     "net_close_wakes",
     "net_echo_many",
@@ -79,6 +80,7 @@ const PROGRAMS: &[&str] = &[
     "self_yield",
     "sleep_order",
     "stack_overflow",
+    "stack_trim",
     "stall_default",
     "sync_interrupt",
     "sync_interrupt_race",
@@ -92,6 +94,7 @@ const PROGRAMS: &[&str] = &[
     "sync_rwlock_fairness",
     "sync_sem_lock",
     "sync_timed",
+    "timer_accuracy",
     "vcpu_migrate",
     "vcpu_migrate_interrupt",
     "vcpu_workpool",
@@ -123,6 +126,14 @@ const NOT_UNDER_VALGRIND: &[(&str, &str)] = &[
     (
         "stack_overflow",
         "Valgrind reports the deliberate guard-page fault itself",
+    ),
+    (
+        "stack_trim",
+        "measures the process's resident memory, which Valgrind's own allocations swamp",
+    ),
+    (
+        "timer_accuracy",
+        "measures wake-up latencies that Valgrind's serialised, much slower run cannot meet",
     ),
     (
         "sync_mutex_fairness",
@@ -473,6 +484,16 @@ fn c_sync_timed() {
 }
 
 #[test]
+fn c_stack_trim() {
+    c_test("stack_trim");
+}
+
+#[test]
+fn c_timer_accuracy() {
+    c_test("timer_accuracy");
+}
+
+#[test]
 fn c_vcpu_migrate() {
     c_test("vcpu_migrate");
 }
@@ -498,7 +519,9 @@ fn c_visibility() {
 }
 
 /// A photon thread overflowing its 64 KiB stack: the process dies by
-/// SIGABRT (not a bare SIGSEGV, not a normal exit) and says why on stderr.
+/// SIGABRT (not a bare SIGSEGV, not a normal exit) and says why on stderr;
+/// with the guard pages the kernel makes without splitting mappings
+/// (MADV_GUARD_INSTALL, where it has it), and with mprotect'ed ones.
 #[test]
 fn c_stack_overflow() {
     if checker() == Checker::Valgrind {
@@ -506,8 +529,14 @@ fn c_stack_overflow() {
         return;
     }
     let exe = compile_c_program("stack_overflow");
-    for engine in ENGINES {
-        let run = run_c_program(&exe, engine);
+    for (engine, guard) in ENGINES.iter().flat_map(|e| [(*e, "auto"), (*e, "mprotect")]) {
+        let run = if guard == "auto" {
+            run_c_program(&exe, engine)
+        } else {
+            run_program(&exe, &[], engine, &[("PHOTON_STACK_GUARD", guard)], RUN_TIMEOUT)
+        };
+        let engine = format!("{engine} PHOTON_STACK_GUARD={guard}");
+        let engine = engine.as_str();
         let signal = run.status.and_then(|s| s.signal());
         assert_eq!(
             signal,
@@ -532,6 +561,41 @@ fn c_stack_overflow() {
             run.stderr
         );
     }
+}
+
+/// A million sleeping threads on the machine's own vm.max_map_count (see
+/// tests/c/million_threads.c), then a stack overflow in one of them: death
+/// by SIGABRT with the message naming the overflow and the stack size.
+/// Not under a checker (a million stacks); one engine (no I/O).
+#[test]
+fn c_million_threads() {
+    if checker() != Checker::None {
+        println!("million_threads: not run under a checker (a million stacks)");
+        return;
+    }
+    let exe = compile_c_program("million_threads");
+    let run = run_program(&exe, &[], ENGINES[0], &[], Duration::from_secs(300));
+    println!("million_threads: {:.2?}\n{}", run.elapsed, run.stdout);
+    if run.passed() && run.stdout.contains("NOTICE") {
+        return; // not enough memory on this machine: said so
+    }
+    assert_eq!(
+        run.status.and_then(|s| s.signal()),
+        Some(libc::SIGABRT),
+        "million_threads: want death by SIGABRT after the checks, got {}",
+        run.describe()
+    );
+    assert!(
+        run.stdout.contains("interrupted and joined"),
+        "million_threads: the checks did not all pass: {}",
+        run.describe()
+    );
+    let stderr = run.stderr.to_lowercase();
+    assert!(
+        stderr.contains("stack overflow") && stderr.contains("32768"),
+        "million_threads: no stack overflow message naming the 32768-byte stack: {}",
+        run.describe()
+    );
 }
 
 /// Every program in tests/c/ has its test above, and every test its program.

@@ -1,7 +1,8 @@
 /* libphoton's locks, measured for `cargo run --release --bin locks`.
  *
- *   locks_photon contended SECS THREADS VCPUS
+ *   locks_photon contended SECS THREADS VCPUS [mutex|sem|rwlock]
  *       THREADS photon threads increment one counter under a photon_mutex
+ *       (or a photon_sem of count 1, FIFO; or a photon_rwlock's write lock)
  *       for SECS seconds; VCPUS = 2: half on the main vcpu, half on a work
  *       pool of one vcpu (started with photon_workpool_spawn); VCPUS = 1:
  *       all on the main vcpu, each yielding after every increment (without
@@ -67,6 +68,24 @@ static int cmp_u64(const void *a, const void *b) {
 
 static photon_mutex *mtx;
 static photon_sem *done;
+static photon_sem *sem_lock;
+static photon_rwlock *rw_lock;
+enum kind { K_MUTEX, K_SEM, K_RWLOCK };
+static enum kind kind;
+
+static void take(void) {
+    int r = kind == K_MUTEX ? photon_mutex_lock(mtx, PHOTON_FOREVER)
+            : kind == K_SEM ? photon_sem_wait(sem_lock, 1, PHOTON_FOREVER)
+                            : photon_rwlock_wrlock(rw_lock, PHOTON_FOREVER);
+    if (r != 0) BENCH_DIE("lock");
+}
+
+static void give(void) {
+    int r = kind == K_MUTEX ? photon_mutex_unlock(mtx)
+            : kind == K_SEM ? photon_sem_signal(sem_lock, 1)
+                            : photon_rwlock_unlock(rw_lock);
+    if (r != 0) BENCH_DIE("unlock");
+}
 static uint64_t counter;
 static atomic_int stop;
 static atomic_ullong total_ops;
@@ -77,10 +96,10 @@ static void *incrementer(void *arg) {
     uint64_t mine = 0;
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
         for (int i = 0; i < 64; i++) {
-            if (photon_mutex_lock(mtx, PHOTON_FOREVER) != 0) BENCH_DIE("photon_mutex_lock");
+            take();
             counter++;
             if (yield_each) photon_thread_yield(); /* 1 vcpu: let the others contend */
-            if (photon_mutex_unlock(mtx) != 0) BENCH_DIE("photon_mutex_unlock");
+            give();
         }
         mine += 64;
     }
@@ -95,7 +114,15 @@ static void *stopper(void *arg) {
     return NULL;
 }
 
-static int contended(double secs, int threads, int vcpus) {
+static int contended(double secs, int threads, int vcpus, const char *how) {
+    kind = strcmp(how, "sem") == 0 ? K_SEM : strcmp(how, "rwlock") == 0 ? K_RWLOCK : K_MUTEX;
+    if (kind == K_MUTEX && strcmp(how, "mutex") != 0) {
+        errno = EINVAL;
+        BENCH_DIE("contended: mutex, sem or rwlock");
+    }
+    sem_lock = photon_sem_new(1);
+    rw_lock = photon_rwlock_new();
+    if (!sem_lock || !rw_lock) BENCH_DIE("new");
     if (threads < 1 || vcpus < 1 || vcpus > 2) {
         errno = EINVAL;
         BENCH_DIE("contended: THREADS >= 1, VCPUS 1 or 2");
@@ -118,21 +145,23 @@ static int contended(double secs, int threads, int vcpus) {
     if (photon_sem_wait(done, (uint64_t)threads, 60 * 1000000ull) != 0) BENCH_DIE("waiting for the threads");
     double dt = bench_now_s() - t0;
     pthread_join(st, NULL);
-    if (photon_mutex_lock(mtx, 0) != 0) BENCH_DIE("final lock");
+    take();
     uint64_t c = counter;
-    photon_mutex_unlock(mtx);
+    give();
     uint64_t ops = atomic_load(&total_ops);
     if (c != ops) {
         fprintf(stderr, "ERROR: counter %llu != %llu increments done\n", (unsigned long long)c,
                 (unsigned long long)ops);
         return 1;
     }
-    printf("INFO %d photon threads on %d vcpu(s): %llu increments in %.3f s\n", threads, vcpus,
+    printf("INFO %d photon threads on %d vcpu(s), %s: %llu increments in %.3f s\n", threads, vcpus, how,
            (unsigned long long)ops, dt);
     printf("RESULT value=%.1f ops=%llu secs=%.4f engine=%s\n", (double)ops / dt, (unsigned long long)ops, dt,
            photon_engine_name());
     photon_mutex_free(mtx);
     photon_sem_free(done);
+    photon_sem_free(sem_lock);
+    photon_rwlock_free(rw_lock);
     photon_workpool_free(pool);
     return 0;
 }
@@ -273,8 +302,8 @@ int main(int argc, char **argv) {
     double secs = bench_secs_arg(argc - 1, argv + 1);
     if (photon_init(PHOTON_EVENT_DEFAULT, 0) != 0) BENCH_DIE("photon_init");
     int r;
-    if (strcmp(argv[1], "contended") == 0 && argc == 5) {
-        r = contended(secs, atoi(argv[3]), atoi(argv[4]));
+    if (strcmp(argv[1], "contended") == 0 && (argc == 5 || argc == 6)) {
+        r = contended(secs, atoi(argv[3]), atoi(argv[4]), argc == 6 ? argv[5] : "mutex");
     } else if (strcmp(argv[1], "uncontended") == 0) {
         r = uncontended(secs);
     } else if (strcmp(argv[1], "pingpong") == 0 && argc == 4) {

@@ -5,12 +5,15 @@
 //! they are pushed by hand; r12-r15 and every caller-saved register are
 //! declared clobbered, so the compiler spills only what is live.
 //!
-//! The FP control state is saved on every switch but loaded back only when
-//! its control bits differ from the current ones (`ldmxcsr`/`fldcw` are
-//! slow, and the state almost never changes between coroutines). MXCSR's
-//! status flags (bits 0-5) are caller-saved and take no part: comparing them
-//! made every switch reload MXCSR once two coroutines had raised different
-//! exception flags (60-90 ns a switch instead of 5).
+//! The FP control state is saved on every switch, and loaded only when the
+//! control bits of the context being resumed differ from the leaving
+//! context's (`ldmxcsr`/`fldcw` are slow, and the state almost never
+//! differs between coroutines). The leaving side compares its freshly saved
+//! word with the one the resumed context saved, before it jumps, so the
+//! resumed side only pops. MXCSR's status flags (bits 0-5) are caller-saved
+//! and take no part: comparing them made every switch reload MXCSR once two
+//! coroutines had raised different exception flags (60-90 ns a switch
+//! instead of 5).
 //!
 //! A suspended context's stack, growing down:
 //!
@@ -22,13 +25,14 @@
 //!   | resume address        |  <- saved StackPointer
 //! ```
 //!
-//! A fresh stack made by [`init_stack`]:
+//! A fresh stack made by [`init_stack`] has the same FP word, the creator's:
 //!
 //! ```text
 //!   top ->                       (16-byte aligned, exclusive)
 //!   | entry function        |  top-8
-//!   | data                  |  top-16   <- rsp after the first switch pops
-//!   | start_trampoline      |  top-24   <- StackPointer returned
+//!   | data                  |  top-16
+//!   | x87 CW  | MXCSR       |  top-24
+//!   | start_trampoline      |  top-32   <- StackPointer returned
 //! ```
 
 use super::{EntryFn, StackPointer};
@@ -59,32 +63,28 @@ pub unsafe fn switch(from: *mut StackPointer, to: StackPointer, arg: usize) -> u
             "lea rax, [rip + 2f]",     // where this context resumes
             "push rax",
             "mov [rdi], rsp",          // publish our stack pointer
-            "mov rsp, rsi",            // adopt the other context's stack
-            "pop rax",                 // its resume address
-            "jmp rax",                 // jmp, not ret: keeps the return stack buffer in step
-            "2:",                      // back on our stack: restore FP control if it differs
-            "stmxcsr [rsp - 8]",       // current values into the red zone
-            "fnstcw [rsp - 4]",
-            "mov eax, [rsp - 8]",
-            "xor eax, [rsp]",
+            "mov eax, [rsi + 8]",      // the resumed context's MXCSR...
+            "xor eax, [rsp + 8]",      // ...against ours
             "test eax, 0xffc0",        // control bits only: the status flags (0-5) are caller-saved
             "jnz 4f",                  // rare: MXCSR control differs
             "3:",
-            "mov ax, [rsp - 4]",
-            "cmp ax, [rsp + 4]",
-            "jne 5f",                  // rare: x87 control word differs
+            "mov ax, [rsi + 12]",      // the x87 control words
+            "cmp ax, [rsp + 12]",
+            "jne 5f",                  // rare: they differ
             "6:",
+            "mov rsp, rsi",            // adopt the other context's stack
+            "pop rax",                 // its resume address
+            "jmp rax",                 // jmp, not ret: keeps the return stack buffer in step
+            "4:",
+            "ldmxcsr [rsi + 8]",
+            "jmp 3b",
+            "5:",
+            "fldcw [rsi + 12]",
+            "jmp 6b",
+            "2:",                      // back on our stack, FP control already ours
             "add rsp, 8",
             "pop rbx",
             "pop rbp",
-            "jmp 7f",
-            "4:",
-            "ldmxcsr [rsp]",
-            "jmp 3b",
-            "5:",
-            "fldcw [rsp + 4]",
-            "jmp 6b",
-            "7:",
             inout("rdi") from => _,
             inout("rsi") to => _,
             inout("rdx") arg => ret,   // arg travels in rdx both ways
@@ -108,20 +108,29 @@ pub unsafe fn switch(from: *mut StackPointer, to: StackPointer, arg: usize) -> u
 pub unsafe fn init_stack(top: *mut u8, entry: EntryFn, data: *mut u8) -> StackPointer {
     debug_assert_eq!(top as usize % 16, 0);
     let top = top.cast::<usize>();
-    // SAFETY: the caller guarantees the three words below `top` are ours.
+    // SAFETY: the caller guarantees the four words below `top` are ours;
+    // the FP word is the creator's control state, stored there.
     unsafe {
         top.sub(1).write(entry as *const () as usize);
         top.sub(2).write(data as usize);
-        top.sub(3).write(start_trampoline as *const () as usize);
-        top.sub(3).cast()
+        let fp = top.sub(3).cast::<u8>();
+        asm!(
+            "stmxcsr [{fp}]",
+            "fnstcw [{fp} + 4]",
+            fp = in(reg) fp,
+            options(nostack, preserves_flags),
+        );
+        top.sub(4).write(start_trampoline as *const () as usize);
+        top.sub(4).cast()
     }
 }
 
 /// First code run on a fresh stack: `rdx` holds the switch's `arg`, `rsp`
-/// points at `data` (16-byte aligned), `entry` sits above it.
+/// points at the FP word (already in force), `data` and `entry` above it.
 #[unsafe(naked)]
 unsafe extern "C" fn start_trampoline() -> ! {
     naked_asm!(
+        "add rsp, 8",     // past the FP word: rsp -> data (16-byte aligned)
         "mov rdi, rdx",   // entry's first argument: the switch's arg
         "mov rsi, [rsp]", // second: data
         "xor ebp, ebp",   // end the frame-pointer chain here

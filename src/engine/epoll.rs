@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::os::fd::AsRawFd;
+
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
@@ -39,6 +41,8 @@ pub(crate) struct EpollEngine {
     ops: OpSlab<PollOp>,
     /// Scratch for one wait's (fd, readiness) pairs.
     ready: Vec<(i32, u32)>,
+    /// Events from epoll_pwait2.
+    raw: Vec<libc::epoll_event>,
     offload: Offload,
 }
 
@@ -57,6 +61,7 @@ impl EpollEngine {
             fds: Vec::new(),
             ops: OpSlab::new(),
             ready: Vec::new(),
+            raw: vec![libc::epoll_event { events: 0, u64: 0 }; 1024],
         })
     }
 
@@ -111,6 +116,55 @@ fn revents_of(e: &mio::event::Event) -> i16 {
         ev |= libc::POLLERR;
     }
     ev
+}
+
+impl EpollEngine {
+    /// Completes the waits `ready` names, then the offloaded operations.
+    fn finish(&mut self, ready: Vec<(i32, u32)>, out: &mut Vec<Completion>) -> Result<(), Errno> {
+        for &(fd, bits) in &ready {
+            self.complete_ready(fd, bits, out);
+        }
+        self.ready = ready;
+        self.offload.reap(out);
+        Ok(())
+    }
+}
+
+/// `epoll_pwait2` into `buf` (timeout None: forever); None when the kernel
+/// lacks it (then the caller uses mio's millisecond `epoll_wait`, said once).
+fn pwait2(epfd: i32, buf: &mut [libc::epoll_event], timeout: Option<Duration>) -> Option<Result<usize, Errno>> {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    if MISSING.load(Relaxed) {
+        return None;
+    }
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: a live buffer of buf.len() events, a live or null timespec, no sigmask.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait2,
+            epfd,
+            buf.as_mut_ptr(),
+            buf.len() as libc::c_int,
+            tsp,
+            core::ptr::null::<libc::sigset_t>(),
+            0usize,
+        )
+    };
+    if n >= 0 {
+        return Some(Ok(n as usize));
+    }
+    let e = Errno::last_os_error();
+    if e == Errno::ENOSYS {
+        MISSING.store(true, Relaxed);
+        log::info!("photon: epoll_pwait2 unavailable (Linux 5.11+): epoll timers have millisecond resolution");
+        return None;
+    }
+    Some(Err(e))
 }
 
 impl Engine for EpollEngine {
@@ -186,25 +240,49 @@ impl Engine for EpollEngine {
     }
 
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno> {
-        match self.poll.poll(&mut self.events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
         let mut ready = core::mem::take(&mut self.ready);
         ready.clear();
+        // Microsecond timeouts: epoll_pwait2 (5.11+), probed; mio's
+        // epoll_wait rounds a 100 us sleep up to 1 ms.
+        match pwait2(self.poll.as_raw_fd(), &mut self.raw, timeout) {
+            Some(Ok(n)) => {
+                // epoll's event bits are poll(2)'s (EPOLLIN == POLLIN, ...).
+                ready.extend(
+                    self.raw[..n]
+                        .iter()
+                        .filter(|e| e.u64 != WAKER.0 as u64)
+                        .map(|e| (e.u64 as i32, ready_bits(e.events as i16))),
+                );
+                return self.finish(ready, out);
+            }
+            Some(Err(e)) if e.0 == libc::EINTR => {
+                self.ready = ready;
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                self.ready = ready;
+                return Err(e);
+            }
+            None => {}
+        }
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                self.ready = ready;
+                return Ok(());
+            }
+            Err(e) => {
+                self.ready = ready;
+                return Err(e.into());
+            }
+        }
         ready.extend(
             self.events
                 .iter()
                 .filter(|e| e.token() != WAKER)
                 .map(|e| (e.token().0 as i32, ready_bits(revents_of(e)))),
         );
-        for &(fd, bits) in &ready {
-            self.complete_ready(fd, bits, out);
-        }
-        self.ready = ready;
-        self.offload.reap(out);
-        Ok(())
+        self.finish(ready, out)
     }
 
     fn has_pending(&self) -> bool {

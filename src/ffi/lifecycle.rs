@@ -87,3 +87,17 @@ pub extern "C" fn photon_in_thread() -> libc::c_int {
 pub extern "C" fn photon_now_us() -> u64 {
     crate::time::now_us()
 }
+
+/// Gives memory the runtime keeps for reuse back to the kernel: the calling
+/// vcpu's pooled thread stacks at once, every other vcpu's when it next runs
+/// its scheduler (soon: it is woken). A vcpu also does this by itself,
+/// keeping a few stacks, after `PHOTON_STACK_TRIM_MS` (default 1000; 0:
+/// never) without creating or ending threads while it has nothing to run.
+/// Callable from any OS thread.
+///
+/// Returns the bytes of stack address space this call unmapped (never
+/// fails; 0 when nothing was pooled).
+#[unsafe(no_mangle)]
+pub extern "C" fn photon_trim() -> usize {
+    std::panic::catch_unwind(sched::trim).unwrap_or(0)
+}

@@ -41,8 +41,9 @@ impl Encoded for photon_thread {
 ///
 /// Returns the thread, or NULL with errno: `EINVAL` (`entry` NULL or
 /// `stack_size` absurd), `EPERM` (not on a vcpu), `ENOMEM` (no memory or
-/// mappings for the stack; each stack is two mappings, see
-/// `vm.max_map_count`), `EAGAIN` (16M threads alive).
+/// address space for the stack), `EAGAIN` (16M threads alive). Stacks are
+/// carved from large shared mappings (a million threads fit in the kernel's
+/// default `vm.max_map_count`), each with a guard page below it.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_thread_create(entry: photon_entry, arg: *mut c_void, stack_size: usize) -> *mut photon_thread {
     guard(|| {

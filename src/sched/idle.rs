@@ -6,7 +6,9 @@ use std::time::Duration;
 use super::handle;
 use super::remote::{self, Msg};
 use super::thread::{NO_OP, ThreadCtl};
-use super::vcpu::{Vcpu, adopt, after_switch, current, interrupt_local, spawn, switch_to, wake_local};
+use super::vcpu::{
+    TRIM_AFTER_US, TRIM_KEEP, Vcpu, adopt, after_switch, current, interrupt_local, spawn, switch_to, wake_local,
+};
 use crate::engine::Completion;
 use crate::time::now_us;
 
@@ -47,13 +49,21 @@ pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
             }
             Some(Duration::ZERO)
         } else {
-            (*v).timers
-                .next_deadline()
-                .map(|d| Duration::from_micros(d.saturating_sub(now_us())))
+            let next = (*v).timers.next_deadline();
+            let next = match (next, idle_trim(v)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            next.map(|d| Duration::from_micros(d.saturating_sub(now_us())))
         };
         let sleeping = timeout != Some(Duration::ZERO);
         if sleeping {
             super::tls::watch_loads(); // before sleeping: dlopen'ed modules
+        }
+        if sleeping && spin_for_messages(v, timeout) {
+            drain_inbox(v); // a message came while spinning: no sleep
+            fire_timers(v);
+            return;
         }
         if sleeping && !(*v).remote.enter_sleep() {
             drain_inbox(v); // a message arrived: do not sleep
@@ -78,6 +88,120 @@ pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
             drain_inbox(v);
             fire_timers(v);
         }
+    }
+}
+
+/// Default of `PHOTON_IDLE_SPIN_US`.
+const IDLE_SPIN_US: u64 = 20;
+/// A vcpu spins before sleeping only if a message from another OS thread
+/// arrived this recently.
+const SPIN_IF_REMOTE_WITHIN_US: u64 = 50_000;
+
+fn idle_spin_us() -> u64 {
+    static SPIN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| match std::env::var("PHOTON_IDLE_SPIN_US") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
+            log::warn!("photon: PHOTON_IDLE_SPIN_US={s:?} is not a number of microseconds; using {IDLE_SPIN_US}");
+            IDLE_SPIN_US
+        }),
+        Err(_) => IDLE_SPIN_US,
+    })
+}
+
+/// Before sleeping in the engine: a vcpu that other OS threads woke
+/// recently watches its inbox for up to `PHOTON_IDLE_SPIN_US` (20 us; 0:
+/// never), so a wake-up from another vcpu that comes soon costs no system
+/// call on either side. True if a message arrived.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+unsafe fn spin_for_messages(v: *mut Vcpu, timeout: Option<Duration>) -> bool {
+    // SAFETY: per the contract; only atomics are read while spinning.
+    unsafe {
+        let spin = idle_spin_us();
+        if spin == 0 || (*v).last_remote == 0 {
+            return false;
+        }
+        let now = now_us();
+        if now.saturating_sub((*v).last_remote) > SPIN_IF_REMOTE_WITHIN_US {
+            return false;
+        }
+        let spin = timeout.map_or(spin, |t| spin.min(t.as_micros() as u64));
+        let until = now + spin;
+        let remote = &*(*v).remote;
+        loop {
+            for _ in 0..64 {
+                if remote.has_pending() {
+                    return true;
+                }
+                core::hint::spin_loop();
+            }
+            if now_us() >= until {
+                return false;
+            }
+        }
+    }
+}
+
+/// How long an unused stack pool waits before an idle trim (`PHOTON_STACK_TRIM_MS`).
+fn trim_after_us() -> u64 {
+    static AFTER: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *AFTER.get_or_init(|| match std::env::var("PHOTON_STACK_TRIM_MS") {
+        Ok(s) => match s.trim().parse::<u64>() {
+            Ok(0) => u64::MAX,
+            Ok(ms) => ms.saturating_mul(1000),
+            Err(_) => {
+                log::warn!("photon: PHOTON_STACK_TRIM_MS={s:?} is not a number of milliseconds; using 1000");
+                TRIM_AFTER_US
+            }
+        },
+        Err(_) => TRIM_AFTER_US,
+    })
+}
+
+/// Before an idle sleep: trims the stack pool once it has gone unused for
+/// [`trim_after_us`], giving stacks and their pages back. Returns when it
+/// must look again (a deadline), if a trim is still to come.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+unsafe fn idle_trim(v: *mut Vcpu) -> Option<u64> {
+    // SAFETY: per the contract.
+    unsafe {
+        let uses = (*v).pool.uses();
+        if uses == (*v).trim_done {
+            return None; // nothing happened since the last trim
+        }
+        let now = now_us();
+        if uses != (*v).trim_seen {
+            (*v).trim_seen = uses;
+            (*v).trim_quiet_since = now;
+        }
+        let due = (*v).trim_quiet_since.saturating_add(trim_after_us());
+        if now < due {
+            return Some(due);
+        }
+        let n = (*v).pool.trim(TRIM_KEEP);
+        (*v).trim_done = uses;
+        let (chunks, mapped, _) = crate::stack::chunk::usage();
+        log::debug!(
+            "photon: vcpu {} idle: gave {n} pooled stacks back ({chunks} stack chunks, {} MiB of address space, left)",
+            (*v).id,
+            mapped >> 20
+        );
+        None
+    }
+}
+
+/// `photon_trim` on this vcpu: every pooled stack goes back.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+pub(super) unsafe fn trim_now(v: *mut Vcpu) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*v).pool.trim(0);
+        (*v).trim_done = (*v).pool.uses();
     }
 }
 
@@ -128,6 +252,7 @@ unsafe fn drain_inbox(v: *mut Vcpu) {
         }
         let mut inbox = core::mem::take(&mut (*v).inbox);
         (*v).remote.drain(&mut inbox);
+        (*v).last_remote = now_us();
         for m in inbox.drain(..) {
             let (h, seq, code, is_interrupt) = match m {
                 Msg::Wake { h, seq, result } => {
@@ -140,6 +265,10 @@ unsafe fn drain_inbox(v: *mut Vcpu) {
                 }
                 Msg::Dump => {
                     super::stats::dump_on_request(v);
+                    continue;
+                }
+                Msg::Trim => {
+                    trim_now(v);
                     continue;
                 }
                 Msg::Adopt { tcb } => {

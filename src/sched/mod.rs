@@ -29,6 +29,26 @@ pub(crate) use vcpu::{
 };
 pub use workpool::{WorkPool, offload_call};
 
+/// `photon_trim`: the calling vcpu (if any) gives every pooled stack back
+/// (and their pages) now, every other vcpu does so when it next runs its
+/// scheduler. Returns the bytes of stack address space unmapped here.
+pub(crate) fn trim() -> usize {
+    let v = vcpu::current();
+    let me = vcpu::current_id();
+    let (_, mapped_before, _) = crate::stack::chunk::usage();
+    if !v.is_null() {
+        // SAFETY: this OS thread's live vcpu; no switch here.
+        unsafe { idle::trim_now(v) };
+    }
+    for (id, _) in remote::all() {
+        if id != me {
+            let _ = remote::post(id, remote::Msg::Trim);
+        }
+    }
+    let (_, mapped_after, _) = crate::stack::chunk::usage();
+    mapped_before.saturating_sub(mapped_after)
+}
+
 /// `photon_thread_enable_join`.
 pub(crate) fn enable_join(h: Handle) -> Result<(), crate::errno::Errno> {
     handle::enable_join(h)

@@ -252,7 +252,7 @@ pub(crate) fn io_budget() {
 }
 
 /// `photon_thread_yield`: lets every other runnable thread run once.
-#[inline]
+#[inline(always)]
 pub(crate) fn yield_now() {
     let v = current();
     if v.is_null() {

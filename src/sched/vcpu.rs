@@ -38,6 +38,11 @@ pub(crate) const FOREVER: u64 = u64::MAX;
 pub(super) const IDLE_STACK: usize = 256 << 10;
 /// Stacks kept per size class for reuse.
 pub(super) const POOL_CAP: usize = 1024;
+/// Stacks per size class a pool keeps after [`TRIM_AFTER_US`] without demand.
+pub(super) const TRIM_KEEP: usize = 8;
+/// How long a vcpu's stack pool must go unused before an idle vcpu trims it
+/// (`PHOTON_STACK_TRIM_MS` overrides; 0 never trims when idle).
+pub(super) const TRIM_AFTER_US: u64 = 1_000_000;
 
 pub(crate) struct Vcpu {
     pub(crate) id: u32,
@@ -51,6 +56,15 @@ pub(crate) struct Vcpu {
     /// Scratch for completions collected from the engine.
     pub(super) completions: Vec<Completion>,
     pub(super) pool: StackPool,
+    /// Idle trimming: the pool's use count when last seen, since when it
+    /// has not changed, and the count at the last trim.
+    pub(super) trim_seen: u64,
+    pub(super) trim_quiet_since: u64,
+    pub(super) trim_done: u64,
+    /// When a message from another OS thread last arrived (now_us; 0: never).
+    pub(super) last_remote: u64,
+    /// The OS thread's timer slack before `photon_init` (restored at fini).
+    timer_slack: libc::c_int,
     pub(crate) slots: SlotCache,
     pub(super) remote: Arc<Remote>,
     pub(super) inbox: Vec<Msg>,
@@ -186,6 +200,11 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
         engine,
         completions: Vec::new(),
         pool: StackPool::new(POOL_CAP),
+        trim_seen: 0,
+        trim_quiet_since: 0,
+        trim_done: 0,
+        last_remote: 0,
+        timer_slack: set_timer_slack(),
         slots,
         remote: remote.clone(),
         inbox: Vec::new(),
@@ -206,9 +225,33 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
     let mut vcpu = vcpu;
     vcpu.run_queue.push(main);
     vcpu.remote.running.store(main as u64, Ordering::Relaxed);
-    remote::register(id, remote);
+    if let Err(e) = remote::register(id, remote) {
+        handle::release(h, &mut vcpu.slots);
+        // SAFETY: the idle TCB and main were never run or shared.
+        unsafe {
+            drop(ptr::read(vcpu.idle));
+            drop(Box::from_raw(vcpu.main));
+        }
+        return Err(e);
+    }
     set_current(Box::into_raw(vcpu));
     Ok(())
+}
+
+/// Timer slack of a vcpu's OS thread, in ns: the kernel may fire its
+/// timers (the engine's sleep until the next photon timer) that much late.
+/// The default, 50 us, would make a 100 us `photon_thread_usleep` last 150.
+const VCPU_TIMER_SLACK_NS: libc::c_ulong = 1000;
+
+/// Sets the calling OS thread's timer slack to [`VCPU_TIMER_SLACK_NS`];
+/// returns the old one.
+fn set_timer_slack() -> libc::c_int {
+    // SAFETY: prctl with integer arguments, on the calling thread only.
+    unsafe {
+        let old = libc::prctl(libc::PR_GET_TIMERSLACK);
+        libc::prctl(libc::PR_SET_TIMERSLACK, VCPU_TIMER_SLACK_NS);
+        old
+    }
 }
 
 /// Ends the calling vcpu (`photon_fini`): waits for its other threads,
@@ -248,6 +291,10 @@ pub(crate) fn fini() -> Result<(), Errno> {
         Arc::as_ref(&(*v).remote).running.store(0, Ordering::Relaxed); // the stall monitor must not read it any more
         remote::unregister((*v).id);
         let vcpu = Box::from_raw(v);
+        if vcpu.timer_slack > 0 {
+            // SAFETY: restores the calling thread's own slack.
+            libc::prctl(libc::PR_SET_TIMERSLACK, vcpu.timer_slack as libc::c_ulong);
+        }
         // The idle thread is suspended in its loop and owns nothing but its stack.
         let idle = ptr::read(vcpu.idle);
         drop(Box::from_raw(vcpu.main));
@@ -266,6 +313,7 @@ pub(crate) fn fini_waiting() -> bool {
 }
 
 /// The handle of the calling photon thread.
+#[inline]
 pub(crate) fn self_handle() -> Option<Handle> {
     let v = current();
     // SAFETY: a non-null vcpu is live; its current TCB is live.

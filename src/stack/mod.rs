@@ -1,17 +1,19 @@
-//! Coroutine stacks: `mmap`ed address space with a guard page below, pooled
-//! per vcpu.
+//! Coroutine stacks: address space with a guard page below, pooled per
+//! vcpu.
 //!
 //! ```text
 //!   base                  base+page                         base+len (top)
-//!   | guard (PROT_NONE)  | usable, read-write, committed lazily |
+//!   | guard              | usable, read-write, committed lazily |
 //! ```
 //!
 //! The usable part is reserved with `MAP_NORESERVE` and only the pages a
 //! thread touches become resident. Huge pages are refused (`MADV_NOHUGEPAGE`)
-//! so one touched byte costs one 4 KiB page, not 2 MiB. Every stack is two
-//! kernel mappings; a process that keeps very many threads alive needs
-//! `vm.max_map_count` above twice that count (see [`map_count_hint`]).
+//! so one touched byte costs one 4 KiB page, not 2 MiB. Photon thread
+//! stacks are slots of large shared mappings ([`chunk`]), so a million of
+//! them fit in the kernel's default mapping count; [`Stack::new`] maps a
+//! stack of its own (two mappings) for the few other uses.
 
+pub(crate) mod chunk;
 mod overflow;
 mod pool;
 pub mod sanitize;
@@ -41,13 +43,16 @@ pub fn page_size() -> usize {
     p
 }
 
-/// One coroutine stack with its guard page. Unmapped on drop.
+/// One coroutine stack with its guard page. Unmapped (or given back to
+/// its chunk) on drop.
 #[derive(Debug)]
 pub struct Stack {
     base: *mut u8,
     len: usize,
     /// Valgrind's id for it (0 when not under Valgrind).
     valgrind_id: usize,
+    /// The chunk it was carved from; null for a mapping of its own.
+    chunk: *mut chunk::Chunk,
 }
 
 // SAFETY: a Stack owns its mapping exclusively; moving it between threads is fine.
@@ -78,6 +83,7 @@ impl Stack {
             base: base.cast(),
             len,
             valgrind_id: 0,
+            chunk: ptr::null_mut(),
         };
         syscall!(mprotect(base, page, libc::PROT_NONE))?;
         stack.valgrind_id = sanitize::register_stack(stack.bottom(), stack.top());
@@ -86,6 +92,22 @@ impl Stack {
             // SAFETY: advice on our own mapping.
             unsafe { libc::madvise(base.cast::<u8>().add(page).cast(), usable, libc::MADV_NOHUGEPAGE) };
         }
+        Ok(stack)
+    }
+
+    /// A stack with `size` usable bytes (rounded up to whole pages, at
+    /// least [`MIN_STACK_SIZE`]), carved from a shared chunk: it costs no
+    /// mapping of its own.
+    pub(crate) fn carve(size: usize) -> Result<Stack, Errno> {
+        let usable = round_up(size.max(MIN_STACK_SIZE), page_size()).ok_or(Errno::EINVAL)?;
+        let (base, len, chunk) = chunk::take(usable)?;
+        let mut stack = Stack {
+            base,
+            len,
+            valgrind_id: 0,
+            chunk,
+        };
+        stack.valgrind_id = sanitize::register_stack(stack.bottom(), stack.top());
         Ok(stack)
     }
 
@@ -115,23 +137,18 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         sanitize::deregister_stack(self.valgrind_id);
-        // SAFETY: we own this mapping and nothing runs on it any more.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
+        if self.chunk.is_null() {
+            // SAFETY: we own this mapping and nothing runs on it any more.
+            unsafe { libc::munmap(self.base.cast(), self.len) };
+        } else {
+            // SAFETY: our slot of that chunk; nothing runs on it any more.
+            unsafe { chunk::release(self.chunk, self.base) };
+        }
     }
 }
 
 fn round_up(n: usize, to: usize) -> Option<usize> {
     Some(n.checked_add(to - 1)? & !(to - 1))
-}
-
-/// How many stacks `vm.max_map_count` allows, and the sysctl that raises it.
-pub fn map_count_hint() -> String {
-    let max = crate::sys::read_proc_file(c"/proc/sys/vm/max_map_count").unwrap_or_default();
-    format!(
-        "each photon thread stack is 2 memory mappings; vm.max_map_count is {} \
-         (raise it with `sysctl -w vm.max_map_count=N` as root)",
-        max.trim()
-    )
 }
 
 #[cfg(test)]
@@ -151,5 +168,10 @@ mod tests {
         unsafe { s.top().sub(1).write(7) };
         assert_eq!(Stack::new(0).unwrap().size(), MIN_STACK_SIZE);
         assert!(Stack::new(usize::MAX - 10).is_err());
+        let c = Stack::carve(20_000).unwrap();
+        assert_eq!(c.size(), s.size());
+        // SAFETY: the byte below top is inside the usable area.
+        unsafe { c.top().sub(1).write(7) };
+        assert!(Stack::carve(usize::MAX - 10).is_err());
     }
 }

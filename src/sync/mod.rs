@@ -6,13 +6,13 @@
 //! mutex that is never held across a switch. A waiter is a (thread handle,
 //! wait number) pair, so waking one is [`crate::sched::wake`], which works
 //! from any OS thread and reaches a thread on another vcpu through that
-//! vcpu's message queue. The semaphore and the reader-writer lock hand what
-//! they release to the woken waiters (no barging). The mutex does not: an
-//! unlock wakes its longest waiter, which competes for the lock with
-//! running threads (keeping the lock busy while the waiter's vcpu wakes up),
-//! and hands the lock directly only to a waiter that has waited
-//! `mutex::STARVING_US` (1 ms) or more, so no waiter starves (see
-//! `mutex.rs`). A waiter that times out or is interrupted withdraws itself;
+//! vcpu's message queue. A release wakes the longest waiter (the semaphore:
+//! those whose requests fit; the reader-writer lock: every waiting reader
+//! enters at once, or the next writer), which competes with running threads
+//! (keeping the lock busy while the waiter's vcpu wakes up); only a waiter
+//! that has waited `mutex::STARVING_US` (1 ms) or more is handed what it
+//! waits for directly, and nobody passes it meanwhile, so no waiter starves
+//! (see `mutex.rs`). A waiter that times out or is interrupted withdraws itself;
 //! if it was granted the lock in that very moment, it keeps it and reports
 //! success (nothing is lost).
 

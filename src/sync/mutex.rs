@@ -72,8 +72,35 @@ impl Mutex {
         false
     }
 
+    /// Takes the lock if it is free and nobody waits: one compare-and-swap.
+    #[inline(always)]
+    pub fn lock_fast(&self) -> bool {
+        sched::self_handle().is_some_and(|me| self.state.compare_exchange(0, me.0, Acquire, Relaxed).is_ok())
+    }
+
+    /// Releases the caller's lock if nobody waits: one compare-and-swap,
+    /// which checks the owner too.
+    #[inline(always)]
+    pub fn unlock_fast(&self) -> bool {
+        sched::self_handle().is_some_and(|me| self.state.compare_exchange(me.0, 0, Release, Relaxed).is_ok())
+    }
+
+    /// Locks, waiting up to `timeout_us` microseconds (`u64::MAX`: no
+    /// limit). The uncontended path is one compare-and-swap; the clock is
+    /// read only when the caller has to wait.
+    #[inline]
+    pub fn lock_for(&self, timeout_us: u64) -> Result<(), Errno> {
+        if let Some(me) = sched::self_handle()
+            && self.state.compare_exchange(0, me.0, Acquire, Relaxed).is_ok()
+        {
+            return Ok(());
+        }
+        self.lock(crate::time::deadline(timeout_us))
+    }
+
     /// Locks, waiting until `deadline` (`ETIMEDOUT`); `EDEADLK` if the
     /// caller holds it already; the interrupter's errno if interrupted.
+    #[inline(never)]
     pub fn lock(&self, deadline: u64) -> Result<(), Errno> {
         let me = me()?;
         if self.state.compare_exchange(0, me.0, Acquire, Relaxed).is_ok() {
@@ -167,8 +194,20 @@ impl Mutex {
     }
 
     /// Unlocks, waking the longest waiter (or handing it the lock if it is
-    /// starving). `EINVAL` if the caller does not hold it.
+    /// starving). `EINVAL` if the caller does not hold it. The path without
+    /// waiters is one compare-and-swap, which checks the owner too.
+    #[inline]
     pub fn unlock(&self) -> Result<(), Errno> {
+        if let Some(me) = sched::self_handle()
+            && self.state.compare_exchange(me.0, 0, Release, Relaxed).is_ok()
+        {
+            return Ok(());
+        }
+        self.unlock_slow()
+    }
+
+    #[inline(never)]
+    fn unlock_slow(&self) -> Result<(), Errno> {
         let me = me().map_err(|_| Errno::EINVAL)?;
         if self.state.compare_exchange(me.0, 0, Release, Relaxed).is_ok() {
             return Ok(());

@@ -1,24 +1,33 @@
 //! `photon_rwlock`: a phase-fair reader-writer lock. A waiting writer stops
 //! new readers from entering; when a writer leaves, every reader waiting
-//! enters together, and when the last reader leaves the next writer
-//! enters. So neither readers nor writers can starve.
+//! enters together, and when the last reader leaves the next writer is
+//! woken. So neither readers nor writers can starve.
+//!
+//! Writers hand off as the mutex does (see `mutex.rs`): the woken writer
+//! competes with running writers, which keeps the lock busy while its vcpu
+//! wakes up, unless it has waited [`STARVING_US`] or more: then it is
+//! handed the lock, and no newcomer takes it past such a writer.
 
 use std::collections::VecDeque;
 
+use super::mutex::STARVING_US;
 use super::{Waiter, guard, park, remove};
 use crate::errno::Errno;
 use crate::sched::{self, Handle};
+use crate::time::now_us;
 
 #[derive(Default)]
 struct State {
     readers: u64,
     writer: Option<Handle>,
-    writers_waiting: VecDeque<Waiter>,
+    /// Queued writers and since when they wait.
+    writers_waiting: VecDeque<(Waiter, u64)>,
     readers_waiting: VecDeque<Waiter>,
 }
 
 impl State {
-    /// Admits whoever may enter now; returns whom to wake.
+    /// Admits the waiting readers, or wakes the next writer (handing it the
+    /// lock if it starves); returns whom to wake.
     fn grant(&mut self, after_writer: bool) -> Vec<Waiter> {
         if self.writer.is_some() {
             return Vec::new();
@@ -30,12 +39,25 @@ impl State {
             return woken;
         }
         if self.readers == 0
-            && let Some(w) = self.writers_waiting.pop_front()
+            && let Some((w, since)) = self.writers_waiting.pop_front()
         {
-            self.writer = Some(w.h);
+            if now_us().saturating_sub(since) >= STARVING_US {
+                self.writer = Some(w.h);
+            }
             return vec![w];
         }
         Vec::new()
+    }
+
+    /// True if a writer that is not the head of the queue may take the lock.
+    fn writer_may_barge(&self) -> bool {
+        self.writer.is_none()
+            && self.readers == 0
+            && self.readers_waiting.is_empty()
+            && self
+                .writers_waiting
+                .front()
+                .is_none_or(|&(_, since)| now_us().saturating_sub(since) < STARVING_US)
     }
 }
 
@@ -87,29 +109,67 @@ impl RwLock {
         if guard(&self.state).writer == Some(me) {
             return Err(Errno(libc::EDEADLK));
         }
-        let mut woken = Vec::new();
-        let r = park(
-            "rwlock (write)",
-            &self.state,
-            deadline,
-            |s, w| {
-                if s.writer.is_none() && s.readers == 0 {
-                    s.writer = Some(w.h);
-                    return false;
+        let since = now_us();
+        let mut retry = false;
+        loop {
+            let mut woken = Vec::new();
+            let mut granted = false;
+            let r = park(
+                "rwlock (write)",
+                &self.state,
+                deadline,
+                |s, w| {
+                    if s.writer_may_barge() || (retry && s.writer.is_none() && s.readers == 0) {
+                        s.writer = Some(w.h);
+                        granted = true;
+                        return false;
+                    }
+                    if retry {
+                        s.writers_waiting.push_front((w, since));
+                    } else {
+                        s.writers_waiting.push_back((w, since));
+                    }
+                    true
+                },
+                |s, h| match s.writers_waiting.iter().position(|(w, _)| w.h == h) {
+                    Some(i) => {
+                        s.writers_waiting.remove(i);
+                        woken = s.grant(false); // readers held back by us may enter
+                        true
+                    }
+                    None => false, // woken meanwhile: see below
+                },
+            );
+            wake_all(woken);
+            r?;
+            if granted {
+                return Ok(());
+            }
+            let mut s = guard(&self.state);
+            if s.writer == Some(me) {
+                return Ok(()); // handed over
+            }
+            if s.writer.is_none() && s.readers == 0 {
+                s.writer = Some(me); // woken to compete, and won
+                return Ok(());
+            }
+            drop(s);
+            // Lost the race: an interrupt or the deadline that came with the
+            // wake-up ends the wait, and whoever may enter now is woken.
+            let left = sched::check_interrupt().and_then(|()| {
+                if now_us() >= deadline {
+                    Err(Errno::ETIMEDOUT)
+                } else {
+                    Ok(())
                 }
-                s.writers_waiting.push_back(w);
-                true
-            },
-            |s, h| {
-                let was = remove(&mut s.writers_waiting, h);
-                if was {
-                    woken = s.grant(false); // readers held back by us may enter
-                }
-                was
-            },
-        );
-        wake_all(woken);
-        r
+            });
+            if let Err(e) = left {
+                let woken = guard(&self.state).grant(false);
+                wake_all(woken);
+                return Err(e);
+            }
+            retry = true;
+        }
     }
 
     /// Shared lock if it can be had now (no writer holds it or waits for

@@ -18,6 +18,17 @@ const STORAGE: u8 = 8;
 const FIFO: u8 = 16;
 /// Opened with O_DIRECT.
 const DIRECT: u8 = 32;
+/// A SOCK_STREAM socket: a read shorter than asked drained it.
+const STREAM: u8 = 64;
+
+/// True if socket `fd` is of type SOCK_STREAM.
+fn stream_type(fd: i32) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid out pointers of the sizes given.
+    let r = unsafe { crate::sys::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&raw mut ty).cast(), &mut len) };
+    r == 0 && ty == libc::SOCK_STREAM
+}
 
 const CHUNK: usize = 4096;
 const CHUNKS: usize = 1024; // fds below 4M are cached; others are looked up each time
@@ -54,7 +65,12 @@ fn facts(fd: i32) -> u8 {
     let mut f = KNOWN;
     if unsafe { crate::sys::fstat(fd, &mut st) } == 0 {
         match st.st_mode & libc::S_IFMT {
-            libc::S_IFSOCK => f |= SOCKET,
+            libc::S_IFSOCK => {
+                f |= SOCKET;
+                if stream_type(fd) {
+                    f |= STREAM;
+                }
+            }
             libc::S_IFREG | libc::S_IFBLK => {
                 f |= STORAGE;
                 // SAFETY: F_GETFL has no memory effects.
@@ -75,6 +91,11 @@ fn facts(fd: i32) -> u8 {
 /// True if `fd` is a socket.
 pub(crate) fn is_socket(fd: i32) -> bool {
     facts(fd) & SOCKET != 0
+}
+
+/// True if `fd` is a SOCK_STREAM socket.
+pub(crate) fn is_stream(fd: i32) -> bool {
+    facts(fd) & STREAM != 0
 }
 
 /// True if `fd` is a regular file or block device.
@@ -114,10 +135,11 @@ pub(crate) fn ensure_nonblocking(fd: i32) -> Result<(), crate::Errno> {
     Ok(())
 }
 
-/// Records a socket photon just created (already non-blocking).
-pub(crate) fn new_socket(fd: i32) {
+/// Records a socket photon just created (already non-blocking), of type
+/// SOCK_STREAM if `stream`.
+pub(crate) fn new_socket(fd: i32, stream: bool) {
     if let Some(c) = cell(fd) {
-        c.store(KNOWN | SOCKET | NONBLOCK, Relaxed);
+        c.store(KNOWN | SOCKET | NONBLOCK | if stream { STREAM } else { 0 }, Relaxed);
     }
 }
 

@@ -15,6 +15,7 @@
 //! - The engine makes no scheduling decisions; the vcpu does.
 
 mod epoll;
+pub(crate) mod features;
 mod offload;
 pub(crate) use offload::{after_fork_in_child, run_task};
 mod slab;
@@ -339,6 +340,20 @@ pub(crate) trait Engine {
     /// `fd` was just created (its number may be a reused one): forget any
     /// state kept for an older file with that number.
     fn forget_fd(&mut self, fd: i32);
+    /// The directions ([`READABLE`]/[`WRITABLE`]) in which `fd` may be
+    /// ready as far as the engine knows: a direction left out was seen
+    /// drained with no event since, so a syscall there would say EAGAIN.
+    /// Engines that keep no readiness say both.
+    fn readiness(&self, fd: i32) -> u32 {
+        let _ = fd;
+        READABLE | WRITABLE
+    }
+    /// The caller saw `fd` drained in the directions `bits` (a short read
+    /// of a stream): the engine may skip the next attempt there until an
+    /// event says otherwise.
+    fn drained(&mut self, fd: i32, bits: u32) {
+        let _ = (fd, bits);
+    }
     /// Sleeps until completions, a notify, or `timeout` (None: no limit;
     /// zero: just collect what is ready); appends completions to `out`.
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno>;

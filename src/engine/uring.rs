@@ -18,7 +18,9 @@ use io_uring::{IoUring, Probe, opcode, squeue, types};
 
 use super::offload::Offload;
 use super::slab::OpSlab;
-use super::{Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, Submitted, Waiter, poll_mask, ready_bits};
+use super::{
+    Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, READABLE, Submitted, Waiter, poll_mask, ready_bits,
+};
 use crate::errno::Errno;
 
 const SQ_ENTRIES: u32 = 1024;
@@ -77,6 +79,11 @@ pub(crate) struct UringEngine {
     fs_kind: Vec<u8>,
     /// Devices looked up in /proc/self/mountinfo: blocking file system or not.
     dev_blocking: Vec<(libc::dev_t, bool)>,
+    /// `IORING_RECVSEND_POLL_FIRST` is known to the kernel (5.19+) and wanted.
+    poll_first: bool,
+    /// Per fd: its last receive came back short (the socket was drained),
+    /// so the next one arms its poll first.
+    drained: Vec<bool>,
 }
 
 /// File systems whose reads and writes can block the submitting thread
@@ -176,7 +183,18 @@ fn build_ring() -> Result<IoUring, SetupError> {
     Err(last.expect("at least one attempt"))
 }
 
+/// `ioprio` flag of a receive: arm the poll before trying (5.19+).
+const IORING_RECVSEND_POLL_FIRST: u16 = 1;
+
 impl UringEngine {
+    /// True (once) if `fd` was seen drained since its last receive.
+    fn take_drained(&mut self, fd: i32) -> bool {
+        match self.drained.get_mut(fd as usize) {
+            Some(d) => core::mem::take(d),
+            None => false,
+        }
+    }
+
     /// True if `fd` lives on a file system that may block io_uring_enter
     /// (see [`is_blocking_fs_type`]); looked up once per fd (fstat and
     /// mountinfo, per device), cached until the fd is closed or reused.
@@ -242,6 +260,10 @@ impl UringEngine {
         if !data_ops {
             log::info!("photon: io_uring lacks some data opcodes; using syscalls plus poll waits");
         }
+        // POLL_FIRST came with 5.19, as IORING_OP_SOCKET did: an unknown
+        // ioprio bit would fail every receive with EINVAL.
+        let poll_first =
+            probe.is_supported(opcode::Socket::CODE) && super::features::wanted(super::features::Feature::PollFirst);
         let notify = Arc::new(EventFd::new().map_err(|errno| SetupError {
             errno,
             what: "eventfd".into(),
@@ -258,6 +280,8 @@ impl UringEngine {
             probe,
             fs_kind: Vec::new(),
             dev_blocking: Vec::new(),
+            poll_first,
+            drained: Vec::new(),
         })
     }
 
@@ -445,7 +469,17 @@ impl Engine for UringEngine {
             return unsafe { self.offload.submit(op, waiter) }.map(Submitted::Pending);
         }
         let async_fs = is_data_op(&op).is_some_and(|fd| self.on_blocking_fs(fd));
-        let (sqe, fd, is_poll) = sqe_for(op);
+        let (sqe, fd, is_poll) = match op {
+            Op::Recv { fd, buf, len, flags } if self.poll_first && self.take_drained(fd) => (
+                opcode::Recv::new(types::Fd(fd), buf, len)
+                    .flags(flags)
+                    .ioprio(IORING_RECVSEND_POLL_FIRST)
+                    .build(),
+                fd,
+                false,
+            ),
+            _ => sqe_for(op),
+        };
         let sqe = if async_fs { sqe.flags(squeue::Flags::ASYNC) } else { sqe };
         let id = self.ops.insert(UOp {
             waiter,
@@ -488,6 +522,19 @@ impl Engine for UringEngine {
     fn forget_fd(&mut self, fd: i32) {
         if let Some(k) = self.fs_kind.get_mut(fd as usize) {
             *k = 0;
+        }
+        if let Some(d) = self.drained.get_mut(fd as usize) {
+            *d = false;
+        }
+    }
+
+    fn drained(&mut self, fd: i32, bits: u32) {
+        if self.poll_first && bits & READABLE != 0 {
+            let Ok(i) = usize::try_from(fd) else { return };
+            if self.drained.len() <= i {
+                self.drained.resize(i + 1, false);
+            }
+            self.drained[i] = true;
         }
     }
 

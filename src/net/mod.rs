@@ -25,7 +25,13 @@ fn ready_wait(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
 
 /// Runs one transfer: as the engine operation `op` when the engine runs
 /// `kind`, else as the non-blocking syscall `sys` (returning -1 + errno),
-/// waiting for readiness in direction `dir` while it says EAGAIN.
+/// waiting for readiness in direction `dir` while it says EAGAIN, or at
+/// once when the engine knows the fd drained there.
+///
+/// `drains`: the bytes a read asked for, where a shorter count means the
+/// fd was drained (a stream socket or pipe read without MSG_PEEK); 0 for
+/// other transfers. The engine is told, so the next read waits for an
+/// event first instead of calling into an EAGAIN.
 ///
 /// # Safety
 /// The pointers in `op` (and those `sys` uses) are valid for the call.
@@ -34,6 +40,7 @@ unsafe fn transfer(
     op: Op,
     fd: i32,
     dir: u32,
+    drains: usize,
     deadline: u64,
     mut sys: impl FnMut() -> isize,
 ) -> Result<usize, Errno> {
@@ -54,18 +61,33 @@ unsafe fn transfer(
                     }
                     ready_wait(fd, dir, deadline)?;
                 }
-                r => return r.map(|n| n as usize),
+                r => {
+                    let n = r? as usize;
+                    if n > 0 && n < drains {
+                        sched::fd_drained(fd, dir);
+                    }
+                    return Ok(n);
+                }
             }
         }
     }
     sched::check_interrupt()?;
     fdinfo::ensure_nonblocking(fd)?;
     let mut waited = false;
+    if sched::fd_readiness(fd) & dir == 0 {
+        // Seen drained, no event since: the syscall would say EAGAIN.
+        ready_wait(fd, dir, deadline)?;
+        waited = true;
+    }
     loop {
         let n = sys();
         if n >= 0 {
+            let n = n as usize;
+            if n > 0 && n < drains {
+                sched::fd_drained(fd, dir);
+            }
             sched::io_budget();
-            return Ok(n as usize);
+            return Ok(n);
         }
         match Errno::last_os_error() {
             Errno(libc::EAGAIN) => {
@@ -111,6 +133,12 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
     if fd >= 0 {
         crate::sys::user_range_ok(buf, len)?; // read(2) checks the whole length first
     }
+    if fdinfo::is_socket(fd) {
+        // The same call on a socket, and the engine's receive path (a ring
+        // receive may arm its poll first; a ring read may not).
+        // SAFETY: per the contract.
+        return unsafe { recv(fd, buf, len, 0, deadline) };
+    }
     let len = clamp(len);
     // SAFETY: per the contract.
     unsafe {
@@ -119,6 +147,7 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
             Op::Read { fd, buf, len },
             fd,
             READABLE,
+            if fdinfo::is_fifo(fd) { len as usize } else { 0 },
             deadline,
             || crate::sys::read(fd, buf.cast(), len as usize),
         )
@@ -146,6 +175,7 @@ pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Resul
             Op::Write { fd, buf, len },
             fd,
             WRITABLE,
+            0,
             deadline,
             || crate::sys::write(fd, buf.cast(), len as usize),
         )
@@ -162,9 +192,15 @@ pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> 
     unsafe { crate::sys::iovecs_ok(iov, n as usize)? };
     // SAFETY: per the contract.
     unsafe {
-        transfer(OpKind::Socket, Op::Readv { fd, iov, n }, fd, READABLE, deadline, || {
-            crate::sys::readv(fd, iov, n as i32)
-        })
+        transfer(
+            OpKind::Socket,
+            Op::Readv { fd, iov, n },
+            fd,
+            READABLE,
+            0,
+            deadline,
+            || crate::sys::readv(fd, iov, n as i32),
+        )
     }
 }
 
@@ -191,6 +227,7 @@ pub unsafe fn writev(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) ->
             Op::Writev { fd, iov, n },
             fd,
             WRITABLE,
+            0,
             deadline,
             || crate::sys::writev(fd, iov, n as i32),
         )
@@ -214,6 +251,11 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
             Op::Recv { fd, buf, len, flags },
             fd,
             READABLE,
+            if flags & libc::MSG_PEEK == 0 && fdinfo::is_stream(fd) {
+                len as usize
+            } else {
+                0
+            },
             deadline,
             || crate::sys::recv(fd, buf.cast(), len as usize, flags),
         )
@@ -242,6 +284,7 @@ pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u6
             Op::Send { fd, buf, len, flags },
             fd,
             WRITABLE,
+            0,
             deadline,
             || crate::sys::send(fd, buf.cast(), len as usize, flags),
         )
@@ -267,6 +310,7 @@ pub unsafe fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32, deadline: u64
             },
             fd,
             READABLE,
+            0,
             deadline,
             || crate::sys::recvmsg(fd, msg, flags),
         )
@@ -297,6 +341,7 @@ pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32, deadline: u
             },
             fd,
             WRITABLE,
+            0,
             deadline,
             || crate::sys::sendmsg(fd, msg, flags),
         )
@@ -444,12 +489,12 @@ pub unsafe fn write_full(fd: i32, buf: *const u8, len: usize, deadline: u64) -> 
 /// A non-blocking socket, known to the engine as a new fd.
 pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
     let fd = syscall!(socket(domain, ty | libc::SOCK_NONBLOCK, protocol))?;
-    adopt_new_socket(fd);
+    adopt_new_socket(fd, ty & 0xf == libc::SOCK_STREAM);
     Ok(fd)
 }
 
-fn adopt_new_socket(fd: i32) {
-    fdinfo::new_socket(fd);
+fn adopt_new_socket(fd: i32, stream: bool) {
+    fdinfo::new_socket(fd, stream);
     sched::forget_fd(fd);
 }
 
@@ -472,11 +517,11 @@ pub unsafe fn accept(
     };
     // SAFETY: per the contract.
     let nfd = unsafe {
-        transfer(OpKind::Accept, op, fd, READABLE, deadline, || {
+        transfer(OpKind::Accept, op, fd, READABLE, 0, deadline, || {
             crate::sys::accept4(fd, addr, addrlen, flags) as isize
         })?
     } as i32;
-    adopt_new_socket(nfd);
+    adopt_new_socket(nfd, fdinfo::is_stream(fd));
     Ok(nfd)
 }
 

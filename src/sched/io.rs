@@ -102,6 +102,26 @@ pub(crate) fn cancel_fd(fd: i32) {
     }
 }
 
+/// The directions in which `fd` may be ready, as the calling vcpu's engine
+/// knows it ([`crate::engine::Engine::readiness`]); both off a vcpu.
+#[inline]
+pub(crate) fn fd_readiness(fd: i32) -> u32 {
+    match on_vcpu() {
+        // SAFETY: live vcpu; no switch here.
+        Ok(v) => unsafe { (*v).engine.readiness(fd) },
+        Err(_) => crate::engine::READABLE | crate::engine::WRITABLE,
+    }
+}
+
+/// Tells the calling vcpu's engine that `fd` was seen drained in `bits`.
+#[inline]
+pub(crate) fn fd_drained(fd: i32, bits: u32) {
+    if let Ok(v) = on_vcpu() {
+        // SAFETY: live vcpu; no switch here.
+        unsafe { (*v).engine.drained(fd, bits) };
+    }
+}
+
 /// Tells the calling vcpu's engine that `fd` is a new file.
 pub(crate) fn forget_fd(fd: i32) {
     if let Ok(v) = on_vcpu() {

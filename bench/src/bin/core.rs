@@ -11,7 +11,7 @@
 //! Exits non-zero if any contender failed.
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use photon_bench::*;
@@ -211,156 +211,32 @@ fn child_main(name: &str, secs: f64) -> ExitCode {
 // ------------------------------------------------------------------ driver
 
 struct Opts {
-    reps: usize,
-    secs: f64,
+    c: Common,
     rss_reps: usize,
     rss_threads: u64,
-    only: Vec<String>,
-    verbose: bool,
 }
 
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
+const USAGE: &str = "usage: core [--reps N] [--secs S] [--rss-reps N] [--rss-threads N] \
+                     [--only switch,tls,create,rss] [--quiet-wait S] [--verbose]";
+
+fn parse_opts(args: &mut Args) -> Result<Opts, String> {
     let mut o = Opts {
-        reps: 7,
-        secs: 1.0,
+        c: Common::new(7, 1.0, &["switch", "tls", "create", "rss"]),
         rss_reps: 3,
         rss_threads: 1_000_000,
-        only: vec!["switch".into(), "tls".into(), "create".into(), "rss".into()],
-        verbose: false,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+    while let Some(a) = args.next() {
         match a.as_str() {
-            "--reps" => o.reps = val(a)?.parse().map_err(|_| "bad --reps")?,
-            "--secs" => o.secs = val(a)?.parse().map_err(|_| "bad --secs")?,
-            "--rss-reps" => o.rss_reps = val(a)?.parse().map_err(|_| "bad --rss-reps")?,
-            "--rss-threads" => o.rss_threads = val(a)?.parse().map_err(|_| "bad --rss-threads")?,
-            "--only" => o.only = val(a)?.split(',').map(str::to_string).collect(),
-            "--verbose" | "-v" => o.verbose = true,
-            "--help" | "-h" => {
-                return Err("usage: core [--reps N] [--secs S] [--rss-reps N] [--rss-threads N] \
-                            [--only switch,tls,create,rss] [--verbose]"
-                    .into());
-            }
-            _ => return Err(format!("unknown argument {a} (try --help)")),
+            "--rss-reps" => o.rss_reps = args.value(&a)?,
+            "--rss-threads" => o.rss_threads = args.value(&a)?,
+            _ => o.c.take(&a, args)?,
         }
     }
-    if o.reps == 0 || o.rss_reps == 0 || o.rss_threads == 0 || o.secs.is_nan() || o.secs <= 0.0 {
-        return Err("--reps, --rss-reps, --rss-threads and --secs must be > 0".into());
-    }
-    for w in &o.only {
-        if !["switch", "tls", "create", "rss"].contains(&w.as_str()) {
-            return Err(format!("--only: unknown benchmark {w} (switch, tls, create, rss)"));
-        }
+    o.c.check()?;
+    if o.rss_reps == 0 || o.rss_threads == 0 {
+        return Err("--rss-reps and --rss-threads must be > 0".into());
     }
     Ok(o)
-}
-
-/// One row of a table: a label and how to start one run of it.
-struct Contender {
-    label: String,
-    cmd: Box<dyn Fn() -> Command>,
-}
-
-fn program(path: &std::path::Path, args: Vec<String>) -> Box<dyn Fn() -> Command> {
-    let path = path.to_path_buf();
-    Box::new(move || {
-        let mut c = Command::new(&path);
-        c.args(&args);
-        c
-    })
-}
-
-fn self_child(name: &str, secs: f64) -> Box<dyn Fn() -> Command> {
-    let exe = std::env::current_exe().expect("current_exe");
-    let name = name.to_string();
-    Box::new(move || {
-        let mut c = Command::new(&exe);
-        c.args(["--child", &name, &secs.to_string()]);
-        c
-    })
-}
-
-/// Runs every contender `reps` times, rep-major, collecting `keys` of each
-/// RESULT. A contender that fails once is not run again and keeps its error.
-struct Runner {
-    verbose: bool,
-    errors: Vec<String>,
-    notes: Vec<String>,
-    engines: Vec<String>,
-    last_load: String,
-}
-
-impl Runner {
-    fn run(
-        &mut self,
-        title: &str,
-        cs: &[Contender],
-        reps: usize,
-        keys: &[&str],
-        timeout: Duration,
-    ) -> Vec<Vec<Series>> {
-        let mut out: Vec<Vec<Series>> = cs
-            .iter()
-            .map(|_| keys.iter().map(|_| Series::default()).collect())
-            .collect();
-        let t0 = cpu_times();
-        for rep in 1..=reps {
-            for (ci, c) in cs.iter().enumerate() {
-                if out[ci][0].error.is_some() {
-                    continue;
-                }
-                let r = run_child((c.cmd)(), timeout).and_then(|o| {
-                    let vals = keys.iter().map(|k| o.num(k)).collect::<Result<Vec<f64>, String>>()?;
-                    Ok((o, vals))
-                });
-                match r {
-                    Ok((o, vals)) => {
-                        let shown: Vec<String> = keys
-                            .iter()
-                            .zip(&vals)
-                            .map(|(k, v)| format!("{k}={}", fmt_num(*v)))
-                            .collect();
-                        eprintln!("[{title}] rep {rep}/{reps} {}: {}", c.label, shown.join(" "));
-                        if self.verbose {
-                            for i in &o.info {
-                                eprintln!("    {i}");
-                            }
-                        }
-                        for n in o.notes {
-                            if !self.notes.contains(&n) {
-                                println!("note: {n}");
-                                self.notes.push(n);
-                            }
-                        }
-                        if let Some(e) = o.fields.get("engine") {
-                            let e = format!("{} -> engine {e}", c.label);
-                            if !self.engines.contains(&e) {
-                                self.engines.push(e);
-                            }
-                        }
-                        for (s, v) in out[ci].iter_mut().zip(vals) {
-                            s.values.push(v);
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("[{title}] rep {rep}/{reps} {}: ERROR\n{e}", c.label);
-                        self.errors.push(format!("{}: {e}", c.label));
-                        for s in out[ci].iter_mut() {
-                            s.error = Some(e.clone());
-                        }
-                    }
-                }
-            }
-        }
-        self.last_load = describe_load(&t0, &cpu_times());
-        out
-    }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "NOT met" }
 }
 
 fn main() -> ExitCode {
@@ -372,21 +248,12 @@ fn main() -> ExitCode {
         };
         return child_main(name, secs);
     }
-    let o = match parse_opts(&args[1..]) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let o = parse_or_exit(USAGE, parse_opts);
     // Pin before any thread or child exists: everything inherits it.
     remember_affinity();
     let cpu = match pin_to_one_cpu() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("ERROR: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(e),
     };
 
     // Build the library and the helper programs first; any failure is fatal.
@@ -409,57 +276,48 @@ fn main() -> ExitCode {
     })();
     let (so, p_yield, p_create, p_sleepers, p_boost, p_yield_tls) = match built {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("ERROR: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(e),
     };
 
-    print_header("libphoton benchmark: coroutine core", cpu);
+    print_header("libphoton benchmark: coroutine core", &pinned_to(cpu));
     println!("library: {}", so.display());
     println!(
         "method:  {} reps, rep-major interleaved (for rep {{ for contender {{ one run }} }}), each timed run ~{} s \
          after a calibration/warm-up run; median, min - max, ratio of medians",
-        o.reps, o.secs
+        o.c.reps, o.c.secs
     );
     println!();
 
-    let secs = o.secs.to_string();
-    let timed_timeout = Duration::from_secs_f64(120.0 + o.secs * 20.0);
-    let mut runner = Runner {
-        verbose: o.verbose,
-        errors: Vec::new(),
-        notes: Vec::new(),
-        engines: Vec::new(),
-        last_load: String::new(),
-    };
+    let secs = o.c.secs;
+    let secs_s = secs.to_string();
+    let reps = o.c.reps;
+    let timed_timeout = Duration::from_secs_f64(120.0 + secs * 20.0);
+    let mut runner = Runner::new(&o.c);
     let mut targets: Vec<String> = Vec::new();
-    let want = |w: &str| o.only.iter().any(|x| x == w);
+    let want = |w: &str| o.c.want(w);
 
     if want("switch") {
         let cs = vec![
-            Contender {
-                label: "libphoton raw switch (photon::arch::switch, Rust, inlined)".into(),
-                cmd: self_child("photon-raw", o.secs),
-            },
-            Contender {
-                label: "libphoton photon_thread_yield, 2 threads (C API via PLT)".into(),
-                cmd: program(&p_yield, vec![secs.clone()]),
-            },
-            Contender {
-                label: format!("corosensei {} resume/suspend", env!("BENCH_VERSION_COROSENSEI")),
-                cmd: self_child("corosensei", o.secs),
-            },
-            Contender {
-                label: "Boost.Context fcontext jump_fcontext (C++)".into(),
-                cmd: program(&p_boost, vec![secs.clone()]),
-            },
-            Contender {
-                label: "libphoton raw switch, contexts' MXCSR status flags differ".into(),
-                cmd: self_child("photon-raw-mxcsr", o.secs),
-            },
+            Contender::self_child(
+                "libphoton raw switch (photon::arch::switch, Rust, inlined)",
+                "photon-raw",
+                secs,
+            ),
+            Contender::new("libphoton photon_thread_yield, 2 threads (C API via PLT)", &p_yield)
+                .args([secs_s.as_str()]),
+            Contender::self_child(
+                format!("corosensei {} resume/suspend", env!("BENCH_VERSION_COROSENSEI")),
+                "corosensei",
+                secs,
+            ),
+            Contender::new("Boost.Context fcontext jump_fcontext (C++)", &p_boost).args([secs_s.as_str()]),
+            Contender::self_child(
+                "libphoton raw switch, contexts' MXCSR status flags differ",
+                "photon-raw-mxcsr",
+                secs,
+            ),
         ];
-        let r = runner.run("switch", &cs, o.reps, &["value"], timed_timeout);
+        let r = runner.run("switch", &cs, reps, &["value"], timed_timeout);
         println!("## 1. Context switch: ns per switch, one direction (lower is better)");
         println!();
         let (raw, yld) = (&r[0][0], &r[1][0]);
@@ -507,26 +365,21 @@ fn main() -> ExitCode {
     }
 
     if want("tls") {
-        let with_env = |spec: &'static str| {
-            let path = p_yield_tls.clone();
-            let secs = secs.clone();
-            Box::new(move || {
-                let mut c = Command::new(&path);
-                c.arg(&secs).env("PHOTON_TLS_ISOLATE", spec);
-                c
-            }) as Box<dyn Fn() -> Command>
-        };
         let cs = vec![
-            Contender {
-                label: "photon_thread_yield, C++ program linking librocksdb, PHOTON_TLS_ISOLATE=none".into(),
-                cmd: with_env("none"),
-            },
-            Contender {
-                label: "the same, PHOTON_TLS_ISOLATE=* (every switch swaps the blocks)".into(),
-                cmd: with_env("*"),
-            },
+            Contender::new(
+                "photon_thread_yield, C++ program linking librocksdb, PHOTON_TLS_ISOLATE=none",
+                &p_yield_tls,
+            )
+            .args([secs_s.as_str()])
+            .env("PHOTON_TLS_ISOLATE", "none"),
+            Contender::new(
+                "the same, PHOTON_TLS_ISOLATE=* (every switch swaps the blocks)",
+                &p_yield_tls,
+            )
+            .args([secs_s.as_str()])
+            .env("PHOTON_TLS_ISOLATE", "*"),
         ];
-        let r = runner.run("tls", &cs, o.reps, &["value"], timed_timeout);
+        let r = runner.run("tls", &cs, reps, &["value"], timed_timeout);
         println!("## Thread-local isolation: ns per switch, one direction (lower is better)");
         println!();
         let base = &r[0][0];
@@ -555,30 +408,27 @@ fn main() -> ExitCode {
 
     if want("create") {
         let cs = vec![
-            Contender {
-                label: "libphoton create+enable_join+join, default stack (C API)".into(),
-                cmd: program(&p_create, vec![secs.clone()]),
-            },
-            Contender {
-                label: format!(
+            Contender::new("libphoton create+enable_join+join, default stack (C API)", &p_create)
+                .args([secs_s.as_str()]),
+            Contender::self_child(
+                format!(
                     "may {} go!+join, 1 worker, loop in a coroutine",
                     env!("BENCH_VERSION_MAY")
                 ),
-                cmd: self_child("may-coroutine", o.secs),
-            },
-            Contender {
-                label: format!(
+                "may-coroutine",
+                secs,
+            ),
+            Contender::self_child(
+                format!(
                     "may {} go!+join, 1 worker, loop on main thread",
                     env!("BENCH_VERSION_MAY")
                 ),
-                cmd: self_child("may-main", o.secs),
-            },
-            Contender {
-                label: "std::thread::spawn+join".into(),
-                cmd: self_child("std-thread", o.secs),
-            },
+                "may-main",
+                secs,
+            ),
+            Contender::self_child("std::thread::spawn+join", "std-thread", secs),
         ];
-        let r = runner.run("create", &cs, o.reps, &["value"], timed_timeout);
+        let r = runner.run("create", &cs, reps, &["value"], timed_timeout);
         println!("## 2. Create + join, one at a time: threads per second (higher is better)");
         println!();
         let ph = &r[0][0];
@@ -623,14 +473,8 @@ fn main() -> ExitCode {
     if want("rss") {
         let n = o.rss_threads.to_string();
         let cs = vec![
-            Contender {
-                label: "libphoton, default stack (0 = 8 MiB reserved)".into(),
-                cmd: program(&p_sleepers, vec![n.clone(), "0".into()]),
-            },
-            Contender {
-                label: "libphoton, 64 KiB stack".into(),
-                cmd: program(&p_sleepers, vec![n.clone(), "65536".into()]),
-            },
+            Contender::new("libphoton, default stack (0 = 8 MiB reserved)", &p_sleepers).args([n.as_str(), "0"]),
+            Contender::new("libphoton, 64 KiB stack", &p_sleepers).args([n.as_str(), "65536"]),
         ];
         let r = runner.run(
             "rss",
@@ -688,29 +532,5 @@ fn main() -> ExitCode {
         }
     }
 
-    if !runner.engines.is_empty() {
-        println!("event engines: {}", runner.engines.join("; "));
-        println!();
-    }
-    if !targets.is_empty() {
-        println!("## Targets (information; the exit status reflects errors only)");
-        println!();
-        for t in &targets {
-            println!("- {t}");
-        }
-        println!();
-    }
-    if runner.errors.is_empty() {
-        println!("all contenders ran without error");
-        ExitCode::SUCCESS
-    } else {
-        println!(
-            "FAILED: {} contender(s) errored; their rows are marked ERROR:",
-            runner.errors.len()
-        );
-        for e in &runner.errors {
-            println!("- {}", e.lines().next().unwrap_or(""));
-        }
-        ExitCode::FAILURE
-    }
+    runner.finish(&targets)
 }

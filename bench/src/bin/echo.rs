@@ -19,25 +19,23 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use photon_bench::*;
 
 // ------------------------------------------------------------------ options
 
 struct Opts {
+    c: Common,
     server_bin: PathBuf,
     client_bin: PathBuf,
     bin_dir: PathBuf,
     client_engine: String,
-    reps: usize,
-    secs: f64,
     warmup: f64,
-    only: Option<Vec<String>>,
     servers: Option<Vec<String>>,
     perf: bool,
-    verbose: bool,
-    quiet_wait: f64,
 }
 
 const USAGE: &str = "\
@@ -63,95 +61,54 @@ usage: echo [options]
   --verbose            every run's details on stderr
 ";
 
-fn die_usage(msg: &str) -> ! {
-    eprintln!("echo: {msg}\n{USAGE}");
-    std::process::exit(2)
-}
+const SCENARIO_NAMES: &[&str] = &["pp-1x512", "pp-64x512", "pp-256x512", "pp-64x64", "stream-64x4k"];
 
-fn parse_opts() -> Opts {
+fn parse_opts(args: &mut Args) -> Result<Opts, String> {
     let own_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."));
     let mut o = Opts {
-        server_bin: photon_bench::root_dir().join("build").join("echo_server"),
-        client_bin: photon_bench::root_dir().join("build").join("echo_client"),
+        c: Common::new(5, 3.0, SCENARIO_NAMES).quiet_wait(10.0),
+        server_bin: root_dir().join("build").join("echo_server"),
+        client_bin: root_dir().join("build").join("echo_client"),
         bin_dir: own_dir,
         client_engine: "epoll".into(),
-        reps: 5,
-        secs: 3.0,
         warmup: 0.5,
-        only: None,
         servers: None,
         perf: true,
-        verbose: false,
-        quiet_wait: 10.0,
     };
-    let mut it = std::env::args().skip(1);
-    let list = |s: String| -> Vec<String> {
-        s.split(',')
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-            .collect()
-    };
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| it.next().unwrap_or_else(|| die_usage(&format!("{name} needs a value")));
+    while let Some(a) = args.next() {
         match a.as_str() {
-            "--server-bin" => o.server_bin = val("--server-bin").into(),
-            "--client-bin" => o.client_bin = val("--client-bin").into(),
-            "--bin-dir" => o.bin_dir = val("--bin-dir").into(),
+            "--server-bin" => o.server_bin = args.string(&a)?.into(),
+            "--client-bin" => o.client_bin = args.string(&a)?.into(),
+            "--bin-dir" => o.bin_dir = args.string(&a)?.into(),
             "--client-engine" => {
-                o.client_engine = val("--client-engine");
+                o.client_engine = args.string(&a)?;
                 if o.client_engine != "epoll" && o.client_engine != "io_uring" {
-                    die_usage("--client-engine is epoll or io_uring");
+                    return Err("--client-engine is epoll or io_uring".into());
                 }
             }
-            "--reps" => {
-                o.reps = val("--reps")
-                    .parse()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .unwrap_or_else(|| die_usage("bad --reps"))
-            }
-            "--secs" => {
-                o.secs = val("--secs")
-                    .parse()
-                    .ok()
-                    .filter(|&s: &f64| s >= 0.5)
-                    .unwrap_or_else(|| die_usage("bad --secs (>= 0.5)"))
-            }
-            "--warmup" => {
-                o.warmup = val("--warmup")
-                    .parse()
-                    .ok()
-                    .filter(|&s: &f64| s >= 0.0)
-                    .unwrap_or_else(|| die_usage("bad --warmup"))
-            }
+            "--warmup" => o.warmup = args.value(&a)?,
             "--quick" => {
-                o.reps = 1;
-                o.secs = 1.0;
+                o.c.reps = 1;
+                o.c.secs = 1.0;
                 o.warmup = 0.3;
-                o.only = Some(vec!["pp-64x512".into(), "stream-64x4k".into()]);
+                o.c.only = vec!["pp-64x512".into(), "stream-64x4k".into()];
             }
-            "--only" => o.only = Some(list(val("--only"))),
-            "--servers" => o.servers = Some(list(val("--servers"))),
+            "--servers" => o.servers = Some(args.list(&a)?),
             "--no-perf" => o.perf = false,
-            "--quiet-wait" => {
-                o.quiet_wait = val("--quiet-wait")
-                    .parse()
-                    .ok()
-                    .filter(|&s: &f64| s >= 0.0)
-                    .unwrap_or_else(|| die_usage("bad --quiet-wait"))
-            }
-            "--verbose" => o.verbose = true,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0)
-            }
-            _ => die_usage(&format!("unknown argument '{a}'")),
+            _ => o.c.take(&a, args)?,
         }
     }
-    o
+    o.c.check()?;
+    if o.c.secs < 0.5 {
+        return Err("bad --secs (>= 0.5)".into());
+    }
+    if !(o.warmup.is_finite() && o.warmup >= 0.0) {
+        return Err("bad --warmup".into());
+    }
+    Ok(o)
 }
 
 // ------------------------------------------------------- scenarios, servers
@@ -292,69 +249,6 @@ fn servers(o: &Opts) -> Vec<Server> {
 
 // ------------------------------------------------------------------ machine
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|r| r.trim_start_matches([' ', '\t', ':']).trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Online CPUs (not this process's affinity, which is pinned to CPU 1).
-fn nproc() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    if n > 0 { n as usize } else { 1 }
-}
-
-/// Versions of a crate in this crate's Cargo.lock (as built).
-fn locked_versions(name: &str) -> String {
-    const LOCK: &str = include_str!("../../Cargo.lock");
-    let mut out = Vec::new();
-    let want = format!("name = \"{name}\"");
-    let mut lines = LOCK.lines();
-    while let Some(l) = lines.next() {
-        if l == want
-            && let Some(v) = lines.next().and_then(|v| v.strip_prefix("version = \""))
-        {
-            out.push(v.trim_end_matches('"').to_string());
-        }
-    }
-    if out.is_empty() { "?".into() } else { out.join("/") }
-}
-
-fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
-}
-
-/// Pins this process (and so perf and sleep, which it starts) to `cpu`.
-fn pin_self(cpu: usize) -> Result<(), String> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it;
-    // sched_setaffinity reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(format!(
-                "sched_setaffinity(CPU {cpu}): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Whether perf can count hardware events here (a VM may have no PMU).
 fn perf_hw_status() -> Result<bool, String> {
     let out = Command::new("perf")
@@ -375,24 +269,6 @@ fn perf_hw_status() -> Result<bool, String> {
 
 // --------------------------------------------------------------- processes
 
-/// CPU seconds (user, system) of a process, from /proc/PID/stat.
-fn proc_cpu(pid: u32, tck: f64) -> Result<(f64, f64), String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    // The command name (field 2) may hold spaces: fields resume after the last ')'.
-    let rest = s.rsplit_once(')').map(|(_, r)| r).ok_or("malformed /proc/PID/stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); utime is field 14, stime field 15.
-    let utime: f64 = f
-        .get(11)
-        .and_then(|v| v.parse().ok())
-        .ok_or("no utime in /proc/PID/stat")?;
-    let stime: f64 = f
-        .get(12)
-        .and_then(|v| v.parse().ok())
-        .ok_or("no stime in /proc/PID/stat")?;
-    Ok((utime / tck, stime / tck))
-}
-
 /// Established TCP connections whose local port is `port` (the server's
 /// side of each connection, accepted or still in the accept queue), from
 /// /proc/net/tcp and tcp6.
@@ -412,89 +288,6 @@ fn established(port: u16) -> usize {
         }
     }
     n
-}
-
-/// CPU seconds spent in user and system mode by all CPUs (/proc/stat), the
-/// same kinds of time as processes' utime + stime.
-fn machine_busy(tck: f64) -> f64 {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(l) = s.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0.0;
-    };
-    let f: Vec<f64> = l.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal ...
-    (f.first().unwrap_or(&0.0) + f.get(1).unwrap_or(&0.0) + f.get(2).unwrap_or(&0.0)) / tck
-}
-
-/// Waits (at most `max` s) until the machine is quiet: less than 10% of one
-/// CPU busy over 300 ms with none of our processes running. Returns the load
-/// seen last if it gave up.
-fn wait_quiet(max: f64, tck: f64) -> Option<f64> {
-    let end = Instant::now() + Duration::from_secs_f64(max);
-    let mut said = false;
-    loop {
-        let b0 = machine_busy(tck);
-        let t0 = Instant::now();
-        std::thread::sleep(Duration::from_millis(300));
-        let load = (machine_busy(tck) - b0) / t0.elapsed().as_secs_f64();
-        if load < 0.10 {
-            return None;
-        }
-        if Instant::now() >= end {
-            eprintln!(
-                "  the machine is still busy ({:.0}% of a CPU): running anyway",
-                100.0 * load
-            );
-            return Some(load);
-        }
-        if !said {
-            eprintln!(
-                "  waiting for the machine to be quiet ({:.0}% of a CPU busy with other processes)",
-                100.0 * load
-            );
-            said = true;
-        }
-        std::thread::sleep(Duration::from_millis(700));
-    }
-}
-
-fn describe_status(st: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (st.code(), st.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        _ => "ended".into(),
-    }
-}
-
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            return Some(st);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill() on our own child's pid; the child is not yet reaped.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, sig);
-    }
-}
-
-/// Reads a pipe to the end on a thread.
-fn drain<R: Read + Send + 'static>(r: R) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let mut r = r;
-        let _ = r.read_to_string(&mut s);
-        s
-    })
 }
 
 /// A running server: the process, its port, and what it wrote.
@@ -554,6 +347,7 @@ impl RunningServer {
         };
         if let Some(engine) = s.expect_engine
             && !first.contains(&format!("(engine {engine})"))
+            && !first.contains(&format!("(engine {engine},"))
         {
             let msg = format!(
                 "{}: the server does not run the {engine} engine: {:?}",
@@ -625,11 +419,6 @@ impl RunningServer {
     }
 }
 
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n    ")
-}
-
 // --------------------------------------------------------------------- runs
 
 #[derive(Clone, Debug)]
@@ -675,7 +464,7 @@ fn client_field(line: &str, key: &str) -> Option<f64> {
         .and_then(|v| v.trim_end_matches('s').parse().ok())
 }
 
-fn one_run(o: &Opts, sc: &Scenario, s: &Server, tck: f64) -> Result<Run, String> {
+fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
     let mut srv = RunningServer::start(s)?;
     let pid = srv.pid();
 
@@ -685,7 +474,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server, tck: f64) -> Result<Run, String>
     ccmd.args(["--conns", &sc.conns.to_string(), "--size", &sc.size.to_string()]);
     ccmd.args([
         "--duration",
-        &format!("{}", o.secs),
+        &format!("{}", o.c.secs),
         "--warmup",
         &format!("{}", o.warmup),
     ]);
@@ -714,7 +503,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server, tck: f64) -> Result<Run, String>
     // the server inside the client's window: from warm-up + 0.15 s, for
     // --secs - 0.3 s.
     let margin = 0.15;
-    let measure = o.secs - 2.0 * margin;
+    let measure = o.c.secs - 2.0 * margin;
 
     let measured = (|| -> Result<Window, String> {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -735,9 +524,9 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server, tck: f64) -> Result<Run, String>
         std::thread::sleep(Duration::from_secs_f64(o.warmup + margin));
         srv.alive()?;
         let client_pid = client.id();
-        let m0 = machine_busy(tck);
-        let k0 = proc_cpu(client_pid, tck)?;
-        let c0 = proc_cpu(pid, tck)?;
+        let m0 = machine_busy();
+        let k0 = proc_cpu(client_pid)?;
+        let c0 = proc_cpu(pid)?;
         let t0 = Instant::now();
         let perf = if o.perf {
             let out = Command::new("perf")
@@ -766,9 +555,9 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server, tck: f64) -> Result<Run, String>
             std::thread::sleep(Duration::from_secs_f64(measure));
             BTreeMap::new()
         };
-        let c1 = proc_cpu(pid, tck)?;
-        let k1 = proc_cpu(client_pid, tck)?;
-        let m1 = machine_busy(tck);
+        let c1 = proc_cpu(pid)?;
+        let k1 = proc_cpu(client_pid)?;
+        let m1 = machine_busy();
         let wall = t0.elapsed().as_secs_f64();
         srv.alive()?;
         let (user, sys) = (c1.0 - c0.0, c1.1 - c0.1);
@@ -777,7 +566,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server, tck: f64) -> Result<Run, String>
     })();
 
     // The client ends by itself about --secs after the window opened.
-    let budget = Duration::from_secs_f64(o.warmup + o.secs + 20.0).saturating_sub(started.elapsed());
+    let budget = Duration::from_secs_f64(o.warmup + o.c.secs + 20.0).saturating_sub(started.elapsed());
     let cst = wait_timeout(&mut client, budget);
     if cst.is_none() {
         signal(&client, libc::SIGKILL);
@@ -830,7 +619,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server, tck: f64) -> Result<Run, String>
         return Err(srv.abort(&e));
     }
     let srv_out = srv.stop()?;
-    if o.verbose && !srv_out.trim().is_empty() {
+    if o.c.verbose && !srv_out.trim().is_empty() {
         eprintln!("    server said: {}", tail(&srv_out, 3));
     }
 
@@ -856,19 +645,6 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server, tck: f64) -> Result<Run, String>
 
 // ------------------------------------------------------------------- tables
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn fmt_rate(x: f64) -> String {
     if x >= 1e6 {
         format!("{:.2}M", x / 1e6)
@@ -881,6 +657,15 @@ fn fmt_rate(x: f64) -> String {
     }
 }
 
+/// The median of a list.
+fn median(v: &[f64]) -> f64 {
+    Series {
+        values: v.to_vec(),
+        error: None,
+    }
+    .median()
+}
+
 fn fmt_opt(v: &[Option<f64>]) -> String {
     let got: Vec<f64> = v.iter().filter_map(|x| *x).collect();
     if got.is_empty() || got.len() < v.len() {
@@ -890,12 +675,7 @@ fn fmt_opt(v: &[Option<f64>]) -> String {
     }
 }
 
-struct Row {
-    runs: Vec<Run>,
-    error: Option<String>,
-}
-
-fn print_table(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&str, Row>) {
+fn print_scenario(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&str, &Row<Run>>) {
     let stream = sc.mode == Mode::Stream;
     let metric = |r: &Run| if stream { r.mib_s } else { r.req_s };
     let unit = if stream { "MiB/s" } else { "req/s" };
@@ -904,8 +684,8 @@ fn print_table(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&str
     println!(
         "== {} ({} reps x {} s, median; server on CPU 0, client on CPU 1) ==",
         sc.title(),
-        o.reps,
-        o.secs
+        o.c.reps,
+        o.c.secs
     );
     let med_of = |name: &str| -> Option<f64> {
         rows.get(name)
@@ -959,22 +739,13 @@ fn print_table(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&str
 
 // --------------------------------------------------------------------- main
 
-fn main() {
-    let o = parse_opts();
-    let scenarios: Vec<&Scenario> = match &o.only {
-        None => SCENARIOS.iter().collect(),
-        Some(names) => {
-            for n in names {
-                if !SCENARIOS.iter().any(|s| s.name == n) {
-                    die_usage(&format!("unknown scenario '{n}'"));
-                }
-            }
-            SCENARIOS.iter().filter(|s| names.iter().any(|n| n == s.name)).collect()
-        }
-    };
+fn main() -> ExitCode {
+    let o = parse_or_exit(USAGE, parse_opts);
+    let scenarios: Vec<&Scenario> = SCENARIOS.iter().filter(|s| o.c.want(s.name)).collect();
     let servers = servers(&o);
     if servers.is_empty() {
-        die_usage("--servers matched no server");
+        eprintln!("--servers matched no server\n{USAGE}");
+        return ExitCode::from(2);
     }
 
     // Everything must be there before anything runs.
@@ -995,38 +766,33 @@ fn main() {
              cd <repository>/bench && cargo build --release --bin echo --bin echo_tokio --bin echo_monoio \
              --bin echo_glommio --bin echo_mio"
         );
-        std::process::exit(1);
+        return ExitCode::FAILURE;
     }
-    if nproc() < 2 {
-        eprintln!(
-            "echo: needs 2 CPUs (server on CPU 0, client on CPU 1); this machine has {}",
-            nproc()
-        );
-        std::process::exit(1);
+    if online_cpus() < 2 {
+        return fatal(format!(
+            "needs 2 CPUs (server on CPU 0, client on CPU 1); this machine has {}",
+            online_cpus()
+        ));
     }
+    remember_affinity();
     if let Err(e) = pin_self(1) {
-        eprintln!("echo: {e}");
-        std::process::exit(1);
+        return fatal(e);
     }
     let hw = if o.perf {
         match perf_hw_status() {
             Ok(hw) => hw,
-            Err(e) => {
-                eprintln!("echo: {e}");
-                std::process::exit(1);
-            }
+            Err(e) => return fatal(e),
         }
     } else {
         false
     };
-    let tck = clk_tck();
 
-    println!(
-        "echo benchmark: libphoton's C echo server against its peers (issue \"event engines and coroutine sockets\")"
+    print_header(
+        "echo benchmark: libphoton's C echo server against its peers (issue \"event engines and coroutine sockets\")",
+        "servers on CPU 0 (taskset -c 0); the client, this driver, perf and sleep on CPU 1",
     );
-    println!("machine: {}, nproc {}, kernel {}", cpu_model(), nproc(), kernel());
     println!(
-        "client: {} on libphoton's {} engine, pinned to CPU 1; servers pinned to CPU 0; this driver, perf and sleep on CPU 1",
+        "client: {} on libphoton's {} engine",
         o.client_bin.display(),
         o.client_engine
     );
@@ -1041,7 +807,7 @@ fn main() {
     );
     println!(
         "runs: {} reps x {} s measured after {} s warm-up, interleaved (for rep {{ for server {{ fresh server + fresh client }} }})",
-        o.reps, o.secs, o.warmup
+        o.c.reps, o.c.secs, o.warmup
     );
     if !o.perf {
         println!("perf: not run (--no-perf): instr/req and cycles/req are n/a");
@@ -1052,55 +818,31 @@ fn main() {
         );
     }
 
-    let mut failures: Vec<String> = Vec::new();
+    let mut runner = Runner::new(&o.c);
+    let labels: Vec<String> = servers.iter().map(|s| s.name.to_string()).collect();
     for sc in &scenarios {
         eprintln!("--- {} ({})", sc.name, sc.title());
-        let mut rows: BTreeMap<&str, Row> = servers
-            .iter()
-            .map(|s| {
-                (
-                    s.name,
-                    Row {
-                        runs: Vec::new(),
-                        error: None,
-                    },
+        let rows = runner.interleave(
+            sc.name,
+            &labels,
+            o.c.reps,
+            |i, _| one_run(&o, sc, &servers[i]),
+            |r| {
+                format!(
+                    "{:>9} req/s {:>8.1} MiB/s  CPU {:>5.2} us/req ({:>3.0}%)  other {:>3.0}%{}",
+                    fmt_rate(r.req_s),
+                    r.mib_s,
+                    r.cpu_us_per_req,
+                    100.0 * r.util,
+                    100.0 * r.other,
+                    r.instr_per_req
+                        .map(|i| format!("  {i:.0} instr/req"))
+                        .unwrap_or_default()
                 )
-            })
-            .collect();
-        for rep in 1..=o.reps {
-            for s in &servers {
-                let row = rows.get_mut(s.name).expect("row");
-                if row.error.is_some() {
-                    continue; // failed earlier in this scenario
-                }
-                if o.quiet_wait > 0.0 {
-                    wait_quiet(o.quiet_wait, tck);
-                }
-                match one_run(&o, sc, s, tck) {
-                    Ok(r) => {
-                        eprintln!(
-                            "  rep {rep} {:<22} {:>9} req/s {:>8.1} MiB/s  CPU {:>5.2} us/req ({:>3.0}%)  other {:>3.0}%{}",
-                            s.name,
-                            fmt_rate(r.req_s),
-                            r.mib_s,
-                            r.cpu_us_per_req,
-                            100.0 * r.util,
-                            100.0 * r.other,
-                            r.instr_per_req
-                                .map(|i| format!("  {i:.0} instr/req"))
-                                .unwrap_or_default()
-                        );
-                        row.runs.push(r);
-                    }
-                    Err(e) => {
-                        eprintln!("  rep {rep} {:<22} FAILED: {e}", s.name);
-                        failures.push(format!("{} / {} / rep {rep}: {e}", sc.name, s.name));
-                        row.error = Some(e);
-                    }
-                }
-            }
-        }
-        print_table(&o, sc, &servers, &rows);
+            },
+        );
+        let by_name: BTreeMap<&str, &Row<Run>> = servers.iter().map(|s| s.name).zip(&rows).collect();
+        print_scenario(&o, sc, &servers, &by_name);
     }
     println!();
     println!(
@@ -1112,15 +854,6 @@ fn main() {
          processes other than the server and the client used during a measured window of the row (0 on a quiet \
          machine). Per 4 KiB echoed when streaming."
     );
-    if !failures.is_empty() {
-        eprintln!("\necho: {} run(s) FAILED:", failures.len());
-        for f in &failures {
-            eprintln!("  {f}");
-        }
-        println!(
-            "\nFAILED: {} run(s) had errors (see stderr); their rows show ERROR",
-            failures.len()
-        );
-        std::process::exit(1);
-    }
+    println!();
+    runner.finish(&[])
 }

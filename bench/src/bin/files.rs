@@ -26,7 +26,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use photon_bench::*;
@@ -40,65 +40,49 @@ const STAMP_XOR: u64 = 0x50484F544F4E0000;
 // ------------------------------------------------------------------ options
 
 struct Opts {
-    reps: usize,
-    secs: f64,
+    c: Common,
     warmup: f64,
     depths: Vec<usize>,
-    only: Vec<String>,
     dir: PathBuf,
     write_mib: u64,
     /// Another libphoton source tree to build and measure (default: this repository).
     lib_root: Option<PathBuf>,
-    verbose: bool,
 }
 
 const USAGE: &str = "usage: files [--reps N] [--secs S] [--warmup S] [--depths 1,16,64] \
-                     [--only randread,write] [--dir DIR] [--write-mib N] [--lib-root DIR] [--verbose]";
+                     [--only randread,write] [--dir DIR] [--write-mib N] [--lib-root DIR] [--quiet-wait S] [--verbose]";
 
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
+fn parse_opts(args: &mut Args) -> Result<Opts, String> {
     let mut o = Opts {
-        reps: 5,
-        secs: 3.0,
+        c: Common::new(5, 3.0, &["randread", "write"]),
         warmup: 0.5,
         depths: vec![1, 16, 64],
-        only: vec!["randread".into(), "write".into()],
         dir: PathBuf::from("/var/tmp/photon-bench"),
         write_mib: 2048,
         lib_root: None,
-        verbose: false,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+    while let Some(a) = args.next() {
         match a.as_str() {
-            "--reps" => o.reps = val(a)?.parse().map_err(|_| "bad --reps")?,
-            "--secs" => o.secs = val(a)?.parse().map_err(|_| "bad --secs")?,
-            "--warmup" => o.warmup = val(a)?.parse().map_err(|_| "bad --warmup")?,
+            "--warmup" => o.warmup = args.value(&a)?,
             "--depths" => {
-                o.depths = val(a)?
-                    .split(',')
+                o.depths = args
+                    .list(&a)?
+                    .iter()
                     .map(|d| d.parse::<usize>().map_err(|_| format!("bad depth {d}")))
                     .collect::<Result<_, _>>()?
             }
-            "--only" => o.only = val(a)?.split(',').map(str::to_string).collect(),
-            "--dir" => o.dir = PathBuf::from(val(a)?),
-            "--write-mib" => o.write_mib = val(a)?.parse().map_err(|_| "bad --write-mib")?,
-            "--lib-root" => o.lib_root = Some(PathBuf::from(val(a)?)),
-            "--verbose" | "-v" => o.verbose = true,
-            "--help" | "-h" => return Err(USAGE.into()),
-            _ => return Err(format!("unknown argument {a}\n{USAGE}")),
+            "--dir" => o.dir = PathBuf::from(args.string(&a)?),
+            "--write-mib" => o.write_mib = args.value(&a)?,
+            "--lib-root" => o.lib_root = Some(PathBuf::from(args.string(&a)?)),
+            _ => o.c.take(&a, args)?,
         }
     }
-    if o.reps == 0 || o.secs.is_nan() || o.secs <= 0.0 || o.warmup.is_nan() || o.warmup < 0.0 || o.write_mib == 0 {
-        return Err("--reps, --secs and --write-mib must be > 0, --warmup >= 0".into());
+    o.c.check()?;
+    if !(o.warmup.is_finite() && o.warmup >= 0.0) || o.write_mib == 0 {
+        return Err("--write-mib must be > 0, --warmup >= 0".into());
     }
     if o.depths.is_empty() || o.depths.iter().any(|&d| d == 0 || d > 1024) {
         return Err("--depths: each in 1..=1024".into());
-    }
-    for w in &o.only {
-        if !["randread", "write"].contains(&w.as_str()) {
-            return Err(format!("--only: unknown benchmark {w} (randread, write)"));
-        }
     }
     Ok(o)
 }
@@ -249,67 +233,6 @@ fn o_direct_ok(path: &Path) -> Result<(), String> {
         })
 }
 
-// ----------------------------------------------- another libphoton tree
-
-/// `cargo build --release --lib` of the libphoton tree at `root` (its own
-/// target/ directory); returns its libphoton.so.
-fn build_tree(root: &Path) -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = root.join("target");
-    eprintln!("building libphoton.so in {}", root.display());
-    let st = Command::new(&cargo)
-        .args(["build", "--release", "--lib", "--manifest-path"])
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
-    if !st.success() {
-        return Err(format!("cargo build --release in {} failed ({st})", root.display()));
-    }
-    let so = target.join("release").join("libphoton.so");
-    if !so.is_file() {
-        return Err(format!("no {} after the build", so.display()));
-    }
-    Ok(so)
-}
-
-/// Compiles bench/c/`src` against the libphoton.so `so` and the header of
-/// the tree at `root` (same compiler and flags as photon_bench::compile).
-fn compile_against(src: &str, name: &str, so: &Path, root: &Path) -> Result<PathBuf, String> {
-    let out_dir = cbin_dir().join("lib-root");
-    fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
-    let out = out_dir.join(name);
-    let mut cmd = Command::new(env!("BENCH_CC"));
-    cmd.args(env!("BENCH_CC_ARGS").split('\x1f').filter(|a| !a.is_empty()));
-    cmd.args([
-        "-std=c11",
-        "-O2",
-        "-D_GNU_SOURCE",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pthread",
-    ]);
-    cmd.arg("-I").arg(bench_dir().join("c"));
-    cmd.arg("-I").arg(root.join("include"));
-    cmd.arg(bench_dir().join("c").join(src)).arg("-o").arg(&out);
-    let dir = so.parent().ok_or("libphoton.so has no directory")?;
-    cmd.arg(format!("-L{}", dir.display()));
-    cmd.arg(format!("-Wl,-rpath,{}", dir.display()));
-    cmd.arg("-lphoton");
-    let o = cmd.output().map_err(|e| format!("cannot run the C compiler: {e}"))?;
-    if !o.status.success() {
-        return Err(format!(
-            "compiling {src} failed ({}):\n{}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ));
-    }
-    Ok(out)
-}
-
 // ------------------------------------------------------------- running runs
 
 /// How one contender is run and read.
@@ -333,60 +256,6 @@ struct Figures {
     value: f64,
     cpu_us: f64,
     info: Vec<String>,
-}
-
-fn run_capture(mut cmd: Command, timeout: Duration) -> Result<(String, String), String> {
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {desc}: {e}"))?;
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(p) = so.as_mut() {
-            let _ = p.read_to_string(&mut s);
-        }
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(p) = se.as_mut() {
-            let _ = p.read_to_string(&mut s);
-        }
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Ok(st),
-            Ok(None) if start.elapsed() > timeout => {
-                let _ = child.kill(); // this child, by its pid
-                let _ = child.wait();
-                break Err(format!("timed out after {} s", timeout.as_secs()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => break Err(format!("wait: {e}")),
-        }
-    };
-    let stdout = t_out.join().unwrap_or_default();
-    let stderr = t_err.join().unwrap_or_default();
-    let fail = |why: String| {
-        let mut m = format!("{desc}: {why}");
-        for l in stdout.lines().chain(stderr.lines()).take(40) {
-            m.push_str("\n    | ");
-            m.push_str(l);
-        }
-        m
-    };
-    match status {
-        Ok(st) if st.success() => Ok((stdout, stderr)),
-        Ok(st) => Err(fail(format!("exited with {st}"))),
-        Err(e) => Err(fail(e)),
-    }
 }
 
 /// The number after `"key" :` that follows `anchor` in fio's JSON.
@@ -497,64 +366,62 @@ struct TableData {
     before: Option<PathBuf>,
 }
 
-fn run_all(tables: &mut [TableData], reps: usize, timeout: Duration, verbose: bool, errors: &mut Vec<String>) {
-    for rep in 1..=reps {
-        for t in tables.iter_mut() {
-            if let Some(p) = &t.before {
-                match warm_page_cache(p) {
-                    Ok(r) => {
-                        if verbose {
-                            eprintln!("[{}] page cache holds {:.1}% of {}", t.title, r * 100.0, p.display())
-                        }
-                    }
-                    Err(e) => {
-                        errors.push(format!("{}: {e}", t.title));
-                        for s in t.value.iter_mut().chain(t.cpu.iter_mut()) {
-                            s.error = Some(e.clone());
-                        }
-                        continue;
-                    }
+/// Runs every table's contenders, interleaved: for rep { for table { for
+/// contender { one run } } }, warming the page cache before a table that
+/// asks for it.
+fn run_all(runner: &mut Runner, tables: &mut [TableData], reps: usize, timeout: Duration) {
+    let flat: Vec<(usize, usize)> = tables
+        .iter()
+        .enumerate()
+        .flat_map(|(ti, t)| (0..t.contenders.len()).map(move |ci| (ti, ci)))
+        .collect();
+    let labels: Vec<String> = flat
+        .iter()
+        .map(|&(ti, ci)| {
+            let t = &tables[ti];
+            format!(
+                "{} | {}",
+                t.title.split(':').next().unwrap_or(""),
+                t.contenders[ci].label
+            )
+        })
+        .collect();
+    let verbose = runner.verbose;
+    let mut warmed = None;
+    let rows = runner.interleave(
+        "files",
+        &labels,
+        reps,
+        |i, rep| {
+            let (ti, ci) = flat[i];
+            let t = &tables[ti];
+            if let Some(p) = &t.before
+                && warmed != Some((rep, ti))
+            {
+                let r = warm_page_cache(p)?;
+                warmed = Some((rep, ti));
+                if verbose {
+                    eprintln!("[{}] page cache holds {:.1}% of {}", t.title, r * 100.0, p.display())
                 }
             }
-            for (ci, c) in t.contenders.iter().enumerate() {
-                if t.value[ci].error.is_some() {
-                    continue;
-                }
-                match run_one(c, timeout) {
-                    Ok(f) => {
-                        eprintln!(
-                            "[{}] rep {rep}/{reps} {}: {} (CPU {} us per I/O or MiB)",
-                            t.title,
-                            c.label,
-                            fmt_num(f.value),
-                            fmt_num(f.cpu_us)
-                        );
-                        if verbose {
-                            for i in &f.info {
-                                eprintln!("    {i}");
-                            }
-                        }
-                        t.value[ci].values.push(f.value);
-                        t.cpu[ci].values.push(f.cpu_us);
-                    }
-                    Err(e) => {
-                        eprintln!("[{}] rep {rep}/{reps} {}: ERROR\n{e}", t.title, c.label);
-                        errors.push(format!("{} / {}: {e}", t.title, c.label));
-                        t.value[ci].error = Some(e.clone());
-                        t.cpu[ci].error = Some(e);
-                    }
+            let f = run_one(&t.contenders[ci], timeout)?;
+            if verbose {
+                for i in &f.info {
+                    eprintln!("    {i}");
                 }
             }
-        }
+            Ok(f)
+        },
+        |f| format!("{} (CPU {} us per I/O or MiB)", fmt_num(f.value), fmt_num(f.cpu_us)),
+    );
+    for (&(ti, ci), row) in flat.iter().zip(&rows) {
+        tables[ti].value[ci] = row.series(|f| f.value);
+        tables[ti].cpu[ci] = row.series(|f| f.cpu_us);
     }
 }
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "NOT met" }
 }
 
 fn print_data(t: &TableData, unit: &str, cpu_unit: &str) {
@@ -590,26 +457,12 @@ fn print_data(t: &TableData, unit: &str, cpu_unit: &str) {
     println!();
 }
 
-fn ratio(a: &Series, b: &Series) -> Option<f64> {
-    (a.ok() && b.ok()).then(|| a.median() / b.median())
-}
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let o = match parse_opts(&args[1..]) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let o = parse_or_exit(USAGE, parse_opts);
     remember_affinity();
     let cpu = match pin_to_one_cpu() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("ERROR: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(e),
     };
 
     // Everything that can fail before measuring: fatal.
@@ -625,8 +478,9 @@ fn main() -> ExitCode {
                 (so, p)
             }
             Some(root) => {
-                let so = build_tree(root)?;
-                let p = compile_against("files_photon.c", "files_photon", &so, root)?;
+                let so = build_libphoton_at(root)?;
+                let out = cbin_dir().join("lib-root").join("files_photon");
+                let p = compile_in("files_photon.c", &out, root, Some(&so), &[])?;
                 (so, p)
             }
         };
@@ -639,14 +493,11 @@ fn main() -> ExitCode {
     })();
     let (fio_version, so, p_photon, p_threads, data, data_how) = match setup {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("ERROR: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(e),
     };
     let wfile = o.dir.join("files-write.dat");
 
-    print_header("libphoton benchmark: files", cpu);
+    print_header("libphoton benchmark: files", &pinned_to(cpu));
     println!("fio:     {fio_version}");
     match &o.lib_root {
         None => println!("library: {}", so.display()),
@@ -665,7 +516,7 @@ fn main() -> ExitCode {
     println!(
         "method:  {} reps, rep-major interleaved (for rep {{ for table {{ for contender {{ one run }} }} }}), \
          each run {} s timed after {} s of warm-up, in its own process; median, min - max, ratio of medians",
-        o.reps, o.secs, o.warmup
+        o.c.reps, o.c.secs, o.warmup
     );
     println!(
         "         one vcpu = one CPU: every contender (its helper threads, the offload pool, fio) is pinned to CPU {cpu}"
@@ -676,11 +527,11 @@ fn main() -> ExitCode {
     );
     println!();
 
-    let secs = o.secs.to_string();
+    let secs = o.c.secs.to_string();
     let warm = o.warmup.to_string();
     let path = data.to_string_lossy().into_owned();
     let mut tables: Vec<TableData> = Vec::new();
-    if o.only.iter().any(|w| w == "randread") {
+    if o.c.want("randread") {
         for direct in [true, false] {
             for &n in &o.depths {
                 let d = if direct { "1" } else { "0" };
@@ -711,7 +562,7 @@ fn main() -> ExitCode {
                     "--bs=4k".into(),
                     "--rw=randread".into(),
                     "--time_based".into(),
-                    format!("--runtime={}ms", (o.secs * 1000.0) as u64),
+                    format!("--runtime={}ms", (o.c.secs * 1000.0) as u64),
                     format!("--ramp_time={}ms", (o.warmup * 1000.0) as u64),
                     "--norandommap".into(),
                     "--randrepeat=0".into(),
@@ -779,7 +630,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    if o.only.iter().any(|w| w == "write") {
+    if o.c.want("write") {
         let wpath = wfile.to_string_lossy().into_owned();
         let mib = o.write_mib.to_string();
         let photon = |engine: &'static str| {
@@ -849,12 +700,11 @@ fn main() -> ExitCode {
         });
     }
 
-    let timeout = Duration::from_secs_f64(120.0 + o.secs * 10.0 + o.warmup);
-    let mut errors = Vec::new();
-    let load0 = cpu_times();
+    let timeout = Duration::from_secs_f64(120.0 + o.c.secs * 10.0 + o.warmup);
+    let mut runner = Runner::new(&o.c);
     let t0 = Instant::now();
-    run_all(&mut tables, o.reps, timeout, o.verbose, &mut errors);
-    let load = describe_load(&load0, &cpu_times());
+    run_all(&mut runner, &mut tables, o.c.reps, timeout);
+    let load = runner.last_load.clone();
     let _ = fs::remove_file(&wfile);
 
     let mut targets = Vec::new();
@@ -909,22 +759,5 @@ fn main() -> ExitCode {
         t0.elapsed().as_secs_f64()
     );
     println!();
-    if !targets.is_empty() {
-        println!("## Targets (information; the exit status reflects errors only)");
-        println!();
-        for t in &targets {
-            println!("- {t}");
-        }
-        println!();
-    }
-    if errors.is_empty() {
-        println!("all contenders ran without error");
-        ExitCode::SUCCESS
-    } else {
-        println!("FAILED: {} run(s) errored; their rows are marked ERROR:", errors.len());
-        for e in &errors {
-            println!("- {}", e.lines().next().unwrap_or(""));
-        }
-        ExitCode::FAILURE
-    }
+    runner.finish(&targets)
 }

@@ -32,7 +32,7 @@
 //! and each table shows median, range (min - max) and ratios of medians.
 //! Exits non-zero if any run failed (no figure is shown for a failed row).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc;
@@ -43,65 +43,44 @@ use photon_bench::*;
 // ------------------------------------------------------------------ options
 
 struct Opts {
-    reps: usize,
-    secs: f64,
+    c: Common,
     echo_reps: usize,
     echo_secs: f64,
     echo_warmup: f64,
     echo_engines: Vec<String>,
-    only: Vec<String>,
     client_bin: PathBuf,
-    verbose: bool,
 }
 
 const USAGE: &str = "usage: locks [--reps N] [--secs S] [--echo-reps N] [--echo-secs S] [--echo-warmup S] \
                      [--echo-engines io_uring,epoll] [--only contended,uncontended,pingpong,echo] \
-                     [--client-bin PATH] [--verbose]";
-const PARTS: [&str; 4] = ["contended", "uncontended", "pingpong", "echo"];
+                     [--client-bin PATH] [--quiet-wait S] [--verbose]";
+const PARTS: &[&str] = &["contended", "uncontended", "pingpong", "echo"];
 
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
+fn parse_opts(args: &mut Args) -> Result<Opts, String> {
     let mut o = Opts {
-        reps: 7,
-        secs: 1.0,
+        c: Common::new(7, 1.0, PARTS),
         echo_reps: 5,
         echo_secs: 3.0,
         echo_warmup: 1.0,
         echo_engines: vec!["io_uring".into()],
-        only: PARTS.iter().map(|s| s.to_string()).collect(),
         client_bin: root_dir().join("build").join("echo_client"),
-        verbose: false,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+    while let Some(a) = args.next() {
         match a.as_str() {
-            "--reps" => o.reps = val(a)?.parse().map_err(|_| "bad --reps")?,
-            "--secs" => o.secs = val(a)?.parse().map_err(|_| "bad --secs")?,
-            "--echo-reps" => o.echo_reps = val(a)?.parse().map_err(|_| "bad --echo-reps")?,
-            "--echo-secs" => o.echo_secs = val(a)?.parse().map_err(|_| "bad --echo-secs")?,
-            "--echo-warmup" => o.echo_warmup = val(a)?.parse().map_err(|_| "bad --echo-warmup")?,
-            "--echo-engines" => o.echo_engines = val(a)?.split(',').map(str::to_string).collect(),
-            "--only" => o.only = val(a)?.split(',').map(str::to_string).collect(),
-            "--client-bin" => o.client_bin = PathBuf::from(val(a)?),
-            "--verbose" | "-v" => o.verbose = true,
-            "--help" | "-h" => return Err(USAGE.into()),
-            _ => return Err(format!("unknown argument {a}\n{USAGE}")),
+            "--echo-reps" => o.echo_reps = args.value(&a)?,
+            "--echo-secs" => o.echo_secs = args.value(&a)?,
+            "--echo-warmup" => o.echo_warmup = args.value(&a)?,
+            "--echo-engines" => o.echo_engines = args.list(&a)?,
+            "--client-bin" => o.client_bin = PathBuf::from(args.string(&a)?),
+            _ => o.c.take(&a, args)?,
         }
     }
-    let positive = |x: f64| x.is_finite() && x > 0.0;
-    if o.reps == 0
-        || o.echo_reps == 0
-        || !positive(o.secs)
-        || !positive(o.echo_secs)
-        || o.echo_warmup.is_nan()
-        || o.echo_warmup < 0.0
+    o.c.check()?;
+    if o.echo_reps == 0
+        || !(o.echo_secs.is_finite() && o.echo_secs > 0.0)
+        || !(o.echo_warmup.is_finite() && o.echo_warmup >= 0.0)
     {
-        return Err("--reps, --echo-reps, --secs, --echo-secs must be > 0, --echo-warmup >= 0".into());
-    }
-    for w in &o.only {
-        if !PARTS.contains(&w.as_str()) {
-            return Err(format!("--only: unknown part {w} ({})", PARTS.join(", ")));
-        }
+        return Err("--echo-reps, --echo-secs must be > 0, --echo-warmup >= 0".into());
     }
     for e in &o.echo_engines {
         if e != "io_uring" && e != "epoll" {
@@ -111,125 +90,20 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     Ok(o)
 }
 
-// --------------------------------------------------------------- contenders
-
-/// One row of a table: a label and how to start one run of it.
-struct Contender {
-    label: String,
-    program: PathBuf,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-}
-
-impl Contender {
-    fn new(label: &str, program: &Path, args: &[&str], engine: Option<&str>) -> Contender {
-        Contender {
-            label: label.to_string(),
-            program: program.to_path_buf(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: engine
-                .map(|e| vec![("PHOTON_ENGINE".to_string(), e.to_string())])
-                .unwrap_or_default(),
-        }
+/// A row run on libphoton's `engine` (None: a peer, the variable removed).
+fn contender(label: &str, program: &Path, args: &[&str], engine: Option<&str>) -> Contender {
+    let c = Contender::new(label, program).args(args);
+    match engine {
+        Some(e) => c.env("PHOTON_ENGINE", e),
+        None => c,
     }
-    fn command(&self) -> Command {
-        let mut c = Command::new(&self.program);
-        c.args(&self.args);
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
-        c
-    }
-}
-
-struct Runner {
-    verbose: bool,
-    errors: Vec<String>,
-    engines: Vec<String>,
-}
-
-impl Runner {
-    /// Runs every contender `reps` times, rep-major, collecting `keys` of
-    /// each RESULT line. A contender that fails once is not run again.
-    fn run(
-        &mut self,
-        title: &str,
-        cs: &[Contender],
-        reps: usize,
-        keys: &[&str],
-        timeout: Duration,
-    ) -> Vec<Vec<Series>> {
-        let mut out: Vec<Vec<Series>> = cs
-            .iter()
-            .map(|_| keys.iter().map(|_| Series::default()).collect())
-            .collect();
-        for rep in 1..=reps {
-            for (ci, c) in cs.iter().enumerate() {
-                if out[ci][0].error.is_some() {
-                    continue;
-                }
-                let r = run_child(c.command(), timeout).and_then(|o| {
-                    let vals = keys.iter().map(|k| o.num(k)).collect::<Result<Vec<f64>, String>>()?;
-                    Ok((o, vals))
-                });
-                match r {
-                    Ok((o, vals)) => {
-                        let shown: Vec<String> = keys
-                            .iter()
-                            .zip(&vals)
-                            .map(|(k, v)| format!("{k}={}", fmt_num(*v)))
-                            .collect();
-                        eprintln!("[{title}] rep {rep}/{reps} {}: {}", c.label, shown.join(" "));
-                        if self.verbose {
-                            for i in &o.info {
-                                eprintln!("    {i}");
-                            }
-                        }
-                        if let Some(e) = o.fields.get("engine") {
-                            let e = format!("{} -> engine {e}", c.label);
-                            if !self.engines.contains(&e) {
-                                self.engines.push(e);
-                            }
-                        }
-                        for (s, v) in out[ci].iter_mut().zip(vals) {
-                            s.values.push(v);
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("[{title}] rep {rep}/{reps} {}: ERROR\n{e}", c.label);
-                        self.errors.push(format!("{}: {e}", c.label));
-                        for s in out[ci].iter_mut() {
-                            s.error = Some(e.clone());
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok { "met" } else { "NOT met" }
 }
 
 // --------------------------------------------------------------------- echo
 
 /// CPU time (user + system) of a process so far, in seconds.
 fn cpu_secs(pid: u32) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    // the command name (field 2) may hold spaces: count from the closing ')'
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("bad /proc/PID/stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): utime is field 14, stime field 15
-    let ticks = |i: usize| {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .ok_or("bad /proc/PID/stat field")
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((ticks(14)? + ticks(15)?) / hz)
+    proc_cpu(pid).map(|(u, s)| u + s)
 }
 
 struct EchoConfig {
@@ -401,27 +275,18 @@ fn echo_once(server: &Path, client: &Path, cfg: &EchoConfig, secs: f64, warmup: 
 // --------------------------------------------------------------------- main
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let o = match parse_opts(&args[1..]) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let o = parse_or_exit(USAGE, parse_opts);
     remember_affinity();
     let allowed = allowed_cpus();
     if !(allowed.contains(&0) && allowed.contains(&1)) {
-        eprintln!("ERROR: this benchmark needs CPUs 0 and 1 (allowed: {allowed:?})");
-        return ExitCode::FAILURE;
+        return fatal(format!("this benchmark needs CPUs 0 and 1 (allowed: {allowed:?})"));
     }
-    let want = |w: &str| o.only.iter().any(|x| x == w);
+    let want = |w: &str| o.c.want(w);
     if want("echo") && !o.client_bin.is_file() {
-        eprintln!(
-            "ERROR: no echo client at {} (build it: cmake --build build in the repository, or pass --client-bin)",
+        return fatal(format!(
+            "no echo client at {} (build it: cmake --build build in the repository, or pass --client-bin)",
             o.client_bin.display()
-        );
-        return ExitCode::FAILURE;
+        ));
     }
 
     let built = (|| -> Result<(PathBuf, PathBuf, PathBuf, PathBuf), String> {
@@ -435,72 +300,55 @@ fn main() -> ExitCode {
     })();
     let (so, p_photon, p_pthread, p_echo) = match built {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("ERROR: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(e),
     };
 
-    // SAFETY: sysconf has no preconditions.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    println!("# libphoton benchmark: locks and several vcpus");
-    println!();
-    println!(
-        "machine: {}, nproc {} (CPUs online: {online}, allowed: {allowed:?})",
-        cpu_model(),
-        allowed.len()
+    print_header(
+        "libphoton benchmark: locks and several vcpus",
+        &format!(
+            "stated per table (the machine has {} CPUs; nothing else of this benchmark runs meanwhile)",
+            allowed.len()
+        ),
     );
-    println!("kernel:  {}", kernel_release());
-    println!("rustc:   {}", tool_version("rustc"));
-    println!("cc:      {}", tool_version(env!("BENCH_CC")));
-    println!("libphoton: git {} of {}", git_revision(), root_dir().display());
     println!("library: {}", so.display());
     println!(
         "method:  rep-major interleaved (for rep {{ for contender {{ one run }} }}); {} reps of ~{} s for tables 1-3, \
          {} reps of {} s (+{} s warm-up) for table 4; median, min - max, ratio of medians",
-        o.reps, o.secs, o.echo_reps, o.echo_secs, o.echo_warmup
-    );
-    println!(
-        "pinning: stated per table (the machine has {} CPUs; nothing else of this benchmark runs meanwhile)",
-        allowed.len()
+        o.c.reps, o.c.secs, o.echo_reps, o.echo_secs, o.echo_warmup
     );
     println!();
 
-    let secs = o.secs.to_string();
-    let timeout = Duration::from_secs_f64(60.0 + o.secs * 20.0);
-    let mut runner = Runner {
-        verbose: o.verbose,
-        errors: Vec::new(),
-        engines: Vec::new(),
-    };
+    let secs = o.c.secs.to_string();
+    let reps = o.c.reps;
+    let timeout = Duration::from_secs_f64(60.0 + o.c.secs * 20.0);
+    let mut runner = Runner::new(&o.c);
     let mut targets: Vec<String> = Vec::new();
     let mut section = 0;
 
     if want("contended") {
         section += 1;
         let cs = vec![
-            Contender::new(
+            contender(
                 "libphoton io_uring, 8 threads on 2 vcpus (main + pool of 1)",
                 &p_photon,
                 &["contended", &secs, "8", "2"],
                 Some("io_uring"),
             ),
-            Contender::new(
+            contender(
                 "libphoton epoll, 8 threads on 2 vcpus (main + pool of 1)",
                 &p_photon,
                 &["contended", &secs, "8", "2"],
                 Some("epoll"),
             ),
-            Contender::new(
+            contender(
                 "8 pthreads, pthread_mutex_t",
                 &p_pthread,
                 &["contended", &secs, "8"],
                 None,
             ),
         ];
-        let t0 = cpu_times();
-        let r = runner.run("contended", &cs, o.reps, &["value"], timeout);
-        let load = describe_load(&t0, &cpu_times());
+        let r = runner.run("contended", &cs, reps, &["value"], timeout);
+        let load = runner.last_load.clone();
         println!("## {section}. Contended mutex: lock + increment + unlock, pairs per second (higher is better)");
         println!();
         println!("Both CPUs, unpinned (the kernel places the 2 vcpus / 8 pthreads). Load meanwhile: {load}.");
@@ -527,7 +375,7 @@ fn main() -> ExitCode {
                     "contended, {}: {:.2}x pthread (target >= 1.0x): {}",
                     c.label,
                     ratio,
-                    met(ratio >= 1.0)
+                    verdict(ratio >= 1.0)
                 ));
             }
         }
@@ -536,22 +384,21 @@ fn main() -> ExitCode {
     if want("uncontended") {
         section += 1;
         let cs = vec![
-            Contender::new(
+            contender(
                 "libphoton photon_mutex_lock + unlock",
                 &p_photon,
                 &["uncontended", &secs],
                 Some("io_uring"),
             ),
-            Contender::new("pthread_mutex_lock + unlock", &p_pthread, &["uncontended", &secs], None),
+            contender("pthread_mutex_lock + unlock", &p_pthread, &["uncontended", &secs], None),
         ];
-        let t0 = cpu_times();
-        let r = runner.run("uncontended", &cs, o.reps, &["value"], timeout);
-        let load = describe_load(&t0, &cpu_times());
+        let r = runner.run("uncontended", &cs, reps, &["value"], timeout);
+        let load = runner.last_load.clone();
         println!("## {section}. Uncontended lock/unlock pair: ns per pair (lower is better)");
         println!();
         println!(
             "One thread on CPU 1, calibrated to ~{} s per run. Load meanwhile: {load}.",
-            o.secs
+            o.c.secs
         );
         println!();
         let peer = &r[1][0];
@@ -574,7 +421,7 @@ fn main() -> ExitCode {
             targets.push(format!(
                 "uncontended pair: {:.2}x pthread's time (target <= 1.2x): {}",
                 ratio,
-                met(ratio <= 1.2)
+                verdict(ratio <= 1.2)
             ));
         }
     }
@@ -582,41 +429,40 @@ fn main() -> ExitCode {
     if want("pingpong") {
         section += 1;
         let cs = vec![
-            Contender::new(
+            contender(
                 "libphoton photon_sem pair, io_uring",
                 &p_photon,
                 &["pingpong", &secs, "sem"],
                 Some("io_uring"),
             ),
-            Contender::new(
+            contender(
                 "libphoton photon_sem pair, epoll",
                 &p_photon,
                 &["pingpong", &secs, "sem"],
                 Some("epoll"),
             ),
-            Contender::new(
+            contender(
                 "libphoton photon_cond + mutex, io_uring",
                 &p_photon,
                 &["pingpong", &secs, "cond"],
                 Some("io_uring"),
             ),
-            Contender::new(
+            contender(
                 "libphoton photon_cond + mutex, epoll",
                 &p_photon,
                 &["pingpong", &secs, "cond"],
                 Some("epoll"),
             ),
-            Contender::new(
+            contender(
                 "pthread_cond_t + pthread_mutex_t",
                 &p_pthread,
                 &["pingpong", &secs, "cond"],
                 None,
             ),
-            Contender::new("POSIX sem_t pair", &p_pthread, &["pingpong", &secs, "sem"], None),
+            contender("POSIX sem_t pair", &p_pthread, &["pingpong", &secs, "sem"], None),
         ];
-        let t0 = cpu_times();
-        let r = runner.run("pingpong", &cs, o.reps, &["median_us", "p99_us", "max_us"], timeout);
-        let load = describe_load(&t0, &cpu_times());
+        let r = runner.run("pingpong", &cs, reps, &["median_us", "p99_us", "max_us"], timeout);
+        let load = runner.last_load.clone();
         println!("## {section}. Cross-vcpu ping-pong: round trip in us (lower is better)");
         println!();
         println!(
@@ -663,9 +509,9 @@ fn main() -> ExitCode {
                     "cross-vcpu wake, {}: round-trip median {:.1} us (target < 20): {}; p99 {:.1} us (target < 200): {}",
                     c.label,
                     m,
-                    met(m < 20.0),
+                    verdict(m < 20.0),
                     p,
-                    met(p < 200.0)
+                    verdict(p < 200.0)
                 ));
             }
         }
@@ -697,41 +543,30 @@ fn main() -> ExitCode {
                 }
             }
         }
-        let mut req: Vec<Series> = cfgs.iter().map(|_| Series::default()).collect();
-        let mut srv: Vec<Series> = cfgs.iter().map(|_| Series::default()).collect();
-        let mut cli: Vec<Series> = cfgs.iter().map(|_| Series::default()).collect();
-        let mut spread: Vec<Vec<String>> = cfgs.iter().map(|_| Vec::new()).collect();
-        let t0 = cpu_times();
-        for rep in 1..=o.echo_reps {
-            for (i, cfg) in cfgs.iter().enumerate() {
-                if req[i].error.is_some() {
-                    continue;
-                }
-                match echo_once(&p_echo, &o.client_bin, cfg, o.echo_secs, o.echo_warmup) {
-                    Ok(run) => {
-                        eprintln!(
-                            "[echo] rep {rep}/{} {}: req/s={} server cores={:.2} client cores={:.2} conns per vcpu {}",
-                            o.echo_reps,
-                            cfg.label,
-                            fmt_num(run.req_s),
-                            run.server_cores,
-                            run.client_cores,
-                            run.conns_per_vcpu
-                        );
-                        req[i].values.push(run.req_s);
-                        srv[i].values.push(run.server_cores);
-                        cli[i].values.push(run.client_cores);
-                        spread[i].push(run.conns_per_vcpu);
-                    }
-                    Err(e) => {
-                        eprintln!("[echo] rep {rep}/{} {}: ERROR\n{e}", o.echo_reps, cfg.label);
-                        runner.errors.push(format!("echo {}: {e}", cfg.label));
-                        req[i].error = Some(e);
-                    }
-                }
-            }
-        }
-        let load = describe_load(&t0, &cpu_times());
+        let labels: Vec<String> = cfgs.iter().map(|c| c.label.clone()).collect();
+        let rows = runner.interleave(
+            "echo",
+            &labels,
+            o.echo_reps,
+            |i, _| echo_once(&p_echo, &o.client_bin, &cfgs[i], o.echo_secs, o.echo_warmup),
+            |run| {
+                format!(
+                    "req/s={} server cores={:.2} client cores={:.2} conns per vcpu {}",
+                    fmt_num(run.req_s),
+                    run.server_cores,
+                    run.client_cores,
+                    run.conns_per_vcpu
+                )
+            },
+        );
+        let load = runner.last_load.clone();
+        let req: Vec<Series> = rows.iter().map(|r| r.series(|x| x.req_s)).collect();
+        let srv: Vec<Series> = rows.iter().map(|r| r.series(|x| x.server_cores)).collect();
+        let cli: Vec<Series> = rows.iter().map(|r| r.series(|x| x.client_cores)).collect();
+        let spread: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| r.runs.iter().map(|x| x.conns_per_vcpu.clone()).collect())
+            .collect();
         println!("## {section}. Echo from several vcpus: requests/s (higher is better)");
         println!();
         println!(
@@ -797,7 +632,7 @@ fn main() -> ExitCode {
                     ratio,
                     cli[i].median(),
                     srv[i].median(),
-                    met(ratio >= 1.6)
+                    verdict(ratio >= 1.6)
                 ));
             }
         }
@@ -817,28 +652,5 @@ fn main() -> ExitCode {
         println!();
     }
 
-    if !runner.engines.is_empty() {
-        println!("engines used: {}", runner.engines.join("; "));
-        println!();
-    }
-    if !targets.is_empty() {
-        println!("## Targets (for information)");
-        println!();
-        for t in &targets {
-            println!("- {t}");
-        }
-        println!();
-    }
-    let _ = std::io::stdout().flush();
-    if !runner.errors.is_empty() {
-        println!(
-            "ERRORS ({}): the rows marked ERROR have no figures",
-            runner.errors.len()
-        );
-        for e in &runner.errors {
-            println!("- {}", e.lines().next().unwrap_or(""));
-        }
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    runner.finish(&targets)
 }

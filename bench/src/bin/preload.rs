@@ -31,7 +31,6 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -46,198 +45,42 @@ const SERVER_CPU: usize = 0;
 // ------------------------------------------------------------------ options
 
 struct Opts {
-    reps: usize,
-    secs: f64,
+    c: Common,
     warmup: f64,
     conns: usize,
-    only: Vec<String>,
     redis_server: PathBuf,
-    quiet_wait: f64,
-    verbose: bool,
 }
 
 const USAGE: &str = "usage: preload [--reps N] [--secs S] [--warmup S] [--conns N] [--only rw,redis,mutex] \
                      [--redis-server PATH] [--quiet-wait S] [--verbose]";
-const PARTS: [&str; 3] = ["rw", "redis", "mutex"];
+const PARTS: &[&str] = &["rw", "redis", "mutex"];
 
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
+fn parse_opts(args: &mut Args) -> Result<Opts, String> {
     let mut o = Opts {
-        reps: 7,
-        secs: 1.0,
+        c: Common::new(7, 1.0, PARTS).quiet_wait(10.0),
         warmup: 0.5,
         conns: 100,
-        only: PARTS.iter().map(|s| s.to_string()).collect(),
         redis_server: PathBuf::from("/usr/bin/redis-server"),
-        quiet_wait: 10.0,
-        verbose: false,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+    while let Some(a) = args.next() {
         match a.as_str() {
-            "--reps" => o.reps = val(a)?.parse().map_err(|_| "bad --reps")?,
-            "--secs" => o.secs = val(a)?.parse().map_err(|_| "bad --secs")?,
-            "--warmup" => o.warmup = val(a)?.parse().map_err(|_| "bad --warmup")?,
-            "--conns" => o.conns = val(a)?.parse().map_err(|_| "bad --conns")?,
-            "--only" => o.only = val(a)?.split(',').map(str::to_string).collect(),
-            "--redis-server" => o.redis_server = PathBuf::from(val(a)?),
-            "--quiet-wait" => o.quiet_wait = val(a)?.parse().map_err(|_| "bad --quiet-wait")?,
-            "--verbose" | "-v" => o.verbose = true,
-            "--help" | "-h" => return Err(USAGE.into()),
-            _ => return Err(format!("unknown argument {a}\n{USAGE}")),
+            "--warmup" => o.warmup = args.value(&a)?,
+            "--conns" => o.conns = args.value(&a)?,
+            "--redis-server" => o.redis_server = PathBuf::from(args.string(&a)?),
+            _ => o.c.take(&a, args)?,
         }
     }
-    if o.reps == 0
-        || !(o.secs.is_finite() && o.secs > 0.0)
-        || !(o.warmup.is_finite() && o.warmup >= 0.0)
-        || !(o.quiet_wait.is_finite() && o.quiet_wait >= 0.0)
-    {
-        return Err("--reps and --secs must be > 0, --warmup and --quiet-wait >= 0".into());
+    o.c.check()?;
+    if !(o.warmup.is_finite() && o.warmup >= 0.0) {
+        return Err("--warmup must be >= 0".into());
     }
     if o.conns == 0 || o.conns > 10_000 {
         return Err("--conns must be 1 - 10000".into());
-    }
-    for w in &o.only {
-        if !PARTS.contains(&w.as_str()) {
-            return Err(format!("--only: unknown part {w} ({})", PARTS.join(", ")));
-        }
     }
     Ok(o)
 }
 
 // ------------------------------------------------------------------ helpers
-
-/// Makes `cmd`'s process run on `cpu` only (sched_setaffinity between fork
-/// and exec, as `taskset -c CPU` does).
-fn pin(cmd: &mut Command, cpu: usize) {
-    // SAFETY: the closure runs in the forked child before exec and makes one
-    // async-signal-safe syscall on a local cpu_set_t; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Busy CPU seconds of the whole machine so far (user, nice, system, irq,
-/// softirq of all CPUs, from /proc/stat).
-fn machine_busy() -> f64 {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(l) = s.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0.0;
-    };
-    let f: Vec<f64> = l.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
-    let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    // user nice system idle iowait irq softirq steal ...
-    (at(0) + at(1) + at(2) + at(5) + at(6)) / tck
-}
-
-/// Waits (at most `max` s) until the machine is quiet: less than 10% of one
-/// CPU busy over 300 ms, between two runs of ours (as `echo` does). Returns
-/// the load seen last if it gave up.
-fn wait_quiet(max: f64) -> Option<f64> {
-    if max <= 0.0 {
-        return None;
-    }
-    let end = Instant::now() + Duration::from_secs_f64(max);
-    let mut said = false;
-    loop {
-        let (b0, t0) = (machine_busy(), Instant::now());
-        std::thread::sleep(Duration::from_millis(300));
-        let load = (machine_busy() - b0) / t0.elapsed().as_secs_f64();
-        if load < 0.10 {
-            return None;
-        }
-        if Instant::now() >= end {
-            eprintln!(
-                "  the machine is still busy ({:.0}% of a CPU): running anyway",
-                100.0 * load
-            );
-            return Some(load);
-        }
-        if !said {
-            eprintln!(
-                "  waiting for the machine to be quiet ({:.0}% of a CPU busy with other processes)",
-                100.0 * load
-            );
-            said = true;
-        }
-        std::thread::sleep(Duration::from_millis(700));
-    }
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok { "met" } else { "NOT met" }
-}
-
-/// Runs `one(contender)` for every contender `reps` times, rep-major,
-/// collecting `keys` of each RESULT line, after waiting up to `quiet_wait`
-/// seconds for the machine to be quiet before each run. A contender that
-/// fails once is not run again, and its row reads ERROR.
-#[allow(clippy::too_many_arguments)]
-fn run_table(
-    title: &str,
-    labels: &[String],
-    reps: usize,
-    keys: &[&str],
-    quiet_wait: f64,
-    verbose: bool,
-    errors: &mut Vec<String>,
-    mut one: impl FnMut(usize) -> Result<Output, String>,
-) -> Vec<Vec<Series>> {
-    let mut out: Vec<Vec<Series>> = labels
-        .iter()
-        .map(|_| keys.iter().map(|_| Series::default()).collect())
-        .collect();
-    for rep in 1..=reps {
-        for (ci, label) in labels.iter().enumerate() {
-            if out[ci][0].error.is_some() {
-                continue;
-            }
-            wait_quiet(quiet_wait);
-            let r = one(ci).and_then(|o| {
-                let vals = keys.iter().map(|k| o.num(k)).collect::<Result<Vec<f64>, String>>()?;
-                Ok((o, vals))
-            });
-            match r {
-                Ok((o, vals)) => {
-                    let shown: Vec<String> = keys
-                        .iter()
-                        .zip(&vals)
-                        .map(|(k, v)| format!("{k}={}", fmt_num(*v)))
-                        .collect();
-                    eprintln!("[{title}] rep {rep}/{reps} {label}: {}", shown.join(" "));
-                    if verbose {
-                        for i in &o.info {
-                            eprintln!("    {i}");
-                        }
-                    }
-                    for n in &o.notes {
-                        eprintln!("    note: {n}");
-                    }
-                    for (s, v) in out[ci].iter_mut().zip(vals) {
-                        s.values.push(v);
-                    }
-                }
-                Err(e) => {
-                    eprintln!("[{title}] rep {rep}/{reps} {label}: ERROR\n{e}");
-                    errors.push(format!("{title}, {label}: {e}"));
-                    for s in out[ci].iter_mut() {
-                        s.error = Some(e.clone());
-                    }
-                }
-            }
-        }
-    }
-    out
-}
 
 /// Checks the `shim=` field of a RESULT line against what the run was meant
 /// to be.
@@ -251,28 +94,6 @@ fn check_shim(o: &Output, want: bool) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Series of per-rep values `f(a[i], b[i])` (both series from the same reps).
-fn paired(a: &Series, b: &Series, f: impl Fn(f64, f64) -> f64) -> Series {
-    if !(a.ok() && b.ok()) || a.values.len() != b.values.len() {
-        return Series {
-            values: Vec::new(),
-            error: Some("n/a".into()),
-        };
-    }
-    Series {
-        values: a.values.iter().zip(&b.values).map(|(x, y)| f(*x, *y)).collect(),
-        error: None,
-    }
-}
-
-fn cell_fixed(s: &Series, digits: usize, suffix: &str) -> String {
-    if s.ok() {
-        format!("{:.digits$}{suffix}", s.median())
-    } else {
-        "ERROR".into()
-    }
 }
 
 // -------------------------------------------------------------- redis-server
@@ -305,7 +126,7 @@ impl Redis {
         ]);
         cmd.args(["--daemonize", "no", "--loglevel", "warning"]);
         cmd.env_remove("LD_PRELOAD");
-        pin(&mut cmd, cpu);
+        pin_command(&mut cmd, cpu);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(logf)
@@ -376,27 +197,20 @@ impl Drop for Redis {
 // --------------------------------------------------------------------- main
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let o = match parse_opts(&args[1..]) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let o = parse_or_exit(USAGE, parse_opts);
     remember_affinity();
     let allowed = allowed_cpus();
     if !(allowed.contains(&SERVER_CPU) && allowed.contains(&CLIENT_CPU)) {
-        eprintln!("ERROR: this benchmark needs CPUs {SERVER_CPU} and {CLIENT_CPU} (allowed: {allowed:?})");
-        return ExitCode::FAILURE;
+        return fatal(format!(
+            "this benchmark needs CPUs {SERVER_CPU} and {CLIENT_CPU} (allowed: {allowed:?})"
+        ));
     }
-    let want = |w: &str| o.only.iter().any(|x| x == w);
+    let want = |w: &str| o.c.want(w);
     if want("redis") && !o.redis_server.is_file() {
-        eprintln!(
-            "ERROR: no redis-server at {} (apt-get install redis-server, or pass --redis-server)",
+        return fatal(format!(
+            "no redis-server at {} (apt-get install redis-server, or pass --redis-server)",
             o.redis_server.display()
-        );
-        return ExitCode::FAILURE;
+        ));
     }
 
     struct Built {
@@ -441,25 +255,13 @@ fn main() -> ExitCode {
     })();
     let b = match built {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("ERROR: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(e),
     };
 
-    // SAFETY: sysconf has no preconditions.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    println!("# libphoton benchmark: the LD_PRELOAD shim (libphoton_preload.so)");
-    println!();
-    println!(
-        "machine: {}, nproc {} (CPUs online: {online}, allowed: {allowed:?})",
-        cpu_model(),
-        allowed.len()
+    print_header(
+        "libphoton benchmark: the LD_PRELOAD shim (libphoton_preload.so)",
+        &format!("stated per table (measured programs on CPU {CLIENT_CPU}, redis-server on CPU {SERVER_CPU})"),
     );
-    println!("kernel:  {}", kernel_release());
-    println!("rustc:   {}", tool_version("rustc"));
-    println!("cc:      {}", tool_version(env!("BENCH_CC")));
-    println!("libphoton: git {} of {}", git_revision(), root_dir().display());
     println!("library: {}", b.so.display());
     println!("shim:    {}", b.shim.display());
     if want("redis") {
@@ -472,34 +274,30 @@ fn main() -> ExitCode {
     println!(
         "method:  rep-major interleaved (for rep {{ for contender {{ one run }} }}), each run its own process; {} reps; \
          median, min - max, ratio of medians",
-        o.reps
+        o.c.reps
     );
     println!();
 
-    let mut errors: Vec<String> = Vec::new();
+    let mut runner = Runner::new(&o.c);
     let mut targets: Vec<String> = Vec::new();
-    let mut engines: Vec<String> = Vec::new();
     let mut section = 0;
-    let secs = o.secs.to_string();
+    let secs = o.c.secs.to_string();
+    let reps = o.c.reps;
 
     if want("rw") {
         section += 1;
         let labels = vec!["no preload".to_string(), "LD_PRELOAD=libphoton_preload.so".to_string()];
-        let timeout = Duration::from_secs_f64(60.0 + o.secs * 10.0);
-        let t0 = cpu_times();
+        let timeout = Duration::from_secs_f64(60.0 + o.c.secs * 10.0);
         // per call: (libc call, raw syscall) keys
         let calls = [
             ("read(/dev/zero, 64 B)", "read_ns", "read_raw_ns"),
             ("write(/dev/null, 64 B)", "write_ns", "write_raw_ns"),
         ];
-        let r = run_table(
+        let r = runner.table(
             "rw",
             &labels,
-            o.reps,
+            reps,
             &["read_ns", "read_raw_ns", "write_ns", "write_raw_ns"],
-            o.quiet_wait,
-            o.verbose,
-            &mut errors,
             |ci| {
                 let mut cmd = Command::new(&b.rw);
                 cmd.arg(&secs);
@@ -507,13 +305,13 @@ fn main() -> ExitCode {
                 if ci == 1 {
                     cmd.env("LD_PRELOAD", &b.shim);
                 }
-                pin(&mut cmd, CLIENT_CPU);
+                pin_command(&mut cmd, CLIENT_CPU);
                 let out = run_child(cmd, timeout)?;
                 check_shim(&out, ci == 1)?;
                 Ok(out)
             },
         );
-        let load = describe_load(&t0, &cpu_times());
+        let load = runner.last_load.clone();
         println!("## {section}. Hooked read/write on a plain pthread: ns per call (lower is better)");
         println!();
         println!(
@@ -525,7 +323,7 @@ fn main() -> ExitCode {
              and looks the fd up before calling libc. \"paired\": median over the reps of each rep's own ratio to the \
              no-preload run of that rep. \"libc / raw\": median over the reps of the libc call's time over the raw \
              syscall's in the same run (host drift cancels out). Load meanwhile: {load}.",
-            o.secs
+            o.c.secs
         );
         println!();
         let ratio3 = |a: &Series, b: &Series| {
@@ -568,7 +366,7 @@ fn main() -> ExitCode {
                      (target <= 1.05x): {}; measured against the raw syscall in the same process: {:.3}x",
                     ratio,
                     s.median() - base.median(),
-                    met(ratio <= 1.05),
+                    verdict(ratio <= 1.05),
                     in_process
                 ));
             }
@@ -592,31 +390,21 @@ fn main() -> ExitCode {
     if want("mutex") {
         section += 1;
         let labels = vec!["no preload".to_string(), "LD_PRELOAD=libphoton_preload.so".to_string()];
-        let timeout = Duration::from_secs_f64(60.0 + o.secs * 10.0);
-        let t0 = cpu_times();
+        let timeout = Duration::from_secs_f64(60.0 + o.c.secs * 10.0);
         let keys = ["plain_ns", "main_ns", "photon_ns"];
-        let r = run_table(
-            "mutex",
-            &labels,
-            o.reps,
-            &keys,
-            o.quiet_wait,
-            o.verbose,
-            &mut errors,
-            |ci| {
-                let mut cmd = Command::new(&b.mutex);
-                cmd.arg(&secs);
-                cmd.env_remove("LD_PRELOAD");
-                if ci == 1 {
-                    cmd.env("LD_PRELOAD", &b.shim);
-                }
-                pin(&mut cmd, CLIENT_CPU);
-                let out = run_child(cmd, timeout)?;
-                check_shim(&out, ci == 1)?;
-                Ok(out)
-            },
-        );
-        let load = describe_load(&t0, &cpu_times());
+        let r = runner.table("mutex", &labels, reps, &keys, |ci| {
+            let mut cmd = Command::new(&b.mutex);
+            cmd.arg(&secs);
+            cmd.env_remove("LD_PRELOAD");
+            if ci == 1 {
+                cmd.env("LD_PRELOAD", &b.shim);
+            }
+            pin_command(&mut cmd, CLIENT_CPU);
+            let out = run_child(cmd, timeout)?;
+            check_shim(&out, ci == 1)?;
+            Ok(out)
+        });
+        let load = runner.last_load.clone();
         println!("## {section}. Uncontended pthread_mutex_lock + unlock: ns per pair (lower is better)");
         println!();
         println!(
@@ -626,7 +414,7 @@ fn main() -> ExitCode {
              (one compare-and-swap, one exchange) without asking who calls; only contention asks libphoton \
              photon_thread_number(). The machine is shared: compare the minima as well as the medians. \
              Load meanwhile: {load}.",
-            o.secs / 3.0
+            o.c.secs / 3.0
         );
         println!();
         let mut rows = Vec::new();
@@ -661,7 +449,7 @@ fn main() -> ExitCode {
                     "uncontended pthread_mutex_lock/unlock on a plain pthread: {ratio:.3}x without the shim, \
                      {:+.2} ns per pair (target <= 1.05x): {}",
                     s.median() - base.median(),
-                    met(ratio <= 1.05)
+                    verdict(ratio <= 1.05)
                 ));
             }
         }
@@ -691,24 +479,20 @@ fn main() -> ExitCode {
             format!("{} pthreads, no preload", o.conns),
         ];
         let log = cbin_dir().join("preload-redis-server.log");
-        let timeout = Duration::from_secs_f64(90.0 + o.secs + o.warmup);
+        let timeout = Duration::from_secs_f64(90.0 + o.c.secs + o.warmup);
         let mut server = match Redis::start(&o.redis_server, SERVER_CPU, &log) {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("ERROR: {e}");
-                errors.push(format!("redis: {e}"));
+                runner.errors.push(format!("redis: {e}"));
                 None
             }
         };
-        let t0 = cpu_times();
-        let r = run_table(
+        let r = runner.table(
             "redis",
             &labels,
-            o.reps,
+            reps,
             &["gets_s", "client_cpu", "server_cpu", "other_cpu"],
-            o.quiet_wait,
-            o.verbose,
-            &mut errors,
             |ci| {
                 // a dead server is restarted (the run that saw it die is an error)
                 if server.as_mut().is_none_or(|s| s.check().is_err()) {
@@ -730,7 +514,7 @@ fn main() -> ExitCode {
                     cmd.env("LD_PRELOAD", &b.shim);
                     cmd.env("PHOTON_ENGINE", if ci == 0 { "io_uring" } else { "epoll" });
                 }
-                pin(&mut cmd, CLIENT_CPU);
+                pin_command(&mut cmd, CLIENT_CPU);
                 let out = run_child(cmd, timeout)?;
                 check_shim(&out, ci < 2)?;
                 if out.num("errors")? != 0.0 {
@@ -740,16 +524,10 @@ fn main() -> ExitCode {
                     return Err("the client could not read the server's or the machine's CPU time".into());
                 }
                 srv.check().map_err(|e| format!("after the run: {e}"))?;
-                if let Some(e) = out.fields.get("engine") {
-                    let e = format!("{} -> engine {e}", labels[ci]);
-                    if !engines.contains(&e) {
-                        engines.push(e);
-                    }
-                }
                 Ok(out)
             },
         );
-        let load = describe_load(&t0, &cpu_times());
+        let load = runner.last_load.clone();
         drop(server);
         println!("## {section}. hiredis GET throughput: GETs per second (higher is better)");
         println!();
@@ -767,7 +545,7 @@ fn main() -> ExitCode {
              each rep's own ratio to the pthreads run of that rep. Load meanwhile: {load}.",
             o.redis_server.display(),
             o.conns,
-            o.secs,
+            o.c.secs,
             o.warmup,
             o.conns,
             o.conns
@@ -820,31 +598,11 @@ fn main() -> ExitCode {
                 targets.push(format!(
                     "hiredis GET, {label}: {ratio:.2}x {} pthreads (target >= 1.0x): {}",
                     o.conns,
-                    met(ratio >= 1.0)
+                    verdict(ratio >= 1.0)
                 ));
             }
         }
     }
 
-    if !engines.is_empty() {
-        println!("engines used: {}", engines.join("; "));
-        println!();
-    }
-    if !targets.is_empty() {
-        println!("## Targets (for information)");
-        println!();
-        for t in &targets {
-            println!("- {t}");
-        }
-        println!();
-    }
-    let _ = std::io::stdout().flush();
-    if !errors.is_empty() {
-        println!("ERRORS ({}): the rows marked ERROR have no figures", errors.len());
-        for e in &errors {
-            println!("- {}", e.lines().next().unwrap_or(""));
-        }
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    runner.finish(&targets)
 }

@@ -29,36 +29,35 @@ use std::time::Duration;
 use photon_bench::*;
 
 struct Opts {
-    reps: usize,
-    secs: u32,
+    c: Common,
     conns: u32,
 }
 
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
+const USAGE: &str = "usage: pthread_server [--reps N] [--secs S] [--conns N] [--quiet-wait S] [--verbose]";
+
+fn parse_opts(args: &mut Args) -> Result<Opts, String> {
     let mut o = Opts {
-        reps: 3,
-        secs: 3,
+        c: Common::new(3, 3.0, &[]),
         conns: 1000,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+    while let Some(a) = args.next() {
         match a.as_str() {
-            "--reps" => o.reps = v.parse().map_err(|_| "bad --reps")?,
-            "--secs" => o.secs = v.parse().map_err(|_| "bad --secs")?,
-            "--conns" => o.conns = v.parse().map_err(|_| "bad --conns")?,
-            _ => {
-                return Err(format!(
-                    "unknown option {a}; usage: pthread_server [--reps N] [--secs S] [--conns N]"
-                ));
-            }
+            "--conns" => o.conns = args.value(&a)?,
+            _ => o.c.take(&a, args)?,
         }
+    }
+    o.c.check()?;
+    if o.c.secs.fract() != 0.0 {
+        return Err("--secs: whole seconds (the client counts in seconds)".into());
+    }
+    if o.conns == 0 {
+        return Err("--conns must be > 0".into());
     }
     Ok(o)
 }
 
 /// One contender: a name and the server's environment.
-struct Contender {
+struct Case {
     name: &'static str,
     /// The C-API port instead of the unmodified server.
     capi: bool,
@@ -110,7 +109,7 @@ impl Drop for Killer {
     }
 }
 
-fn one_run(servers: (&Path, &Path), client: &Path, c: &Contender, o: &Opts) -> Result<Sample, String> {
+fn one_run(servers: (&Path, &Path), client: &Path, c: &Case, o: &Opts) -> Result<Sample, String> {
     let mut cmd = Command::new(if c.capi { servers.1 } else { servers.0 });
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     for (k, v) in &c.env {
@@ -126,7 +125,7 @@ fn one_run(servers: (&Path, &Path), client: &Path, c: &Contender, o: &Opts) -> R
         .to_string();
     let mut cl = Killer(
         Command::new(client)
-            .args(["bench", &port, &o.conns.to_string(), &o.secs.to_string()])
+            .args(["bench", &port, &o.conns.to_string(), &(o.c.secs as u64).to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -159,27 +158,16 @@ fn one_run(servers: (&Path, &Path), client: &Path, c: &Contender, o: &Opts) -> R
         return Err("no request completed".into());
     }
     Ok(Sample {
-        rps: requests / o.secs as f64,
+        rps: requests / o.c.secs,
         cpu_us_per_req: (cpu1 - cpu0) as f64 / 1000.0 / requests,
         rss_mb: rss_kb / 1024.0,
         threads,
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
-}
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let o = match parse_opts(&args[1..]) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let o = parse_or_exit(USAGE, parse_opts);
+    remember_affinity();
     let built = (|| -> Result<_, String> {
         let so = build_libphoton()?;
         let shim = preload_beside(&so)?;
@@ -190,19 +178,16 @@ fn main() -> ExitCode {
     })();
     let (so, shim, server, client, capi) = match built {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("ERROR: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(e),
     };
     let shim_s = shim.display().to_string();
     let contenders = [
-        Contender {
+        Case {
             name: "pthreads (no shim)",
             capi: false,
             env: vec![],
         },
-        Contender {
+        Case {
             name: "photon threads, 1 vcpu",
             capi: false,
             env: vec![
@@ -211,7 +196,7 @@ fn main() -> ExitCode {
                 ("PHOTON_VCPUS", "1".into()),
             ],
         },
-        Contender {
+        Case {
             name: "photon threads, 2 vcpus",
             capi: false,
             env: vec![
@@ -220,68 +205,71 @@ fn main() -> ExitCode {
                 ("PHOTON_VCPUS", "2".into()),
             ],
         },
-        Contender {
+        Case {
             name: "C-API port, 1 vcpu",
             capi: true,
             env: vec![("VCPUS", "1".into())],
         },
-        Contender {
+        Case {
             name: "C-API port, 2 vcpus",
             capi: true,
             env: vec![("VCPUS", "2".into())],
         },
     ];
-    println!("# issue 19: an unmodified pthread server as pthreads and as photon threads");
-    println!();
-    println!("machine: {}, nproc {}", cpu_model(), allowed_cpus().len());
-    println!("kernel:  {}", kernel_release());
-    println!("libphoton: git {} ({})", git_revision(), so.display());
+    print_header(
+        "issue 19: an unmodified pthread server as pthreads and as photon threads",
+        "nothing (the machine's cores are shared by server and client)",
+    );
+    println!("library: {}", so.display());
     println!(
         "{} connections, {} s per run, {} reps interleaved, medians; engine: PHOTON_ENGINE or the default",
-        o.conns, o.secs, o.reps
+        o.conns, o.c.secs, o.c.reps
     );
     println!();
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); contenders.len()];
-    let mut failed = false;
-    for rep in 0..o.reps {
-        for (i, c) in contenders.iter().enumerate() {
-            match one_run((&server, &capi), &client, c, &o) {
-                Ok(s) => {
-                    eprintln!(
-                        "rep {rep} {}: {:.0} req/s, {:.1} us CPU/req, {:.1} MB RSS, {} threads",
-                        c.name, s.rps, s.cpu_us_per_req, s.rss_mb, s.threads
-                    );
-                    samples[i].push(s);
-                }
-                Err(e) => {
-                    eprintln!("rep {rep} {}: ERROR {e}", c.name);
-                    failed = true;
-                }
-            }
-        }
-    }
-    let base = median(samples[0].iter().map(|s| s.rps).collect());
-    println!(
-        "| server | requests/s | vs pthreads | server CPU us/request | RSS MB | OS threads | kernel stacks (est.) MB |"
+    let labels: Vec<String> = contenders.iter().map(|c| c.name.to_string()).collect();
+    let mut runner = Runner::new(&o.c);
+    let rows = runner.interleave(
+        "pthread_server",
+        &labels,
+        o.c.reps,
+        |i, _| one_run((&server, &capi), &client, &contenders[i], &o),
+        |s| {
+            format!(
+                "{:.0} req/s, {:.1} us CPU/req, {:.1} MB RSS, {} threads",
+                s.rps, s.cpu_us_per_req, s.rss_mb, s.threads
+            )
+        },
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (c, s) in contenders.iter().zip(&samples) {
-        if s.is_empty() {
-            println!("| {} | failed | | | | | |", c.name);
-            continue;
-        }
-        let rps = median(s.iter().map(|x| x.rps).collect());
-        let threads = median(s.iter().map(|x| x.threads).collect());
-        println!(
-            "| {} | {:.0} | {:.2}x | {:.1} | {:.1} | {:.0} | {:.1} |",
-            c.name,
-            rps,
-            rps / base,
-            median(s.iter().map(|x| x.cpu_us_per_req).collect()),
-            median(s.iter().map(|x| x.rss_mb).collect()),
-            threads,
-            threads * 16.0 / 1024.0
-        );
-    }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    let base = rows[0].series(|x| x.rps);
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .zip(&labels)
+        .map(|(r, label)| {
+            let rps = r.series(|x| x.rps);
+            let threads = r.series(|x| x.threads);
+            vec![
+                label.clone(),
+                cell_fixed(&rps, 0, ""),
+                cell_ratio(&rps, &base),
+                cell_fixed(&r.series(|x| x.cpu_us_per_req), 1, ""),
+                cell_fixed(&r.series(|x| x.rss_mb), 1, ""),
+                cell_fixed(&threads, 0, ""),
+                cell_fixed(&r.series(|x| x.threads * 16.0 / 1024.0), 1, ""),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "server",
+            "requests/s",
+            "vs pthreads",
+            "server CPU us/request",
+            "RSS MB",
+            "OS threads",
+            "kernel stacks (est.) MB",
+        ],
+        &table,
+    );
+    println!();
+    runner.finish(&[])
 }

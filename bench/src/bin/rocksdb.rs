@@ -21,7 +21,6 @@
 //! read-only (RocksDB then keeps no SuperVersion in a thread-local).
 //! Exits non-zero if any run failed.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
@@ -29,58 +28,35 @@ use std::time::Duration;
 use photon_bench::*;
 
 struct Opts {
-    reps: usize,
-    secs: f64,
+    c: Common,
     threads: usize,
     cpu: usize,
     readonly: bool,
-    verbose: bool,
 }
 
-const USAGE: &str = "usage: rocksdb [--reps N] [--secs S] [--threads N] [--cpu C] [--readonly] [--verbose]";
+const USAGE: &str =
+    "usage: rocksdb [--reps N] [--secs S] [--threads N] [--cpu C] [--readonly] [--quiet-wait S] [--verbose]";
 
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
+fn parse_opts(args: &mut Args) -> Result<Opts, String> {
     let mut o = Opts {
-        reps: 5,
-        secs: 2.0,
+        c: Common::new(5, 2.0, &[]),
         threads: 128,
         cpu: 1,
         readonly: false,
-        verbose: false,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().ok_or_else(|| format!("{a} needs a value\n{USAGE}"));
+    while let Some(a) = args.next() {
         match a.as_str() {
-            "--reps" => o.reps = val()?.parse().map_err(|_| "bad --reps")?,
-            "--secs" => o.secs = val()?.parse().map_err(|_| "bad --secs")?,
-            "--threads" => o.threads = val()?.parse().map_err(|_| "bad --threads")?,
-            "--cpu" => o.cpu = val()?.parse().map_err(|_| "bad --cpu")?,
+            "--threads" => o.threads = args.value(&a)?,
+            "--cpu" => o.cpu = args.value(&a)?,
             "--readonly" => o.readonly = true,
-            "--verbose" => o.verbose = true,
-            _ => return Err(format!("unknown argument {a}\n{USAGE}")),
+            _ => o.c.take(&a, args)?,
         }
     }
-    if o.reps == 0 || o.secs <= 0.0 || o.threads == 0 {
-        return Err(USAGE.into());
+    o.c.check()?;
+    if o.threads == 0 {
+        return Err("--threads must be > 0".into());
     }
     Ok(o)
-}
-
-/// Makes `cmd`'s process run on `cpu` only (as `taskset -c CPU`).
-fn pin(cmd: &mut Command, cpu: usize) {
-    // SAFETY: the closure runs in the forked child before exec and makes one
-    // async-signal-safe syscall on a local cpu_set_t; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 /// The installed librocksdb-dev's Debian version.
@@ -94,7 +70,7 @@ fn rocksdb_version() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-struct Contender {
+struct Case {
     label: String,
     mode: &'static str,
     threads: usize,
@@ -103,18 +79,10 @@ struct Contender {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let o = match parse_opts(&args[1..]) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let o = parse_or_exit(USAGE, parse_opts);
     remember_affinity();
     if !allowed_cpus().contains(&o.cpu) {
-        eprintln!("ERROR: CPU {} is not allowed here ({:?})", o.cpu, allowed_cpus());
-        return ExitCode::FAILURE;
+        return fatal(format!("CPU {} is not allowed here ({:?})", o.cpu, allowed_cpus()));
     }
     let db: PathBuf = bench_dir().join("target").join("rocksdb-db");
     let built = (|| -> Result<(PathBuf, PathBuf, PathBuf), String> {
@@ -136,36 +104,33 @@ fn main() -> ExitCode {
     })();
     let (so, shim, exe) = match built {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("ERROR: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(e),
     };
 
     let n = o.threads;
-    let contenders = [
-        Contender {
+    let contenders: [Case; 4] = [
+        Case {
             label: format!("{n} photon threads, 1 vcpu, shim, io_uring"),
             mode: "photon",
             threads: n,
             engine: "io_uring",
             shim: true,
         },
-        Contender {
+        Case {
             label: format!("{n} photon threads, 1 vcpu, shim, epoll"),
             mode: "photon",
             threads: n,
             engine: "epoll",
             shim: true,
         },
-        Contender {
+        Case {
             label: "1 plain thread".into(),
             mode: "pthreads",
             threads: 1,
             engine: "epoll",
             shim: false,
         },
-        Contender {
+        Case {
             label: format!("{n} plain pthreads"),
             mode: "pthreads",
             threads: n,
@@ -174,11 +139,11 @@ fn main() -> ExitCode {
         },
     ];
 
-    println!("# libphoton benchmark: unmodified RocksDB random Gets, direct reads, no block cache");
-    println!();
-    println!("machine: {}, nproc {}", cpu_model(), allowed_cpus().len());
-    println!("kernel:  {}", kernel_release());
-    println!("libphoton: git {} ({})", git_revision(), so.display());
+    print_header(
+        "libphoton benchmark: unmodified RocksDB random Gets, direct reads, no block cache",
+        &format!("every run's process on CPU {} only (sched_setaffinity)", o.cpu),
+    );
+    println!("library: {}", so.display());
     println!("shim:    {}", shim.display());
     println!(
         "rocksdb: {} (Debian librocksdb), database {} (200,000 keys, 100 B values), opened {}",
@@ -189,68 +154,34 @@ fn main() -> ExitCode {
     println!(
         "method:  every run its own process pinned to CPU {}; 0.3 s warm-up then {} s measured; {} reps rep-major \
          interleaved; median, min - max, ratio of medians; CPU = getrusage (user + system) / Gets",
-        o.cpu, o.secs, o.reps
+        o.cpu, o.c.secs, o.c.reps
     );
     println!();
 
     let keys = ["gets_per_s", "cpu_ns_per_get"];
-    let mut series: Vec<Vec<Series>> = contenders
-        .iter()
-        .map(|_| keys.iter().map(|_| Series::default()).collect())
-        .collect();
-    let mut errors = Vec::new();
-    let secs = o.secs.to_string();
-    let timeout = Duration::from_secs_f64(60.0 + 10.0 * o.secs);
-    for rep in 1..=o.reps {
-        for (ci, c) in contenders.iter().enumerate() {
-            if series[ci][0].error.is_some() {
-                continue;
-            }
-            let mut cmd = Command::new(&exe);
-            cmd.arg(c.mode).arg(&db).arg(c.threads.to_string()).arg(&secs);
-            if o.readonly {
-                cmd.arg("ro");
-            }
-            cmd.env("PHOTON_ENGINE", c.engine).env_remove("LD_PRELOAD");
-            if c.shim {
-                cmd.env("LD_PRELOAD", &shim);
-            }
-            pin(&mut cmd, o.cpu);
-            let r = run_child(cmd, timeout).and_then(|out| {
-                if (out.num("shim")? != 0.0) != c.shim {
-                    return Err(format!("{}: the shim is not as this contender needs", c.label));
-                }
-                let vals = keys.iter().map(|k| out.num(k)).collect::<Result<Vec<_>, _>>()?;
-                Ok((out, vals))
-            });
-            match r {
-                Ok((out, vals)) => {
-                    eprintln!(
-                        "rep {rep}/{} {}: {} Gets/s, {} ns CPU/Get",
-                        o.reps,
-                        c.label,
-                        fmt_num(vals[0]),
-                        fmt_num(vals[1])
-                    );
-                    if o.verbose {
-                        for i in &out.info {
-                            eprintln!("    {i}");
-                        }
-                    }
-                    for (s, v) in series[ci].iter_mut().zip(vals) {
-                        s.values.push(v);
-                    }
-                }
-                Err(e) => {
-                    eprintln!("rep {rep}/{} {}: ERROR\n{e}", o.reps, c.label);
-                    errors.push(format!("{}: {e}", c.label));
-                    for s in series[ci].iter_mut() {
-                        s.error = Some(e.clone());
-                    }
-                }
-            }
+    let labels: Vec<String> = contenders.iter().map(|c| c.label.clone()).collect();
+    let secs = o.c.secs.to_string();
+    let timeout = Duration::from_secs_f64(60.0 + 10.0 * o.c.secs);
+    let mut runner = Runner::new(&o.c);
+    let series = runner.table("rocksdb", &labels, o.c.reps, &keys, |ci| {
+        let c = &contenders[ci];
+        let mut cmd = Contender::new(&c.label, &exe)
+            .args([c.mode, &db.to_string_lossy(), &c.threads.to_string(), &secs])
+            .args(o.readonly.then_some("ro"))
+            .env("PHOTON_ENGINE", c.engine)
+            .env_remove("LD_PRELOAD")
+            .pin(o.cpu);
+        if c.shim {
+            cmd = cmd.env("LD_PRELOAD", &shim);
         }
-    }
+        let out = run_child(cmd.command(), timeout)?;
+        if (out.num("shim")? != 0.0) != c.shim {
+            return Err(format!("{}: the shim is not as this contender needs", c.label));
+        }
+        Ok(out)
+    });
+    println!("CPU time while the table ran: {}", runner.last_load);
+    println!();
 
     let plain = &series[2][0];
     let threads = &series[3][0];
@@ -280,27 +211,20 @@ fn main() -> ExitCode {
         &rows,
     );
     println!();
+    let mut targets = Vec::new();
     for (ci, c) in contenders.iter().enumerate().take(2) {
         let s = &series[ci][0];
         if s.ok() && plain.ok() && threads.ok() {
             let (a, b) = (s.median() / plain.median(), s.median() / threads.median());
-            println!(
-                "target ({}): >= 2.0x one plain thread: {:.2}x {}; >= 1.0x {n} pthreads: {:.2}x {}",
+            targets.push(format!(
+                "{}: >= 2.0x one plain thread: {:.2}x {}; >= 1.0x {n} pthreads: {:.2}x {}",
                 c.engine,
                 a,
-                if a >= 2.0 { "met" } else { "NOT met" },
+                verdict(a >= 2.0),
                 b,
-                if b >= 1.0 { "met" } else { "NOT met" }
-            );
+                verdict(b >= 1.0)
+            ));
         }
     }
-    if errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("{} contender(s) failed:", errors.len());
-        for e in &errors {
-            eprintln!("  {e}");
-        }
-        ExitCode::FAILURE
-    }
+    runner.finish(&targets)
 }

@@ -224,9 +224,7 @@ impl Engine for EpollEngine {
 
     fn readiness(&self, fd: i32) -> u32 {
         match self.fds.get(fd as usize) {
-            Some(st) if st.registered && self.keep_readiness => {
-                st.ready | if st.read_closed { READABLE } else { 0 }
-            }
+            Some(st) if st.registered && self.keep_readiness => st.ready | if st.read_closed { READABLE } else { 0 },
             _ => READABLE | WRITABLE,
         }
     }
@@ -272,5 +270,83 @@ impl Engine for EpollEngine {
 
     fn notifier(&self) -> Arc<dyn Notify> {
         self.waker.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socketpair() -> (i32, i32) {
+        let mut fds = [0; 2];
+        // SAFETY: a valid out array of two ints.
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(r, 0);
+        (fds[0], fds[1])
+    }
+
+    fn settle(e: &mut EpollEngine) {
+        let mut out = Vec::new();
+        e.wait(Some(Duration::from_millis(50)), &mut out).unwrap();
+        assert!(out.is_empty(), "no operation was in flight");
+    }
+
+    /// A socket seen drained stays not-readable until an event; a peer's
+    /// half-close keeps it readable for good (a short read cannot clear it).
+    #[test]
+    fn readiness_is_kept_per_fd() {
+        let mut e = EpollEngine::new().unwrap();
+        assert!(e.keep_readiness || std::env::var_os("PHOTON_IO_OFF").is_some());
+        e.keep_readiness = true;
+        let (a, b) = socketpair();
+        assert_eq!(e.readiness(a), READABLE | WRITABLE, "unknown: maybe ready");
+        e.drained(a, READABLE);
+        assert_eq!(e.readiness(a) & READABLE, 0, "seen drained");
+        settle(&mut e);
+        assert_eq!(e.readiness(a), WRITABLE, "the registration's event: writable only");
+        // SAFETY: one byte from a live buffer.
+        assert_eq!(unsafe { libc::write(b, b"x".as_ptr().cast(), 1) }, 1);
+        settle(&mut e);
+        assert_eq!(e.readiness(a) & READABLE, READABLE, "data arrived: an event said so");
+        let mut buf = [0u8; 8];
+        // SAFETY: a live buffer of 8 bytes.
+        assert_eq!(unsafe { libc::read(a, buf.as_mut_ptr().cast(), 8) }, 1);
+        e.drained(a, READABLE);
+        assert_eq!(e.readiness(a) & READABLE, 0);
+        // SAFETY: plain calls on our fds.
+        unsafe { libc::shutdown(b, libc::SHUT_WR) };
+        settle(&mut e);
+        e.drained(a, READABLE);
+        assert_eq!(e.readiness(a) & READABLE, READABLE, "end of file stays readable");
+        e.forget_fd(a);
+        assert_eq!(e.readiness(a), READABLE | WRITABLE, "a forgotten fd is unknown again");
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(a);
+            libc::close(b);
+        }
+    }
+
+    /// With the feature off (`PHOTON_IO_OFF=readiness`) every read tries.
+    #[test]
+    fn readiness_off_says_always_ready() {
+        let mut e = EpollEngine::new().unwrap();
+        e.keep_readiness = false;
+        let (a, b) = socketpair();
+        e.drained(a, READABLE);
+        settle(&mut e);
+        assert_eq!(e.readiness(a), READABLE | WRITABLE);
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(a);
+            libc::close(b);
+        }
     }
 }

@@ -15,6 +15,7 @@ use crate::fdinfo;
 use crate::sched;
 use crate::time::now_us;
 
+use crate::sched::chunked;
 use crate::sys::{clamp_io as clamp, iov_count};
 
 /// Waits until `fd` is ready for `events`; returns the ready bits.
@@ -140,6 +141,27 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
         return unsafe { recv(fd, buf, len, 0, deadline) };
     }
     let len = clamp(len);
+    if buffered_file(fd) {
+        // SAFETY: per the contract; each piece lies within the buffer.
+        return chunked(len as usize, |done, n| unsafe {
+            read_one(fd, buf.add(done), n as u32, deadline)
+        });
+    }
+    // SAFETY: per the contract.
+    unsafe { read_one(fd, buf, len, deadline) }
+}
+
+/// True if `fd` is a file read and written through the page cache: a big
+/// transfer goes in pieces ([`chunked`]) so the vcpu is never stalled long.
+fn buffered_file(fd: i32) -> bool {
+    fdinfo::is_storage(fd) && !fdinfo::is_direct(fd)
+}
+
+/// One `read` (`len` capped).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+unsafe fn read_one(fd: i32, buf: *mut u8, len: u32, deadline: u64) -> Result<usize, Errno> {
     // SAFETY: per the contract.
     unsafe {
         transfer(
@@ -168,6 +190,21 @@ pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Resul
         return unsafe { send(fd, buf, len, 0, deadline) };
     }
     let len = clamp(len);
+    if buffered_file(fd) {
+        // SAFETY: per the contract; each piece lies within the buffer.
+        return chunked(len as usize, |done, n| unsafe {
+            write_one(fd, buf.add(done), n as u32, deadline)
+        });
+    }
+    // SAFETY: per the contract.
+    unsafe { write_one(fd, buf, len, deadline) }
+}
+
+/// One `write` (`len` capped).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of reads.
+unsafe fn write_one(fd: i32, buf: *const u8, len: u32, deadline: u64) -> Result<usize, Errno> {
     // SAFETY: per the contract.
     unsafe {
         transfer(

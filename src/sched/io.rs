@@ -90,6 +90,38 @@ pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
     }
 }
 
+/// Runs a transfer of `len` bytes as pieces of at most [`FILE_CHUNK`](crate::sys::FILE_CHUNK):
+/// `one(done, n)` moves up to `n` bytes starting `done` bytes in. It stops
+/// at a short piece (end of file, a full disk) or an error; an error after
+/// some bytes moved returns those bytes, as the kernel does (the next call
+/// sees the error). A zero-length transfer is still made once (it checks
+/// the fd as the syscall would). Between pieces the vcpu's other threads
+/// run.
+pub(crate) fn chunked(
+    len: usize,
+    mut one: impl FnMut(usize, usize) -> Result<usize, crate::Errno>,
+) -> Result<usize, crate::Errno> {
+    let mut done = 0;
+    loop {
+        if done > 0 {
+            // A piece that completed without parking (a page-cache hit on
+            // the vcpu) leaves the others no turn: give them one.
+            super::switch::io_yield();
+        }
+        let n = (len - done).min(crate::sys::FILE_CHUNK);
+        match one(done, n) {
+            Ok(k) => {
+                done += k;
+                if k < n || done >= len {
+                    return Ok(done);
+                }
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => return Ok(done),
+        }
+    }
+}
+
 /// Delivers completions the engine produced synchronously (e.g. when an fd
 /// is closed under waiting threads) and lets the engine forget `fd`.
 pub(crate) fn cancel_fd(fd: i32) {

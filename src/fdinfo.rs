@@ -6,7 +6,7 @@
 //! closed behind photon's back and reused keeps stale facts, which is why
 //! fds given to photon functions are to be closed with `photon_close`.
 
-use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering::*};
 
 const UNKNOWN: u8 = 0;
 const KNOWN: u8 = 1;
@@ -33,14 +33,22 @@ fn stream_type(fd: i32) -> bool {
 const CHUNK: usize = 4096;
 const CHUNKS: usize = 1024; // fds below 4M are cached; others are looked up each time
 static TABLE: [AtomicPtr<AtomicU8>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
+/// Per fd, the vcpus that waited on it (bit `id % 64`), so `photon_close`
+/// can wake their threads too.
+static VCPUS: [AtomicPtr<AtomicU64>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
 
 fn cell(fd: i32) -> Option<&'static AtomicU8> {
+    cell_in(&TABLE, fd, || AtomicU8::new(UNKNOWN))
+}
+
+/// The cell of `fd` in a table of lazily allocated chunks.
+fn cell_in<T>(table: &'static [AtomicPtr<T>; CHUNKS], fd: i32, init: fn() -> T) -> Option<&'static T> {
     let fd = usize::try_from(fd).ok()?;
-    let slot = TABLE.get(fd / CHUNK)?;
+    let slot = table.get(fd / CHUNK)?;
     let mut chunk = slot.load(Acquire);
     if chunk.is_null() {
-        let fresh: Box<[AtomicU8]> = (0..CHUNK).map(|_| AtomicU8::new(UNKNOWN)).collect();
-        let p = Box::into_raw(fresh).cast::<AtomicU8>();
+        let fresh: Box<[T]> = (0..CHUNK).map(|_| init()).collect();
+        let p = Box::into_raw(fresh).cast::<T>();
         chunk = match slot.compare_exchange(core::ptr::null_mut(), p, AcqRel, Acquire) {
             Ok(_) => p,
             Err(winner) => {
@@ -140,6 +148,27 @@ pub(crate) fn ensure_nonblocking(fd: i32) -> Result<(), crate::Errno> {
 pub(crate) fn new_socket(fd: i32, stream: bool) {
     if let Some(c) = cell(fd) {
         c.store(KNOWN | SOCKET | NONBLOCK | if stream { STREAM } else { 0 }, Relaxed);
+    }
+}
+
+/// Notes that vcpu `id` has a thread waiting on `fd` (cheap when noted
+/// before: one load).
+#[inline]
+pub(crate) fn note_vcpu(fd: i32, id: u32) {
+    let bit = 1u64 << (id % 64);
+    if let Some(c) = cell_in(&VCPUS, fd, || AtomicU64::new(0))
+        && c.load(Relaxed) & bit == 0
+    {
+        c.fetch_or(bit, Relaxed);
+    }
+}
+
+/// The vcpus noted for `fd` since the last call (bit `id % 64`), clearing
+/// them; fds beyond the table answer "all".
+pub(crate) fn take_vcpus(fd: i32) -> u64 {
+    match cell_in(&VCPUS, fd, || AtomicU64::new(0)) {
+        Some(c) => c.swap(0, AcqRel),
+        None => u64::MAX,
     }
 }
 

@@ -142,6 +142,10 @@ unsafe fn drain_inbox(v: *mut Vcpu) {
                     super::stats::dump_on_request(v);
                     continue;
                 }
+                Msg::CancelFd { fd, ack } => {
+                    super::io::cancel_fd_here(v, fd, ack);
+                    continue;
+                }
                 Msg::Adopt { tcb } => {
                     adopt(v, tcb as *mut ThreadCtl);
                     continue;

@@ -26,6 +26,10 @@ pub(crate) enum Msg {
     Spawn { entry: super::thread::Entry, arg: usize },
     /// Write the vcpu's threads to stderr (`PHOTON_DUMP_SIGNAL`).
     Dump,
+    /// `photon_close(fd)` on another vcpu: wake this vcpu's threads waiting
+    /// on `fd` (ECANCELED), then acknowledge through `ack`, a raw
+    /// `Arc<CloseAck>` this message owns one count of.
+    CancelFd { fd: i32, ack: usize },
 }
 
 /// A vcpu's inbox.

@@ -76,7 +76,7 @@ const TABLE: &str = r#"
 # ---- lifecycle
 photon_init any home=N valid=0 V=EALREADY P=0 F=0
   event_engine: PHOTON_EVENT_DEFAULT | 3 => EINVAL ; 99 => EINVAL ; UINT64_MAX => EINVAL
-  flags: 0 | 1 => EINVAL ; UINT64_MAX => EINVAL
+  flags: 0 | 2 => EINVAL ; 6 => EINVAL ; UINT64_MAX => EINVAL
   case V | init twice, naming an engine | | photon_init(PHOTON_EVENT_EPOLL, 0) | EALREADY
 photon_fini vcpu valid=0
   case T | fini from a photon thread that is not the vcpu's main one | | photon_fini() | EPERM

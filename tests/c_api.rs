@@ -345,6 +345,36 @@ fn c_io_features_off() {
     }
 }
 
+/// The socket, file and fault programs again with the io_uring submission
+/// queue polled by a kernel thread (`PHOTON_IO_SQPOLL=1`, what the
+/// `photon_init` flag `PHOTON_INIT_IOURING_SQPOLL` asks for); the epoll
+/// runs check that the flag is ignored there.
+#[test]
+fn c_io_sqpoll() {
+    let programs = [
+        "net_echo_many",
+        "net_partial",
+        "net_interrupt",
+        "net_close_wakes",
+        "net_timeouts",
+        "fs_ops",
+        "fs_interrupt",
+        "fault_interrupt_waits",
+    ];
+    for name in programs {
+        let exe = compile_c_program(name);
+        for &engine in engines() {
+            let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_SQPOLL", "1")]);
+            assert!(
+                run.passed(),
+                "C test {name} with PHOTON_ENGINE={engine} PHOTON_IO_SQPOLL=1 failed: {}",
+                run.describe()
+            );
+            println!("{name} (PHOTON_ENGINE={engine}, PHOTON_IO_SQPOLL=1): passed");
+        }
+    }
+}
+
 #[test]
 fn c_sleep_order() {
     c_test("sleep_order");

@@ -36,6 +36,10 @@ pub const EVENT_EPOLL: u64 = 1;
 /// io_uring.
 pub const EVENT_IOURING: u64 = 2;
 
+/// `photon_init` flag: an io_uring submission queue polled by a kernel
+/// thread (the C `PHOTON_INIT_IOURING_SQPOLL`).
+pub const INIT_SQPOLL: u64 = 1;
+
 /// Readiness bits (the C `PHOTON_READABLE` / `PHOTON_WRITABLE`).
 pub const READABLE: u32 = 1;
 /// See [`READABLE`].
@@ -364,11 +368,13 @@ pub(crate) trait Engine {
     fn notifier(&self) -> Arc<dyn Notify>;
 }
 
-/// Creates the engine `photon_init` asked for. `PHOTON_ENGINE=io_uring|epoll`
+/// Creates the engine `photon_init` asked for, with its `flags`
+/// ([`INIT_SQPOLL`], also set by `PHOTON_IO_SQPOLL=1`). `PHOTON_ENGINE=io_uring|epoll`
 /// overrides [`EVENT_DEFAULT`] only. The default (and the variable) fall
 /// back to epoll, with one logged warning naming the reason, when io_uring
 /// cannot be set up; an explicit [`EVENT_IOURING`] fails instead.
-pub(crate) fn create(kind: u64) -> Result<Box<dyn Engine>, Errno> {
+pub(crate) fn create(kind: u64, flags: u64) -> Result<Box<dyn Engine>, Errno> {
+    let sqpoll = flags & INIT_SQPOLL != 0 || std::env::var("PHOTON_IO_SQPOLL").is_ok_and(|v| v == "1");
     let explicit = match kind {
         EVENT_DEFAULT => match std::env::var("PHOTON_ENGINE").as_deref() {
             Ok("epoll") => Some(EVENT_EPOLL),
@@ -392,7 +398,7 @@ pub(crate) fn create(kind: u64) -> Result<Box<dyn Engine>, Errno> {
     };
     match explicit {
         Some(EVENT_EPOLL) => Ok(Box::new(EpollEngine::new()?)),
-        Some(_) => match UringEngine::new() {
+        Some(_) => match UringEngine::new(sqpoll) {
             Ok(e) => Ok(Box::new(e)),
             Err(e) => {
                 log::warn!("photon: io_uring requested but unavailable: {}", uring::explain(&e));
@@ -403,7 +409,7 @@ pub(crate) fn create(kind: u64) -> Result<Box<dyn Engine>, Errno> {
                 })
             }
         },
-        None => match UringEngine::new() {
+        None => match UringEngine::new(sqpoll) {
             Ok(e) => Ok(Box::new(e)),
             Err(e) => {
                 warn_fallback_once(&uring::explain(&e));

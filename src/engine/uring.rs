@@ -155,11 +155,27 @@ fn raise_memlock() {
     });
 }
 
-fn build_ring() -> Result<IoUring, SetupError> {
+/// How long the SQPOLL kernel thread keeps polling after the last
+/// submission before it sleeps (ms).
+const SQPOLL_IDLE_MS: u32 = 10;
+
+fn build_ring(sqpoll: bool) -> Result<IoUring, SetupError> {
     let err = |e: std::io::Error, what: &str| SetupError {
         errno: e.into(),
         what: what.to_string(),
     };
+    if sqpoll {
+        // DEFER_TASKRUN needs the submitter to run the task work, which an
+        // SQ thread cannot: SQPOLL goes alone (plus a large CQ).
+        let mut b = IoUring::builder();
+        b.setup_cqsize(CQ_ENTRIES).setup_sqpoll(SQPOLL_IDLE_MS);
+        match b.build(SQ_ENTRIES) {
+            Ok(r) => return Ok(r),
+            Err(e) => log::warn!(
+                "photon: io_uring with SQPOLL refused ({e}); using a ring without it (before 5.11 SQPOLL needs CAP_SYS_NICE)"
+            ),
+        }
+    }
     let mut last = None;
     for attempt in 0..3 {
         let mut b = IoUring::builder();
@@ -226,9 +242,9 @@ impl UringEngine {
         self.fs_kind[i] == 2
     }
 
-    pub(crate) fn new() -> Result<UringEngine, SetupError> {
+    pub(crate) fn new(sqpoll: bool) -> Result<UringEngine, SetupError> {
         raise_memlock();
-        let ring = build_ring()?;
+        let ring = build_ring(sqpoll)?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe).map_err(|e| SetupError {
             errno: e.into(),
@@ -294,7 +310,13 @@ impl UringEngine {
                 self.queued += 1;
                 return Ok(());
             }
-            self.ring.submit()?;
+            if self.ring.params().is_setup_sqpoll() {
+                // The kernel thread empties the queue: wait for room.
+                self.ring.submit()?;
+                self.ring.submitter().squeue_wait()?;
+            } else {
+                self.ring.submit()?;
+            }
             self.queued = 0;
         }
     }
@@ -615,7 +637,7 @@ mod tests {
     /// (`poll_first` false, as on a kernel before 5.19) the same holds.
     #[test]
     fn receive_after_drain() {
-        let Ok(mut e) = UringEngine::new() else {
+        let Ok(mut e) = UringEngine::new(false) else {
             println!("receive_after_drain: no io_uring here, skipped");
             return;
         };
@@ -656,6 +678,70 @@ mod tests {
                 libc::close(a);
                 libc::close(b);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod sqpoll_tests {
+    use super::*;
+
+    /// With SQPOLL (the opt-in `photon_init` flag) the ring is polled by a
+    /// kernel thread, and operations still complete, including one queued
+    /// after that thread went idle (which has to be woken).
+    #[test]
+    fn sqpoll_ring_runs_operations() {
+        let Ok(mut e) = UringEngine::new(true) else {
+            println!("sqpoll_ring_runs_operations: no io_uring here, skipped");
+            return;
+        };
+        if !e.ring.params().is_setup_sqpoll() {
+            println!("sqpoll_ring_runs_operations: this kernel refused SQPOLL; the fallback ring is tested");
+        }
+        let mut fds = [0; 2];
+        // SAFETY: a valid out array of two ints.
+        assert_eq!(
+            unsafe {
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                    0,
+                    fds.as_mut_ptr(),
+                )
+            },
+            0
+        );
+        let mut buf = [0u8; 8];
+        for pause_ms in [0, 3 * SQPOLL_IDLE_MS as u64] {
+            std::thread::sleep(Duration::from_millis(pause_ms));
+            let op = Op::Recv {
+                fd: fds[0],
+                buf: buf.as_mut_ptr(),
+                len: 8,
+                flags: 0,
+            };
+            // SAFETY: buf outlives the operation (waited for below).
+            let Submitted::Pending(id) = (unsafe { e.submit(op, 1 as Waiter) }).unwrap() else {
+                panic!("a ring receive is pending");
+            };
+            // SAFETY: 2 bytes from a live buffer.
+            assert_eq!(unsafe { libc::write(fds[1], b"hi".as_ptr().cast(), 2) }, 2);
+            let mut out = Vec::new();
+            let mut got = None;
+            for _ in 0..200 {
+                e.wait(Some(Duration::from_millis(10)), &mut out).unwrap();
+                if let Some(c) = out.iter().find(|c| c.id == id) {
+                    got = Some(c.result);
+                    break;
+                }
+            }
+            assert_eq!(got, Some(2), "after a pause of {pause_ms} ms");
+            assert_eq!(&buf[..2], b"hi");
+        }
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
         }
     }
 }

@@ -191,6 +191,7 @@ const PHOTON_URING: &str = "libphoton io_uring";
 const PHOTON_EPOLL: &str = "libphoton epoll";
 const PHOTON_URING_NO_POLL_FIRST: &str = "libphoton io_uring -poll_first";
 const PHOTON_EPOLL_NO_READINESS: &str = "libphoton epoll -readiness";
+const PHOTON_URING_SQPOLL: &str = "libphoton io_uring +sqpoll";
 
 fn servers(o: &Opts) -> Vec<Server> {
     let peer = |n: &str| o.bin_dir.join(n);
@@ -255,17 +256,18 @@ fn servers(o: &Opts) -> Vec<Server> {
     // A/B rows: libphoton with one I/O feature switched off (as on a
     // kernel without it), each beside its default row.
     let ab = [
-        (PHOTON_URING_NO_POLL_FIRST, "io_uring", "poll_first"),
-        (PHOTON_EPOLL_NO_READINESS, "epoll", "readiness"),
+        (PHOTON_URING_NO_POLL_FIRST, "io_uring", ("PHOTON_IO_OFF", "poll_first")),
+        (PHOTON_URING_SQPOLL, "io_uring", ("PHOTON_IO_SQPOLL", "1")),
+        (PHOTON_EPOLL_NO_READINESS, "epoll", ("PHOTON_IO_OFF", "readiness")),
     ];
     let mut all = all;
-    for (name, engine, feature) in ab {
+    for (name, engine, env) in ab {
         all.push(Server {
             name,
             program: o.server_bin.clone(),
             args: vec!["--engine", engine, "--quiet"],
             expect_engine: Some(engine),
-            env: vec![("PHOTON_IO_OFF", feature)],
+            env: vec![env],
         });
     }
     match &o.servers {
@@ -341,6 +343,7 @@ impl RunningServer {
             .args(&s.args)
             .args(["--port", "0"])
             .env_remove("PHOTON_IO_OFF")
+            .env_remove("PHOTON_IO_SQPOLL")
             .envs(s.env.iter().copied());
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd

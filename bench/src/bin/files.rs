@@ -578,7 +578,10 @@ fn main() -> ExitCode {
                     warm.clone(),
                 ];
                 let pt = p_threads.clone();
-                let contenders = vec![
+                let pt1 = p_threads.clone();
+                let mut one_thread_args = threads_args.clone();
+                one_thread_args[3] = "1".into();
+                let mut contenders = vec![
                     Contender {
                         label: format!("libphoton io_uring, 1 vcpu, {n} photon thread{}", plural(n)),
                         how: photon("io_uring"),
@@ -612,6 +615,18 @@ fn main() -> ExitCode {
                         fresh_file: None,
                     },
                 ];
+                if !direct && n > 1 {
+                    // The bar for page-cache reads: one thread's plain pread loop.
+                    contenders.push(Contender {
+                        label: "1 OS thread calling pread (plain loop)".into(),
+                        how: How::Child(Box::new(move || {
+                            let mut c = Command::new(&pt1);
+                            c.args(&one_thread_args);
+                            c
+                        })),
+                        fresh_file: None,
+                    });
+                }
                 let k = contenders.len();
                 tables.push(TableData {
                     title: format!(

@@ -497,7 +497,11 @@ fn oncpu_ns(pid: u32) -> Result<f64, String> {
         let path = e.map_err(|e| format!("{dir}: {e}"))?.path().join("schedstat");
         // A thread may end meanwhile: skip it.
         if let Ok(t) = std::fs::read_to_string(&path) {
-            sum += t.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            sum += t
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
         }
     }
     Ok(sum)
@@ -696,7 +700,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
         .map(|v| per_req(v / measure));
     let cycles = perf.get("cycles").copied().flatten().map(|v| per_req(v / measure));
     let syscalls = perf
-        .get("raw_syscalls:sys_enter")
+        .get("raw_syscalls") // parse_perf keeps the name before the first ':'
         .copied()
         .flatten()
         .map(|v| per_req(v / measure));

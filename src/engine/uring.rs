@@ -301,6 +301,29 @@ impl UringEngine {
         })
     }
 
+    /// With SQPOLL the kernel thread takes queued SQEs when it gets to
+    /// them: waits until it has taken them all. `fd` is about to be closed,
+    /// and an operation on it still queued then would meet EBADF, or a new
+    /// file given the same number.
+    fn drain_sq(&mut self) {
+        let start = std::time::Instant::now();
+        loop {
+            if let Err(e) = self.ring.submit() {
+                log::error!("photon: io_uring submit failed while closing an fd: {e}");
+                return;
+            }
+            if self.ring.submission().is_empty() {
+                self.queued = 0;
+                return;
+            }
+            if start.elapsed() > Duration::from_millis(100) {
+                log::error!("photon: the io_uring SQPOLL thread took no submissions for 100 ms");
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// Queues one SQE, flushing the queue to the kernel when it is full.
     fn push(&mut self, sqe: squeue::Entry) -> Result<(), Errno> {
         loop {
@@ -536,8 +559,12 @@ impl Engine for UringEngine {
 
     fn cancel_fd(&mut self, fd: i32, _out: &mut Vec<Completion>) {
         self.forget_fd(fd);
-        for id in self.ops.ids_where(|o| o.fd == fd) {
+        let ids = self.ops.ids_where(|o| o.fd == fd);
+        for &id in &ids {
             self.cancel(id);
+        }
+        if !ids.is_empty() && self.ring.params().is_setup_sqpoll() {
+            self.drain_sq();
         }
     }
 

@@ -31,8 +31,9 @@ fn ready_wait(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
 ///
 /// `drains`: the bytes a read asked for, where a shorter count means the
 /// fd was drained (a stream socket or pipe read without MSG_PEEK); 0 for
-/// other transfers. The engine is told, so the next read waits for an
-/// event first instead of calling into an EAGAIN.
+/// other transfers. The engine is told, so the next such read waits for an
+/// event first instead of calling into an EAGAIN; other transfers always
+/// try their syscall first.
 ///
 /// # Safety
 /// The pointers in `op` (and those `sys` uses) are valid for the call.
@@ -75,8 +76,10 @@ unsafe fn transfer(
     sched::check_interrupt()?;
     fdinfo::ensure_nonblocking(fd)?;
     let mut waited = false;
-    if sched::fd_readiness(fd) & dir == 0 {
-        // Seen drained, no event since: the syscall would say EAGAIN.
+    if drains > 0 && sched::fd_readiness(fd) & dir == 0 {
+        // A read of a stream seen drained, no event since: the syscall
+        // would say EAGAIN. (Only such reads: one of 0 bytes, for one,
+        // returns at once whatever the socket holds.)
         ready_wait(fd, dir, deadline)?;
         waited = true;
     }
@@ -134,9 +137,10 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
     if fd >= 0 {
         crate::sys::user_range_ok(buf, len)?; // read(2) checks the whole length first
     }
-    if fdinfo::is_socket(fd) {
+    if len > 0 && fdinfo::is_socket(fd) {
         // The same call on a socket, and the engine's receive path (a ring
-        // receive may arm its poll first; a ring read may not).
+        // receive may arm its poll first; a ring read may not). Not for 0
+        // bytes: read(2) returns 0 at once there, recv(2) may wait.
         // SAFETY: per the contract.
         return unsafe { recv(fd, buf, len, 0, deadline) };
     }

@@ -326,6 +326,20 @@ fn established(port: u16) -> usize {
     n
 }
 
+/// The server and client end with the driver (SIGKILL when it dies): left
+/// running, they would also keep holding the fd of a `flock` the driver was
+/// started under, and block every other benchmark waiting for that lock.
+fn die_with_driver(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
 /// A running server: the process, its port, and what it wrote.
 struct RunningServer {
     child: Child,
@@ -346,6 +360,7 @@ impl RunningServer {
             .env_remove("PHOTON_IO_SQPOLL")
             .envs(s.env.iter().copied());
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        die_with_driver(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start taskset {}: {e}", s.program.display()))?;
@@ -554,6 +569,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
     ]);
     ccmd.args(["--engine", &o.client_engine]);
     ccmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    die_with_driver(&mut ccmd);
     let mut client = match ccmd.spawn() {
         Ok(c) => c,
         Err(e) => return Err(srv.abort(&format!("cannot start the client {}: {e}", o.client_bin.display()))),

@@ -19,6 +19,7 @@ packages=(
     librocksdb-dev   # RocksDB on photon threads (tests)
     libssl-dev       # OpenSSL's per-thread error queue (tests)
     abigail-tools    # abidw/abidiff: the ABI baseline check (scripts/abi-check.sh)
+    fio              # bench files: the io_uring ceiling libphoton's file reads are measured against
 )
 
 # rustfmt and clippy: test.sh runs cargo fmt --check and cargo clippy. A

@@ -17,9 +17,17 @@ pub(crate) enum Feature {
     /// `IORING_RECVSEND_POLL_FIRST` (5.19+), skipping the kernel's doomed
     /// first attempt.
     PollFirst = 1 << 1,
+    /// io_uring: a send first tries a `MSG_DONTWAIT` send on the vcpu (one
+    /// syscall, no park) before queuing a ring send; off, every send is a
+    /// ring operation batched with the others of the scheduler turn.
+    SendFirst = 1 << 2,
 }
 
-const NAMES: &[(&str, Feature)] = &[("readiness", Feature::Readiness), ("poll_first", Feature::PollFirst)];
+const NAMES: &[(&str, Feature)] = &[
+    ("readiness", Feature::Readiness),
+    ("poll_first", Feature::PollFirst),
+    ("send_first", Feature::SendFirst),
+];
 
 fn parse(list: &str) -> u32 {
     let mut off = 0;

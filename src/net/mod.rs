@@ -109,6 +109,12 @@ unsafe fn transfer(
     }
 }
 
+/// True unless `PHOTON_IO_OFF=send_first` (read once).
+fn send_first() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| crate::engine::features::wanted(crate::engine::features::Feature::SendFirst))
+}
+
 /// Sends usually find room in the socket buffer at once. Where the engine
 /// would park the thread for a ring operation (io_uring), `attempt` (a
 /// send with MSG_DONTWAIT) runs once first: one syscall instead of a
@@ -116,6 +122,9 @@ unsafe fn transfer(
 fn send_now(attempt: impl FnOnce() -> isize) -> Result<Option<usize>, Errno> {
     if !sched::engine_runs(OpKind::Socket)? {
         return Ok(None); // the syscall path tries first anyway
+    }
+    if !send_first() {
+        return Ok(None); // PHOTON_IO_OFF=send_first: a ring send
     }
     sched::check_interrupt()?;
     let n = attempt();

@@ -192,6 +192,7 @@ const PHOTON_EPOLL: &str = "libphoton epoll";
 const PHOTON_URING_NO_POLL_FIRST: &str = "libphoton io_uring -poll_first";
 const PHOTON_EPOLL_NO_READINESS: &str = "libphoton epoll -readiness";
 const PHOTON_URING_SQPOLL: &str = "libphoton io_uring +sqpoll";
+const PHOTON_URING_NO_SEND_FIRST: &str = "libphoton io_uring -send_first";
 
 fn servers(o: &Opts) -> Vec<Server> {
     let peer = |n: &str| o.bin_dir.join(n);
@@ -258,6 +259,7 @@ fn servers(o: &Opts) -> Vec<Server> {
     let ab = [
         (PHOTON_URING_NO_POLL_FIRST, "io_uring", ("PHOTON_IO_OFF", "poll_first")),
         (PHOTON_URING_SQPOLL, "io_uring", ("PHOTON_IO_SQPOLL", "1")),
+        (PHOTON_URING_NO_SEND_FIRST, "io_uring", ("PHOTON_IO_OFF", "send_first")),
         (PHOTON_EPOLL_NO_READINESS, "epoll", ("PHOTON_IO_OFF", "readiness")),
     ];
     let mut all = all;

@@ -21,12 +21,18 @@ pub(crate) enum Feature {
     /// syscall, no park) before queuing a ring send; off, every send is a
     /// ring operation batched with the others of the scheduler turn.
     SendFirst = 1 << 2,
+    /// io_uring: a buffered file read first tries `preadv2(RWF_NOWAIT)` on
+    /// the vcpu (a page-cache hit costs one syscall, no park) before
+    /// queuing a ring read. (epoll always does: its other way is a helper
+    /// thread.)
+    CachedRead = 1 << 3,
 }
 
 const NAMES: &[(&str, Feature)] = &[
     ("readiness", Feature::Readiness),
     ("poll_first", Feature::PollFirst),
     ("send_first", Feature::SendFirst),
+    ("cached_read", Feature::CachedRead),
 ];
 
 fn parse(list: &str) -> u32 {

@@ -535,7 +535,7 @@ fn main() -> ExitCode {
         for direct in [true, false] {
             for &n in &o.depths {
                 let d = if direct { "1" } else { "0" };
-                let photon = |engine: &'static str| {
+                let photon_env = |engine: &'static str, off: &'static str| {
                     let (p, args) = (
                         p_photon.clone(),
                         vec![
@@ -549,7 +549,7 @@ fn main() -> ExitCode {
                     );
                     How::Child(Box::new(move || {
                         let mut c = Command::new(&p);
-                        c.args(&args).env("PHOTON_ENGINE", engine);
+                        c.args(&args).env("PHOTON_ENGINE", engine).env("PHOTON_IO_OFF", off);
                         c
                     }))
                 };
@@ -577,6 +577,7 @@ fn main() -> ExitCode {
                     secs.clone(),
                     warm.clone(),
                 ];
+                let photon = |engine: &'static str| photon_env(engine, "");
                 let pt = p_threads.clone();
                 let pt1 = p_threads.clone();
                 let mut one_thread_args = threads_args.clone();
@@ -615,6 +616,14 @@ fn main() -> ExitCode {
                         fresh_file: None,
                     },
                 ];
+                if !direct {
+                    // A/B: ring reads only, no preadv2(RWF_NOWAIT) attempt on the vcpu first.
+                    contenders.push(Contender {
+                        label: format!("libphoton io_uring -cached_read, {n} photon thread{}", plural(n)),
+                        how: photon_env("io_uring", "cached_read"),
+                        fresh_file: None,
+                    });
+                }
                 if !direct && n > 1 {
                     // The bar for page-cache reads: one thread's plain pread loop.
                     contenders.push(Contender {

@@ -47,6 +47,19 @@
 #define PHOTON_EVENT_IOURING 2
 
 /**
+ * `photon_init` flag: the io_uring engine's submission queue is polled by
+ * a kernel thread (`IORING_SETUP_SQPOLL`), so queuing an operation costs
+ * no system call. The price is CPU: that kernel thread spins on a CPU
+ * while operations keep coming and for 10 ms after the last one (then it
+ * sleeps until the next submission wakes it, which costs one syscall), so
+ * a busy vcpu uses up to one more CPU. Opt-in; measured in `bench echo`.
+ * Ignored by the epoll engine. A kernel that refuses it (before 5.11 it
+ * needs CAP_SYS_NICE) gets a ring without it and one logged line.
+ * `PHOTON_IO_SQPOLL=1` in the environment sets it for every vcpu.
+ */
+#define PHOTON_INIT_IOURING_SQPOLL 1
+
+/**
  * A `timeout_us` meaning "no timeout".
  */
 #define PHOTON_FOREVER UINT64_MAX
@@ -253,9 +266,9 @@ extern "C" {
 /**
  * Makes the calling OS thread a vcpu, running photon threads on the event
  * engine `event_engine` (`PHOTON_EVENT_*`); the caller becomes its main
- * photon thread. `flags` must be 0.
+ * photon thread. `flags`: 0, or `PHOTON_INIT_IOURING_SQPOLL`.
  *
- * Returns 0, or -1 with errno: `EINVAL` (unknown engine or nonzero flags),
+ * Returns 0, or -1 with errno: `EINVAL` (unknown engine or unknown flags),
  * `EALREADY` (this OS thread is already a vcpu), `ENOSYS` (the engine
  * asked for explicitly is unavailable), or the engine's setup error.
  */

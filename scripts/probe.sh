@@ -70,6 +70,7 @@ probe "ld.bfd (links the libraries with their version scripts)" "$apt binutils" 
 probe "redis-server" "$apt redis-server" redis-server --version
 probe "redis-benchmark" "$apt redis-tools" redis-benchmark --version
 probe "python3" "$apt python3" python3 -c 'pass'
+probe "fio (bench files)" "$apt fio" fio --version
 cat >"$tmp/hiredis.c" <<'EOF'
 #include <hiredis/hiredis.h>
 int main(void) { redisReply *r = NULL; (void)r; return HIREDIS_MAJOR >= 0 ? 0 : 1; }

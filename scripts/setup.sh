@@ -22,6 +22,7 @@ packages=(
     abigail-tools    # abidw/abidiff: the ABI baseline check (scripts/abi-check.sh)
     libst-dev        # State Threads 1.9: the side-by-side run of tests/st.rs, bench/st
     iproute2 util-linux  # ip, unshare: the userspace-stack tests' namespaces and TAP devices (tests/unet.rs)
+    fio              # bench files: the io_uring ceiling libphoton's file reads are measured against
 )
 
 # rustfmt and clippy: test.sh runs cargo fmt --check and cargo clippy. A

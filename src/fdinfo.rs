@@ -6,7 +6,7 @@
 //! closed behind photon's back and reused keeps stale facts, which is why
 //! fds given to photon functions are to be closed with `photon_close`.
 
-use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering::*};
 
 const UNKNOWN: u8 = 0;
 const KNOWN: u8 = 1;
@@ -18,18 +18,37 @@ const STORAGE: u8 = 8;
 const FIFO: u8 = 16;
 /// Opened with O_DIRECT.
 const DIRECT: u8 = 32;
+/// A SOCK_STREAM socket: a read shorter than asked drained it.
+const STREAM: u8 = 64;
+
+/// True if socket `fd` is of type SOCK_STREAM.
+fn stream_type(fd: i32) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid out pointers of the sizes given.
+    let r = unsafe { crate::sys::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&raw mut ty).cast(), &mut len) };
+    r == 0 && ty == libc::SOCK_STREAM
+}
 
 const CHUNK: usize = 4096;
 const CHUNKS: usize = 1024; // fds below 4M are cached; others are looked up each time
 static TABLE: [AtomicPtr<AtomicU8>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
+/// Per fd, the vcpus that waited on it (bit `id % 64`), so `photon_close`
+/// can wake their threads too.
+static VCPUS: [AtomicPtr<AtomicU64>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
 
 fn cell(fd: i32) -> Option<&'static AtomicU8> {
+    cell_in(&TABLE, fd, || AtomicU8::new(UNKNOWN))
+}
+
+/// The cell of `fd` in a table of lazily allocated chunks.
+fn cell_in<T>(table: &'static [AtomicPtr<T>; CHUNKS], fd: i32, init: fn() -> T) -> Option<&'static T> {
     let fd = usize::try_from(fd).ok()?;
-    let slot = TABLE.get(fd / CHUNK)?;
+    let slot = table.get(fd / CHUNK)?;
     let mut chunk = slot.load(Acquire);
     if chunk.is_null() {
-        let fresh: Box<[AtomicU8]> = (0..CHUNK).map(|_| AtomicU8::new(UNKNOWN)).collect();
-        let p = Box::into_raw(fresh).cast::<AtomicU8>();
+        let fresh: Box<[T]> = (0..CHUNK).map(|_| init()).collect();
+        let p = Box::into_raw(fresh).cast::<T>();
         chunk = match slot.compare_exchange(core::ptr::null_mut(), p, AcqRel, Acquire) {
             Ok(_) => p,
             Err(winner) => {
@@ -54,7 +73,12 @@ fn facts(fd: i32) -> u8 {
     let mut f = KNOWN;
     if unsafe { crate::sys::fstat(fd, &mut st) } == 0 {
         match st.st_mode & libc::S_IFMT {
-            libc::S_IFSOCK => f |= SOCKET,
+            libc::S_IFSOCK => {
+                f |= SOCKET;
+                if stream_type(fd) {
+                    f |= STREAM;
+                }
+            }
             libc::S_IFREG | libc::S_IFBLK => {
                 f |= STORAGE;
                 // SAFETY: F_GETFL has no memory effects.
@@ -75,6 +99,11 @@ fn facts(fd: i32) -> u8 {
 /// True if `fd` is a socket.
 pub(crate) fn is_socket(fd: i32) -> bool {
     facts(fd) & SOCKET != 0
+}
+
+/// True if `fd` is a SOCK_STREAM socket.
+pub(crate) fn is_stream(fd: i32) -> bool {
+    facts(fd) & STREAM != 0
 }
 
 /// True if `fd` is a regular file or block device.
@@ -114,10 +143,32 @@ pub(crate) fn ensure_nonblocking(fd: i32) -> Result<(), crate::Errno> {
     Ok(())
 }
 
-/// Records a socket photon just created (already non-blocking).
-pub(crate) fn new_socket(fd: i32) {
+/// Records a socket photon just created (already non-blocking), of type
+/// SOCK_STREAM if `stream`.
+pub(crate) fn new_socket(fd: i32, stream: bool) {
     if let Some(c) = cell(fd) {
-        c.store(KNOWN | SOCKET | NONBLOCK, Relaxed);
+        c.store(KNOWN | SOCKET | NONBLOCK | if stream { STREAM } else { 0 }, Relaxed);
+    }
+}
+
+/// Notes that vcpu `id` has a thread waiting on `fd` (cheap when noted
+/// before: one load).
+#[inline]
+pub(crate) fn note_vcpu(fd: i32, id: u32) {
+    let bit = 1u64 << (id % 64);
+    if let Some(c) = cell_in(&VCPUS, fd, || AtomicU64::new(0))
+        && c.load(Relaxed) & bit == 0
+    {
+        c.fetch_or(bit, Relaxed);
+    }
+}
+
+/// The vcpus noted for `fd` since the last call (bit `id % 64`), clearing
+/// them; fds beyond the table answer "all".
+pub(crate) fn take_vcpus(fd: i32) -> u64 {
+    match cell_in(&VCPUS, fd, || AtomicU64::new(0)) {
+        Some(c) => c.swap(0, AcqRel),
+        None => u64::MAX,
     }
 }
 

@@ -49,6 +49,7 @@ const PROGRAMS: &[&str] = &[
     "fault_memlock",
     "fault_stalled_peer",
     "fini",
+    "fs_big_transfer",
     "fs_concurrent",
     "fs_direct",
     "fs_errors",
@@ -103,6 +104,10 @@ const PROGRAMS: &[&str] = &[
 
 /// Programs that cannot be run meaningfully under Valgrind, and why.
 const NOT_UNDER_VALGRIND: &[(&str, &str)] = &[
+    (
+        "fs_big_transfer",
+        "measures scheduling gaps that Valgrind's serialised, much slower run cannot meet",
+    ),
     (
         "fs_liveness",
         "measures scheduling gaps that Valgrind's serialised, much slower run cannot meet",
@@ -197,19 +202,28 @@ fn compile_c_program(name: &str) -> PathBuf {
 
 /// Runs a C test program under `engine`, killing it at the timeout.
 fn run_c_program(exe: &Path, engine: &str) -> Run {
+    run_c_program_with(exe, engine, &[])
+}
+
+/// As [`run_c_program`], with `extra` in the program's environment.
+fn run_c_program_with(exe: &Path, engine: &str, extra: &[(&str, &str)]) -> Run {
     match checker() {
-        Checker::None => run_program(exe, &[], engine, &[], RUN_TIMEOUT),
+        Checker::None => run_program(exe, &[], engine, extra, RUN_TIMEOUT),
         Checker::Asan => run_program(
             exe,
             &[],
             engine,
             &[
-                (
-                    "ASAN_OPTIONS",
-                    "detect_leaks=1:detect_stack_use_after_return=1:abort_on_error=0",
-                ),
-                ("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1"),
-            ],
+                &[
+                    (
+                        "ASAN_OPTIONS",
+                        "detect_leaks=1:detect_stack_use_after_return=1:abort_on_error=0",
+                    ),
+                    ("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1"),
+                ],
+                extra,
+            ]
+            .concat(),
             RUN_TIMEOUT,
         ),
         Checker::Valgrind => {
@@ -218,7 +232,7 @@ fn run_c_program(exe: &Path, engine: &str) -> Run {
                 Path::new("valgrind"),
                 &["--quiet", "--error-exitcode=99", "--track-origins=yes", exe],
                 engine,
-                &[],
+                extra,
                 RUN_TIMEOUT * 5,
             )
         }
@@ -260,6 +274,71 @@ fn c_test(name: &str) {
         }
         println!("{name} (PHOTON_ENGINE={engine}): passed in {:.2?}", run.elapsed);
         print!("{}", run.stdout);
+    }
+}
+
+/// Every optional I/O feature, as `PHOTON_IO_OFF` names them.
+const ALL_IO_FEATURES: &str = "readiness,poll_first,send_first,cached_read";
+
+/// The socket and file programs again with every optional I/O feature
+/// switched off (`PHOTON_IO_OFF`), as on a kernel that lacks them: the
+/// fallbacks are exercised under both engines.
+#[test]
+fn c_io_features_off() {
+    let programs = [
+        "net_echo_many",
+        "net_partial",
+        "net_interrupt",
+        "net_close_wakes",
+        "net_wait_fd",
+        "net_unix",
+        "net_budget",
+        "fs_big_transfer",
+    ];
+    for name in programs {
+        if checker() == Checker::Valgrind && NOT_UNDER_VALGRIND.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let exe = compile_c_program(name);
+        for &engine in engines() {
+            let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_OFF", ALL_IO_FEATURES)]);
+            assert!(
+                run.passed(),
+                "C test {name} with PHOTON_ENGINE={engine} PHOTON_IO_OFF={ALL_IO_FEATURES} failed: {}",
+                run.describe()
+            );
+            println!("{name} (PHOTON_ENGINE={engine}, PHOTON_IO_OFF={ALL_IO_FEATURES}): passed");
+        }
+    }
+}
+
+/// The socket, file and fault programs again with the io_uring submission
+/// queue polled by a kernel thread (`PHOTON_IO_SQPOLL=1`, what the
+/// `photon_init` flag `PHOTON_INIT_IOURING_SQPOLL` asks for); the epoll
+/// runs check that the flag is ignored there.
+#[test]
+fn c_io_sqpoll() {
+    let programs = [
+        "net_echo_many",
+        "net_partial",
+        "net_interrupt",
+        "net_close_wakes",
+        "net_timeouts",
+        "fs_ops",
+        "fs_interrupt",
+        "fault_interrupt_waits",
+    ];
+    for name in programs {
+        let exe = compile_c_program(name);
+        for &engine in engines() {
+            let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_SQPOLL", "1")]);
+            assert!(
+                run.passed(),
+                "C test {name} with PHOTON_ENGINE={engine} PHOTON_IO_SQPOLL=1 failed: {}",
+                run.describe()
+            );
+            println!("{name} (PHOTON_ENGINE={engine}, PHOTON_IO_SQPOLL=1): passed");
+        }
     }
 }
 
@@ -386,6 +465,11 @@ fn c_net_vcpu_wake() {
 #[test]
 fn c_net_wait_fd() {
     c_test("net_wait_fd");
+}
+
+#[test]
+fn c_fs_big_transfer() {
+    c_test("fs_big_transfer");
 }
 
 #[test]

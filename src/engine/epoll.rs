@@ -1,8 +1,15 @@
 //! The epoll engine, through mio: readiness (`Op::Poll`), with the I/O
-//! layer doing the syscalls; file operations go to the offload pool. Each fd is registered once, edge-triggered, for
-//! both directions; readiness bits are kept per fd and cleared when a
-//! thread starts waiting (it waits only after its syscall said EAGAIN, with
-//! no event processed in between, so no edge is missed).
+//! layer doing the syscalls; file operations go to the offload pool.
+//!
+//! Each fd is registered once, edge-triggered, for both directions, and
+//! its readiness is kept ([`Engine::readiness`], as mio's users and tokio
+//! do): every event sets the directions it reports; a direction is cleared
+//! when a thread starts waiting there (it waits only after seeing the fd
+//! drained: an EAGAIN, a short read, or the kept readiness itself, with no
+//! event processed in between, so no edge is missed) or when the I/O layer
+//! reports a short read ([`Engine::drained`]). A read on a socket seen
+//! drained then waits for the next event instead of first calling into an
+//! EAGAIN: one syscall fewer per request in a ping-pong.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +21,9 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::offload::Offload;
 use super::slab::OpSlab;
-use super::{Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, Submitted, Waiter, ready_bits};
+use super::{
+    Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, READABLE, Submitted, WRITABLE, Waiter, ready_bits,
+};
 use crate::errno::Errno;
 
 const WAKER: Token = Token(usize::MAX);
@@ -22,6 +31,12 @@ const WAKER: Token = Token(usize::MAX);
 #[derive(Default)]
 struct FdState {
     registered: bool,
+    /// READABLE/WRITABLE as last known (meaningful while registered).
+    ready: u32,
+    /// The read side reported closed or in error (RDHUP, HUP, ERR): final,
+    /// so it stays readable whatever a short read suggests (tokio keeps
+    /// its closed states the same way).
+    read_closed: bool,
     waiters: Vec<OpId>,
 }
 
@@ -39,11 +54,14 @@ pub(crate) struct EpollEngine {
     waker: Arc<EventFd>,
     fds: Vec<FdState>,
     ops: OpSlab<PollOp>,
-    /// Scratch for one wait's (fd, readiness) pairs.
-    ready: Vec<(i32, u32)>,
+    /// Scratch for one wait's (fd, revents) pairs.
+    ready: Vec<(i32, i16)>,
     /// Events from epoll_pwait2.
     raw: Vec<libc::epoll_event>,
     offload: Offload,
+    /// Readiness is kept (see the module doc; `PHOTON_IO_OFF=readiness`
+    /// turns it off: every read then tries its syscall first).
+    keep_readiness: bool,
 }
 
 impl EpollEngine {
@@ -62,7 +80,34 @@ impl EpollEngine {
             ops: OpSlab::new(),
             ready: Vec::new(),
             raw: vec![libc::epoll_event { events: 0, u64: 0 }; 1024],
+            keep_readiness: super::features::wanted(super::features::Feature::Readiness),
         })
+    }
+
+    /// Registers `fd` (once) for both directions, edge-triggered. Ok(false):
+    /// the fd cannot be polled (a regular file or directory: always ready).
+    fn register(&mut self, fd: i32) -> Result<bool, Errno> {
+        if self.state(fd).registered {
+            return Ok(true);
+        }
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(fd as usize), interest)
+        {
+            Ok(()) => {
+                let st = self.state(fd);
+                st.registered = true;
+                st.read_closed = false;
+                // Unknown yet: maybe ready both ways (the registration's
+                // own event reports the present state anyway).
+                st.ready = READABLE | WRITABLE;
+                Ok(true)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn state(&mut self, fd: i32) -> &mut FdState {
@@ -120,8 +165,14 @@ fn revents_of(e: &mio::event::Event) -> i16 {
 
 impl EpollEngine {
     /// Completes the waits `ready` names, then the offloaded operations.
-    fn finish(&mut self, ready: Vec<(i32, u32)>, out: &mut Vec<Completion>) -> Result<(), Errno> {
-        for &(fd, bits) in &ready {
+    /// The fds' kept readiness is updated first.
+    fn finish(&mut self, ready: Vec<(i32, i16)>, out: &mut Vec<Completion>) -> Result<(), Errno> {
+        for &(fd, revents) in &ready {
+            let bits = ready_bits(revents);
+            if let Some(st) = self.fds.get_mut(fd as usize) {
+                st.ready |= bits;
+                st.read_closed |= revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0;
+            }
             self.complete_ready(fd, bits, out);
         }
         self.ready = ready;
@@ -184,23 +235,15 @@ impl Engine for EpollEngine {
         if fd < 0 {
             return Err(Errno(libc::EBADF));
         }
-        if !self.state(fd).registered {
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            match self
-                .poll
-                .registry()
-                .register(&mut SourceFd(&fd), Token(fd as usize), interest)
-            {
-                Ok(()) => self.state(fd).registered = true,
-                // Regular files and directories cannot be polled: always ready.
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                    return Ok(Submitted::Done(events as i64));
-                }
-                Err(e) => return Err(e.into()),
-            }
+        if !self.register(fd)? {
+            // Regular files and directories cannot be polled: always ready.
+            return Ok(Submitted::Done(events as i64));
         }
         let id = self.ops.insert(PollOp { fd, events, waiter });
-        self.state(fd).waiters.push(id);
+        let st = self.state(fd);
+        // The waiter saw the fd drained there: only a new event counts.
+        st.ready &= !events;
+        st.waiters.push(id);
         Ok(Submitted::Pending(id))
     }
 
@@ -239,6 +282,21 @@ impl Engine for EpollEngine {
         }
     }
 
+    fn readiness(&self, fd: i32) -> u32 {
+        match self.fds.get(fd as usize) {
+            Some(st) if st.registered && self.keep_readiness => st.ready | if st.read_closed { READABLE } else { 0 },
+            _ => READABLE | WRITABLE,
+        }
+    }
+
+    fn drained(&mut self, fd: i32, bits: u32) {
+        // Registering now lets the next read wait for its event at once;
+        // the registration's own event reports data already there.
+        if self.keep_readiness && fd >= 0 && matches!(self.register(fd), Ok(true)) {
+            self.state(fd).ready &= !bits;
+        }
+    }
+
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno> {
         let mut ready = core::mem::take(&mut self.ready);
         ready.clear();
@@ -251,7 +309,7 @@ impl Engine for EpollEngine {
                     self.raw[..n]
                         .iter()
                         .filter(|e| e.u64 != WAKER.0 as u64)
-                        .map(|e| (e.u64 as i32, ready_bits(e.events as i16))),
+                        .map(|e| (e.u64 as i32, e.events as i16)),
                 );
                 return self.finish(ready, out);
             }
@@ -280,7 +338,7 @@ impl Engine for EpollEngine {
             self.events
                 .iter()
                 .filter(|e| e.token() != WAKER)
-                .map(|e| (e.token().0 as i32, ready_bits(revents_of(e)))),
+                .map(|e| (e.token().0 as i32, revents_of(e))),
         );
         self.finish(ready, out)
     }
@@ -291,5 +349,83 @@ impl Engine for EpollEngine {
 
     fn notifier(&self) -> Arc<dyn Notify> {
         self.waker.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socketpair() -> (i32, i32) {
+        let mut fds = [0; 2];
+        // SAFETY: a valid out array of two ints.
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(r, 0);
+        (fds[0], fds[1])
+    }
+
+    fn settle(e: &mut EpollEngine) {
+        let mut out = Vec::new();
+        e.wait(Some(Duration::from_millis(50)), &mut out).unwrap();
+        assert!(out.is_empty(), "no operation was in flight");
+    }
+
+    /// A socket seen drained stays not-readable until an event; a peer's
+    /// half-close keeps it readable for good (a short read cannot clear it).
+    #[test]
+    fn readiness_is_kept_per_fd() {
+        let mut e = EpollEngine::new().unwrap();
+        assert!(e.keep_readiness || std::env::var_os("PHOTON_IO_OFF").is_some());
+        e.keep_readiness = true;
+        let (a, b) = socketpair();
+        assert_eq!(e.readiness(a), READABLE | WRITABLE, "unknown: maybe ready");
+        e.drained(a, READABLE);
+        assert_eq!(e.readiness(a) & READABLE, 0, "seen drained");
+        settle(&mut e);
+        assert_eq!(e.readiness(a), WRITABLE, "the registration's event: writable only");
+        // SAFETY: one byte from a live buffer.
+        assert_eq!(unsafe { libc::write(b, b"x".as_ptr().cast(), 1) }, 1);
+        settle(&mut e);
+        assert_eq!(e.readiness(a) & READABLE, READABLE, "data arrived: an event said so");
+        let mut buf = [0u8; 8];
+        // SAFETY: a live buffer of 8 bytes.
+        assert_eq!(unsafe { libc::read(a, buf.as_mut_ptr().cast(), 8) }, 1);
+        e.drained(a, READABLE);
+        assert_eq!(e.readiness(a) & READABLE, 0);
+        // SAFETY: plain calls on our fds.
+        unsafe { libc::shutdown(b, libc::SHUT_WR) };
+        settle(&mut e);
+        e.drained(a, READABLE);
+        assert_eq!(e.readiness(a) & READABLE, READABLE, "end of file stays readable");
+        e.forget_fd(a);
+        assert_eq!(e.readiness(a), READABLE | WRITABLE, "a forgotten fd is unknown again");
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(a);
+            libc::close(b);
+        }
+    }
+
+    /// With the feature off (`PHOTON_IO_OFF=readiness`) every read tries.
+    #[test]
+    fn readiness_off_says_always_ready() {
+        let mut e = EpollEngine::new().unwrap();
+        e.keep_readiness = false;
+        let (a, b) = socketpair();
+        e.drained(a, READABLE);
+        settle(&mut e);
+        assert_eq!(e.readiness(a), READABLE | WRITABLE);
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(a);
+            libc::close(b);
+        }
     }
 }

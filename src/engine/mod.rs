@@ -15,6 +15,7 @@
 //! - The engine makes no scheduling decisions; the vcpu does.
 
 mod epoll;
+pub(crate) mod features;
 mod offload;
 pub(crate) use offload::{after_fork_in_child, run_task};
 mod slab;
@@ -34,6 +35,10 @@ pub const EVENT_DEFAULT: u64 = 0;
 pub const EVENT_EPOLL: u64 = 1;
 /// io_uring.
 pub const EVENT_IOURING: u64 = 2;
+
+/// `photon_init` flag: an io_uring submission queue polled by a kernel
+/// thread (the C `PHOTON_INIT_IOURING_SQPOLL`).
+pub const INIT_SQPOLL: u64 = 1;
 
 /// Readiness bits (the C `PHOTON_READABLE` / `PHOTON_WRITABLE`).
 pub const READABLE: u32 = 1;
@@ -339,6 +344,20 @@ pub(crate) trait Engine {
     /// `fd` was just created (its number may be a reused one): forget any
     /// state kept for an older file with that number.
     fn forget_fd(&mut self, fd: i32);
+    /// The directions ([`READABLE`]/[`WRITABLE`]) in which `fd` may be
+    /// ready as far as the engine knows: a direction left out was seen
+    /// drained with no event since, so a syscall there would say EAGAIN.
+    /// Engines that keep no readiness say both.
+    fn readiness(&self, fd: i32) -> u32 {
+        let _ = fd;
+        READABLE | WRITABLE
+    }
+    /// The caller saw `fd` drained in the directions `bits` (a short read
+    /// of a stream): the engine may skip the next attempt there until an
+    /// event says otherwise.
+    fn drained(&mut self, fd: i32, bits: u32) {
+        let _ = (fd, bits);
+    }
     /// Sleeps until completions, a notify, or `timeout` (None: no limit;
     /// zero: just collect what is ready); appends completions to `out`.
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno>;
@@ -349,11 +368,13 @@ pub(crate) trait Engine {
     fn notifier(&self) -> Arc<dyn Notify>;
 }
 
-/// Creates the engine `photon_init` asked for. `PHOTON_ENGINE=io_uring|epoll`
+/// Creates the engine `photon_init` asked for, with its `flags`
+/// ([`INIT_SQPOLL`], also set by `PHOTON_IO_SQPOLL=1`). `PHOTON_ENGINE=io_uring|epoll`
 /// overrides [`EVENT_DEFAULT`] only. The default (and the variable) fall
 /// back to epoll, with one logged warning naming the reason, when io_uring
 /// cannot be set up; an explicit [`EVENT_IOURING`] fails instead.
-pub(crate) fn create(kind: u64) -> Result<Box<dyn Engine>, Errno> {
+pub(crate) fn create(kind: u64, flags: u64) -> Result<Box<dyn Engine>, Errno> {
+    let sqpoll = flags & INIT_SQPOLL != 0 || std::env::var("PHOTON_IO_SQPOLL").is_ok_and(|v| v == "1");
     let explicit = match kind {
         EVENT_DEFAULT => match std::env::var("PHOTON_ENGINE").as_deref() {
             Ok("epoll") => Some(EVENT_EPOLL),
@@ -377,7 +398,7 @@ pub(crate) fn create(kind: u64) -> Result<Box<dyn Engine>, Errno> {
     };
     match explicit {
         Some(EVENT_EPOLL) => Ok(Box::new(EpollEngine::new()?)),
-        Some(_) => match UringEngine::new() {
+        Some(_) => match UringEngine::new(sqpoll) {
             Ok(e) => Ok(Box::new(e)),
             Err(e) => {
                 log::warn!("photon: io_uring requested but unavailable: {}", uring::explain(&e));
@@ -388,7 +409,7 @@ pub(crate) fn create(kind: u64) -> Result<Box<dyn Engine>, Errno> {
                 })
             }
         },
-        None => match UringEngine::new() {
+        None => match UringEngine::new(sqpoll) {
             Ok(e) => Ok(Box::new(e)),
             Err(e) => {
                 warn_fallback_once(&uring::explain(&e));

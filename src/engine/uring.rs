@@ -18,7 +18,9 @@ use io_uring::{IoUring, Probe, opcode, squeue, types};
 
 use super::offload::Offload;
 use super::slab::OpSlab;
-use super::{Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, Submitted, Waiter, poll_mask, ready_bits};
+use super::{
+    Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, READABLE, Submitted, Waiter, poll_mask, ready_bits,
+};
 use crate::errno::Errno;
 
 const SQ_ENTRIES: u32 = 1024;
@@ -77,6 +79,11 @@ pub(crate) struct UringEngine {
     fs_kind: Vec<u8>,
     /// Devices looked up in /proc/self/mountinfo: blocking file system or not.
     dev_blocking: Vec<(libc::dev_t, bool)>,
+    /// `IORING_RECVSEND_POLL_FIRST` is known to the kernel (5.19+) and wanted.
+    poll_first: bool,
+    /// Per fd: its last receive came back short (the socket was drained),
+    /// so the next one arms its poll first.
+    drained: Vec<bool>,
 }
 
 /// File systems whose reads and writes can block the submitting thread
@@ -148,11 +155,27 @@ fn raise_memlock() {
     });
 }
 
-fn build_ring() -> Result<IoUring, SetupError> {
+/// How long the SQPOLL kernel thread keeps polling after the last
+/// submission before it sleeps (ms).
+const SQPOLL_IDLE_MS: u32 = 10;
+
+fn build_ring(sqpoll: bool) -> Result<IoUring, SetupError> {
     let err = |e: std::io::Error, what: &str| SetupError {
         errno: e.into(),
         what: what.to_string(),
     };
+    if sqpoll {
+        // DEFER_TASKRUN needs the submitter to run the task work, which an
+        // SQ thread cannot: SQPOLL goes alone (plus a large CQ).
+        let mut b = IoUring::builder();
+        b.setup_cqsize(CQ_ENTRIES).setup_sqpoll(SQPOLL_IDLE_MS);
+        match b.build(SQ_ENTRIES) {
+            Ok(r) => return Ok(r),
+            Err(e) => log::warn!(
+                "photon: io_uring with SQPOLL refused ({e}); using a ring without it (before 5.11 SQPOLL needs CAP_SYS_NICE)"
+            ),
+        }
+    }
     let mut last = None;
     for attempt in 0..3 {
         let mut b = IoUring::builder();
@@ -176,7 +199,18 @@ fn build_ring() -> Result<IoUring, SetupError> {
     Err(last.expect("at least one attempt"))
 }
 
+/// `ioprio` flag of a receive: arm the poll before trying (5.19+).
+const IORING_RECVSEND_POLL_FIRST: u16 = 1;
+
 impl UringEngine {
+    /// True (once) if `fd` was seen drained since its last receive.
+    fn take_drained(&mut self, fd: i32) -> bool {
+        match self.drained.get_mut(fd as usize) {
+            Some(d) => core::mem::take(d),
+            None => false,
+        }
+    }
+
     /// True if `fd` lives on a file system that may block io_uring_enter
     /// (see [`is_blocking_fs_type`]); looked up once per fd (fstat and
     /// mountinfo, per device), cached until the fd is closed or reused.
@@ -208,9 +242,9 @@ impl UringEngine {
         self.fs_kind[i] == 2
     }
 
-    pub(crate) fn new() -> Result<UringEngine, SetupError> {
+    pub(crate) fn new(sqpoll: bool) -> Result<UringEngine, SetupError> {
         raise_memlock();
-        let ring = build_ring()?;
+        let ring = build_ring(sqpoll)?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe).map_err(|e| SetupError {
             errno: e.into(),
@@ -242,6 +276,10 @@ impl UringEngine {
         if !data_ops {
             log::info!("photon: io_uring lacks some data opcodes; using syscalls plus poll waits");
         }
+        // POLL_FIRST came with 5.19, as IORING_OP_SOCKET did: an unknown
+        // ioprio bit would fail every receive with EINVAL.
+        let poll_first =
+            probe.is_supported(opcode::Socket::CODE) && super::features::wanted(super::features::Feature::PollFirst);
         let notify = Arc::new(EventFd::new().map_err(|errno| SetupError {
             errno,
             what: "eventfd".into(),
@@ -258,7 +296,32 @@ impl UringEngine {
             probe,
             fs_kind: Vec::new(),
             dev_blocking: Vec::new(),
+            poll_first,
+            drained: Vec::new(),
         })
+    }
+
+    /// With SQPOLL the kernel thread takes queued SQEs when it gets to
+    /// them: waits until it has taken them all. `fd` is about to be closed,
+    /// and an operation on it still queued then would meet EBADF, or a new
+    /// file given the same number.
+    fn drain_sq(&mut self) {
+        let start = std::time::Instant::now();
+        loop {
+            if let Err(e) = self.ring.submit() {
+                log::error!("photon: io_uring submit failed while closing an fd: {e}");
+                return;
+            }
+            if self.ring.submission().is_empty() {
+                self.queued = 0;
+                return;
+            }
+            if start.elapsed() > Duration::from_millis(100) {
+                log::error!("photon: the io_uring SQPOLL thread took no submissions for 100 ms");
+                return;
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Queues one SQE, flushing the queue to the kernel when it is full.
@@ -270,7 +333,13 @@ impl UringEngine {
                 self.queued += 1;
                 return Ok(());
             }
-            self.ring.submit()?;
+            if self.ring.params().is_setup_sqpoll() {
+                // The kernel thread empties the queue: wait for room.
+                self.ring.submit()?;
+                self.ring.submitter().squeue_wait()?;
+            } else {
+                self.ring.submit()?;
+            }
             self.queued = 0;
         }
     }
@@ -445,7 +514,17 @@ impl Engine for UringEngine {
             return unsafe { self.offload.submit(op, waiter) }.map(Submitted::Pending);
         }
         let async_fs = is_data_op(&op).is_some_and(|fd| self.on_blocking_fs(fd));
-        let (sqe, fd, is_poll) = sqe_for(op);
+        let (sqe, fd, is_poll) = match op {
+            Op::Recv { fd, buf, len, flags } if self.poll_first && self.take_drained(fd) => (
+                opcode::Recv::new(types::Fd(fd), buf, len)
+                    .flags(flags)
+                    .ioprio(IORING_RECVSEND_POLL_FIRST)
+                    .build(),
+                fd,
+                false,
+            ),
+            _ => sqe_for(op),
+        };
         let sqe = if async_fs { sqe.flags(squeue::Flags::ASYNC) } else { sqe };
         let id = self.ops.insert(UOp {
             waiter,
@@ -480,14 +559,31 @@ impl Engine for UringEngine {
 
     fn cancel_fd(&mut self, fd: i32, _out: &mut Vec<Completion>) {
         self.forget_fd(fd);
-        for id in self.ops.ids_where(|o| o.fd == fd) {
+        let ids = self.ops.ids_where(|o| o.fd == fd);
+        for &id in &ids {
             self.cancel(id);
+        }
+        if !ids.is_empty() && self.ring.params().is_setup_sqpoll() {
+            self.drain_sq();
         }
     }
 
     fn forget_fd(&mut self, fd: i32) {
         if let Some(k) = self.fs_kind.get_mut(fd as usize) {
             *k = 0;
+        }
+        if let Some(d) = self.drained.get_mut(fd as usize) {
+            *d = false;
+        }
+    }
+
+    fn drained(&mut self, fd: i32, bits: u32) {
+        if self.poll_first && bits & READABLE != 0 {
+            let Ok(i) = usize::try_from(fd) else { return };
+            if self.drained.len() <= i {
+                self.drained.resize(i + 1, false);
+            }
+            self.drained[i] = true;
         }
     }
 
@@ -529,5 +625,150 @@ impl Engine for UringEngine {
 
     fn notifier(&self) -> Arc<dyn Notify> {
         self.notify.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socketpair() -> (i32, i32) {
+        let mut fds = [0; 2];
+        // SAFETY: a valid out array of two ints.
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(r, 0);
+        (fds[0], fds[1])
+    }
+
+    /// Waits for the completion of `id`.
+    fn complete(e: &mut UringEngine, id: OpId) -> i64 {
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            e.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
+            if let Some(c) = out.iter().find(|c| c.id == id) {
+                return c.result;
+            }
+        }
+        panic!("operation {id} did not complete");
+    }
+
+    /// A receive after a drain arms its poll first: it still gets data that
+    /// is already there, and data that comes later; with the feature off
+    /// (`poll_first` false, as on a kernel before 5.19) the same holds.
+    #[test]
+    fn receive_after_drain() {
+        let Ok(mut e) = UringEngine::new(false) else {
+            println!("receive_after_drain: no io_uring here, skipped");
+            return;
+        };
+        if !e.poll_first {
+            println!("receive_after_drain: this kernel lacks IORING_RECVSEND_POLL_FIRST; the fallback is tested");
+        }
+        for poll_first in [e.poll_first, false] {
+            e.poll_first = poll_first;
+            let (a, b) = socketpair();
+            let mut buf = [0u8; 16];
+            for early in [true, false] {
+                e.drained(a, READABLE);
+                assert_eq!(e.drained.get(a as usize).copied().unwrap_or(false), poll_first);
+                if early {
+                    // SAFETY: 3 bytes from a live buffer.
+                    assert_eq!(unsafe { libc::write(b, b"abc".as_ptr().cast(), 3) }, 3);
+                }
+                let op = Op::Recv {
+                    fd: a,
+                    buf: buf.as_mut_ptr(),
+                    len: 16,
+                    flags: 0,
+                };
+                // SAFETY: buf outlives the operation (we wait for it below).
+                let Submitted::Pending(id) = (unsafe { e.submit(op, 1 as Waiter) }).unwrap() else {
+                    panic!("a ring receive is pending");
+                };
+                assert!(!e.take_drained(a), "the flag is used once");
+                if !early {
+                    // SAFETY: as above.
+                    assert_eq!(unsafe { libc::write(b, b"abc".as_ptr().cast(), 3) }, 3);
+                }
+                assert_eq!(complete(&mut e, id), 3, "poll_first {poll_first}, data early {early}");
+                assert_eq!(&buf[..3], b"abc");
+            }
+            // SAFETY: our fds.
+            unsafe {
+                libc::close(a);
+                libc::close(b);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod sqpoll_tests {
+    use super::*;
+
+    /// With SQPOLL (the opt-in `photon_init` flag) the ring is polled by a
+    /// kernel thread, and operations still complete, including one queued
+    /// after that thread went idle (which has to be woken).
+    #[test]
+    fn sqpoll_ring_runs_operations() {
+        let Ok(mut e) = UringEngine::new(true) else {
+            println!("sqpoll_ring_runs_operations: no io_uring here, skipped");
+            return;
+        };
+        if !e.ring.params().is_setup_sqpoll() {
+            println!("sqpoll_ring_runs_operations: this kernel refused SQPOLL; the fallback ring is tested");
+        }
+        let mut fds = [0; 2];
+        // SAFETY: a valid out array of two ints.
+        assert_eq!(
+            unsafe {
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                    0,
+                    fds.as_mut_ptr(),
+                )
+            },
+            0
+        );
+        let mut buf = [0u8; 8];
+        for pause_ms in [0, 3 * SQPOLL_IDLE_MS as u64] {
+            std::thread::sleep(Duration::from_millis(pause_ms));
+            let op = Op::Recv {
+                fd: fds[0],
+                buf: buf.as_mut_ptr(),
+                len: 8,
+                flags: 0,
+            };
+            // SAFETY: buf outlives the operation (waited for below).
+            let Submitted::Pending(id) = (unsafe { e.submit(op, 1 as Waiter) }).unwrap() else {
+                panic!("a ring receive is pending");
+            };
+            // SAFETY: 2 bytes from a live buffer.
+            assert_eq!(unsafe { libc::write(fds[1], b"hi".as_ptr().cast(), 2) }, 2);
+            let mut out = Vec::new();
+            let mut got = None;
+            for _ in 0..200 {
+                e.wait(Some(Duration::from_millis(10)), &mut out).unwrap();
+                if let Some(c) = out.iter().find(|c| c.id == id) {
+                    got = Some(c.result);
+                    break;
+                }
+            }
+            assert_eq!(got, Some(2), "after a pause of {pause_ms} ms");
+            assert_eq!(&buf[..2], b"hi");
+        }
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
     }
 }

@@ -20,6 +20,7 @@ use crate::sched;
 use crate::time::now_us;
 use crate::unet;
 
+use crate::sched::chunked;
 use crate::sys::{clamp_io as clamp, iov_count};
 
 /// Waits until `fd` is ready for `events`; returns the ready bits.
@@ -30,7 +31,14 @@ fn ready_wait(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
 
 /// Runs one transfer: as the engine operation `op` when the engine runs
 /// `kind`, else as the non-blocking syscall `sys` (returning -1 + errno),
-/// waiting for readiness in direction `dir` while it says EAGAIN.
+/// waiting for readiness in direction `dir` while it says EAGAIN, or at
+/// once when the engine knows the fd drained there.
+///
+/// `drains`: the bytes a read asked for, where a shorter count means the
+/// fd was drained (a stream socket or pipe read without MSG_PEEK); 0 for
+/// other transfers. The engine is told, so the next such read waits for an
+/// event first instead of calling into an EAGAIN; other transfers always
+/// try their syscall first.
 ///
 /// # Safety
 /// The pointers in `op` (and those `sys` uses) are valid for the call.
@@ -39,6 +47,7 @@ unsafe fn transfer(
     op: Op,
     fd: i32,
     dir: u32,
+    drains: usize,
     deadline: u64,
     mut sys: impl FnMut() -> isize,
 ) -> Result<usize, Errno> {
@@ -59,18 +68,35 @@ unsafe fn transfer(
                     }
                     ready_wait(fd, dir, deadline)?;
                 }
-                r => return r.map(|n| n as usize),
+                r => {
+                    let n = r? as usize;
+                    if n > 0 && n < drains {
+                        sched::fd_drained(fd, dir);
+                    }
+                    return Ok(n);
+                }
             }
         }
     }
     sched::check_interrupt()?;
     fdinfo::ensure_nonblocking(fd)?;
     let mut waited = false;
+    if drains > 0 && sched::fd_readiness(fd) & dir == 0 {
+        // A read of a stream seen drained, no event since: the syscall
+        // would say EAGAIN. (Only such reads: one of 0 bytes, for one,
+        // returns at once whatever the socket holds.)
+        ready_wait(fd, dir, deadline)?;
+        waited = true;
+    }
     loop {
         let n = sys();
         if n >= 0 {
+            let n = n as usize;
+            if n > 0 && n < drains {
+                sched::fd_drained(fd, dir);
+            }
             sched::io_budget();
-            return Ok(n as usize);
+            return Ok(n);
         }
         match Errno::last_os_error() {
             Errno(libc::EAGAIN) => {
@@ -88,6 +114,12 @@ unsafe fn transfer(
     }
 }
 
+/// True unless `PHOTON_IO_OFF=send_first` (read once).
+fn send_first() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| crate::engine::features::wanted(crate::engine::features::Feature::SendFirst))
+}
+
 /// Sends usually find room in the socket buffer at once. Where the engine
 /// would park the thread for a ring operation (io_uring), `attempt` (a
 /// send with MSG_DONTWAIT) runs once first: one syscall instead of a
@@ -95,6 +127,9 @@ unsafe fn transfer(
 fn send_now(attempt: impl FnOnce() -> isize) -> Result<Option<usize>, Errno> {
     if !sched::engine_runs(OpKind::Socket)? {
         return Ok(None); // the syscall path tries first anyway
+    }
+    if !send_first() {
+        return Ok(None); // PHOTON_IO_OFF=send_first: a ring send
     }
     sched::check_interrupt()?;
     let n = attempt();
@@ -120,7 +155,35 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
     if fd >= 0 {
         crate::sys::user_range_ok(buf, len)?; // read(2) checks the whole length first
     }
+    if len > 0 && fdinfo::is_socket(fd) {
+        // The same call on a socket, and the engine's receive path (a ring
+        // receive may arm its poll first; a ring read may not). Not for 0
+        // bytes: read(2) returns 0 at once there, recv(2) may wait.
+        // SAFETY: per the contract.
+        return unsafe { recv(fd, buf, len, 0, deadline) };
+    }
     let len = clamp(len);
+    if buffered_file(fd) {
+        // SAFETY: per the contract; each piece lies within the buffer.
+        return chunked(len as usize, |done, n| unsafe {
+            read_one(fd, buf.add(done), n as u32, deadline)
+        });
+    }
+    // SAFETY: per the contract.
+    unsafe { read_one(fd, buf, len, deadline) }
+}
+
+/// True if `fd` is a file read and written through the page cache: a big
+/// transfer goes in pieces ([`chunked`]) so the vcpu is never stalled long.
+fn buffered_file(fd: i32) -> bool {
+    fdinfo::is_storage(fd) && !fdinfo::is_direct(fd)
+}
+
+/// One `read` (`len` capped).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+unsafe fn read_one(fd: i32, buf: *mut u8, len: u32, deadline: u64) -> Result<usize, Errno> {
     // SAFETY: per the contract.
     unsafe {
         transfer(
@@ -128,6 +191,7 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
             Op::Read { fd, buf, len },
             fd,
             READABLE,
+            if fdinfo::is_fifo(fd) { len as usize } else { 0 },
             deadline,
             || crate::sys::read(fd, buf.cast(), len as usize),
         )
@@ -152,6 +216,21 @@ pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Resul
         return unsafe { send(fd, buf, len, 0, deadline) };
     }
     let len = clamp(len);
+    if buffered_file(fd) {
+        // SAFETY: per the contract; each piece lies within the buffer.
+        return chunked(len as usize, |done, n| unsafe {
+            write_one(fd, buf.add(done), n as u32, deadline)
+        });
+    }
+    // SAFETY: per the contract.
+    unsafe { write_one(fd, buf, len, deadline) }
+}
+
+/// One `write` (`len` capped).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of reads.
+unsafe fn write_one(fd: i32, buf: *const u8, len: u32, deadline: u64) -> Result<usize, Errno> {
     // SAFETY: per the contract.
     unsafe {
         transfer(
@@ -159,6 +238,7 @@ pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Resul
             Op::Write { fd, buf, len },
             fd,
             WRITABLE,
+            0,
             deadline,
             || crate::sys::write(fd, buf.cast(), len as usize),
         )
@@ -187,9 +267,15 @@ pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> 
     }
     // SAFETY: per the contract.
     unsafe {
-        transfer(OpKind::Socket, Op::Readv { fd, iov, n }, fd, READABLE, deadline, || {
-            crate::sys::readv(fd, iov, n as i32)
-        })
+        transfer(
+            OpKind::Socket,
+            Op::Readv { fd, iov, n },
+            fd,
+            READABLE,
+            0,
+            deadline,
+            || crate::sys::readv(fd, iov, n as i32),
+        )
     }
 }
 
@@ -220,6 +306,7 @@ pub unsafe fn writev(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) ->
             Op::Writev { fd, iov, n },
             fd,
             WRITABLE,
+            0,
             deadline,
             || crate::sys::writev(fd, iov, n as i32),
         )
@@ -247,6 +334,11 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
             Op::Recv { fd, buf, len, flags },
             fd,
             READABLE,
+            if flags & libc::MSG_PEEK == 0 && fdinfo::is_stream(fd) {
+                len as usize
+            } else {
+                0
+            },
             deadline,
             || crate::sys::recv(fd, buf.cast(), len as usize, flags),
         )
@@ -279,6 +371,7 @@ pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u6
             Op::Send { fd, buf, len, flags },
             fd,
             WRITABLE,
+            0,
             deadline,
             || crate::sys::send(fd, buf.cast(), len as usize, flags),
         )
@@ -308,6 +401,7 @@ pub unsafe fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32, deadline: u64
             },
             fd,
             READABLE,
+            0,
             deadline,
             || crate::sys::recvmsg(fd, msg, flags),
         )
@@ -342,6 +436,7 @@ pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32, deadline: u
             },
             fd,
             WRITABLE,
+            0,
             deadline,
             || crate::sys::sendmsg(fd, msg, flags),
         )
@@ -497,12 +592,12 @@ pub unsafe fn write_full(fd: i32, buf: *const u8, len: usize, deadline: u64) -> 
 /// A non-blocking socket, known to the engine as a new fd.
 pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
     let fd = syscall!(socket(domain, ty | libc::SOCK_NONBLOCK, protocol))?;
-    adopt_new_socket(fd);
+    adopt_new_socket(fd, ty & 0xf == libc::SOCK_STREAM);
     Ok(fd)
 }
 
-fn adopt_new_socket(fd: i32) {
-    fdinfo::new_socket(fd);
+fn adopt_new_socket(fd: i32, stream: bool) {
+    fdinfo::new_socket(fd, stream);
     sched::forget_fd(fd);
 }
 
@@ -529,11 +624,11 @@ pub unsafe fn accept(
     };
     // SAFETY: per the contract.
     let nfd = unsafe {
-        transfer(OpKind::Accept, op, fd, READABLE, deadline, || {
+        transfer(OpKind::Accept, op, fd, READABLE, 0, deadline, || {
             crate::sys::accept4(fd, addr, addrlen, flags) as isize
         })?
     } as i32;
-    adopt_new_socket(nfd);
+    adopt_new_socket(nfd, fdinfo::is_stream(fd));
     Ok(nfd)
 }
 

@@ -271,6 +271,10 @@ unsafe fn drain_inbox(v: *mut Vcpu) {
                     trim_now(v);
                     continue;
                 }
+                Msg::CancelFd { fd, ack } => {
+                    super::io::cancel_fd_here(v, fd, ack);
+                    continue;
+                }
                 Msg::Adopt { tcb } => {
                     adopt(v, tcb as *mut ThreadCtl);
                     continue;

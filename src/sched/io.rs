@@ -10,9 +10,15 @@
 
 use super::thread::NO_OP;
 use super::thread::Wait;
-use super::vcpu::{FOREVER, block, block_on, current, keep_interrupt, on_vcpu};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+
+use super::handle::Handle;
+use super::remote::Msg;
+use super::vcpu::{FOREVER, block, block_on, current, current_id, keep_interrupt, next_wait_seq, on_vcpu};
 use crate::engine::{Cancel, Op, OpKind, Submitted};
 use crate::errno::Errno;
+use crate::time::now_us;
 
 fn to_result(r: i64) -> Result<i64, Errno> {
     if r < 0 { Err(Errno(-r as i32)) } else { Ok(r) }
@@ -46,12 +52,15 @@ pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
             Submitted::Pending(id) => id,
         };
         (*v).stats.io_submitted += 1;
+        let (what, fd) = op.describe();
+        if fd >= 0 {
+            crate::fdinfo::note_vcpu(fd, (*v).id);
+        }
         if crate::engine::is_offloaded(id) {
             (*v).stats.offloaded += 1;
         }
         (*cur).io_op = id;
         (*cur).io_done = false;
-        let (what, fd) = op.describe();
         let woke = block_on(deadline, Wait::Io { what, fd });
         if !(*cur).io_done {
             let interrupted = woke.err();
@@ -90,15 +99,126 @@ pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
     }
 }
 
-/// Delivers completions the engine produced synchronously (e.g. when an fd
-/// is closed under waiting threads) and lets the engine forget `fd`.
+/// Runs a transfer of `len` bytes as pieces of at most [`FILE_CHUNK`](crate::sys::FILE_CHUNK):
+/// `one(done, n)` moves up to `n` bytes starting `done` bytes in. It stops
+/// at a short piece (end of file, a full disk) or an error; an error after
+/// some bytes moved returns those bytes, as the kernel does (the next call
+/// sees the error). A zero-length transfer is still made once (it checks
+/// the fd as the syscall would). Between pieces the vcpu's other threads
+/// run.
+pub(crate) fn chunked(
+    len: usize,
+    mut one: impl FnMut(usize, usize) -> Result<usize, crate::Errno>,
+) -> Result<usize, crate::Errno> {
+    let mut done = 0;
+    loop {
+        if done > 0 {
+            // A piece that completed without parking (a page-cache hit on
+            // the vcpu) leaves the others no turn: give them one.
+            super::switch::io_yield();
+        }
+        let n = (len - done).min(crate::sys::FILE_CHUNK);
+        match one(done, n) {
+            Ok(k) => {
+                done += k;
+                if k < n || done >= len {
+                    return Ok(done);
+                }
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => return Ok(done),
+        }
+    }
+}
+
+/// What a vcpu closing an fd waits for: the other vcpus that had threads
+/// waiting on it have woken them.
+pub(crate) struct CloseAck {
+    left: AtomicUsize,
+    /// The closing thread's wait (None: closed off a vcpu, nobody waits).
+    waiter: Option<(Handle, u64)>,
+}
+
+/// How long `photon_close` waits for the other vcpus' acknowledgements (a
+/// vcpu busy computing reads its messages only when it polls).
+const CLOSE_ACK_WAIT_US: u64 = 1_000_000;
+
+/// `photon_close(fd)`: every thread blocked on `fd`, on any vcpu, fails
+/// with ECANCELED, and every engine forgets `fd`. Completions this vcpu's
+/// engine produces at once are delivered here; vcpus that had threads
+/// waiting on `fd` (noted by [`io_wait`]) get a message, and the caller
+/// waits (up to a second) until they have acted on it, so the fd number
+/// cannot be reused by a new file before they did.
 pub(crate) fn cancel_fd(fd: i32) {
+    let me = current_id();
+    let mask = crate::fdinfo::take_vcpus(fd) & !(1u64 << (me % 64));
+    if mask != 0 {
+        let others: Vec<_> = super::remote::all()
+            .into_iter()
+            .filter(|(id, _)| *id != me && mask & (1u64 << (id % 64)) != 0)
+            .collect();
+        if !others.is_empty() {
+            let waiter = next_wait_seq().ok();
+            let ack = Arc::new(CloseAck {
+                left: AtomicUsize::new(others.len()),
+                waiter,
+            });
+            for (_, r) in &others {
+                let p = Arc::into_raw(ack.clone()) as usize;
+                r.post(Msg::CancelFd { fd, ack: p });
+            }
+            if waiter.is_some() && ack.left.load(Acquire) > 0 {
+                // Woken by the last acknowledgement; an interrupt or the
+                // time limit ends the wait early (the messages still act).
+                let _ = block_on(now_us() + CLOSE_ACK_WAIT_US, Wait::Other);
+            }
+        }
+    }
     let Ok(v) = on_vcpu() else { return };
     // SAFETY: live vcpu; no switch here.
+    unsafe { cancel_fd_here(v, fd, 0) };
+}
+
+/// Cancels the operations on `fd` of vcpu `v`'s engine, delivers what
+/// completes at once, and acknowledges `ack` (a raw `Arc<CloseAck>` from
+/// [`cancel_fd`] owning one count; 0 for none).
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+pub(super) unsafe fn cancel_fd_here(v: *mut super::vcpu::Vcpu, fd: i32, ack: usize) {
+    // SAFETY: per the contract; no switch here.
     unsafe {
         let mut done = Vec::new();
         (*v).engine.cancel_fd(fd, &mut done);
         super::idle::deliver(v, &mut done);
+        if ack != 0 {
+            let ack = Arc::from_raw(ack as *const CloseAck);
+            if ack.left.fetch_sub(1, AcqRel) == 1
+                && let Some((h, seq)) = ack.waiter
+            {
+                super::wait::wake(h, seq, 0);
+            }
+        }
+    }
+}
+
+/// The directions in which `fd` may be ready, as the calling vcpu's engine
+/// knows it ([`crate::engine::Engine::readiness`]); both off a vcpu.
+#[inline]
+pub(crate) fn fd_readiness(fd: i32) -> u32 {
+    match on_vcpu() {
+        // SAFETY: live vcpu; no switch here.
+        Ok(v) => unsafe { (*v).engine.readiness(fd) },
+        Err(_) => crate::engine::READABLE | crate::engine::WRITABLE,
+    }
+}
+
+/// Tells the calling vcpu's engine that `fd` was seen drained in `bits`.
+#[inline]
+pub(crate) fn fd_drained(fd: i32, bits: u32) {
+    if let Ok(v) = on_vcpu() {
+        // SAFETY: live vcpu; no switch here.
+        unsafe { (*v).engine.drained(fd, bits) };
     }
 }
 

@@ -36,6 +36,10 @@ pub(crate) enum Msg {
     Dump,
     /// Give pooled stacks back (`photon_trim`).
     Trim,
+    /// `photon_close(fd)` on another vcpu: wake this vcpu's threads waiting
+    /// on `fd` (ECANCELED), then acknowledge through `ack`, a raw
+    /// `Arc<CloseAck>` this message owns one count of.
+    CancelFd { fd: i32, ack: usize },
 }
 
 struct Node {

@@ -251,6 +251,21 @@ pub(crate) fn io_budget() {
     }
 }
 
+/// Polls timers and events and lets every other runnable thread run once
+/// (what [`io_budget`] does when the budget runs out).
+pub(crate) fn io_yield() {
+    let v = current();
+    if v.is_null() {
+        return;
+    }
+    // SAFETY: this OS thread's live vcpu; the poll runs before the switch.
+    unsafe {
+        (*v).io_budget = IO_BUDGET;
+        poll(v, false);
+    }
+    yield_now();
+}
+
 /// `photon_thread_yield`: lets every other runnable thread run once.
 #[inline(always)]
 pub(crate) fn yield_now() {

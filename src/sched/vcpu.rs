@@ -155,7 +155,7 @@ pub(super) fn register_fork_handler() {
 pub(super) static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
 /// Makes the calling OS thread a vcpu (`photon_init`).
-pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
+pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
     if !current().is_null() {
         return Err(Errno::EALREADY);
     }
@@ -165,7 +165,7 @@ pub(crate) fn init(engine_kind: u64) -> Result<(), Errno> {
     sanitize::detect();
     super::stats::start_monitor();
     super::tls::on_init();
-    let engine = engine::create(engine_kind)?;
+    let engine = engine::create(engine_kind, flags)?;
     log::debug!("photon: vcpu starting on the {} engine", engine.name());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let remote = Arc::new(Remote::new(engine.notifier()));

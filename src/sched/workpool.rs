@@ -42,7 +42,7 @@ impl WorkPool {
             let t = std::thread::Builder::new()
                 .name(format!("photon-vcpu-{i}"))
                 .spawn(move || {
-                    if let Err(e) = vcpu::init(engine) {
+                    if let Err(e) = vcpu::init(engine, 0) {
                         let _ = tx.send(Err(e));
                         return;
                     }

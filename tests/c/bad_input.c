@@ -52,11 +52,12 @@ static void *join_self(void *arg) {
 int main(void) {
     test_start("bad_input");
 
-    SAY("photon_init with an invalid engine or nonzero flags gives EINVAL");
+    SAY("photon_init with an invalid engine or unknown flags gives EINVAL");
     CHECK_ERRNO(photon_init(99, 0), EINVAL);
     CHECK_ERRNO(photon_init(PHOTON_EVENT_IOURING + 1, 0), EINVAL);
     CHECK_ERRNO(photon_init(UINT64_MAX, 0), EINVAL);
-    CHECK_ERRNO(photon_init(PHOTON_EVENT_DEFAULT, 1), EINVAL);
+    CHECK_ERRNO(photon_init(PHOTON_EVENT_DEFAULT, 2), EINVAL);
+    CHECK_ERRNO(photon_init(PHOTON_EVENT_DEFAULT, PHOTON_INIT_IOURING_SQPOLL | 4), EINVAL);
     CHECK_ERRNO(photon_init(PHOTON_EVENT_EPOLL, UINT64_MAX), EINVAL);
     CHECK(photon_thread_self() == NULL, "a failed photon_init left a vcpu behind");
 

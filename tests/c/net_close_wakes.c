@@ -1,10 +1,11 @@
 /*
- * photon_close(fd) wakes the photon threads of this vcpu blocked on fd:
+ * photon_close(fd) wakes the photon threads blocked on fd, on every vcpu:
  * their calls fail with -1/ECANCELED (photon.h: "their calls fail with
  * ECANCELED") promptly, without a crash. Covers read, recv, readv,
  * wait_fd, accept, write on a full buffer, several threads blocked on the
  * same fd at once, and a closed fd number reused by a new socket, which
- * must then behave as a fresh fd (no stale state from the old one). Also
+ * must then behave as a fresh fd (no stale state from the old one), and
+ * threads of another vcpu blocked on the fd (read, recv, wait_fd). Also
  * photon_fini with threads blocked without a timeout in read and accept:
  * they fail with ECANCELED and fini returns promptly.
  */
@@ -55,6 +56,7 @@ struct blocked {
     long ret;
     int err;
     uint64_t woke_at;
+    atomic_int done;
 };
 
 static unsigned char big_buf[1 << 20];
@@ -76,6 +78,7 @@ static void *blocked_main(void *arg) {
     }
     b->err = errno;
     b->woke_at = photon_now_us();
+    atomic_store(&b->done, 1);
     return NULL;
 }
 
@@ -197,6 +200,40 @@ static void reused_fd_number(void) {
     CHECK_OK(photon_close(q[1]));
 }
 
+/* A thread of another vcpu (a work pool's) blocked in `op` on fd; this
+ * vcpu closes fd: that thread's call must fail with -1/ECANCELED promptly
+ * too (its vcpu's engine is told; without that it slept to its timeout). */
+static void close_from_other_vcpu(enum op op) {
+    int p[2];
+    tcp_pair(p);
+    SAY("%s blocked on fd %d on another vcpu; this vcpu closes it", op_name[op], p[1]);
+    photon_workpool *pool = photon_workpool_new(1, PHOTON_EVENT_DEFAULT);
+    CHECK(pool != NULL, "photon_workpool_new: %s", strerror(errno));
+    static struct blocked b;
+    memset(&b, 0, sizeof b);
+    b.op = op;
+    b.fd = p[1];
+    b.ret = 99;
+    CHECK_OK(photon_workpool_spawn(pool, blocked_main, &b));
+    while (!atomic_load(&b.entered)) CHECK_OK(photon_thread_usleep(1000));
+    CHECK_OK(photon_thread_usleep(20000)); /* blocked by now */
+    CHECK(!atomic_load(&b.done), "%s returned %ld (%s) before the close", op_name[op], b.ret,
+          strerror(b.err));
+    uint64_t t0 = photon_now_us();
+    CHECK_OK(photon_close(p[1]));
+    while (!atomic_load(&b.done) && elapsed_us(t0) < 3 * SEC) CHECK_OK(photon_thread_usleep(1000));
+    CHECK(atomic_load(&b.done), "%s on the other vcpu still blocked 3 s after the close",
+          op_name[op]);
+    CHECK(b.ret == -1 && b.err == ECANCELED,
+          "%s blocked on another vcpu: want -1 with ECANCELED, got %ld with errno %d (%s)",
+          op_name[op], b.ret, b.err, strerror(b.err));
+    uint64_t took = b.woke_at - t0;
+    CHECK(took < PROMPT_US, "%s on the other vcpu woke %" PRIu64 " us after the close",
+          op_name[op], took);
+    CHECK_OK(photon_close(p[0]));
+    photon_workpool_free(pool);
+}
+
 int main(void) {
     test_start("net_close_wakes");
     test_init();
@@ -236,6 +273,10 @@ int main(void) {
     }
 
     reused_fd_number();
+
+    close_from_other_vcpu(OP_RECV);
+    close_from_other_vcpu(OP_READ);
+    close_from_other_vcpu(OP_WAIT_FD);
 
     SAY("photon_close of a bad fd: -1/EBADF");
     CHECK_ERRNO(photon_close(-1), EBADF);

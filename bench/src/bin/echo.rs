@@ -183,10 +183,16 @@ struct Server {
     args: Vec<&'static str>,
     /// The engine the C server must report in its `listening on` line.
     expect_engine: Option<&'static str>,
+    /// Environment of the server (A/B rows: `PHOTON_IO_OFF=feature`).
+    env: Vec<(&'static str, &'static str)>,
 }
 
 const PHOTON_URING: &str = "libphoton io_uring";
 const PHOTON_EPOLL: &str = "libphoton epoll";
+const PHOTON_URING_NO_POLL_FIRST: &str = "libphoton io_uring -poll_first";
+const PHOTON_EPOLL_NO_READINESS: &str = "libphoton epoll -readiness";
+const PHOTON_URING_SQPOLL: &str = "libphoton io_uring +sqpoll";
+const PHOTON_URING_NO_SEND_FIRST: &str = "libphoton io_uring -send_first";
 
 fn servers(o: &Opts) -> Vec<Server> {
     let peer = |n: &str| o.bin_dir.join(n);
@@ -196,44 +202,76 @@ fn servers(o: &Opts) -> Vec<Server> {
             program: o.server_bin.clone(),
             args: vec!["--engine", "io_uring", "--quiet"],
             expect_engine: Some("io_uring"),
+            env: vec![],
         },
         Server {
             name: PHOTON_EPOLL,
             program: o.server_bin.clone(),
             args: vec!["--engine", "epoll", "--quiet"],
             expect_engine: Some("epoll"),
+            env: vec![],
         },
         Server {
             name: "tokio current_thread",
             program: peer("echo_tokio"),
             args: vec![],
             expect_engine: None,
+            env: vec![],
         },
         Server {
             name: "monoio io_uring",
             program: peer("echo_monoio"),
             args: vec![],
             expect_engine: None,
+            env: vec![],
         },
         Server {
             name: "monoio epoll",
             program: peer("echo_monoio"),
             args: vec!["--epoll"],
             expect_engine: None,
+            env: vec![],
         },
         Server {
             name: "glommio",
             program: peer("echo_glommio"),
             args: vec![],
             expect_engine: None,
+            env: vec![],
         },
         Server {
             name: "mio loop",
             program: peer("echo_mio"),
             args: vec![],
             expect_engine: None,
+            env: vec![],
+        },
+        Server {
+            name: "io_uring loop",
+            program: peer("echo_uring"),
+            args: vec![],
+            expect_engine: None,
+            env: vec![],
         },
     ];
+    // A/B rows: libphoton with one I/O feature switched off (as on a
+    // kernel without it), each beside its default row.
+    let ab = [
+        (PHOTON_URING_NO_POLL_FIRST, "io_uring", ("PHOTON_IO_OFF", "poll_first")),
+        (PHOTON_URING_SQPOLL, "io_uring", ("PHOTON_IO_SQPOLL", "1")),
+        (PHOTON_URING_NO_SEND_FIRST, "io_uring", ("PHOTON_IO_OFF", "send_first")),
+        (PHOTON_EPOLL_NO_READINESS, "epoll", ("PHOTON_IO_OFF", "readiness")),
+    ];
+    let mut all = all;
+    for (name, engine, env) in ab {
+        all.push(Server {
+            name,
+            program: o.server_bin.clone(),
+            args: vec!["--engine", engine, "--quiet"],
+            expect_engine: Some(engine),
+            env: vec![env],
+        });
+    }
     match &o.servers {
         None => all,
         Some(words) => all
@@ -290,6 +328,20 @@ fn established(port: u16) -> usize {
     n
 }
 
+/// The server and client end with the driver (SIGKILL when it dies): left
+/// running, they would also keep holding the fd of a `flock` the driver was
+/// started under, and block every other benchmark waiting for that lock.
+fn die_with_driver(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
 /// A running server: the process, its port, and what it wrote.
 struct RunningServer {
     child: Child,
@@ -305,8 +357,12 @@ impl RunningServer {
             .arg("0")
             .arg(&s.program)
             .args(&s.args)
-            .args(["--port", "0"]);
+            .args(["--port", "0"])
+            .env_remove("PHOTON_IO_OFF")
+            .env_remove("PHOTON_IO_SQPOLL")
+            .envs(s.env.iter().copied());
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        die_with_driver(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start taskset {}: {e}", s.program.display()))?;
@@ -428,6 +484,11 @@ struct Run {
     mib_s: f64,
     instr_per_req: Option<f64>,
     cycles_per_req: Option<f64>,
+    /// System calls the server made (perf's `raw_syscalls:sys_enter`
+    /// tracepoint, which needs no hardware counter) per request.
+    syscalls_per_req: Option<f64>,
+    /// The server's context switches per request.
+    switches_per_req: Option<f64>,
     cpu_us_per_req: f64,
     user_us_per_req: f64,
     /// Server CPU time / wall time in the measured window.
@@ -435,11 +496,33 @@ struct Run {
     /// CPU time of everything but the server and the client (other
     /// processes on this machine) / wall time in the measured window.
     other: f64,
+    /// The server's on-CPU nanoseconds (schedstat) per request.
+    oncpu_ns_per_req: f64,
 }
 
 /// What was measured of the server in its window: user and system CPU
-/// seconds, wall seconds, other processes' CPU / wall, perf's counts.
-type Window = (f64, f64, f64, f64, BTreeMap<String, Option<f64>>);
+/// seconds, wall seconds, other processes' CPU / wall, perf's counts, and
+/// its on-CPU nanoseconds from schedstat.
+type Window = (f64, f64, f64, f64, BTreeMap<String, Option<f64>>, f64);
+
+/// On-CPU nanoseconds of every thread of `pid` so far (the first field of
+/// `/proc/PID/task/*/schedstat`): exact, where utime/stime count 10 ms ticks.
+fn oncpu_ns(pid: u32) -> Result<f64, String> {
+    let dir = format!("/proc/{pid}/task");
+    let mut sum = 0.0;
+    for e in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+        let path = e.map_err(|e| format!("{dir}: {e}"))?.path().join("schedstat");
+        // A thread may end meanwhile: skip it.
+        if let Ok(t) = std::fs::read_to_string(&path) {
+            sum += t
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    Ok(sum)
+}
 
 /// Parses `perf stat -x,` output: event name -> count (None: not supported).
 fn parse_perf(text: &str) -> BTreeMap<String, Option<f64>> {
@@ -488,6 +571,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
     ]);
     ccmd.args(["--engine", &o.client_engine]);
     ccmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    die_with_driver(&mut ccmd);
     let mut client = match ccmd.spawn() {
         Ok(c) => c,
         Err(e) => return Err(srv.abort(&format!("cannot start the client {}: {e}", o.client_bin.display()))),
@@ -527,6 +611,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
         let m0 = machine_busy();
         let k0 = proc_cpu(client_pid)?;
         let c0 = proc_cpu(pid)?;
+        let s0 = oncpu_ns(pid)?;
         let t0 = Instant::now();
         let perf = if o.perf {
             let out = Command::new("perf")
@@ -534,7 +619,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
                     "stat",
                     "-x,",
                     "-e",
-                    "instructions,cycles,task-clock",
+                    "instructions,cycles,task-clock,context-switches,raw_syscalls:sys_enter",
                     "-p",
                     &pid.to_string(),
                     "--",
@@ -555,6 +640,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
             std::thread::sleep(Duration::from_secs_f64(measure));
             BTreeMap::new()
         };
+        let s1 = oncpu_ns(pid)?;
         let c1 = proc_cpu(pid)?;
         let k1 = proc_cpu(client_pid)?;
         let m1 = machine_busy();
@@ -562,7 +648,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
         srv.alive()?;
         let (user, sys) = (c1.0 - c0.0, c1.1 - c0.1);
         let other = ((m1 - m0) - (user + sys) - (k1.0 + k1.1 - k0.0 - k0.1)).max(0.0) / wall;
-        Ok((user, sys, wall, other, perf))
+        Ok((user, sys, wall, other, perf, s1 - s0))
     })();
 
     // The client ends by itself about --secs after the window opened.
@@ -584,7 +670,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
         }
         m
     };
-    let (user, sys, wall, other, perf) = match measured {
+    let (user, sys, wall, other, perf, oncpu) = match measured {
         Ok(m) => m,
         Err(e) => {
             let extra = match cst {
@@ -631,15 +717,28 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
         .flatten()
         .map(|v| per_req(v / measure));
     let cycles = perf.get("cycles").copied().flatten().map(|v| per_req(v / measure));
+    let syscalls = perf
+        .get("raw_syscalls") // parse_perf keeps the name before the first ':'
+        .copied()
+        .flatten()
+        .map(|v| per_req(v / measure));
+    let switches = perf
+        .get("context-switches")
+        .copied()
+        .flatten()
+        .map(|v| per_req(v / measure));
     Ok(Run {
         req_s,
         mib_s,
         instr_per_req: instr,
         cycles_per_req: cycles,
+        syscalls_per_req: syscalls,
+        switches_per_req: switches,
         cpu_us_per_req: per_req((user + sys) / wall) * 1e6,
         user_us_per_req: per_req(user / wall) * 1e6,
         util: (user + sys) / wall,
         other,
+        oncpu_ns_per_req: per_req(oncpu / wall),
     })
 }
 
@@ -675,6 +774,16 @@ fn fmt_opt(v: &[Option<f64>]) -> String {
     }
 }
 
+/// As [`fmt_opt`], with two decimals (counts per request below 10).
+fn fmt_opt2(v: &[Option<f64>]) -> String {
+    let got: Vec<f64> = v.iter().filter_map(|x| *x).collect();
+    if got.is_empty() || got.len() < v.len() {
+        "n/a".into()
+    } else {
+        format!("{:.2}", median(&got))
+    }
+}
+
 fn print_scenario(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&str, &Row<Run>>) {
     let stream = sc.mode == Mode::Stream;
     let metric = |r: &Run| if stream { r.mib_s } else { r.req_s };
@@ -694,13 +803,25 @@ fn print_scenario(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&
     };
     let uring = med_of(PHOTON_URING);
     let epoll = med_of(PHOTON_EPOLL);
+    let ns_of = |name: &str| -> Option<f64> {
+        rows.get(name)
+            .filter(|r| r.error.is_none() && !r.runs.is_empty())
+            .map(|r| median(&r.runs.iter().map(|x| x.oncpu_ns_per_req).collect::<Vec<_>>()))
+    };
+    let uring_ns = ns_of(PHOTON_URING);
+    let epoll_ns = ns_of(PHOTON_EPOLL);
     println!(
-        "{:<22} {:>9} {:>17} {:>10} {:>10} {:>11} {:>11} {:>11} {:>11} {:>7} {:>6}",
+        "{:<31} {:>9} {:>17} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9} {:>9} {:>11} {:>11} {:>11} {:>11} {:>7} {:>6}",
         "server",
         unit,
         "range (min-max)",
         "uring/peer",
         "epoll/peer",
+        format!("ns/{per}"),
+        "uring/peer",
+        "epoll/peer",
+        format!("sysc/{per}"),
+        format!("cs/{per}"),
         format!("instr/{per}"),
         format!("cycles/{per}"),
         format!("CPU us/{per}"),
@@ -711,7 +832,7 @@ fn print_scenario(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&
     for s in servers {
         let Some(row) = rows.get(s.name) else { continue };
         if let Some(e) = &row.error {
-            println!("{:<22} ERROR: {}", s.name, e.lines().next().unwrap_or(""));
+            println!("{:<31} ERROR: {}", s.name, e.lines().next().unwrap_or(""));
             continue;
         }
         let vals: Vec<f64> = row.runs.iter().map(metric).collect();
@@ -720,13 +841,20 @@ fn print_scenario(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&
         let hi = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let fmt = |x: f64| if stream { format!("{x:.0}") } else { fmt_rate(x) };
         let ratio = |a: Option<f64>| a.map(|a| format!("{:.2}", a / m)).unwrap_or_else(|| "-".into());
+        let ns = median(&row.runs.iter().map(|r| r.oncpu_ns_per_req).collect::<Vec<_>>());
+        let ns_ratio = |a: Option<f64>| a.map(|a| format!("{:.2}", a / ns)).unwrap_or_else(|| "-".into());
         println!(
-            "{:<22} {:>9} {:>17} {:>10} {:>10} {:>11} {:>11} {:>11.2} {:>11.2} {:>6.0}% {:>5.0}%",
+            "{:<31} {:>9} {:>17} {:>10} {:>10} {:>9.0} {:>10} {:>10} {:>9} {:>9} {:>11} {:>11} {:>11.2} {:>11.2} {:>6.0}% {:>5.0}%",
             s.name,
             fmt(m),
             format!("{} - {}", fmt(lo), fmt(hi)),
             ratio(uring),
             ratio(epoll),
+            ns,
+            ns_ratio(uring_ns),
+            ns_ratio(epoll_ns),
+            fmt_opt2(&row.runs.iter().map(|r| r.syscalls_per_req).collect::<Vec<_>>()),
+            fmt_opt2(&row.runs.iter().map(|r| r.switches_per_req).collect::<Vec<_>>()),
             fmt_opt(&row.runs.iter().map(|r| r.instr_per_req).collect::<Vec<_>>()),
             fmt_opt(&row.runs.iter().map(|r| r.cycles_per_req).collect::<Vec<_>>()),
             median(&row.runs.iter().map(|r| r.cpu_us_per_req).collect::<Vec<_>>()),
@@ -764,7 +892,7 @@ fn main() -> ExitCode {
         eprintln!(
             "build them with:\n  cd <repository> && cargo build --release && cmake --build build\n  \
              cd <repository>/bench && cargo build --release --bin echo --bin echo_tokio --bin echo_monoio \
-             --bin echo_glommio --bin echo_mio"
+             --bin echo_glommio --bin echo_mio --bin echo_uring"
         );
         return ExitCode::FAILURE;
     }
@@ -848,7 +976,10 @@ fn main() -> ExitCode {
     println!(
         "columns: req/s (MiB/s when streaming): median over reps of what the client counted; range: min - max; \
          uring/peer, epoll/peer: libphoton io_uring's (epoll's) median over the row's (above 1 = libphoton faster); \
-         instr/req, cycles/req: the server process's instructions and cycles (user + kernel, perf stat -p) per request; \
+         ns/req: the server's on-CPU nanoseconds per request (all its threads, /proc/PID/task/*/schedstat), then \
+         libphoton io_uring's (epoll's) figure over the row's (below 1 = libphoton cheaper); \
+         sysc/req, cs/req: the server's system calls (perf's raw_syscalls:sys_enter tracepoint) and context \
+         switches per request, counted exactly whatever the machine's load; instr/req, cycles/req: the server process's instructions and cycles (user + kernel, perf stat -p) per request; \
          CPU us/req, user us/req: the server's utime+stime (utime only) from /proc/PID/stat per request; \
          srv CPU: server CPU time / wall time (100% = CPU 0 saturated); other: the most CPU (% of one CPU) that \
          processes other than the server and the client used during a measured window of the row (0 on a quiet \

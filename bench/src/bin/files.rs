@@ -535,7 +535,7 @@ fn main() -> ExitCode {
         for direct in [true, false] {
             for &n in &o.depths {
                 let d = if direct { "1" } else { "0" };
-                let photon = |engine: &'static str| {
+                let photon_env = |engine: &'static str, off: &'static str| {
                     let (p, args) = (
                         p_photon.clone(),
                         vec![
@@ -549,7 +549,7 @@ fn main() -> ExitCode {
                     );
                     How::Child(Box::new(move || {
                         let mut c = Command::new(&p);
-                        c.args(&args).env("PHOTON_ENGINE", engine);
+                        c.args(&args).env("PHOTON_ENGINE", engine).env("PHOTON_IO_OFF", off);
                         c
                     }))
                 };
@@ -577,8 +577,12 @@ fn main() -> ExitCode {
                     secs.clone(),
                     warm.clone(),
                 ];
+                let photon = |engine: &'static str| photon_env(engine, "");
                 let pt = p_threads.clone();
-                let contenders = vec![
+                let pt1 = p_threads.clone();
+                let mut one_thread_args = threads_args.clone();
+                one_thread_args[3] = "1".into();
+                let mut contenders = vec![
                     Contender {
                         label: format!("libphoton io_uring, 1 vcpu, {n} photon thread{}", plural(n)),
                         how: photon("io_uring"),
@@ -612,6 +616,26 @@ fn main() -> ExitCode {
                         fresh_file: None,
                     },
                 ];
+                if !direct {
+                    // A/B: ring reads only, no preadv2(RWF_NOWAIT) attempt on the vcpu first.
+                    contenders.push(Contender {
+                        label: format!("libphoton io_uring -cached_read, {n} photon thread{}", plural(n)),
+                        how: photon_env("io_uring", "cached_read"),
+                        fresh_file: None,
+                    });
+                }
+                if !direct && n > 1 {
+                    // The bar for page-cache reads: one thread's plain pread loop.
+                    contenders.push(Contender {
+                        label: "1 OS thread calling pread (plain loop)".into(),
+                        how: How::Child(Box::new(move || {
+                            let mut c = Command::new(&pt1);
+                            c.args(&one_thread_args);
+                            c
+                        })),
+                        fresh_file: None,
+                    });
+                }
                 let k = contenders.len();
                 tables.push(TableData {
                     title: format!(

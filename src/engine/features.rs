@@ -1,0 +1,73 @@
+//! The I/O features that an engine uses when the kernel has them, and the
+//! switch that turns any of them off: `PHOTON_IO_OFF=name,name,...` (read
+//! once per process) makes the engines behave as on a kernel that lacks
+//! them. Tests use it to exercise every fallback; benchmarks use it for
+//! A/B rows. Unknown names are logged and ignored.
+
+use std::sync::OnceLock;
+
+/// An optional I/O feature.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub(crate) enum Feature {
+    /// epoll: each fd's readiness is kept, so a read whose socket was seen
+    /// drained waits for the next event instead of calling into an EAGAIN.
+    Readiness = 1 << 0,
+    /// io_uring: a receive on a socket seen drained is queued with
+    /// `IORING_RECVSEND_POLL_FIRST` (5.19+), skipping the kernel's doomed
+    /// first attempt.
+    PollFirst = 1 << 1,
+    /// io_uring: a send first tries a `MSG_DONTWAIT` send on the vcpu (one
+    /// syscall, no park) before queuing a ring send; off, every send is a
+    /// ring operation batched with the others of the scheduler turn.
+    SendFirst = 1 << 2,
+    /// io_uring: a buffered file read first tries `preadv2(RWF_NOWAIT)` on
+    /// the vcpu (a page-cache hit costs one syscall, no park) before
+    /// queuing a ring read. (epoll always does: its other way is a helper
+    /// thread.)
+    CachedRead = 1 << 3,
+}
+
+const NAMES: &[(&str, Feature)] = &[
+    ("readiness", Feature::Readiness),
+    ("poll_first", Feature::PollFirst),
+    ("send_first", Feature::SendFirst),
+    ("cached_read", Feature::CachedRead),
+];
+
+fn parse(list: &str) -> u32 {
+    let mut off = 0;
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match NAMES.iter().find(|(n, _)| *n == name) {
+            Some(&(_, f)) => off |= f as u32,
+            None => log::warn!("photon: PHOTON_IO_OFF: unknown feature {name:?} ignored"),
+        }
+    }
+    off
+}
+
+fn switched_off() -> u32 {
+    static OFF: OnceLock<u32> = OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("PHOTON_IO_OFF").map_or(0, |v| parse(&v)))
+}
+
+/// True unless `PHOTON_IO_OFF` names `f` (whether the kernel has it is
+/// the engine's own probe).
+pub(crate) fn wanted(f: Feature) -> bool {
+    switched_off() & f as u32 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse() {
+        assert_eq!(parse(""), 0);
+        assert_eq!(parse("readiness"), Feature::Readiness as u32);
+        assert_eq!(
+            parse(" poll_first , readiness,nonsense"),
+            Feature::Readiness as u32 | Feature::PollFirst as u32
+        );
+    }
+}

@@ -151,6 +151,7 @@ fn cpp_clang_cxx17() {
         "thread_extras",
         "io_extras",
         "third_pass",
+        "fourth_pass",
     ] {
         let src = test_dir().join(format!("{name}.cpp"));
         let exe = out_dir().join(format!("{name}_clang17"));

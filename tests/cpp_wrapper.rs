@@ -224,7 +224,8 @@ fn cpp_io_extras() {
 /// metric-meter/metrics.h, rcuptr.h (on one vcpu and across vcpus),
 /// throttle.h, ALogStringL, threads_create_join, thread_usleep_defer with a
 /// lambda.
-/// The fourth pass: sys/socket.h's photon::net calls, common/delegates.h.
+/// The fourth pass: sys/socket.h's photon::net calls, common/delegates.h,
+/// ISocketStream::shutdown; socket pools in the C++17 build (cpp_clang_cxx17).
 #[test]
 fn cpp_fourth_pass() {
     behaviour_test("fourth_pass");

@@ -4,12 +4,17 @@
 // members, overloads by signature, virtual overrides, SelfRef chaining,
 // cast and unary operators, DUtils rebinding to member and plain functions,
 // get_func, bind_obj); Delegate from common/callback.h (member functions,
-// virtual ones resolved at binding, base-class members); alog-functionptr.h.
+// virtual ones resolved at binding, base-class members); alog-functionptr.h;
+// ISocketStream::shutdown; with C++17, socket pools (reuse per key, the
+// drops, dead idle connections, expiration, heartbeats, keepalive, user
+// connectors, concurrent users).
 #include <photon/common/alog-functionptr.h>
 #include <photon/common/alog.h>
 #include <photon/common/callback.h>
 #include <photon/common/delegates.h>
+#include <photon/net/socket.h>
 #include <photon/photon.h>
+#include <photon/thread/thread11.h>
 #include <photon/thread/thread.h>
 
 #include <arpa/inet.h>
@@ -17,8 +22,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <netinet/tcp.h>
+
 #include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "check.h"
 
@@ -218,11 +227,238 @@ static void socket_calls() {
     CHECK_ERRNO(photon::net::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &v, &len), EBADF);
 }
 
+static bool wait_until(const std::function<bool()>& pred, uint64_t us) {
+    for (uint64_t t = 0; t < us && !pred(); t += 10000) photon::thread_usleep(10000);
+    return pred();
+}
+
+// A loopback echo server counting its connections (accepted, still open).
+// Its handlers outlive the server object, so it waits for them to end (the
+// clients, declared after it, are gone by then).
+struct Echo {
+    std::unique_ptr<photon::net::ISocketServer> server{photon::net::new_tcp_socket_server()};
+    int accepted = 0;
+    int open = 0;
+    int close_after = 0;  // >0: closes after this many echoes
+    photon::net::EndPoint ep;
+    Echo() {
+        CHECK_OK(server->bind_v4localhost());
+        CHECK_OK(server->listen());
+        server->set_handler([this](photon::net::ISocketStream* s) {
+            ++accepted;
+            ++open;
+            char buf[4];
+            int n = 0;
+            while (s->read(buf, 4) == 4 && s->write(buf, 4) == 4)
+                if (close_after > 0 && ++n == close_after) break;
+            --open;
+            return 0;
+        });
+        CHECK_OK(server->start_loop());
+        ep = server->getsockname();
+    }
+    ~Echo() { CHECK(wait_until([this] { return open == 0; }, 5000000), "%d connections still open", open); }
+    Echo(const Echo&) = delete;
+    Echo& operator=(const Echo&) = delete;
+};
+
+static void roundtrip(photon::net::ISocketStream* s) {
+    CHECK(s != nullptr, "connect: %s", std::strerror(errno));
+    char buf[4] = {};
+    CHECK(s->write("ping", 4) == 4 && s->read(buf, 4) == 4 && std::memcmp(buf, "ping", 4) == 0, "roundtrip");
+}
+
+static void shutdown_call() {
+    SAY("ISocketStream::shutdown: the peer reads end of stream");
+    Echo echo;
+    std::unique_ptr<photon::net::ISocketClient> client(photon::net::new_tcp_socket_client());
+    std::unique_ptr<photon::net::ISocketStream> s(client->connect(echo.ep));
+    roundtrip(s.get());
+    CHECK_OK(s->shutdown(ShutdownHow::Write));
+    CHECK(wait_until([&] { return echo.open == 0; }, 3000000), "the server's read saw the FIN");
+    CHECK(s->write("x", 1) == -1 && errno == EPIPE, "writing after SHUT_WR: EPIPE, got %s", std::strerror(errno));
+}
+
+#if __cplusplus >= 201703L
+static void socket_pool() {
+    using namespace photon::net;
+    SAY("socket pool: one connection per key, reused");
+    {
+        Echo echo;
+        std::unique_ptr<ISocketPool> pool(new_tcp_socket_pool(new_tcp_socket_client(), -1, true));
+        for (int i = 0; i < 3; ++i) {
+            std::unique_ptr<ISocketStream> s(pool->connect(echo.ep));
+            roundtrip(s.get());
+        }
+        CHECK(echo.accepted == 1, "3 uses, %d connections", echo.accepted);
+        for (const char* key : {"A", "B", "A"}) {
+            std::unique_ptr<ISocketStream> s(pool->connect(std::string_view(key), echo.ep));
+            roundtrip(s.get());
+        }
+        CHECK(echo.accepted == 3, "keys A and B: %d connections", echo.accepted);
+        std::unique_ptr<ISocketStream> held(pool->connect(echo.ep));
+        std::unique_ptr<ISocketStream> second(pool->connect(echo.ep));
+        roundtrip(held.get());
+        roundtrip(second.get());
+        CHECK(echo.accepted == 4, "two at once need two connections: %d", echo.accepted);
+        std::unique_ptr<ISocketStream> by_name(pool->connect(std::string_view("127.0.0.1"), echo.ep.port));
+        roundtrip(by_name.get());
+
+        SAY("socket pool: a stream shut down or closed is not pooled again");
+        held.reset();
+        second.reset();
+        by_name.reset();
+        const int before = echo.accepted;
+        std::unique_ptr<ISocketStream> s(pool->connect(echo.ep));
+        roundtrip(s.get());
+        CHECK(echo.accepted == before, "reused");
+        CHECK_OK(s->shutdown(ShutdownHow::ReadWrite));
+        s.reset();
+        s.reset(pool->connect(echo.ep));
+        roundtrip(s.get());
+        s->close();
+        s.reset();
+        s.reset(pool->connect(echo.ep));
+        roundtrip(s.get());
+        CHECK(echo.accepted >= before + 1, "after shutdown / close: new connections (%d)", echo.accepted - before);
+        s.reset();
+
+        SAY("socket pool: no client, unix paths");
+        std::unique_ptr<ISocketPool> bare(new_tcp_socket_pool(nullptr));
+        errno = 0;
+        CHECK(bare->connect(echo.ep) == nullptr && errno == ENOSYS, "no client: ENOSYS");
+        errno = 0;
+        CHECK(pool->connect("/tmp/x", 6) == nullptr && errno == ENOSYS, "a path: ENOSYS");
+    }
+
+    SAY("socket pool: an idle connection the peer closed is dropped");
+    {
+        Echo echo;
+        echo.close_after = 1;
+        std::unique_ptr<ISocketPool> pool(new_tcp_socket_pool(new_tcp_socket_client(), -1, true));
+        for (int i = 0; i < 3; ++i) {
+            std::unique_ptr<ISocketStream> s(pool->connect(echo.ep));
+            roundtrip(s.get());
+            s.reset();
+            CHECK(wait_until([&] { return echo.open == 0; }, 3000000), "the server closed (%d open)", echo.open);
+            photon::thread_usleep(20000);
+        }
+        CHECK(echo.accepted == 3, "each use on a fresh connection: %d", echo.accepted);
+    }
+
+    SAY("socket pool: user connectors");
+    {
+        Echo echo;
+        std::unique_ptr<ISocketClient> raw(new_tcp_socket_client());
+        std::unique_ptr<ISocketPool> pool(new_tcp_socket_pool(raw.get()));
+        int calls = 0;
+        auto connector = [&]() -> ISocketStream* { return ++calls, raw->connect(echo.ep); };
+        for (int i = 0; i < 3; ++i) {
+            std::unique_ptr<ISocketStream> s(pool->connect(std::string_view("C"), connector));
+            roundtrip(s.get());
+        }
+        CHECK(calls == 1 && echo.accepted == 1, "connector called once: %d", calls);
+        CHECK(pool->connect(std::string_view("D"), [] { return static_cast<ISocketStream*>(nullptr); }) == nullptr,
+              "a failing connector: nullptr");
+    }
+
+    SAY("socket pool: expiration");
+    {
+        Echo echo;
+        std::unique_ptr<ISocketPool> pool(new_tcp_socket_pool(new_tcp_socket_client(), 200000, true));
+        {
+            std::unique_ptr<ISocketStream> s(pool->connect(echo.ep));
+            roundtrip(s.get());
+        }
+        photon::thread_usleep(50000);
+        CHECK(echo.open == 1, "idle, not expired yet");
+        CHECK(wait_until([&] { return echo.open == 0; }, 3000000), "expired and closed");
+        std::unique_ptr<ISocketStream> s(pool->connect(echo.ep));
+        roundtrip(s.get());
+        CHECK(echo.accepted == 2, "a new connection after expiry");
+    }
+
+    SAY("socket pool: heartbeats on idle connections; a failed one drops it");
+    {
+        Echo echo;
+        SocketPoolArgs args;
+        args.sockclient = new_tcp_socket_client();
+        args.client_ownership = true;
+        int beats = 0;
+        int fail_from = 1 << 30;
+        args.heartbeater = [&](ISocketStream* s) -> int {
+            ++beats;
+            if (beats >= fail_from) return -1;
+            char buf[4];
+            return s->write("beat", 4) == 4 && s->read(buf, 4) == 4 ? 0 : -1;
+        };
+        args.heartbeat_interval = 50000;
+        std::unique_ptr<ISocketPool> pool(new_tcp_socket_pool(args));
+        {
+            std::unique_ptr<ISocketStream> s(pool->connect(echo.ep));
+            roundtrip(s.get());
+            photon::thread_usleep(200000);
+            CHECK(beats == 0, "no heartbeat while in use: %d", beats);
+        }
+        CHECK(wait_until([&] { return beats >= 3; }, 3000000), "heartbeats: %d", beats);
+        {
+            std::unique_ptr<ISocketStream> s(pool->connect(echo.ep));
+            roundtrip(s.get());  // the heartbeats left nothing unread
+        }
+        // (a connect() while a heartbeat is in flight on the idle one makes a second)
+        CHECK(echo.accepted <= 2 && echo.open == echo.accepted, "kept: %d of %d", echo.open, echo.accepted);
+        fail_from = beats + 1;
+        CHECK(wait_until([&] { return echo.open == 0; }, 3000000), "a failed heartbeat drops it");
+    }
+
+    SAY("socket pool: TCP keepalive on new connections");
+    {
+        Echo echo;
+        SocketPoolArgs args;
+        args.sockclient = new_tcp_socket_client();
+        args.client_ownership = true;
+        args.enable_tcp_keepalive = true;
+        args.tcp_keepalive_time = 7;
+        args.tcp_keepalive_intvl = 3;
+        args.tcp_keepalive_probes = 4;
+        std::unique_ptr<ISocketPool> pool(new_tcp_socket_pool(args));
+        std::unique_ptr<ISocketStream> s(pool->connect(echo.ep));
+        int on = 0, idle = 0, intvl = 0, cnt = 0;
+        CHECK(s->getsockopt<int>(SOL_SOCKET, SO_KEEPALIVE, &on) == 0 && on == 1, "SO_KEEPALIVE %d", on);
+        CHECK(s->getsockopt<int>(IPPROTO_TCP, TCP_KEEPIDLE, &idle) == 0 && idle == 7, "TCP_KEEPIDLE %d", idle);
+        CHECK(s->getsockopt<int>(IPPROTO_TCP, TCP_KEEPINTVL, &intvl) == 0 && intvl == 3, "TCP_KEEPINTVL %d", intvl);
+        CHECK(s->getsockopt<int>(IPPROTO_TCP, TCP_KEEPCNT, &cnt) == 0 && cnt == 4, "TCP_KEEPCNT %d", cnt);
+    }
+
+    SAY("socket pool: concurrent users of one key");
+    {
+        Echo echo;
+        std::unique_ptr<ISocketPool> pool(new_tcp_socket_pool(new_tcp_socket_client(), -1, true));
+        std::vector<photon::join_handle*> jhs;
+        for (int t = 0; t < 3; ++t)
+            jhs.push_back(photon::thread_enable_join(photon::thread_create11([&] {
+                for (int i = 0; i < 20; ++i) {
+                    std::unique_ptr<ISocketStream> s(pool->connect(echo.ep));
+                    roundtrip(s.get());
+                    s.reset();
+                    photon::thread_yield();
+                }
+            })));
+        for (auto* j : jhs) photon::thread_join(j);
+        CHECK(echo.accepted >= 1 && echo.accepted <= 3, "3 users, %d connections", echo.accepted);
+    }
+}
+#endif
+
 int main() {
     CHECK_OK(photon::init());
     socket_calls();
     delegates();
     delegate_type();
+    shutdown_call();
+#if __cplusplus >= 201703L
+    socket_pool();
+#endif
     photon::fini();
     std::printf("fourth_pass: all checks passed\n");
     return 0;

@@ -401,7 +401,9 @@ public:
     LogBuffer& operator<<(T x) noexcept {
         return *this << static_cast<double>(x);
     }
-    template <typename T, typename std::enable_if<!std::is_same<typename std::remove_cv<T>::type, char>::value, int>::type = 0>
+    template <typename T, typename std::enable_if<!std::is_same<typename std::remove_cv<T>::type, char>::value &&
+                                                      !std::is_function<T>::value,
+                                                  int>::type = 0>
     LogBuffer& operator<<(T* p) noexcept {
         return *this << static_cast<const void*>(p);
     }

@@ -8,6 +8,9 @@
 
 #include <photon/thread/detail/invoke.h>
 
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <type_traits>
 #include <utility>
@@ -55,6 +58,119 @@ private:
     std::function<int(T...)> m_fn;
 };
 
+namespace detail {
+
+#if !defined(__GXX_ABI_VERSION)
+#error "photon/common/callback.h: Delegate binds member functions through the Itanium C++ ABI (g++, clang++)"
+#endif
+
+/// The function a member function pointer calls on `obj`, and the `this` it
+/// calls it with, per the Itanium C++ ABI: a member function pointer is two
+/// words {ptr, adj}; `this` is `obj` plus adj; a virtual function is marked
+/// by the low bit of ptr (x86, most targets) or of adj (ARM, where adj is
+/// doubled), and then ptr (less the mark on x86) is the byte offset of its
+/// slot in the vtable that `this` points to.
+struct MemberTarget {
+    void* fn;
+    void* self;
+};
+template <class PMF>
+inline MemberTarget member_target(const void* obj, PMF pmf) noexcept {
+    static_assert(sizeof(PMF) == 2 * sizeof(std::ptrdiff_t), "an Itanium ABI member function pointer");
+    std::uintptr_t ptr;
+    std::ptrdiff_t adj;
+    std::memcpy(&ptr, &pmf, sizeof ptr);
+    std::memcpy(&adj, reinterpret_cast<const char*>(&pmf) + sizeof ptr, sizeof adj);
+#if defined(__arm__) || defined(__aarch64__)
+    const bool is_virtual = (adj & 1) != 0;
+    adj >>= 1;
+    const std::uintptr_t slot = ptr;
+#else
+    const bool is_virtual = (ptr & 1) != 0;
+    const std::uintptr_t slot = ptr - 1;
+#endif
+    char* self = const_cast<char*>(static_cast<const char*>(obj)) + adj;
+    MemberTarget t;
+    t.self = self;
+    if (is_virtual) {
+        const char* vtable;
+        std::memcpy(&vtable, self, sizeof vtable);
+        std::memcpy(&t.fn, vtable + slot, sizeof t.fn);
+    } else {
+        std::memcpy(&t.fn, &ptr, sizeof t.fn);
+    }
+    return t;
+}
+
+}  // namespace detail
 }  // namespace photon
+
+/// PhotonLibOS's Delegate<R, Ts...>: an object pointer `_obj` and a plain
+/// function `_func` taking it first, `R (*)(void*, Ts...)`; from such a pair,
+/// from a function taking `U*` first, or from an object and one of its member
+/// functions (bound at construction: a virtual one resolves to the object's
+/// override then). Calling an empty one returns R().
+struct Delegate_Base {};
+
+template <typename R, typename... Ts>
+struct Delegate : public Delegate_Base {
+    using Func = R (*)(void*, Ts...);
+    void* _obj = nullptr;
+    Func _func = nullptr;
+
+    Delegate() = default;
+    constexpr Delegate(void* obj, Func func) : _obj(obj), _func(func) {}
+    constexpr Delegate(Func func, void* obj) : _obj(obj), _func(func) {}
+    template <typename U>
+    Delegate(U* obj, R (*func)(U*, Ts...)) {
+        bind(obj, func);
+    }
+    template <typename T, typename U, typename std::enable_if<std::is_base_of<U, T>::value, int>::type = 0>
+    Delegate(T* obj, R (U::*func)(Ts...)) {
+        bind(obj, func);
+    }
+    template <typename T, typename U, typename std::enable_if<std::is_base_of<U, T>::value, int>::type = 0>
+    Delegate(T* obj, R (U::*func)(Ts...) const) {
+        bind(obj, func);
+    }
+
+    void bind(void* obj, Func func) {
+        _obj = obj;
+        _func = func;
+    }
+    void bind(Func func, void* obj) { bind(obj, func); }
+    template <typename U>
+    void bind(U* obj, R (*func)(U*, Ts...)) {
+        _obj = const_cast<void*>(static_cast<const void*>(obj));
+        std::memcpy(&_func, &func, sizeof _func);
+    }
+    template <typename T, typename U, typename std::enable_if<std::is_base_of<U, T>::value, int>::type = 0>
+    void bind(T* obj, R (U::*func)(Ts...)) {
+        bind_target(photon::detail::member_target(static_cast<U*>(obj), func));
+    }
+    template <typename T, typename U, typename std::enable_if<std::is_base_of<U, T>::value, int>::type = 0>
+    void bind(T* obj, R (U::*func)(Ts...) const) {
+        bind_target(photon::detail::member_target(static_cast<const U*>(obj), func));
+    }
+    void bind(const Delegate& rhs) { *this = rhs; }
+    void clear() { _func = nullptr; }
+
+    explicit operator bool() const { return _func != nullptr; }
+    R operator()(const Ts&... args) const { return fire(args...); }
+    R fire(const Ts&... args) const { return _func ? _func(_obj, args...) : R(); }
+    R fire_once(const Ts&... args) {
+        Func f = _func;
+        _func = nullptr;
+        return f ? f(_obj, args...) : R();
+    }
+    bool operator==(const Delegate& rhs) const { return _obj == rhs._obj && _func == rhs._func; }
+    bool operator!=(const Delegate& rhs) const { return !(*this == rhs); }
+
+private:
+    void bind_target(photon::detail::MemberTarget t) {
+        _obj = t.self;
+        std::memcpy(&_func, &t.fn, sizeof _func);
+    }
+};
 
 #endif  // PHOTON_CPP_COMMON_CALLBACK_H

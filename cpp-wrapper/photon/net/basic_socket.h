@@ -33,10 +33,9 @@ inline int connect(int fd, const struct sockaddr* addr, socklen_t addrlen, Timeo
 inline int accept(int fd, struct sockaddr* addr, socklen_t* addrlen, Timeout timeout = {}) {
     return photon_accept(fd, addr, addrlen, timeout.timeout());
 }
-/// setsockopt(2) on a socket.
-inline int setsockopt(int fd, int level, int optname, const void* optval, socklen_t optlen) {
-    return ::setsockopt(fd, level, optname, optval, optlen);
-}
+// photon::net::setsockopt / getsockopt / getsockname / getpeername on a
+// descriptor come from <sys/socket.h>, which is cpp-wrapper/sys/socket.h
+// under -I cpp-wrapper (PhotonLibOS's include/ shadows it the same way).
 inline ssize_t send(int fd, const void* buf, size_t len, int flags, Timeout timeout = {}) {
     return photon_send(fd, buf, len, flags, timeout.timeout());
 }

@@ -258,6 +258,9 @@ public:
 /// and may transfer less.
 class ISocketStream : public IStream, public ISocketBase, public ISocketName {
 public:
+    /// shutdown(2) on the socket's descriptor: 0, or -1 with errno (EBADF
+    /// with none).
+    int shutdown(ShutdownHow how) override { return photon_shutdown(get_underlay_fd(), static_cast<int>(how)); }
     /// Receives what has arrived, waiting once if nothing has: the count
     /// (maybe less than `count`; 0 at EOF), or -1 with errno.
     virtual ssize_t recv(void* buf, size_t count, int flags = 0) = 0;
@@ -363,5 +366,7 @@ struct hash<photon::net::EndPoint> {
 // The implementation, and the factories new_tcp_socket_client() and the
 // like, which return its objects.
 #include <photon/net/detail/kernel_socket.h>
+// Socket pools (ISocketPool, new_tcp_socket_pool) over any socket client.
+#include <photon/net/detail/socket_pool.h>
 
 #endif  // PHOTON_CPP_NET_SOCKET_H

@@ -202,8 +202,7 @@ mod tests {
 
     /// Every hook the shim exports has the boundary, around its body or,
     /// for the uncontended mutex paths kept frameless, around their slow
-    /// paths. (threads.rs, the pthread-as-photon-thread hooks, is checked
-    /// separately when it gains its boundary.)
+    /// paths.
     #[test]
     fn every_hook_has_the_boundary() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -211,7 +210,7 @@ mod tests {
         for d in [dir.clone(), dir.join("pthread")] {
             for e in std::fs::read_dir(&d).expect("read src") {
                 let p = e.expect("entry").path();
-                if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("threads.rs") {
+                if p.extension().is_some_and(|x| x == "rs") {
                     files.push(p);
                 }
             }
@@ -220,12 +219,16 @@ mod tests {
         // can panic), the mutex hooks (in lock_slow, unlock_slow,
         // wake_one). And none by design: pthread_once is "C-unwind", the
         // program's init routine may throw a C++ exception through it, and
-        // catch_unwind aborts on a foreign exception.
+        // catch_unwind aborts on a foreign exception; pthread_exit is
+        // "C-unwind" too (it unwinds the calling thread); pthread_equal
+        // compares two integers.
         let elsewhere = [
             "photon_preload_version",
             "pthread_mutex_lock",
             "pthread_mutex_unlock",
             "pthread_once",
+            "pthread_exit",
+            "pthread_equal",
         ];
         let mut missing = Vec::new();
         let mut seen = 0;

@@ -495,49 +495,51 @@ pub unsafe extern "C" fn pthread_create(
     start: Option<Start>,
     arg: *mut c_void,
 ) -> c_int {
-    if !enabled() || thread.is_null() || start.is_none() {
-        if !ANNOUNCED.load(Relaxed) && !enabled() {
-            announce_os_thread(start);
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        if !enabled() || thread.is_null() || start.is_none() {
+            if !ANNOUNCED.load(Relaxed) && !enabled() {
+                announce_os_thread(start);
+            }
+            // SAFETY: glibc's function with the caller's arguments.
+            return unsafe { real::pthread_create(thread, attr, start, arg) };
         }
-        // SAFETY: glibc's function with the caller's arguments.
-        return unsafe { real::pthread_create(thread, attr, start, arg) };
-    }
-    let f = start.expect("checked");
-    if stays_os_thread(f as usize) {
-        // SAFETY: as above.
-        return unsafe { real::pthread_create(thread, attr, start, arg) };
-    }
-    let Some(p) = pool() else {
-        // SAFETY: as above.
-        return unsafe { real::pthread_create(thread, attr, start, arg) };
-    };
-    let _keep = crate::pthread::KeepErrno::new();
-    let (mut stack, mut detach) = (0usize, libc::PTHREAD_CREATE_JOINABLE);
-    if !attr.is_null() {
-        // SAFETY: the caller's initialised attribute object.
-        unsafe {
-            libc::pthread_attr_getstacksize(attr, &mut stack);
-            pthread_attr_getdetachstate(attr, &mut detach);
+        let f = start.expect("checked");
+        if stays_os_thread(f as usize) {
+            // SAFETY: as above.
+            return unsafe { real::pthread_create(thread, attr, start, arg) };
         }
-    }
-    let r = new_rec(f, arg, stack, detach == libc::PTHREAD_CREATE_DETACHED);
-    let rc = if stack != 0 {
-        // SAFETY: a pool of ours; `launch` makes the thread with its size.
-        unsafe { photon::photon_workpool_spawn(p, Some(launch), r.cast()) }
-    } else {
-        // SAFETY: a pool of ours; `run` takes the record.
-        unsafe { photon::photon_workpool_spawn(p, Some(run), r.cast()) }
-    };
-    if rc != 0 {
-        // SAFETY: the record was never handed out.
-        let r = unsafe { &*r };
-        r.refs.store(1, Relaxed);
-        release(r);
-        return libc::EAGAIN;
-    }
-    // SAFETY: the caller's pthread_t.
-    unsafe { *thread = r as pthread_t };
-    0
+        let Some(p) = pool() else {
+            // SAFETY: as above.
+            return unsafe { real::pthread_create(thread, attr, start, arg) };
+        };
+        let _keep = crate::pthread::KeepErrno::new();
+        let (mut stack, mut detach) = (0usize, libc::PTHREAD_CREATE_JOINABLE);
+        if !attr.is_null() {
+            // SAFETY: the caller's initialised attribute object.
+            unsafe {
+                libc::pthread_attr_getstacksize(attr, &mut stack);
+                pthread_attr_getdetachstate(attr, &mut detach);
+            }
+        }
+        let r = new_rec(f, arg, stack, detach == libc::PTHREAD_CREATE_DETACHED);
+        let rc = if stack != 0 {
+            // SAFETY: a pool of ours; `launch` makes the thread with its size.
+            unsafe { photon::photon_workpool_spawn(p, Some(launch), r.cast()) }
+        } else {
+            // SAFETY: a pool of ours; `run` takes the record.
+            unsafe { photon::photon_workpool_spawn(p, Some(run), r.cast()) }
+        };
+        if rc != 0 {
+            // SAFETY: the record was never handed out.
+            let r = unsafe { &*r };
+            r.refs.store(1, Relaxed);
+            release(r);
+            return libc::EAGAIN;
+        }
+        // SAFETY: the caller's pthread_t.
+        unsafe { *thread = r as pthread_t };
+        0
+    })
 }
 
 /// Waits until `r` has ended, or `deadline` passes (ETIMEDOUT).
@@ -616,21 +618,25 @@ fn join_rec(r: &Rec, retval: *mut *mut c_void, try_only: bool, deadline: Option<
 /// already joined. Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_join(th: pthread_t, retval: *mut *mut c_void) -> c_int {
-    match rec_of(th) {
-        Some(r) => join_rec(r, retval, false, None),
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_join(th, retval) },
-    }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        match rec_of(th) {
+            Some(r) => join_rec(r, retval, false, None),
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_join(th, retval) },
+        }
+    })
 }
 
 /// `pthread_tryjoin_np`: as `pthread_join`, `EBUSY` while the thread runs.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_tryjoin_np(th: pthread_t, retval: *mut *mut c_void) -> c_int {
-    match rec_of(th) {
-        Some(r) => join_rec(r, retval, true, None),
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_tryjoin_np(th, retval) },
-    }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        match rec_of(th) {
+            Some(r) => join_rec(r, retval, true, None),
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_tryjoin_np(th, retval) },
+        }
+    })
 }
 
 /// `pthread_timedjoin_np`: as `pthread_join`, `ETIMEDOUT` at `abstime`
@@ -641,18 +647,20 @@ pub unsafe extern "C" fn pthread_timedjoin_np(
     retval: *mut *mut c_void,
     abstime: *const timespec,
 ) -> c_int {
-    match rec_of(th) {
-        Some(r) => {
-            // SAFETY: the caller's timespec or NULL.
-            let d = unsafe { Abs::new(libc::CLOCK_REALTIME, abstime) };
-            if d.is_some_and(|d| !d.valid()) {
-                return libc::EINVAL;
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        match rec_of(th) {
+            Some(r) => {
+                // SAFETY: the caller's timespec or NULL.
+                let d = unsafe { Abs::new(libc::CLOCK_REALTIME, abstime) };
+                if d.is_some_and(|d| !d.valid()) {
+                    return libc::EINVAL;
+                }
+                join_rec(r, retval, false, d)
             }
-            join_rec(r, retval, false, d)
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_timedjoin_np(th, retval, abstime) },
         }
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_timedjoin_np(th, retval, abstime) },
-    }
+    })
 }
 
 /// `pthread_clockjoin_np`: as `pthread_timedjoin_np` on `clock`.
@@ -663,18 +671,20 @@ pub unsafe extern "C" fn pthread_clockjoin_np(
     clock: clockid_t,
     abstime: *const timespec,
 ) -> c_int {
-    match rec_of(th) {
-        Some(r) => {
-            // SAFETY: the caller's timespec or NULL.
-            let d = unsafe { Abs::new(clock, abstime) };
-            if !crate::pthread::clock_ok(clock) || d.is_some_and(|d| !d.valid()) {
-                return libc::EINVAL;
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        match rec_of(th) {
+            Some(r) => {
+                // SAFETY: the caller's timespec or NULL.
+                let d = unsafe { Abs::new(clock, abstime) };
+                if !crate::pthread::clock_ok(clock) || d.is_some_and(|d| !d.valid()) {
+                    return libc::EINVAL;
+                }
+                join_rec(r, retval, false, d)
             }
-            join_rec(r, retval, false, d)
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_clockjoin_np(th, retval, clock, abstime) },
         }
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_clockjoin_np(th, retval, clock, abstime) },
-    }
+    })
 }
 
 /// `pthread_detach`: a photon thread of the shim's gives its record back at
@@ -682,22 +692,24 @@ pub unsafe extern "C" fn pthread_clockjoin_np(
 /// joined. Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_detach(th: pthread_t) -> c_int {
-    let Some(r) = rec_of(th) else {
-        // SAFETY: glibc's function with the caller's argument.
-        return unsafe { real::pthread_detach(th) };
-    };
-    let mut s = r.state.load(SeqCst);
-    loop {
-        if s & (DETACHED | JOINING | JOINED) != 0 {
-            return libc::EINVAL;
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        let Some(r) = rec_of(th) else {
+            // SAFETY: glibc's function with the caller's argument.
+            return unsafe { real::pthread_detach(th) };
+        };
+        let mut s = r.state.load(SeqCst);
+        loop {
+            if s & (DETACHED | JOINING | JOINED) != 0 {
+                return libc::EINVAL;
+            }
+            match r.state.compare_exchange(s, s | DETACHED, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
         }
-        match r.state.compare_exchange(s, s | DETACHED, SeqCst, SeqCst) {
-            Ok(_) => break,
-            Err(now) => s = now,
-        }
-    }
-    release(r);
-    0
+        release(r);
+        0
+    })
 }
 
 /// `pthread_self`: in a photon thread the shim made, its record (the same
@@ -705,11 +717,13 @@ pub unsafe extern "C" fn pthread_detach(th: pthread_t) -> c_int {
 /// glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_self() -> pthread_t {
-    match current_rec() {
-        Some(r) => r as *const Rec as pthread_t,
-        // SAFETY: glibc's function.
-        None => unsafe { real::pthread_self() },
-    }
+    crate::boundary(0, || {
+        match current_rec() {
+            Some(r) => r as *const Rec as pthread_t,
+            // SAFETY: glibc's function.
+            None => unsafe { real::pthread_self() },
+        }
+    })
 }
 
 /// `pthread_equal`: the two ids are equal.
@@ -744,115 +758,133 @@ pub unsafe extern "C-unwind" fn pthread_exit(retval: *mut c_void) -> ! {
 /// (`ENOTSUP`, logged once). Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_kill(th: pthread_t, sig: c_int) -> c_int {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    match rec_of(th) {
-        Some(r) if sig == 0 => {
-            if r.state.load(SeqCst) & ENDED != 0 {
-                libc::ESRCH
-            } else {
-                0
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        static SAID: AtomicU8 = AtomicU8::new(0);
+        match rec_of(th) {
+            Some(r) if sig == 0 => {
+                if r.state.load(SeqCst) & ENDED != 0 {
+                    libc::ESRCH
+                } else {
+                    0
+                }
             }
+            Some(_) => refuse(b"pthread_kill with a signal", &SAID),
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_kill(th, sig) },
         }
-        Some(_) => refuse(b"pthread_kill with a signal", &SAID),
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_kill(th, sig) },
-    }
+    })
 }
 
 /// `pthread_cancel`: refused on a photon thread of the shim's (`ENOTSUP`,
 /// logged once; the thread runs on). Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_cancel(th: pthread_t) -> c_int {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    match rec_of(th) {
-        Some(_) => refuse(b"pthread_cancel", &SAID),
-        // SAFETY: glibc's function with the caller's argument.
-        None => unsafe { real::pthread_cancel(th) },
-    }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        static SAID: AtomicU8 = AtomicU8::new(0);
+        match rec_of(th) {
+            Some(_) => refuse(b"pthread_cancel", &SAID),
+            // SAFETY: glibc's function with the caller's argument.
+            None => unsafe { real::pthread_cancel(th) },
+        }
+    })
 }
 
 /// `pthread_getattr_np`: refused on a photon thread of the shim's
 /// (`ENOTSUP`, logged once). Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_getattr_np(th: pthread_t, attr: *mut pthread_attr_t) -> c_int {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    match rec_of(th) {
-        Some(_) => refuse(b"pthread_getattr_np", &SAID),
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_getattr_np(th, attr) },
-    }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        static SAID: AtomicU8 = AtomicU8::new(0);
+        match rec_of(th) {
+            Some(_) => refuse(b"pthread_getattr_np", &SAID),
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_getattr_np(th, attr) },
+        }
+    })
 }
 
 /// `pthread_setaffinity_np`: refused on a photon thread of the shim's
 /// (`ENOTSUP`, logged once). Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_setaffinity_np(th: pthread_t, size: size_t, set: *const cpu_set_t) -> c_int {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    match rec_of(th) {
-        Some(_) => refuse(b"pthread_setaffinity_np", &SAID),
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_setaffinity_np(th, size, set) },
-    }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        static SAID: AtomicU8 = AtomicU8::new(0);
+        match rec_of(th) {
+            Some(_) => refuse(b"pthread_setaffinity_np", &SAID),
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_setaffinity_np(th, size, set) },
+        }
+    })
 }
 
 /// `pthread_getaffinity_np`: refused on a photon thread of the shim's
 /// (`ENOTSUP`, logged once). Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_getaffinity_np(th: pthread_t, size: size_t, set: *mut cpu_set_t) -> c_int {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    match rec_of(th) {
-        Some(_) => refuse(b"pthread_getaffinity_np", &SAID),
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_getaffinity_np(th, size, set) },
-    }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        static SAID: AtomicU8 = AtomicU8::new(0);
+        match rec_of(th) {
+            Some(_) => refuse(b"pthread_getaffinity_np", &SAID),
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_getaffinity_np(th, size, set) },
+        }
+    })
 }
 
 /// `pthread_setschedparam`: refused on a photon thread of the shim's
 /// (`ENOTSUP`, logged once). Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_setschedparam(th: pthread_t, policy: c_int, param: *const sched_param) -> c_int {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    match rec_of(th) {
-        Some(_) => refuse(b"pthread_setschedparam", &SAID),
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_setschedparam(th, policy, param) },
-    }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        static SAID: AtomicU8 = AtomicU8::new(0);
+        match rec_of(th) {
+            Some(_) => refuse(b"pthread_setschedparam", &SAID),
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_setschedparam(th, policy, param) },
+        }
+    })
 }
 
 /// `pthread_getschedparam`: refused on a photon thread of the shim's
 /// (`ENOTSUP`, logged once). Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_getschedparam(th: pthread_t, policy: *mut c_int, param: *mut sched_param) -> c_int {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    match rec_of(th) {
-        Some(_) => refuse(b"pthread_getschedparam", &SAID),
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_getschedparam(th, policy, param) },
-    }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        static SAID: AtomicU8 = AtomicU8::new(0);
+        match rec_of(th) {
+            Some(_) => refuse(b"pthread_getschedparam", &SAID),
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_getschedparam(th, policy, param) },
+        }
+    })
 }
 
 /// `pthread_setschedprio`: refused on a photon thread of the shim's
 /// (`ENOTSUP`, logged once). Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_setschedprio(th: pthread_t, prio: c_int) -> c_int {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    match rec_of(th) {
-        Some(_) => refuse(b"pthread_setschedprio", &SAID),
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_setschedprio(th, prio) },
-    }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        static SAID: AtomicU8 = AtomicU8::new(0);
+        match rec_of(th) {
+            Some(_) => refuse(b"pthread_setschedprio", &SAID),
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_setschedprio(th, prio) },
+        }
+    })
 }
 
 /// `pthread_getcpuclockid`: refused on a photon thread of the shim's
 /// (`ENOTSUP`, logged once). Otherwise glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_getcpuclockid(th: pthread_t, clock: *mut clockid_t) -> c_int {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    match rec_of(th) {
-        Some(_) => refuse(b"pthread_getcpuclockid", &SAID),
-        // SAFETY: glibc's function with the caller's arguments.
-        None => unsafe { real::pthread_getcpuclockid(th, clock) },
-    }
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        static SAID: AtomicU8 = AtomicU8::new(0);
+        match rec_of(th) {
+            Some(_) => refuse(b"pthread_getcpuclockid", &SAID),
+            // SAFETY: glibc's function with the caller's arguments.
+            None => unsafe { real::pthread_getcpuclockid(th, clock) },
+        }
+    })
 }
 
 /// `pthread_setname_np`: on a photon thread of the shim's, keeps the name
@@ -861,30 +893,32 @@ pub unsafe extern "C" fn pthread_getcpuclockid(th: pthread_t, clock: *mut clocki
 /// glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_setname_np(th: pthread_t, name: *const c_char) -> c_int {
-    let Some(r) = rec_of(th) else {
-        // SAFETY: glibc's function with the caller's arguments.
-        return unsafe { real::pthread_setname_np(th, name) };
-    };
-    if name.is_null() {
-        return libc::EINVAL;
-    }
-    // SAFETY: the caller's NUL-terminated name.
-    let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
-    if bytes.len() > 15 {
-        return libc::ERANGE;
-    }
-    if let Ok(mut n) = r.name.lock() {
-        *n = [0; 16];
-        n[..bytes.len()].copy_from_slice(bytes);
-    }
-    let _keep = crate::pthread::KeepErrno::new();
-    let h = r.handle.load(Acquire);
-    if !h.is_null() {
-        // SAFETY: a photon thread handle (stale ones fail with ESRCH; one of
-        // another vcpu fails with EINVAL and keeps only the shim's copy).
-        unsafe { photon::photon_thread_set_name(h, name) };
-    }
-    0
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        let Some(r) = rec_of(th) else {
+            // SAFETY: glibc's function with the caller's arguments.
+            return unsafe { real::pthread_setname_np(th, name) };
+        };
+        if name.is_null() {
+            return libc::EINVAL;
+        }
+        // SAFETY: the caller's NUL-terminated name.
+        let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+        if bytes.len() > 15 {
+            return libc::ERANGE;
+        }
+        if let Ok(mut n) = r.name.lock() {
+            *n = [0; 16];
+            n[..bytes.len()].copy_from_slice(bytes);
+        }
+        let _keep = crate::pthread::KeepErrno::new();
+        let h = r.handle.load(Acquire);
+        if !h.is_null() {
+            // SAFETY: a photon thread handle (stale ones fail with ESRCH; one of
+            // another vcpu fails with EINVAL and keeps only the shim's copy).
+            unsafe { photon::photon_thread_set_name(h, name) };
+        }
+        0
+    })
 }
 
 /// `pthread_getname_np`: on a photon thread of the shim's, the name given
@@ -892,16 +926,18 @@ pub unsafe extern "C" fn pthread_setname_np(th: pthread_t, name: *const c_char) 
 /// glibc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_getname_np(th: pthread_t, buf: *mut c_char, len: size_t) -> c_int {
-    let Some(r) = rec_of(th) else {
-        // SAFETY: glibc's function with the caller's arguments.
-        return unsafe { real::pthread_getname_np(th, buf, len) };
-    };
-    let name = r.name.lock().map(|n| *n).unwrap_or([0; 16]);
-    let n = name.iter().position(|&c| c == 0).unwrap_or(15);
-    if buf.is_null() || len < n + 1 {
-        return libc::ERANGE;
-    }
-    // SAFETY: the caller's buffer of `len` >= n + 1 bytes.
-    unsafe { ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), n + 1) };
-    0
+    crate::boundary(libc::ENOTRECOVERABLE, || {
+        let Some(r) = rec_of(th) else {
+            // SAFETY: glibc's function with the caller's arguments.
+            return unsafe { real::pthread_getname_np(th, buf, len) };
+        };
+        let name = r.name.lock().map(|n| *n).unwrap_or([0; 16]);
+        let n = name.iter().position(|&c| c == 0).unwrap_or(15);
+        if buf.is_null() || len < n + 1 {
+            return libc::ERANGE;
+        }
+        // SAFETY: the caller's buffer of `len` >= n + 1 bytes.
+        unsafe { ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), n + 1) };
+        0
+    })
 }

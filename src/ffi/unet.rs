@@ -30,7 +30,7 @@
 use core::ffi::{CStr, c_char, c_int};
 
 use super::guard;
-use super::handle::Shared;
+use super::handle::{Castable, Encoded, Shared, ValueEncoded};
 use super::server::photon_server;
 use crate::errno::Errno;
 use crate::net::server::Server;
@@ -39,6 +39,22 @@ use crate::unet;
 /// A userspace TCP/IP stack over one device. Opaque.
 pub struct photon_netstack {
     _private: [u8; 0],
+}
+
+/// A number, never an address: the stack's id in the stack table, checked
+/// by every lookup (a forged or freed handle gives `EINVAL`).
+impl Castable for photon_netstack {
+    type Ownership = ValueEncoded;
+    type RustType = usize;
+}
+
+impl Encoded for photon_netstack {
+    fn to_bits(v: usize) -> usize {
+        v
+    }
+    fn from_bits(b: usize) -> Option<usize> {
+        Some(b)
+    }
 }
 
 /// The lowest descriptor a userspace stack hands out (2^30).
@@ -76,7 +92,7 @@ pub extern "C" fn photon_netstack_new(
         let device = text(device)?.ok_or(Errno::EINVAL)?;
         let cidr = text(ipv4_cidr)?.ok_or(Errno::EINVAL)?;
         let gateway = text(gateway)?;
-        unet::new_stack(device, cidr, gateway).map(|h| h as *mut photon_netstack)
+        unet::new_stack(device, cidr, gateway).map(photon_netstack::encode)
     })
 }
 
@@ -93,7 +109,7 @@ pub extern "C" fn photon_netstack_free(stack: *mut photon_netstack) -> c_int {
         if stack.is_null() {
             return Ok(0);
         }
-        unet::free_stack(stack as usize).map(|()| 0)
+        unet::free_stack(photon_netstack::decode(stack)?).map(|()| 0)
     })
 }
 
@@ -110,12 +126,7 @@ pub extern "C" fn photon_netstack_socket(
     type_: c_int,
     protocol: c_int,
 ) -> c_int {
-    guard(|| {
-        if stack.is_null() {
-            return Err(Errno::EINVAL);
-        }
-        unet::socket(stack as usize, domain, type_, protocol)
-    })
+    guard(|| unet::socket(photon_netstack::decode(stack)?, domain, type_, protocol))
 }
 
 /// Counters of one stack (`photon_netstack_stats`). Set `size` to
@@ -151,7 +162,8 @@ pub struct photon_netstack_stats {
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_netstack_stats_get(stack: *mut photon_netstack, out: *mut photon_netstack_stats) -> c_int {
     guard(|| {
-        if stack.is_null() || out.is_null() {
+        let stack = photon_netstack::decode(stack)?;
+        if out.is_null() {
             return Err(Errno::EINVAL);
         }
         // SAFETY: non-NULL; the caller passes a struct whose size it states.
@@ -159,7 +171,7 @@ pub extern "C" fn photon_netstack_stats_get(stack: *mut photon_netstack, out: *m
         if out.size as usize != core::mem::size_of::<photon_netstack_stats>() {
             return Err(Errno::EINVAL);
         }
-        let s = unet::stack_stats(stack as usize)?;
+        let s = unet::stack_stats(stack)?;
         *out = photon_netstack_stats {
             size: out.size,
             rx_frames: s.rx_frames,
@@ -190,10 +202,8 @@ pub extern "C" fn photon_server_new_tcp_on(
     backlog: c_int,
 ) -> *mut photon_server {
     guard(|| {
-        if stack.is_null() {
-            return Err(Errno::EINVAL);
-        }
+        let stack = photon_netstack::decode(stack)?;
         let ip = text(ip)?;
-        Server::new_tcp_on(stack as usize, ip, port, backlog).map(photon_server::publish)
+        Server::new_tcp_on(stack, ip, port, backlog).map(photon_server::publish)
     })
 }

@@ -145,6 +145,18 @@ const NOT_UNDER_VALGRIND: &[(&str, &str)] = &[
         "sync_mutex_fairness",
         "measures hand-off latencies that Valgrind's serialised, much slower run cannot meet",
     ),
+    (
+        "sync_pingpong",
+        "bounds the worst round trip, which two Valgrind runs side by side overshoot",
+    ),
+    (
+        "net_budget",
+        "bounds a sleeper's wake-up beside a busy writer (100 ms), which two Valgrind runs side by side overshoot",
+    ),
+    (
+        "net_close_wakes",
+        "bounds how soon close wakes waiters on other vcpus (500 ms), which two Valgrind runs side by side overshoot",
+    ),
 ];
 
 /// Measurements that mean nothing under AddressSanitizer either (its

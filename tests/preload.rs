@@ -69,7 +69,6 @@ use std::fs;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -85,30 +84,6 @@ fn out_dir() -> PathBuf {
     let dir = profile_dir().join("preload-tests");
     fs::create_dir_all(&dir).expect("create target/<profile>/preload-tests");
     dir
-}
-
-/// `libphoton_preload.so`, copied beside the stable copy of libphoton.so.0
-/// (its `$ORIGIN` run path then finds that one). Built now if cargo has not.
-fn preload_lib() -> &'static Path {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let built = profile_dir().join("libphoton_preload.so");
-        if !built.is_file() {
-            let profile = profile_dir().file_name().unwrap().to_string_lossy().into_owned();
-            let profile = if profile == "debug" { "dev".to_string() } else { profile };
-            let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                .current_dir(manifest_dir())
-                .args(["build", "-p", "photon-preload", "--profile", &profile])
-                .status()
-                .expect("run cargo build");
-            assert!(status.success(), "building photon-preload failed");
-        }
-        let dest = lib_dir().join("libphoton_preload.so");
-        let tmp = private_name(&dest);
-        fs::copy(&built, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
-        fs::rename(&tmp, &dest).expect("rename the preload copy");
-        dest
-    })
 }
 
 /// Compiles `tests/preload/<name>.c` against libphoton (and `extra` libs).

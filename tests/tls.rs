@@ -423,34 +423,13 @@ fn tls_cpp_tls_in_tls() {
     }
 }
 
-/// `libphoton_preload.so` beside the stable copy of libphoton.so.0 (as
-/// tests/preload.rs places it), built first if cargo has not.
-fn preload_lib() -> PathBuf {
-    let built = profile_dir().join("libphoton_preload.so");
-    if !built.is_file() {
-        let profile = profile_dir().file_name().unwrap().to_string_lossy().into_owned();
-        let profile = if profile == "debug" { "dev".to_string() } else { profile };
-        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .current_dir(manifest_dir())
-            .args(["build", "-p", "photon-preload", "--profile", &profile])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building photon-preload failed");
-    }
-    let dest = lib_dir().join("libphoton_preload.so");
-    let tmp = private_name(&dest);
-    fs::copy(&built, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
-    fs::rename(&tmp, &dest).expect("rename the preload copy");
-    dest
-}
-
 /// The same checks with the preload shim loaded: its pthread keys make
 /// OpenSSL's queue per photon thread on their own, and photon_ssl.h's
 /// hand-over at waits must not disturb that (nor the hooked calls).
 #[test]
 fn tls_local_under_the_shim() {
     let exe = c_program();
-    let shim = preload_lib();
+    let shim = preload_lib().to_path_buf();
     let shim = shim.to_str().expect("a UTF-8 path");
     for engine in ENGINES {
         let args = [

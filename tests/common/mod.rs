@@ -391,3 +391,35 @@ pub fn compile_c(src: &Path, exe: &Path, flags: &[&str], includes: &[&Path], lib
     }
     c.libs(libs).build(src, exe)
 }
+
+/// `libphoton_preload.so` as cargo built it, built now if cargo has not
+/// (a test binary may run before the shim's crate was built).
+pub fn built_preload_lib() -> PathBuf {
+    let built = profile_dir().join("libphoton_preload.so");
+    if !built.is_file() {
+        let profile = profile_dir().file_name().unwrap().to_string_lossy().into_owned();
+        let profile = if profile == "debug" { "dev".to_string() } else { profile };
+        let status = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(manifest_dir())
+            .args(["build", "-p", "photon-preload", "--profile", &profile])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building photon-preload failed");
+    }
+    built
+}
+
+/// The shim copied beside the stable copy of libphoton.so.0 in
+/// [`lib_dir`] (once per test binary), so it finds that copy.
+#[allow(dead_code)] // not every test binary uses the shim
+pub fn preload_lib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let built = built_preload_lib();
+        let dest = lib_dir().join("libphoton_preload.so");
+        let tmp = private_name(&dest);
+        fs::copy(&built, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+        fs::rename(&tmp, &dest).expect("rename the preload copy");
+        dest
+    })
+}

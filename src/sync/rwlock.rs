@@ -378,8 +378,6 @@ impl RwLock {
 
     /// True if held or waited on.
     pub fn in_use(&self) -> bool {
-        self.with_state(|s| {
-            s.readers > 0 || s.writer || !s.writers_waiting.is_empty() || !s.readers_waiting.is_empty()
-        })
+        self.with_state(|s| s.readers > 0 || s.writer || !s.writers_waiting.is_empty() || !s.readers_waiting.is_empty())
     }
 }

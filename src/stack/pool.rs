@@ -39,8 +39,10 @@ impl StackPool {
         Stack::carve(size)
     }
 
-    /// Returns a stack that was obtained with `get(size)`.
-    #[inline]
+    /// Returns a stack that was obtained with `get(size)`. Inlined into
+    /// its callers (a thread's end): a call would save and restore more
+    /// registers than the push itself takes.
+    #[inline(always)]
     pub(crate) fn put(&mut self, size: usize, stack: Stack) {
         self.uses += 1;
         let classes = self.by_size.len();

@@ -144,6 +144,9 @@ pub(super) unsafe fn switch_stacks(
             };
             sanitize::start_switch(save, bottom, size);
         }
+        if ending {
+            arch::switch_final((*next).sp, arg);
+        }
         let r = arch::switch(&mut *save_sp, (*next).sp, arg);
         if sanitize::asan() {
             sanitize::finish_switch((*cur).asan_fake_stack);

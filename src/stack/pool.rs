@@ -15,6 +15,14 @@ pub(crate) struct StackPool {
     uses: u64,
 }
 
+/// A pool miss: a new stack from a chunk (out of line, so the pooled path
+/// of a thread's creation stays a short function).
+#[cold]
+#[inline(never)]
+fn carve(size: usize) -> Result<Stack, Errno> {
+    Stack::carve(size)
+}
+
 impl StackPool {
     pub(crate) fn new(cap: usize) -> StackPool {
         StackPool {
@@ -36,7 +44,7 @@ impl StackPool {
         {
             return Ok(st);
         }
-        Stack::carve(size)
+        carve(size)
     }
 
     /// Returns a stack that was obtained with `get(size)`. Inlined into

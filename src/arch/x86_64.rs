@@ -113,9 +113,10 @@ pub unsafe fn switch_final(to: StackPointer, arg: usize) -> ! {
     unsafe {
         asm!(
             "ldmxcsr [rsi + 8]",       // MXCSR: control bits and (caller-saved) flags
-            "fnstcw [rsi - 8]",        // below the resumed stack pointer: free space
+            "sub rsp, 8",              // room on the dying stack (still ours until the jump)
+            "fnstcw [rsp]",
             "mov ax, [rsi + 12]",
-            "cmp ax, [rsi - 8]",
+            "cmp ax, [rsp]",
             "je 2f",
             "fldcw [rsi + 12]",        // rare: the x87 control words differ
             "2:",

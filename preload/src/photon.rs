@@ -13,6 +13,7 @@ pub type Entry = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
 unsafe extern "C" {
     pub fn photon_in_thread() -> c_int;
     pub fn photon_now_us() -> u64;
+    pub fn photon_engine_name() -> *const core::ffi::c_char;
     pub fn photon_thread_usleep(us: u64) -> c_int;
     pub fn photon_offload(f: Option<Entry>, arg: *mut c_void, retval: *mut *mut c_void) -> c_int;
     pub fn photon_wait_fd(fd: c_int, events: u32, timeout_us: u64) -> c_int;

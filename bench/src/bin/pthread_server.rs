@@ -266,6 +266,28 @@ fn main() -> ExitCode {
             ],
         },
         Case {
+            name: "photon threads, 2 vcpus, PHOTON_PRELOAD_DIRECT_READ=0",
+            capi: false,
+            multi: true,
+            env: vec![
+                ("LD_PRELOAD", shim_s.clone()),
+                ("PHOTON_PRELOAD_THREADS", "photon".into()),
+                ("PHOTON_VCPUS", "2".into()),
+                ("PHOTON_PRELOAD_DIRECT_READ", "0".into()),
+            ],
+        },
+        Case {
+            name: "photon threads, 1 vcpu, PHOTON_PRELOAD_DIRECT_READ=0",
+            capi: false,
+            multi: false,
+            env: vec![
+                ("LD_PRELOAD", shim_s.clone()),
+                ("PHOTON_PRELOAD_THREADS", "photon".into()),
+                ("PHOTON_VCPUS", "1".into()),
+                ("PHOTON_PRELOAD_DIRECT_READ", "0".into()),
+            ],
+        },
+        Case {
             name: "C-API port, 1 vcpu",
             capi: true,
             multi: false,

@@ -102,6 +102,32 @@ fn check(run: &Run, what: &str) {
     print!("{}", run.stdout);
 }
 
+/// Threads mode on io_uring: a socket read a byte at a time, whose data is
+/// there, costs a plain syscall per read rather than a ring operation (the
+/// shim reads directly first while the last read returned all it asked
+/// for); `PHOTON_PRELOAD_DIRECT_READ=0` restores one ring operation per
+/// read. Every byte checked, also for reads that have to wait.
+#[test]
+fn preload_direct_read() {
+    let exe = compile("direct_read", &["-ldl"]);
+    let (k, v) = preload_env();
+    for engine in ENGINES {
+        for (direct, off) in [("1", None), ("0", Some("0"))] {
+            let mut envs = vec![
+                (k, v.as_str()),
+                ("PHOTON_PRELOAD_THREADS", "photon"),
+                ("PHOTON_VCPUS", "1"),
+                ("DIRECT", direct),
+            ];
+            if let Some(o) = off {
+                envs.push(("PHOTON_PRELOAD_DIRECT_READ", o));
+            }
+            let run = run_program(&exe, &[], engine, &envs, RUN_TIMEOUT);
+            check(&run, &format!("direct_read DIRECT={direct} (PHOTON_ENGINE={engine})"));
+        }
+    }
+}
+
 #[test]
 fn preload_semantics() {
     let exe = compile("semantics", &[]);

@@ -33,6 +33,10 @@ pub const SOCKET: u32 = 32;
 /// a flag of the open file description, not of the fd number).
 pub const DUPED: u32 = 64;
 
+/// A stream socket whose last read returned all it asked for: it probably
+/// holds more (see `io::direct_first`).
+pub const MORE: u32 = 128;
+
 /// Entries in the table (Linux's default `fs.nr_open`).
 pub const MAX_FDS: usize = 1 << 20;
 
@@ -94,6 +98,17 @@ pub fn entry(fd: i32) -> Option<&'static Entry> {
 #[inline]
 pub fn known(fd: i32) -> u32 {
     entry(fd).map_or(0, |e| e.flags.load(Relaxed))
+}
+
+/// Sets or clears [`MORE`] on a known `fd`.
+#[inline]
+pub fn set_more(fd: i32, more: bool) {
+    if let Some(e) = entry(fd) {
+        let f = e.flags.load(Relaxed);
+        if f & KNOWN != 0 && (f & MORE != 0) != more {
+            e.flags.store(if more { f | MORE } else { f & !MORE }, Relaxed);
+        }
+    }
 }
 
 /// Forgets `fd` (closed, or about to name a new file).

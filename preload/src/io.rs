@@ -4,7 +4,7 @@
 use core::ffi::{c_int, c_void};
 use libc::{iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
-use crate::fdtab::{self, KNOWN, Probe, REGULAR, UNDER_NB, USER_NB};
+use crate::fdtab::{self, KNOWN, MORE, Probe, REGULAR, SOCKET, UNDER_NB, USER_NB};
 use crate::photon::{self, FOREVER};
 use crate::{active, errno, real, set_errno};
 
@@ -138,16 +138,103 @@ pub fn libc_result(r: ssize_t, code: c_int) -> ssize_t {
     r
 }
 
-/// One blocking-style input call: the photon call `ph(timeout)`, or libc's
-/// `real()` (repeated after poll waits when emulating a blocking fd).
+/// Direct reads in a row (per thread) before one goes the photon way, so
+/// a thread that always finds data still lets the vcpu's others run.
+const DIRECT_STREAK: u32 = 32;
+
+thread_local! {
+    static STREAK: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// False with `PHOTON_PRELOAD_DIRECT_READ=0` (read once): reads always go
+/// the photon way.
+fn direct_read_wanted() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    static WANTED: AtomicU8 = AtomicU8::new(0); // 0 not read, 1 no, 2 yes
+    match WANTED.load(Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            // SAFETY: getenv with a NUL-terminated name; the result is read at once.
+            let v = unsafe { libc::getenv(c"PHOTON_PRELOAD_DIRECT_READ".as_ptr()) };
+            // SAFETY: getenv returned a NUL-terminated string.
+            let off = !v.is_null() && unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() == b"0";
+            WANTED.store(if off { 1 } else { 2 }, Relaxed);
+            !off
+        }
+    }
+}
+
+/// True if the calling vcpu's engine is io_uring.
+fn on_uring() -> bool {
+    // SAFETY: a libphoton query; a static NUL-terminated string or NULL.
+    let p = unsafe { photon::photon_engine_name() };
+    // SAFETY: non-NULL: a static string of at least one byte.
+    !p.is_null() && unsafe { *p } == b'i' as core::ffi::c_char
+}
+
+/// With `PHOTON_PRELOAD_THREADS=photon` on io_uring: a read on a stream
+/// socket whose last read returned all it asked for (`MORE`) is made as
+/// the plain non-blocking syscall `real()` first. A program that reads a
+/// line a byte at a time then pays one syscall per byte, as the epoll
+/// engine does, instead of a ring operation, a park and a wake-up each
+/// (the ring runs every read it is given, data there or not). None: go the
+/// photon way (no hint, the socket was drained: EAGAIN, or the streak is
+/// over). Threads mode only: there, no photon interrupt can be pending for
+/// the direct call to miss (pthread cancellation is refused).
+fn direct_first(fd: c_int, want: usize, real: &mut impl FnMut() -> ssize_t) -> Option<ssize_t> {
+    if want == 0
+        || fdtab::known(fd) & (SOCKET | MORE) != SOCKET | MORE
+        || !crate::threads::enabled()
+        || !direct_read_wanted()
+        || !on_uring()
+    {
+        return None;
+    }
+    let streak = STREAK.with(|s| {
+        let n = s.get() + 1;
+        s.set(if n >= DIRECT_STREAK { 0 } else { n });
+        n
+    });
+    if streak >= DIRECT_STREAK {
+        return None;
+    }
+    let r = real();
+    if r < 0 && errno() == libc::EAGAIN {
+        fdtab::set_more(fd, false);
+        return None;
+    }
+    note_read(fd, want, r);
+    Some(r)
+}
+
+/// Records whether a read of `want` bytes on a socket that returned `r`
+/// left the socket probably holding more.
+fn note_read(fd: c_int, want: usize, r: ssize_t) {
+    if want > 0 && fdtab::known(fd) & SOCKET != 0 {
+        fdtab::set_more(fd, r > 0 && r as usize == want);
+    }
+}
+
+/// One blocking-style input call of `want` bytes (0: not said): the photon
+/// call `ph(timeout)`, or libc's `real()` (repeated after poll waits when
+/// emulating a blocking fd).
 pub fn input(
     fd: c_int,
     nonblocking: bool,
+    want: usize,
     ph: impl FnOnce(u64) -> ssize_t,
     mut real: impl FnMut() -> ssize_t,
 ) -> ssize_t {
     match route(fd, Dir::In, nonblocking) {
-        Route::Photon(t) => libc_result(ph(t), libc::EAGAIN),
+        Route::Photon(t) => {
+            if let Some(r) = direct_first(fd, want, &mut real) {
+                return r;
+            }
+            let r = libc_result(ph(t), libc::EAGAIN);
+            note_read(fd, want, r);
+            r
+        }
         Route::Real => real(),
         Route::Fail(e) => {
             set_errno(e);
@@ -370,6 +457,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t
             input(
                 fd,
                 false,
+                n,
                 |t| photon::photon_read(fd, buf, n, t),
                 || real::read(fd, buf, n),
             )
@@ -404,6 +492,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_
             input(
                 fd,
                 false,
+                iov_total(iov, n),
                 |t| photon::photon_readv(fd, iov, n, t),
                 || real::readv(fd, iov, n),
             )
@@ -456,6 +545,7 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_i
                 input(
                     fd,
                     dontwait(flags),
+                    n - done,
                     |t| photon::photon_recv(fd, at(done), n - done, flags, t),
                     || real::recv(fd, at(done), n - done, flags),
                 )
@@ -482,6 +572,7 @@ pub unsafe extern "C" fn recvfrom(
                 input(
                     fd,
                     dontwait(flags),
+                    n - done,
                     |t| photon::photon_recvfrom(fd, at(done), n - done, flags, addr, len, t),
                     || real::recvfrom(fd, at(done), n - done, flags, addr, len),
                 )
@@ -499,6 +590,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
             input(
                 fd,
                 dontwait(flags),
+                0,
                 |t| photon::photon_recvmsg(fd, msg, flags, t),
                 || real::recvmsg(fd, msg, flags),
             )

@@ -13,9 +13,11 @@ pub type Entry = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
 unsafe extern "C" {
     pub fn photon_in_thread() -> c_int;
     pub fn photon_now_us() -> u64;
+    pub fn photon_engine_name() -> *const core::ffi::c_char;
     pub fn photon_thread_usleep(us: u64) -> c_int;
     pub fn photon_offload(f: Option<Entry>, arg: *mut c_void, retval: *mut *mut c_void) -> c_int;
     pub fn photon_wait_fd(fd: c_int, events: u32, timeout_us: u64) -> c_int;
+    pub fn photon_socket(domain: c_int, ty: c_int, proto: c_int) -> c_int;
     pub fn photon_connect(fd: c_int, addr: *const sockaddr, len: socklen_t, timeout_us: u64) -> c_int;
     pub fn photon_accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, timeout_us: u64) -> c_int;
     pub fn photon_read(fd: c_int, buf: *mut c_void, n: size_t, timeout_us: u64) -> ssize_t;

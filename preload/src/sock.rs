@@ -39,11 +39,16 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int
             }
             return fd;
         }
-        // In a photon thread it is made non-blocking underneath at once.
+        // In a photon thread it is made non-blocking underneath at once, by
+        // libphoton, which then knows it as a non-blocking socket of its type
+        // (no fstat, SO_TYPE and F_GETFL probes at its first use, as after
+        // photon_fd_forget) and forgets what its engine knew of the number.
+        // Threads that waited on the number's previous file were woken by
+        // its close (hooked: photon_close).
         // SAFETY: no memory arguments.
-        let fd = unsafe { real::socket(domain, ty | libc::SOCK_NONBLOCK, proto) };
+        let fd = unsafe { photon::photon_socket(domain, ty, proto) };
         if fd >= 0 {
-            adopt(fd, SOCKET | UNDER_NB | user_nb(ty & libc::SOCK_NONBLOCK != 0));
+            fdtab::set(fd, SOCKET | UNDER_NB | user_nb(ty & libc::SOCK_NONBLOCK != 0));
         }
         fd
     })

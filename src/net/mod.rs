@@ -660,40 +660,24 @@ pub unsafe fn connect(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t
                 sched::sleep_us(backoff_us.min(deadline - now))?;
                 backoff_us = (backoff_us * 2).min(50_000);
             }
-            Err(Errno(libc::EINPROGRESS)) => {
+            Err(Errno(libc::EINPROGRESS)) => loop {
                 // A local peer (loopback, a Unix socket) has usually
-                // completed the handshake by the time connect(2) returns:
-                // a zero-timeout poll saves a trip through the engine and
-                // the run queue, which a busy vcpu makes long.
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one live pollfd; a zero timeout never blocks.
-                if unsafe { crate::sys::poll(&mut p, 1, 0) } != 1 {
-                    ready_wait(fd, WRITABLE, deadline)?;
+                // completed the handshake by the time connect(2) returns.
+                // connect(2) again says how it stands in one syscall: 0
+                // once connected (moving the socket to "connected", where a
+                // blocking connect leaves it), EALREADY while in progress,
+                // or the connection's error (as SO_ERROR would give it).
+                // So no trip through the engine and the run queue, which a
+                // busy vcpu makes long, when the handshake is done.
+                match syscall!(connect(fd, addr, len)) {
+                    Ok(_) | Err(Errno(libc::EISCONN)) => return Ok(()),
+                    Err(Errno(libc::EINTR)) => {}
+                    Err(Errno(libc::EALREADY)) => {
+                        ready_wait(fd, WRITABLE, deadline)?;
+                    }
+                    Err(e) => return Err(e),
                 }
-                let mut err: libc::c_int = 0;
-                let mut elen = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
-                syscall!(getsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_ERROR,
-                    (&raw mut err).cast(),
-                    &mut elen
-                ))?;
-                if err != 0 {
-                    return Err(Errno(err));
-                }
-                // Connected. One more connect(2) moves the socket from
-                // "connecting" to "connected" as a blocking connect leaves
-                // it (a later connect then says EISCONN, not 0).
-                return match syscall!(connect(fd, addr, len)) {
-                    Ok(_) | Err(Errno(libc::EISCONN)) => Ok(()),
-                    Err(e) => Err(e),
-                };
-            }
+            },
             Err(e) => return Err(e),
         }
     }

@@ -7,7 +7,8 @@ use super::handle;
 use super::remote::{self, Msg};
 use super::thread::{NO_OP, ThreadCtl};
 use super::vcpu::{
-    TRIM_AFTER_US, TRIM_KEEP, Vcpu, adopt, after_switch, current, interrupt_local, spawn, switch_to, wake_local,
+    TRIM_AFTER_US, TRIM_KEEP, Vcpu, adopt, after_switch, current, interrupt_local, spawn, switch_to, wake_io,
+    wake_local,
 };
 use crate::engine::Completion;
 use crate::time::now_us;
@@ -205,7 +206,9 @@ pub(super) unsafe fn trim_now(v: *mut Vcpu) {
     }
 }
 
-/// Hands engine completions to the threads waiting for them.
+/// Hands engine completions to the threads waiting for them, which go to
+/// the front of the run queue, in order, within its budget
+/// ([`super::run_queue`]).
 ///
 /// # Safety
 /// `v` is the calling OS thread's vcpu; each waiter is a live thread of it
@@ -213,6 +216,7 @@ pub(super) unsafe fn trim_now(v: *mut Vcpu) {
 pub(super) unsafe fn deliver(v: *mut Vcpu, done: &mut Vec<Completion>) {
     // SAFETY: per the contract.
     unsafe { (*v).stats.io_completed += done.len() as u64 };
+    let front = io_wake_front();
     for c in done.drain(..) {
         let th = c.waiter.cast::<ThreadCtl>();
         // SAFETY: per the contract.
@@ -221,10 +225,31 @@ pub(super) unsafe fn deliver(v: *mut Vcpu, done: &mut Vec<Completion>) {
                 (*th).io_op = NO_OP;
                 (*th).io_done = true;
                 (*th).io_result = c.result;
-                wake_local(v, th, 0);
+                if front {
+                    wake_io(v, th);
+                } else {
+                    wake_local(v, th, 0);
+                }
             }
         }
     }
+    // SAFETY: per the contract.
+    unsafe { (*v).run_queue.end_batch() };
+}
+
+/// False with `PHOTON_IO_WAKE=fifo` (read once): threads whose I/O
+/// completed go to the tail of the run queue like every other wake-up.
+fn io_wake_front() -> bool {
+    static FRONT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FRONT.get_or_init(|| match std::env::var("PHOTON_IO_WAKE") {
+        Ok(s) if s.trim() == "fifo" => false,
+        Ok(s) if s.trim() == "front" || s.trim().is_empty() => true,
+        Ok(s) => {
+            log::warn!("photon: PHOTON_IO_WAKE={s:?} is neither \"front\" nor \"fifo\"; using front");
+            true
+        }
+        Err(_) => true,
+    })
 }
 
 /// # Safety

@@ -222,6 +222,7 @@ pub(super) unsafe fn tick(v: *mut Vcpu) {
         let n = sw.load(Ordering::Relaxed).wrapping_add(1);
         sw.store(n, Ordering::Relaxed);
         if n.is_multiple_of(POLL_EVERY as u64) {
+            (*v).run_queue.refill_front();
             poll_now(v);
             if n.is_multiple_of(64 * POLL_EVERY as u64) {
                 super::tls::watch_loads(); // a busy vcpu never sleeps: look for dlopen'ed modules here

@@ -93,14 +93,44 @@ pub(crate) fn block_on(deadline: u64, wait: Wait) -> Result<(), Errno> {
 pub(super) unsafe fn wake_local(v: *mut Vcpu, th: *mut ThreadCtl, result: i32) {
     // SAFETY: per the contract.
     unsafe {
+        if make_runnable(v, th, result) {
+            (*v).run_queue.push(th);
+        }
+    }
+}
+
+/// [`wake_local`] with 0 for a thread whose I/O completed: it goes to the
+/// front of the run queue within the queue's budget
+/// ([`super::run_queue::RunQueue::push_io`]).
+///
+/// # Safety
+/// As [`wake_local`].
+pub(super) unsafe fn wake_io(v: *mut Vcpu, th: *mut ThreadCtl) {
+    // SAFETY: per the contract.
+    unsafe {
+        if make_runnable(v, th, 0) {
+            (*v).run_queue.push_io(th, (*v).current);
+        }
+    }
+}
+
+/// Marks blocked thread `th` runnable with `result` (false if it was not
+/// blocked); the caller links it into the run queue.
+///
+/// # Safety
+/// As [`wake_local`].
+#[inline(always)]
+unsafe fn make_runnable(v: *mut Vcpu, th: *mut ThreadCtl, result: i32) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
         if (*th).state != State::Blocked {
-            return;
+            return false;
         }
         (*v).timers.remove(th);
         (*th).deadline = FOREVER;
         (*th).wake_result = result;
         (*th).state = State::Runnable;
-        (*v).run_queue.push(th);
+        true
     }
 }
 

@@ -8,7 +8,7 @@
 //! 2 vcpus; and the port a user writes with `photon_server_serve_on`,
 //! `SERVE_ON=1`: 1 or 2 vcpus in all).
 //!
-//!   cargo run --release --bin pthread_server -- [--reps 3] [--secs 3] [--conns 1000]
+//!   cargo run --release --bin pthread_server -- [--reps 3] [--secs 3] [--conns 1000] [--pin]
 //!
 //! Each run is its own server process; runs are interleaved rep-major. The
 //! client (tests/preload/pthread_client.c, one OS thread with poll) keeps
@@ -18,8 +18,14 @@
 //! /proc/<pid>/task/*/schedstat run times, every connection's thread alive
 //! throughout); RSS (VmRSS) and OS threads (Threads) at the window's end;
 //! kernel stacks estimated at 16 KiB per OS thread. The upstream service is
-//! a child process of the server, not counted. Nothing is pinned: the
-//! machine's cores are shared, so figures vary between runs.
+//! a child process of the server, not counted in the server's CPU; its CPU
+//! per request and the client's are columns of their own: on a machine of
+//! 2 cores all three compete for the same CPUs, so the rate follows their
+//! sum once the cores are busy.
+//!
+//! By default nothing is pinned. `--pin`: every server on CPU 0, and the
+//! client and the upstream (re-pinned after the server forked it) on CPU 1,
+//! the same for every contender; the 2-vcpu rows are left out (one core).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -32,18 +38,21 @@ use photon_bench::*;
 struct Opts {
     c: Common,
     conns: u32,
+    pin: bool,
 }
 
-const USAGE: &str = "usage: pthread_server [--reps N] [--secs S] [--conns N] [--quiet-wait S] [--verbose]";
+const USAGE: &str = "usage: pthread_server [--reps N] [--secs S] [--conns N] [--pin] [--quiet-wait S] [--verbose]";
 
 fn parse_opts(args: &mut Args) -> Result<Opts, String> {
     let mut o = Opts {
         c: Common::new(3, 3.0, &[]),
         conns: 1000,
+        pin: false,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--conns" => o.conns = args.value(&a)?,
+            "--pin" => o.pin = true,
             _ => o.c.take(&a, args)?,
         }
     }
@@ -62,6 +71,8 @@ struct Case {
     name: &'static str,
     /// The C-API port instead of the unmodified server.
     capi: bool,
+    /// Runs on more than one core (left out with --pin).
+    multi: bool,
     env: Vec<(&'static str, String)>,
 }
 
@@ -70,6 +81,8 @@ struct Case {
 struct Sample {
     rps: f64,
     cpu_us_per_req: f64,
+    upstream_us_per_req: f64,
+    client_us_per_req: f64,
     rss_mb: f64,
     threads: f64,
 }
@@ -116,6 +129,9 @@ fn one_run(servers: (&Path, &Path), client: &Path, c: &Case, o: &Opts) -> Result
     for (k, v) in &c.env {
         cmd.env(k, v);
     }
+    if o.pin {
+        pin_command(&mut cmd, 0);
+    }
     let mut srv = Killer(cmd.spawn().map_err(|e| format!("start server: {e}"))?);
     let pid = srv.0.id();
     let mut sout = BufReader::new(srv.0.stdout.take().ok_or("no server stdout")?);
@@ -124,22 +140,38 @@ fn one_run(servers: (&Path, &Path), client: &Path, c: &Case, o: &Opts) -> Result
         .strip_prefix("port ")
         .ok_or_else(|| format!("server printed {port_line:?}"))?
         .to_string();
-    let mut cl = Killer(
-        Command::new(client)
-            .args(["bench", &port, &o.conns.to_string(), &(o.c.secs as u64).to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("start client: {e}"))?,
-    );
+    // The upstream: the server's child, forked before it printed the port.
+    let upstream: u32 = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .ok_or("the server has no upstream child")?;
+    if o.pin {
+        // SAFETY: plain syscall on a local cpu_set_t.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(1, &mut set);
+            if libc::sched_setaffinity(upstream as i32, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(format!("pin the upstream: {}", std::io::Error::last_os_error()));
+            }
+        }
+    }
+    let mut ccmd = Command::new(client);
+    ccmd.args(["bench", &port, &o.conns.to_string(), &(o.c.secs as u64).to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if o.pin {
+        pin_command(&mut ccmd, 1);
+    }
+    let mut cl = Killer(ccmd.spawn().map_err(|e| format!("start client: {e}"))?);
+    let cpid = cl.0.id();
     let mut cout = BufReader::new(cl.0.stdout.take().ok_or("no client stdout")?);
     if read_line(&mut cout)? != "start" {
         return Err("client did not start".into());
     }
-    let cpu0 = task_cpu_ns(pid);
+    let cpu0 = (task_cpu_ns(pid), task_cpu_ns(upstream), task_cpu_ns(cpid));
     let req_line = read_line(&mut cout)?;
-    let cpu1 = task_cpu_ns(pid);
+    let cpu1 = (task_cpu_ns(pid), task_cpu_ns(upstream), task_cpu_ns(cpid));
     let rss_kb = status_field(pid, "VmRSS:");
     let threads = status_field(pid, "Threads:");
     let _status = read_line(&mut cout)?;
@@ -160,7 +192,9 @@ fn one_run(servers: (&Path, &Path), client: &Path, c: &Case, o: &Opts) -> Result
     }
     Ok(Sample {
         rps: requests / o.c.secs,
-        cpu_us_per_req: (cpu1 - cpu0) as f64 / 1000.0 / requests,
+        cpu_us_per_req: (cpu1.0 - cpu0.0) as f64 / 1000.0 / requests,
+        upstream_us_per_req: (cpu1.1 - cpu0.1) as f64 / 1000.0 / requests,
+        client_us_per_req: (cpu1.2 - cpu0.2) as f64 / 1000.0 / requests,
         rss_mb: rss_kb / 1024.0,
         threads,
     })
@@ -182,15 +216,17 @@ fn main() -> ExitCode {
         Err(e) => return fatal(e),
     };
     let shim_s = shim.display().to_string();
-    let contenders = [
+    let all = [
         Case {
             name: "pthreads (no shim)",
             capi: false,
+            multi: false,
             env: vec![],
         },
         Case {
             name: "photon threads, 1 vcpu",
             capi: false,
+            multi: false,
             env: vec![
                 ("LD_PRELOAD", shim_s.clone()),
                 ("PHOTON_PRELOAD_THREADS", "photon".into()),
@@ -200,6 +236,7 @@ fn main() -> ExitCode {
         Case {
             name: "photon threads, 2 vcpus",
             capi: false,
+            multi: true,
             env: vec![
                 ("LD_PRELOAD", shim_s.clone()),
                 ("PHOTON_PRELOAD_THREADS", "photon".into()),
@@ -207,29 +244,82 @@ fn main() -> ExitCode {
             ],
         },
         Case {
+            name: "photon threads, 1 vcpu, PHOTON_IO_WAKE=fifo",
+            capi: false,
+            multi: false,
+            env: vec![
+                ("LD_PRELOAD", shim_s.clone()),
+                ("PHOTON_PRELOAD_THREADS", "photon".into()),
+                ("PHOTON_VCPUS", "1".into()),
+                ("PHOTON_IO_WAKE", "fifo".into()),
+            ],
+        },
+        Case {
+            name: "photon threads, 2 vcpus, PHOTON_IO_WAKE=fifo",
+            capi: false,
+            multi: true,
+            env: vec![
+                ("LD_PRELOAD", shim_s.clone()),
+                ("PHOTON_PRELOAD_THREADS", "photon".into()),
+                ("PHOTON_VCPUS", "2".into()),
+                ("PHOTON_IO_WAKE", "fifo".into()),
+            ],
+        },
+        Case {
+            name: "photon threads, 2 vcpus, PHOTON_PRELOAD_DIRECT_READ=0",
+            capi: false,
+            multi: true,
+            env: vec![
+                ("LD_PRELOAD", shim_s.clone()),
+                ("PHOTON_PRELOAD_THREADS", "photon".into()),
+                ("PHOTON_VCPUS", "2".into()),
+                ("PHOTON_PRELOAD_DIRECT_READ", "0".into()),
+            ],
+        },
+        Case {
+            name: "photon threads, 1 vcpu, PHOTON_PRELOAD_DIRECT_READ=0",
+            capi: false,
+            multi: false,
+            env: vec![
+                ("LD_PRELOAD", shim_s.clone()),
+                ("PHOTON_PRELOAD_THREADS", "photon".into()),
+                ("PHOTON_VCPUS", "1".into()),
+                ("PHOTON_PRELOAD_DIRECT_READ", "0".into()),
+            ],
+        },
+        Case {
             name: "C-API port, 1 vcpu",
             capi: true,
+            multi: false,
             env: vec![("VCPUS", "1".into())],
         },
         Case {
             name: "C-API port, 2 vcpus",
             capi: true,
+            multi: true,
             env: vec![("VCPUS", "2".into())],
         },
         Case {
             name: "C-API port, serve_on 1 vcpu",
             capi: true,
+            multi: false,
             env: vec![("VCPUS", "1".into()), ("SERVE_ON", "1".into())],
         },
         Case {
             name: "C-API port, serve_on 2 vcpus",
             capi: true,
+            multi: true,
             env: vec![("VCPUS", "2".into()), ("SERVE_ON", "1".into())],
         },
     ];
+    let contenders: Vec<Case> = all.into_iter().filter(|c| !(o.pin && c.multi)).collect();
     print_header(
         "issue 19: an unmodified pthread server as pthreads and as photon threads",
-        "nothing (the machine's cores are shared by server and client)",
+        if o.pin {
+            "every server on CPU 0; the client and the upstream on CPU 1"
+        } else {
+            "nothing (the machine's cores are shared by server, upstream and client)"
+        },
     );
     println!("library: {}", so.display());
     println!(
@@ -246,8 +336,8 @@ fn main() -> ExitCode {
         |i, _| one_run((&server, &capi), &client, &contenders[i], &o),
         |s| {
             format!(
-                "{:.0} req/s, {:.1} us CPU/req, {:.1} MB RSS, {} threads",
-                s.rps, s.cpu_us_per_req, s.rss_mb, s.threads
+                "{:.0} req/s, {:.1} us CPU/req (upstream {:.1}, client {:.1}), {:.1} MB RSS, {} threads",
+                s.rps, s.cpu_us_per_req, s.upstream_us_per_req, s.client_us_per_req, s.rss_mb, s.threads
             )
         },
     );
@@ -263,6 +353,8 @@ fn main() -> ExitCode {
                 cell_fixed(&rps, 0, ""),
                 cell_ratio(&rps, &base),
                 cell_fixed(&r.series(|x| x.cpu_us_per_req), 1, ""),
+                cell_fixed(&r.series(|x| x.upstream_us_per_req), 1, ""),
+                cell_fixed(&r.series(|x| x.client_us_per_req), 1, ""),
                 cell_fixed(&r.series(|x| x.rss_mb), 1, ""),
                 cell_fixed(&threads, 0, ""),
                 cell_fixed(&r.series(|x| x.threads * 16.0 / 1024.0), 1, ""),
@@ -275,6 +367,8 @@ fn main() -> ExitCode {
             "requests/s",
             "vs pthreads",
             "server CPU us/request",
+            "upstream CPU us/request",
+            "client CPU us/request",
             "RSS MB",
             "OS threads",
             "kernel stacks (est.) MB",

@@ -270,8 +270,11 @@ static void throttle() {
 
     SAY("throttle: update changes the limit; no limit; an interrupted wait");
     photon::throttle u(100, 1000 * 1000, 10);
-    u.update(10);
-    CHECK_OK(u.try_consume(10));
+    u.update(10);  // from the next refill on: the 100 units there stay
+    CHECK_OK(u.try_consume(100));
+    CHECK_ERRNO(u.try_consume(1), ETIMEDOUT);
+    photon::thread_usleep(250 * 1000);  // two slices of 1
+    CHECK_OK(u.try_consume(2));
     CHECK_ERRNO(u.try_consume(1), ETIMEDOUT);
     photon::throttle unlimited(-1ULL);
     CHECK_OK(unlimited.consume(1ULL << 40));

@@ -7,18 +7,20 @@
 //     bw.restore(n);                        // gives back units not used
 //
 // `limit` units per `time_window` (a second) are handed out in `slice`
-// steps (100): the units sit in a photon semaphore (full at first); every
-// call looks at the time passed since the last refill and, once a slice or
-// more has passed, adds a slice's share per slice passed (a window's worth
-// at most, never above `limit`; the rest of a slice is not carried over).
-// consume() takes a priority: High waits on the semaphore at once; Medium
-// first waits, a slice at a time, for at least 30% of the limit to be there
-// and Low for 60%, each unless it has already waited more than 10%
-// (Medium) or 20% (Low) of a window's slices, so high-priority use cannot
-// starve them. A wait on the semaphore lasts at most a slice, then the
-// refill is looked at again, so waiters are served in the semaphore's order
-// (arrival) as units come in. update() changes the limit from the next
-// refill on (units already there stay). One throttle serves the photon
+// steps (100), Photon's way: the units sit in a counter (full at first);
+// every call looks at the time passed since the last refill and, once a
+// slice or more has passed, adds a slice's share per slice passed (a
+// window's worth at most, never above `limit`; the rest of a slice is not
+// carried over). consume() takes a priority: High goes for the units at
+// once; Medium first waits, a slice at a time, for at least 30% of the
+// limit to be there and Low for 60%, each unless it has already waited more
+// than 10% (Medium) or 20% (Low) of a window's slices, so high-priority use
+// cannot starve them. Taking units is a semaphore's wait as Photon's
+// semaphore does it: a caller takes them if they are there (even past
+// queued waiters), else queues; units coming back wake the queued waiters
+// in order while the head's request fits; a wait lasts at most a slice,
+// then the refill is looked at again. update() changes the limit from the
+// next refill on (units already there stay). One throttle serves the photon
 // threads of one vcpu (it is not locked, as Photon's is not).
 #ifndef PHOTON_CPP_COMMON_THROTTLE_H
 #define PHOTON_CPP_COMMON_THROTTLE_H
@@ -28,6 +30,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <deque>
 
 namespace photon {
 
@@ -48,7 +51,7 @@ public:
         m_slice_us = sat_add(time_window, m_slice_num - 1) / m_slice_num;
         if (m_slice_us == 0) m_slice_us = 1;
         m_window_us = m_slice_us * m_slice_num;
-        m_tokens.signal(m_limit);
+        m_count = m_limit;
         m_last_refill = photon_now_us();
     }
 
@@ -68,13 +71,13 @@ public:
             refill();
             if (starving * 100 > m_slice_num * starving_percent(p)) {
                 starving = 0;  // waited long enough for a fuller bucket
-            } else if (m_tokens.count() < share(fulfil_percent(p))) {
+            } else if (m_count < share(fulfil_percent(p))) {
                 // Lower priorities wait for the bucket to be fuller.
                 if (photon_thread_usleep(m_slice_us) != 0) return -1;
                 ++starving;
                 continue;
             }
-            if (m_tokens.wait_interruptible(amount, m_slice_us) == 0) return 0;
+            if (take(amount, m_slice_us) == 0) return 0;
             if (errno != ETIMEDOUT) return -1;
             // A slice passed: refill and look again (a lower priority looks
             // at the bucket's fill again too).
@@ -85,13 +88,14 @@ public:
     /// `ETIMEDOUT` (nothing taken).
     int try_consume(uint64_t amount) {
         refill();
-        return m_tokens.wait_interruptible(amount, 0);
+        return take(amount, 0);
     }
 
     /// Gives back `amount` units (never above the limit).
     void restore(uint64_t amount) {
-        const uint64_t room = sat_sub(m_limit, m_tokens.count());
-        m_tokens.signal(amount < room ? amount : room);
+        const uint64_t room = sat_sub(m_limit, m_count);
+        m_count += amount < room ? amount : room;
+        wake();
     }
 
 private:
@@ -100,6 +104,56 @@ private:
     /// `percent`% of the limit, rounded up, without overflow.
     uint64_t share(uint64_t percent) const {
         return m_limit / 100 * percent + (m_limit % 100 * percent + 99) / 100;
+    }
+
+    /// A photon thread queued for units.
+    struct waiter {
+        photon_thread* th;
+        uint64_t need;
+        bool woken;
+    };
+
+    /// Takes `amount` units, waiting up to `timeout_us` in the queue: 0, or
+    /// -1 with errno (ETIMEDOUT, the interrupter's, EPERM off a vcpu).
+    int take(uint64_t amount, uint64_t timeout_us) {
+        const Timeout deadline(timeout_us);
+        for (;;) {
+            if (m_count >= amount) {
+                m_count -= amount;
+                return 0;
+            }
+            if (deadline.expired()) {
+                errno = ETIMEDOUT;
+                return -1;
+            }
+            waiter w{photon_thread_self(), amount, false};
+            m_waiters.push_back(&w);
+            const int r = photon_thread_usleep(deadline.timeout());
+            const int e = errno;
+            if (w.woken) continue;  // units came back for it: take them
+            for (auto it = m_waiters.begin(); it != m_waiters.end(); ++it) {
+                if (*it == &w) {
+                    m_waiters.erase(it);
+                    break;
+                }
+            }
+            wake();  // what it leaves may serve the next ones
+            errno = r == 0 ? ETIMEDOUT : e;
+            return -1;
+        }
+    }
+
+    /// Wakes the queued waiters in order while the head's request fits in
+    /// the units there.
+    void wake() {
+        uint64_t left = m_count;
+        while (!m_waiters.empty() && m_waiters.front()->need <= left) {
+            waiter* w = m_waiters.front();
+            m_waiters.pop_front();
+            left -= w->need;
+            w->woken = true;
+            photon_thread_interrupt(w->th, EAGAIN);
+        }
     }
 
     /// Adds a slice's share per slice passed since the last refill (a
@@ -121,7 +175,8 @@ private:
     uint64_t m_window_us = 1;
     uint64_t m_last_refill = 0;
     uint64_t m_starving[static_cast<int>(Priority::NumPriorities)] = {};
-    photon::semaphore m_tokens{0};
+    uint64_t m_count = 0;             // units there
+    std::deque<waiter*> m_waiters;    // threads queued for units, in arrival order
 };
 
 }  // namespace photon

@@ -300,6 +300,25 @@ static void throttle() {
     CHECK(woke - t0 < 500 * 1000, "the waiter went %llu us after the restore (a slice is 1 s)",
           (unsigned long long)(woke - t0));
 
+    SAY("throttle: waits that end leave the waiters' later sleeps whole");
+    {
+        photon::throttle c(10000, 100 * 1000, 100);  // slices of 1 ms, 100 units each
+        std::atomic<int> short_sleeps{0};
+        auto user = [&](uint64_t need) {
+            for (int i = 0; i < 150; ++i) {
+                const uint64_t s0 = photon::now;
+                photon::thread_usleep(2000);
+                if (since(s0) < 2000) ++short_sleeps;
+                c.consume(need);
+            }
+        };
+        auto u1 = photon::thread_enable_join(photon::thread_create11([&] { user(150); }));
+        auto u2 = photon::thread_enable_join(photon::thread_create11([&] { user(250); }));
+        photon::thread_join(u1);
+        photon::thread_join(u2);
+        CHECK(short_sleeps == 0, "%d sleeps of 2 ms ended early", short_sleeps.load());
+    }
+
     SAY("throttle: update changes the limit; no limit; an interrupted wait");
     photon::throttle u(100, 1000 * 1000, 10);
     u.update(10);  // from the next refill on: the 100 units there stay

@@ -106,11 +106,14 @@ private:
         return m_limit / 100 * percent + (m_limit % 100 * percent + 99) / 100;
     }
 
-    /// A photon thread queued for units.
+    /// A photon thread queued for units; woken through its own semaphore
+    /// (an interrupt could land after the wait timed out and cut the
+    /// thread's next sleep short).
     struct waiter {
-        photon_thread* th;
+        explicit waiter(uint64_t n) : need(n) {}
         uint64_t need;
-        bool woken;
+        bool woken = false;
+        photon::semaphore sem{0};
     };
 
     /// Takes `amount` units, waiting up to `timeout_us` in the queue: 0, or
@@ -126,9 +129,9 @@ private:
                 errno = ETIMEDOUT;
                 return -1;
             }
-            waiter w{photon_thread_self(), amount, false};
+            waiter w(amount);
             m_waiters.push_back(&w);
-            const int r = photon_thread_usleep(deadline.timeout());
+            const int r = w.sem.wait_interruptible(1, deadline);
             const int e = errno;
             if (w.woken) continue;  // units came back for it: take them
             for (auto it = m_waiters.begin(); it != m_waiters.end(); ++it) {
@@ -152,7 +155,7 @@ private:
             m_waiters.pop_front();
             left -= w->need;
             w->woken = true;
-            photon_thread_interrupt(w->th, EAGAIN);
+            w->sem.signal(1);
         }
     }
 

@@ -42,6 +42,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 const PROGRAMS: &[&str] = &[
     "alog",
     "escape",
+    "fifth_pass",
     "fourth_pass",
     "io_extras",
     "localfs",
@@ -152,6 +153,7 @@ fn cpp_clang_cxx17() {
         "io_extras",
         "third_pass",
         "fourth_pass",
+        "fifth_pass",
     ] {
         let src = test_dir().join(format!("{name}.cpp"));
         let exe = out_dir().join(format!("{name}_clang17"));
@@ -229,6 +231,13 @@ fn cpp_io_extras() {
 #[test]
 fn cpp_fourth_pass() {
     behaviour_test("fourth_pass");
+}
+
+/// expirecontainer.h (ExpireContainer, ExpireList, ObjectCache) and
+/// objectcachev2.h (ObjectCacheV2), across two vcpus.
+#[test]
+fn cpp_fifth_pass() {
+    behaviour_test("fifth_pass");
 }
 
 #[test]

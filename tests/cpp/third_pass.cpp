@@ -242,12 +242,14 @@ static void throttle() {
     CHECK(since(t0) >= 250 * 1000 && since(t0) < 900 * 1000, "300 units took %llu us", (unsigned long long)since(t0));
 
     SAY("throttle: restore gives units back, never above the limit");
-    t.restore(200);
-    CHECK_OK(t.try_consume(200));
-    CHECK_ERRNO(t.try_consume(100), ETIMEDOUT);
-    t.restore(100000);
-    CHECK_OK(t.try_consume(1000));
-    CHECK_ERRNO(t.try_consume(1), ETIMEDOUT);
+    photon::throttle r(1000, 10 * 1000 * 1000, 10);  // slices of 1 s: no refill meanwhile
+    CHECK_OK(r.consume(1000));
+    r.restore(200);
+    CHECK_OK(r.try_consume(200));
+    CHECK_ERRNO(r.try_consume(100), ETIMEDOUT);
+    r.restore(100000);
+    CHECK_OK(r.try_consume(1000));
+    CHECK_ERRNO(r.try_consume(1), ETIMEDOUT);
 
     SAY("throttle: High goes at once, Low waits for a fuller bucket, up to its starvation limit");
     photon::throttle p(1000, 1000 * 1000, 10);
@@ -268,10 +270,62 @@ static void throttle() {
     CHECK_OK(p3.consume(50, photon::throttle::Priority::Medium));
     CHECK(since(t0) >= 150 * 1000 && since(t0) < 700 * 1000, "Medium waited %llu us", (unsigned long long)since(t0));
 
+    SAY("throttle: a caller takes units that are there past a queued larger request (as Photon's semaphore)");
+    photon::throttle b(1000, 1000 * 1000, 10);
+    CHECK_OK(b.consume(1000));
+    std::atomic<bool> big_done{false};
+    t0 = photon::now;
+    auto big = photon::thread_enable_join(photon::thread_create11([&] {
+        CHECK_OK(b.consume(500));  // queued: five slices
+        big_done = true;
+    }));
+    photon::thread_usleep(150 * 1000);  // a slice's 100 units came in for the queued 500
+    CHECK_OK(b.try_consume(100));
+    CHECK(!big_done, "the 500 went before 5 slices");
+    photon::thread_join(big);
+    CHECK(since(t0) >= 550 * 1000, "500 units after 100 were taken past it: %llu us", (unsigned long long)since(t0));
+
+    SAY("throttle: units given back wake a queued request at once");
+    photon::throttle w(10, 10 * 1000 * 1000, 10);  // slices of 1 s
+    CHECK_OK(w.consume(10));
+    uint64_t woke = 0;
+    auto waiter = photon::thread_enable_join(photon::thread_create11([&] {
+        CHECK_OK(w.consume(3));
+        woke = photon::now;
+    }));
+    photon::thread_usleep(100 * 1000);
+    t0 = photon::now;
+    w.restore(3);
+    photon::thread_join(waiter);
+    CHECK(woke - t0 < 500 * 1000, "the waiter went %llu us after the restore (a slice is 1 s)",
+          (unsigned long long)(woke - t0));
+
+    SAY("throttle: waits that end leave the waiters' later sleeps whole");
+    {
+        photon::throttle c(10000, 100 * 1000, 100);  // slices of 1 ms, 100 units each
+        std::atomic<int> short_sleeps{0};
+        auto user = [&](uint64_t need) {
+            for (int i = 0; i < 150; ++i) {
+                const uint64_t s0 = photon::now;
+                photon::thread_usleep(2000);
+                if (since(s0) < 2000) ++short_sleeps;
+                c.consume(need);
+            }
+        };
+        auto u1 = photon::thread_enable_join(photon::thread_create11([&] { user(150); }));
+        auto u2 = photon::thread_enable_join(photon::thread_create11([&] { user(250); }));
+        photon::thread_join(u1);
+        photon::thread_join(u2);
+        CHECK(short_sleeps == 0, "%d sleeps of 2 ms ended early", short_sleeps.load());
+    }
+
     SAY("throttle: update changes the limit; no limit; an interrupted wait");
     photon::throttle u(100, 1000 * 1000, 10);
-    u.update(10);
-    CHECK_OK(u.try_consume(10));
+    u.update(10);  // from the next refill on: the 100 units there stay
+    CHECK_OK(u.try_consume(100));
+    CHECK_ERRNO(u.try_consume(1), ETIMEDOUT);
+    photon::thread_usleep(250 * 1000);  // two slices of 1
+    CHECK_OK(u.try_consume(2));
     CHECK_ERRNO(u.try_consume(1), ETIMEDOUT);
     photon::throttle unlimited(-1ULL);
     CHECK_OK(unlimited.consume(1ULL << 40));

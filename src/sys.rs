@@ -312,3 +312,30 @@ pub(crate) fn read_proc_file(path: &core::ffi::CStr) -> Option<String> {
         String::from_utf8(out).ok()
     }
 }
+
+/// Starts one of the runtime's own OS threads (the monitor, offload
+/// workers) with every signal blocked. Such a thread runs no program code,
+/// so a process-directed signal must never be delivered to it: a program
+/// that blocks its signals and reads them from a signalfd or `sigwait`
+/// (PhotonLibOS's `block_all_signal` + `sync_signal`) would otherwise be
+/// killed by the default action on a thread it never created. The caller's
+/// mask is blocked only around the `clone`, which the new thread inherits,
+/// and then restored.
+pub(crate) fn spawn_service_thread<F>(name: &str, stack: usize, f: F) -> std::io::Result<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    // SAFETY: sigset_t values are plain data filled by sigfillset;
+    // pthread_sigmask only reads `all` and writes `old`.
+    let old = unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    };
+    let spawned = std::thread::Builder::new().name(name.into()).stack_size(stack).spawn(f);
+    // SAFETY: restores the mask read above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
+    spawned.map(drop)
+}

@@ -81,6 +81,7 @@ const PROGRAMS: &[&str] = &[
     "off_vcpu",
     "sched_io_front",
     "self_yield",
+    "signal_mask",
     "sleep_order",
     "stack_overflow",
     "stack_trim",
@@ -481,6 +482,11 @@ fn c_net_partial() {
 #[test]
 fn c_net_server_api() {
     c_test("net_server_api");
+}
+
+#[test]
+fn c_signal_mask() {
+    c_test("signal_mask");
 }
 
 #[test]

@@ -309,10 +309,7 @@ pub(crate) fn start_monitor() {
                 log::debug!("photon: thread dumps on signal {sig}");
             }
         }
-        let spawned = std::thread::Builder::new()
-            .name("photon-monitor".into())
-            .stack_size(256 << 10)
-            .spawn(move || monitor(pipe_rd, stall_ms));
+        let spawned = crate::sys::spawn_service_thread("photon-monitor", 256 << 10, move || monitor(pipe_rd, stall_ms));
         if let Err(e) = spawned {
             log::warn!("photon: cannot start the monitor thread: {e}");
         }

@@ -49,10 +49,7 @@ impl Pool {
                 .fetch_update(AcqRel, Acquire, |n| (n < self.max).then_some(n + 1))
                 .is_ok();
         if reserved {
-            let spawned = std::thread::Builder::new()
-                .name("photon-offload".into())
-                .stack_size(256 << 10)
-                .spawn(move || self.worker());
+            let spawned = crate::sys::spawn_service_thread("photon-offload", 256 << 10, move || self.worker());
             if let Err(e) = spawned {
                 self.threads.fetch_sub(1, AcqRel);
                 log::warn!("photon: cannot start an offload thread: {e}");

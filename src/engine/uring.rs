@@ -84,6 +84,10 @@ pub(crate) struct UringEngine {
     /// Per fd: its last receive came back short (the socket was drained),
     /// so the next one arms its poll first.
     drained: Vec<bool>,
+    /// `PHOTON_IO_OFF=lazy_submit` not given: see [`UringEngine::wait`].
+    lazy_submit: bool,
+    /// An `io_uring_enter` ran since the last poll that must not sleep.
+    entered: bool,
 }
 
 /// File systems whose reads and writes can block the submitting thread
@@ -298,6 +302,8 @@ impl UringEngine {
             dev_blocking: Vec::new(),
             poll_first,
             drained: Vec::new(),
+            lazy_submit: super::features::wanted(super::features::Feature::LazySubmit),
+            entered: false,
         })
     }
 
@@ -563,8 +569,22 @@ impl Engine for UringEngine {
         for &id in &ids {
             self.cancel(id);
         }
-        if !ids.is_empty() && self.ring.params().is_setup_sqpoll() {
-            self.drain_sq();
+        if !ids.is_empty() {
+            if self.ring.params().is_setup_sqpoll() {
+                self.drain_sq();
+            } else if self.queued > 0 {
+                // An operation on `fd` may still wait in the submission
+                // queue (submissions wait for the turn's end): the kernel
+                // takes it now, with its cancel, while `fd` is still this
+                // file; after close(2) the number may name another.
+                match self.ring.submit() {
+                    Ok(_) => {
+                        self.queued = 0;
+                        self.entered = true;
+                    }
+                    Err(e) => log::error!("photon: io_uring submit failed while closing an fd: {e}"),
+                }
+            }
         }
     }
 
@@ -587,11 +607,26 @@ impl Engine for UringEngine {
         }
     }
 
+    /// A wait with a zero timeout is a poll of a vcpu that has threads to
+    /// run (every 64th scheduling decision, the end of an I/O budget), or
+    /// whose next timer is due. Its queued submissions would go to the
+    /// kernel anyway at the turn's end, in the sleeping wait's
+    /// `io_uring_enter`, with the rest of the turn's: so such a poll enters
+    /// the kernel only when no `io_uring_enter` ran since the poll before it
+    /// (a vcpu kept busy still submits and reaps every second poll, 128
+    /// decisions at most); otherwise it takes only the completions already
+    /// in the completion ring (`PHOTON_IO_OFF=lazy_submit`: it always
+    /// enters when work is queued).
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno> {
         let r = match timeout {
             Some(t) if t.is_zero() => {
+                if self.lazy_submit && core::mem::take(&mut self.entered) {
+                    self.reap(out);
+                    return Ok(());
+                }
                 let taskrun = self.ring.submission().taskrun();
                 if self.queued > 0 || taskrun {
+                    self.entered = true;
                     self.ring.submit()
                 } else {
                     Ok(0)
@@ -599,6 +634,7 @@ impl Engine for UringEngine {
             }
             _ => {
                 self.arm_notify()?;
+                self.entered = true;
                 match timeout {
                     None => self.ring.submit_and_wait(1),
                     Some(t) => {
@@ -700,6 +736,142 @@ mod tests {
                 assert_eq!(complete(&mut e, id), 3, "poll_first {poll_first}, data early {early}");
                 assert_eq!(&buf[..3], b"abc");
             }
+            // SAFETY: our fds.
+            unsafe {
+                libc::close(a);
+                libc::close(b);
+            }
+        }
+    }
+}
+
+/// Submissions wait for the turn's end, and a poll that must not sleep
+/// leaves them queued (lazy submit): closing an fd must still hand the
+/// kernel its queued operations while the number names the old file.
+#[cfg(test)]
+mod queued_tests {
+    use super::*;
+
+    fn socketpair() -> (i32, i32) {
+        let mut fds = [0; 2];
+        // SAFETY: a valid out array of two ints.
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(r, 0);
+        (fds[0], fds[1])
+    }
+
+    /// A receive still queued when its fd is cancelled and closed must not
+    /// run on the file that gets the number next (its data would be taken).
+    #[test]
+    fn queued_receive_then_close() {
+        let Ok(mut e) = UringEngine::new(false) else {
+            println!("queued_receive_then_close: no io_uring here, skipped");
+            return;
+        };
+        let (a, b) = socketpair();
+        let mut buf = [0u8; 16];
+        let op = Op::Recv {
+            fd: a,
+            buf: buf.as_mut_ptr(),
+            len: 16,
+            flags: 0,
+        };
+        // SAFETY: buf outlives the operation (waited for below).
+        let Submitted::Pending(id) = (unsafe { e.submit(op, 1 as Waiter) }).unwrap() else {
+            panic!("a ring receive is pending");
+        };
+        assert!(e.queued > 0, "the receive waits in the submission queue");
+        let mut out = Vec::new();
+        e.cancel_fd(a, &mut out);
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(a);
+            libc::close(b);
+        }
+        let (c, d) = socketpair();
+        assert!(c == a || d == a, "the number is reused ({a}: {c}, {d})");
+        for fd in [c, d] {
+            // SAFETY: 3 bytes from a live buffer.
+            assert_eq!(unsafe { libc::write(fd, b"new".as_ptr().cast(), 3) }, 3);
+        }
+        let mut got = out.iter().find(|x| x.id == id).map(|x| x.result);
+        for _ in 0..100 {
+            if got.is_some() {
+                break;
+            }
+            e.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
+            got = out.iter().find(|x| x.id == id).map(|x| x.result);
+        }
+        assert_eq!(
+            got,
+            Some(-(libc::ECANCELED as i64)),
+            "the receive was cancelled, not run on the new file"
+        );
+        let mut rest = [0u8; 8];
+        // SAFETY: valid buffer.
+        assert_eq!(
+            unsafe { libc::read(a, rest.as_mut_ptr().cast(), 8) },
+            3,
+            "the new file's data is still there"
+        );
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(c);
+            libc::close(d);
+        }
+    }
+
+    /// A poll that must not sleep skips the kernel right after an
+    /// `io_uring_enter` and enters on the next one; with lazy submit off it
+    /// always enters. Either way queued work completes.
+    #[test]
+    fn lazy_nowait_poll() {
+        let Ok(mut e) = UringEngine::new(false) else {
+            println!("lazy_nowait_poll: no io_uring here, skipped");
+            return;
+        };
+        for lazy in [true, false] {
+            e.lazy_submit = lazy;
+            let (a, b) = socketpair();
+            // SAFETY: 2 bytes from a live buffer.
+            assert_eq!(unsafe { libc::write(b, b"hi".as_ptr().cast(), 2) }, 2);
+            let mut out = Vec::new();
+            e.wait(Some(Duration::from_millis(1)), &mut out).unwrap(); // an enter
+            let mut buf = [0u8; 8];
+            let op = Op::Recv {
+                fd: a,
+                buf: buf.as_mut_ptr(),
+                len: 8,
+                flags: 0,
+            };
+            // SAFETY: buf outlives the operation (waited for below).
+            let Submitted::Pending(id) = (unsafe { e.submit(op, 1 as Waiter) }).unwrap() else {
+                panic!("a ring receive is pending");
+            };
+            e.wait(Some(Duration::ZERO), &mut out).unwrap();
+            assert_eq!(
+                e.queued > 0,
+                lazy,
+                "lazy {lazy}: the first poll after an enter leaves the queue"
+            );
+            e.wait(Some(Duration::ZERO), &mut out).unwrap();
+            assert_eq!(e.queued, 0, "lazy {lazy}: the next poll submits");
+            let mut got = out.iter().find(|x| x.id == id).map(|x| x.result);
+            for _ in 0..100 {
+                if got.is_some() {
+                    break;
+                }
+                e.wait(Some(Duration::ZERO), &mut out).unwrap();
+                got = out.iter().find(|x| x.id == id).map(|x| x.result);
+            }
+            assert_eq!(got, Some(2), "lazy {lazy}");
             // SAFETY: our fds.
             unsafe {
                 libc::close(a);

@@ -37,6 +37,10 @@ pub(crate) enum Feature {
     /// to the turn's sleeping wait. Off, each such poll submits whatever is
     /// queued at once (one more `io_uring_enter` per turn of 64 threads).
     LazySubmit = 1 << 4,
+    /// io_uring: an accept without a peer address is served by one
+    /// multishot accept per listening socket (5.19+), holding at most 16
+    /// accepted-but-unclaimed connections (engine/uring/accept.rs).
+    MultishotAccept = 1 << 5,
 }
 
 const NAMES: &[(&str, Feature)] = &[
@@ -45,6 +49,7 @@ const NAMES: &[(&str, Feature)] = &[
     ("batched_send", Feature::BatchedSend),
     ("cached_read", Feature::CachedRead),
     ("lazy_submit", Feature::LazySubmit),
+    ("multishot_accept", Feature::MultishotAccept),
 ];
 
 fn parse(list: &str) -> u32 {

@@ -50,10 +50,26 @@ pub(crate) fn explain(e: &SetupError) -> String {
     format!("{}: {}{}", e.what, e.errno, fix)
 }
 
+mod accept;
+
+/// What a ring operation is to the engine.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// A data operation: its result is the syscall's.
+    Plain,
+    /// A `POLL_ADD`: its result becomes readiness bits.
+    Poll,
+    /// A multishot accept (no thread waits on it; see `accept`).
+    AcceptArm,
+    /// An accept call waiting for a multishot accept's next connection
+    /// (never submitted itself).
+    AcceptWait,
+}
+
 struct UOp {
     waiter: Waiter,
     fd: i32,
-    is_poll: bool,
+    role: Role,
     cancel_sent: bool,
 }
 
@@ -88,6 +104,12 @@ pub(crate) struct UringEngine {
     lazy_submit: bool,
     /// An `io_uring_enter` ran since the last poll that must not sleep.
     entered: bool,
+    /// Multishot accept is known to the kernel (5.19+) and wanted.
+    multishot_accept: bool,
+    /// Listening sockets with a multishot accept (see `accept`).
+    listeners: Vec<accept::Listener>,
+    /// Completions taken from the ring, before they are handled.
+    cqes: Vec<(u64, i32, u32)>,
 }
 
 /// File systems whose reads and writes can block the submitting thread
@@ -284,6 +306,13 @@ impl UringEngine {
         // ioprio bit would fail every receive with EINVAL.
         let poll_first =
             probe.is_supported(opcode::Socket::CODE) && super::features::wanted(super::features::Feature::PollFirst);
+        // Multishot accept came with 5.19, as IORING_OP_SOCKET did.
+        let multishot_accept = probe.is_supported(opcode::Socket::CODE)
+            && probe.is_supported(opcode::Accept::CODE)
+            && super::features::wanted(super::features::Feature::MultishotAccept);
+        if !multishot_accept && super::features::wanted(super::features::Feature::MultishotAccept) {
+            log::info!("photon: io_uring lacks multishot accept (5.19+); one ring accept per connection");
+        }
         let notify = Arc::new(EventFd::new().map_err(|errno| SetupError {
             errno,
             what: "eventfd".into(),
@@ -304,6 +333,9 @@ impl UringEngine {
             drained: Vec::new(),
             lazy_submit: super::features::wanted(super::features::Feature::LazySubmit),
             entered: false,
+            multishot_accept,
+            listeners: Vec::new(),
+            cqes: Vec::new(),
         })
     }
 
@@ -327,6 +359,17 @@ impl UringEngine {
                 return;
             }
             std::thread::yield_now();
+        }
+    }
+
+    /// Hands the queued submissions to the kernel now (not at the turn's end).
+    fn submit_now(&mut self) {
+        match self.ring.submit() {
+            Ok(_) => {
+                self.queued = 0;
+                self.entered = true;
+            }
+            Err(e) => log::error!("photon: io_uring submit failed: {e}"),
         }
     }
 
@@ -362,19 +405,29 @@ impl UringEngine {
     }
 
     fn reap(&mut self, out: &mut Vec<Completion>) {
+        let mut cqes = core::mem::take(&mut self.cqes);
         let mut cq = self.ring.completion();
         cq.sync();
-        for cqe in &mut cq {
-            match cqe.user_data() {
+        cqes.extend((&mut cq).map(|c| (c.user_data(), c.result(), c.flags())));
+        drop(cq);
+        for &(ud, res, flags) in &cqes {
+            match ud {
                 UD_CANCEL => {}
                 UD_NOTIFY => self.notify_armed = false,
                 ud => {
                     let id = ud as OpId;
+                    let Some(role) = self.ops.get(id).map(|o| o.role) else {
+                        continue;
+                    };
+                    if role == Role::AcceptArm {
+                        self.accept_completion(id, res, flags, out);
+                        continue;
+                    }
                     let Some(op) = self.ops.remove(id) else {
                         continue;
                     };
-                    let mut result = cqe.result() as i64;
-                    if op.is_poll && result >= 0 {
+                    let mut result = res as i64;
+                    if role == Role::Poll && result >= 0 {
                         result = ready_bits(result as i16) as i64;
                     }
                     out.push(Completion {
@@ -385,18 +438,18 @@ impl UringEngine {
                 }
             }
         }
-        drop(cq);
+        cqes.clear();
+        self.cqes = cqes;
         self.offload.reap(out);
     }
 }
 
 impl Drop for UringEngine {
     fn drop(&mut self) {
-        if self.ops.len() > 0 {
-            log::error!(
-                "photon: io_uring engine dropped with {} operations in flight",
-                self.ops.len()
-            );
+        self.accept_drop();
+        let waited_for = self.ops.ids_where(|o| o.role != Role::AcceptArm).len();
+        if waited_for > 0 {
+            log::error!("photon: io_uring engine dropped with {waited_for} operations in flight");
         }
     }
 }
@@ -519,6 +572,14 @@ impl Engine for UringEngine {
             // SAFETY: the caller keeps op's memory valid per the engine contract.
             return unsafe { self.offload.submit(op, waiter) }.map(Submitted::Pending);
         }
+        if let Op::Accept { fd, addr, len, flags } = op
+            && self.multishot_accept
+            && addr.is_null()
+            && len.is_null()
+            && let Some(done) = self.accept_multi(fd, flags, waiter)?
+        {
+            return Ok(done);
+        }
         let async_fs = is_data_op(&op).is_some_and(|fd| self.on_blocking_fs(fd));
         let (sqe, fd, is_poll) = match op {
             Op::Recv { fd, buf, len, flags } if self.poll_first && self.take_drained(fd) => (
@@ -535,7 +596,7 @@ impl Engine for UringEngine {
         let id = self.ops.insert(UOp {
             waiter,
             fd,
-            is_poll,
+            role: if is_poll { Role::Poll } else { Role::Plain },
             cancel_sent: false,
         });
         if let Err(e) = self.push(sqe.user_data(id as u64)) {
@@ -553,6 +614,10 @@ impl Engine for UringEngine {
         let Some(op) = self.ops.get_mut(id) else {
             return Cancel::Requested;
         };
+        if op.role == Role::AcceptWait {
+            self.accept_cancel(id);
+            return Cancel::Gone;
+        }
         if !op.cancel_sent {
             op.cancel_sent = true;
             let sqe = opcode::AsyncCancel::new(id as u64).build().user_data(UD_CANCEL);
@@ -563,7 +628,8 @@ impl Engine for UringEngine {
         Cancel::Requested
     }
 
-    fn cancel_fd(&mut self, fd: i32, _out: &mut Vec<Completion>) {
+    fn cancel_fd(&mut self, fd: i32, out: &mut Vec<Completion>) {
+        self.accept_forget(fd, Some(out));
         self.forget_fd(fd);
         let ids = self.ops.ids_where(|o| o.fd == fd);
         for &id in &ids {
@@ -577,18 +643,15 @@ impl Engine for UringEngine {
                 // queue (submissions wait for the turn's end): the kernel
                 // takes it now, with its cancel, while `fd` is still this
                 // file; after close(2) the number may name another.
-                match self.ring.submit() {
-                    Ok(_) => {
-                        self.queued = 0;
-                        self.entered = true;
-                    }
-                    Err(e) => log::error!("photon: io_uring submit failed while closing an fd: {e}"),
-                }
+                self.submit_now();
             }
         }
     }
 
     fn forget_fd(&mut self, fd: i32) {
+        if !self.listeners.is_empty() {
+            self.accept_forget(fd, None);
+        }
         if let Some(k) = self.fs_kind.get_mut(fd as usize) {
             *k = 0;
         }

@@ -320,6 +320,7 @@ const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,laz
 fn c_io_features_off() {
     let programs = [
         "net_echo_many",
+        "net_accept_burst",
         "net_partial",
         "net_interrupt",
         "net_close_wakes",
@@ -438,6 +439,11 @@ fn c_net_close_wakes() {
 #[test]
 fn c_net_echo_many() {
     c_test("net_echo_many");
+}
+
+#[test]
+fn c_net_accept_burst() {
+    c_test("net_accept_burst");
 }
 
 #[test]

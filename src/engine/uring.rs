@@ -697,6 +697,9 @@ impl Engine for UringEngine {
             }
             _ => {
                 self.arm_notify()?;
+                if !self.listeners.is_empty() {
+                    self.disarm_unwaited();
+                }
                 self.entered = true;
                 match timeout {
                     None => self.ring.submit_and_wait(1),

@@ -269,6 +269,29 @@ pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> 
             )
         };
     }
+    if buffered_file(fd) {
+        // As photon_read's: a big transfer goes in 1 MiB pieces.
+        // SAFETY: per the contract (validated above).
+        let total = unsafe { crate::sys::iov_total(iov, n as usize) }.min(crate::sys::MAX_IO);
+        if total > crate::sys::FILE_CHUNK {
+            // SAFETY: per the contract (n iovecs).
+            let all = unsafe { core::slice::from_raw_parts(iov, n as usize) };
+            return chunked(total, |done, k| {
+                let w = crate::sys::iov_window(all, done, k);
+                // SAFETY: w covers part of the caller's iovecs and lives across the call.
+                unsafe { readv_one(fd, w.as_ptr(), w.len() as u32, deadline) }
+            });
+        }
+    }
+    // SAFETY: per the contract.
+    unsafe { readv_one(fd, iov, n, deadline) }
+}
+
+/// One `readv` (the iovecs checked).
+///
+/// # Safety
+/// `iov` holds `n` valid iovecs, each valid for writes.
+unsafe fn readv_one(fd: i32, iov: *const libc::iovec, n: u32, deadline: u64) -> Result<usize, Errno> {
     // SAFETY: per the contract.
     unsafe {
         transfer(
@@ -303,6 +326,28 @@ pub unsafe fn writev(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) ->
         // SAFETY: per the contract; msg lives across the call.
         return unsafe { sendmsg(fd, &msg, 0, deadline) };
     }
+    if buffered_file(fd) {
+        // SAFETY: per the contract (validated above).
+        let total = unsafe { crate::sys::iov_total(iov, n as usize) }.min(crate::sys::MAX_IO);
+        if total > crate::sys::FILE_CHUNK {
+            // SAFETY: per the contract (n iovecs).
+            let all = unsafe { core::slice::from_raw_parts(iov, n as usize) };
+            return chunked(total, |done, k| {
+                let w = crate::sys::iov_window(all, done, k);
+                // SAFETY: w covers part of the caller's iovecs and lives across the call.
+                unsafe { writev_one(fd, w.as_ptr(), w.len() as u32, deadline) }
+            });
+        }
+    }
+    // SAFETY: per the contract.
+    unsafe { writev_one(fd, iov, n, deadline) }
+}
+
+/// One `writev` (the iovecs checked).
+///
+/// # Safety
+/// `iov` holds `n` valid iovecs, each valid for reads.
+unsafe fn writev_one(fd: i32, iov: *const libc::iovec, n: u32, deadline: u64) -> Result<usize, Errno> {
     // SAFETY: per the contract.
     unsafe {
         transfer(

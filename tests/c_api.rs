@@ -64,6 +64,7 @@ const PROGRAMS: &[&str] = &[
     "keys",
     "many_threads",
     "million_threads",
+    "net_accept_burst",
     "net_budget",
     "net_close_wakes",
     "net_echo_many",

@@ -110,6 +110,9 @@ pub(crate) struct UringEngine {
     listeners: Vec<accept::Listener>,
     /// Completions taken from the ring, before they are handled.
     cqes: Vec<(u64, i32, u32)>,
+    /// A waiting multishot accept was cancelled: the next wait does not
+    /// sleep, and ends it (see `accept::accept_cancel`).
+    accept_cancels: bool,
 }
 
 /// File systems whose reads and writes can block the submitting thread
@@ -336,6 +339,7 @@ impl UringEngine {
             multishot_accept,
             listeners: Vec::new(),
             cqes: Vec::new(),
+            accept_cancels: false,
         })
     }
 
@@ -616,7 +620,7 @@ impl Engine for UringEngine {
         };
         if op.role == Role::AcceptWait {
             self.accept_cancel(id);
-            return Cancel::Gone;
+            return Cancel::Requested;
         }
         if !op.cancel_sent {
             op.cancel_sent = true;
@@ -681,6 +685,12 @@ impl Engine for UringEngine {
     /// in the completion ring (`PHOTON_IO_OFF=lazy_submit`: it always
     /// enters when work is queued).
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno> {
+        let timeout = if self.accept_cancels {
+            self.entered = false; // no lazy skip: this poll must reap
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         let r = match timeout {
             Some(t) if t.is_zero() => {
                 if self.lazy_submit && core::mem::take(&mut self.entered) {
@@ -718,6 +728,9 @@ impl Engine for UringEngine {
             Err(e) => return Err(e.into()),
         }
         self.reap(out);
+        if self.accept_cancels {
+            self.accept_cancels_done(out);
+        }
         Ok(())
     }
 

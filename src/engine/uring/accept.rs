@@ -257,14 +257,39 @@ impl UringEngine {
 
     /// A waiting accept gave up (`id` is a [`Role::AcceptWait`] op): it
     /// leaves at once; the last one to leave disarms the multishot.
+    /// As a cancelled ring accept: a connection that comes in the engine's
+    /// next wait (which then does not sleep) is still this accept's, as the
+    /// kernel completes an accept that had its connection before the
+    /// cancel; else it ends with ECANCELED ([`UringEngine::accept_cancels_done`]).
+    /// A thread woken for another reason than its accept (an interrupt,
+    /// a timeout, a stray wake-up) so gets a connection already there.
     pub(super) fn accept_cancel(&mut self, id: OpId) {
-        self.ops.remove(id);
-        let Some(i) = self.listeners.iter().position(|l| l.waiters.contains(&id)) else {
-            return;
-        };
-        self.listeners[i].waiters.retain(|&w| w != id);
-        if self.listeners[i].waiters.is_empty() {
-            self.disarm_accept(i);
+        if let Some(op) = self.ops.get_mut(id)
+            && !op.cancel_sent
+        {
+            op.cancel_sent = true;
+            self.accept_cancels = true;
+        }
+    }
+
+    /// After a wait's completions: the cancelled accepts still waiting end
+    /// with ECANCELED; a listener left with no waiter is disarmed.
+    pub(super) fn accept_cancels_done(&mut self, out: &mut Vec<Completion>) {
+        self.accept_cancels = false;
+        for i in 0..self.listeners.len() {
+            let mut k = 0;
+            while k < self.listeners[i].waiters.len() {
+                let w = self.listeners[i].waiters[k];
+                if self.ops.get(w).is_some_and(|o| o.cancel_sent) {
+                    self.listeners[i].waiters.remove(k);
+                    self.finish_waiter(w, -(libc::ECANCELED as i64), out);
+                } else {
+                    k += 1;
+                }
+            }
+            if self.listeners[i].waiters.is_empty() {
+                self.disarm_accept(i);
+            }
         }
     }
 
@@ -497,10 +522,30 @@ mod tests {
         let Submitted::Pending(id) = (unsafe { e.submit(accept_op(lfd), 1 as Waiter) }).unwrap() else {
             panic!("nothing to accept yet");
         };
-        assert!(matches!(e.cancel(id), Cancel::Gone));
+        assert!(matches!(e.cancel(id), Cancel::Requested));
         let mut out = Vec::new();
+        e.wait(Some(Duration::from_secs(5)), &mut out).unwrap(); // must not sleep
+        assert!(
+            out.iter().any(|c| c.id == id && c.result == -(libc::ECANCELED as i64)),
+            "a cancelled accept ends with ECANCELED in the next wait"
+        );
         until(&mut e, &mut out, |e, _| e.listeners[0].arm.is_none());
-        assert!(out.iter().all(|c| c.id != id), "a cancelled accept is not reported");
+        // Cancelled with its connection already there: it gets it.
+        // SAFETY: as above.
+        let Submitted::Pending(id) = (unsafe { e.submit(accept_op(lfd), 1 as Waiter) }).unwrap() else {
+            panic!("nothing to accept yet");
+        };
+        let early = connect(port);
+        assert!(matches!(e.cancel(id), Cancel::Requested));
+        e.wait(Some(Duration::from_secs(5)), &mut out).unwrap();
+        let got = out.iter().find(|c| c.id == id).expect("reported in that wait").result;
+        assert!(got >= 0, "the connection that was there is the accept's ({got})");
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(got as i32);
+            libc::close(early);
+        }
+        until(&mut e, &mut out, |e, _| e.listeners[0].arm.is_none());
         // Armed again; two connections come, one is claimed by the waiter.
         // SAFETY: as above.
         let Submitted::Pending(w1) = (unsafe { e.submit(accept_op(lfd), 1 as Waiter) }).unwrap() else {

@@ -163,6 +163,15 @@ pub(crate) fn note_vcpu(fd: i32, id: u32) {
     }
 }
 
+/// The vcpus noted for `fd` (bit `id % 64`) since the last
+/// [`take_vcpus`], left as they are; fds beyond the table answer "all".
+pub(crate) fn vcpus(fd: i32) -> u64 {
+    match cell_in(&VCPUS, fd, || AtomicU64::new(0)) {
+        Some(c) => c.load(Relaxed),
+        None => u64::MAX,
+    }
+}
+
 /// The vcpus noted for `fd` since the last call (bit `id % 64`), clearing
 /// them; fds beyond the table answer "all".
 pub(crate) fn take_vcpus(fd: i32) -> u64 {

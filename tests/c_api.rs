@@ -64,6 +64,7 @@ const PROGRAMS: &[&str] = &[
     "keys",
     "many_threads",
     "million_threads",
+    "net_accept_burst",
     "net_budget",
     "net_close_wakes",
     "net_echo_many",
@@ -318,7 +319,7 @@ fn c_test(name: &str) {
 }
 
 /// Every optional I/O feature, as `PHOTON_IO_OFF` names them.
-const ALL_IO_FEATURES: &str = "readiness,poll_first,send_first,cached_read";
+const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept";
 
 /// The socket and file programs again with every optional I/O feature
 /// switched off (`PHOTON_IO_OFF`), as on a kernel that lacks them: the
@@ -327,6 +328,7 @@ const ALL_IO_FEATURES: &str = "readiness,poll_first,send_first,cached_read";
 fn c_io_features_off() {
     let programs = [
         "net_echo_many",
+        "net_accept_burst",
         "net_partial",
         "net_interrupt",
         "net_close_wakes",
@@ -452,6 +454,11 @@ fn c_net_close_wakes() {
 #[test]
 fn c_net_echo_many() {
     c_test("net_echo_many");
+}
+
+#[test]
+fn c_net_accept_burst() {
+    c_test("net_accept_burst");
 }
 
 #[test]

@@ -50,10 +50,26 @@ pub(crate) fn explain(e: &SetupError) -> String {
     format!("{}: {}{}", e.what, e.errno, fix)
 }
 
+mod accept;
+
+/// What a ring operation is to the engine.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// A data operation: its result is the syscall's.
+    Plain,
+    /// A `POLL_ADD`: its result becomes readiness bits.
+    Poll,
+    /// A multishot accept (no thread waits on it; see `accept`).
+    AcceptArm,
+    /// An accept call waiting for a multishot accept's next connection
+    /// (never submitted itself).
+    AcceptWait,
+}
+
 struct UOp {
     waiter: Waiter,
     fd: i32,
-    is_poll: bool,
+    role: Role,
     cancel_sent: bool,
 }
 
@@ -84,6 +100,19 @@ pub(crate) struct UringEngine {
     /// Per fd: its last receive came back short (the socket was drained),
     /// so the next one arms its poll first.
     drained: Vec<bool>,
+    /// `PHOTON_IO_OFF=lazy_submit` not given: see [`UringEngine::wait`].
+    lazy_submit: bool,
+    /// An `io_uring_enter` ran since the last poll that must not sleep.
+    entered: bool,
+    /// Multishot accept is known to the kernel (5.19+) and wanted.
+    multishot_accept: bool,
+    /// Listening sockets with a multishot accept (see `accept`).
+    listeners: Vec<accept::Listener>,
+    /// Completions taken from the ring, before they are handled.
+    cqes: Vec<(u64, i32, u32)>,
+    /// A waiting multishot accept was cancelled: the next wait does not
+    /// sleep, and ends it (see `accept::accept_cancel`).
+    accept_cancels: bool,
 }
 
 /// File systems whose reads and writes can block the submitting thread
@@ -280,6 +309,13 @@ impl UringEngine {
         // ioprio bit would fail every receive with EINVAL.
         let poll_first =
             probe.is_supported(opcode::Socket::CODE) && super::features::wanted(super::features::Feature::PollFirst);
+        // Multishot accept came with 5.19, as IORING_OP_SOCKET did.
+        let multishot_accept = probe.is_supported(opcode::Socket::CODE)
+            && probe.is_supported(opcode::Accept::CODE)
+            && super::features::wanted(super::features::Feature::MultishotAccept);
+        if !multishot_accept && super::features::wanted(super::features::Feature::MultishotAccept) {
+            log::info!("photon: io_uring lacks multishot accept (5.19+); one ring accept per connection");
+        }
         let notify = Arc::new(EventFd::new().map_err(|errno| SetupError {
             errno,
             what: "eventfd".into(),
@@ -298,6 +334,12 @@ impl UringEngine {
             dev_blocking: Vec::new(),
             poll_first,
             drained: Vec::new(),
+            lazy_submit: super::features::wanted(super::features::Feature::LazySubmit),
+            entered: false,
+            multishot_accept,
+            listeners: Vec::new(),
+            cqes: Vec::new(),
+            accept_cancels: false,
         })
     }
 
@@ -321,6 +363,17 @@ impl UringEngine {
                 return;
             }
             std::thread::yield_now();
+        }
+    }
+
+    /// Hands the queued submissions to the kernel now (not at the turn's end).
+    fn submit_now(&mut self) {
+        match self.ring.submit() {
+            Ok(_) => {
+                self.queued = 0;
+                self.entered = true;
+            }
+            Err(e) => log::error!("photon: io_uring submit failed: {e}"),
         }
     }
 
@@ -356,19 +409,29 @@ impl UringEngine {
     }
 
     fn reap(&mut self, out: &mut Vec<Completion>) {
+        let mut cqes = core::mem::take(&mut self.cqes);
         let mut cq = self.ring.completion();
         cq.sync();
-        for cqe in &mut cq {
-            match cqe.user_data() {
+        cqes.extend((&mut cq).map(|c| (c.user_data(), c.result(), c.flags())));
+        drop(cq);
+        for &(ud, res, flags) in &cqes {
+            match ud {
                 UD_CANCEL => {}
                 UD_NOTIFY => self.notify_armed = false,
                 ud => {
                     let id = ud as OpId;
+                    let Some(role) = self.ops.get(id).map(|o| o.role) else {
+                        continue;
+                    };
+                    if role == Role::AcceptArm {
+                        self.accept_completion(id, res, flags, out);
+                        continue;
+                    }
                     let Some(op) = self.ops.remove(id) else {
                         continue;
                     };
-                    let mut result = cqe.result() as i64;
-                    if op.is_poll && result >= 0 {
+                    let mut result = res as i64;
+                    if role == Role::Poll && result >= 0 {
                         result = ready_bits(result as i16) as i64;
                     }
                     out.push(Completion {
@@ -379,18 +442,18 @@ impl UringEngine {
                 }
             }
         }
-        drop(cq);
+        cqes.clear();
+        self.cqes = cqes;
         self.offload.reap(out);
     }
 }
 
 impl Drop for UringEngine {
     fn drop(&mut self) {
-        if self.ops.len() > 0 {
-            log::error!(
-                "photon: io_uring engine dropped with {} operations in flight",
-                self.ops.len()
-            );
+        self.accept_drop();
+        let waited_for = self.ops.ids_where(|o| o.role != Role::AcceptArm).len();
+        if waited_for > 0 {
+            log::error!("photon: io_uring engine dropped with {waited_for} operations in flight");
         }
     }
 }
@@ -513,6 +576,14 @@ impl Engine for UringEngine {
             // SAFETY: the caller keeps op's memory valid per the engine contract.
             return unsafe { self.offload.submit(op, waiter) }.map(Submitted::Pending);
         }
+        if let Op::Accept { fd, addr, len, flags } = op
+            && self.multishot_accept
+            && addr.is_null()
+            && len.is_null()
+            && let Some(done) = self.accept_multi(fd, flags, waiter)?
+        {
+            return Ok(done);
+        }
         let async_fs = is_data_op(&op).is_some_and(|fd| self.on_blocking_fs(fd));
         let (sqe, fd, is_poll) = match op {
             Op::Recv { fd, buf, len, flags } if self.poll_first && self.take_drained(fd) => (
@@ -529,7 +600,7 @@ impl Engine for UringEngine {
         let id = self.ops.insert(UOp {
             waiter,
             fd,
-            is_poll,
+            role: if is_poll { Role::Poll } else { Role::Plain },
             cancel_sent: false,
         });
         if let Err(e) = self.push(sqe.user_data(id as u64)) {
@@ -547,6 +618,10 @@ impl Engine for UringEngine {
         let Some(op) = self.ops.get_mut(id) else {
             return Cancel::Requested;
         };
+        if op.role == Role::AcceptWait {
+            self.accept_cancel(id);
+            return Cancel::Requested;
+        }
         if !op.cancel_sent {
             op.cancel_sent = true;
             let sqe = opcode::AsyncCancel::new(id as u64).build().user_data(UD_CANCEL);
@@ -557,18 +632,30 @@ impl Engine for UringEngine {
         Cancel::Requested
     }
 
-    fn cancel_fd(&mut self, fd: i32, _out: &mut Vec<Completion>) {
+    fn cancel_fd(&mut self, fd: i32, out: &mut Vec<Completion>) {
+        self.accept_forget(fd, Some(out));
         self.forget_fd(fd);
         let ids = self.ops.ids_where(|o| o.fd == fd);
         for &id in &ids {
             self.cancel(id);
         }
-        if !ids.is_empty() && self.ring.params().is_setup_sqpoll() {
-            self.drain_sq();
+        if !ids.is_empty() {
+            if self.ring.params().is_setup_sqpoll() {
+                self.drain_sq();
+            } else if self.queued > 0 {
+                // An operation on `fd` may still wait in the submission
+                // queue (submissions wait for the turn's end): the kernel
+                // takes it now, with its cancel, while `fd` is still this
+                // file; after close(2) the number may name another.
+                self.submit_now();
+            }
         }
     }
 
     fn forget_fd(&mut self, fd: i32) {
+        if !self.listeners.is_empty() {
+            self.accept_forget(fd, None);
+        }
         if let Some(k) = self.fs_kind.get_mut(fd as usize) {
             *k = 0;
         }
@@ -587,11 +674,32 @@ impl Engine for UringEngine {
         }
     }
 
+    /// A wait with a zero timeout is a poll of a vcpu that has threads to
+    /// run (every 64th scheduling decision, the end of an I/O budget), or
+    /// whose next timer is due. Its queued submissions would go to the
+    /// kernel anyway at the turn's end, in the sleeping wait's
+    /// `io_uring_enter`, with the rest of the turn's: so such a poll enters
+    /// the kernel only when no `io_uring_enter` ran since the poll before it
+    /// (a vcpu kept busy still submits and reaps every second poll, 128
+    /// decisions at most); otherwise it takes only the completions already
+    /// in the completion ring (`PHOTON_IO_OFF=lazy_submit`: it always
+    /// enters when work is queued).
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno> {
+        let timeout = if self.accept_cancels {
+            self.entered = false; // no lazy skip: this poll must reap
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         let r = match timeout {
             Some(t) if t.is_zero() => {
+                if self.lazy_submit && core::mem::take(&mut self.entered) {
+                    self.reap(out);
+                    return Ok(());
+                }
                 let taskrun = self.ring.submission().taskrun();
                 if self.queued > 0 || taskrun {
+                    self.entered = true;
                     self.ring.submit()
                 } else {
                     Ok(0)
@@ -599,6 +707,10 @@ impl Engine for UringEngine {
             }
             _ => {
                 self.arm_notify()?;
+                if !self.listeners.is_empty() {
+                    self.disarm_unwaited();
+                }
+                self.entered = true;
                 match timeout {
                     None => self.ring.submit_and_wait(1),
                     Some(t) => {
@@ -616,6 +728,9 @@ impl Engine for UringEngine {
             Err(e) => return Err(e.into()),
         }
         self.reap(out);
+        if self.accept_cancels {
+            self.accept_cancels_done(out);
+        }
         Ok(())
     }
 
@@ -700,6 +815,142 @@ mod tests {
                 assert_eq!(complete(&mut e, id), 3, "poll_first {poll_first}, data early {early}");
                 assert_eq!(&buf[..3], b"abc");
             }
+            // SAFETY: our fds.
+            unsafe {
+                libc::close(a);
+                libc::close(b);
+            }
+        }
+    }
+}
+
+/// Submissions wait for the turn's end, and a poll that must not sleep
+/// leaves them queued (lazy submit): closing an fd must still hand the
+/// kernel its queued operations while the number names the old file.
+#[cfg(test)]
+mod queued_tests {
+    use super::*;
+
+    fn socketpair() -> (i32, i32) {
+        let mut fds = [0; 2];
+        // SAFETY: a valid out array of two ints.
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(r, 0);
+        (fds[0], fds[1])
+    }
+
+    /// A receive still queued when its fd is cancelled and closed must not
+    /// run on the file that gets the number next (its data would be taken).
+    #[test]
+    fn queued_receive_then_close() {
+        let Ok(mut e) = UringEngine::new(false) else {
+            println!("queued_receive_then_close: no io_uring here, skipped");
+            return;
+        };
+        let (a, b) = socketpair();
+        let mut buf = [0u8; 16];
+        let op = Op::Recv {
+            fd: a,
+            buf: buf.as_mut_ptr(),
+            len: 16,
+            flags: 0,
+        };
+        // SAFETY: buf outlives the operation (waited for below).
+        let Submitted::Pending(id) = (unsafe { e.submit(op, 1 as Waiter) }).unwrap() else {
+            panic!("a ring receive is pending");
+        };
+        assert!(e.queued > 0, "the receive waits in the submission queue");
+        let mut out = Vec::new();
+        e.cancel_fd(a, &mut out);
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(a);
+            libc::close(b);
+        }
+        let (c, d) = socketpair();
+        assert!(c == a || d == a, "the number is reused ({a}: {c}, {d})");
+        for fd in [c, d] {
+            // SAFETY: 3 bytes from a live buffer.
+            assert_eq!(unsafe { libc::write(fd, b"new".as_ptr().cast(), 3) }, 3);
+        }
+        let mut got = out.iter().find(|x| x.id == id).map(|x| x.result);
+        for _ in 0..100 {
+            if got.is_some() {
+                break;
+            }
+            e.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
+            got = out.iter().find(|x| x.id == id).map(|x| x.result);
+        }
+        assert_eq!(
+            got,
+            Some(-(libc::ECANCELED as i64)),
+            "the receive was cancelled, not run on the new file"
+        );
+        let mut rest = [0u8; 8];
+        // SAFETY: valid buffer.
+        assert_eq!(
+            unsafe { libc::read(a, rest.as_mut_ptr().cast(), 8) },
+            3,
+            "the new file's data is still there"
+        );
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(c);
+            libc::close(d);
+        }
+    }
+
+    /// A poll that must not sleep skips the kernel right after an
+    /// `io_uring_enter` and enters on the next one; with lazy submit off it
+    /// always enters. Either way queued work completes.
+    #[test]
+    fn lazy_nowait_poll() {
+        let Ok(mut e) = UringEngine::new(false) else {
+            println!("lazy_nowait_poll: no io_uring here, skipped");
+            return;
+        };
+        for lazy in [true, false] {
+            e.lazy_submit = lazy;
+            let (a, b) = socketpair();
+            // SAFETY: 2 bytes from a live buffer.
+            assert_eq!(unsafe { libc::write(b, b"hi".as_ptr().cast(), 2) }, 2);
+            let mut out = Vec::new();
+            e.wait(Some(Duration::from_millis(1)), &mut out).unwrap(); // an enter
+            let mut buf = [0u8; 8];
+            let op = Op::Recv {
+                fd: a,
+                buf: buf.as_mut_ptr(),
+                len: 8,
+                flags: 0,
+            };
+            // SAFETY: buf outlives the operation (waited for below).
+            let Submitted::Pending(id) = (unsafe { e.submit(op, 1 as Waiter) }).unwrap() else {
+                panic!("a ring receive is pending");
+            };
+            e.wait(Some(Duration::ZERO), &mut out).unwrap();
+            assert_eq!(
+                e.queued > 0,
+                lazy,
+                "lazy {lazy}: the first poll after an enter leaves the queue"
+            );
+            e.wait(Some(Duration::ZERO), &mut out).unwrap();
+            assert_eq!(e.queued, 0, "lazy {lazy}: the next poll submits");
+            let mut got = out.iter().find(|x| x.id == id).map(|x| x.result);
+            for _ in 0..100 {
+                if got.is_some() {
+                    break;
+                }
+                e.wait(Some(Duration::ZERO), &mut out).unwrap();
+                got = out.iter().find(|x| x.id == id).map(|x| x.result);
+            }
+            assert_eq!(got, Some(2), "lazy {lazy}");
             // SAFETY: our fds.
             unsafe {
                 libc::close(a);

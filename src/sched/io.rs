@@ -167,9 +167,14 @@ pub(crate) fn cancel_fd(fd: i32) {
                 let p = Arc::into_raw(ack.clone()) as usize;
                 r.post(Msg::CancelFd { fd, ack: p });
             }
-            if waiter.is_some() && ack.left.load(Acquire) > 0 {
+            if waiter.is_some() {
                 // Woken by the last acknowledgement; an interrupt or the
                 // time limit ends the wait early (the messages still act).
+                // Blocked even when all acknowledgements are in already:
+                // the last one's wake-up is then in this vcpu's inbox and
+                // carries this wait's number, so it must end this wait, not
+                // the thread's next one (an accept or a read that woke with
+                // nothing done).
                 let _ = block_on(now_us() + CLOSE_ACK_WAIT_US, Wait::Other);
             }
         }

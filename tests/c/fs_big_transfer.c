@@ -1,7 +1,8 @@
 /*
  * One big buffered transfer does not stall the vcpu: while one photon
  * thread makes single 64 MiB calls on a file (photon_pwrite, photon_write
- * at the file position, photon_pread, photon_read), a ticker photon thread
+ * and photon_writev at the file position, photon_pread, photon_read,
+ * photon_readv; the vectored ones over uneven iovecs), a ticker photon thread
  * on the same vcpu sleeps 1 ms in a loop and records the largest gap
  * between its ticks during each call. The library splits such calls into
  * 1 MiB pieces (the vcpu copies between the page cache and the caller's
@@ -16,6 +17,7 @@
  */
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,9 +28,9 @@
 #define MAX_CPU_GAP_US 4000ULL
 #define MAX_GAP_US 250000ULL
 
-enum { PWRITE, WRITE, PREAD, READ, CALLS };
-static const char *const g_names[CALLS] = {"photon_pwrite", "photon_write", "photon_pread",
-                                           "photon_read"};
+enum { PWRITE, WRITE, WRITEV, PREAD, READ, READV, CALLS };
+static const char *const g_names[CALLS] = {"photon_pwrite", "photon_write", "photon_writev",
+                                           "photon_pread",  "photon_read",  "photon_readv"};
 #define MAX_TICKS 200000
 static uint64_t g_tick[MAX_TICKS];  /* when each tick happened */
 static uint64_t g_cpu[MAX_TICKS];   /* the vcpu's CPU time then */
@@ -75,6 +77,11 @@ static void fill(unsigned char *buf, size_t len, unsigned seed) {
  * work (filling and checking 64 MiB) happens outside the timed window, with
  * a pause on each side so the ticker ticks just before and just after. */
 static ssize_t timed(int c, unsigned char *buf) {
+    /* uneven pieces: 3 MiB + 1 byte, 1 byte, 20 MiB - 2 bytes, the rest */
+    struct iovec iov[4] = {{buf, 3 * MIB + 1},
+                           {buf + 3 * MIB + 1, 1},
+                           {buf + 3 * MIB + 2, 20 * MIB - 2},
+                           {buf + 23 * MIB, BIG - 23 * MIB}};
     photon_thread_usleep(3000);
     ssize_t n = -1;
     g_start[c] = photon_now_us();
@@ -83,6 +90,8 @@ static ssize_t timed(int c, unsigned char *buf) {
     case WRITE: n = photon_write(g_fd, buf, BIG, PHOTON_FOREVER); break;
     case PREAD: n = photon_pread(g_fd, buf, BIG, 0); break;
     case READ: n = photon_read(g_fd, buf, BIG, PHOTON_FOREVER); break;
+    case WRITEV: n = photon_writev(g_fd, iov, 4, PHOTON_FOREVER); break;
+    case READV: n = photon_readv(g_fd, iov, 4, PHOTON_FOREVER); break;
     }
     g_end[c] = photon_now_us();
     int e = errno;
@@ -105,6 +114,10 @@ static void *worker_main(void *arg) {
     n = timed(WRITE, buf);
     CHECK(n == BIG, "photon_write of 64 MiB = %zd: %s", n, strerror(errno));
 
+    fill(buf, BIG, 3);
+    n = timed(WRITEV, buf); /* at the position the write left: 2 x 64 MiB */
+    CHECK(n == BIG, "photon_writev of 64 MiB = %zd: %s", n, strerror(errno));
+
     memset(buf, 0, BIG);
     n = timed(PREAD, buf);
     CHECK(n == BIG, "photon_pread of 64 MiB = %zd: %s", n, strerror(errno));
@@ -117,6 +130,12 @@ static void *worker_main(void *arg) {
     CHECK(n == BIG, "photon_read of 64 MiB = %zd: %s", n, strerror(errno));
     fill(want, BIG, 2);
     CHECK(memcmp(buf, want, BIG) == 0, "photon_read: data differ");
+
+    memset(buf, 0, BIG);
+    n = timed(READV, buf); /* at the position the read left: 2 x 64 MiB */
+    CHECK(n == BIG, "photon_readv of 64 MiB = %zd: %s", n, strerror(errno));
+    fill(want, BIG, 3);
+    CHECK(memcmp(buf, want, BIG) == 0, "photon_readv: data differ");
 
     g_done = 1;
     free(buf);

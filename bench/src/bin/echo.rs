@@ -192,7 +192,9 @@ const PHOTON_EPOLL: &str = "libphoton epoll";
 const PHOTON_URING_NO_POLL_FIRST: &str = "libphoton io_uring -poll_first";
 const PHOTON_EPOLL_NO_READINESS: &str = "libphoton epoll -readiness";
 const PHOTON_URING_SQPOLL: &str = "libphoton io_uring +sqpoll";
-const PHOTON_URING_NO_SEND_FIRST: &str = "libphoton io_uring -send_first";
+const PHOTON_URING_NO_BATCHED_SEND: &str = "libphoton io_uring -batched_send";
+const PHOTON_URING_NO_LAZY_SUBMIT: &str = "libphoton io_uring -lazy_submit";
+const PHOTON_URING_NO_MULTISHOT_ACCEPT: &str = "libphoton io_uring -multishot_accept";
 
 fn servers(o: &Opts) -> Vec<Server> {
     let peer = |n: &str| o.bin_dir.join(n);
@@ -259,7 +261,21 @@ fn servers(o: &Opts) -> Vec<Server> {
     let ab = [
         (PHOTON_URING_NO_POLL_FIRST, "io_uring", ("PHOTON_IO_OFF", "poll_first")),
         (PHOTON_URING_SQPOLL, "io_uring", ("PHOTON_IO_SQPOLL", "1")),
-        (PHOTON_URING_NO_SEND_FIRST, "io_uring", ("PHOTON_IO_OFF", "send_first")),
+        (
+            PHOTON_URING_NO_BATCHED_SEND,
+            "io_uring",
+            ("PHOTON_IO_OFF", "batched_send"),
+        ),
+        (
+            PHOTON_URING_NO_LAZY_SUBMIT,
+            "io_uring",
+            ("PHOTON_IO_OFF", "lazy_submit"),
+        ),
+        (
+            PHOTON_URING_NO_MULTISHOT_ACCEPT,
+            "io_uring",
+            ("PHOTON_IO_OFF", "multishot_accept"),
+        ),
         (PHOTON_EPOLL_NO_READINESS, "epoll", ("PHOTON_IO_OFF", "readiness")),
     ];
     let mut all = all;

@@ -130,23 +130,31 @@ impl EpollEngine {
     }
 }
 
-/// Completes the waiters of `fd` that wanted any of `bits`, after noting
-/// the event in the fd's kept readiness. The waiter list keeps its
+/// Notes an event for `fd` in its kept readiness and completes the
+/// waiters that wanted any of its directions. The waiter list keeps its
 /// allocation: no memory is allocated or freed per wait.
+#[inline]
 fn on_event(fds: &mut [FdState], ops: &mut OpSlab<PollOp>, fd: i32, revents: i16, out: &mut Vec<Completion>) {
     let Some(st) = fds.get_mut(fd as usize) else {
         return;
     };
     let bits = ready_bits(revents);
     st.ready |= bits;
-    st.read_closed |= revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0;
-    st.waiters.retain(|&id| {
-        let Some(op) = ops.get(id) else {
-            return false;
-        };
-        let wanted = op.events;
+    if revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+        st.read_closed = true;
+    }
+    let mut i = 0;
+    while i < st.waiters.len() {
+        let id = st.waiters[i];
+        let wanted = ops.get(id).map_or(bits, |op| op.events); // (an id without an operation is dropped)
         if wanted & bits == 0 {
-            return true;
+            i += 1;
+            continue;
+        }
+        if i + 1 == st.waiters.len() {
+            st.waiters.pop(); // the usual case: one waiter
+        } else {
+            st.waiters.remove(i); // keeps the order: the first waiter is served first
         }
         if let Some(op) = ops.remove(id) {
             out.push(Completion {
@@ -155,8 +163,7 @@ fn on_event(fds: &mut [FdState], ops: &mut OpSlab<PollOp>, fd: i32, revents: i16
                 result: (wanted & bits) as i64,
             });
         }
-        false
-    });
+    }
 }
 
 /// mio's view of an epoll event back as the `poll(2)` bits it came from

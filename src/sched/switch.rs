@@ -236,17 +236,18 @@ pub(super) unsafe fn tick(v: *mut Vcpu) {
 }
 
 /// I/O calls that may complete without waiting after the last poll of
-/// timers and events before the vcpu polls again (see [`io_budget`]).
+/// timers and events before the vcpu polls again, and calls one thread may
+/// make in a row before it yields (see [`io_budget`]).
 pub(super) const IO_BUDGET: u32 = 64;
 
 /// Called by I/O paths that completed without waiting. [`IO_BUDGET`] such
-/// calls after the last poll, it polls timers and events; if the calling
-/// thread made all of them (no scheduling decision since that poll) it
-/// also yields, so a thread whose I/O never blocks (a sender on a fast
-/// socket) cannot starve the other threads of its vcpu, whose wake-ups
-/// come from those events. Threads that block between their calls (each
-/// a request or two, then a wait) cost nothing more here: their vcpu polls
-/// when its run queue drains or every [`POLL_EVERY`] decisions.
+/// calls after the last poll, it polls timers and events; when the calling
+/// thread made [`IO_BUDGET`] of them in a row (no scheduling decision in
+/// between) it also yields, so a thread whose I/O never blocks (a sender
+/// on a fast socket) cannot starve the other threads of its vcpu, whose
+/// wake-ups come from those events. Threads that block between their calls
+/// (a request or two, then a wait) cost nothing more here: their vcpu
+/// polls when its run queue drains or every [`POLL_EVERY`] decisions.
 #[inline]
 pub(crate) fn io_budget() {
     #[cold]
@@ -254,9 +255,9 @@ pub(crate) fn io_budget() {
     unsafe fn spent(v: *mut Vcpu) {
         // SAFETY: per io_budget; the poll runs before the switch.
         unsafe {
-            let hogging = Arc::as_ref(&(*v).remote).switches.load(Ordering::Relaxed) == (*v).polled_at;
             poll(v, false);
-            if hogging {
+            if (*v).io_run >= IO_BUDGET {
+                (*v).io_run = 0;
                 yield_now();
             }
         }
@@ -267,8 +268,14 @@ pub(crate) fn io_budget() {
     }
     // SAFETY: this OS thread's live vcpu.
     unsafe {
+        let n = Arc::as_ref(&(*v).remote).switches.load(Ordering::Relaxed);
+        if n != (*v).io_run_from {
+            (*v).io_run_from = n; // a decision since this run's last call: another run
+            (*v).io_run = 0;
+        }
+        (*v).io_run += 1;
         (*v).io_budget -= 1;
-        if (*v).io_budget == 0 {
+        if (*v).io_budget == 0 || (*v).io_run >= IO_BUDGET {
             spent(v);
         }
     }

@@ -75,6 +75,10 @@ pub(crate) struct Vcpu {
     /// The scheduling decisions counter (`remote.switches`) at the last
     /// poll of timers and events: [`tick`] and [`io_budget`] count from it.
     pub(super) polled_at: u64,
+    /// I/O calls that completed without waiting made in a row by the
+    /// running thread, and the decisions counter when it made the first.
+    pub(super) io_run: u32,
+    pub(super) io_run_from: u64,
     /// Counters for `photon_stats_get` (switches live in `remote`, where the
     /// stall monitor reads them).
     pub(super) stats: super::stats::Counters,
@@ -216,6 +220,8 @@ pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
         stats: Default::default(),
         io_budget: IO_BUDGET,
         polled_at: 0,
+        io_run: 0,
+        io_run_from: 0,
         stack_offset: 0,
         fini_waiting: false,
         main_stack: if sanitize::asan() {

@@ -85,6 +85,7 @@ const PROGRAMS: &[&str] = &[
     "stack_overflow",
     "stack_trim",
     "stall_default",
+    "sync_fastpath",
     "sync_interrupt",
     "sync_interrupt_race",
     "sync_misuse",
@@ -549,6 +550,11 @@ fn c_fs_ops() {
 #[test]
 fn c_fs_parity() {
     c_test("fs_parity");
+}
+
+#[test]
+fn c_sync_fastpath() {
+    c_test("sync_fastpath");
 }
 
 #[test]

@@ -98,6 +98,38 @@ pub unsafe fn switch(from: *mut StackPointer, to: StackPointer, arg: usize) -> u
     ret
 }
 
+/// Resumes `to` from a context that never runs again (a photon thread that
+/// ended): nothing of the leaving context is saved, and the resumed
+/// context's FP control state is loaded as it stands (`ldmxcsr` costs a
+/// fraction of the `stmxcsr` a comparison would need; the x87 word is
+/// compared first, `fldcw` being the slower one).
+///
+/// # Safety
+/// As [`switch`]'s `to`; the calling context must never be resumed (its
+/// stack may be reused as soon as `to` runs).
+#[inline(always)]
+pub unsafe fn switch_final(to: StackPointer, arg: usize) -> ! {
+    // SAFETY: per the contract: `to` is a suspended context; we never return.
+    unsafe {
+        asm!(
+            "ldmxcsr [rsi + 8]",       // MXCSR: control bits and (caller-saved) flags
+            "sub rsp, 8",              // room on the dying stack (still ours until the jump)
+            "fnstcw [rsp]",
+            "mov ax, [rsi + 12]",
+            "cmp ax, [rsp]",
+            "je 2f",
+            "fldcw [rsi + 12]",        // rare: the x87 control words differ
+            "2:",
+            "mov rsp, rsi",            // adopt the other context's stack
+            "pop rax",                 // its resume address
+            "jmp rax",
+            in("rsi") to,
+            in("rdx") arg,
+            options(noreturn),
+        );
+    }
+}
+
 /// Lays out a fresh stack whose exclusive, 16-byte aligned top is `top`, so
 /// that the first [`switch`] to the returned pointer calls
 /// `entry(arg, data)` on it.

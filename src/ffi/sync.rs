@@ -175,6 +175,20 @@ pub extern "C" fn photon_sem_free(s: *mut photon_sem) -> libc::c_int {
 /// Requests are served in arrival order.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_sem_wait(s: *mut photon_sem, count: u64, timeout_us: u64) -> libc::c_int {
+    // The path where nobody waits and the count has it: one
+    // compare-and-swap, nothing that can panic; the rest out of line.
+    if count != 0
+        && let Ok(sem) = photon_sem::borrow(s)
+        && crate::sched::in_thread()
+        && sem.wait_fast(count)
+    {
+        return 0;
+    }
+    sem_wait_slow(s, count, timeout_us)
+}
+
+#[inline(never)]
+fn sem_wait_slow(s: *mut photon_sem, count: u64, timeout_us: u64) -> libc::c_int {
     guard(|| photon_sem::borrow(s)?.wait(count, deadline(timeout_us)).map(|()| 0))
 }
 
@@ -182,6 +196,17 @@ pub extern "C" fn photon_sem_wait(s: *mut photon_sem, count: u64, timeout_us: u6
 /// any OS thread. -1/`EOVERFLOW` if the count would overflow.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_sem_signal(s: *mut photon_sem, count: u64) -> libc::c_int {
+    // As in photon_sem_wait: the path where nobody waits is one CAS.
+    if let Ok(sem) = photon_sem::borrow(s)
+        && sem.signal_fast(count)
+    {
+        return 0;
+    }
+    sem_signal_slow(s, count)
+}
+
+#[inline(never)]
+fn sem_signal_slow(s: *mut photon_sem, count: u64) -> libc::c_int {
     guard(|| photon_sem::borrow(s)?.signal(count).map(|()| 0))
 }
 
@@ -217,6 +242,19 @@ pub extern "C" fn photon_rwlock_free(l: *mut photon_rwlock) -> libc::c_int {
 /// holds the write lock.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_rdlock(l: *mut photon_rwlock, timeout_us: u64) -> libc::c_int {
+    // The path where no writer holds it and nobody waits: one
+    // compare-and-swap, nothing that can panic; the rest out of line.
+    if let Ok(rw) = photon_rwlock::borrow(l)
+        && crate::sched::self_handle().is_some()
+        && rw.read_fast()
+    {
+        return 0;
+    }
+    rwlock_rdlock_slow(l, timeout_us)
+}
+
+#[inline(never)]
+fn rwlock_rdlock_slow(l: *mut photon_rwlock, timeout_us: u64) -> libc::c_int {
     guard(|| photon_rwlock::borrow(l)?.read(deadline(timeout_us)).map(|()| 0))
 }
 
@@ -224,6 +262,17 @@ pub extern "C" fn photon_rwlock_rdlock(l: *mut photon_rwlock, timeout_us: u64) -
 /// caller holds it already.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_wrlock(l: *mut photon_rwlock, timeout_us: u64) -> libc::c_int {
+    // As in photon_rwlock_rdlock: a free lock nobody waits for is one CAS.
+    if let Ok(rw) = photon_rwlock::borrow(l)
+        && rw.write_fast()
+    {
+        return 0;
+    }
+    rwlock_wrlock_slow(l, timeout_us)
+}
+
+#[inline(never)]
+fn rwlock_wrlock_slow(l: *mut photon_rwlock, timeout_us: u64) -> libc::c_int {
     guard(|| photon_rwlock::borrow(l)?.write(deadline(timeout_us)).map(|()| 0))
 }
 
@@ -248,5 +297,16 @@ pub extern "C" fn photon_rwlock_trywrlock(l: *mut photon_rwlock) -> libc::c_int 
 /// holds no read lock but calls this while others do releases one of theirs.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_rwlock_unlock(l: *mut photon_rwlock) -> libc::c_int {
+    // As in photon_rwlock_rdlock: nobody waiting, one CAS.
+    if let Ok(rw) = photon_rwlock::borrow(l)
+        && rw.unlock_fast()
+    {
+        return 0;
+    }
+    rwlock_unlock_slow(l)
+}
+
+#[inline(never)]
+fn rwlock_unlock_slow(l: *mut photon_rwlock) -> libc::c_int {
     guard(|| photon_rwlock::borrow(l)?.unlock().map(|()| 0))
 }

@@ -171,6 +171,7 @@ pub(crate) fn alloc(cache: &mut SlotCache, th: *mut ThreadCtl, vcpu: u32) -> Res
     Ok(Handle::new(idx, generation))
 }
 
+#[inline]
 fn free(slot: &Slot, idx: u32, w: u64, extra: u64, cache: Option<&mut SlotCache>) {
     slot.thread.store(ptr::null_mut(), Relaxed);
     slot.ctl

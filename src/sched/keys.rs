@@ -91,6 +91,7 @@ impl KeyValues {
         core::mem::take(&mut self.0)
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.0.iter().all(|&(_, v)| v == 0)
     }

@@ -116,6 +116,7 @@ fn describe_wait(w: Wait) -> String {
 /// `v` is the calling OS thread's vcpu; no switch happens while this runs.
 unsafe fn render(v: *mut Vcpu) -> String {
     let now = now_us();
+    let wait_now = super::thread::wait_clock_us();
     let mut out = String::new();
     // SAFETY: per the contract: the vcpu's own threads, none running but
     // the caller (or none, from the idle thread).
@@ -137,7 +138,7 @@ unsafe fn render(v: *mut Vcpu) -> String {
                 _ if th == (*v).current => "running".to_string(),
                 State::Runnable => "runnable".to_string(),
                 State::Blocked => {
-                    let for_ms = now.saturating_sub((*th).wait_since) as f64 / 1000.0;
+                    let for_ms = wait_now.saturating_sub((*th).wait_since) as f64 / 1000.0;
                     let limit = match (*th).deadline {
                         u64::MAX => String::new(),
                         d => format!(", timeout in {:.1} ms", d.saturating_sub(now) as f64 / 1000.0),

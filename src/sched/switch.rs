@@ -144,6 +144,9 @@ pub(super) unsafe fn switch_stacks(
             };
             sanitize::start_switch(save, bottom, size);
         }
+        if ending {
+            arch::switch_final((*next).sp, arg);
+        }
         let r = arch::switch(&mut *save_sp, (*next).sp, arg);
         if sanitize::asan() {
             sanitize::finish_switch((*cur).asan_fake_stack);
@@ -380,13 +383,15 @@ pub(crate) fn on_end(f: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> 
 pub(super) unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
     // SAFETY: per the contract; the vcpu is re-fetched after user code ran.
     unsafe {
-        if catch_unwind(AssertUnwindSafe(|| super::tls::run_dtors(th))).is_err() {
+        // Most threads have neither thread_local objects with destructors
+        // nor key values: both checks are a load here, the work out of line.
+        if (*th).tls.has_dtors() && catch_unwind(AssertUnwindSafe(|| super::tls::run_dtors(th))).is_err() {
             log::error!(
                 "photon: a thread_local destructor panicked in thread {}",
                 (*th).handle.id()
             );
         }
-        if catch_unwind(AssertUnwindSafe(|| run_key_destructors(th))).is_err() {
+        if !(*th).keys.is_empty() && catch_unwind(AssertUnwindSafe(|| run_key_destructors(th))).is_err() {
             log::error!("photon: a key destructor panicked in thread {}", (*th).handle.id());
         }
         if let Some((f, arg)) = (*th).on_end.take()

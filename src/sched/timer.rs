@@ -32,13 +32,19 @@ impl TimerHeap {
         self.sift_up(self.heap.len() - 1);
     }
 
-    /// Disarms `th`'s timer if armed.
+    /// Disarms `th`'s timer if armed (the check inline: most wake-ups
+    /// have no timer).
+    #[inline]
     pub(crate) fn remove(&mut self, th: *mut ThreadCtl) {
         // SAFETY: `th` is a live TCB.
         let pos = unsafe { (*th).timer_pos };
-        if pos == NO_TIMER {
-            return;
+        if pos != NO_TIMER {
+            self.remove_at(th, pos);
         }
+    }
+
+    #[inline(never)]
+    fn remove_at(&mut self, th: *mut ThreadCtl, pos: usize) {
         debug_assert_eq!(self.heap[pos], th);
         let last = self.heap.pop().expect("timer heap holds th");
         // SAFETY: as above.

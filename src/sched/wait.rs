@@ -69,7 +69,7 @@ pub(crate) fn block_on(deadline: u64, wait: Wait) -> Result<(), Errno> {
         (*cur).take_interrupt()?;
         (*cur).state = State::Blocked;
         (*cur).wait = wait;
-        (*cur).wait_since = now_us();
+        (*cur).wait_since = super::thread::wait_clock_us();
         (*v).run_queue.remove(cur);
         (*cur).wait_seq += 1;
         (*cur).wake_result = 0;

@@ -15,6 +15,14 @@ pub(crate) struct StackPool {
     uses: u64,
 }
 
+/// A pool miss: a new stack from a chunk (out of line, so the pooled path
+/// of a thread's creation stays a short function).
+#[cold]
+#[inline(never)]
+fn carve(size: usize) -> Result<Stack, Errno> {
+    Stack::carve(size)
+}
+
 impl StackPool {
     pub(crate) fn new(cap: usize) -> StackPool {
         StackPool {
@@ -36,11 +44,13 @@ impl StackPool {
         {
             return Ok(st);
         }
-        Stack::carve(size)
+        carve(size)
     }
 
-    /// Returns a stack that was obtained with `get(size)`.
-    #[inline]
+    /// Returns a stack that was obtained with `get(size)`. Inlined into
+    /// its callers (a thread's end): a call would save and restore more
+    /// registers than the push itself takes.
+    #[inline(always)]
     pub(crate) fn put(&mut self, size: usize, stack: Stack) {
         self.uses += 1;
         let classes = self.by_size.len();

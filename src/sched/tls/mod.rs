@@ -133,6 +133,14 @@ pub(crate) struct ThreadTls {
     dtors: Vec<(Dtor, usize, usize)>,
 }
 
+impl ThreadTls {
+    /// True if objects of this thread's isolated blocks await destruction.
+    #[inline]
+    pub(crate) fn has_dtors(&self) -> bool {
+        !self.dtors.is_empty()
+    }
+}
+
 /// A `thread_local` object's destructor.
 pub type Dtor = unsafe extern "C" fn(obj: *mut c_void);
 

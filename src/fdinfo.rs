@@ -32,13 +32,60 @@ fn stream_type(fd: i32) -> bool {
 
 const CHUNK: usize = 4096;
 const CHUNKS: usize = 1024; // fds below 4M are cached; others are looked up each time
-static TABLE: [AtomicPtr<AtomicU8>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
+/// Fds below this have their facts cached.
+const CACHED: usize = CHUNK * CHUNKS;
+/// The facts of fds below [`CACHED`], a byte each, in one anonymous
+/// `MAP_NORESERVE` mapping made at first use (4 MiB of address space, of
+/// which only the pages of fds in use are ever touched): every I/O call
+/// reads it several times, so a lookup is one bounds check and one load.
+static FACTS: AtomicPtr<AtomicU8> = AtomicPtr::new(core::ptr::null_mut());
 /// Per fd, the vcpus that waited on it (bit `id % 64`), so `photon_close`
 /// can wake their threads too.
 static VCPUS: [AtomicPtr<AtomicU64>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
 
+#[inline]
 fn cell(fd: i32) -> Option<&'static AtomicU8> {
-    cell_in(&TABLE, fd, || AtomicU8::new(UNKNOWN))
+    let i = fd as u32 as usize; // a negative fd lands far beyond the table
+    if i >= CACHED {
+        return None;
+    }
+    let mut base = FACTS.load(Acquire);
+    if base.is_null() {
+        base = facts_table()?;
+    }
+    // SAFETY: the mapping holds CACHED zero-initialised bytes (UNKNOWN)
+    // and is never unmapped.
+    Some(unsafe { &*base.add(i) })
+}
+
+/// Maps [`FACTS`] (once; None if the mapping fails: then nothing is
+/// cached and each call asks the kernel).
+#[cold]
+#[inline(never)]
+fn facts_table() -> Option<*mut AtomicU8> {
+    // SAFETY: a fresh private anonymous mapping; no memory of ours is touched.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            CACHED,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    let p = p.cast::<AtomicU8>();
+    match FACTS.compare_exchange(core::ptr::null_mut(), p, AcqRel, Acquire) {
+        Ok(_) => Some(p),
+        Err(winner) => {
+            // SAFETY: our own unpublished mapping.
+            unsafe { libc::munmap(p.cast(), CACHED) };
+            Some(winner)
+        }
+    }
 }
 
 /// The cell of `fd` in a table of lazily allocated chunks.
@@ -62,11 +109,19 @@ fn cell_in<T>(table: &'static [AtomicPtr<T>; CHUNKS], fd: i32, init: fn() -> T) 
     Some(unsafe { &*chunk.add(fd % CHUNK) })
 }
 
+#[inline]
 fn facts(fd: i32) -> u8 {
     let cached = cell(fd).map_or(UNKNOWN, |c| c.load(Relaxed));
     if cached & KNOWN != 0 {
         return cached;
     }
+    learn(fd)
+}
+
+/// Asks the kernel what `fd` is, and caches the answer.
+#[cold]
+#[inline(never)]
+fn learn(fd: i32) -> u8 {
     // SAFETY: fstat into a zeroed struct.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: valid out pointer.
@@ -128,11 +183,19 @@ pub(crate) fn is_fifo(fd: i32) -> bool {
 
 /// Makes sure `fd` has O_NONBLOCK set (once), so a syscall on it cannot
 /// block the vcpu.
+#[inline]
 pub(crate) fn ensure_nonblocking(fd: i32) -> Result<(), crate::Errno> {
     let f = facts(fd);
     if f & NONBLOCK != 0 {
         return Ok(());
     }
+    set_nonblocking(fd, f)
+}
+
+/// Sets O_NONBLOCK on `fd` (whose facts are `f`) and notes it.
+#[cold]
+#[inline(never)]
+fn set_nonblocking(fd: i32, f: u8) -> Result<(), crate::Errno> {
     let fl = crate::errno::syscall!(fcntl(fd, libc::F_GETFL, 0))?;
     if fl & libc::O_NONBLOCK == 0 {
         crate::errno::syscall!(fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK))?;

@@ -70,6 +70,7 @@ const PROGRAMS: &[&str] = &[
     "net_echo_many",
     "net_emfile",
     "net_errors",
+    "net_fairness",
     "net_interrupt",
     "net_iouring_fallback",
     "net_partial",
@@ -160,6 +161,10 @@ const NOT_UNDER_VALGRIND: &[(&str, &str)] = &[
     (
         "net_close_wakes",
         "bounds how soon close wakes waiters on other vcpus (500 ms), which two Valgrind runs side by side overshoot",
+    ),
+    (
+        "net_fairness",
+        "bounds wake-ups beside a reader that never waits (100 ms), which two Valgrind runs side by side overshoot",
     ),
     (
         "sched_io_front",
@@ -335,6 +340,7 @@ fn c_io_features_off() {
         "net_wait_fd",
         "net_unix",
         "net_budget",
+        "net_fairness",
         "fs_big_transfer",
     ];
     for name in programs {
@@ -444,6 +450,11 @@ fn c_sched_io_front() {
 #[test]
 fn c_net_budget() {
     c_test("net_budget");
+}
+
+#[test]
+fn c_net_fairness() {
+    c_test("net_fairness");
 }
 
 #[test]

@@ -54,8 +54,6 @@ pub(crate) struct EpollEngine {
     waker: Arc<EventFd>,
     fds: Vec<FdState>,
     ops: OpSlab<PollOp>,
-    /// Scratch for one wait's (fd, revents) pairs.
-    ready: Vec<(i32, i16)>,
     /// Events from epoll_pwait2.
     raw: Vec<libc::epoll_event>,
     offload: Offload,
@@ -78,7 +76,6 @@ impl EpollEngine {
             waker,
             fds: Vec::new(),
             ops: OpSlab::new(),
-            ready: Vec::new(),
             raw: vec![libc::epoll_event { events: 0, u64: 0 }; 1024],
             keep_readiness: super::features::wanted(super::features::Feature::Readiness),
         })
@@ -86,8 +83,11 @@ impl EpollEngine {
 
     /// Registers `fd` (once) for both directions, edge-triggered. Ok(false):
     /// the fd cannot be polled (a regular file or directory: always ready).
+    /// The table grows only for an fd the kernel accepted.
+    #[cold]
+    #[inline(never)]
     fn register(&mut self, fd: i32) -> Result<bool, Errno> {
-        if self.state(fd).registered {
+        if self.fds.get(fd as usize).is_some_and(|st| st.registered) {
             return Ok(true);
         }
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -110,34 +110,59 @@ impl EpollEngine {
         }
     }
 
+    /// The state of `fd` (a table indexed by fd number, grown to hold it).
+    #[inline]
     fn state(&mut self, fd: i32) -> &mut FdState {
         let i = fd as usize;
         if self.fds.len() <= i {
-            self.fds.resize_with(i + 1, FdState::default);
+            self.grow(i);
         }
         &mut self.fds[i]
     }
 
-    /// Completes the waiters of `fd` that wanted any of `bits`.
-    fn complete_ready(&mut self, fd: i32, bits: u32, out: &mut Vec<Completion>) {
-        let Some(st) = self.fds.get_mut(fd as usize) else {
-            return;
-        };
-        let waiters = core::mem::take(&mut st.waiters);
-        let mut keep = Vec::new();
-        for id in waiters {
-            let wanted = self.ops.get(id).map_or(0, |op| op.events);
-            if wanted & bits == 0 {
-                keep.push(id);
-            } else if let Some(op) = self.ops.remove(id) {
-                out.push(Completion {
-                    waiter: op.waiter,
-                    id,
-                    result: (wanted & bits) as i64,
-                });
-            }
+    /// Grows the table to hold index `i`, doubling (new connections take
+    /// rising fd numbers: one reallocation per doubling, not per fd).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, i: usize) {
+        let len = (i + 1).max(self.fds.len() * 2).max(64);
+        self.fds.resize_with(len, FdState::default);
+    }
+}
+
+/// Notes an event for `fd` in its kept readiness and completes the
+/// waiters that wanted any of its directions. The waiter list keeps its
+/// allocation: no memory is allocated or freed per wait.
+#[inline]
+fn on_event(fds: &mut [FdState], ops: &mut OpSlab<PollOp>, fd: i32, revents: i16, out: &mut Vec<Completion>) {
+    let Some(st) = fds.get_mut(fd as usize) else {
+        return;
+    };
+    let bits = ready_bits(revents);
+    st.ready |= bits;
+    if revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+        st.read_closed = true;
+    }
+    let mut i = 0;
+    while i < st.waiters.len() {
+        let id = st.waiters[i];
+        let wanted = ops.get(id).map_or(bits, |op| op.events); // (an id without an operation is dropped)
+        if wanted & bits == 0 {
+            i += 1;
+            continue;
         }
-        self.fds[fd as usize].waiters = keep;
+        if i + 1 == st.waiters.len() {
+            st.waiters.pop(); // the usual case: one waiter
+        } else {
+            st.waiters.remove(i); // keeps the order: the first waiter is served first
+        }
+        if let Some(op) = ops.remove(id) {
+            out.push(Completion {
+                waiter: op.waiter,
+                id,
+                result: (wanted & bits) as i64,
+            });
+        }
     }
 }
 
@@ -161,24 +186,6 @@ fn revents_of(e: &mio::event::Event) -> i16 {
         ev |= libc::POLLERR;
     }
     ev
-}
-
-impl EpollEngine {
-    /// Completes the waits `ready` names, then the offloaded operations.
-    /// The fds' kept readiness is updated first.
-    fn finish(&mut self, ready: Vec<(i32, i16)>, out: &mut Vec<Completion>) -> Result<(), Errno> {
-        for &(fd, revents) in &ready {
-            let bits = ready_bits(revents);
-            if let Some(st) = self.fds.get_mut(fd as usize) {
-                st.ready |= bits;
-                st.read_closed |= revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0;
-            }
-            self.complete_ready(fd, bits, out);
-        }
-        self.ready = ready;
-        self.offload.reap(out);
-        Ok(())
-    }
 }
 
 /// `epoll_pwait2` into `buf` (timeout None: forever); None when the kernel
@@ -235,12 +242,14 @@ impl Engine for EpollEngine {
         if fd < 0 {
             return Err(Errno(libc::EBADF));
         }
-        if !self.register(fd)? {
+        let registered = self.fds.get(fd as usize).is_some_and(|st| st.registered);
+        if !registered && !self.register(fd)? {
             // Regular files and directories cannot be polled: always ready.
             return Ok(Submitted::Done(events as i64));
         }
         let id = self.ops.insert(PollOp { fd, events, waiter });
-        let st = self.state(fd);
+        // Registered: the table holds fd.
+        let st = &mut self.fds[fd as usize];
         // The waiter saw the fd drained there: only a new event counts.
         st.ready &= !events;
         st.waiters.push(id);
@@ -290,57 +299,48 @@ impl Engine for EpollEngine {
     }
 
     fn drained(&mut self, fd: i32, bits: u32) {
-        // Registering now lets the next read wait for its event at once;
-        // the registration's own event reports data already there.
-        if self.keep_readiness && fd >= 0 && matches!(self.register(fd), Ok(true)) {
-            self.state(fd).ready &= !bits;
+        if !self.keep_readiness || fd < 0 {
+            return;
+        }
+        match self.fds.get_mut(fd as usize) {
+            Some(st) if st.registered => st.ready &= !bits,
+            // Registering now lets the next read wait for its event at
+            // once; the registration's own event reports data already there.
+            _ => {
+                if matches!(self.register(fd), Ok(true)) {
+                    self.state(fd).ready &= !bits;
+                }
+            }
         }
     }
 
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno> {
-        let mut ready = core::mem::take(&mut self.ready);
-        ready.clear();
         // Microsecond timeouts: epoll_pwait2 (5.11+), probed; mio's
         // epoll_wait rounds a 100 us sleep up to 1 ms.
         match pwait2(self.poll.as_raw_fd(), &mut self.raw, timeout) {
             Some(Ok(n)) => {
-                // epoll's event bits are poll(2)'s (EPOLLIN == POLLIN, ...).
-                ready.extend(
-                    self.raw[..n]
-                        .iter()
-                        .filter(|e| e.u64 != WAKER.0 as u64)
-                        .map(|e| (e.u64 as i32, e.events as i16)),
-                );
-                return self.finish(ready, out);
+                for i in 0..n {
+                    let e = self.raw[i];
+                    if e.u64 != WAKER.0 as u64 {
+                        // epoll's event bits are poll(2)'s (EPOLLIN == POLLIN, ...).
+                        on_event(&mut self.fds, &mut self.ops, e.u64 as i32, e.events as i16, out);
+                    }
+                }
             }
-            Some(Err(e)) if e.0 == libc::EINTR => {
-                self.ready = ready;
-                return Ok(());
-            }
-            Some(Err(e)) => {
-                self.ready = ready;
-                return Err(e);
-            }
-            None => {}
+            Some(Err(e)) if e.0 == libc::EINTR => return Ok(()),
+            Some(Err(e)) => return Err(e),
+            None => match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {
+                    for e in self.events.iter().filter(|e| e.token() != WAKER) {
+                        on_event(&mut self.fds, &mut self.ops, e.token().0 as i32, revents_of(e), out);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
+                Err(e) => return Err(e.into()),
+            },
         }
-        match self.poll.poll(&mut self.events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                self.ready = ready;
-                return Ok(());
-            }
-            Err(e) => {
-                self.ready = ready;
-                return Err(e.into());
-            }
-        }
-        ready.extend(
-            self.events
-                .iter()
-                .filter(|e| e.token() != WAKER)
-                .map(|e| (e.token().0 as i32, revents_of(e))),
-        );
-        self.finish(ready, out)
+        self.offload.reap(out);
+        Ok(())
     }
 
     fn has_pending(&self) -> bool {

@@ -1,14 +1,16 @@
 //! The idle side of a vcpu: the idle thread, and the poll that turns
 //! messages, expired timers and engine completions into runnable threads.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::handle;
 use super::remote::{self, Msg};
 use super::thread::{NO_OP, ThreadCtl};
 use super::vcpu::{
-    TRIM_AFTER_US, TRIM_KEEP, Vcpu, adopt, after_switch, current, interrupt_local, spawn, switch_to, wake_io,
-    wake_local,
+    IO_BUDGET, TRIM_AFTER_US, TRIM_KEEP, Vcpu, adopt, after_switch, current, interrupt_local, spawn, switch_to,
+    wake_io, wake_local,
 };
 use crate::engine::Completion;
 use crate::time::now_us;
@@ -41,6 +43,9 @@ pub(super) unsafe extern "C" fn idle_main(deferred: usize, _data: *mut u8) -> ! 
 pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
     // SAFETY: per the contract; runs on the current thread's stack, no switch.
     unsafe {
+        // The busy vcpu's next poll is counted from here (tick, io_budget).
+        (*v).polled_at = Arc::as_ref(&(*v).remote).switches.load(Relaxed);
+        (*v).io_budget = IO_BUDGET;
         drain_inbox(v);
         fire_timers(v);
         let idle = (*v).run_queue.is_empty();

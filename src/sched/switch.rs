@@ -18,8 +18,8 @@ use crate::arch;
 use crate::errno::Errno;
 use crate::stack::{DEFAULT_STACK_SIZE, Stack, sanitize};
 
-/// Scheduling decisions between two non-blocking polls of timers and events
-/// while threads keep the vcpu busy.
+/// Scheduling decisions after the last poll of timers and events (idle or
+/// not) at which a vcpu that threads keep busy polls again without sleeping.
 pub(super) const POLL_EVERY: u32 = 64;
 
 /// Puts a TCB at the top of `stack` (below it, a rotating offset so stack
@@ -189,8 +189,8 @@ pub(super) unsafe fn after_switch(left: *mut ThreadCtl) {
 
 /// Picks the thread to run after the current one left the run queue: the
 /// queue's head, or the idle thread.
-/// Every [`POLL_EVERY`] decisions it first polls timers and events without
-/// sleeping, so busy threads cannot starve sleepers.
+/// [`POLL_EVERY`] decisions after the last poll it first polls timers and
+/// events without sleeping, so busy threads cannot starve sleepers.
 ///
 /// # Safety
 /// `v` is the calling OS thread's vcpu.
@@ -203,7 +203,10 @@ pub(super) unsafe fn next_to_run(v: *mut Vcpu) -> *mut ThreadCtl {
     }
 }
 
-/// Counts a scheduling decision; every [`POLL_EVERY`]th polls out of line.
+/// Counts a scheduling decision; [`POLL_EVERY`] decisions after the last
+/// poll (the idle thread's included: a vcpu whose run queue drains often
+/// polls only there, once per turn, as State Threads does) it polls out of
+/// line.
 ///
 /// # Safety
 /// `v` is the calling OS thread's vcpu.
@@ -211,46 +214,75 @@ pub(super) unsafe fn next_to_run(v: *mut Vcpu) -> *mut ThreadCtl {
 pub(super) unsafe fn tick(v: *mut Vcpu) {
     #[cold]
     #[inline(never)]
-    unsafe fn poll_now(v: *mut Vcpu) {
+    unsafe fn poll_now(v: *mut Vcpu, n: u64) {
         // SAFETY: per tick's contract.
-        unsafe { poll(v, false) }
+        unsafe {
+            // I/O-completed threads may again jump the run queue (a bounded
+            // number per POLL_EVERY decisions, see RunQueue::push_io).
+            (*v).run_queue.refill_front();
+            if n / LOADS_EVERY != (*v).polled_at / LOADS_EVERY {
+                super::tls::watch_loads(); // a busy vcpu never sleeps: look for dlopen'ed modules here
+            }
+            poll(v, false)
+        }
     }
+    /// Scheduling decisions between two looks for dlopen'ed modules on a
+    /// vcpu that never sleeps.
+    const LOADS_EVERY: u64 = 64 * POLL_EVERY as u64;
     // SAFETY: per the contract.
     unsafe {
         // A plain load and store (one writer): the stall monitor reads it.
         let sw = &Arc::as_ref(&(*v).remote).switches;
         let n = sw.load(Ordering::Relaxed).wrapping_add(1);
         sw.store(n, Ordering::Relaxed);
-        if n.is_multiple_of(POLL_EVERY as u64) {
-            (*v).run_queue.refill_front();
-            poll_now(v);
-            if n.is_multiple_of(64 * POLL_EVERY as u64) {
-                super::tls::watch_loads(); // a busy vcpu never sleeps: look for dlopen'ed modules here
-            }
+        if n.wrapping_sub((*v).polled_at) >= POLL_EVERY as u64 {
+            poll_now(v, n);
         }
     }
 }
 
-/// I/O calls that may complete without waiting before the vcpu polls for
-/// events and rotates to the next thread (see [`io_budget`]).
+/// I/O calls that may complete without waiting after the last poll of
+/// timers and events before the vcpu polls again, and calls one thread may
+/// make in a row before it yields (see [`io_budget`]).
 pub(super) const IO_BUDGET: u32 = 64;
 
-/// Called by I/O paths that completed without waiting. Every
-/// [`IO_BUDGET`]th such call polls timers and events and yields, so a thread
-/// whose I/O never blocks (a sender on a fast socket) cannot starve the
-/// other threads of its vcpu, whose wake-ups come from those events.
+/// Called by I/O paths that completed without waiting. [`IO_BUDGET`] such
+/// calls after the last poll, it polls timers and events; when the calling
+/// thread made [`IO_BUDGET`] of them in a row (no scheduling decision in
+/// between) it also yields, so a thread whose I/O never blocks (a sender
+/// on a fast socket) cannot starve the other threads of its vcpu, whose
+/// wake-ups come from those events. Threads that block between their calls
+/// (a request or two, then a wait) cost nothing more here: their vcpu
+/// polls when its run queue drains or every [`POLL_EVERY`] decisions.
+#[inline]
 pub(crate) fn io_budget() {
+    #[cold]
+    #[inline(never)]
+    unsafe fn spent(v: *mut Vcpu) {
+        // SAFETY: per io_budget; the poll runs before the switch.
+        unsafe {
+            poll(v, false);
+            if (*v).io_run >= IO_BUDGET {
+                (*v).io_run = 0;
+                yield_now();
+            }
+        }
+    }
     let v = current();
     if v.is_null() {
         return;
     }
-    // SAFETY: this OS thread's live vcpu; the poll runs before the switch.
+    // SAFETY: this OS thread's live vcpu.
     unsafe {
+        let n = Arc::as_ref(&(*v).remote).switches.load(Ordering::Relaxed);
+        if n != (*v).io_run_from {
+            (*v).io_run_from = n; // a decision since this run's last call: another run
+            (*v).io_run = 0;
+        }
+        (*v).io_run += 1;
         (*v).io_budget -= 1;
-        if (*v).io_budget == 0 {
-            (*v).io_budget = IO_BUDGET;
-            poll(v, false);
-            yield_now();
+        if (*v).io_budget == 0 || (*v).io_run >= IO_BUDGET {
+            spent(v);
         }
     }
 }
@@ -263,10 +295,7 @@ pub(crate) fn io_yield() {
         return;
     }
     // SAFETY: this OS thread's live vcpu; the poll runs before the switch.
-    unsafe {
-        (*v).io_budget = IO_BUDGET;
-        poll(v, false);
-    }
+    unsafe { poll(v, false) };
     yield_now();
 }
 

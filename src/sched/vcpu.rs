@@ -70,7 +70,15 @@ pub(crate) struct Vcpu {
     pub(super) inbox: Vec<Msg>,
     /// This vcpu's threads (not main, not idle).
     pub(super) threads: ThreadList,
+    /// I/O calls left before the next poll ([`IO_BUDGET`] after each poll).
     pub(super) io_budget: u32,
+    /// The scheduling decisions counter (`remote.switches`) at the last
+    /// poll of timers and events: [`tick`] and [`io_budget`] count from it.
+    pub(super) polled_at: u64,
+    /// I/O calls that completed without waiting made in a row by the
+    /// running thread, and the decisions counter when it made the first.
+    pub(super) io_run: u32,
+    pub(super) io_run_from: u64,
     /// Counters for `photon_stats_get` (switches live in `remote`, where the
     /// stall monitor reads them).
     pub(super) stats: super::stats::Counters,
@@ -211,6 +219,9 @@ pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
         threads: ThreadList::new(),
         stats: Default::default(),
         io_budget: IO_BUDGET,
+        polled_at: 0,
+        io_run: 0,
+        io_run_from: 0,
         stack_offset: 0,
         fini_waiting: false,
         main_stack: if sanitize::asan() {

@@ -14,11 +14,15 @@
 //! instead of to the kernel. The encoding: `FD_BASE + (stack slot << 20) +
 //! index`, the index the lowest free one, as the kernel numbers fds.
 
+mod device;
+#[cfg(photon_dpdk)]
+mod dpdk;
 mod entry;
 mod io;
 mod socket;
 mod stack;
 mod tap;
+mod xdp;
 
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering::*};
 use std::sync::Mutex;
@@ -192,11 +196,17 @@ pub(crate) fn new_stack(device: &str, cidr: &str, gateway: Option<&str>) -> Resu
     };
     let (kind, arg) = device.split_once(':').ok_or(Errno(libc::ENODEV))?;
     let dev = match kind {
-        "tap" => tap::Tap::open(arg)?,
-        "xdp" | "dpdk" => {
-            log::warn!("photon: netstack device kind '{kind}' is not built into this libphoton (only tap:NAME)");
+        "tap" => device::Dev::Tap(tap::Tap::open(arg)?),
+        #[cfg(photon_dpdk)]
+        "dpdk" => device::Dev::Dpdk(Box::new(dpdk::Dpdk::open(arg)?)),
+        #[cfg(not(photon_dpdk))]
+        "dpdk" => {
+            log::warn!(
+                "photon: netstack dpdk: not built into this libphoton (pkg-config found no libdpdk when it was built)"
+            );
             return Err(Errno(libc::ENODEV));
         }
+        "xdp" => device::Dev::Xdp(Box::new(xdp::Xdp::open(arg)?)),
         _ => return Err(Errno(libc::ENODEV)),
     };
     let mut hard: libc::rlimit = libc::rlimit {

@@ -383,16 +383,21 @@ impl Xdp {
             queue_id: queue,
             shared_umem_fd: 0,
         };
-        // SAFETY: a sockaddr_xdp of its size.
-        if unsafe {
-            libc::bind(
-                sock.0,
-                (&raw const sxdp).cast(),
-                core::mem::size_of::<SockaddrXdp>() as u32,
-            )
-        } < 0
-        {
-            return Err(refuse("bind (interface queue)", Errno::last_os_error()));
+        // EBUSY: the queue still has the socket of a stack that just closed
+        // (the kernel releases it in deferred work); retried for a second.
+        let mut tries = 0;
+        loop {
+            let len = core::mem::size_of::<SockaddrXdp>() as u32;
+            // SAFETY: a sockaddr_xdp of its size.
+            if unsafe { libc::bind(sock.0, (&raw const sxdp).cast(), len) } == 0 {
+                break;
+            }
+            let e = Errno::last_os_error();
+            tries += 1;
+            if e != Errno(libc::EBUSY) || tries > 100 {
+                return Err(refuse("bind (interface queue)", e));
+            }
+            let _ = crate::sched::sleep_us(10_000);
         }
         // The XSKMAP: queue -> this socket.
         #[repr(C)]

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration as SmolDuration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
 
 use super::device::Dev;
 pub(crate) use super::entry::*;
@@ -76,7 +76,9 @@ pub(crate) struct Inner {
     waiting: Vec<u32>,
     /// Closed connections finishing their FIN exchange.
     lingering: Vec<SocketHandle>,
-    pub addr: Ipv4Address,
+    /// The stack's IPv4 and IPv6 addresses (at least one).
+    pub addr4: Option<Ipv4Address>,
+    pub addr6: Option<Ipv6Address>,
     next_port: u16,
     /// A user call queued work since the last round.
     pub dirty: bool,
@@ -124,23 +126,33 @@ impl Netstack {
     pub(crate) fn new(
         slot: u32,
         mut dev: Dev,
-        addr: Ipv4Address,
-        prefix: u8,
-        gateway: Option<Ipv4Address>,
+        cidrs: &[(IpAddress, u8)],
+        gateways: &[IpAddress],
     ) -> Result<Box<Netstack>, Errno> {
         let mac = dev.mac().map_or_else(|| make_mac(slot), EthernetAddress);
         let mut config = Config::new(HardwareAddress::Ethernet(mac));
         config.random_seed = now_us() ^ (u64::from(std::process::id()) << 32);
         let mut iface = Interface::new(config, &mut dev, smol_now());
         iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(addr.into(), prefix));
+            for &(addr, prefix) in cidrs {
+                let _ = a.push(IpCidr::new(addr, prefix));
+            }
         });
-        if let Some(gw) = gateway {
-            iface
-                .routes_mut()
-                .add_default_ipv4_route(gw)
-                .map_err(|_| Errno::ENOMEM)?;
+        for gw in gateways {
+            let r = match *gw {
+                IpAddress::Ipv4(g) => iface.routes_mut().add_default_ipv4_route(g).map(|_| ()),
+                IpAddress::Ipv6(g) => iface.routes_mut().add_default_ipv6_route(g).map(|_| ()),
+            };
+            r.map_err(|_| Errno::ENOMEM)?;
         }
+        let addr4 = cidrs.iter().find_map(|&(a, _)| match a {
+            IpAddress::Ipv4(a) => Some(a),
+            IpAddress::Ipv6(_) => None,
+        });
+        let addr6 = cidrs.iter().find_map(|&(a, _)| match a {
+            IpAddress::Ipv6(a) => Some(a),
+            IpAddress::Ipv4(_) => None,
+        });
         let st = Box::new(Netstack {
             slot,
             inner: RefCell::new(Inner {
@@ -153,7 +165,8 @@ impl Netstack {
                 listeners: Vec::new(),
                 waiting: Vec::new(),
                 lingering: Vec::new(),
-                addr,
+                addr4,
+                addr6,
                 next_port: 49152 + (now_us() % 16000) as u16,
                 dirty: false,
                 next_poll: FOREVER,
@@ -511,10 +524,7 @@ impl Inner {
                     tcp::SocketBuffer::new(vec![0; opts.sndbuf]),
                 );
                 s.set_nagle_enabled(!opts.nodelay);
-                let ep = smoltcp::wire::IpListenEndpoint {
-                    addr: addr.map(Into::into),
-                    port,
-                };
+                let ep = smoltcp::wire::IpListenEndpoint { addr, port };
                 if s.listen(ep).is_err() {
                     break;
                 }

@@ -51,6 +51,7 @@ fn main() {
     check_versioned(&map, &photon_functions(&header), "src/ffi (the generated header)");
 
     build_st_library(&crate_dir, &out_dir, &header, &major);
+    build_dpdk_device(&crate_dir, &out_dir);
 
     let checked_in = crate_dir.join("include/photon.h");
     let fresh = std::fs::read(&generated).unwrap();
@@ -73,3 +74,5 @@ fn main() {
 include!("abi/version_script.rs");
 // build_st_library(): libphoton_st.so, the State Threads API.
 include!("st/build_library.rs");
+// build_dpdk_device(): libphoton_dpdk.so when libdpdk is installed.
+include!("src/unet/dpdk/build.rs");

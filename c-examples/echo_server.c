@@ -5,7 +5,8 @@
  *               [--buf BYTES] [--duration SECONDS] [--vcpus N] [--quiet]
  *               [--netstack DEVICE,ADDR/PREFIX]
  *
- * With --netstack (e.g. "tap:ptap0,10.7.0.2/24") it serves on libphoton's
+ * With --netstack (e.g. "tap:ptap0,10.7.0.2/24"; split at the last comma, as
+ * "dpdk:" EAL arguments have commas) it serves on libphoton's
  * userspace TCP/IP stack over that device instead of the kernel's: the same
  * handler, the same calls, descriptors of the userspace stack (README,
  * "Userspace network stack").
@@ -104,8 +105,9 @@ static void usage(FILE *out)
             "                   or SIGTERM)\n"
             "  --vcpus N        N vcpus serve the TCP port (SO_REUSEPORT; default 1)\n"
             "  --quiet          no per-connection log lines on stderr\n"
-            "  --netstack D,A   serve on the userspace stack over device D (tap:NAME)\n"
-            "                   with address A (e.g. tap:ptap0,10.7.0.2/24)\n",
+            "  --netstack D,A   serve on the userspace stack over device D (tap:NAME,\n"
+            "                   xdp:IFNAME:QUEUE, dpdk:EAL-ARGS) with address A\n"
+            "                   (split at the last comma; e.g. tap:ptap0,10.7.0.2/24)\n",
             DEFAULT_PORT, DEFAULT_BUF);
 }
 
@@ -451,7 +453,7 @@ int main(int argc, char **argv)
     photon_netstack *stack = NULL;
     if (opt.netstack != NULL) {
         char dev[128];
-        const char *comma = strchr(opt.netstack, ',');
+        const char *comma = strrchr(opt.netstack, ','); /* EAL arguments have commas */
         size_t dlen = (size_t)(comma - opt.netstack);
         if (dlen >= sizeof(dev)) {
             fprintf(stderr, "echo_server: device name too long\n");

@@ -51,6 +51,15 @@ execute_process(COMMAND "${CMAKE_COMMAND}" -E copy_if_different
 execute_process(COMMAND "${CMAKE_COMMAND}" -E copy_if_different
                         "${_preload}" "${STAGE_DIR}/libphoton_preload.so"
                 COMMAND_ERROR_IS_FATAL ANY)
+# The userspace stack's DPDK shim, built only where libdpdk was found
+# (loaded by libphoton from its own directory at the first dpdk: stack).
+if(EXISTS "${CARGO_OUT}/libphoton_dpdk.so")
+  execute_process(COMMAND "${CMAKE_COMMAND}" -E copy_if_different
+                          "${CARGO_OUT}/libphoton_dpdk.so" "${STAGE_DIR}/libphoton_dpdk.so"
+                  COMMAND_ERROR_IS_FATAL ANY)
+else()
+  file(REMOVE "${STAGE_DIR}/libphoton_dpdk.so")
+endif()
 
 # The symlink chain; a stale link (from another version) is replaced.
 function(stage_symlink link_target link)

@@ -1153,19 +1153,39 @@ int photon_futex_wait(const uint32_t *addr, uint32_t expected, uint64_t timeout_
 int photon_futex_wake(const uint32_t *addr, int n);
 
 /**
- * A userspace TCP/IP stack on `device` with the address `ipv4_cidr`
- * ("10.7.0.2/24") and, if `gateway` is neither NULL nor "", a default
- * route through it. `device`: "tap:NAME" attaches the TAP interface NAME
- * (created first, if it does not exist, as a transient one that vanishes
- * with the stack; set one up with `ip tuntap add dev NAME mode tap`, an
- * address on the kernel side and `ip link set NAME up`). The stack
- * belongs to the calling vcpu: its polling loop is a photon thread there
- * ("unet poller"), which busy-polls while other photon threads are
- * runnable and sleeps in the event engine otherwise. Call from a photon
- * thread. NULL with errno: `EPERM` (not on a vcpu, or not allowed to
- * open the device: CAP_NET_ADMIN), `EINVAL` (NULL device or address, bad
- * address), `ENODEV` (unknown device kind, or `/dev/net/tun` missing),
- * `ENFILE` (512 stacks alive).
+ * A userspace TCP/IP stack on `device` with the address(es) `ipv4_cidr`:
+ * "10.7.0.2/24", an IPv6 one ("fd00:7::2/64"), or one of each separated
+ * by a comma ("10.7.0.2/24,fd00:7::2/64"); and, if `gateway` is neither
+ * NULL nor "", default routes through it (one address per family,
+ * comma-separated). The stack belongs to the calling vcpu: its polling
+ * loop is a photon thread there ("unet poller"), which busy-polls while
+ * other photon threads are runnable and sleeps in the event engine
+ * otherwise. Call from a photon thread.
+ *
+ * `device`:
+ * - "tap:NAME" attaches the TAP interface NAME (created first, if it does
+ *   not exist, as a transient one that vanishes with the stack; set one up
+ *   with `ip tuntap add dev NAME mode tap`, an address on the kernel side
+ *   and `ip link set NAME up`).
+ * - "xdp:IFNAME:QUEUE" (optionally ending in ":skb" or ":drv"): an AF_XDP
+ *   socket on queue QUEUE of IFNAME, fed by an XDP program libphoton
+ *   attaches (driver mode where the driver has XDP, else generic mode;
+ *   detached at `photon_netstack_free`). All frames of that queue go to
+ *   the stack, which takes the interface's MAC address and MTU. Needs
+ *   CAP_NET_ADMIN and CAP_BPF.
+ * - "dpdk:EAL-ARGS": a DPDK port, where libphoton was built with libdpdk
+ *   (its `libphoton_dpdk.so` beside `libphoton.so`). The first `dpdk:`
+ *   stack starts DPDK's EAL with EAL-ARGS (split at spaces; once per
+ *   process: later stacks' arguments are ignored); each stack takes the
+ *   next free port. Without a NIC or hugepages: "dpdk:--no-huge -m 256
+ *   --no-pci --no-shconf -l 0 --vdev=net_tap0,iface=NAME".
+ *
+ * NULL with errno: `EPERM` (not on a vcpu, or not allowed to open the
+ * device), `EINVAL` (NULL device or address, a bad address, two of one
+ * family, a malformed device string), `ENODEV` (unknown device kind,
+ * `/dev/net/tun` missing, no such interface, the kernel refusing AF_XDP
+ * or the XDP program, DPDK not built in, the EAL not starting or no free
+ * port: a log line says which), `ENFILE` (512 stacks alive).
  */
 photon_netstack *photon_netstack_new(const char *device,
                                      const char *ipv4_cidr,
@@ -1183,7 +1203,7 @@ photon_netstack *photon_netstack_new(const char *device,
 int photon_netstack_free(photon_netstack *stack);
 
 /**
- * `socket(2)` on the stack: `domain` `AF_INET`, `type` `SOCK_STREAM` or
+ * `socket(2)` on the stack: `domain` `AF_INET` or `AF_INET6`, `type` `SOCK_STREAM` or
  * `SOCK_DGRAM` (`SOCK_NONBLOCK` and `SOCK_CLOEXEC` are accepted and mean
  * nothing here: photon calls wait as photon threads), `protocol` 0 or the
  * matching `IPPROTO_*`. Returns a descriptor (>= `PHOTON_NETSTACK_FD_BASE`)
@@ -1201,7 +1221,9 @@ int photon_netstack_stats_get(photon_netstack *stack, photon_netstack_stats *out
 
 /**
  * `photon_server_new_tcp` on a userspace stack: listens on `ip` (NULL or
- * "": any address of the stack) and `port` (0: a free one;
+ * "": the stack's IPv4 address, or, on an IPv6-only stack, "::"; an IPv6
+ * literal listens with an `AF_INET6` socket, "::" hearing both families)
+ * and `port` (0: a free one;
  * `photon_server_port` tells which), with `backlog` as `photon_listen`.
  * Serve, stop and free it as any server, from photon threads of the
  * stack's vcpu. NULL with errno: `EINVAL` (bad stack or ip),

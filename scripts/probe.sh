@@ -101,4 +101,5 @@ probe "curl with TLS (TLS peer)" "$apt curl" sh -c 'curl --version | grep -q "SS
 probe "abidw" "$apt abigail-tools" abidw --version
 probe "abidiff" "$apt abigail-tools" abidiff --version
 probe "ip (iproute2), unshare" "$apt iproute2 util-linux" sh -c 'ip -V && unshare --version'
+probe "libdpdk (pkg-config; the userspace stack's dpdk: device)" "$apt libdpdk-dev" pkg-config --exists libdpdk
 echo "probe: all tools present"

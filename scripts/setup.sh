@@ -22,6 +22,7 @@ packages=(
     abigail-tools    # abidw/abidiff: the ABI baseline check (scripts/abi-check.sh)
     libst-dev        # State Threads 1.9: the side-by-side run of tests/st.rs, bench/st
     iproute2 util-linux  # ip, unshare: the userspace-stack tests' namespaces and TAP devices (tests/unet.rs)
+    libdpdk-dev      # DPDK 22.11: the userspace stack's dpdk: device (build.rs compiles libphoton_dpdk.so when present)
     fio              # bench files: the io_uring ceiling libphoton's file reads are measured against
 )
 

@@ -2,7 +2,7 @@
 //! by the vcpu that created the stack.
 //!
 //! The contract: `photon_netstack_new` opens a device and gives the stack
-//! one IPv4 address; `photon_netstack_socket` returns a descriptor that
+//! an IPv4 address, an IPv6 one, or one of each; `photon_netstack_socket` returns a descriptor that
 //! the fd API (`photon_connect`, `photon_accept`, `photon_read`/`write`,
 //! `photon_recv`/`send`, `photon_readv`/`writev`, `photon_recvfrom`/
 //! `sendto`, `photon_recvmsg`/`sendmsg`, `photon_read_full`/`write_full`,
@@ -19,13 +19,16 @@
 //!
 //! A stack and its descriptors belong to the vcpu that created it: calls
 //! from photon threads of other vcpus fail with `EXDEV`, calls off a vcpu
-//! with `EPERM`. IPv4 only (`AF_INET6`: `EAFNOSUPPORT`), TCP and UDP,
-//! no IP fragmentation (a UDP payload over 1472 bytes: `EMSGSIZE`), no
+//! with `EPERM`. `AF_INET` and `AF_INET6` sockets (an `AF_INET6` one bound
+//! to `::` also hears IPv4, its peers then v4-mapped, as Linux's default;
+//! an `AF_INET` one hears IPv4 only), TCP and UDP, no IP fragmentation (a
+//! UDP payload over 1472 bytes, 1452 over IPv6: `EMSGSIZE`), no
 //! ancillary data, no `MSG_OOB`. A connection closed with unread data, or
 //! with `SO_LINGER` 0, is reset; a closed connection finishes its FIN
 //! exchange in the background (giving up after 30 s without
-//! acknowledgement) and is not kept in TIME-WAIT. Devices: `tap:NAME`
-//! only in this build (`xdp:` and `dpdk:` give `ENODEV`).
+//! acknowledgement) and is not kept in TIME-WAIT. Devices: `tap:NAME`,
+//! `xdp:IFNAME:QUEUE` (AF_XDP), and `dpdk:EAL-ARGS` where libphoton was
+//! built with libdpdk (see `photon_netstack_new`).
 
 use core::ffi::{CStr, c_char, c_int};
 
@@ -69,19 +72,39 @@ fn text<'a>(p: *const c_char) -> Result<Option<&'a str>, Errno> {
     Ok(Some(unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Errno::EINVAL)?))
 }
 
-/// A userspace TCP/IP stack on `device` with the address `ipv4_cidr`
-/// ("10.7.0.2/24") and, if `gateway` is neither NULL nor "", a default
-/// route through it. `device`: "tap:NAME" attaches the TAP interface NAME
-/// (created first, if it does not exist, as a transient one that vanishes
-/// with the stack; set one up with `ip tuntap add dev NAME mode tap`, an
-/// address on the kernel side and `ip link set NAME up`). The stack
-/// belongs to the calling vcpu: its polling loop is a photon thread there
-/// ("unet poller"), which busy-polls while other photon threads are
-/// runnable and sleeps in the event engine otherwise. Call from a photon
-/// thread. NULL with errno: `EPERM` (not on a vcpu, or not allowed to
-/// open the device: CAP_NET_ADMIN), `EINVAL` (NULL device or address, bad
-/// address), `ENODEV` (unknown device kind, or `/dev/net/tun` missing),
-/// `ENFILE` (512 stacks alive).
+/// A userspace TCP/IP stack on `device` with the address(es) `ipv4_cidr`:
+/// "10.7.0.2/24", an IPv6 one ("fd00:7::2/64"), or one of each separated
+/// by a comma ("10.7.0.2/24,fd00:7::2/64"); and, if `gateway` is neither
+/// NULL nor "", default routes through it (one address per family,
+/// comma-separated). The stack belongs to the calling vcpu: its polling
+/// loop is a photon thread there ("unet poller"), which busy-polls while
+/// other photon threads are runnable and sleeps in the event engine
+/// otherwise. Call from a photon thread.
+///
+/// `device`:
+/// - "tap:NAME" attaches the TAP interface NAME (created first, if it does
+///   not exist, as a transient one that vanishes with the stack; set one up
+///   with `ip tuntap add dev NAME mode tap`, an address on the kernel side
+///   and `ip link set NAME up`).
+/// - "xdp:IFNAME:QUEUE" (optionally ending in ":skb" or ":drv"): an AF_XDP
+///   socket on queue QUEUE of IFNAME, fed by an XDP program libphoton
+///   attaches (driver mode where the driver has XDP, else generic mode;
+///   detached at `photon_netstack_free`). All frames of that queue go to
+///   the stack, which takes the interface's MAC address and MTU. Needs
+///   CAP_NET_ADMIN and CAP_BPF.
+/// - "dpdk:EAL-ARGS": a DPDK port, where libphoton was built with libdpdk
+///   (its `libphoton_dpdk.so` beside `libphoton.so`). The first `dpdk:`
+///   stack starts DPDK's EAL with EAL-ARGS (split at spaces; once per
+///   process: later stacks' arguments are ignored); each stack takes the
+///   next free port. Without a NIC or hugepages: "dpdk:--no-huge -m 256
+///   --no-pci --no-shconf -l 0 --vdev=net_tap0,iface=NAME".
+///
+/// NULL with errno: `EPERM` (not on a vcpu, or not allowed to open the
+/// device), `EINVAL` (NULL device or address, a bad address, two of one
+/// family, a malformed device string), `ENODEV` (unknown device kind,
+/// `/dev/net/tun` missing, no such interface, the kernel refusing AF_XDP
+/// or the XDP program, DPDK not built in, the EAL not starting or no free
+/// port: a log line says which), `ENFILE` (512 stacks alive).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_netstack_new(
     device: *const c_char,
@@ -113,7 +136,7 @@ pub extern "C" fn photon_netstack_free(stack: *mut photon_netstack) -> c_int {
     })
 }
 
-/// `socket(2)` on the stack: `domain` `AF_INET`, `type` `SOCK_STREAM` or
+/// `socket(2)` on the stack: `domain` `AF_INET` or `AF_INET6`, `type` `SOCK_STREAM` or
 /// `SOCK_DGRAM` (`SOCK_NONBLOCK` and `SOCK_CLOEXEC` are accepted and mean
 /// nothing here: photon calls wait as photon threads), `protocol` 0 or the
 /// matching `IPPROTO_*`. Returns a descriptor (>= `PHOTON_NETSTACK_FD_BASE`)
@@ -189,7 +212,9 @@ pub extern "C" fn photon_netstack_stats_get(stack: *mut photon_netstack, out: *m
 }
 
 /// `photon_server_new_tcp` on a userspace stack: listens on `ip` (NULL or
-/// "": any address of the stack) and `port` (0: a free one;
+/// "": the stack's IPv4 address, or, on an IPv6-only stack, "::"; an IPv6
+/// literal listens with an `AF_INET6` socket, "::" hearing both families)
+/// and `port` (0: a free one;
 /// `photon_server_port` tells which), with `backlog` as `photon_listen`.
 /// Serve, stop and free it as any server, from photon threads of the
 /// stack's vcpu. NULL with errno: `EINVAL` (bad stack or ip),

@@ -223,12 +223,16 @@ impl Server {
     /// Listens on `ip` (None: the stack's address and any) and `port` (0:
     /// any free port) of the userspace stack whose handle is `stack`.
     pub fn new_tcp_on(stack: usize, ip: Option<&str>, port: u16, backlog: i32) -> Result<Server, Errno> {
-        let ip: Ipv4Addr = match ip {
-            None | Some("") => Ipv4Addr::UNSPECIFIED,
+        // No address: the stack's IPv4 one if it has one (an AF_INET
+        // listener), else "::" (AF_INET6); an IPv6 literal: AF_INET6.
+        let ip: IpAddr = match ip {
+            None | Some("") if crate::unet::has_ipv4(stack)? => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            None | Some("") => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             Some(s) => s.parse().map_err(|_| Errno::EINVAL)?,
         };
-        let (storage, len) = sockaddr_of(SocketAddr::new(IpAddr::V4(ip), port));
-        let fd = crate::unet::socket(stack, libc::AF_INET, libc::SOCK_STREAM, 0)?;
+        let domain = if ip.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET };
+        let (storage, len) = sockaddr_of(SocketAddr::new(ip, port));
+        let fd = crate::unet::socket(stack, domain, libc::SOCK_STREAM, 0)?;
         // SAFETY: storage holds len valid bytes.
         let setup =
             unsafe { super::bind(fd, (&raw const storage).cast(), len) }.and_then(|()| super::listen(fd, backlog));

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
-use smoltcp::wire::{IpEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::engine::{READABLE, WRITABLE};
 use crate::sched::Handle;
@@ -37,7 +37,8 @@ pub(crate) enum Sock {
 /// and the connections they became, waiting for accept.
 pub(crate) struct Listener {
     pub port: u16,
-    pub addr: Option<Ipv4Address>,
+    /// The address it listens on (None: any of the stack's).
+    pub addr: Option<IpAddress>,
     pub pool: Vec<SocketHandle>,
     pub queue: VecDeque<SocketHandle>,
     pub backlog: usize,
@@ -78,7 +79,10 @@ pub(crate) struct Entry {
     pub kind: Kind,
     pub sock: Sock,
     /// The local address given by bind (address, port).
-    pub bound: Option<(Option<Ipv4Address>, u16)>,
+    pub bound: Option<(Option<IpAddress>, u16)>,
+    /// An `AF_INET6` socket (its addresses are `sockaddr_in6`, IPv4 peers
+    /// as v4-mapped ones).
+    pub v6: bool,
     /// UDP: the peer given by connect.
     pub peer: Option<IpEndpoint>,
     pub opts: Opts,
@@ -98,6 +102,7 @@ impl Entry {
             kind,
             sock,
             bound: None,
+            v6: false,
             peer: None,
             opts,
             shut_rd: false,

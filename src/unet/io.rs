@@ -4,17 +4,18 @@
 use core::ptr;
 
 use smoltcp::socket::{tcp, udp};
-use smoltcp::wire::{IpEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use super::StackRef;
 use super::lookup;
-use super::socket::{bind_udp, entry, err, read_addr, v4, write_addr};
+use super::socket::{bind_udp, entry, err, pair, read_addr, write_addr};
 use super::stack::{Sock, readiness};
 use crate::engine::{READABLE, WRITABLE};
 use crate::errno::Errno;
 use crate::sched;
 
 /// Largest UDP payload sent (no IP fragmentation).
+/// Largest UDP payload in one 1500-byte IPv4 frame (IPv6: 20 bytes less).
 const UDP_MAX: usize = 1500 - 28;
 
 /// `read(2)`.
@@ -179,6 +180,7 @@ unsafe fn try_recv(
     let mut guard = st.inner.borrow_mut();
     let inner = &mut *guard;
     let e = entry!(inner, idx);
+    let v6 = e.v6;
     let peek = flags & libc::MSG_PEEK != 0;
     let total: usize = segs.iter().map(|s| s.iov_len).sum::<usize>() - skip;
     match e.sock {
@@ -235,7 +237,7 @@ unsafe fn try_recv(
                 Ok(0) => Err(Errno::EAGAIN),
                 Ok(n) => {
                     // SAFETY: per the contract.
-                    unsafe { write_addr(s.remote_endpoint().map(v4), from.0, from.1) };
+                    unsafe { write_addr(s.remote_endpoint().map(pair), v6, from.0, from.1) };
                     inner.dirty |= !peek; // a window update may be due
                     Ok(n)
                 }
@@ -271,7 +273,7 @@ unsafe fn try_recv(
                 // SAFETY: per the contract.
                 let n = unsafe { scatter(segs, skip, data) };
                 // SAFETY: per the contract.
-                unsafe { write_addr(Some(v4(meta.endpoint)), from.0, from.1) };
+                unsafe { write_addr(Some(pair(meta.endpoint)), v6, from.0, from.1) };
                 return Ok(n);
             }
         }
@@ -299,8 +301,9 @@ pub(crate) unsafe fn send(
     let dest = if to.0.is_null() {
         None
     } else {
+        let v6 = entry!(st.inner.borrow_mut(), idx).v6;
         // SAFETY: per the contract.
-        Some(unsafe { read_addr(to.0, to.1)? })
+        Some(unsafe { read_addr(to.0, to.1, v6)? })
     };
     loop {
         // SAFETY: per the contract.
@@ -320,7 +323,7 @@ pub(crate) unsafe fn send(
 ///
 /// # Safety
 /// As [`send`].
-unsafe fn try_send(st: &StackRef, idx: u32, segs: Segs<'_>, dest: Option<(Ipv4Address, u16)>) -> Result<usize, Errno> {
+unsafe fn try_send(st: &StackRef, idx: u32, segs: Segs<'_>, dest: Option<(IpAddress, u16)>) -> Result<usize, Errno> {
     let mut guard = st.inner.borrow_mut();
     let inner = &mut *guard;
     let e = entry!(inner, idx);
@@ -368,11 +371,16 @@ unsafe fn try_send(st: &StackRef, idx: u32, segs: Segs<'_>, dest: Option<(Ipv4Ad
                 return Err(err(libc::EPIPE));
             }
             let to = match (dest, e.peer) {
-                (Some((ip, port)), _) => IpEndpoint::new(ip.into(), port),
+                (Some((ip, port)), _) => IpEndpoint::new(ip, port),
                 (None, Some(p)) => p,
                 (None, None) => return Err(err(libc::EDESTADDRREQ)),
             };
-            if total > UDP_MAX || total > e.opts.sndbuf {
+            let max = if matches!(to.addr, IpAddress::Ipv6(_)) {
+                UDP_MAX - 20
+            } else {
+                UDP_MAX
+            };
+            if total > max || total > e.opts.sndbuf {
                 return Err(err(libc::EMSGSIZE));
             }
             if to.port == 0 {

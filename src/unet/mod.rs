@@ -14,16 +14,20 @@
 //! instead of to the kernel. The encoding: `FD_BASE + (stack slot << 20) +
 //! index`, the index the lowest free one, as the kernel numbers fds.
 
+mod device;
+#[cfg(photon_dpdk)]
+mod dpdk;
 mod entry;
 mod io;
 mod socket;
 mod stack;
 mod tap;
+mod xdp;
 
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering::*};
 use std::sync::Mutex;
 
-use smoltcp::wire::Ipv4Address;
+use smoltcp::wire::{IpAddress, Ipv4Address, Ipv6Address};
 
 pub(crate) use io::*;
 pub(crate) use socket::*;
@@ -180,23 +184,83 @@ fn parse_cidr(s: &str) -> Result<(Ipv4Address, u8), Errno> {
     Ok((ip, prefix))
 }
 
+/// `ip/prefix` as an IPv6 address and prefix length.
+fn parse_cidr6(s: &str) -> Result<(Ipv6Address, u8), Errno> {
+    let (ip, prefix) = s.split_once('/').ok_or(Errno::EINVAL)?;
+    let ip: Ipv6Address = ip.parse().map_err(|_| Errno::EINVAL)?;
+    let prefix: u8 = prefix.parse().map_err(|_| Errno::EINVAL)?;
+    if prefix == 0
+        || prefix > 128
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_loopback()
+        || ip.to_ipv4_mapped().is_some()
+    {
+        return Err(Errno::EINVAL);
+    }
+    Ok((ip, prefix))
+}
+
+/// The stack's addresses: one CIDR, or an IPv4 and an IPv6 one separated
+/// by a comma ("10.7.0.2/24,fd00:7::2/64").
+fn parse_addrs(s: &str) -> Result<Vec<(IpAddress, u8)>, Errno> {
+    let mut v: Vec<(IpAddress, u8)> = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let a = if part.contains(':') {
+            parse_cidr6(part).map(|(a, p)| (IpAddress::Ipv6(a), p))?
+        } else {
+            parse_cidr(part).map(|(a, p)| (IpAddress::Ipv4(a), p))?
+        };
+        if v.iter()
+            .any(|(b, _)| core::mem::discriminant(b) == core::mem::discriminant(&a.0))
+        {
+            return Err(Errno::EINVAL); // one address per family
+        }
+        v.push(a);
+    }
+    Ok(v)
+}
+
+/// The gateways: none, or one address per family, comma-separated.
+fn parse_gateways(s: Option<&str>) -> Result<Vec<IpAddress>, Errno> {
+    let mut v: Vec<IpAddress> = Vec::new();
+    for g in s.unwrap_or("").split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        let a: IpAddress = if g.contains(':') {
+            IpAddress::Ipv6(g.parse().map_err(|_| Errno::EINVAL)?)
+        } else {
+            IpAddress::Ipv4(g.parse().map_err(|_| Errno::EINVAL)?)
+        };
+        if v.iter()
+            .any(|b| core::mem::discriminant(b) == core::mem::discriminant(&a))
+        {
+            return Err(Errno::EINVAL);
+        }
+        v.push(a);
+    }
+    Ok(v)
+}
+
 /// `photon_netstack_new`: returns the handle's value.
 pub(crate) fn new_stack(device: &str, cidr: &str, gateway: Option<&str>) -> Result<usize, Errno> {
     if sched::current_id() == 0 || !sched::in_thread() {
         return Err(Errno::EPERM);
     }
-    let (addr, prefix) = parse_cidr(cidr)?;
-    let gateway = match gateway {
-        None | Some("") => None,
-        Some(g) => Some(g.parse::<Ipv4Address>().map_err(|_| Errno::EINVAL)?),
-    };
+    let addrs = parse_addrs(cidr)?;
+    let gateways = parse_gateways(gateway)?;
     let (kind, arg) = device.split_once(':').ok_or(Errno(libc::ENODEV))?;
     let dev = match kind {
-        "tap" => tap::Tap::open(arg)?,
-        "xdp" | "dpdk" => {
-            log::warn!("photon: netstack device kind '{kind}' is not built into this libphoton (only tap:NAME)");
+        "tap" => device::Dev::Tap(tap::Tap::open(arg)?),
+        #[cfg(photon_dpdk)]
+        "dpdk" => device::Dev::Dpdk(Box::new(dpdk::Dpdk::open(arg)?)),
+        #[cfg(not(photon_dpdk))]
+        "dpdk" => {
+            log::warn!(
+                "photon: netstack dpdk: not built into this libphoton (pkg-config found no libdpdk when it was built)"
+            );
             return Err(Errno(libc::ENODEV));
         }
+        "xdp" => device::Dev::Xdp(Box::new(xdp::Xdp::open(arg)?)),
         _ => return Err(Errno(libc::ENODEV)),
     };
     let mut hard: libc::rlimit = libc::rlimit {
@@ -216,7 +280,7 @@ pub(crate) fn new_stack(device: &str, cidr: &str, gateway: Option<&str>) -> Resu
         .ok_or(Errno(libc::ENFILE))?;
     OWNERS[slot].store(sched::current_id(), Release);
     STOPPED[slot].store(false, Release);
-    let st = match Netstack::new(slot as u32, dev, addr, prefix, gateway) {
+    let st = match Netstack::new(slot as u32, dev, &addrs, &gateways) {
         Ok(st) => st,
         Err(e) => {
             OWNERS[slot].store(0, Release);
@@ -268,6 +332,11 @@ pub(crate) fn free_stack(h: usize) -> Result<(), Errno> {
     Ok(())
 }
 
+/// True if the stack behind handle `h` has an IPv4 address.
+pub(crate) fn has_ipv4(h: usize) -> Result<bool, Errno> {
+    Ok(stack_of(h)?.inner.borrow().addr4.is_some())
+}
+
 /// Per-stack counters (`photon_netstack_stats`).
 pub(crate) struct NetstackStats {
     pub rx_frames: u64,
@@ -317,6 +386,32 @@ mod tests {
         ] {
             assert_eq!(parse_cidr(bad), Err(Errno::EINVAL), "{bad}");
         }
+    }
+
+    #[test]
+    fn address_lists() {
+        let v = parse_addrs("10.7.0.2/24, fd00:7::2/64").unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0], (IpAddress::Ipv4(Ipv4Address::new(10, 7, 0, 2)), 24));
+        assert_eq!(v[1], (IpAddress::Ipv6("fd00:7::2".parse().unwrap()), 64));
+        assert_eq!(parse_addrs("fd00:7::2/64").unwrap().len(), 1);
+        for bad in [
+            "10.7.0.2/24,10.7.0.3/24",
+            "fd00::2/64,fd00::3/64",
+            "fd00::2/0",
+            "fd00::2/129",
+            "::/64",
+            "ff02::1/64",
+            "::1/128",
+            "::ffff:10.0.0.2/96",
+            "10.7.0.2/24,",
+        ] {
+            assert_eq!(parse_addrs(bad), Err(Errno::EINVAL), "{bad}");
+        }
+        assert_eq!(parse_gateways(None).unwrap(), vec![]);
+        assert_eq!(parse_gateways(Some("10.7.0.1,fd00:7::1")).unwrap().len(), 2);
+        assert_eq!(parse_gateways(Some("10.7.0.1,10.7.0.9")), Err(Errno::EINVAL));
+        assert_eq!(parse_gateways(Some("nope")), Err(Errno::EINVAL));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use core::ptr;
 
 use smoltcp::socket::{tcp, udp};
-use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint, Ipv4Address, Ipv6Address};
 
 use super::stack::{Entry, Inner, Kind, Listener, Opts, Sock};
 use super::{encode, lookup};
@@ -38,7 +38,7 @@ pub(crate) fn err(e: i32) -> Errno {
 /// `photon_netstack_socket`.
 pub(crate) fn socket(stack: usize, domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
     let st = super::stack_of(stack)?;
-    if domain != libc::AF_INET {
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
         return Err(err(libc::EAFNOSUPPORT));
     }
     let kind = match ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) {
@@ -51,7 +51,9 @@ pub(crate) fn socket(stack: usize, domain: i32, ty: i32, protocol: i32) -> Resul
     let opts = Opts::default();
     let udp = (kind == Kind::Udp).then(|| inner.new_udp(&opts));
     let sock = udp.map_or(Sock::Fresh, Sock::Dgram);
-    match inner.insert(Entry::new(kind, sock, opts)) {
+    let mut e = Entry::new(kind, sock, opts);
+    e.v6 = domain == libc::AF_INET6;
+    match inner.insert(e) {
         Ok(idx) => Ok(encode(st.slot, idx)),
         Err(e) => {
             if let Some(h) = udp {
@@ -62,52 +64,135 @@ pub(crate) fn socket(stack: usize, domain: i32, ty: i32, protocol: i32) -> Resul
     }
 }
 
-/// An IPv4 socket address from the caller's bytes: EINVAL (short),
-/// EAFNOSUPPORT (another family).
+/// A socket address from the caller's bytes, for an `AF_INET` (`v6`
+/// false) or `AF_INET6` socket: `sockaddr_in`, or `sockaddr_in6` (a
+/// v4-mapped address is the IPv4 one). EINVAL (short), EAFNOSUPPORT
+/// (another family).
 ///
 /// # Safety
 /// `addr` is valid for `len` bytes.
-pub(crate) unsafe fn read_addr(addr: *const libc::sockaddr, len: libc::socklen_t) -> Result<(Ipv4Address, u16), Errno> {
-    if addr.is_null() || (len as usize) < core::mem::size_of::<libc::sockaddr_in>() {
+pub(crate) unsafe fn read_addr(
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+    v6: bool,
+) -> Result<(IpAddress, u16), Errno> {
+    if addr.is_null() || (len as usize) < core::mem::size_of::<libc::sa_family_t>() {
         return Err(Errno::EINVAL);
     }
     // SAFETY: per the contract; read unaligned.
-    let sin: libc::sockaddr_in = unsafe { ptr::read_unaligned(addr.cast()) };
-    if i32::from(sin.sin_family) != libc::AF_INET {
-        return Err(err(libc::EAFNOSUPPORT));
+    let family = i32::from(unsafe { ptr::read_unaligned(addr.cast::<libc::sa_family_t>()) });
+    match (family, v6) {
+        (libc::AF_INET, false) => {
+            if (len as usize) < core::mem::size_of::<libc::sockaddr_in>() {
+                return Err(Errno::EINVAL);
+            }
+            // SAFETY: per the contract; read unaligned.
+            let sin: libc::sockaddr_in = unsafe { ptr::read_unaligned(addr.cast()) };
+            Ok((
+                IpAddress::Ipv4(Ipv4Address::from(u32::from_be(sin.sin_addr.s_addr))),
+                u16::from_be(sin.sin_port),
+            ))
+        }
+        (libc::AF_INET6, true) => {
+            if (len as usize) < core::mem::size_of::<libc::sockaddr_in6>() {
+                return Err(Errno::EINVAL);
+            }
+            // SAFETY: per the contract; read unaligned.
+            let sin6: libc::sockaddr_in6 = unsafe { ptr::read_unaligned(addr.cast()) };
+            let ip = Ipv6Address::from(sin6.sin6_addr.s6_addr);
+            let ip = match ip.to_ipv4_mapped() {
+                Some(v4) => IpAddress::Ipv4(v4),
+                None => IpAddress::Ipv6(ip),
+            };
+            Ok((ip, u16::from_be(sin6.sin6_port)))
+        }
+        _ => Err(err(libc::EAFNOSUPPORT)),
     }
-    Ok((
-        Ipv4Address::from(u32::from_be(sin.sin_addr.s_addr)),
-        u16::from_be(sin.sin_port),
-    ))
 }
 
-/// Writes `ep` as a sockaddr_in, truncated to `*len` as the kernel does.
+/// Writes `ep` as the socket's family gives (`sockaddr_in`, or
+/// `sockaddr_in6` with IPv4 as v4-mapped), truncated to `*len` as the
+/// kernel does.
 ///
 /// # Safety
 /// `addr`/`len` are NULL or valid.
-pub(crate) unsafe fn write_addr(ep: Option<(Ipv4Address, u16)>, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) {
+pub(crate) unsafe fn write_addr(
+    ep: Option<(IpAddress, u16)>,
+    v6: bool,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) {
     if addr.is_null() || len.is_null() {
         return;
     }
-    let (ip, port) = ep.unwrap_or((Ipv4Address::UNSPECIFIED, 0));
-    // SAFETY: a zeroed sockaddr_in is valid.
-    let mut sin: libc::sockaddr_in = unsafe { core::mem::zeroed() };
-    sin.sin_family = libc::AF_INET as libc::sa_family_t;
-    sin.sin_port = port.to_be();
-    sin.sin_addr.s_addr = u32::from(ip).to_be();
-    let full = core::mem::size_of::<libc::sockaddr_in>();
+    let (ip, port) = ep.unwrap_or((
+        if v6 {
+            IpAddress::Ipv6(Ipv6Address::UNSPECIFIED)
+        } else {
+            IpAddress::Ipv4(Ipv4Address::UNSPECIFIED)
+        },
+        0,
+    ));
+    let (bytes, full): ([u8; 28], usize) = if v6 {
+        // SAFETY: a zeroed sockaddr_in6 is valid.
+        let mut sin6: libc::sockaddr_in6 = unsafe { core::mem::zeroed() };
+        sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        sin6.sin6_port = port.to_be();
+        sin6.sin6_addr.s6_addr = match ip {
+            IpAddress::Ipv6(a) => a.octets(),
+            IpAddress::Ipv4(a) => a.to_ipv6_mapped().octets(),
+        };
+        // SAFETY: plain bytes of a repr(C) struct of 28 bytes.
+        (
+            unsafe { core::mem::transmute::<libc::sockaddr_in6, [u8; 28]>(sin6) },
+            28,
+        )
+    } else {
+        // SAFETY: a zeroed sockaddr_in is valid.
+        let mut sin: libc::sockaddr_in = unsafe { core::mem::zeroed() };
+        sin.sin_family = libc::AF_INET as libc::sa_family_t;
+        sin.sin_port = port.to_be();
+        sin.sin_addr.s_addr = match ip {
+            IpAddress::Ipv4(a) => u32::from(a).to_be(),
+            IpAddress::Ipv6(_) => 0,
+        };
+        let mut b = [0u8; 28];
+        // SAFETY: plain bytes of a repr(C) struct of 16 bytes.
+        b[..16].copy_from_slice(&unsafe { core::mem::transmute::<libc::sockaddr_in, [u8; 16]>(sin) });
+        (b, 16)
+    };
     // SAFETY: per the contract.
     unsafe {
         let n = (*len as usize).min(full);
-        ptr::copy_nonoverlapping((&raw const sin).cast::<u8>(), addr.cast::<u8>(), n);
+        ptr::copy_nonoverlapping(bytes.as_ptr(), addr.cast::<u8>(), n);
         *len = full as libc::socklen_t;
     }
 }
 
-pub(crate) fn v4(ep: IpEndpoint) -> (Ipv4Address, u16) {
-    let IpAddress::Ipv4(a) = ep.addr;
-    (a, ep.port)
+/// An endpoint as (address, port).
+pub(crate) fn pair(ep: IpEndpoint) -> (IpAddress, u16) {
+    (ep.addr, ep.port)
+}
+
+/// True for an address a connection or datagram cannot go to.
+pub(crate) fn unusable_peer(ip: IpAddress) -> bool {
+    ip.is_unspecified()
+        || ip.is_multicast()
+        || match ip {
+            IpAddress::Ipv4(a) => a.is_broadcast(),
+            IpAddress::Ipv6(_) => false,
+        }
+}
+
+/// The address an unspecified bind of descriptor family `v6` listens on:
+/// an `AF_INET` socket only hears the stack's IPv4 address; an `AF_INET6`
+/// one hears both families (as Linux's default, IPV6_V6ONLY off).
+pub(crate) fn listen_addr(inner: &Inner, ip: Option<IpAddress>, v6: bool) -> Option<IpAddress> {
+    match ip {
+        Some(ip) => Some(ip),
+        None if !v6 => inner.addr4.map(IpAddress::Ipv4),
+        None => None,
+    }
 }
 
 /// `connect(2)`.
@@ -122,15 +207,16 @@ pub(crate) unsafe fn connect(
 ) -> Result<(), Errno> {
     let (st, idx) = lookup(fd)?;
     sched::check_interrupt()?;
+    let v6 = entry_!(st.inner.borrow_mut(), idx).v6;
     // SAFETY: per the contract.
-    let (ip, port) = unsafe { read_addr(addr, len)? };
+    let (ip, port) = unsafe { read_addr(addr, len, v6)? };
     {
         let mut guard = st.inner.borrow_mut();
         let inner = &mut *guard;
         let e = entry_!(inner, idx);
         match (&e.sock, e.kind) {
             (Sock::Dgram(_), _) => {
-                e.peer = (!ip.is_unspecified()).then(|| IpEndpoint::new(ip.into(), port));
+                e.peer = (!ip.is_unspecified()).then(|| IpEndpoint::new(ip, port));
                 if e.bound.is_none() {
                     bind_udp(inner, idx, None, 0)?;
                 }
@@ -150,7 +236,7 @@ pub(crate) unsafe fn connect(
             }
             (Sock::Fresh, _) => {}
         }
-        if port == 0 || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        if port == 0 || unusable_peer(ip) {
             return Err(err(libc::ECONNREFUSED));
         }
         let e = entry_!(inner, idx);
@@ -161,14 +247,14 @@ pub(crate) unsafe fn connect(
         }
         let h = inner.new_tcp(&opts);
         let local = IpListenEndpoint {
-            addr: local_ip.map(Into::into),
+            addr: local_ip,
             port: local_port,
         };
         let r = {
             let Inner { iface, sockets, .. } = inner;
             sockets
                 .get_mut::<tcp::Socket>(h)
-                .connect(iface.context(), IpEndpoint::new(ip.into(), port), local)
+                .connect(iface.context(), IpEndpoint::new(ip, port), local)
         };
         if r.is_err() {
             inner.sockets.remove(h);
@@ -207,7 +293,7 @@ pub(crate) unsafe fn connect(
 }
 
 /// Binds UDP descriptor `idx` to `ip`:`port` (0: an ephemeral port).
-pub(crate) fn bind_udp(inner: &mut Inner, idx: u32, ip: Option<Ipv4Address>, port: u16) -> Result<(), Errno> {
+pub(crate) fn bind_udp(inner: &mut Inner, idx: u32, ip: Option<IpAddress>, port: u16) -> Result<(), Errno> {
     let port = if port == 0 {
         inner.ephemeral_port(Kind::Udp)?
     } else {
@@ -218,8 +304,9 @@ pub(crate) fn bind_udp(inner: &mut Inner, idx: u32, ip: Option<Ipv4Address>, por
         return Err(Errno::EINVAL);
     };
     e.bound = Some((ip, port));
+    let v6 = e.v6;
     let ep = IpListenEndpoint {
-        addr: ip.map(Into::into),
+        addr: listen_addr(inner, ip, v6),
         port,
     };
     inner
@@ -235,13 +322,18 @@ pub(crate) fn bind_udp(inner: &mut Inner, idx: u32, ip: Option<Ipv4Address>, por
 /// `addr` is valid for `len` bytes.
 pub(crate) unsafe fn bind(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t) -> Result<(), Errno> {
     let (st, idx) = lookup(fd)?;
+    let v6 = entry_!(st.inner.borrow_mut(), idx).v6;
     // SAFETY: per the contract.
-    let (ip, port) = unsafe { read_addr(addr, len)? };
+    let (ip, port) = unsafe { read_addr(addr, len, v6)? };
     let mut guard = st.inner.borrow_mut();
     let inner = &mut *guard;
+    let own = match ip {
+        IpAddress::Ipv4(a) => inner.addr4 == Some(a),
+        IpAddress::Ipv6(a) => inner.addr6 == Some(a),
+    };
     let ip = if ip.is_unspecified() {
         None
-    } else if ip == inner.addr {
+    } else if own {
         Some(ip)
     } else {
         return Err(err(libc::EADDRNOTAVAIL));
@@ -295,11 +387,13 @@ pub(crate) fn listen(fd: i32, backlog: i32) -> Result<(), Errno> {
             (None, p)
         }
     };
+    let v6 = entry_!(inner, idx).v6;
+    let heard = listen_addr(inner, addr, v6);
     let e = entry_!(inner, idx);
     e.bound = Some((addr, port));
     e.sock = Sock::Listener(Listener {
         port,
-        addr,
+        addr: heard,
         pool: Vec::new(),
         queue: Default::default(),
         backlog,
@@ -325,7 +419,7 @@ pub(crate) unsafe fn accept(
             let mut guard = st.inner.borrow_mut();
             let inner = &mut *guard;
             let e = entry_!(inner, idx);
-            let opts = e.opts;
+            let (opts, v6) = (e.opts, e.v6);
             let Sock::Listener(l) = &mut e.sock else {
                 return Err(Errno::EINVAL);
             };
@@ -333,10 +427,8 @@ pub(crate) unsafe fn accept(
                 let peer = inner.sockets.get::<tcp::Socket>(h).remote_endpoint();
                 let local = inner.sockets.get::<tcp::Socket>(h).local_endpoint();
                 let mut conn = Entry::new(Kind::Tcp, Sock::Stream(h), opts);
-                conn.bound = local.map(|ep| {
-                    let (ip, port) = v4(ep);
-                    (Some(ip), port)
-                });
+                conn.v6 = v6;
+                conn.bound = local.map(|ep| (Some(ep.addr), ep.port));
                 let nidx = match inner.insert(conn) {
                     Ok(i) => i,
                     Err(e) => {
@@ -349,7 +441,7 @@ pub(crate) unsafe fn accept(
                 inner.upkeep_listeners();
                 inner.dirty = true;
                 // SAFETY: per the contract.
-                unsafe { write_addr(peer.map(v4), addr, addrlen) };
+                unsafe { write_addr(peer.map(pair), v6, addr, addrlen) };
                 return Ok(encode(st.slot, nidx));
             }
         }
@@ -402,8 +494,9 @@ pub(crate) unsafe fn sockname(
 ) -> Result<(), Errno> {
     let (st, idx) = lookup(fd)?;
     let mut inner = st.inner.borrow_mut();
-    let own = inner.addr;
+    let (own4, own6) = (inner.addr4, inner.addr6);
     let e = entry_!(inner, idx);
+    let v6 = e.v6;
     let (sock, bound, upeer) = (
         match &e.sock {
             Sock::Stream(h) => Some(*h),
@@ -414,23 +507,31 @@ pub(crate) unsafe fn sockname(
     );
     let ep = if peer {
         let p = match sock {
-            Some(h) => inner.sockets.get::<tcp::Socket>(h).remote_endpoint().map(v4),
-            None => upeer.map(v4),
+            Some(h) => inner.sockets.get::<tcp::Socket>(h).remote_endpoint().map(pair),
+            None => upeer.map(pair),
         };
         Some(p.ok_or(err(libc::ENOTCONN))?)
     } else {
         match sock.and_then(|h| inner.sockets.get::<tcp::Socket>(h).local_endpoint()) {
-            Some(ep) => Some(v4(ep)),
+            Some(ep) => Some(pair(ep)),
             None => bound.map(|(ip, port)| {
-                (
-                    ip.unwrap_or(if upeer.is_some() { own } else { Ipv4Address::UNSPECIFIED }),
-                    port,
-                )
+                // A connected UDP socket bound to "any" names the stack's
+                // address of its peer's family.
+                let own = upeer.and_then(|p| match p.addr {
+                    IpAddress::Ipv4(_) => own4.map(IpAddress::Ipv4),
+                    IpAddress::Ipv6(_) => own6.map(IpAddress::Ipv6),
+                });
+                let any = if v6 {
+                    IpAddress::Ipv6(Ipv6Address::UNSPECIFIED)
+                } else {
+                    IpAddress::Ipv4(Ipv4Address::UNSPECIFIED)
+                };
+                (ip.or(own).unwrap_or(any), port)
             }),
         }
     };
     // SAFETY: per the contract.
-    unsafe { write_addr(ep, addr, len) };
+    unsafe { write_addr(ep, v6, addr, len) };
     Ok(())
 }
 
@@ -539,7 +640,13 @@ pub(crate) unsafe fn getsockopt(
             Kind::Tcp => libc::SOCK_STREAM,
             Kind::Udp => libc::SOCK_DGRAM,
         },
-        (libc::SOL_SOCKET, libc::SO_DOMAIN) => libc::AF_INET,
+        (libc::SOL_SOCKET, libc::SO_DOMAIN) => {
+            if e.v6 {
+                libc::AF_INET6
+            } else {
+                libc::AF_INET
+            }
+        }
         (libc::SOL_SOCKET, libc::SO_PROTOCOL) => match e.kind {
             Kind::Tcp => libc::IPPROTO_TCP,
             Kind::Udp => libc::IPPROTO_UDP,

@@ -23,10 +23,11 @@ use std::collections::BTreeSet;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration as SmolDuration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
 
+use super::device::Dev;
 pub(crate) use super::entry::*;
-use super::tap::{DeviceCounters, Tap};
+use super::tap::DeviceCounters;
 use crate::engine::{Op, READABLE};
 use crate::errno::Errno;
 use crate::sched::{self, FOREVER, Handle, Wait};
@@ -36,6 +37,9 @@ use crate::time::now_us;
 const SPIN_US: u64 = 50;
 /// Longest sleep of an idle loop.
 const MAX_SLEEP_US: u64 = 200_000;
+/// A device without an fd to sleep on (a polled DPDK port) is looked at
+/// again after this long when idle.
+const POLL_NAP_US: u64 = 200;
 /// Frames taken from the device per round before egress runs.
 const INGRESS_BUDGET: u32 = 64;
 /// Listening sockets kept ready per listener (smoltcp has no backlog: a
@@ -62,7 +66,7 @@ pub(crate) struct StackCounters {
 /// The state behind the `RefCell`.
 pub(crate) struct Inner {
     pub iface: Interface,
-    pub dev: Tap,
+    pub dev: Dev,
     pub sockets: SocketSet<'static>,
     pub table: Vec<Option<Entry>>,
     free: BTreeSet<u32>,
@@ -72,7 +76,9 @@ pub(crate) struct Inner {
     waiting: Vec<u32>,
     /// Closed connections finishing their FIN exchange.
     lingering: Vec<SocketHandle>,
-    pub addr: Ipv4Address,
+    /// The stack's IPv4 and IPv6 addresses (at least one).
+    pub addr4: Option<Ipv4Address>,
+    pub addr6: Option<Ipv6Address>,
     next_port: u16,
     /// A user call queued work since the last round.
     pub dirty: bool,
@@ -119,23 +125,34 @@ impl Netstack {
     /// owned by the calling vcpu; its polling loop starts at once.
     pub(crate) fn new(
         slot: u32,
-        mut dev: Tap,
-        addr: Ipv4Address,
-        prefix: u8,
-        gateway: Option<Ipv4Address>,
+        mut dev: Dev,
+        cidrs: &[(IpAddress, u8)],
+        gateways: &[IpAddress],
     ) -> Result<Box<Netstack>, Errno> {
-        let mut config = Config::new(HardwareAddress::Ethernet(make_mac(slot)));
+        let mac = dev.mac().map_or_else(|| make_mac(slot), EthernetAddress);
+        let mut config = Config::new(HardwareAddress::Ethernet(mac));
         config.random_seed = now_us() ^ (u64::from(std::process::id()) << 32);
         let mut iface = Interface::new(config, &mut dev, smol_now());
         iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(addr.into(), prefix));
+            for &(addr, prefix) in cidrs {
+                let _ = a.push(IpCidr::new(addr, prefix));
+            }
         });
-        if let Some(gw) = gateway {
-            iface
-                .routes_mut()
-                .add_default_ipv4_route(gw)
-                .map_err(|_| Errno::ENOMEM)?;
+        for gw in gateways {
+            let r = match *gw {
+                IpAddress::Ipv4(g) => iface.routes_mut().add_default_ipv4_route(g).map(|_| ()),
+                IpAddress::Ipv6(g) => iface.routes_mut().add_default_ipv6_route(g).map(|_| ()),
+            };
+            r.map_err(|_| Errno::ENOMEM)?;
         }
+        let addr4 = cidrs.iter().find_map(|&(a, _)| match a {
+            IpAddress::Ipv4(a) => Some(a),
+            IpAddress::Ipv6(_) => None,
+        });
+        let addr6 = cidrs.iter().find_map(|&(a, _)| match a {
+            IpAddress::Ipv6(a) => Some(a),
+            IpAddress::Ipv4(_) => None,
+        });
         let st = Box::new(Netstack {
             slot,
             inner: RefCell::new(Inner {
@@ -148,7 +165,8 @@ impl Netstack {
                 listeners: Vec::new(),
                 waiting: Vec::new(),
                 lingering: Vec::new(),
-                addr,
+                addr4,
+                addr6,
                 next_port: 49152 + (now_us() % 16000) as u16,
                 dirty: false,
                 next_poll: FOREVER,
@@ -239,15 +257,27 @@ impl Netstack {
             }
             let (fd, deadline) = {
                 let mut inner = self.inner.borrow_mut();
+                if !inner.dev.prepare_sleep() {
+                    // Frames came in meanwhile.
+                    drop(inner);
+                    last_work = now_us();
+                    continue;
+                }
                 inner.counters.sleeps += 1;
                 // Capped, so photon_fini (which interrupts only untimed
                 // waits) finds the loop within MAX_SLEEP_US.
-                (inner.dev.fd(), inner.next_poll.min(now.saturating_add(MAX_SLEEP_US)))
+                let fd = inner.dev.sleep_fd();
+                let cap = if fd.is_some() { MAX_SLEEP_US } else { POLL_NAP_US };
+                (fd, inner.next_poll.min(now.saturating_add(cap)))
             };
             self.sleeping.set(true);
-            // SAFETY: a Poll op points to no memory.
-            let r = unsafe { sched::io_wait(Op::Poll { fd, events: READABLE }, deadline) };
+            let r = match fd {
+                // SAFETY: a Poll op points to no memory.
+                Some(fd) => unsafe { sched::io_wait(Op::Poll { fd, events: READABLE }, deadline) },
+                None => sched::sleep_us(deadline.saturating_sub(now_us()).max(1)).map(|()| 0),
+            };
             self.sleeping.set(false);
+            self.inner.borrow_mut().dev.woke(fd.is_some() && r.is_ok());
             match r {
                 Ok(_) | Err(Errno::ETIMEDOUT) | Err(Errno::EAGAIN) | Err(Errno::ECANCELED) => {}
                 Err(e) => {
@@ -303,6 +333,7 @@ impl Netstack {
             // Timers may have moved sockets (retransmission limits): the
             // waiters are checked after every egress.
             let _ = inner.iface.poll_egress(now, &mut inner.dev, &mut inner.sockets);
+            inner.dev.flush();
             changed = true;
             inner.next_poll = match inner.iface.poll_delay(now, &inner.sockets) {
                 Some(d) => now_u.saturating_add(d.total_micros()),
@@ -493,10 +524,7 @@ impl Inner {
                     tcp::SocketBuffer::new(vec![0; opts.sndbuf]),
                 );
                 s.set_nagle_enabled(!opts.nodelay);
-                let ep = smoltcp::wire::IpListenEndpoint {
-                    addr: addr.map(Into::into),
-                    port,
-                };
+                let ep = smoltcp::wire::IpListenEndpoint { addr, port };
                 if s.listen(ep).is_err() {
                     break;
                 }
@@ -565,6 +593,6 @@ impl Inner {
 
     /// The device's counters.
     pub(crate) fn device_counters(&self) -> DeviceCounters {
-        self.dev.counters
+        self.dev.counters()
     }
 }

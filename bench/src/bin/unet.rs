@@ -14,7 +14,17 @@
 //!   interface's address 10.78.0.1. The client is on the same host, so the
 //!   kernel delivers locally (the loopback path) and never touches the TAP
 //!   device: the kernel stack's best case. A kernel stack cannot be put on
-//!   the fd side of a TAP device, and no NIC is here for AF_XDP or DPDK.
+//!   the fd side of a TAP device.
+//! - `dpdk io_uring` / `dpdk epoll`: `--netstack dpdk:...` on DPDK's TAP
+//!   PMD (`--no-huge --no-pci --vdev=net_tap0,iface=dbench0`), the kernel's
+//!   side `dbench0` at 10.79.0.1/24, the stack at 10.79.0.2; frames still
+//!   cross a TAP device, now through DPDK's driver (rx/tx bursts) instead
+//!   of libphoton's. Only where libphoton was built with libdpdk.
+//! - `xdp io_uring` / `xdp epoll`: `--netstack xdp:xb1:0` on an AF_XDP
+//!   socket over a veth pair (`xb0` 10.80.0.1 in the kernel, the stack
+//!   10.80.0.2 on `xb1`, XDP in veth's driver mode, copy mode). Only where
+//!   the kernel allows AF_XDP. No NIC is here: both are the same code a NIC
+//!   would run, measured on virtual devices.
 //!
 //! Per run: the client's requests/s over `--secs`, the server process's
 //! on-CPU time per request over the same window (/proc/PID/task/*/schedstat),
@@ -37,6 +47,15 @@ use photon_bench::*;
 const TAP: &str = "ubench0";
 const KERNEL_IP: &str = "10.78.0.1";
 const STACK_IP: &str = "10.78.0.2";
+/// The DPDK TAP PMD's kernel interface, and the addresses on it.
+const DPDK_IF: &str = "dbench0";
+const DPDK_KERNEL: &str = "10.79.0.1/24";
+const DPDK_STACK: &str = "10.79.0.2";
+const DPDK_EAL: &str = "dpdk:--no-huge -m 256 --no-pci --no-shconf --no-telemetry -l 0 --log-level=lib.eal:warning --vdev=net_tap0,iface=dbench0";
+/// The veth pair of the AF_XDP rows: kernel side, stack side.
+const XDP_KERNEL_IF: &str = "xb0";
+const XDP_KERNEL_IP: &str = "10.80.0.1";
+const XDP_STACK_IP: &str = "10.80.0.2";
 const PARTS: &[&str] = &["pingpong", "stream", "split"];
 const USAGE: &str = "\
 usage: unet [options]   (as root: it creates a network namespace and a TAP device)
@@ -112,11 +131,11 @@ fn on_cpu_ns(pid: u32) -> Result<f64, String> {
     Ok(total)
 }
 
-/// (rx_packets, tx_packets) of the TAP interface, kernel side.
-fn tap_packets() -> (u64, u64) {
+/// (rx_packets, tx_packets) of interface `iface`, kernel side.
+fn if_packets(iface: &str) -> (u64, u64) {
     let s = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
     for l in s.lines() {
-        if let Some(rest) = l.trim().strip_prefix(&format!("{TAP}:")) {
+        if let Some(rest) = l.trim().strip_prefix(&format!("{iface}:")) {
             let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
             if f.len() >= 10 {
                 return (f[1], f[9]);
@@ -131,6 +150,13 @@ struct Server {
     args: Vec<String>,
     host: &'static str,
     valgrind: bool,
+    /// The kernel-side interface whose frames are counted.
+    iface: &'static str,
+    /// An address to give `iface` once the server started (the DPDK TAP
+    /// PMD creates its interface then).
+    configure: Option<&'static str>,
+    /// A userspace-stack row (the ratios compare it with the kernel's).
+    unet: bool,
 }
 
 fn servers() -> Vec<Server> {
@@ -146,6 +172,9 @@ fn servers() -> Vec<Server> {
             ],
             host: STACK_IP,
             valgrind: false,
+            iface: TAP,
+            configure: None,
+            unet: true,
         });
     }
     for eng in ["io_uring", "epoll"] {
@@ -154,7 +183,62 @@ fn servers() -> Vec<Server> {
             args: vec!["--engine".into(), eng.into(), "--ip".into(), KERNEL_IP.into()],
             host: KERNEL_IP,
             valgrind: false,
+            iface: TAP,
+            configure: None,
+            unet: false,
         });
+    }
+    for eng in ["io_uring", "epoll"] {
+        v.push(Server {
+            label: format!("dpdk {eng}"),
+            args: vec![
+                "--engine".into(),
+                eng.into(),
+                "--netstack".into(),
+                format!("{DPDK_EAL},{DPDK_STACK}/24"),
+            ],
+            host: DPDK_STACK,
+            valgrind: false,
+            iface: DPDK_IF,
+            configure: Some(DPDK_KERNEL),
+            unet: true,
+        });
+    }
+    for eng in ["io_uring", "epoll"] {
+        v.push(Server {
+            label: format!("xdp {eng}"),
+            args: vec![
+                "--engine".into(),
+                eng.into(),
+                "--netstack".into(),
+                format!("xdp:xb1:0,{XDP_STACK_IP}/24"),
+            ],
+            host: XDP_STACK_IP,
+            valgrind: false,
+            iface: XDP_KERNEL_IF,
+            configure: None,
+            unet: true,
+        });
+    }
+    v
+}
+
+/// The servers whose device opens here: a DPDK or AF_XDP row is left out,
+/// with the server's reason, when libphoton lacks libdpdk or the kernel
+/// refuses AF_XDP.
+fn available(bin: &Path, all: Vec<Server>) -> Vec<Server> {
+    let mut v = Vec::new();
+    for s in all {
+        if s.label.starts_with("dpdk") || s.label.starts_with("xdp") {
+            match start(bin, &s, &[]).and_then(|(r, _)| stop(r)) {
+                Ok(_) => {}
+                Err(e) => {
+                    println!("{}: left out ({})", s.label, e.trim());
+                    continue;
+                }
+            }
+        }
+        v.push(s);
     }
     v
 }
@@ -203,6 +287,14 @@ fn start(bin: &Path, s: &Server, extra: &[&str]) -> Result<(Running, u16), Strin
         .strip_prefix("listening on ")
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok());
+    if let (Some(cidr), Some(_)) = (s.configure, port) {
+        let up = ip(&["addr", "add", cidr, "dev", s.iface]).and_then(|()| ip(&["link", "set", s.iface, "up"]));
+        if let Err(e) = up {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    }
     let Some(port) = port else {
         let _ = child.kill();
         let _ = child.wait();
@@ -263,12 +355,12 @@ fn one_run(server_bin: &Path, client_bin: &Path, sc: &Scenario, s: &Server, secs
     std::thread::sleep(Duration::from_secs_f64(warm + 0.05));
     let (u0, s0) = proc_cpu(pid)?;
     let c0 = on_cpu_ns(pid)?;
-    let p0 = tap_packets();
+    let p0 = if_packets(s.iface);
     let w0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs - 0.1));
     let (u1, s1) = proc_cpu(pid)?;
     let c1 = on_cpu_ns(pid)?;
-    let p1 = tap_packets();
+    let p1 = if_packets(s.iface);
     let window = w0.elapsed().as_secs_f64();
     let out = client.wait_with_output().map_err(|e| format!("client: {e}"))?;
     let stopped = stop(srv);
@@ -335,6 +427,9 @@ fn split(server_bin: &Path, client_bin: &Path) -> Result<(Vec<(String, f64)>, f6
         ],
         host: STACK_IP,
         valgrind: true,
+        iface: TAP,
+        configure: None,
+        unet: true,
     };
     let outarg = format!("--callgrind-out-file={}", out.display());
     let (srv, port) = start(server_bin, &s, &["--tool=callgrind", &outarg])?;
@@ -419,7 +514,14 @@ fn setup_namespace() -> Result<(), String> {
     ip(&["link", "set", "lo", "up"])?;
     ip(&["tuntap", "add", "dev", TAP, "mode", "tap"])?;
     ip(&["addr", "add", &format!("{KERNEL_IP}/24"), "dev", TAP])?;
-    ip(&["link", "set", TAP, "up"])
+    ip(&["link", "set", TAP, "up"])?;
+    // The AF_XDP rows' veth pair (left without it if veth is missing).
+    if ip(&["link", "add", XDP_KERNEL_IF, "type", "veth", "peer", "name", "xb1"]).is_ok() {
+        ip(&["addr", "add", &format!("{XDP_KERNEL_IP}/24"), "dev", XDP_KERNEL_IF])?;
+        ip(&["link", "set", XDP_KERNEL_IF, "up"])?;
+        ip(&["link", "set", "xb1", "up"])?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -460,11 +562,11 @@ fn main() -> ExitCode {
     };
     remember_affinity();
     print_header(
-        "unet: echo on the userspace stack (smoltcp over TAP) vs kernel sockets",
+        "unet: echo on the userspace stack (smoltcp over TAP, DPDK's TAP PMD, AF_XDP on veth) vs kernel sockets",
         "server on CPU 0, client (c-examples/echo_client, kernel sockets) on CPU 1",
     );
     let mut r = Runner::new(&o.c);
-    let srv = servers();
+    let srv = available(&server_bin, servers());
     let labels: Vec<String> = srv.iter().map(|s| s.label.clone()).collect();
     let scenarios = [
         Scenario {
@@ -502,7 +604,10 @@ fn main() -> ExitCode {
         let cpu: Vec<Series> = rows.iter().map(|row| row.series(|v| v.user_ns + v.sys_ns)).collect();
         let mut table = Vec::new();
         for (i, row) in rows.iter().enumerate() {
-            let kernel_same_engine = i % 2 + 2; // unet io_uring -> kernel io_uring, unet epoll -> kernel epoll
+            // Rows come in engine pairs (io_uring, epoll); the kernel's are
+            // 2 and 3: each userspace row against the kernel's same engine.
+            let kernel_same_engine = i % 2 + 2;
+            let unet = srv[i].unet;
             table.push(vec![
                 labels[i].clone(),
                 cell_median(&rps[i]),
@@ -511,7 +616,7 @@ fn main() -> ExitCode {
                 cell_median(&row.series(|v| v.user_ns)),
                 cell_median(&row.series(|v| v.sys_ns)),
                 cell_fixed(&row.series(|v| v.frames), 2, ""),
-                if i < 2 {
+                if unet {
                     format!(
                         "{:.2} / {:.2} / {:.3}",
                         row.series(|v| v.empty_reads).median(),
@@ -521,12 +626,12 @@ fn main() -> ExitCode {
                 } else {
                     "-".into()
                 },
-                if i < 2 {
+                if unet {
                     cell_ratio(&cpu[i], &cpu[kernel_same_engine])
                 } else {
                     "-".into()
                 },
-                if i < 2 {
+                if unet {
                     cell_ratio(&rps[i], &rps[kernel_same_engine])
                 } else {
                     "-".into()
@@ -541,7 +646,7 @@ fn main() -> ExitCode {
                 "server ns/req",
                 "user ns/req",
                 "sys ns/req",
-                "TAP frames/req",
+                "device frames/req",
                 "empty reads / rounds / sleeps per req",
                 "ns/req vs kernel",
                 "req/s vs kernel",
@@ -555,6 +660,14 @@ fn main() -> ExitCode {
                 "{}: userspace stack (io_uring) uses {c:.2}x the kernel's server CPU per request at {q:.2}x its requests/s (the issue expects no gain over TAP: the bypass gain needs AF_XDP or DPDK on a NIC)",
                 sc.name
             ));
+        }
+        for i in (4..rows.len()).step_by(2) {
+            if let (Some(c), Some(q)) = (ratio(&cpu[i], &cpu[2]), ratio(&rps[i], &rps[2])) {
+                targets.push(format!(
+                    "{}: {} uses {c:.2}x the kernel's server CPU per request at {q:.2}x its requests/s (a virtual device: no NIC here)",
+                    sc.name, labels[i]
+                ));
+            }
         }
     }
     if o.c.want("split") {

@@ -257,15 +257,26 @@ pub(crate) fn detach(h: Handle, cache: Option<&mut SlotCache>) -> Result<(), Err
     }
 }
 
-/// A joiner that `end` must wake: its handle and the wait it sleeps in.
+/// A joiner that `end` must wake: its handle and the wait it sleeps in;
+/// `local`: its TCB when it sleeps on the ending thread's own vcpu (wake
+/// it there directly), else null (wake it through its handle).
 pub(crate) struct Joiner {
     pub handle: Handle,
     pub seq: u64,
+    pub local: *mut ThreadCtl,
 }
 
-/// Called by a thread's own vcpu when it ends. Frees the slot of a detached
-/// thread; otherwise publishes `retval` and returns the joiner to wake.
-pub(crate) fn end(h: Handle, retval: *mut c_void, cache: &mut SlotCache) -> Option<Joiner> {
+/// Called by a thread's own vcpu (id `vcpu`) when it ends. Frees the slot
+/// of a detached thread; otherwise publishes `retval` and returns the
+/// joiner to wake.
+///
+/// Same-vcpu join: once a joiner is registered (`WAITING`), only the thread's
+/// end and the joiner's own `join_finish` write the control word (a second
+/// join, a detach, an enable_join only read it and fail or return). When
+/// the joiner lives on this vcpu it cannot be in `join_finish` now (this OS
+/// thread runs the end), so `ENDED` is set with a plain store, without the
+/// compare-and-swap the cross-vcpu case needs against a joiner withdrawing.
+pub(crate) fn end(h: Handle, retval: *mut c_void, cache: &mut SlotCache, vcpu: u32) -> Option<Joiner> {
     let (slot, idx, _) = live(h).expect("a running thread's handle is live");
     slot.retval.store(retval, Relaxed);
     slot.thread.store(ptr::null_mut(), Relaxed);
@@ -279,11 +290,21 @@ pub(crate) fn end(h: Handle, retval: *mut c_void, cache: &mut SlotCache) -> Opti
             }
             continue;
         }
-        // Read the joiner before the CAS: once ENDED is set the joiner may free the slot.
-        let joiner = Joiner {
+        // Read the joiner before publishing ENDED: once it is set the joiner may free the slot.
+        let mut joiner = Joiner {
             handle: Handle(slot.joiner.load(Relaxed)),
             seq: slot.joiner_seq.load(Relaxed),
+            local: ptr::null_mut(),
         };
+        if w & WAITING != 0
+            && let Ok((js, _, _)) = live(joiner.handle)
+            && js.vcpu.load(Relaxed) == vcpu
+        {
+            // The joiner sleeps on this vcpu: nobody else writes the word now.
+            joiner.local = js.thread.load(Relaxed);
+            slot.ctl.store(w | ENDED, Release);
+            return Some(joiner);
+        }
         if slot.ctl.compare_exchange(w, w | ENDED, AcqRel, Acquire).is_ok() {
             return (w & WAITING != 0).then_some(joiner);
         }
@@ -362,7 +383,7 @@ mod tests {
         let mut c = SlotCache::new();
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         assert!(is_live(h));
-        assert!(end(h, ptr::null_mut(), &mut c).is_none()); // detached: freed
+        assert!(end(h, ptr::null_mut(), &mut c, 1).is_none()); // detached: freed
         assert_eq!(resolve(h).unwrap_err(), Errno::ESRCH);
         assert_eq!(enable_join(h).unwrap_err(), Errno::ESRCH);
         assert_eq!(resolve(Handle(0x12345)).unwrap_err(), Errno::ESRCH);
@@ -381,14 +402,14 @@ mod tests {
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         assert!(matches!(join_start(h, me, 1, &mut c), Err(Errno::EINVAL))); // not joinable
         enable_join(h).unwrap();
-        assert!(end(h, 7 as *mut c_void, &mut c).is_none());
+        assert!(end(h, 7 as *mut c_void, &mut c, 1).is_none());
         assert!(matches!(join_start(h, me, 1, &mut c), Ok(JoinStep::Done(p)) if p as usize == 7));
         assert!(matches!(join_start(h, me, 1, &mut c), Err(Errno::EINVAL))); // twice
         // Joiner waits, then the thread ends.
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         enable_join(h).unwrap();
         assert!(matches!(join_start(h, me, 5, &mut c), Ok(JoinStep::Wait)));
-        let j = end(h, 9 as *mut c_void, &mut c).expect("joiner to wake");
+        let j = end(h, 9 as *mut c_void, &mut c, 1).expect("joiner to wake");
         assert_eq!((j.handle, j.seq), (me, 5));
         assert_eq!(join_finish(h, &mut c), Some(9 as *mut c_void));
         // Joiner interrupted before the end: the join is withdrawn, thread stays joinable.
@@ -396,7 +417,7 @@ mod tests {
         enable_join(h).unwrap();
         assert!(matches!(join_start(h, me, 6, &mut c), Ok(JoinStep::Wait)));
         assert_eq!(join_finish(h, &mut c), None);
-        assert!(end(h, ptr::null_mut(), &mut c).is_none());
+        assert!(end(h, ptr::null_mut(), &mut c, 1).is_none());
         detach(h, Some(&mut c)).unwrap();
         assert!(!is_live(h));
     }

@@ -421,4 +421,48 @@ mod tests {
         detach(h, Some(&mut c)).unwrap();
         assert!(!is_live(h));
     }
+
+    #[test]
+    fn same_vcpu_joiner_is_woken_directly() {
+        let mut c = SlotCache::new();
+        let fake_tcb = 0x1000 as *mut ThreadCtl; // never dereferenced here
+        // The joiner sleeps on vcpu 1, the thread ends on vcpu 1: direct wake.
+        let me = alloc(&mut c, fake_tcb, 1).unwrap();
+        let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
+        enable_join(h).unwrap();
+        assert!(matches!(join_start(h, me, 3, &mut c), Ok(JoinStep::Wait)));
+        let j = end(h, 11 as *mut c_void, &mut c, 1).expect("joiner to wake");
+        assert_eq!((j.handle, j.seq, j.local), (me, 3, fake_tcb));
+        assert!(
+            matches!(join_start(h, me, 4, &mut c), Err(Errno::EINVAL)),
+            "join under way"
+        );
+        assert_eq!(join_finish(h, &mut c), Some(11 as *mut c_void));
+        assert!(!is_live(h));
+        // The thread ends on vcpu 2: the joiner (vcpu 1) may be withdrawing at
+        // this moment, so the end takes the compare-and-swap path and the
+        // joiner is woken through its handle (no TCB of another vcpu handed out).
+        let h = alloc(&mut c, ptr::null_mut(), 2).unwrap();
+        enable_join(h).unwrap();
+        assert!(matches!(join_start(h, me, 5, &mut c), Ok(JoinStep::Wait)));
+        let j = end(h, 12 as *mut c_void, &mut c, 2).expect("joiner to wake");
+        assert_eq!((j.handle, j.seq), (me, 5));
+        assert!(
+            j.local.is_null(),
+            "a joiner on another vcpu is woken through its handle"
+        );
+        assert_eq!(join_finish(h, &mut c), Some(12 as *mut c_void));
+        // A join withdrawn (interrupted) before a same-vcpu end: nobody to wake,
+        // the thread stays joinable and a new join finds its value.
+        let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
+        enable_join(h).unwrap();
+        assert!(matches!(join_start(h, me, 6, &mut c), Ok(JoinStep::Wait)));
+        assert_eq!(join_finish(h, &mut c), None);
+        assert!(end(h, 13 as *mut c_void, &mut c, 1).is_none());
+        assert!(matches!(join_start(h, me, 7, &mut c), Ok(JoinStep::Done(p)) if p as usize == 13));
+        // Detached: freed at its end whatever the vcpu.
+        let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
+        assert!(end(h, ptr::null_mut(), &mut c, 1).is_none());
+        assert!(!is_live(h));
+    }
 }

@@ -315,8 +315,15 @@ pub(crate) fn end(h: Handle, retval: *mut c_void, cache: &mut SlotCache, vcpu: u
 pub(crate) enum JoinStep {
     /// The thread had ended: here is its return value; the slot is freed.
     Done(*mut c_void),
-    /// Registered as the joiner: block, then call [`join_finish`] (or [`join_cancel`]).
-    Wait,
+    /// Registered as the joiner: block, then call [`join_finish`] with this
+    /// (the slot stays the joined thread's while a join is registered).
+    Wait(JoinWait),
+}
+
+/// A registered join: the joined thread's slot, found once by [`join_start`].
+pub(crate) struct JoinWait {
+    slot: &'static Slot,
+    idx: u32,
 }
 
 /// Starts joining `h` as thread `me`, which will block in wait `seq`.
@@ -337,7 +344,7 @@ pub(crate) fn join_start(h: Handle, me: Handle, seq: u64, cache: &mut SlotCache)
         slot.joiner.store(me.0, Relaxed);
         slot.joiner_seq.store(seq, Relaxed);
         if slot.ctl.compare_exchange(w, w | WAITING, AcqRel, Acquire).is_ok() {
-            return Ok(JoinStep::Wait);
+            return Ok(JoinStep::Wait(JoinWait { slot, idx }));
         }
     }
 }
@@ -345,8 +352,8 @@ pub(crate) fn join_start(h: Handle, me: Handle, seq: u64, cache: &mut SlotCache)
 /// After the joiner was woken: if the thread ended, frees the slot and
 /// returns its value; if not (the joiner was interrupted first), withdraws
 /// the join and returns None, leaving the thread joinable.
-pub(crate) fn join_finish(h: Handle, cache: &mut SlotCache) -> Option<*mut c_void> {
-    let (slot, idx, _) = live(h).expect("a thread being joined keeps its slot");
+pub(crate) fn join_finish(jw: JoinWait, cache: &mut SlotCache) -> Option<*mut c_void> {
+    let JoinWait { slot, idx } = jw;
     loop {
         let w = slot.ctl.load(Acquire);
         if w & ENDED != 0 {
@@ -378,6 +385,13 @@ pub(crate) fn release(h: Handle, cache: &mut SlotCache) {
 mod tests {
     use super::*;
 
+    fn waiting(step: Result<JoinStep, Errno>) -> JoinWait {
+        match step {
+            Ok(JoinStep::Wait(jw)) => jw,
+            _ => panic!("the join should wait"),
+        }
+    }
+
     #[test]
     fn stale_and_forged_handles_are_rejected() {
         let mut c = SlotCache::new();
@@ -408,15 +422,15 @@ mod tests {
         // Joiner waits, then the thread ends.
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         enable_join(h).unwrap();
-        assert!(matches!(join_start(h, me, 5, &mut c), Ok(JoinStep::Wait)));
+        let jw = waiting(join_start(h, me, 5, &mut c));
         let j = end(h, 9 as *mut c_void, &mut c, 1).expect("joiner to wake");
         assert_eq!((j.handle, j.seq), (me, 5));
-        assert_eq!(join_finish(h, &mut c), Some(9 as *mut c_void));
+        assert_eq!(join_finish(jw, &mut c), Some(9 as *mut c_void));
         // Joiner interrupted before the end: the join is withdrawn, thread stays joinable.
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         enable_join(h).unwrap();
-        assert!(matches!(join_start(h, me, 6, &mut c), Ok(JoinStep::Wait)));
-        assert_eq!(join_finish(h, &mut c), None);
+        let jw = waiting(join_start(h, me, 6, &mut c));
+        assert_eq!(join_finish(jw, &mut c), None);
         assert!(end(h, ptr::null_mut(), &mut c, 1).is_none());
         detach(h, Some(&mut c)).unwrap();
         assert!(!is_live(h));
@@ -430,34 +444,34 @@ mod tests {
         let me = alloc(&mut c, fake_tcb, 1).unwrap();
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         enable_join(h).unwrap();
-        assert!(matches!(join_start(h, me, 3, &mut c), Ok(JoinStep::Wait)));
+        let jw = waiting(join_start(h, me, 3, &mut c));
         let j = end(h, 11 as *mut c_void, &mut c, 1).expect("joiner to wake");
         assert_eq!((j.handle, j.seq, j.local), (me, 3, fake_tcb));
         assert!(
             matches!(join_start(h, me, 4, &mut c), Err(Errno::EINVAL)),
             "join under way"
         );
-        assert_eq!(join_finish(h, &mut c), Some(11 as *mut c_void));
+        assert_eq!(join_finish(jw, &mut c), Some(11 as *mut c_void));
         assert!(!is_live(h));
         // The thread ends on vcpu 2: the joiner (vcpu 1) may be withdrawing at
         // this moment, so the end takes the compare-and-swap path and the
         // joiner is woken through its handle (no TCB of another vcpu handed out).
         let h = alloc(&mut c, ptr::null_mut(), 2).unwrap();
         enable_join(h).unwrap();
-        assert!(matches!(join_start(h, me, 5, &mut c), Ok(JoinStep::Wait)));
+        let jw = waiting(join_start(h, me, 5, &mut c));
         let j = end(h, 12 as *mut c_void, &mut c, 2).expect("joiner to wake");
         assert_eq!((j.handle, j.seq), (me, 5));
         assert!(
             j.local.is_null(),
             "a joiner on another vcpu is woken through its handle"
         );
-        assert_eq!(join_finish(h, &mut c), Some(12 as *mut c_void));
+        assert_eq!(join_finish(jw, &mut c), Some(12 as *mut c_void));
         // A join withdrawn (interrupted) before a same-vcpu end: nobody to wake,
         // the thread stays joinable and a new join finds its value.
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         enable_join(h).unwrap();
-        assert!(matches!(join_start(h, me, 6, &mut c), Ok(JoinStep::Wait)));
-        assert_eq!(join_finish(h, &mut c), None);
+        let jw = waiting(join_start(h, me, 6, &mut c));
+        assert_eq!(join_finish(jw, &mut c), None);
         assert!(end(h, 13 as *mut c_void, &mut c, 1).is_none());
         assert!(matches!(join_start(h, me, 7, &mut c), Ok(JoinStep::Done(p)) if p as usize == 13));
         // Detached: freed at its end whatever the vcpu.

@@ -357,8 +357,9 @@ pub(crate) fn join_finish(jw: JoinWait, cache: &mut SlotCache) -> Option<*mut c_
     loop {
         let w = slot.ctl.load(Acquire);
         if w & ENDED != 0 {
+            // Nobody else writes the word of an ended thread with a join
+            // registered: free's one store publishes FREE with the next generation.
             let rv = slot.retval.load(Relaxed);
-            slot.ctl.store(w & !FLAGS | FREE, Release);
             free(slot, idx, w, WAS_JOINED, Some(cache));
             return Some(rv);
         }

@@ -60,6 +60,7 @@ const PROGRAMS: &[&str] = &[
     "fs_parity",
     "interrupt",
     "join",
+    "join_fastpath",
     "jump",
     "keys",
     "many_threads",
@@ -398,6 +399,11 @@ fn c_sleep_order() {
 #[test]
 fn c_join() {
     c_test("join");
+}
+
+#[test]
+fn c_join_fastpath() {
+    c_test("join_fastpath");
 }
 
 #[test]

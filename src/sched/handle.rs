@@ -257,15 +257,26 @@ pub(crate) fn detach(h: Handle, cache: Option<&mut SlotCache>) -> Result<(), Err
     }
 }
 
-/// A joiner that `end` must wake: its handle and the wait it sleeps in.
+/// A joiner that `end` must wake: its handle and the wait it sleeps in;
+/// `local`: its TCB when it sleeps on the ending thread's own vcpu (wake
+/// it there directly), else null (wake it through its handle).
 pub(crate) struct Joiner {
     pub handle: Handle,
     pub seq: u64,
+    pub local: *mut ThreadCtl,
 }
 
-/// Called by a thread's own vcpu when it ends. Frees the slot of a detached
-/// thread; otherwise publishes `retval` and returns the joiner to wake.
-pub(crate) fn end(h: Handle, retval: *mut c_void, cache: &mut SlotCache) -> Option<Joiner> {
+/// Called by a thread's own vcpu (id `vcpu`) when it ends. Frees the slot
+/// of a detached thread; otherwise publishes `retval` and returns the
+/// joiner to wake.
+///
+/// Same-vcpu join: once a joiner is registered (`WAITING`), only the thread's
+/// end and the joiner's own `join_finish` write the control word (a second
+/// join, a detach, an enable_join only read it and fail or return). When
+/// the joiner lives on this vcpu it cannot be in `join_finish` now (this OS
+/// thread runs the end), so `ENDED` is set with a plain store, without the
+/// compare-and-swap the cross-vcpu case needs against a joiner withdrawing.
+pub(crate) fn end(h: Handle, retval: *mut c_void, cache: &mut SlotCache, vcpu: u32) -> Option<Joiner> {
     let (slot, idx, _) = live(h).expect("a running thread's handle is live");
     slot.retval.store(retval, Relaxed);
     slot.thread.store(ptr::null_mut(), Relaxed);
@@ -279,11 +290,21 @@ pub(crate) fn end(h: Handle, retval: *mut c_void, cache: &mut SlotCache) -> Opti
             }
             continue;
         }
-        // Read the joiner before the CAS: once ENDED is set the joiner may free the slot.
-        let joiner = Joiner {
+        // Read the joiner before publishing ENDED: once it is set the joiner may free the slot.
+        let mut joiner = Joiner {
             handle: Handle(slot.joiner.load(Relaxed)),
             seq: slot.joiner_seq.load(Relaxed),
+            local: ptr::null_mut(),
         };
+        if w & WAITING != 0
+            && let Ok((js, _, _)) = live(joiner.handle)
+            && js.vcpu.load(Relaxed) == vcpu
+        {
+            // The joiner sleeps on this vcpu: nobody else writes the word now.
+            joiner.local = js.thread.load(Relaxed);
+            slot.ctl.store(w | ENDED, Release);
+            return Some(joiner);
+        }
         if slot.ctl.compare_exchange(w, w | ENDED, AcqRel, Acquire).is_ok() {
             return (w & WAITING != 0).then_some(joiner);
         }
@@ -294,8 +315,15 @@ pub(crate) fn end(h: Handle, retval: *mut c_void, cache: &mut SlotCache) -> Opti
 pub(crate) enum JoinStep {
     /// The thread had ended: here is its return value; the slot is freed.
     Done(*mut c_void),
-    /// Registered as the joiner: block, then call [`join_finish`] (or [`join_cancel`]).
-    Wait,
+    /// Registered as the joiner: block, then call [`join_finish`] with this
+    /// (the slot stays the joined thread's while a join is registered).
+    Wait(JoinWait),
+}
+
+/// A registered join: the joined thread's slot, found once by [`join_start`].
+pub(crate) struct JoinWait {
+    slot: &'static Slot,
+    idx: u32,
 }
 
 /// Starts joining `h` as thread `me`, which will block in wait `seq`.
@@ -316,7 +344,7 @@ pub(crate) fn join_start(h: Handle, me: Handle, seq: u64, cache: &mut SlotCache)
         slot.joiner.store(me.0, Relaxed);
         slot.joiner_seq.store(seq, Relaxed);
         if slot.ctl.compare_exchange(w, w | WAITING, AcqRel, Acquire).is_ok() {
-            return Ok(JoinStep::Wait);
+            return Ok(JoinStep::Wait(JoinWait { slot, idx }));
         }
     }
 }
@@ -324,13 +352,14 @@ pub(crate) fn join_start(h: Handle, me: Handle, seq: u64, cache: &mut SlotCache)
 /// After the joiner was woken: if the thread ended, frees the slot and
 /// returns its value; if not (the joiner was interrupted first), withdraws
 /// the join and returns None, leaving the thread joinable.
-pub(crate) fn join_finish(h: Handle, cache: &mut SlotCache) -> Option<*mut c_void> {
-    let (slot, idx, _) = live(h).expect("a thread being joined keeps its slot");
+pub(crate) fn join_finish(jw: JoinWait, cache: &mut SlotCache) -> Option<*mut c_void> {
+    let JoinWait { slot, idx } = jw;
     loop {
         let w = slot.ctl.load(Acquire);
         if w & ENDED != 0 {
+            // Nobody else writes the word of an ended thread with a join
+            // registered: free's one store publishes FREE with the next generation.
             let rv = slot.retval.load(Relaxed);
-            slot.ctl.store(w & !FLAGS | FREE, Release);
             free(slot, idx, w, WAS_JOINED, Some(cache));
             return Some(rv);
         }
@@ -357,12 +386,19 @@ pub(crate) fn release(h: Handle, cache: &mut SlotCache) {
 mod tests {
     use super::*;
 
+    fn waiting(step: Result<JoinStep, Errno>) -> JoinWait {
+        match step {
+            Ok(JoinStep::Wait(jw)) => jw,
+            _ => panic!("the join should wait"),
+        }
+    }
+
     #[test]
     fn stale_and_forged_handles_are_rejected() {
         let mut c = SlotCache::new();
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         assert!(is_live(h));
-        assert!(end(h, ptr::null_mut(), &mut c).is_none()); // detached: freed
+        assert!(end(h, ptr::null_mut(), &mut c, 1).is_none()); // detached: freed
         assert_eq!(resolve(h).unwrap_err(), Errno::ESRCH);
         assert_eq!(enable_join(h).unwrap_err(), Errno::ESRCH);
         assert_eq!(resolve(Handle(0x12345)).unwrap_err(), Errno::ESRCH);
@@ -381,23 +417,67 @@ mod tests {
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         assert!(matches!(join_start(h, me, 1, &mut c), Err(Errno::EINVAL))); // not joinable
         enable_join(h).unwrap();
-        assert!(end(h, 7 as *mut c_void, &mut c).is_none());
+        assert!(end(h, 7 as *mut c_void, &mut c, 1).is_none());
         assert!(matches!(join_start(h, me, 1, &mut c), Ok(JoinStep::Done(p)) if p as usize == 7));
         assert!(matches!(join_start(h, me, 1, &mut c), Err(Errno::EINVAL))); // twice
         // Joiner waits, then the thread ends.
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         enable_join(h).unwrap();
-        assert!(matches!(join_start(h, me, 5, &mut c), Ok(JoinStep::Wait)));
-        let j = end(h, 9 as *mut c_void, &mut c).expect("joiner to wake");
+        let jw = waiting(join_start(h, me, 5, &mut c));
+        let j = end(h, 9 as *mut c_void, &mut c, 1).expect("joiner to wake");
         assert_eq!((j.handle, j.seq), (me, 5));
-        assert_eq!(join_finish(h, &mut c), Some(9 as *mut c_void));
+        assert_eq!(join_finish(jw, &mut c), Some(9 as *mut c_void));
         // Joiner interrupted before the end: the join is withdrawn, thread stays joinable.
         let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
         enable_join(h).unwrap();
-        assert!(matches!(join_start(h, me, 6, &mut c), Ok(JoinStep::Wait)));
-        assert_eq!(join_finish(h, &mut c), None);
-        assert!(end(h, ptr::null_mut(), &mut c).is_none());
+        let jw = waiting(join_start(h, me, 6, &mut c));
+        assert_eq!(join_finish(jw, &mut c), None);
+        assert!(end(h, ptr::null_mut(), &mut c, 1).is_none());
         detach(h, Some(&mut c)).unwrap();
+        assert!(!is_live(h));
+    }
+
+    #[test]
+    fn same_vcpu_joiner_is_woken_directly() {
+        let mut c = SlotCache::new();
+        let fake_tcb = 0x1000 as *mut ThreadCtl; // never dereferenced here
+        // The joiner sleeps on vcpu 1, the thread ends on vcpu 1: direct wake.
+        let me = alloc(&mut c, fake_tcb, 1).unwrap();
+        let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
+        enable_join(h).unwrap();
+        let jw = waiting(join_start(h, me, 3, &mut c));
+        let j = end(h, 11 as *mut c_void, &mut c, 1).expect("joiner to wake");
+        assert_eq!((j.handle, j.seq, j.local), (me, 3, fake_tcb));
+        assert!(
+            matches!(join_start(h, me, 4, &mut c), Err(Errno::EINVAL)),
+            "join under way"
+        );
+        assert_eq!(join_finish(jw, &mut c), Some(11 as *mut c_void));
+        assert!(!is_live(h));
+        // The thread ends on vcpu 2: the joiner (vcpu 1) may be withdrawing at
+        // this moment, so the end takes the compare-and-swap path and the
+        // joiner is woken through its handle (no TCB of another vcpu handed out).
+        let h = alloc(&mut c, ptr::null_mut(), 2).unwrap();
+        enable_join(h).unwrap();
+        let jw = waiting(join_start(h, me, 5, &mut c));
+        let j = end(h, 12 as *mut c_void, &mut c, 2).expect("joiner to wake");
+        assert_eq!((j.handle, j.seq), (me, 5));
+        assert!(
+            j.local.is_null(),
+            "a joiner on another vcpu is woken through its handle"
+        );
+        assert_eq!(join_finish(jw, &mut c), Some(12 as *mut c_void));
+        // A join withdrawn (interrupted) before a same-vcpu end: nobody to wake,
+        // the thread stays joinable and a new join finds its value.
+        let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
+        enable_join(h).unwrap();
+        let jw = waiting(join_start(h, me, 6, &mut c));
+        assert_eq!(join_finish(jw, &mut c), None);
+        assert!(end(h, 13 as *mut c_void, &mut c, 1).is_none());
+        assert!(matches!(join_start(h, me, 7, &mut c), Ok(JoinStep::Done(p)) if p as usize == 13));
+        // Detached: freed at its end whatever the vcpu.
+        let h = alloc(&mut c, ptr::null_mut(), 1).unwrap();
+        assert!(end(h, ptr::null_mut(), &mut c, 1).is_none());
         assert!(!is_live(h));
     }
 }

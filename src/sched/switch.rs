@@ -404,8 +404,12 @@ pub(super) unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
         }
         let v = current();
         (*v).threads.remove(th);
-        if let Some(j) = handle::end((*th).handle, rv, &mut (*v).slots) {
-            wake(j.handle, j.seq, 0);
+        if let Some(j) = handle::end((*th).handle, rv, &mut (*v).slots, (*v).id) {
+            if j.local.is_null() {
+                wake(j.handle, j.seq, 0);
+            } else if (*j.local).wait_seq == j.seq {
+                wake_local(v, j.local, 0);
+            }
         }
         if (*v).fini_waiting && (*v).threads.len() == 0 {
             wake_local(v, (*v).main, 0);

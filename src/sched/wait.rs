@@ -197,11 +197,11 @@ pub(crate) fn join(h: Handle) -> Result<*mut c_void, Errno> {
     // SAFETY: live vcpu; no reference is held across the block.
     match handle::join_start(h, me, seq, unsafe { &mut (*v).slots })? {
         handle::JoinStep::Done(rv) => Ok(rv),
-        handle::JoinStep::Wait => {
+        handle::JoinStep::Wait(jw) => {
             let r = block_on(FOREVER, Wait::Join);
             // SAFETY: re-fetched after the switch.
             let slots = unsafe { &mut (*current()).slots };
-            match handle::join_finish(h, slots) {
+            match handle::join_finish(jw, slots) {
                 Some(rv) => Ok(rv), // ended (even if an interrupt raced with the end)
                 // Interrupted before the end: the join is withdrawn.
                 None => Err(r.err().unwrap_or(Errno(libc::EINTR))),

@@ -747,7 +747,7 @@ impl Engine for UringEngine {
 mod tests {
     use super::*;
 
-    fn socketpair() -> (i32, i32) {
+    pub(super) fn socketpair() -> (i32, i32) {
         let mut fds = [0; 2];
         // SAFETY: a valid out array of two ints.
         let r = unsafe {
@@ -829,22 +829,8 @@ mod tests {
 /// kernel its queued operations while the number names the old file.
 #[cfg(test)]
 mod queued_tests {
+    use super::tests::socketpair;
     use super::*;
-
-    fn socketpair() -> (i32, i32) {
-        let mut fds = [0; 2];
-        // SAFETY: a valid out array of two ints.
-        let r = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        assert_eq!(r, 0);
-        (fds[0], fds[1])
-    }
 
     /// A receive still queued when its fd is cancelled and closed must not
     /// run on the file that gets the number next (its data would be taken).

@@ -269,9 +269,24 @@ pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> 
             )
         };
     }
+    // SAFETY: per the contract (validated above).
+    unsafe { vectored(fd, iov, n, deadline, readv_one) }
+}
+
+/// One vectored transfer, `one`, over checked iovecs; on a buffered file a
+/// big one goes in 1 MiB pieces, as photon_read's and photon_write's do.
+///
+/// # Safety
+/// `iov` holds `n` valid iovecs, each valid for what `one` does with it.
+unsafe fn vectored(
+    fd: i32,
+    iov: *const libc::iovec,
+    n: u32,
+    deadline: u64,
+    one: unsafe fn(i32, *const libc::iovec, u32, u64) -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
     if buffered_file(fd) {
-        // As photon_read's: a big transfer goes in 1 MiB pieces.
-        // SAFETY: per the contract (validated above).
+        // SAFETY: per the contract.
         let total = unsafe { crate::sys::iov_total(iov, n as usize) }.min(crate::sys::MAX_IO);
         if total > crate::sys::FILE_CHUNK {
             // SAFETY: per the contract (n iovecs).
@@ -279,12 +294,12 @@ pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> 
             return chunked(total, |done, k| {
                 let w = crate::sys::iov_window(all, done, k);
                 // SAFETY: w covers part of the caller's iovecs and lives across the call.
-                unsafe { readv_one(fd, w.as_ptr(), w.len() as u32, deadline) }
+                unsafe { one(fd, w.as_ptr(), w.len() as u32, deadline) }
             });
         }
     }
     // SAFETY: per the contract.
-    unsafe { readv_one(fd, iov, n, deadline) }
+    unsafe { one(fd, iov, n, deadline) }
 }
 
 /// One `readv` (the iovecs checked).
@@ -326,21 +341,8 @@ pub unsafe fn writev(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) ->
         // SAFETY: per the contract; msg lives across the call.
         return unsafe { sendmsg(fd, &msg, 0, deadline) };
     }
-    if buffered_file(fd) {
-        // SAFETY: per the contract (validated above).
-        let total = unsafe { crate::sys::iov_total(iov, n as usize) }.min(crate::sys::MAX_IO);
-        if total > crate::sys::FILE_CHUNK {
-            // SAFETY: per the contract (n iovecs).
-            let all = unsafe { core::slice::from_raw_parts(iov, n as usize) };
-            return chunked(total, |done, k| {
-                let w = crate::sys::iov_window(all, done, k);
-                // SAFETY: w covers part of the caller's iovecs and lives across the call.
-                unsafe { writev_one(fd, w.as_ptr(), w.len() as u32, deadline) }
-            });
-        }
-    }
-    // SAFETY: per the contract.
-    unsafe { writev_one(fd, iov, n, deadline) }
+    // SAFETY: per the contract (validated above).
+    unsafe { vectored(fd, iov, n, deadline, writev_one) }
 }
 
 /// One `writev` (the iovecs checked).

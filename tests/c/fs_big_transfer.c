@@ -25,7 +25,21 @@
 
 #define MIB (1 << 20)
 #define BIG (64 * MIB)
+/* Under AddressSanitizer the instrumented ticker and the sanitizer's
+ * runtime run on the vcpu too (4.1 ms measured on a clean clone), so the
+ * bound doubles there; the data checks are the same. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifdef UNDER_ASAN
+#define MAX_CPU_GAP_US 8000ULL
+#else
 #define MAX_CPU_GAP_US 4000ULL
+#endif
 #define MAX_GAP_US 250000ULL
 
 enum { PWRITE, WRITE, WRITEV, PREAD, READ, READV, CALLS };

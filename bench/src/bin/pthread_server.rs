@@ -68,7 +68,7 @@ fn parse_opts(args: &mut Args) -> Result<Opts, String> {
 
 /// One contender: a name and the server's environment.
 struct Case {
-    name: &'static str,
+    name: String,
     /// The C-API port instead of the unmodified server.
     capi: bool,
     /// Runs on more than one core (left out with --pin).
@@ -216,97 +216,59 @@ fn main() -> ExitCode {
         Err(e) => return fatal(e),
     };
     let shim_s = shim.display().to_string();
+    // The unmodified server under the shim with pthreads as photon threads
+    // on `vcpus` vcpus, plus one A/B variable when `ab` is given.
+    let photon = |vcpus: u32, ab: Option<(&'static str, &'static str)>| {
+        let mut env = vec![
+            ("LD_PRELOAD", shim_s.clone()),
+            ("PHOTON_PRELOAD_THREADS", "photon".into()),
+            ("PHOTON_VCPUS", vcpus.to_string()),
+        ];
+        let mut name = format!("photon threads, {vcpus} vcpu{}", if vcpus == 1 { "" } else { "s" });
+        if let Some((var, value)) = ab {
+            env.push((var, value.into()));
+            name += &format!(", {var}={value}");
+        }
+        Case {
+            name,
+            capi: false,
+            multi: vcpus > 1,
+            env,
+        }
+    };
     let all = [
         Case {
-            name: "pthreads (no shim)",
+            name: "pthreads (no shim)".into(),
             capi: false,
             multi: false,
             env: vec![],
         },
+        photon(1, None),
+        photon(2, None),
+        photon(1, Some(("PHOTON_IO_WAKE", "fifo"))),
+        photon(2, Some(("PHOTON_IO_WAKE", "fifo"))),
+        photon(2, Some(("PHOTON_PRELOAD_DIRECT_READ", "0"))),
+        photon(1, Some(("PHOTON_PRELOAD_DIRECT_READ", "0"))),
         Case {
-            name: "photon threads, 1 vcpu",
-            capi: false,
-            multi: false,
-            env: vec![
-                ("LD_PRELOAD", shim_s.clone()),
-                ("PHOTON_PRELOAD_THREADS", "photon".into()),
-                ("PHOTON_VCPUS", "1".into()),
-            ],
-        },
-        Case {
-            name: "photon threads, 2 vcpus",
-            capi: false,
-            multi: true,
-            env: vec![
-                ("LD_PRELOAD", shim_s.clone()),
-                ("PHOTON_PRELOAD_THREADS", "photon".into()),
-                ("PHOTON_VCPUS", "2".into()),
-            ],
-        },
-        Case {
-            name: "photon threads, 1 vcpu, PHOTON_IO_WAKE=fifo",
-            capi: false,
-            multi: false,
-            env: vec![
-                ("LD_PRELOAD", shim_s.clone()),
-                ("PHOTON_PRELOAD_THREADS", "photon".into()),
-                ("PHOTON_VCPUS", "1".into()),
-                ("PHOTON_IO_WAKE", "fifo".into()),
-            ],
-        },
-        Case {
-            name: "photon threads, 2 vcpus, PHOTON_IO_WAKE=fifo",
-            capi: false,
-            multi: true,
-            env: vec![
-                ("LD_PRELOAD", shim_s.clone()),
-                ("PHOTON_PRELOAD_THREADS", "photon".into()),
-                ("PHOTON_VCPUS", "2".into()),
-                ("PHOTON_IO_WAKE", "fifo".into()),
-            ],
-        },
-        Case {
-            name: "photon threads, 2 vcpus, PHOTON_PRELOAD_DIRECT_READ=0",
-            capi: false,
-            multi: true,
-            env: vec![
-                ("LD_PRELOAD", shim_s.clone()),
-                ("PHOTON_PRELOAD_THREADS", "photon".into()),
-                ("PHOTON_VCPUS", "2".into()),
-                ("PHOTON_PRELOAD_DIRECT_READ", "0".into()),
-            ],
-        },
-        Case {
-            name: "photon threads, 1 vcpu, PHOTON_PRELOAD_DIRECT_READ=0",
-            capi: false,
-            multi: false,
-            env: vec![
-                ("LD_PRELOAD", shim_s.clone()),
-                ("PHOTON_PRELOAD_THREADS", "photon".into()),
-                ("PHOTON_VCPUS", "1".into()),
-                ("PHOTON_PRELOAD_DIRECT_READ", "0".into()),
-            ],
-        },
-        Case {
-            name: "C-API port, 1 vcpu",
+            name: "C-API port, 1 vcpu".into(),
             capi: true,
             multi: false,
             env: vec![("VCPUS", "1".into())],
         },
         Case {
-            name: "C-API port, 2 vcpus",
+            name: "C-API port, 2 vcpus".into(),
             capi: true,
             multi: true,
             env: vec![("VCPUS", "2".into())],
         },
         Case {
-            name: "C-API port, serve_on 1 vcpu",
+            name: "C-API port, serve_on 1 vcpu".into(),
             capi: true,
             multi: false,
             env: vec![("VCPUS", "1".into()), ("SERVE_ON", "1".into())],
         },
         Case {
-            name: "C-API port, serve_on 2 vcpus",
+            name: "C-API port, serve_on 2 vcpus".into(),
             capi: true,
             multi: true,
             env: vec![("VCPUS", "2".into()), ("SERVE_ON", "1".into())],
@@ -327,7 +289,7 @@ fn main() -> ExitCode {
         o.conns, o.c.secs, o.c.reps
     );
     println!();
-    let labels: Vec<String> = contenders.iter().map(|c| c.name.to_string()).collect();
+    let labels: Vec<String> = contenders.iter().map(|c| c.name.clone()).collect();
     let mut runner = Runner::new(&o.c);
     let rows = runner.interleave(
         "pthread_server",

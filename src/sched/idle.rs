@@ -187,7 +187,7 @@ unsafe fn idle_trim(v: *mut Vcpu) -> Option<u64> {
         if now < due {
             return Some(due);
         }
-        let n = (*v).pool.trim(TRIM_KEEP);
+        let n = (*v).tcbs.clear() + (*v).pool.trim(TRIM_KEEP);
         (*v).trim_done = uses;
         let (chunks, mapped, _) = crate::stack::chunk::usage();
         log::debug!(
@@ -206,6 +206,7 @@ unsafe fn idle_trim(v: *mut Vcpu) -> Option<u64> {
 pub(super) unsafe fn trim_now(v: *mut Vcpu) {
     // SAFETY: per the contract.
     unsafe {
+        (*v).tcbs.clear();
         (*v).pool.trim(0);
         (*v).trim_done = (*v).pool.uses();
     }

@@ -91,6 +91,12 @@ impl KeyValues {
         core::mem::take(&mut self.0)
     }
 
+    /// True if no value was ever set (nothing allocated).
+    #[inline(always)]
+    pub(crate) fn is_empty_alloc(&self) -> bool {
+        self.0.capacity() == 0
+    }
+
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.0.iter().all(|&(_, v)| v == 0)

@@ -59,25 +59,41 @@ pub(crate) fn spawn(entry: Entry, arg: *mut c_void, stack_size: usize) -> Result
     };
     // SAFETY: `v` is this OS thread's live vcpu; no switch happens here.
     let v = unsafe { &mut *v };
-    let stack = v.pool.get(class)?;
     v.stack_offset = (v.stack_offset + 720) & 4095; // 45 * 16: visits all 256 16-byte offsets
-    let tcb = place_tcb(
-        stack,
-        class,
-        Handle::NULL,
-        Some(entry),
-        arg,
-        thread_main,
-        v.stack_offset,
-    );
+    let tcb = match v.tcbs.pop(class) {
+        Some(tcb) => {
+            // A dead thread's TCB, clean but for the per-thread fields set below.
+            v.pool.note_use();
+            let sp_top = ((tcb as usize - v.stack_offset) & !15) as *mut u8;
+            sanitize::make_undefined((sp_top as usize - 64) as *const u8, tcb.cast::<u8>());
+            // SAFETY: the cache owns `tcb` and its stack, which nothing runs on.
+            unsafe {
+                (*tcb).state = State::Runnable;
+                (*tcb).entry = Some(entry);
+                (*tcb).arg = arg;
+                (*tcb).sp = arch::init_stack(sp_top, thread_main, tcb.cast());
+            }
+            tcb
+        }
+        None => {
+            let stack = v.pool.get(class)?;
+            place_tcb(
+                stack,
+                class,
+                Handle::NULL,
+                Some(entry),
+                arg,
+                thread_main,
+                v.stack_offset,
+            )
+        }
+    };
     let h = match handle::alloc(&mut v.slots, tcb, v.id) {
         Ok(h) => h,
         Err(e) => {
-            // SAFETY: the TCB was never published; take its stack back.
-            let st = unsafe { ptr::read(tcb) }.stack.take();
-            if let Some(st) = st {
-                v.pool.put(class, st);
-            }
+            // SAFETY: the TCB was never published: a clean one for later, or
+            // its stack back to the pool.
+            unsafe { discard(v, tcb) };
             return Err(e);
         }
     };
@@ -176,11 +192,32 @@ pub(super) unsafe fn after_switch(left: *mut ThreadCtl) {
             }
             return;
         }
+        (*left).recycle();
+        discard(v, left);
+    }
+}
+
+/// Keeps a clean TCB (a dead thread's after [`ThreadCtl::recycle`], or a
+/// fresh one never published) for the next thread, or, when the cache is
+/// full, drops it and returns its stack to the pool.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu; `t` is a TCB on its own stack,
+/// which no CPU runs on, referred to by nobody.
+#[inline(always)]
+unsafe fn discard(v: *mut Vcpu, t: *mut ThreadCtl) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*v).tcbs.has_room() {
+            (*v).pool.note_use();
+            (*v).tcbs.push(t);
+            return;
+        }
         // Take the stack out, drop the rest of the TCB where it lies (no
         // copy of the whole block), then recycle the stack that held it.
-        let stack = (*left).stack.take();
-        let class = (*left).stack_class;
-        ptr::drop_in_place(left);
+        let stack = (*t).stack.take();
+        let class = (*t).stack_class;
+        ptr::drop_in_place(t);
         if let Some(st) = stack {
             (*v).pool.put(class, st);
         }

@@ -190,6 +190,74 @@ impl ThreadList {
     }
 }
 
+/// Dead threads' TCBs kept on their stacks, still initialised, for the
+/// vcpu's next threads of the same stack size: creating a thread from one
+/// rewrites only the fields that differ between threads (see
+/// [`ThreadCtl::recycle`]) instead of the whole block, and a thread's end
+/// neither drops the block nor returns the stack to the pool. Last in,
+/// first out; at most [`TcbCache::CAP`] (the rest go the pool's way).
+/// Each entry owns its TCB and, through it, the stack.
+pub(crate) struct TcbCache(Vec<*mut ThreadCtl>);
+
+impl TcbCache {
+    /// TCBs (and stacks) kept at most.
+    pub(crate) const CAP: usize = 64;
+
+    pub(crate) fn new() -> TcbCache {
+        TcbCache(Vec::with_capacity(Self::CAP))
+    }
+
+    /// The most recently cached TCB if its stack is of size class `class`.
+    #[inline(always)]
+    pub(crate) fn pop(&mut self, class: usize) -> Option<*mut ThreadCtl> {
+        match self.0.last() {
+            // SAFETY: cached TCBs are live blocks owned by the cache.
+            Some(&t) if unsafe { (*t).stack_class } == class => self.0.pop(),
+            _ => None,
+        }
+    }
+
+    /// True if [`push`](Self::push) has room.
+    #[inline(always)]
+    pub(crate) fn has_room(&self) -> bool {
+        self.0.len() < Self::CAP
+    }
+
+    /// Keeps `t`, a TCB that [`ThreadCtl::recycle`] left clean (or a fresh
+    /// one never published), with its stack.
+    ///
+    /// # Safety
+    /// `t` sits on its own stack, no CPU runs on that stack, nobody else
+    /// refers to it; [`has_room`](Self::has_room) said so.
+    #[inline(always)]
+    pub(crate) unsafe fn push(&mut self, t: *mut ThreadCtl) {
+        debug_assert!(self.has_room());
+        self.0.push(t);
+    }
+
+    /// Drops every cached TCB and gives its stack back (to its chunk or
+    /// the kernel). Returns how many.
+    pub(crate) fn clear(&mut self) -> usize {
+        let n = self.0.len();
+        for t in self.0.drain(..) {
+            // SAFETY: owned by the cache; the stack is read out before the
+            // block that lies on it is dropped, and dropped last.
+            unsafe {
+                let stack = (*t).stack.take();
+                ptr::drop_in_place(t);
+                drop(stack);
+            }
+        }
+        n
+    }
+}
+
+impl Drop for TcbCache {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 /// No engine operation (`ThreadCtl::io_op`).
 pub(crate) const NO_OP: u32 = u32::MAX;
 
@@ -203,6 +271,35 @@ impl ThreadCtl {
             return Err(Errno(core::mem::take(&mut self.pending_interrupt)));
         }
         Ok(())
+    }
+
+    /// Makes the TCB of a thread that ended (off its stack now) what
+    /// [`ThreadCtl::new`] would make it, except for the fields every
+    /// creation sets anyway (`sp`, `state`, `handle`, `entry`, `arg`) and
+    /// those that stay valid from one thread to the next: `stack` and
+    /// `stack_class` (the same stack), `wait_seq` (it keeps counting, so a
+    /// wake-up for the previous thread's waits can never match), the links
+    /// (unlinked from the run queue and the thread list at the end),
+    /// `timer_pos`/`deadline` (no timer once the thread is not blocked),
+    /// `wake_result` (set by every block), `wait`/`wait_since` (shown only
+    /// while blocked), `asan_fake_stack` (saved at every switch away),
+    /// `migrate_to` (read only while migrating) and `on_end` (taken by the
+    /// end). Heap parts (key values, isolated thread-locals) are freed.
+    #[inline(always)]
+    pub(crate) fn recycle(&mut self) {
+        debug_assert!(self.timer_pos == NO_TIMER && self.on_end.is_none());
+        debug_assert!(self.prev.is_null() && self.all_prev.is_null() && self.all_next.is_null());
+        if !self.keys.is_empty_alloc() {
+            self.keys = KeyValues::default();
+        }
+        if !self.tls.is_pristine() {
+            self.tls = super::tls::ThreadTls::new();
+        }
+        self.pending_interrupt = 0;
+        self.io_op = NO_OP;
+        self.io_done = false;
+        self.uninterruptible = false;
+        self.name[0] = 0;
     }
 
     pub(crate) fn new(handle: Handle, entry: Option<Entry>, arg: *mut c_void) -> ThreadCtl {

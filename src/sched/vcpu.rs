@@ -56,6 +56,9 @@ pub(crate) struct Vcpu {
     /// Scratch for completions collected from the engine.
     pub(super) completions: Vec<Completion>,
     pub(super) pool: StackPool,
+    /// Dead threads' TCBs, still initialised on their stacks, for the next
+    /// threads (see [`super::thread::TcbCache`]).
+    pub(super) tcbs: super::thread::TcbCache,
     /// Idle trimming: the pool's use count when last seen, since when it
     /// has not changed, and the count at the last trim.
     pub(super) trim_seen: u64,
@@ -208,6 +211,7 @@ pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
         engine,
         completions: Vec::new(),
         pool: StackPool::new(POOL_CAP),
+        tcbs: super::thread::TcbCache::new(),
         trim_seen: 0,
         trim_quiet_since: 0,
         trim_done: 0,

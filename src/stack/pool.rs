@@ -61,6 +61,13 @@ impl StackPool {
         }
     }
 
+    /// Counts a use of a stack kept elsewhere (a cached TCB's), so the
+    /// idle trim sees the demand.
+    #[inline(always)]
+    pub(crate) fn note_use(&mut self) {
+        self.uses += 1;
+    }
+
     /// Gets and puts so far.
     pub(crate) fn uses(&self) -> u64 {
         self.uses

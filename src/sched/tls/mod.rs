@@ -139,6 +139,13 @@ impl ThreadTls {
     pub(crate) fn has_dtors(&self) -> bool {
         !self.dtors.is_empty()
     }
+
+    /// True if this thread never got copies of isolated thread-locals
+    /// (what [`ThreadTls::new`] makes; nothing allocated).
+    #[inline(always)]
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.save.is_null() && self.len == 0 && self.dtors.capacity() == 0
+    }
 }
 
 /// A `thread_local` object's destructor.

@@ -441,24 +441,49 @@ pub(super) unsafe fn thread_exit(th: *mut ThreadCtl, rv: *mut c_void) -> ! {
         }
         let v = current();
         (*v).threads.remove(th);
+        // The next thread: the joiner itself when it sleeps on this vcpu and
+        // nothing else is runnable (it takes this thread's place in the run
+        // queue), else whatever the run queue says once the joiner is in it.
+        let mut next: *mut ThreadCtl = ptr::null_mut();
         if let Some(j) = handle::end((*th).handle, rv, &mut (*v).slots, (*v).id) {
             if j.local.is_null() {
                 wake(j.handle, j.seq, 0);
             } else if (*j.local).wait_seq == j.seq {
-                wake_local(v, j.local, 0);
+                if (*j.local).state == State::Blocked && !(*v).fini_waiting && (*v).run_queue.replace_alone(th, j.local)
+                {
+                    make_runnable(v, j.local, 0);
+                    next = j.local;
+                } else {
+                    wake_local(v, j.local, 0);
+                }
             }
         }
         if (*v).fini_waiting && (*v).threads.len() == 0 {
             wake_local(v, (*v).main, 0);
         }
         (*th).state = State::Dead;
-        (*v).run_queue.remove(th);
+        if next.is_null() {
+            (*v).run_queue.remove(th);
+            next = next_to_run(v);
+        } else {
+            tick(v); // a scheduling decision all the same (polls every POLL_EVERY)
+        }
         super::tls::on_end(v, th);
-        let next = next_to_run(v);
         super::tls::on_switch(v, next);
         (*v).current = next;
+        // A clean TCB goes to the cache from here (nothing runs on this vcpu
+        // before the switch, so nobody takes it while its stack is in use):
+        // the next thread has nothing left to do for this one.
+        let deferred = if (*v).tcbs.has_room() {
+            (*th).recycle();
+            (*v).pool.note_use();
+            (*v).tcbs.push(th);
+            0
+        } else {
+            th as usize
+        };
         let mut unused: arch::StackPointer = ptr::null_mut();
-        switch_stacks(v, th, &raw mut unused, next, th as usize, true);
+        switch_stacks(v, th, &raw mut unused, next, deferred, true);
         unreachable!("a dead photon thread was resumed");
     }
 }

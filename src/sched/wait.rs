@@ -120,7 +120,7 @@ pub(super) unsafe fn wake_io(v: *mut Vcpu, th: *mut ThreadCtl) {
 /// # Safety
 /// As [`wake_local`].
 #[inline(always)]
-unsafe fn make_runnable(v: *mut Vcpu, th: *mut ThreadCtl, result: i32) -> bool {
+pub(super) unsafe fn make_runnable(v: *mut Vcpu, th: *mut ThreadCtl, result: i32) -> bool {
     // SAFETY: per the contract.
     unsafe {
         if (*th).state != State::Blocked {

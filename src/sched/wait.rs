@@ -59,6 +59,12 @@ pub(crate) fn block(deadline: u64) -> Result<(), Errno> {
 
 /// [`block`], recording what the thread waits for (`photon_dump_threads`).
 pub(crate) fn block_on(deadline: u64, wait: Wait) -> Result<(), Errno> {
+    block_inline(deadline, wait)
+}
+
+/// [`block_on`], inlined into the join (one frame less on its path).
+#[inline(always)]
+fn block_inline(deadline: u64, wait: Wait) -> Result<(), Errno> {
     let v = on_vcpu()?;
     // SAFETY: live vcpu; its fields are re-read after the switch.
     unsafe {
@@ -198,7 +204,7 @@ pub(crate) fn join(h: Handle) -> Result<*mut c_void, Errno> {
     match handle::join_start(h, me, seq, unsafe { &mut (*v).slots })? {
         handle::JoinStep::Done(rv) => Ok(rv),
         handle::JoinStep::Wait(jw) => {
-            let r = block_on(FOREVER, Wait::Join);
+            let r = block_inline(FOREVER, Wait::Join);
             // SAFETY: re-fetched after the switch.
             let slots = unsafe { &mut (*current()).slots };
             match handle::join_finish(jw, slots) {

@@ -102,6 +102,7 @@ const PROGRAMS: &[&str] = &[
     "sync_rwlock_fairness",
     "sync_sem_lock",
     "sync_timed",
+    "thread_reuse",
     "timer_accuracy",
     "vcpu_migrate",
     "vcpu_migrate_interrupt",
@@ -420,6 +421,11 @@ fn c_join() {
 #[test]
 fn c_join_fastpath() {
     c_test("join_fastpath");
+}
+
+#[test]
+fn c_thread_reuse() {
+    c_test("thread_reuse");
 }
 
 #[test]

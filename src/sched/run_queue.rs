@@ -92,12 +92,6 @@ impl RunQueue {
         }
     }
 
-    /// Inserts `th` (not in the ring), a thread whose I/O completed, at
-    /// the front while the budget lasts: after the threads of the same
-    /// batch already put there, else right after the head when the head is
-    /// `running` (the thread on the CPU, first until it leaves or yields),
-    /// else as the new head. At the tail once the budget is spent. Call
-    /// [`RunQueue::end_batch`] after the batch.
     /// If `th` is the head and alone in the ring, puts `by` (not linked)
     /// in its place and returns true: a thread that ends handing the CPU
     /// to the one it wakes (its joiner) relinks two TCBs instead of three
@@ -118,6 +112,12 @@ impl RunQueue {
         true
     }
 
+    /// Inserts `th` (not in the ring), a thread whose I/O completed, at
+    /// the front while the budget lasts: after the threads of the same
+    /// batch already put there, else right after the head when the head is
+    /// `running` (the thread on the CPU, first until it leaves or yields),
+    /// else as the new head. At the tail once the budget is spent. Call
+    /// [`RunQueue::end_batch`] after the batch.
     #[inline]
     pub(crate) fn push_io(&mut self, th: *mut ThreadCtl, running: *mut ThreadCtl) {
         if self.head.is_null() || self.batch_at_tail {

@@ -1,7 +1,10 @@
 //! Creating threads and switching between them: a thread that yields or
 //! blocks picks the next runnable thread and switches straight to it (the
-//! idle thread when nothing is runnable); a thread that ends leaves its
-//! stack to be recycled by the next one (`after_switch`).
+//! idle thread when nothing is runnable); a thread that ends puts its own
+//! TCB, still initialised, with its stack in the vcpu's cache for the next
+//! creation (`TcbCache`), and hands the CPU straight to a joiner of its
+//! vcpu when nothing else is runnable; when the cache is full it leaves its
+//! stack to be recycled by the next thread (`after_switch`).
 
 use core::ffi::c_void;
 use core::ptr;
@@ -172,7 +175,8 @@ pub(super) unsafe fn switch_stacks(
 }
 
 /// Finishes what a thread that switched away for good left to do, once it
-/// is off its stack: recycle a dead thread's stack, or hand a migrating
+/// is off its stack: recycle a dead thread's TCB and stack (when the cache
+/// was full at its end), or hand a migrating
 /// thread to its new vcpu. Runs on the next thread's stack.
 ///
 /// # Safety

@@ -273,7 +273,8 @@ impl ThreadCtl {
         Ok(())
     }
 
-    /// Makes the TCB of a thread that ended (off its stack now) what
+    /// Makes the TCB of a thread that ended (called by the thread itself
+    /// just before it switches away for good, or once it is off its stack) what
     /// [`ThreadCtl::new`] would make it, except for the fields every
     /// creation sets anyway (`sp`, `state`, `handle`, `entry`, `arg`) and
     /// those that stay valid from one thread to the next: `stack` and

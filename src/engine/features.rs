@@ -45,6 +45,11 @@ pub(crate) enum Feature {
     /// a time as they are queued, not only at the scheduler turn's end
     /// (engine/uring.rs, `EAGER_DIRECT_BATCH`).
     EagerDirect = 1 << 10,
+    /// Offload (epoll, and io_uring without a read opcode): O_DIRECT
+    /// positioned reads go to kernel AIO with `RWF_NOWAIT`, into the
+    /// caller's buffer, instead of to a helper thread
+    /// (engine/offload/aio.rs).
+    Aio = 1 << 11,
 }
 
 const NAMES: &[(&str, Feature)] = &[
@@ -55,6 +60,7 @@ const NAMES: &[(&str, Feature)] = &[
     ("lazy_submit", Feature::LazySubmit),
     ("multishot_accept", Feature::MultishotAccept),
     ("eager_direct", Feature::EagerDirect),
+    ("aio", Feature::Aio),
 ];
 
 fn parse(list: &str) -> u32 {

@@ -640,8 +640,7 @@ impl Engine for UringEngine {
 
     fn cancel(&mut self, id: OpId) -> Cancel {
         if Offload::owns(id) {
-            self.offload.cancel(id);
-            return Cancel::Gone;
+            return self.offload.cancel(id);
         }
         let Some(op) = self.ops.get_mut(id) else {
             return Cancel::Requested;

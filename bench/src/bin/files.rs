@@ -631,6 +631,12 @@ fn main() -> ExitCode {
                         how: photon_env("io_uring", "eager_direct"),
                         fresh_file: None,
                     });
+                    // A/B: epoll's O_DIRECT reads on the offload pool's helper threads, not kernel AIO.
+                    contenders.push(Contender {
+                        label: format!("libphoton epoll -aio (offload pool), {n} photon thread{}", plural(n)),
+                        how: photon_env("epoll", "aio"),
+                        fresh_file: None,
+                    });
                 }
                 if !direct && n > 1 {
                     // The bar for page-cache reads: one thread's plain pread loop.

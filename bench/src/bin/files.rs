@@ -589,7 +589,11 @@ fn main() -> ExitCode {
                         fresh_file: None,
                     },
                     Contender {
-                        label: format!("libphoton epoll + offload pool, 1 vcpu, {n} photon thread{}", plural(n)),
+                        label: format!(
+                            "libphoton epoll + {}, 1 vcpu, {n} photon thread{}",
+                            if direct { "kernel AIO" } else { "offload pool" },
+                            plural(n)
+                        ),
                         how: photon("epoll"),
                         fresh_file: None,
                     },

@@ -523,27 +523,32 @@ impl Offload {
             a.reap(|data, res| finished.push((data as OpId, res)));
         }
         for (id, res) in finished {
-            let Some(p) = self.live.remove(&id) else { continue };
-            let Dest::Aio(op) = p.dest else { continue };
-            if res == -(libc::EAGAIN as i64) {
-                // SAFETY: the waiter is still parked on `id` (an AIO read
-                // is never abandoned), so op's memory is valid.
-                match unsafe { self.submit_pool(op, p.waiter, id) } {
-                    Ok(()) => continue,
-                    Err(e) => out.push(Completion {
-                        waiter: p.waiter,
-                        id,
-                        result: -(e.0 as i64),
-                    }),
-                }
-                continue;
-            }
-            out.push(Completion {
-                waiter: p.waiter,
-                id,
-                result: res,
-            });
+            self.aio_done(id, res, out);
         }
+    }
+
+    /// AIO read `id` finished with `res`.
+    fn aio_done(&mut self, id: OpId, res: i64, out: &mut Vec<Completion>) {
+        let Some(p) = self.live.remove(&id) else { return };
+        let Dest::Aio(op) = p.dest else { return };
+        if res == -(libc::EAGAIN as i64) {
+            // SAFETY: the waiter is still parked on `id` (an AIO read is
+            // never abandoned), so op's memory is valid.
+            match unsafe { self.submit_pool(op, p.waiter, id) } {
+                Ok(()) => return,
+                Err(e) => out.push(Completion {
+                    waiter: p.waiter,
+                    id,
+                    result: -(e.0 as i64),
+                }),
+            }
+            return;
+        }
+        out.push(Completion {
+            waiter: p.waiter,
+            id,
+            result: res,
+        });
     }
 }
 
@@ -719,6 +724,57 @@ mod aio_tests {
             let out = complete(&mut o, efd.0, &[mid]);
             assert_eq!(out[0].result, -(libc::EINVAL as i64), "aio {use_aio}: misaligned read");
             assert_eq!(o.in_flight(), 0);
+        }
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A read the kernel completes with EAGAIN (RWF_NOWAIT: it would have
+    /// blocked) is run again by the pool under the same id, and its waiter
+    /// gets the data: the kernel's real completion is taken off the
+    /// context and an EAGAIN given in its place.
+    #[test]
+    fn aio_eagain_goes_to_the_pool() {
+        let Some((fd, path)) = direct_file() else {
+            println!("aio_eagain_goes_to_the_pool: no file system with O_DIRECT here, skipped");
+            return;
+        };
+        let efd = Arc::new(EventFd::new().unwrap());
+        let mut o = Offload::new(efd.clone());
+        o.aio_usable = true;
+        let mut b = Block([0xEE; 8192]);
+        let op = Op::Pread {
+            fd,
+            buf: b.0.as_mut_ptr(),
+            len: 4096,
+            off: 5 * 4096,
+        };
+        // SAFETY: the buffer outlives the read.
+        let id = unsafe { o.submit(op, 1 as Waiter) }.unwrap();
+        if !o.aio_usable || o.aio.is_none() {
+            println!("aio_eagain_goes_to_the_pool: no AIO with RWF_NOWAIT here, skipped");
+        } else {
+            let mut seen = Vec::new();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while seen.is_empty() {
+                assert!(std::time::Instant::now() < deadline, "the AIO read did not complete");
+                o.aio.as_mut().unwrap().reap(|d, r| seen.push((d, r)));
+            }
+            assert_eq!(seen, vec![(id as u64, 4096)], "the kernel's own completion");
+            b.0.fill(0xEE); // what the pool reads must be what the waiter sees
+            let mut out = Vec::new();
+            o.aio_done(id, -(libc::EAGAIN as i64), &mut out);
+            assert!(out.is_empty(), "not delivered: handed to the pool");
+            assert_eq!(o.in_flight(), 1, "still live under its id");
+            let out = complete(&mut o, efd.0, &[id]);
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].result, 4096, "the pool's read, under the same id");
+            assert!(
+                b.0[..4096].iter().all(|&x| x == 5),
+                "the pool's read landed in the waiter's buffer"
+            );
+            assert!(b.0[4096..].iter().all(|&x| x == 0xEE));
         }
         // SAFETY: our fd.
         unsafe { libc::close(fd) };

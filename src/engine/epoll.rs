@@ -258,8 +258,7 @@ impl Engine for EpollEngine {
 
     fn cancel(&mut self, id: OpId) -> Cancel {
         if Offload::owns(id) {
-            self.offload.cancel(id);
-            return Cancel::Gone;
+            return self.offload.cancel(id);
         }
         if let Some(op) = self.ops.remove(id) {
             self.state(op.fd).waiters.retain(|&w| w != id);

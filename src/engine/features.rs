@@ -41,6 +41,15 @@ pub(crate) enum Feature {
     /// multishot accept per listening socket (5.19+), holding at most 16
     /// accepted-but-unclaimed connections (engine/uring/accept.rs).
     MultishotAccept = 1 << 5,
+    /// io_uring: O_DIRECT reads and writes are handed to the kernel four at
+    /// a time as they are queued, not only at the scheduler turn's end
+    /// (engine/uring.rs, `EAGER_DIRECT_BATCH`).
+    EagerDirect = 1 << 10,
+    /// Offload (epoll, and io_uring without a read opcode): O_DIRECT
+    /// positioned reads go to kernel AIO with `RWF_NOWAIT`, into the
+    /// caller's buffer, instead of to a helper thread
+    /// (engine/offload/aio.rs).
+    Aio = 1 << 11,
 }
 
 const NAMES: &[(&str, Feature)] = &[
@@ -50,6 +59,8 @@ const NAMES: &[(&str, Feature)] = &[
     ("cached_read", Feature::CachedRead),
     ("lazy_submit", Feature::LazySubmit),
     ("multishot_accept", Feature::MultishotAccept),
+    ("eager_direct", Feature::EagerDirect),
+    ("aio", Feature::Aio),
 ];
 
 fn parse(list: &str) -> u32 {

@@ -83,6 +83,11 @@ pub(crate) struct UringEngine {
     ring: IoUring,
     ops: OpSlab<UOp>,
     queued: usize,
+    /// O_DIRECT transfers queued since the last `io_uring_enter`
+    /// (see [`EAGER_DIRECT_BATCH`]).
+    direct_queued: usize,
+    /// `PHOTON_IO_OFF=eager_direct` not given and no SQPOLL.
+    eager_direct: bool,
     notify: Arc<EventFd>,
     notify_armed: bool,
     data_ops: bool,
@@ -183,6 +188,17 @@ fn raise_memlock() {
         }
     });
 }
+
+/// An O_DIRECT read or write is handed to the kernel as soon as this many
+/// are queued, instead of at the scheduler turn's end: the device starts
+/// on them while the vcpu still runs the turn's other woken threads.
+/// Measured (bench files, 4 KiB O_DIRECT random reads, one vcpu): at 16 in
+/// flight 40-47k IOPS turn-batched against 50-58k flushing every 4 (fio
+/// io_uring 55-59k), at 64 in flight 54k against 59-66k (fio 59-64k);
+/// flushing every single one was no better than every 4 and cost more CPU
+/// per read (one `io_uring_enter` each). `PHOTON_IO_OFF=eager_direct`
+/// leaves them to the turn's end.
+const EAGER_DIRECT_BATCH: usize = 4;
 
 /// How long the SQPOLL kernel thread keeps polling after the last
 /// submission before it sleeps (ms).
@@ -320,11 +336,15 @@ impl UringEngine {
             errno,
             what: "eventfd".into(),
         })?);
+        let eager_direct =
+            !ring.params().is_setup_sqpoll() && super::features::wanted(super::features::Feature::EagerDirect);
         Ok(UringEngine {
             offload: Offload::new(notify.clone()),
             ring,
             ops: OpSlab::new(),
             queued: 0,
+            direct_queued: 0,
+            eager_direct,
             notify,
             notify_armed: false,
             data_ops,
@@ -371,6 +391,7 @@ impl UringEngine {
         match self.ring.submit() {
             Ok(_) => {
                 self.queued = 0;
+                self.direct_queued = 0;
                 self.entered = true;
             }
             Err(e) => log::error!("photon: io_uring submit failed: {e}"),
@@ -584,7 +605,8 @@ impl Engine for UringEngine {
         {
             return Ok(done);
         }
-        let async_fs = is_data_op(&op).is_some_and(|fd| self.on_blocking_fs(fd));
+        let data_fd = is_data_op(&op);
+        let async_fs = data_fd.is_some_and(|fd| self.on_blocking_fs(fd));
         let (sqe, fd, is_poll) = match op {
             Op::Recv { fd, buf, len, flags } if self.poll_first && self.take_drained(fd) => (
                 opcode::Recv::new(types::Fd(fd), buf, len)
@@ -607,13 +629,18 @@ impl Engine for UringEngine {
             self.ops.remove(id);
             return Err(e);
         }
+        if self.eager_direct && data_fd.is_some_and(crate::fdinfo::is_direct) {
+            self.direct_queued += 1;
+            if self.direct_queued >= EAGER_DIRECT_BATCH {
+                self.submit_now();
+            }
+        }
         Ok(Submitted::Pending(id))
     }
 
     fn cancel(&mut self, id: OpId) -> Cancel {
         if Offload::owns(id) {
-            self.offload.cancel(id);
-            return Cancel::Gone;
+            return self.offload.cancel(id);
         }
         let Some(op) = self.ops.get_mut(id) else {
             return Cancel::Requested;
@@ -722,6 +749,7 @@ impl Engine for UringEngine {
             }
         };
         self.queued = 0;
+        self.direct_queued = 0;
         match r {
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
@@ -1007,5 +1035,96 @@ mod sqpoll_tests {
             libc::close(fds[0]);
             libc::close(fds[1]);
         }
+    }
+}
+
+/// O_DIRECT transfers go to the kernel [`EAGER_DIRECT_BATCH`] at a time as
+/// they are queued; with the feature off they wait for the turn's end.
+#[cfg(test)]
+mod eager_direct_tests {
+    use super::*;
+
+    /// An O_DIRECT file of 16 blocks of 4 KiB, block `i` filled with byte
+    /// `i`, in the first of these directories whose file system has
+    /// O_DIRECT; None (skipped) where none has.
+    fn direct_file() -> Option<(i32, std::path::PathBuf)> {
+        use std::io::Write;
+        for dir in [std::env::temp_dir(), std::path::PathBuf::from("target")] {
+            let path = dir.join(format!("photon-eager-direct-{}.dat", std::process::id()));
+            let mut f = std::fs::File::create(&path).ok()?;
+            for i in 0..16u8 {
+                f.write_all(&[i; 4096]).ok()?;
+            }
+            f.sync_all().ok()?;
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+            // SAFETY: a NUL-terminated path.
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECT | libc::O_CLOEXEC) };
+            if fd >= 0 {
+                return Some((fd, path));
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        None
+    }
+
+    #[test]
+    fn eager_direct_batches() {
+        let Ok(mut e) = UringEngine::new(false) else {
+            println!("eager_direct_batches: no io_uring here, skipped");
+            return;
+        };
+        let Some((fd, path)) = direct_file() else {
+            println!("eager_direct_batches: no file system with O_DIRECT here, skipped");
+            return;
+        };
+        crate::fdinfo::forget(fd);
+        assert!(crate::fdinfo::is_direct(fd));
+        #[repr(align(4096))]
+        struct Block([u8; 4096]);
+        let mut bufs: Vec<Block> = (0..EAGER_DIRECT_BATCH).map(|_| Block([0xEE; 4096])).collect();
+        for eager in [true, false] {
+            e.eager_direct = eager;
+            let mut ids = Vec::new();
+            for (i, b) in bufs.iter_mut().enumerate() {
+                b.0.fill(0xEE);
+                let op = Op::Pread {
+                    fd,
+                    buf: b.0.as_mut_ptr(),
+                    len: 4096,
+                    off: (i as u64 + 3) * 4096,
+                };
+                // SAFETY: the buffer outlives the operation (waited for below).
+                let Submitted::Pending(id) = (unsafe { e.submit(op, 1 as Waiter) }).unwrap() else {
+                    panic!("an O_DIRECT ring read is pending");
+                };
+                ids.push(id);
+                if i + 1 < EAGER_DIRECT_BATCH {
+                    assert_eq!(e.queued, i + 1, "eager {eager}: read {i} waits in the queue");
+                }
+            }
+            let want_queued = if eager { 0 } else { EAGER_DIRECT_BATCH };
+            assert_eq!(
+                e.queued, want_queued,
+                "eager {eager}: the batch went to the kernel at once"
+            );
+            let mut out = Vec::new();
+            for _ in 0..200 {
+                if ids.iter().all(|id| out.iter().any(|c: &Completion| c.id == *id)) {
+                    break;
+                }
+                e.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
+            }
+            for (i, id) in ids.iter().enumerate() {
+                let c = out.iter().find(|c| c.id == *id).expect("every read completes");
+                assert_eq!(c.result, 4096, "eager {eager}: read {i}");
+                assert!(
+                    bufs[i].0.iter().all(|&x| x == i as u8 + 3),
+                    "eager {eager}: read {i}'s data"
+                );
+            }
+        }
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -1,8 +1,10 @@
 //! Files from photon threads without stalling the vcpu: io_uring ring
 //! operations where the kernel has them, the offload pool otherwise (and
-//! always under epoll). Calls are interruptible; a ring operation the kernel
-//! already started is waited for (its buffer is the caller's), an offloaded
-//! one is abandoned at once (it works on its own copy).
+//! always under epoll, where O_DIRECT positioned reads go to kernel AIO
+//! instead: engine/offload/aio.rs). Calls are interruptible; a ring or AIO
+//! operation the kernel already started is waited for (its buffer is the
+//! caller's), one on a helper thread is abandoned at once (it works on its
+//! own copy).
 
 use core::ffi::c_char;
 

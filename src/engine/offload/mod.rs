@@ -10,6 +10,7 @@
 //! closed. The helper threads are [`pool`]'s; the jobs' copies of the
 //! caller's buffers are [`bounce`]'s.
 
+mod aio;
 mod bounce;
 mod pool;
 
@@ -18,7 +19,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::{Arc, Mutex};
 
-use super::{Completion, Notify, Op, OpId, Waiter};
+use super::{Cancel, Completion, EventFd, Notify, Op, OpId, Waiter};
 use crate::errno::Errno;
 use bounce::{Bounce, bounces};
 use pool::pool;
@@ -182,6 +183,10 @@ enum Dest {
     Statx(*mut libc::statx),
     /// An open whose waiter may leave: close the fd if it succeeded then.
     CloseIfOrphaned,
+    /// A kernel AIO read into the waiter's own memory (the op, to hand it
+    /// to the pool if the kernel says EAGAIN): the waiter cannot leave
+    /// before it completes.
+    Aio(Op),
 }
 
 struct Pending {
@@ -194,6 +199,13 @@ pub(crate) struct Offload {
     inbox: Arc<Inbox>,
     live: HashMap<OpId, Pending>,
     next: OpId,
+    /// The engine's wake-up eventfd, which AIO completions also signal.
+    resfd: i32,
+    /// Kernel AIO for O_DIRECT reads, set up at the first one.
+    aio: Option<aio::Aio>,
+    /// False once AIO was found missing or unusable (or
+    /// `PHOTON_IO_OFF=aio`): every read goes to the pool.
+    aio_usable: bool,
 }
 
 fn cstr_copy(p: *const c_char) -> Result<CString, Errno> {
@@ -209,7 +221,10 @@ fn off(o: u64) -> Option<i64> {
 }
 
 impl Offload {
-    pub(crate) fn new(notify: Arc<dyn Notify>) -> Offload {
+    /// `notify`: the engine's wake-up eventfd (pool jobs write it, AIO
+    /// completions signal it).
+    pub(crate) fn new(notify: Arc<EventFd>) -> Offload {
+        let resfd = notify.0;
         Offload {
             inbox: Arc::new(Inbox {
                 done: Mutex::new(Vec::new()),
@@ -217,6 +232,60 @@ impl Offload {
             }),
             live: HashMap::new(),
             next: 0,
+            resfd,
+            aio: None,
+            aio_usable: super::features::wanted(super::features::Feature::Aio),
+        }
+    }
+
+    fn new_id(&mut self) -> OpId {
+        self.next = self.next.wrapping_add(1);
+        OFFLOAD_BIT | (self.next & !OFFLOAD_BIT)
+    }
+
+    /// Starts an O_DIRECT positioned read on kernel AIO; None: not taken.
+    ///
+    /// # Safety
+    /// As [`Offload::submit`].
+    unsafe fn submit_aio(&mut self, op: Op, waiter: Waiter) -> Option<OpId> {
+        let (fd, buf, len, n, off) = match op {
+            Op::Pread { fd, buf, len, off } => (fd, buf.cast_const(), len as usize, 0, off),
+            Op::Preadv { fd, iov, n, off } if n > 0 => (fd, iov.cast::<u8>(), 0, n, off),
+            _ => return None,
+        };
+        if !self.aio_usable || off == u64::MAX || off > i64::MAX as u64 || !crate::fdinfo::is_direct(fd) {
+            return None;
+        }
+        if self.aio.is_none() {
+            match aio::Aio::new(self.resfd) {
+                Ok(a) => self.aio = Some(a),
+                Err(e) => {
+                    log::info!("photon: no kernel AIO here ({e}); O_DIRECT reads go to the offload pool");
+                    self.aio_usable = false;
+                    return None;
+                }
+            }
+        }
+        let id = self.new_id();
+        let a = self.aio.as_mut()?;
+        // SAFETY: per the contract (the waiter cannot leave before the completion).
+        match unsafe { a.read(id as u64, fd, buf, len, n, off) } {
+            aio::Started::Yes => {
+                self.live.insert(
+                    id,
+                    Pending {
+                        waiter,
+                        dest: Dest::Aio(op),
+                    },
+                );
+                Some(id)
+            }
+            aio::Started::No => None,
+            aio::Started::Never => {
+                log::info!("photon: kernel AIO refuses RWF_NOWAIT reads here; O_DIRECT reads go to the offload pool");
+                self.aio_usable = false;
+                None
+            }
         }
     }
 
@@ -235,6 +304,21 @@ impl Offload {
     /// The destination memory in `op` stays valid until the completion is
     /// delivered or [`Offload::cancel`] is called; sources are read now.
     pub(crate) unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<OpId, Errno> {
+        // SAFETY: per the contract.
+        if let Some(id) = unsafe { self.submit_aio(op, waiter) } {
+            return Ok(id);
+        }
+        let id = self.new_id();
+        // SAFETY: per the contract.
+        unsafe { self.submit_pool(op, waiter, id) }?;
+        Ok(id)
+    }
+
+    /// Starts `op` on a helper thread as operation `id`.
+    ///
+    /// # Safety
+    /// As [`Offload::submit`].
+    unsafe fn submit_pool(&mut self, op: Op, waiter: Waiter, id: OpId) -> Result<(), Errno> {
         let one = |p: *const u8, len: u32| libc::iovec {
             iov_base: p.cast_mut().cast(),
             iov_len: len as usize,
@@ -372,8 +456,6 @@ impl Offload {
                 _ => return Err(Errno::ENOSYS), // sockets and polls never go to the pool
             }
         };
-        self.next = self.next.wrapping_add(1);
-        let id = OFFLOAD_BIT | (self.next & !OFFLOAD_BIT);
         self.live.insert(id, Pending { waiter, dest });
         let inbox = self.inbox.clone();
         pool().run(Box::new(move || {
@@ -387,23 +469,30 @@ impl Offload {
                 .push((id, result, out));
             inbox.notify.notify();
         }));
-        Ok(id)
+        Ok(())
     }
 
-    /// Abandons `id`: its result will be dropped (an opened fd closed).
-    pub(crate) fn cancel(&mut self, id: OpId) {
+    /// Abandons `id`: its result will be dropped (an opened fd closed);
+    /// Gone. A kernel AIO read writes the waiter's memory, so it cannot be
+    /// abandoned: Requested, its completion comes as usual.
+    pub(crate) fn cancel(&mut self, id: OpId) -> Cancel {
         // An open keeps its entry, waiter-less: its completion must close the fd.
         match self.live.get_mut(&id) {
+            Some(p) if matches!(p.dest, Dest::Aio(_)) => return Cancel::Requested,
             Some(p) if matches!(p.dest, Dest::CloseIfOrphaned) => p.waiter = core::ptr::null_mut(),
             Some(_) => {
                 self.live.remove(&id);
             }
             None => {}
         }
+        Cancel::Gone
     }
 
     /// Moves finished jobs into `out`, copying their data into the waiters' memory.
     pub(crate) fn reap(&mut self, out: &mut Vec<Completion>) {
+        if self.aio.as_ref().is_some_and(|a| a.in_flight() > 0) {
+            self.reap_aio(out);
+        }
         let done = core::mem::take(&mut *self.inbox.done.lock().unwrap_or_else(|e| e.into_inner()));
         for (id, result, output) in done {
             let Some(p) = self.live.remove(&id) else { continue };
@@ -422,6 +511,44 @@ impl Offload {
                 result,
             });
         }
+    }
+}
+
+impl Offload {
+    /// Delivers finished AIO reads; one the kernel would have had to block
+    /// for (EAGAIN under RWF_NOWAIT) goes to the pool under the same id.
+    fn reap_aio(&mut self, out: &mut Vec<Completion>) {
+        let mut finished = Vec::new();
+        if let Some(a) = self.aio.as_mut() {
+            a.reap(|data, res| finished.push((data as OpId, res)));
+        }
+        for (id, res) in finished {
+            self.aio_done(id, res, out);
+        }
+    }
+
+    /// AIO read `id` finished with `res`.
+    fn aio_done(&mut self, id: OpId, res: i64, out: &mut Vec<Completion>) {
+        let Some(p) = self.live.remove(&id) else { return };
+        let Dest::Aio(op) = p.dest else { return };
+        if res == -(libc::EAGAIN as i64) {
+            // SAFETY: the waiter is still parked on `id` (an AIO read is
+            // never abandoned), so op's memory is valid.
+            match unsafe { self.submit_pool(op, p.waiter, id) } {
+                Ok(()) => return,
+                Err(e) => out.push(Completion {
+                    waiter: p.waiter,
+                    id,
+                    result: -(e.0 as i64),
+                }),
+            }
+            return;
+        }
+        out.push(Completion {
+            waiter: p.waiter,
+            id,
+            result: res,
+        });
     }
 }
 
@@ -449,5 +576,208 @@ unsafe fn copy_out(dest: Dest, output: Output, mut n: usize) {
             (Dest::Statx(p), Output::Statx(st)) => p.write(*st),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod aio_tests {
+    use super::*;
+
+    /// An O_DIRECT file of 16 blocks of 4 KiB, block `i` filled with byte
+    /// `i`, in the first of these directories whose file system has
+    /// O_DIRECT; None (skipped) where none has.
+    fn direct_file() -> Option<(i32, std::path::PathBuf)> {
+        use std::io::Write;
+        for dir in [std::env::temp_dir(), std::path::PathBuf::from("target")] {
+            let path = dir.join(format!("photon-aio-{}.dat", std::process::id()));
+            let mut f = std::fs::File::create(&path).ok()?;
+            for i in 0..16u8 {
+                f.write_all(&[i; 4096]).ok()?;
+            }
+            f.sync_all().ok()?;
+            let c = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+            // SAFETY: a NUL-terminated path.
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECT | libc::O_CLOEXEC) };
+            if fd >= 0 {
+                crate::fdinfo::forget(fd);
+                return Some((fd, path));
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        None
+    }
+
+    /// Reaps until `ids` all completed (the eventfd says when to look).
+    fn complete(o: &mut Offload, efd: i32, ids: &[OpId]) -> Vec<Completion> {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ids.iter().all(|id| out.iter().any(|c: &Completion| c.id == *id)) {
+            assert!(std::time::Instant::now() < deadline, "reads did not complete");
+            let mut p = libc::pollfd {
+                fd: efd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut p, 1, 20) };
+            o.reap(&mut out);
+        }
+        out
+    }
+
+    #[repr(align(4096))]
+    struct Block([u8; 8192]);
+
+    /// O_DIRECT reads go to kernel AIO (no helper thread) and land in the
+    /// caller's buffers with the right data; the completion signals the
+    /// engine's eventfd; a cancel cannot abandon them (Requested, and the
+    /// completion still comes); a misaligned one gets the kernel's EINVAL;
+    /// with AIO switched off the same reads go to the pool.
+    #[test]
+    fn direct_reads_on_aio() {
+        let Some((fd, path)) = direct_file() else {
+            println!("direct_reads_on_aio: no file system with O_DIRECT here, skipped");
+            return;
+        };
+        let efd = Arc::new(EventFd::new().unwrap());
+        for use_aio in [true, false] {
+            let mut o = Offload::new(efd.clone());
+            o.aio_usable = use_aio;
+            let mut bufs: Vec<Block> = (0..8).map(|_| Block([0xEE; 8192])).collect();
+            let mut ids = Vec::new();
+            for (i, b) in bufs.iter_mut().enumerate() {
+                let op = Op::Pread {
+                    fd,
+                    buf: b.0.as_mut_ptr(),
+                    len: 4096,
+                    off: (i as u64 + 2) * 4096,
+                };
+                // SAFETY: the buffer outlives the read (completed below).
+                ids.push(unsafe { o.submit(op, 1 as Waiter) }.unwrap());
+            }
+            // Two iovecs: blocks 12 and 13 into the two halves of one buffer.
+            let mut vb = Block([0xEE; 8192]);
+            let iov = [
+                libc::iovec {
+                    iov_base: vb.0.as_mut_ptr().cast(),
+                    iov_len: 4096,
+                },
+                libc::iovec {
+                    // SAFETY: within the 8 KiB buffer.
+                    iov_base: unsafe { vb.0.as_mut_ptr().add(4096) }.cast(),
+                    iov_len: 4096,
+                },
+            ];
+            let vop = Op::Preadv {
+                fd,
+                iov: iov.as_ptr(),
+                n: 2,
+                off: 12 * 4096,
+            };
+            // SAFETY: buffer and iovecs outlive the read.
+            let vid = unsafe { o.submit(vop, 1 as Waiter) }.unwrap();
+            let aio_reads = o.aio.as_ref().map_or(0, |a| a.in_flight());
+            if use_aio {
+                if !o.aio_usable {
+                    println!(
+                        "direct_reads_on_aio: this kernel or file system has no AIO with RWF_NOWAIT; the pool was tested"
+                    );
+                } else {
+                    // Reads finish fast, but none can finish before io_submit returns.
+                    assert!(aio_reads > 0, "the reads went to AIO ({aio_reads})");
+                    let first = ids[0];
+                    assert_eq!(o.cancel(first), Cancel::Requested, "an AIO read is never abandoned");
+                }
+            } else {
+                assert_eq!(aio_reads, 0, "AIO off: nothing went to AIO");
+                assert!(o.aio.is_none());
+            }
+            let mut all = ids.clone();
+            all.push(vid);
+            let out = complete(&mut o, efd.0, &all);
+            for (i, id) in ids.iter().enumerate() {
+                let c = out.iter().find(|c| c.id == *id).unwrap();
+                assert_eq!(c.result, 4096, "aio {use_aio}: read {i}");
+                assert!(
+                    bufs[i].0[..4096].iter().all(|&x| x == i as u8 + 2),
+                    "aio {use_aio}: read {i}'s data"
+                );
+                assert!(
+                    bufs[i].0[4096..].iter().all(|&x| x == 0xEE),
+                    "aio {use_aio}: read {i} wrote past 4 KiB"
+                );
+            }
+            let c = out.iter().find(|c| c.id == vid).unwrap();
+            assert_eq!(c.result, 8192, "aio {use_aio}: preadv");
+            assert!(vb.0[..4096].iter().all(|&x| x == 12) && vb.0[4096..].iter().all(|&x| x == 13));
+            // Misaligned buffer: the kernel's EINVAL, either way.
+            let mut mb = Block([0; 8192]);
+            let op = Op::Pread {
+                fd,
+                // SAFETY: within the buffer.
+                buf: unsafe { mb.0.as_mut_ptr().add(1) },
+                len: 4096,
+                off: 0,
+            };
+            // SAFETY: the buffer outlives the read.
+            let mid = unsafe { o.submit(op, 1 as Waiter) }.unwrap();
+            let out = complete(&mut o, efd.0, &[mid]);
+            assert_eq!(out[0].result, -(libc::EINVAL as i64), "aio {use_aio}: misaligned read");
+            assert_eq!(o.in_flight(), 0);
+        }
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A read the kernel completes with EAGAIN (RWF_NOWAIT: it would have
+    /// blocked) is run again by the pool under the same id, and its waiter
+    /// gets the data: the kernel's real completion is taken off the
+    /// context and an EAGAIN given in its place.
+    #[test]
+    fn aio_eagain_goes_to_the_pool() {
+        let Some((fd, path)) = direct_file() else {
+            println!("aio_eagain_goes_to_the_pool: no file system with O_DIRECT here, skipped");
+            return;
+        };
+        let efd = Arc::new(EventFd::new().unwrap());
+        let mut o = Offload::new(efd.clone());
+        o.aio_usable = true;
+        let mut b = Block([0xEE; 8192]);
+        let op = Op::Pread {
+            fd,
+            buf: b.0.as_mut_ptr(),
+            len: 4096,
+            off: 5 * 4096,
+        };
+        // SAFETY: the buffer outlives the read.
+        let id = unsafe { o.submit(op, 1 as Waiter) }.unwrap();
+        if !o.aio_usable || o.aio.is_none() {
+            println!("aio_eagain_goes_to_the_pool: no AIO with RWF_NOWAIT here, skipped");
+        } else {
+            let mut seen = Vec::new();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while seen.is_empty() {
+                assert!(std::time::Instant::now() < deadline, "the AIO read did not complete");
+                o.aio.as_mut().unwrap().reap(|d, r| seen.push((d, r)));
+            }
+            assert_eq!(seen, vec![(id as u64, 4096)], "the kernel's own completion");
+            b.0.fill(0xEE); // what the pool reads must be what the waiter sees
+            let mut out = Vec::new();
+            o.aio_done(id, -(libc::EAGAIN as i64), &mut out);
+            assert!(out.is_empty(), "not delivered: handed to the pool");
+            assert_eq!(o.in_flight(), 1, "still live under its id");
+            let out = complete(&mut o, efd.0, &[id]);
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].result, 4096, "the pool's read, under the same id");
+            assert!(
+                b.0[..4096].iter().all(|&x| x == 5),
+                "the pool's read landed in the waiter's buffer"
+            );
+            assert!(b.0[4096..].iter().all(|&x| x == 0xEE));
+        }
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+        let _ = std::fs::remove_file(&path);
     }
 }

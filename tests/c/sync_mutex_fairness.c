@@ -8,9 +8,15 @@
  * own vcpu's other threads get to run at all). Meanwhile a "polite" thread
  * on pool vcpu 1, and then one on the main vcpu, takes the lock 300
  * times with pauses of 100 us between. Each of its lock calls must return
- * within 50 ms (the rule predicts about 1 ms plus a wake-up), and the hogs
- * must make progress too.
+ * within 10 ms (the rule predicts about 1 ms plus a wake-up: 1.0-2.2 ms seen,
+ * 5.1 ms once at load 9; without the hand-off, 4-36 ms), and the hogs
+ * must make progress too. Time the OS kept this process's threads waiting
+ * for a CPU during a lock call (run_delay in /proc/self/task/N/schedstat:
+ * a hog preempted while holding the lock, on a machine busy with other
+ * work) is not photon's and is taken out of that call's wait; on a quiet
+ * machine it is about zero.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -19,7 +25,7 @@
 
 #define HOGS 3
 #define ROUNDS 300
-#define MAX_WAIT_US 50000ULL
+#define MAX_WAIT_US 10000ULL
 #define WATCHDOG_S 30
 
 static photon_workpool *pool;
@@ -58,16 +64,40 @@ static void *hog(void *arg) {
     return NULL;
 }
 
+/* Nanoseconds this process's threads have waited for a CPU so far. */
+static uint64_t run_delay_ns(void) {
+    uint64_t sum = 0;
+    DIR *d = opendir("/proc/self/task");
+    CHECK(d != NULL, "opendir /proc/self/task: errno %d", errno);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char path[300]; /* d_name is up to 255 bytes */
+        snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) continue; /* the thread ended meanwhile */
+        unsigned long long on_cpu, delay;
+        if (fscanf(f, "%llu %llu", &on_cpu, &delay) == 2) sum += delay;
+        fclose(f);
+    }
+    closedir(d);
+    return sum;
+}
+
 struct polite_result {
-    uint64_t worst, sum;
+    uint64_t worst, sum, os_delay;
 };
 
 static void *polite(void *arg) {
     struct polite_result *res = arg;
     for (int i = 0; i < ROUNDS; i++) {
+        uint64_t d0 = run_delay_ns();
         uint64_t t0 = photon_now_us();
         CHECK_OK(photon_mutex_lock(mtx, PHOTON_FOREVER));
         uint64_t w = elapsed_us(t0);
+        uint64_t os = (run_delay_ns() - d0) / 1000;
+        res->os_delay += os;
+        w = w > os ? w - os : 0;
         CHECK(atomic_exchange(&inside, 1) == 0, "two owners");
         atomic_store(&inside, 0);
         CHECK_OK(photon_mutex_unlock(mtx));
@@ -110,16 +140,17 @@ int main(void) {
 
     const char *where[2] = {"pool vcpu 1 (no hog there)", "the main vcpu (with two hogs)"};
     for (int k = 0; k < 2; k++) {
-        struct polite_result res = {0, 0};
+        struct polite_result res = {0, 0, 0};
         struct placed pol = {polite, &res, k == 0 ? p1 : NULL};
         uint64_t before = atomic_load(&hog_ops);
         CHECK(photon_thread_create(placed_main, &pol, 0), "create");
         errno = 0;
         CHECK(photon_sem_wait(done, 1, 20 * 1000 * 1000ULL) == 0, "the polite thread: errno %d", errno);
         uint64_t hogged = atomic_load(&hog_ops) - before;
-        SAY("polite thread on %s: %d locks, mean wait %.0f us, worst %llu us; hogs meanwhile %llu ops",
+        SAY("polite thread on %s: %d locks, mean wait %.0f us, worst %llu us (OS run delays taken out: "
+            "%llu us in all); hogs meanwhile %llu ops",
             where[k], ROUNDS, (double)res.sum / ROUNDS, (unsigned long long)res.worst,
-            (unsigned long long)hogged);
+            (unsigned long long)res.os_delay, (unsigned long long)hogged);
         CHECK(res.worst < MAX_WAIT_US, "a lock waited %llu us behind the hogs (limit %llu)",
               (unsigned long long)res.worst, (unsigned long long)MAX_WAIT_US);
         CHECK(hogged > ROUNDS, "the hogs made no progress (%llu ops)", (unsigned long long)hogged);

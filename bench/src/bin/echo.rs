@@ -195,6 +195,8 @@ const PHOTON_URING_SQPOLL: &str = "libphoton io_uring +sqpoll";
 const PHOTON_URING_NO_BATCHED_SEND: &str = "libphoton io_uring -batched_send";
 const PHOTON_URING_NO_LAZY_SUBMIT: &str = "libphoton io_uring -lazy_submit";
 const PHOTON_URING_NO_MULTISHOT_ACCEPT: &str = "libphoton io_uring -multishot_accept";
+const PHOTON_URING_NO_FIXED_FILES: &str = "libphoton io_uring -fixed_files";
+const PHOTON_URING_SEND_ZC: &str = "libphoton io_uring +send_zc";
 
 fn servers(o: &Opts) -> Vec<Server> {
     let peer = |n: &str| o.bin_dir.join(n);
@@ -276,6 +278,13 @@ fn servers(o: &Opts) -> Vec<Server> {
             "io_uring",
             ("PHOTON_IO_OFF", "multishot_accept"),
         ),
+        (
+            PHOTON_URING_NO_FIXED_FILES,
+            "io_uring",
+            ("PHOTON_IO_OFF", "fixed_files"),
+        ),
+        // Every send zero-copy (IORING_OP_SEND_ZC), opt-in.
+        (PHOTON_URING_SEND_ZC, "io_uring", ("PHOTON_IO_SEND_ZC", "1")),
         (PHOTON_EPOLL_NO_READINESS, "epoll", ("PHOTON_IO_OFF", "readiness")),
     ];
     let mut all = all;

@@ -109,6 +109,7 @@ impl UringEngine {
             fd,
             role: Role::AcceptWait,
             cancel_sent: false,
+            res: 0,
         });
         self.listeners[i].waiters.push_back(id);
         if let Err(e) = self.arm_accept(i) {
@@ -131,6 +132,7 @@ impl UringEngine {
             fd,
             role: Role::AcceptArm,
             cancel_sent: false,
+            res: 0,
         });
         let sqe = opcode::AcceptMulti::new(types::Fd(fd))
             .flags(flags)

@@ -407,35 +407,6 @@ fn c_io_sqpoll() {
     }
 }
 
-/// The socket programs again with every send a zero-copy send
-/// (`PHOTON_IO_SEND_ZC=1`, opt-in; the thread wakes on the kernel's
-/// notification); the epoll runs check that it is ignored there.
-#[test]
-fn c_io_send_zc() {
-    let programs = [
-        "net_echo_many",
-        "net_partial",
-        "net_interrupt",
-        "net_close_wakes",
-        "net_timeouts",
-    ];
-    for name in programs {
-        if skipped_under_checker(name) {
-            continue;
-        }
-        let exe = compile_c_program(name);
-        for &engine in engines() {
-            let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_SEND_ZC", "1")]);
-            assert!(
-                run.passed(),
-                "C test {name} with PHOTON_ENGINE={engine} PHOTON_IO_SEND_ZC=1 failed: {}",
-                run.describe()
-            );
-            println!("{name} (PHOTON_ENGINE={engine}, PHOTON_IO_SEND_ZC=1): passed");
-        }
-    }
-}
-
 #[test]
 fn c_sleep_order() {
     c_test("sleep_order");

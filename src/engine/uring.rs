@@ -65,10 +65,6 @@ enum Role {
     /// An accept call waiting for a multishot accept's next connection
     /// (never submitted itself).
     AcceptWait,
-    /// A zero-copy send (`IORING_OP_SEND_ZC`): its result comes first, the
-    /// notification that the kernel is done with the buffer after; the
-    /// thread (owning the buffer) wakes on the second.
-    SendZc,
 }
 
 struct UOp {
@@ -76,8 +72,6 @@ struct UOp {
     fd: i32,
     role: Role,
     cancel_sent: bool,
-    /// [`Role::SendZc`]: the send's result, kept for the notification.
-    res: i32,
 }
 
 /// Where every ring's eventfd reads land. The value is never looked at,
@@ -122,31 +116,6 @@ pub(crate) struct UringEngine {
     accept_cancels: bool,
     /// Registered files for sockets (see `fixed`).
     fixed: fixed::FixedFiles,
-    /// Sends of at least this many bytes are zero-copy sends (u32::MAX:
-    /// never; `PHOTON_IO_SEND_ZC`, see [`send_zc_min`]).
-    send_zc_min: u32,
-    /// Per fd, for zero-copy sends: 0 not looked at, 1 an IPv4/IPv6 socket
-    /// (SEND_ZC works), 2 another kind (a Unix socket: EOPNOTSUPP).
-    zc_kind: Vec<u8>,
-}
-
-/// `PHOTON_IO_SEND_ZC=<bytes>`: sends of at least that many bytes go as
-/// `IORING_OP_SEND_ZC` (6.0+) when the kernel has it. Off by default:
-/// measured on bench echo over loopback (where the kernel copies anyway)
-/// it only added work; a NIC with scatter-gather may differ for large
-/// sends (see bench/README.md).
-fn send_zc_min(probe: &Probe) -> u32 {
-    let Some(min) = std::env::var("PHOTON_IO_SEND_ZC")
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-    else {
-        return u32::MAX;
-    };
-    if !probe.is_supported(opcode::SendZc::CODE) {
-        log::info!("photon: io_uring lacks SEND_ZC (6.0+); PHOTON_IO_SEND_ZC ignored, sends copy");
-        return u32::MAX;
-    }
-    min
 }
 
 /// File systems whose reads and writes can block the submitting thread
@@ -274,24 +243,6 @@ impl UringEngine {
         }
     }
 
-    /// True if `fd` is an IPv4 or IPv6 socket (SEND_ZC refuses others),
-    /// looked up once per fd.
-    fn zc_capable(&mut self, fd: i32) -> bool {
-        let Ok(i) = usize::try_from(fd) else { return false };
-        if self.zc_kind.len() <= i {
-            self.zc_kind.resize(i + 1, 0);
-        }
-        if self.zc_kind[i] == 0 {
-            let mut dom: i32 = 0;
-            let mut len = core::mem::size_of::<i32>() as libc::socklen_t;
-            // SAFETY: an int out-parameter with its length.
-            let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN, (&raw mut dom).cast(), &mut len) };
-            let inet = r == 0 && (dom == libc::AF_INET || dom == libc::AF_INET6);
-            self.zc_kind[i] = if inet { 1 } else { 2 };
-        }
-        self.zc_kind[i] == 1
-    }
-
     /// True if `fd` lives on a file system that may block io_uring_enter
     /// (see [`is_blocking_fs_type`]); looked up once per fd (fstat and
     /// mountinfo, per device), cached until the fd is closed or reused.
@@ -375,8 +326,6 @@ impl UringEngine {
         let fixed = fixed::FixedFiles::new(&ring, super::features::wanted(super::features::Feature::FixedFiles));
         Ok(UringEngine {
             fixed,
-            send_zc_min: send_zc_min(&probe),
-            zc_kind: Vec::new(),
             offload: Offload::new(notify.clone()),
             ring,
             ops: OpSlab::new(),
@@ -482,19 +431,6 @@ impl UringEngine {
                     if role == Role::AcceptArm {
                         self.accept_completion(id, res, flags, out);
                         continue;
-                    }
-                    let mut res = res;
-                    if role == Role::SendZc {
-                        if io_uring::cqueue::more(flags) {
-                            // The send's result; its buffer is still the kernel's.
-                            if let Some(op) = self.ops.get_mut(id) {
-                                op.res = res;
-                            }
-                            continue;
-                        }
-                        if io_uring::cqueue::notif(flags) {
-                            res = self.ops.get(id).map_or(res, |o| o.res);
-                        }
                     }
                     let Some(op) = self.ops.remove(id) else {
                         continue;
@@ -683,10 +619,6 @@ impl Engine for UringEngine {
         }
         let async_fs = is_data_op(&op).is_some_and(|fd| self.on_blocking_fs(fd));
         let slot = socket_fd(&op).and_then(|fd| self.fixed_slot(fd));
-        let zc = match op {
-            Op::Send { fd, len, .. } if len >= self.send_zc_min => self.zc_capable(fd),
-            _ => false,
-        };
         let (sqe, fd, is_poll) = match op {
             Op::Recv { fd, buf, len, flags } if self.poll_first && self.take_drained(fd) => {
                 let b = match slot {
@@ -694,13 +626,6 @@ impl Engine for UringEngine {
                     None => opcode::Recv::new(types::Fd(fd), buf, len),
                 };
                 (b.flags(flags).ioprio(IORING_RECVSEND_POLL_FIRST).build(), fd, false)
-            }
-            Op::Send { fd, buf, len, flags } if zc => {
-                let b = match slot {
-                    Some(s) => opcode::SendZc::new(types::Fixed(s), buf, len),
-                    None => opcode::SendZc::new(types::Fd(fd), buf, len),
-                };
-                (b.flags(flags).build(), fd, false)
             }
             _ => match slot.and_then(|s| sqe_fixed(op, s)) {
                 Some(sqe) => (sqe, socket_fd(&op).unwrap_or(-1), matches!(op, Op::Poll { .. })),
@@ -711,15 +636,8 @@ impl Engine for UringEngine {
         let id = self.ops.insert(UOp {
             waiter,
             fd,
-            role: if is_poll {
-                Role::Poll
-            } else if zc {
-                Role::SendZc
-            } else {
-                Role::Plain
-            },
+            role: if is_poll { Role::Poll } else { Role::Plain },
             cancel_sent: false,
-            res: 0,
         });
         if let Err(e) = self.push(sqe.user_data(id as u64)) {
             self.ops.remove(id);
@@ -781,9 +699,6 @@ impl Engine for UringEngine {
         }
         if let Some(d) = self.drained.get_mut(fd as usize) {
             *d = false;
-        }
-        if let Some(z) = self.zc_kind.get_mut(fd as usize) {
-            *z = 0;
         }
         self.fixed_release(fd);
     }
@@ -1135,86 +1050,4 @@ mod sqpoll_tests {
             libc::close(fds[1]);
         }
     }
-}
-
-#[cfg(test)]
-mod send_zc_tests {
-    use super::*;
-
-    /// A connected TCP pair over loopback (zero-copy sends need TCP).
-    fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (b, _) = l.accept().unwrap();
-        (a, b)
-    }
-
-    /// With `PHOTON_IO_SEND_ZC` set (here: every send of 1 byte or more) a
-    /// send is a SEND_ZC whose thread wakes on the notification with the
-    /// send's byte count, and the peer gets every byte; the plain ring send
-    /// (the default, and the fallback on a kernel before 6.0) likewise.
-    #[test]
-    fn zero_copy_send() {
-        use std::io::Read;
-        use std::os::fd::AsRawFd;
-        let Ok(mut e) = UringEngine::new(false) else {
-            println!("zero_copy_send: no io_uring here, skipped");
-            return;
-        };
-        let zc = e.probe.is_supported(opcode::SendZc::CODE);
-        if !zc {
-            println!("zero_copy_send: this kernel lacks SEND_ZC; the plain send is tested");
-        }
-        for min in [1, u32::MAX] {
-            e.send_zc_min = if zc { min } else { u32::MAX };
-            let (a, mut b) = tcp_pair();
-            let data: Vec<u8> = (0..65536u32).map(|i| (i * 7 + min) as u8).collect();
-            let op = Op::Send {
-                fd: a.as_raw_fd(),
-                buf: data.as_ptr(),
-                len: data.len() as u32,
-                flags: 0,
-            };
-            // SAFETY: data outlives the operation (waited for below).
-            let Submitted::Pending(id) = (unsafe { e.submit(op, 1 as Waiter) }).unwrap() else {
-                panic!("a ring send is pending");
-            };
-            assert_eq!(
-                super::tests_role(&e, id),
-                Some(if e.send_zc_min == 1 { Role::SendZc } else { Role::Plain })
-            );
-            let reader = std::thread::spawn(move || {
-                let mut got = Vec::new();
-                while got.len() < 65536 {
-                    let mut buf = [0u8; 8192];
-                    let n = b.read(&mut buf).unwrap();
-                    assert!(n > 0);
-                    got.extend_from_slice(&buf[..n]);
-                }
-                got
-            });
-            let mut out = Vec::new();
-            let mut sent = None;
-            for _ in 0..200 {
-                e.wait(Some(Duration::from_millis(10)), &mut out).unwrap();
-                if let Some(c) = out.iter().find(|c| c.id == id) {
-                    sent = Some(c.result);
-                    break;
-                }
-            }
-            assert!(e.ops.get(id).is_none(), "the op is over once its thread is woken");
-            let sent = sent.expect("the send completed") as usize;
-            assert!(sent > 0 && sent <= data.len());
-            if sent < data.len() {
-                use std::io::Write;
-                (&a).write_all(&data[sent..]).unwrap();
-            }
-            assert_eq!(reader.join().unwrap(), data, "min {min}");
-        }
-    }
-}
-
-#[cfg(test)]
-fn tests_role(e: &UringEngine, id: OpId) -> Option<Role> {
-    e.ops.get(id).map(|o| o.role)
 }

@@ -196,7 +196,6 @@ const PHOTON_URING_NO_BATCHED_SEND: &str = "libphoton io_uring -batched_send";
 const PHOTON_URING_NO_LAZY_SUBMIT: &str = "libphoton io_uring -lazy_submit";
 const PHOTON_URING_NO_MULTISHOT_ACCEPT: &str = "libphoton io_uring -multishot_accept";
 const PHOTON_URING_NO_FIXED_FILES: &str = "libphoton io_uring -fixed_files";
-const PHOTON_URING_SEND_ZC: &str = "libphoton io_uring +send_zc";
 
 fn servers(o: &Opts) -> Vec<Server> {
     let peer = |n: &str| o.bin_dir.join(n);
@@ -257,6 +256,13 @@ fn servers(o: &Opts) -> Vec<Server> {
             expect_engine: None,
             env: vec![],
         },
+        Server {
+            name: "io_uring loop +multishot_recv",
+            program: peer("echo_uring"),
+            args: vec!["--multishot"],
+            expect_engine: None,
+            env: vec![],
+        },
     ];
     // A/B rows: libphoton with one I/O feature switched off (as on a
     // kernel without it), each beside its default row.
@@ -283,8 +289,6 @@ fn servers(o: &Opts) -> Vec<Server> {
             "io_uring",
             ("PHOTON_IO_OFF", "fixed_files"),
         ),
-        // Every send zero-copy (IORING_OP_SEND_ZC), opt-in.
-        (PHOTON_URING_SEND_ZC, "io_uring", ("PHOTON_IO_SEND_ZC", "1")),
         (PHOTON_EPOLL_NO_READINESS, "epoll", ("PHOTON_IO_OFF", "readiness")),
     ];
     let mut all = all;

@@ -109,7 +109,6 @@ impl UringEngine {
             fd,
             role: Role::AcceptWait,
             cancel_sent: false,
-            res: 0,
         });
         self.listeners[i].waiters.push_back(id);
         if let Err(e) = self.arm_accept(i) {
@@ -132,7 +131,6 @@ impl UringEngine {
             fd,
             role: Role::AcceptArm,
             cancel_sent: false,
-            res: 0,
         });
         let sqe = opcode::AcceptMulti::new(types::Fd(fd))
             .flags(flags)

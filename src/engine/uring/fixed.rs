@@ -85,7 +85,20 @@ fn log_absent(e: &std::io::Error) {
 impl UringEngine {
     /// The table slot for a ring operation on socket `fd`, registering it
     /// on first use; None: use the plain fd.
+    #[inline]
     pub(super) fn fixed_slot(&mut self, fd: i32) -> Option<u32> {
+        // A negative fd turns into an index past any table.
+        match self.fixed.state.get(fd as u32 as usize) {
+            Some(&REGISTERED) => Some(fd as u32),
+            Some(&PLAIN) => None,
+            _ => self.fixed_first_use(fd),
+        }
+    }
+
+    /// [`UringEngine::fixed_slot`] for an fd not looked at yet.
+    #[cold]
+    #[inline(never)]
+    fn fixed_first_use(&mut self, fd: i32) -> Option<u32> {
         let ff = &mut self.fixed;
         let i = u32::try_from(fd).ok().filter(|&i| i < ff.slots)? as usize;
         if ff.state.len() <= i {

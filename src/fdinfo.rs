@@ -20,6 +20,9 @@ const FIFO: u8 = 16;
 const DIRECT: u8 = 32;
 /// A SOCK_STREAM socket: a read shorter than asked drained it.
 const STREAM: u8 = 64;
+/// A socket photon made (photon_socket, photon_accept): its number's
+/// lifetime is photon's to see (io_uring registers such sockets).
+const CREATED: u8 = 128;
 
 /// True if socket `fd` is of type SOCK_STREAM.
 fn stream_type(fd: i32) -> bool {
@@ -210,8 +213,17 @@ fn set_nonblocking(fd: i32, f: u8) -> Result<(), crate::Errno> {
 /// SOCK_STREAM if `stream`.
 pub(crate) fn new_socket(fd: i32, stream: bool) {
     if let Some(c) = cell(fd) {
-        c.store(KNOWN | SOCKET | NONBLOCK | if stream { STREAM } else { 0 }, Relaxed);
+        c.store(
+            KNOWN | SOCKET | NONBLOCK | CREATED | if stream { STREAM } else { 0 },
+            Relaxed,
+        );
     }
+}
+
+/// True if `fd` is a socket photon made ([`new_socket`]) and has not seen
+/// closed since.
+pub(crate) fn is_created_socket(fd: i32) -> bool {
+    cell(fd).is_some_and(|c| c.load(Relaxed) & (SOCKET | CREATED) == SOCKET | CREATED)
 }
 
 /// Notes that vcpu `id` has a thread waiting on `fd` (cheap when noted

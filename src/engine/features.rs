@@ -41,6 +41,10 @@ pub(crate) enum Feature {
     /// multishot accept per listening socket (5.19+), holding at most 16
     /// accepted-but-unclaimed connections (engine/uring/accept.rs).
     MultishotAccept = 1 << 5,
+    /// io_uring: sockets are put in the ring's sparse file table (5.19+) on
+    /// first use and named by their slot (`IOSQE_FIXED_FILE`), sparing the
+    /// kernel a file lookup and reference per operation (engine/uring/fixed.rs).
+    FixedFiles = 1 << 6,
     /// io_uring: O_DIRECT reads and writes are handed to the kernel four at
     /// a time as they are queued, not only at the scheduler turn's end
     /// (engine/uring.rs, `EAGER_DIRECT_BATCH`).
@@ -59,6 +63,7 @@ const NAMES: &[(&str, Feature)] = &[
     ("cached_read", Feature::CachedRead),
     ("lazy_submit", Feature::LazySubmit),
     ("multishot_accept", Feature::MultishotAccept),
+    ("fixed_files", Feature::FixedFiles),
     ("eager_direct", Feature::EagerDirect),
     ("aio", Feature::Aio),
 ];

@@ -51,6 +51,7 @@ pub(crate) fn explain(e: &SetupError) -> String {
 }
 
 mod accept;
+mod fixed;
 
 /// What a ring operation is to the engine.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -118,6 +119,8 @@ pub(crate) struct UringEngine {
     /// A waiting multishot accept was cancelled: the next wait does not
     /// sleep, and ends it (see `accept::accept_cancel`).
     accept_cancels: bool,
+    /// Registered files for sockets (see `fixed`).
+    fixed: fixed::FixedFiles,
 }
 
 /// File systems whose reads and writes can block the submitting thread
@@ -338,7 +341,9 @@ impl UringEngine {
         })?);
         let eager_direct =
             !ring.params().is_setup_sqpoll() && super::features::wanted(super::features::Feature::EagerDirect);
+        let fixed = fixed::FixedFiles::new(&ring, super::features::wanted(super::features::Feature::FixedFiles));
         Ok(UringEngine {
+            fixed,
             offload: Offload::new(notify.clone()),
             ring,
             ops: OpSlab::new(),
@@ -558,6 +563,34 @@ fn sqe_for(op: Op) -> (squeue::Entry, i32, bool) {
     }
 }
 
+/// The socket of an operation that may name it by its registered file
+/// slot (see `fixed`).
+fn socket_fd(op: &Op) -> Option<i32> {
+    match *op {
+        Op::Poll { fd, .. }
+        | Op::Recv { fd, .. }
+        | Op::Send { fd, .. }
+        | Op::RecvMsg { fd, .. }
+        | Op::SendMsg { fd, .. }
+        | Op::Accept { fd, .. } => Some(fd),
+        _ => None,
+    }
+}
+
+/// [`sqe_for`] naming the socket by its registered file `slot`.
+fn sqe_fixed(op: Op, slot: u32) -> Option<squeue::Entry> {
+    let f = types::Fixed(slot);
+    Some(match op {
+        Op::Poll { events, .. } => opcode::PollAdd::new(f, poll_mask(events) as u16 as u32).build(),
+        Op::Recv { buf, len, flags, .. } => opcode::Recv::new(f, buf, len).flags(flags).build(),
+        Op::Send { buf, len, flags, .. } => opcode::Send::new(f, buf, len).flags(flags).build(),
+        Op::RecvMsg { msg, flags, .. } => opcode::RecvMsg::new(f, msg).flags(flags).build(),
+        Op::SendMsg { msg, flags, .. } => opcode::SendMsg::new(f, msg).flags(flags).build(),
+        Op::Accept { addr, len, flags, .. } => opcode::Accept::new(f, addr, len).flags(flags).build(),
+        _ => return None,
+    })
+}
+
 /// The io_uring opcode a file operation needs (None: not a file-only op).
 fn file_opcode(op: &Op) -> Option<u8> {
     Some(match op {
@@ -607,16 +640,19 @@ impl Engine for UringEngine {
         }
         let data_fd = is_data_op(&op);
         let async_fs = data_fd.is_some_and(|fd| self.on_blocking_fs(fd));
+        let slot = socket_fd(&op).and_then(|fd| self.fixed_slot(fd));
         let (sqe, fd, is_poll) = match op {
-            Op::Recv { fd, buf, len, flags } if self.poll_first && self.take_drained(fd) => (
-                opcode::Recv::new(types::Fd(fd), buf, len)
-                    .flags(flags)
-                    .ioprio(IORING_RECVSEND_POLL_FIRST)
-                    .build(),
-                fd,
-                false,
-            ),
-            _ => sqe_for(op),
+            Op::Recv { fd, buf, len, flags } if self.poll_first && self.take_drained(fd) => {
+                let b = match slot {
+                    Some(s) => opcode::Recv::new(types::Fixed(s), buf, len),
+                    None => opcode::Recv::new(types::Fd(fd), buf, len),
+                };
+                (b.flags(flags).ioprio(IORING_RECVSEND_POLL_FIRST).build(), fd, false)
+            }
+            _ => match slot.and_then(|s| sqe_fixed(op, s)) {
+                Some(sqe) => (sqe, socket_fd(&op).unwrap_or(-1), matches!(op, Op::Poll { .. })),
+                None => sqe_for(op),
+            },
         };
         let sqe = if async_fs { sqe.flags(squeue::Flags::ASYNC) } else { sqe };
         let id = self.ops.insert(UOp {
@@ -661,7 +697,6 @@ impl Engine for UringEngine {
 
     fn cancel_fd(&mut self, fd: i32, out: &mut Vec<Completion>) {
         self.accept_forget(fd, Some(out));
-        self.forget_fd(fd);
         let ids = self.ops.ids_where(|o| o.fd == fd);
         for &id in &ids {
             self.cancel(id);
@@ -677,6 +712,9 @@ impl Engine for UringEngine {
                 self.submit_now();
             }
         }
+        // After the queued operations went in: one still queued would
+        // find its file slot empty (EBADF instead of ECANCELED).
+        self.forget_fd(fd);
     }
 
     fn forget_fd(&mut self, fd: i32) {
@@ -689,6 +727,7 @@ impl Engine for UringEngine {
         if let Some(d) = self.drained.get_mut(fd as usize) {
             *d = false;
         }
+        self.fixed_release(fd);
     }
 
     fn drained(&mut self, fd: i32, bits: u32) {
@@ -869,6 +908,7 @@ mod queued_tests {
             return;
         };
         let (a, b) = socketpair();
+        crate::fdinfo::new_socket(a, true); // as photon_socket would: a registered file
         let mut buf = [0u8; 16];
         let op = Op::Recv {
             fd: a,
@@ -881,6 +921,7 @@ mod queued_tests {
             panic!("a ring receive is pending");
         };
         assert!(e.queued > 0, "the receive waits in the submission queue");
+        assert_eq!(e.fixed.is_registered(a), e.fixed.slots() > 0);
         let mut out = Vec::new();
         e.cancel_fd(a, &mut out);
         // SAFETY: our fds.
@@ -888,6 +929,7 @@ mod queued_tests {
             libc::close(a);
             libc::close(b);
         }
+        crate::fdinfo::forget(a);
         let (c, d) = socketpair();
         assert!(c == a || d == a, "the number is reused ({a}: {c}, {d})");
         for fd in [c, d] {

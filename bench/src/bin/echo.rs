@@ -195,6 +195,7 @@ const PHOTON_URING_SQPOLL: &str = "libphoton io_uring +sqpoll";
 const PHOTON_URING_NO_BATCHED_SEND: &str = "libphoton io_uring -batched_send";
 const PHOTON_URING_NO_LAZY_SUBMIT: &str = "libphoton io_uring -lazy_submit";
 const PHOTON_URING_NO_MULTISHOT_ACCEPT: &str = "libphoton io_uring -multishot_accept";
+const PHOTON_URING_NO_FIXED_FILES: &str = "libphoton io_uring -fixed_files";
 
 fn servers(o: &Opts) -> Vec<Server> {
     let peer = |n: &str| o.bin_dir.join(n);
@@ -255,6 +256,13 @@ fn servers(o: &Opts) -> Vec<Server> {
             expect_engine: None,
             env: vec![],
         },
+        Server {
+            name: "io_uring loop +multishot_recv",
+            program: peer("echo_uring"),
+            args: vec!["--multishot"],
+            expect_engine: None,
+            env: vec![],
+        },
     ];
     // A/B rows: libphoton with one I/O feature switched off (as on a
     // kernel without it), each beside its default row.
@@ -275,6 +283,11 @@ fn servers(o: &Opts) -> Vec<Server> {
             PHOTON_URING_NO_MULTISHOT_ACCEPT,
             "io_uring",
             ("PHOTON_IO_OFF", "multishot_accept"),
+        ),
+        (
+            PHOTON_URING_NO_FIXED_FILES,
+            "io_uring",
+            ("PHOTON_IO_OFF", "fixed_files"),
         ),
         (PHOTON_EPOLL_NO_READINESS, "epoll", ("PHOTON_IO_OFF", "readiness")),
     ];

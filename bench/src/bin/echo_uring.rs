@@ -11,6 +11,12 @@
 //! it went back, then the next receive, until EOF. TCP_NODELAY. Every turn
 //! is one `io_uring_enter` that submits what the last completions queued and
 //! waits for at least one more.
+//!
+//! `--multishot`: each connection has one multishot receive (6.0+) drawing
+//! 4 KiB buffers from a provided-buffer ring (1024 of them, 5.19+); each
+//! completion's bytes are copied into the connection's output (as a
+//! runtime copies them into its caller's buffer) and the buffer goes back
+//! to the ring. The A/B row that says what multishot receive buys a loop.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -21,17 +27,21 @@ use io_uring::{IoUring, opcode, types};
 const BUF: usize = 64 * 1024;
 const ACCEPT: u64 = u64::MAX;
 
-fn port_arg() -> u16 {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
+/// The port, and whether `--multishot` was given.
+fn parse_args() -> (u16, bool) {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let multishot = args.iter().any(|a| a == "--multishot");
+    args.retain(|a| a != "--multishot");
+    let port = match args.as_slice() {
         [] => 9527,
         [flag, n] if flag == "--port" => n.parse().unwrap_or_else(|_| usage()),
         _ => usage(),
-    }
+    };
+    (port, multishot)
 }
 
 fn usage() -> ! {
-    eprintln!("usage: echo_uring [--port N]");
+    eprintln!("usage: echo_uring [--port N] [--multishot]");
     std::process::exit(2)
 }
 
@@ -53,7 +63,8 @@ fn ring() -> IoUring {
 }
 
 fn main() {
-    let listener = TcpListener::bind(("0.0.0.0", port_arg())).unwrap_or_else(|e| {
+    let (port, multishot) = parse_args();
+    let listener = TcpListener::bind(("0.0.0.0", port)).unwrap_or_else(|e| {
         eprintln!("echo_uring: bind: {e}");
         std::process::exit(1)
     });
@@ -62,6 +73,9 @@ fn main() {
     std::io::stdout().flush().expect("stdout");
     let lfd = listener.as_raw_fd();
     let mut ring = ring();
+    if multishot {
+        multishot::serve(ring, lfd);
+    }
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
 
@@ -149,6 +163,206 @@ fn main() {
             // until that connection's completion came back (one op at a time).
             while unsafe { ring.submission().push(&sqe) }.is_err() {
                 ring.submit().expect("io_uring_enter");
+            }
+        }
+    }
+}
+
+mod multishot {
+    use io_uring::{IoUring, cqueue, opcode, types};
+    use std::sync::atomic::{AtomicU16, Ordering};
+
+    const NBUF: u16 = 1024;
+    const BSZ: usize = 4096;
+    const BGID: u16 = 7;
+    const ACCEPT: u64 = u64::MAX;
+    const SEND: u64 = 1 << 63;
+
+    struct Conn {
+        fd: i32,
+        /// Bytes being sent (not touched while a send is in flight).
+        out: Vec<u8>,
+        /// Bytes received meanwhile.
+        next: Vec<u8>,
+        sent: usize,
+        sending: bool,
+        armed: bool,
+        eof: bool,
+    }
+
+    struct Bufs {
+        ring: *mut types::BufRingEntry,
+        mem: Vec<u8>,
+        tail: u16,
+    }
+
+    impl Bufs {
+        fn give(&mut self, bid: u16) {
+            let i = (self.tail & (NBUF - 1)) as usize;
+            // SAFETY: i < NBUF entries of the mapping.
+            let e = unsafe { &mut *self.ring.add(i) };
+            e.set_addr(self.mem.as_ptr() as u64 + bid as u64 * BSZ as u64);
+            e.set_len(BSZ as u32);
+            e.set_bid(bid);
+            self.tail = self.tail.wrapping_add(1);
+        }
+        fn publish(&self) {
+            // SAFETY: the tail field of the first entry, shared with the kernel.
+            let t = unsafe { &*(types::BufRingEntry::tail(self.ring).cast::<AtomicU16>()) };
+            t.store(self.tail, Ordering::Release);
+        }
+    }
+
+    fn recv(fd: i32, i: usize) -> io_uring::squeue::Entry {
+        opcode::RecvMulti::new(types::Fd(fd), BGID).build().user_data(i as u64)
+    }
+
+    pub(super) fn serve(mut ring: IoUring, lfd: i32) -> ! {
+        // SAFETY: an anonymous mapping for the buffer ring's entries.
+        let ring_mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                NBUF as usize * 16,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ring_mem, libc::MAP_FAILED);
+        let mut bufs = Bufs {
+            ring: ring_mem.cast(),
+            mem: vec![0; NBUF as usize * BSZ],
+            tail: 0,
+        };
+        for bid in 0..NBUF {
+            bufs.give(bid);
+        }
+        bufs.publish();
+        // SAFETY: the mapping lives as long as the process.
+        if let Err(e) = unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(ring_mem as u64, NBUF, BGID, 0)
+        } {
+            eprintln!("echo_uring: no provided-buffer ring ({e})");
+            std::process::exit(1);
+        }
+        let accept = opcode::Accept::new(types::Fd(lfd), std::ptr::null_mut(), std::ptr::null_mut())
+            .build()
+            .user_data(ACCEPT);
+        let mut pending = vec![accept.clone()];
+        let mut conns: Vec<Option<Conn>> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        loop {
+            for sqe in pending.drain(..) {
+                // SAFETY: sends point into a connection's output, kept until completion.
+                while unsafe { ring.submission().push(&sqe) }.is_err() {
+                    ring.submit().expect("io_uring_enter");
+                }
+            }
+            if let Err(e) = ring.submit_and_wait(1) {
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                eprintln!("echo_uring: io_uring_enter: {e}");
+                std::process::exit(1);
+            }
+            let cqes: Vec<_> = ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags()))
+                .collect();
+            let mut gave = false;
+            for (ud, res, flags) in cqes {
+                if ud == ACCEPT {
+                    pending.push(accept.clone());
+                    if res < 0 {
+                        continue;
+                    }
+                    let one: libc::c_int = 1;
+                    // SAFETY: a live int for TCP_NODELAY.
+                    unsafe {
+                        libc::setsockopt(
+                            res,
+                            libc::IPPROTO_TCP,
+                            libc::TCP_NODELAY,
+                            (&raw const one).cast(),
+                            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                        )
+                    };
+                    let i = free.pop().unwrap_or_else(|| {
+                        conns.push(None);
+                        conns.len() - 1
+                    });
+                    conns[i] = Some(Conn {
+                        fd: res,
+                        out: Vec::with_capacity(BSZ),
+                        next: Vec::with_capacity(BSZ),
+                        sent: 0,
+                        sending: false,
+                        armed: true,
+                        eof: false,
+                    });
+                    pending.push(recv(res, i));
+                    continue;
+                }
+                let i = (ud & !SEND) as usize;
+                let Some(c) = conns[i].as_mut() else { continue };
+                if ud & SEND != 0 {
+                    c.sending = false;
+                    if res < 0 {
+                        // The peer is gone: drop what is left.
+                        c.eof = true;
+                        c.out.clear();
+                        c.next.clear();
+                        c.sent = 0;
+                    } else {
+                        c.sent += res as usize;
+                        if c.sent == c.out.len() {
+                            c.out.clear();
+                            c.sent = 0;
+                        }
+                    }
+                } else {
+                    if let Some(bid) = cqueue::buffer_select(flags) {
+                        if res > 0 {
+                            let at = bid as usize * BSZ;
+                            c.next.extend_from_slice(&bufs.mem[at..at + res as usize]);
+                        }
+                        bufs.give(bid);
+                        gave = true;
+                    }
+                    if !cqueue::more(flags) {
+                        c.armed = false;
+                        if res == 0 || (res < 0 && res != -libc::ENOBUFS) {
+                            c.eof = true;
+                        }
+                    }
+                }
+                if !c.sending && c.out.is_empty() {
+                    std::mem::swap(&mut c.out, &mut c.next);
+                }
+                if !c.sending && c.sent < c.out.len() {
+                    let rest = &c.out[c.sent..];
+                    pending.push(
+                        opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len() as u32)
+                            .build()
+                            .user_data(i as u64 | SEND),
+                    );
+                    c.sending = true;
+                }
+                if !c.armed && !c.eof {
+                    c.armed = true;
+                    pending.push(recv(c.fd, i));
+                }
+                if c.eof && !c.armed && !c.sending && c.out.is_empty() {
+                    // SAFETY: our fd, nothing in flight on it.
+                    unsafe { libc::close(c.fd) };
+                    conns[i] = None;
+                    free.push(i);
+                }
+            }
+            if gave {
+                bufs.publish();
             }
         }
     }

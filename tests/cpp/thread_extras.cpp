@@ -225,6 +225,10 @@ int main() {
                 ++joined_ended;
                 photon::vcpu_fini();
             });
+        // Both helpers must have joined before the pool can be deleted (a
+        // join that starts after the delete uses a dead pool): the pool
+        // names two different joined vcpus once both are in.
+        while (pool->vcpu(0) == nullptr || pool->vcpu(1) == pool->vcpu(0)) photon::thread_usleep(100);
         std::atomic<int> ran{0};
         photon::semaphore sem(0);
         for (int i = 0; i < 4; i++)

@@ -65,7 +65,10 @@ static char *slurp(int fd) {
 static void *pool_sleeper(void *arg) {
     (void)arg;
     photon_thread_set_name(photon_thread_self(), "pool-sleeper");
-    photon_thread_usleep(400 * 1000);
+    /* Until photon_workpool_free ends it (ECANCELED): a fixed sleep could
+     * be over before the SIGUSR2 dump on a slow run (Valgrind, a loaded
+     * machine: the 400 ms it used to sleep were once over by then). */
+    photon_thread_usleep(PHOTON_FOREVER);
     return NULL;
 }
 

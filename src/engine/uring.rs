@@ -830,7 +830,7 @@ mod tests {
     }
 
     /// Waits for the completion of `id`.
-    fn complete(e: &mut UringEngine, id: OpId) -> i64 {
+    pub(super) fn complete(e: &mut UringEngine, id: OpId) -> i64 {
         let mut out = Vec::new();
         for _ in 0..100 {
             e.wait(Some(Duration::from_millis(20)), &mut out).unwrap();

@@ -101,17 +101,7 @@ fn main() {
                 if res < 0 {
                     continue;
                 }
-                let one: libc::c_int = 1;
-                // SAFETY: a live int for TCP_NODELAY.
-                unsafe {
-                    libc::setsockopt(
-                        res,
-                        libc::IPPROTO_TCP,
-                        libc::TCP_NODELAY,
-                        (&raw const one).cast(),
-                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
+                nodelay(res);
                 let c = Conn {
                     fd: res,
                     buf: vec![0; BUF].into_boxed_slice(),
@@ -169,6 +159,7 @@ fn main() {
 }
 
 mod multishot {
+    use super::nodelay;
     use io_uring::{IoUring, cqueue, opcode, types};
     use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -278,17 +269,7 @@ mod multishot {
                     if res < 0 {
                         continue;
                     }
-                    let one: libc::c_int = 1;
-                    // SAFETY: a live int for TCP_NODELAY.
-                    unsafe {
-                        libc::setsockopt(
-                            res,
-                            libc::IPPROTO_TCP,
-                            libc::TCP_NODELAY,
-                            (&raw const one).cast(),
-                            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                        )
-                    };
+                    nodelay(res);
                     let i = free.pop().unwrap_or_else(|| {
                         conns.push(None);
                         conns.len() - 1
@@ -366,4 +347,19 @@ mod multishot {
             }
         }
     }
+}
+
+/// TCP_NODELAY on an accepted connection (replies go out at once).
+fn nodelay(fd: i32) {
+    let one: libc::c_int = 1;
+    // SAFETY: a live int for TCP_NODELAY; a bad fd only fails the call.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&raw const one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }

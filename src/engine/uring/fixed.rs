@@ -140,21 +140,9 @@ impl UringEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::socketpair;
+    use super::super::tests::{complete, socketpair};
     use super::*;
     use crate::engine::{Engine, Op, Submitted, Waiter};
-    use std::time::Duration;
-
-    fn complete(e: &mut UringEngine, id: crate::engine::OpId) -> i64 {
-        let mut out = Vec::new();
-        for _ in 0..100 {
-            e.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
-            if let Some(c) = out.iter().find(|c| c.id == id) {
-                return c.result;
-            }
-        }
-        panic!("operation {id} did not complete");
-    }
 
     fn run(e: &mut UringEngine, op: Op) -> i64 {
         // SAFETY: the buffers of the callers' ops outlive the wait.

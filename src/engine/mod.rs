@@ -423,3 +423,29 @@ fn warn_fallback_once(why: &str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| log::warn!("photon: io_uring unavailable, using epoll: {why}"));
 }
+
+/// For tests of O_DIRECT paths: a file of 16 blocks of 4 KiB, block `i`
+/// filled with byte `i`, opened O_DIRECT in the first of the temporary
+/// directory and `target` whose file system takes O_DIRECT; None (the test
+/// skips) where none does. The caller removes the file.
+#[cfg(test)]
+pub(crate) fn direct_test_file(tag: &str) -> Option<(i32, std::path::PathBuf)> {
+    use std::io::Write;
+    for dir in [std::env::temp_dir(), std::path::PathBuf::from("target")] {
+        let path = dir.join(format!("photon-{tag}-{}.dat", std::process::id()));
+        let mut f = std::fs::File::create(&path).ok()?;
+        for i in 0..16u8 {
+            f.write_all(&[i; 4096]).ok()?;
+        }
+        f.sync_all().ok()?;
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECT | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            crate::fdinfo::forget(fd); // facts of an earlier file with this number go
+            return Some((fd, path));
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    None
+}

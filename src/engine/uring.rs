@@ -1086,36 +1086,13 @@ mod sqpoll_tests {
 mod eager_direct_tests {
     use super::*;
 
-    /// An O_DIRECT file of 16 blocks of 4 KiB, block `i` filled with byte
-    /// `i`, in the first of these directories whose file system has
-    /// O_DIRECT; None (skipped) where none has.
-    fn direct_file() -> Option<(i32, std::path::PathBuf)> {
-        use std::io::Write;
-        for dir in [std::env::temp_dir(), std::path::PathBuf::from("target")] {
-            let path = dir.join(format!("photon-eager-direct-{}.dat", std::process::id()));
-            let mut f = std::fs::File::create(&path).ok()?;
-            for i in 0..16u8 {
-                f.write_all(&[i; 4096]).ok()?;
-            }
-            f.sync_all().ok()?;
-            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-            // SAFETY: a NUL-terminated path.
-            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECT | libc::O_CLOEXEC) };
-            if fd >= 0 {
-                return Some((fd, path));
-            }
-            let _ = std::fs::remove_file(&path);
-        }
-        None
-    }
-
     #[test]
     fn eager_direct_batches() {
         let Ok(mut e) = UringEngine::new(false) else {
             println!("eager_direct_batches: no io_uring here, skipped");
             return;
         };
-        let Some((fd, path)) = direct_file() else {
+        let Some((fd, path)) = crate::engine::direct_test_file("eager-direct") else {
             println!("eager_direct_batches: no file system with O_DIRECT here, skipped");
             return;
         };

@@ -593,30 +593,6 @@ unsafe fn copy_out(dest: Dest, output: Output, mut n: usize) {
 mod aio_tests {
     use super::*;
 
-    /// An O_DIRECT file of 16 blocks of 4 KiB, block `i` filled with byte
-    /// `i`, in the first of these directories whose file system has
-    /// O_DIRECT; None (skipped) where none has.
-    fn direct_file() -> Option<(i32, std::path::PathBuf)> {
-        use std::io::Write;
-        for dir in [std::env::temp_dir(), std::path::PathBuf::from("target")] {
-            let path = dir.join(format!("photon-aio-{}.dat", std::process::id()));
-            let mut f = std::fs::File::create(&path).ok()?;
-            for i in 0..16u8 {
-                f.write_all(&[i; 4096]).ok()?;
-            }
-            f.sync_all().ok()?;
-            let c = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-            // SAFETY: a NUL-terminated path.
-            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECT | libc::O_CLOEXEC) };
-            if fd >= 0 {
-                crate::fdinfo::forget(fd);
-                return Some((fd, path));
-            }
-            let _ = std::fs::remove_file(&path);
-        }
-        None
-    }
-
     /// Reaps until `ids` all completed (the eventfd says when to look).
     fn complete(o: &mut Offload, efd: i32, ids: &[OpId]) -> Vec<Completion> {
         let mut out = Vec::new();
@@ -645,7 +621,7 @@ mod aio_tests {
     /// with AIO switched off the same reads go to the pool.
     #[test]
     fn direct_reads_on_aio() {
-        let Some((fd, path)) = direct_file() else {
+        let Some((fd, path)) = crate::engine::direct_test_file("aio") else {
             println!("direct_reads_on_aio: no file system with O_DIRECT here, skipped");
             return;
         };
@@ -746,7 +722,7 @@ mod aio_tests {
     /// context and an EAGAIN given in its place.
     #[test]
     fn aio_eagain_goes_to_the_pool() {
-        let Some((fd, path)) = direct_file() else {
+        let Some((fd, path)) = crate::engine::direct_test_file("aio") else {
             println!("aio_eagain_goes_to_the_pool: no file system with O_DIRECT here, skipped");
             return;
         };

@@ -53,12 +53,19 @@ pub fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// `path` with this process's id added: the name a run writes an artifact
-/// under before renaming it into place, so that test runs at the same time
-/// never see each other's half-written files.
+/// `path` with this process's id and a per-process sequence number added:
+/// the name a build writes an artifact under before renaming it into place,
+/// so that builds at the same time never see each other's half-written
+/// files. The sequence number matters as much as the process id: the tests
+/// of one binary run on several threads, and two of them may build the same
+/// program at once (c_io_sqpoll and c_io_features_off both build
+/// net_echo_many). With one shared name, one rename took the other's file
+/// while its linker still wrote it, and the other's exec failed with ETXTBSY.
 pub fn private_name(path: &Path) -> PathBuf {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.file_name().expect("a file name").to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
+    name.push(format!(".{}.{seq}.tmp", std::process::id()));
     path.with_file_name(name)
 }
 

@@ -228,8 +228,26 @@ fn out_dir() -> PathBuf {
 
 /// Compiles `tests/c/<name>.c` into an executable linked to libphoton.so
 /// (with clang's address and undefined-behaviour sanitizers under
-/// `PHOTON_TEST_SANITIZE=asan`).
+/// `PHOTON_TEST_SANITIZE=asan`), once per test run: the feature and SQPOLL
+/// passes run programs that their own tests also run, and wait here for
+/// the one build instead of compiling the same file again.
 fn compile_c_program(name: &str) -> PathBuf {
+    type Built = std::sync::Arc<std::sync::OnceLock<PathBuf>>;
+    static BUILT: std::sync::Mutex<std::collections::BTreeMap<String, Built>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let once = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(name.to_string())
+        .or_default()
+        .clone();
+    // A failed build panics out of get_or_init and leaves the cell empty:
+    // the next test that needs the program compiles it again (and fails
+    // with the compiler's output too).
+    once.get_or_init(|| build_c_program(name)).clone()
+}
+
+fn build_c_program(name: &str) -> PathBuf {
     let src = c_test_dir().join(format!("{name}.c"));
     assert!(src.is_file(), "missing {}", src.display());
     let compiler = if checker() == Checker::Asan {

@@ -25,7 +25,9 @@
 //! (re-armed when it holds none): the model of a multishot receive inside
 //! libphoton, with per-connection memory bounded. `--stats`: completions,
 //! bytes, ENOBUFS, re-arms, cancels and the most buffers one connection
-//! held, on stderr at SIGTERM / SIGINT.
+//! held, on stderr at SIGTERM / SIGINT. `--lend` (with `--hold`): no copy,
+//! the held buffer itself is sent back and returned to the ring after its
+//! send (what a receive API lending the ring's buffer would cost).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -49,6 +51,10 @@ struct Multi {
     hold: usize,
     /// `--bsz N`: bytes per provided buffer (the most one completion carries).
     bsz: usize,
+    /// `--lend` (with `--hold`): no copy: the held buffer itself is sent
+    /// back and returned to the ring when its send completed (what a
+    /// receive API that lends the ring's buffer would cost).
+    lend: bool,
     /// `--stats`: count completions, ENOBUFS, re-arms and cancels; print
     /// them on stderr at SIGTERM / SIGINT.
     stats: bool,
@@ -63,6 +69,7 @@ fn parse_args() -> (u16, Option<Multi>) {
         nbuf: 1024,
         hold: 0,
         bsz: 4096,
+        lend: false,
         stats: false,
     };
     while let Some(a) = args.next() {
@@ -79,6 +86,7 @@ fn parse_args() -> (u16, Option<Multi>) {
             "--hold" => m.hold = num(),
             "--bsz" => m.bsz = num().clamp(64, 1 << 20),
             "--stats" => m.stats = true,
+            "--lend" => m.lend = true,
             _ => usage(),
         }
     }
@@ -86,7 +94,7 @@ fn parse_args() -> (u16, Option<Multi>) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: echo_uring [--port N] [--multishot [--bufs N] [--bsz N] [--hold N] [--stats]]");
+    eprintln!("usage: echo_uring [--port N] [--multishot [--bufs N] [--bsz N] [--hold N [--lend]] [--stats]]");
     std::process::exit(2)
 }
 
@@ -238,6 +246,8 @@ mod multishot {
         next: Vec<u8>,
         /// Buffers received meanwhile and their lengths (hold mode).
         held: VecDeque<(u16, usize)>,
+        /// The held buffer being sent back as it is (`--lend`).
+        lent: Option<(u16, usize)>,
         sent: usize,
         sending: bool,
         armed: bool,
@@ -363,6 +373,7 @@ mod multishot {
                         out: Vec::with_capacity(m.bsz),
                         next: Vec::with_capacity(m.bsz),
                         held: VecDeque::new(),
+                        lent: None,
                         sent: 0,
                         sending: false,
                         armed: true,
@@ -385,9 +396,20 @@ mod multishot {
                         c.out.clear();
                         c.next.clear();
                         c.sent = 0;
+                        if let Some((bid, _)) = c.lent.take() {
+                            bufs.give(bid);
+                            gave = true;
+                        }
                     } else {
                         c.sent += res as usize;
-                        if c.sent == c.out.len() {
+                        if let Some((bid, len)) = c.lent {
+                            if c.sent == len {
+                                c.lent = None;
+                                c.sent = 0;
+                                bufs.give(bid);
+                                gave = true;
+                            }
+                        } else if c.sent == c.out.len() {
                             c.out.clear();
                             c.sent = 0;
                         }
@@ -421,8 +443,10 @@ mod multishot {
                         }
                     }
                 }
-                if !c.sending && c.out.is_empty() {
-                    if m.hold > 0 {
+                if !c.sending && c.out.is_empty() && c.lent.is_none() {
+                    if m.lend && m.hold > 0 {
+                        c.lent = c.held.pop_front();
+                    } else if m.hold > 0 {
                         // The thread's next receive: copy what is held
                         // into its buffer, give the buffers back.
                         while let Some(&(bid, len)) = c.held.front() {
@@ -438,6 +462,18 @@ mod multishot {
                     } else {
                         std::mem::swap(&mut c.out, &mut c.next);
                     }
+                }
+                if !c.sending
+                    && let Some((bid, len)) = c.lent
+                {
+                    let at = bid as usize * m.bsz;
+                    let rest = &bufs.mem[at + c.sent..at + len];
+                    pending.push(
+                        opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len() as u32)
+                            .build()
+                            .user_data(i as u64 | SEND),
+                    );
+                    c.sending = true;
                 }
                 if !c.sending && c.sent < c.out.len() {
                     let rest = &c.out[c.sent..];
@@ -460,7 +496,7 @@ mod multishot {
                     st.rearms += 1;
                     pending.push(recv(c.fd, i));
                 }
-                if c.eof && !c.armed && !c.sending && c.out.is_empty() && c.held.is_empty() {
+                if c.eof && !c.armed && !c.sending && c.out.is_empty() && c.held.is_empty() && c.lent.is_none() {
                     // SAFETY: our fd, nothing in flight on it.
                     unsafe { libc::close(c.fd) };
                     conns[i] = None;

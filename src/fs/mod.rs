@@ -54,6 +54,12 @@ fn cached_read_on_ring() -> bool {
     *ON.get_or_init(|| crate::engine::features::wanted(crate::engine::features::Feature::CachedRead))
 }
 
+/// True unless `PHOTON_IO_OFF=batched_read` (read once).
+fn batched_read() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| crate::engine::features::wanted(crate::engine::features::Feature::BatchedRead))
+}
+
 /// A page-cache hit is served fastest by a `preadv2(RWF_NOWAIT)` on the
 /// vcpu itself, which never blocks (it says EAGAIN instead): under epoll
 /// the other way is a helper thread, under io_uring a park, a ring round
@@ -63,12 +69,22 @@ fn cached_read_on_ring() -> bool {
 /// way. Not for an O_DIRECT fd: with RWF_NOWAIT its read still waits for
 /// the device.
 ///
+/// Under io_uring, a read made while the vcpu's other threads are ready
+/// to run (or submissions are queued) goes on the ring instead: the turn's
+/// reads then share one `io_uring_enter`, each served from the page cache
+/// at submission, which costs the kernel less than a `preadv2` each (the
+/// vectored syscall's iovec import; bench files, 16 readers: 7-8% less CPU
+/// per read). `PHOTON_IO_OFF=batched_read` keeps the `preadv2` first.
+///
 /// # Safety
 /// `iov` holds `n` valid iovecs for writes.
 #[inline]
 unsafe fn read_cached(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Option<usize> {
     // The switch first: on by default, it spares the engine query.
     if !cached_read_on_ring() && sched::engine_runs(crate::engine::OpKind::Socket).unwrap_or(true) {
+        return None;
+    }
+    if batched_read() && sched::read_joins_batch() {
         return None;
     }
     // SAFETY: per the contract.

@@ -104,10 +104,20 @@ int main(void) {
     for (int i = 0; i < NTHREADS; i++) th[i] = spawn_joinable(reader, (void *)(intptr_t)i, 0);
     for (int i = 0; i < NTHREADS; i++) CHECK_OK(photon_thread_join(th[i], NULL));
     uint64_t together = submitted() - s0;
-    uint64_t want_together = ring && (cached_off || !batched_off) ? NTHREADS : 0;
-    CHECK(together == want_together,
-          "%d reads made by threads ready together: %llu went to the engine, want %llu", NTHREADS,
-          (unsigned long long)together, (unsigned long long)want_together);
+    if (ring && cached_off) {
+        CHECK(together == NTHREADS, "cached_read off: %llu of %d reads went to the engine",
+              (unsigned long long)together, NTHREADS);
+    } else if (ring && !batched_off) {
+        /* Every thread but the last finds others ready; the last joins the
+         * queued reads, unless a scheduler poll (every 64 decisions) handed
+         * them to the kernel just before it ran: then it reads alone. */
+        CHECK(together >= NTHREADS - 1 && together <= NTHREADS,
+              "%d reads made by threads ready together: %llu went to the engine, want %d (or %d)",
+              NTHREADS, (unsigned long long)together, NTHREADS, NTHREADS - 1);
+    } else {
+        CHECK(together == 0, "%d reads made by threads ready together: %llu went to the engine, want 0",
+              NTHREADS, (unsigned long long)together);
+    }
     printf("engine %s, PHOTON_IO_OFF=%s: alone %llu, together %llu on the engine\n",
            photon_engine_name(), getenv("PHOTON_IO_OFF") ? getenv("PHOTON_IO_OFF") : "",
            (unsigned long long)alone, (unsigned long long)together);

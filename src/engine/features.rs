@@ -59,8 +59,9 @@ pub(crate) enum Feature {
     /// `preadv2(RWF_NOWAIT)` attempt and goes on the ring, so the turn's
     /// reads reach the kernel in one `io_uring_enter` (each served at once
     /// from the page cache at submission). A read made alone keeps the
-    /// `preadv2` (fs/mod.rs, `read_cached`). bench files, 16 readers: 7-8%
-    /// less CPU per read than a `preadv2` each.
+    /// `preadv2` (fs/mod.rs, `read_cached`). bench files, against a
+    /// `preadv2` each: 1-3% less CPU per read with 64 readers, 0-9% with 16
+    /// (a tie in some runs; the kernel's own gap is 2-3%).
     BatchedRead = 1 << 13,
 }
 

@@ -73,8 +73,9 @@ fn batched_read() -> bool {
 /// to run (or submissions are queued) goes on the ring instead: the turn's
 /// reads then share one `io_uring_enter`, each served from the page cache
 /// at submission, which costs the kernel less than a `preadv2` each (the
-/// vectored syscall's iovec import; bench files, 16 readers: 7-8% less CPU
-/// per read). `PHOTON_IO_OFF=batched_read` keeps the `preadv2` first.
+/// vectored syscall's iovec import; bench files: 1-3% less CPU per read
+/// with 64 readers, 0-9% with 16). `PHOTON_IO_OFF=batched_read` keeps the
+/// `preadv2` first.
 ///
 /// # Safety
 /// `iov` holds `n` valid iovecs for writes.

@@ -361,8 +361,7 @@ fn c_test(name: &str) {
 }
 
 /// Every optional I/O feature, as `PHOTON_IO_OFF` names them.
-const ALL_IO_FEATURES: &str =
-    "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio";
+const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read";
 
 /// The socket and file programs again with every optional I/O feature
 /// switched off (`PHOTON_IO_OFF`), as on a kernel that lacks them: the
@@ -381,6 +380,7 @@ fn c_io_features_off() {
         "net_fairness",
         "fs_big_transfer",
         "fs_direct",
+        "fs_batched_read",
     ];
     for name in programs {
         if skipped_under_checker(name) {
@@ -633,6 +633,30 @@ fn c_fs_ops() {
 #[test]
 fn c_fs_parity() {
     c_test("fs_parity");
+}
+
+/// Page-cache reads made alone stay on the vcpu; made by threads ready
+/// together they share the ring under io_uring (`batched_read`), and with
+/// `PHOTON_IO_OFF=batched_read` (the fallback, forced) or `=cached_read`
+/// each goes its one way; the program checks which under both engines.
+#[test]
+fn c_fs_batched_read() {
+    c_test("fs_batched_read");
+    if skipped_under_checker("fs_batched_read") {
+        return;
+    }
+    let exe = compile_c_program("fs_batched_read");
+    for off in ["batched_read", "cached_read"] {
+        for &engine in engines() {
+            let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_OFF", off)]);
+            assert!(
+                run.passed(),
+                "C test fs_batched_read with PHOTON_ENGINE={engine} PHOTON_IO_OFF={off} failed: {}",
+                run.describe()
+            );
+            print!("{}", run.stdout);
+        }
+    }
 }
 
 #[test]

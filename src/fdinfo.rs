@@ -169,14 +169,33 @@ pub(crate) fn is_storage(fd: i32) -> bool {
     facts(fd) & STORAGE != 0
 }
 
-/// True if `fd` cannot seek (socket, pipe, FIFO): positioned I/O is ESPIPE.
-pub(crate) fn is_unseekable(fd: i32) -> bool {
-    facts(fd) & (SOCKET | FIFO) != 0
-}
-
 /// True if `fd` is a file opened with O_DIRECT (as of its first use here).
 pub(crate) fn is_direct(fd: i32) -> bool {
     facts(fd) & DIRECT != 0
+}
+
+/// What positioned file I/O asks of an fd, from one lookup
+/// ([`file_facts`]): a read or write checks both on every call.
+#[derive(Clone, Copy)]
+pub(crate) struct FileFacts(u8);
+
+impl FileFacts {
+    /// True if the fd cannot seek (socket, pipe, FIFO): positioned I/O is
+    /// ESPIPE.
+    pub(crate) fn unseekable(self) -> bool {
+        self.0 & (SOCKET | FIFO) != 0
+    }
+
+    /// As [`is_direct`].
+    pub(crate) fn direct(self) -> bool {
+        self.0 & DIRECT != 0
+    }
+}
+
+/// The [`FileFacts`] of `fd`.
+#[inline]
+pub(crate) fn file_facts(fd: i32) -> FileFacts {
+    FileFacts(facts(fd))
 }
 
 /// True if `fd` is a pipe or FIFO.

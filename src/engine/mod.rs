@@ -329,6 +329,12 @@ pub(crate) trait Engine {
     fn name(&self) -> &'static str;
     /// True if [`Engine::submit`] runs ops of this kind itself.
     fn runs(&self, kind: OpKind) -> bool;
+    /// True if submissions wait, queued, for the kernel (io_uring's
+    /// submission queue before the turn's `io_uring_enter`): an operation
+    /// submitted now goes to the kernel with them, in one call.
+    fn has_queued(&self) -> bool {
+        false
+    }
     /// Starts `op` for `waiter`.
     ///
     /// # Safety

@@ -659,6 +659,10 @@ impl Engine for UringEngine {
         "io_uring"
     }
 
+    fn has_queued(&self) -> bool {
+        self.queued > 0
+    }
+
     fn runs(&self, kind: OpKind) -> bool {
         match kind {
             OpKind::Poll => true,

@@ -31,6 +31,23 @@ pub(crate) fn engine_runs(kind: OpKind) -> Result<bool, Errno> {
     Ok(unsafe { (*v).engine.runs(kind) })
 }
 
+/// True if a file read by the calling thread, submitted to the engine now,
+/// would reach the kernel in one call with other work of this scheduler
+/// turn: the engine runs reads itself (io_uring with its read opcodes) and
+/// other threads are ready to run (their reads join the queue too) or
+/// submissions are already queued. False off a vcpu.
+pub(crate) fn read_joins_batch() -> bool {
+    let v = super::vcpu::current();
+    if v.is_null() {
+        return false;
+    }
+    // SAFETY: this OS thread's live vcpu; no switch here.
+    unsafe {
+        let e = &(*v).engine;
+        ((*v).run_queue.has_others() || e.has_queued()) && e.runs(OpKind::Socket)
+    }
+}
+
 /// Runs `op` on the calling vcpu's engine and parks the calling thread until
 /// it completes, `deadline` passes (`ETIMEDOUT`), or the thread is
 /// interrupted (the interrupter's errno). Returns the operation's result.

@@ -18,7 +18,7 @@ mod migrate;
 mod workpool;
 
 pub use handle::Handle;
-pub(crate) use io::{cancel_fd, chunked, engine_runs, fd_drained, fd_readiness, forget_fd, io_wait};
+pub(crate) use io::{cancel_fd, chunked, engine_runs, fd_drained, fd_readiness, forget_fd, io_wait, read_joins_batch};
 pub use stats::{Stats, dump as dump_threads, set_name, stats as vcpu_stats};
 pub use thread::Entry;
 pub(crate) use thread::Wait;

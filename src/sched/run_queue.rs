@@ -52,6 +52,14 @@ impl RunQueue {
         self.head.is_null()
     }
 
+    /// True if the ring holds a thread besides the head (the running
+    /// thread, when a photon thread asks).
+    #[inline]
+    pub(crate) fn has_others(&self) -> bool {
+        // SAFETY: see the impl comment.
+        !self.head.is_null() && unsafe { (*self.head).next } != self.head
+    }
+
     /// Threads in the ring (the running one included): a walk, for stats.
     pub(crate) fn len(&self) -> usize {
         let mut n = 0;

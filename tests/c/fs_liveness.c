@@ -3,8 +3,12 @@
  * (1 MiB pwrites) and then fsyncs, a ticker photon thread on the same vcpu
  * calls photon_thread_usleep(1000) in a loop and records the largest gap
  * between ticks. No gap may exceed 20 ms (a write or fsync run on the vcpu
- * itself would stall it for far longer). The file's size and a sample of
- * its contents are checked afterwards.
+ * itself would stall it for far longer). Time the vcpu's OS thread spent
+ * waiting for a CPU within a gap (run_delay in /proc/thread-self/schedstat:
+ * a machine busy with other work) is not photon's and is taken out of that
+ * gap; a write or fsync run on the vcpu would sleep in the kernel, which
+ * run_delay does not count. The file's size and a sample of its contents
+ * are checked afterwards.
  */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -17,19 +21,36 @@
 #define MAX_GAP_US 20000ULL
 
 static volatile int g_phase; /* 0 writing, 1 fsync, 2 done */
-static uint64_t g_max_gap[2], g_ticks[2];
+static uint64_t g_max_gap[2], g_raw_gap[2], g_ticks[2];
 static int g_fd;
+
+/* Microseconds the calling OS thread (the vcpu) has waited for a CPU. */
+static uint64_t run_delay_us(void) {
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0, "open /proc/thread-self/schedstat: %s", strerror(errno));
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    CHECK(n > 0, "read /proc/thread-self/schedstat: %s", strerror(errno));
+    close(fd);
+    buf[n] = '\0';
+    unsigned long long on_cpu, delay;
+    CHECK(sscanf(buf, "%llu %llu", &on_cpu, &delay) == 2, "schedstat: %s", buf);
+    return delay / 1000;
+}
 
 static void *ticker_main(void *arg) {
     (void)arg;
-    uint64_t last = photon_now_us();
+    uint64_t last = photon_now_us(), last_delay = run_delay_us();
     while (g_phase < 2) {
         int phase = g_phase;
         CHECK_OK(photon_thread_usleep(1000));
-        uint64_t now = photon_now_us();
-        uint64_t gap = now - last;
+        uint64_t now = photon_now_us(), delay = run_delay_us();
+        uint64_t raw = now - last, os = delay - last_delay;
+        uint64_t gap = raw > os ? raw - os : 0;
         last = now;
+        last_delay = delay;
         if (gap > g_max_gap[phase]) g_max_gap[phase] = gap;
+        if (raw > g_raw_gap[phase]) g_raw_gap[phase] = raw;
         g_ticks[phase]++;
     }
     return NULL;
@@ -78,10 +99,10 @@ int main(void) {
     photon_thread *writer = spawn_joinable(writer_main, NULL, 0);
     join_ok(writer);
     join_ok(ticker);
-    SAY("ticker: %llu ticks while writing, largest gap %.2f ms; %llu ticks during fsync, "
-        "largest gap %.2f ms",
-        (unsigned long long)g_ticks[0], g_max_gap[0] / 1000.0, (unsigned long long)g_ticks[1],
-        g_max_gap[1] / 1000.0);
+    SAY("ticker: %llu ticks while writing, largest gap %.2f ms (%.2f ms with waits for a CPU); "
+        "%llu ticks during fsync, largest gap %.2f ms (%.2f ms)",
+        (unsigned long long)g_ticks[0], g_max_gap[0] / 1000.0, g_raw_gap[0] / 1000.0,
+        (unsigned long long)g_ticks[1], g_max_gap[1] / 1000.0, g_raw_gap[1] / 1000.0);
     CHECK(g_ticks[0] > 0, "the ticker never ran while the writer wrote");
     CHECK(g_max_gap[0] <= MAX_GAP_US, "gap of %.2f ms between ticks while writing (limit 20 ms)",
           g_max_gap[0] / 1000.0);

@@ -265,6 +265,27 @@ fn servers(o: &Opts) -> Vec<Server> {
             expect_engine: None,
             env: vec![],
         },
+        Server {
+            name: "io_uring loop +multishot_recv 16k",
+            program: peer("echo_uring"),
+            args: vec!["--multishot", "--bsz", "16384"],
+            expect_engine: None,
+            env: vec![],
+        },
+        Server {
+            name: "io_uring loop +multishot_recv held",
+            program: peer("echo_uring"),
+            args: vec!["--multishot", "--bsz", "16384", "--hold", "4"],
+            expect_engine: None,
+            env: vec![],
+        },
+        Server {
+            name: "io_uring loop +multishot_recv lent",
+            program: peer("echo_uring"),
+            args: vec!["--multishot", "--bsz", "16384", "--hold", "4", "--lend"],
+            expect_engine: None,
+            env: vec![],
+        },
     ];
     // A/B rows: libphoton with one I/O feature switched off (as on a
     // kernel without it), each beside its default row.

@@ -627,6 +627,13 @@ fn main() -> ExitCode {
                         how: photon_env("io_uring", "cached_read"),
                         fresh_file: None,
                     });
+                    // A/B: a preadv2(RWF_NOWAIT) first even when other readers are ready
+                    // (no ring batch of the turn's reads).
+                    contenders.push(Contender {
+                        label: format!("libphoton io_uring -batched_read, {n} photon thread{}", plural(n)),
+                        how: photon_env("io_uring", "batched_read"),
+                        fresh_file: None,
+                    });
                 }
                 if direct {
                     // A/B: O_DIRECT ring transfers submitted only at the scheduler turn's end.

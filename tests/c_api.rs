@@ -361,7 +361,7 @@ fn c_test(name: &str) {
 }
 
 /// Every optional I/O feature, as `PHOTON_IO_OFF` names them.
-const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read";
+const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place";
 
 /// The socket and file programs again with every optional I/O feature
 /// switched off (`PHOTON_IO_OFF`), as on a kernel that lacks them: the

@@ -54,6 +54,12 @@ pub(crate) enum Feature {
     /// caller's buffer, instead of to a helper thread
     /// (engine/offload/aio.rs).
     Aio = 1 << 11,
+    /// Scheduler: a thread that blocks with nothing else runnable polls
+    /// and sleeps on its own stack (when it has 64 KiB left) instead of
+    /// switching to the vcpu's idle thread, and goes on without any switch
+    /// when its own wait is what ends the sleep (sched/idle.rs,
+    /// `poll_in_place`).
+    PollInPlace = 1 << 12,
     /// io_uring: a buffered file read made while other threads of the vcpu
     /// are ready to run, or while submissions are queued, skips the
     /// `preadv2(RWF_NOWAIT)` attempt and goes on the ring, so the turn's
@@ -75,6 +81,7 @@ const NAMES: &[(&str, Feature)] = &[
     ("fixed_files", Feature::FixedFiles),
     ("eager_direct", Feature::EagerDirect),
     ("aio", Feature::Aio),
+    ("poll_in_place", Feature::PollInPlace),
     ("batched_read", Feature::BatchedRead),
 ];
 

@@ -251,6 +251,50 @@ fn build_ring(sqpoll: bool) -> Result<IoUring, SetupError> {
 const IORING_RECVSEND_POLL_FIRST: u16 = 1;
 
 impl UringEngine {
+    /// The socket operations' fast path in `submit` (a ping-pong server's
+    /// every request): a receive, send or poll, matched once, its file
+    /// slot looked up once, none of the file-only checks (offload, blocking
+    /// file systems, O_DIRECT batches). None: any other operation.
+    #[inline(always)]
+    fn socket_sqe(&mut self, op: Op) -> Option<(squeue::Entry, i32, bool)> {
+        let (fd, is_poll) = match op {
+            Op::Recv { fd, .. } | Op::Send { fd, .. } => (fd, false),
+            Op::Poll { fd, .. } => (fd, true),
+            _ => return None,
+        };
+        let slot = self.fixed_slot(fd);
+        let sqe = match op {
+            Op::Recv { buf, len, flags, .. } if self.poll_first && self.take_drained(fd) => {
+                let b = match slot {
+                    Some(s) => opcode::Recv::new(types::Fixed(s), buf, len),
+                    None => opcode::Recv::new(types::Fd(fd), buf, len),
+                };
+                b.flags(flags).ioprio(IORING_RECVSEND_POLL_FIRST).build()
+            }
+            _ => match slot.and_then(|s| sqe_fixed(op, s)) {
+                Some(sqe) => sqe,
+                None => sqe_for(op).0,
+            },
+        };
+        Some((sqe, fd, is_poll))
+    }
+
+    /// Records `sqe`'s operation for `waiter` and queues it.
+    #[inline(always)]
+    fn queue(&mut self, sqe: squeue::Entry, fd: i32, is_poll: bool, waiter: Waiter) -> Result<Submitted, Errno> {
+        let id = self.ops.insert(UOp {
+            waiter,
+            fd,
+            role: if is_poll { Role::Poll } else { Role::Plain },
+            cancel_sent: false,
+        });
+        if let Err(e) = self.push(sqe.user_data(id as u64)) {
+            self.ops.remove(id);
+            return Err(e);
+        }
+        Ok(Submitted::Pending(id))
+    }
+
     /// True (once) if `fd` was seen drained since its last receive.
     fn take_drained(&mut self, fd: i32) -> bool {
         match self.drained.get_mut(fd as usize) {
@@ -629,6 +673,9 @@ impl Engine for UringEngine {
     }
 
     unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<Submitted, Errno> {
+        if let Some((sqe, fd, is_poll)) = self.socket_sqe(op) {
+            return self.queue(sqe, fd, is_poll, waiter);
+        }
         let blocking_open = matches!(op, Op::Open { blocking: true, .. });
         if blocking_open || file_opcode(&op).is_some_and(|code| !self.probe.is_supported(code)) {
             // SAFETY: the caller keeps op's memory valid per the engine contract.
@@ -645,37 +692,20 @@ impl Engine for UringEngine {
         let data_fd = is_data_op(&op);
         let async_fs = data_fd.is_some_and(|fd| self.on_blocking_fs(fd));
         let slot = socket_fd(&op).and_then(|fd| self.fixed_slot(fd));
-        let (sqe, fd, is_poll) = match op {
-            Op::Recv { fd, buf, len, flags } if self.poll_first && self.take_drained(fd) => {
-                let b = match slot {
-                    Some(s) => opcode::Recv::new(types::Fixed(s), buf, len),
-                    None => opcode::Recv::new(types::Fd(fd), buf, len),
-                };
-                (b.flags(flags).ioprio(IORING_RECVSEND_POLL_FIRST).build(), fd, false)
-            }
-            _ => match slot.and_then(|s| sqe_fixed(op, s)) {
-                Some(sqe) => (sqe, socket_fd(&op).unwrap_or(-1), matches!(op, Op::Poll { .. })),
-                None => sqe_for(op),
-            },
+        // (Receives, sends and polls took the fast path above.)
+        let (sqe, fd, is_poll) = match slot.and_then(|s| sqe_fixed(op, s)) {
+            Some(sqe) => (sqe, socket_fd(&op).unwrap_or(-1), false),
+            None => sqe_for(op),
         };
         let sqe = if async_fs { sqe.flags(squeue::Flags::ASYNC) } else { sqe };
-        let id = self.ops.insert(UOp {
-            waiter,
-            fd,
-            role: if is_poll { Role::Poll } else { Role::Plain },
-            cancel_sent: false,
-        });
-        if let Err(e) = self.push(sqe.user_data(id as u64)) {
-            self.ops.remove(id);
-            return Err(e);
-        }
+        let queued = self.queue(sqe, fd, is_poll, waiter)?;
         if self.eager_direct && data_fd.is_some_and(crate::fdinfo::is_direct) {
             self.direct_queued += 1;
             if self.direct_queued >= EAGER_DIRECT_BATCH {
                 self.submit_now();
             }
         }
-        Ok(Submitted::Pending(id))
+        Ok(queued)
     }
 
     fn cancel(&mut self, id: OpId) -> Cancel {

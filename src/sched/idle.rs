@@ -35,6 +35,42 @@ pub(super) unsafe extern "C" fn idle_main(deferred: usize, _data: *mut u8) -> ! 
     }
 }
 
+/// The idle thread's loop, run on the stack of `cur`, a thread that has
+/// just blocked with nothing else runnable: polls (and sleeps) until a
+/// thread is runnable and returns it, `cur` itself when its own wait ended
+/// (no switch at all then; with one busy connection that spares two
+/// switches and the idle stack's cache lines per request). While it polls
+/// the vcpu runs "the idle thread" for everybody else (`current`, the
+/// stall monitor, `photon_in_thread`), as if it had switched there.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu and `cur` its running thread, now
+/// blocked (out of the run queue), whose stack has room for the poll.
+#[inline(never)]
+pub(super) unsafe fn poll_in_place(v: *mut Vcpu, cur: *mut ThreadCtl) -> *mut ThreadCtl {
+    // SAFETY: per the contract.
+    unsafe {
+        let idle = (*v).idle;
+        let running = &Arc::as_ref(&(*v).remote).running;
+        (*v).current = idle;
+        running.store(idle as u64, Relaxed);
+        (*v).polled_in_place += 1;
+        let next = loop {
+            poll(v, true);
+            if let Some(next) = (*v).run_queue.head() {
+                break next;
+            }
+        };
+        if next == cur {
+            // No switch follows: undo what the idle thread stood for.
+            super::tls::on_switch(v, cur);
+            (*v).current = cur;
+            running.store(cur as u64, Relaxed);
+        }
+        next
+    }
+}
+
 /// Handles messages, expired timers and engine events. With `may_sleep`
 /// and nothing runnable, sleeps in the engine until the next timer.
 ///
@@ -175,8 +211,10 @@ unsafe fn idle_trim(v: *mut Vcpu) -> Option<u64> {
     // SAFETY: per the contract.
     unsafe {
         let uses = (*v).pool.uses();
-        if uses == (*v).trim_done {
-            return None; // nothing happened since the last trim
+        if uses == (*v).trim_done || trim_after_us() == u64::MAX {
+            // Nothing happened since the last trim, or PHOTON_STACK_TRIM_MS=0
+            // (never): no deadline, so the sleep needs no timer.
+            return None;
         }
         let now = now_us();
         if uses != (*v).trim_seen {
@@ -332,5 +370,96 @@ unsafe fn drain_inbox(v: *mut Vcpu) {
             }
         }
         (*v).inbox = inbox;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::{
+        photon_fini, photon_init, photon_read, photon_thread_create, photon_thread_interrupt, photon_thread_self,
+    };
+    use crate::sched::wait::sleep_us;
+    use core::ffi::c_void;
+
+    /// The idle thread's saved stack pointer (it changes whenever it ran)
+    /// and the vcpu's in-place poll count.
+    fn idle_state() -> (usize, u64) {
+        let v = current();
+        // SAFETY: this OS thread's live vcpu; read between switches.
+        unsafe { ((*(*v).idle).sp as usize, (*v).polled_in_place) }
+    }
+
+    unsafe extern "C" fn small_sleeper(_: *mut c_void) -> *mut c_void {
+        sleep_us(2_000).unwrap();
+        core::ptr::null_mut()
+    }
+
+    /// A thread that blocks with nothing else runnable sleeps on its own
+    /// stack and goes on with no switch (the idle thread never runs), for
+    /// each way a sleep ends: its timer, its I/O, a message from another OS
+    /// thread (an interrupt). A thread with under 64 KiB of stack left
+    /// switches to the idle thread instead.
+    #[test]
+    fn blocked_thread_polls_in_place() {
+        for engine in [crate::engine::EVENT_EPOLL, crate::engine::EVENT_IOURING] {
+            std::thread::spawn(move || {
+                if photon_init(engine, 0) != 0 {
+                    println!("blocked_thread_polls_in_place: engine {engine} unavailable, skipped");
+                    return;
+                }
+                let (sp0, n0) = idle_state();
+                // A timer ends the sleep.
+                sleep_us(2_000).unwrap();
+                let (sp, n1) = idle_state();
+                assert_eq!(sp, sp0, "the idle thread ran");
+                assert!(n1 > n0, "no in-place poll");
+                // I/O ends it: a pipe written by another OS thread.
+                let mut p = [0; 2];
+                // SAFETY: a valid out array.
+                assert_eq!(
+                    unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) },
+                    0
+                );
+                let w = p[1];
+                let writer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    // SAFETY: one byte from a live buffer.
+                    assert_eq!(unsafe { libc::write(w, b"x".as_ptr().cast(), 1) }, 1);
+                });
+                let mut b = [0u8; 4];
+                assert_eq!(photon_read(p[0], b.as_mut_ptr().cast(), 4, u64::MAX), 1);
+                writer.join().unwrap();
+                // A message ends it: an interrupt from another OS thread.
+                let me = photon_thread_self() as usize;
+                let interrupter = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    assert_eq!(photon_thread_interrupt(me as *mut _, libc::EINTR), 0);
+                });
+                assert_eq!(photon_read(p[0], b.as_mut_ptr().cast(), 4, u64::MAX), -1);
+                assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINTR));
+                interrupter.join().unwrap();
+                let (sp, n2) = idle_state();
+                assert_eq!(sp, sp0, "the idle thread ran");
+                assert!(
+                    n2 >= n1 + 2,
+                    "the read's and the interrupt's waits were not polled in place"
+                );
+                // A 16 KiB thread has no room: it goes through the idle thread.
+                let th = photon_thread_create(Some(small_sleeper), core::ptr::null_mut(), 16 << 10);
+                assert!(!th.is_null());
+                sleep_us(20_000).unwrap(); // runs the small thread, which sleeps 2 ms and ends
+                let (sp, _) = idle_state();
+                assert_ne!(sp, sp0, "the small thread's sleep did not go to the idle thread");
+                // SAFETY: our pipe.
+                unsafe {
+                    libc::close(p[0]);
+                    libc::close(p[1]);
+                }
+                assert_eq!(photon_fini(), 0);
+            })
+            .join()
+            .unwrap();
+        }
     }
 }

@@ -92,6 +92,9 @@ pub(crate) struct Vcpu {
     /// Set while the engine waits: the runtime's own libc calls there
     /// (epoll_wait in mio) must pass through the preload shim.
     pub(super) in_runtime: bool,
+    /// Blocks whose thread polled on its own stack instead of switching to
+    /// the idle thread ([`super::idle::poll_in_place`]).
+    pub(super) polled_in_place: u64,
     /// Thread-local isolation: live blocks and whose copy is in them.
     pub(super) tls: super::tls::VcpuTls,
     _alt_stack: AltStack,
@@ -234,6 +237,7 @@ pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
             (ptr::null(), 0)
         },
         in_runtime: false,
+        polled_in_place: 0,
         tls: super::tls::VcpuTls::new(),
         _alt_stack: AltStack::install(),
     });

@@ -83,12 +83,43 @@ fn block_inline(deadline: u64, wait: Wait) -> Result<(), Errno> {
         if deadline != FOREVER {
             (*v).timers.insert(cur);
         }
-        let next = next_to_run(v);
+        let mut next = next_to_run(v);
+        if next == (*v).idle && may_poll_in_place(cur) {
+            next = super::idle::poll_in_place(v, cur);
+        }
         switch_to(v, cur, next);
         match core::mem::take(&mut (*cur).wake_result) {
             0 => Ok(()),
             e => Err(Errno(e)),
         }
+    }
+}
+
+/// Stack a blocking thread must have left for the vcpu's poll to run on
+/// it ([`super::idle::poll_in_place`]); the idle thread's own stack is
+/// `IDLE_STACK`.
+const POLL_IN_PLACE_HEADROOM: usize = 64 << 10;
+
+/// True when blocking thread `cur`, with nothing else runnable, may poll
+/// and sleep on its own stack instead of switching to the idle thread:
+/// the feature is on (`PHOTON_IO_OFF=poll_in_place` turns it off) and the
+/// stack has [`POLL_IN_PLACE_HEADROOM`] left below the caller's frame (a
+/// vcpu's main thread runs on its OS thread's stack: always).
+///
+/// # Safety
+/// `cur` is the calling OS thread's running thread.
+#[inline(always)]
+unsafe fn may_poll_in_place(cur: *mut ThreadCtl) -> bool {
+    use crate::engine::features::{Feature, wanted};
+    if !wanted(Feature::PollInPlace) {
+        return false;
+    }
+    let here = 0u8;
+    let sp = core::ptr::addr_of!(here) as usize;
+    // SAFETY: per the contract.
+    match unsafe { &(*cur).stack } {
+        Some(st) => sp.saturating_sub(st.bottom() as usize) >= POLL_IN_PLACE_HEADROOM,
+        None => true,
     }
 }
 

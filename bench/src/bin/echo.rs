@@ -196,6 +196,8 @@ const PHOTON_URING_NO_BATCHED_SEND: &str = "libphoton io_uring -batched_send";
 const PHOTON_URING_NO_LAZY_SUBMIT: &str = "libphoton io_uring -lazy_submit";
 const PHOTON_URING_NO_MULTISHOT_ACCEPT: &str = "libphoton io_uring -multishot_accept";
 const PHOTON_URING_NO_FIXED_FILES: &str = "libphoton io_uring -fixed_files";
+const PHOTON_URING_NO_POLL_IN_PLACE: &str = "libphoton io_uring -poll_in_place";
+const PHOTON_EPOLL_NO_POLL_IN_PLACE: &str = "libphoton epoll -poll_in_place";
 
 fn servers(o: &Opts) -> Vec<Server> {
     let peer = |n: &str| o.bin_dir.join(n);
@@ -311,6 +313,16 @@ fn servers(o: &Opts) -> Vec<Server> {
             ("PHOTON_IO_OFF", "fixed_files"),
         ),
         (PHOTON_EPOLL_NO_READINESS, "epoll", ("PHOTON_IO_OFF", "readiness")),
+        (
+            PHOTON_URING_NO_POLL_IN_PLACE,
+            "io_uring",
+            ("PHOTON_IO_OFF", "poll_in_place"),
+        ),
+        (
+            PHOTON_EPOLL_NO_POLL_IN_PLACE,
+            "epoll",
+            ("PHOTON_IO_OFF", "poll_in_place"),
+        ),
     ];
     let mut all = all;
     for (name, engine, env) in ab {

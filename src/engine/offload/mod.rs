@@ -198,6 +198,10 @@ struct Pending {
 pub(crate) struct Offload {
     inbox: Arc<Inbox>,
     live: HashMap<OpId, Pending>,
+    /// Pool operations abandoned by [`Offload::cancel`] whose results have
+    /// not come back yet: with none of them and nothing live, a reap has
+    /// nothing to take (the engine's every wait skips the inbox's lock).
+    abandoned: usize,
     next: OpId,
     /// The engine's wake-up eventfd, which AIO completions also signal.
     resfd: i32,
@@ -231,6 +235,7 @@ impl Offload {
                 notify,
             }),
             live: HashMap::new(),
+            abandoned: 0,
             next: 0,
             resfd,
             aio: None,
@@ -492,6 +497,7 @@ impl Offload {
             Some(p) if matches!(p.dest, Dest::CloseIfOrphaned) => p.waiter = core::ptr::null_mut(),
             Some(_) => {
                 self.live.remove(&id);
+                self.abandoned += 1;
             }
             None => {}
         }
@@ -500,12 +506,18 @@ impl Offload {
 
     /// Moves finished jobs into `out`, copying their data into the waiters' memory.
     pub(crate) fn reap(&mut self, out: &mut Vec<Completion>) {
+        if self.live.is_empty() && self.abandoned == 0 {
+            return; // nothing can have finished
+        }
         if self.aio.as_ref().is_some_and(|a| a.in_flight() > 0) {
             self.reap_aio(out);
         }
         let done = core::mem::take(&mut *self.inbox.done.lock().unwrap_or_else(|e| e.into_inner()));
         for (id, result, output) in done {
-            let Some(p) = self.live.remove(&id) else { continue };
+            let Some(p) = self.live.remove(&id) else {
+                self.abandoned = self.abandoned.saturating_sub(1);
+                continue;
+            };
             if p.waiter.is_null() {
                 if result >= 0 {
                     // SAFETY: an fd opened for a waiter that left; nobody else knows it.

@@ -50,6 +50,7 @@ const PROGRAMS: &[&str] = &[
     "fault_memlock",
     "fault_stalled_peer",
     "fini",
+    "fs_batched_read",
     "fs_big_transfer",
     "fs_concurrent",
     "fs_direct",

@@ -27,6 +27,7 @@ pub(super) unsafe extern "C" fn idle_main(deferred: usize, _data: *mut u8) -> ! 
         }
         loop {
             let v = current();
+            (*v).idle_turns += 1;
             poll(v, true);
             if let Some(next) = (*v).run_queue.head() {
                 switch_to(v, (*v).idle, next);
@@ -39,7 +40,8 @@ pub(super) unsafe extern "C" fn idle_main(deferred: usize, _data: *mut u8) -> ! 
 /// just blocked with nothing else runnable: polls (and sleeps) until a
 /// thread is runnable and returns it, `cur` itself when its own wait ended
 /// (no switch at all then; with one busy connection that spares two
-/// switches and the idle stack's cache lines per request). While it polls
+/// switches and the idle stack's cache lines per request). Only for the
+/// thread that blocked alone last time too (see `block_inline`). While it polls
 /// the vcpu runs "the idle thread" for everybody else (`current`, the
 /// stall monitor, `photon_in_thread`), as if it had switched there.
 ///
@@ -382,15 +384,17 @@ mod tests {
     use crate::sched::wait::sleep_us;
     use core::ffi::c_void;
 
-    /// The idle thread's saved stack pointer (it changes whenever it ran)
-    /// and the vcpu's in-place poll count.
-    fn idle_state() -> (usize, u64) {
+    /// How many turns the idle thread has begun, and the vcpu's in-place
+    /// poll count.
+    fn idle_state() -> (u64, u64) {
         let v = current();
         // SAFETY: this OS thread's live vcpu; read between switches.
-        unsafe { ((*(*v).idle).sp as usize, (*v).polled_in_place) }
+        unsafe { ((*v).idle_turns, (*v).polled_in_place) }
     }
 
     unsafe extern "C" fn small_sleeper(_: *mut c_void) -> *mut c_void {
+        // Twice: the second lone block is a repeat, refused for lack of room.
+        sleep_us(2_000).unwrap();
         sleep_us(2_000).unwrap();
         core::ptr::null_mut()
     }
@@ -398,8 +402,8 @@ mod tests {
     /// A thread that blocks with nothing else runnable sleeps on its own
     /// stack and goes on with no switch (the idle thread never runs), for
     /// each way a sleep ends: its timer, its I/O, a message from another OS
-    /// thread (an interrupt). A thread with under 64 KiB of stack left
-    /// switches to the idle thread instead.
+    /// thread (an interrupt). A thread's first lone block, and a thread
+    /// with under 64 KiB of stack left, switch to the idle thread instead.
     #[test]
     fn blocked_thread_polls_in_place() {
         for engine in [crate::engine::EVENT_EPOLL, crate::engine::EVENT_IOURING] {
@@ -408,11 +412,19 @@ mod tests {
                     println!("blocked_thread_polls_in_place: engine {engine} unavailable, skipped");
                     return;
                 }
-                let (sp0, n0) = idle_state();
+                // The first lone block goes through the idle thread: in
+                // place is for the thread that blocked alone last time too.
+                let (turns_before, _) = idle_state();
+                sleep_us(1_000).unwrap();
+                let (turns0, n0) = idle_state();
+                assert!(
+                    turns0 > turns_before,
+                    "the first lone block did not go to the idle thread"
+                );
                 // A timer ends the sleep.
                 sleep_us(2_000).unwrap();
-                let (sp, n1) = idle_state();
-                assert_eq!(sp, sp0, "the idle thread ran");
+                let (turns, n1) = idle_state();
+                assert_eq!(turns, turns0, "the idle thread ran");
                 assert!(n1 > n0, "no in-place poll");
                 // I/O ends it: a pipe written by another OS thread.
                 let mut p = [0; 2];
@@ -439,18 +451,23 @@ mod tests {
                 assert_eq!(photon_read(p[0], b.as_mut_ptr().cast(), 4, u64::MAX), -1);
                 assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINTR));
                 interrupter.join().unwrap();
-                let (sp, n2) = idle_state();
-                assert_eq!(sp, sp0, "the idle thread ran");
+                let (turns, n2) = idle_state();
+                assert_eq!(turns, turns0, "the idle thread ran");
                 assert!(
                     n2 >= n1 + 2,
                     "the read's and the interrupt's waits were not polled in place"
                 );
-                // A 16 KiB thread has no room: it goes through the idle thread.
+                // A 16 KiB thread has no room: its repeated lone block goes
+                // through the idle thread too.
                 let th = photon_thread_create(Some(small_sleeper), core::ptr::null_mut(), 16 << 10);
                 assert!(!th.is_null());
-                sleep_us(20_000).unwrap(); // runs the small thread, which sleeps 2 ms and ends
-                let (sp, _) = idle_state();
-                assert_ne!(sp, sp0, "the small thread's sleep did not go to the idle thread");
+                sleep_us(20_000).unwrap(); // runs the small thread, which sleeps 2 ms twice and ends
+                let (turns, n3) = idle_state();
+                assert!(
+                    turns > turns0,
+                    "the small thread's sleeps did not go to the idle thread"
+                );
+                assert_eq!(n3, n2, "a thread without room polled in place");
                 // SAFETY: our pipe.
                 unsafe {
                     libc::close(p[0]);

@@ -95,6 +95,11 @@ pub(crate) struct Vcpu {
     /// Blocks whose thread polled on its own stack instead of switching to
     /// the idle thread ([`super::idle::poll_in_place`]).
     pub(super) polled_in_place: u64,
+    /// The thread that last blocked with nothing else runnable (compared,
+    /// never dereferenced: it may have ended since).
+    pub(super) last_lone_blocker: *mut ThreadCtl,
+    /// Turns the idle thread has begun (it polls once per turn).
+    pub(super) idle_turns: u64,
     /// Thread-local isolation: live blocks and whose copy is in them.
     pub(super) tls: super::tls::VcpuTls,
     _alt_stack: AltStack,
@@ -238,6 +243,8 @@ pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
         },
         in_runtime: false,
         polled_in_place: 0,
+        last_lone_blocker: ptr::null_mut(),
+        idle_turns: 0,
         tls: super::tls::VcpuTls::new(),
         _alt_stack: AltStack::install(),
     });

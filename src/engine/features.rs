@@ -54,11 +54,12 @@ pub(crate) enum Feature {
     /// caller's buffer, instead of to a helper thread
     /// (engine/offload/aio.rs).
     Aio = 1 << 11,
-    /// Scheduler: a thread that blocks with nothing else runnable polls
-    /// and sleeps on its own stack (when it has 64 KiB left) instead of
-    /// switching to the vcpu's idle thread, and goes on without any switch
-    /// when its own wait is what ends the sleep (sched/idle.rs,
-    /// `poll_in_place`).
+    /// Scheduler: a thread that blocks with nothing else runnable, as it
+    /// also did the last time the vcpu went idle (one busy connection),
+    /// polls and sleeps on its own stack (when it has 64 KiB left) instead
+    /// of switching to the vcpu's idle thread, and goes on without any
+    /// switch when its own wait is what ends the sleep (sched/idle.rs,
+    /// `poll_in_place`; the rule in sched/wait.rs, `block_inline`).
     PollInPlace = 1 << 12,
     /// io_uring: a buffered file read made while other threads of the vcpu
     /// are ready to run, or while submissions are queued, skips the

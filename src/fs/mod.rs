@@ -9,6 +9,7 @@
 use core::ffi::c_char;
 
 use crate::engine::Op;
+use crate::engine::features::{Feature, wanted};
 use crate::errno::Errno;
 use crate::fdinfo;
 use crate::sched::chunked;
@@ -48,18 +49,6 @@ unsafe fn run(op: Op) -> Result<i64, Errno> {
     unsafe { sched::io_wait(op, FOREVER) }
 }
 
-/// True unless `PHOTON_IO_OFF=cached_read` (read once).
-fn cached_read_on_ring() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| crate::engine::features::wanted(crate::engine::features::Feature::CachedRead))
-}
-
-/// True unless `PHOTON_IO_OFF=batched_read` (read once).
-fn batched_read() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| crate::engine::features::wanted(crate::engine::features::Feature::BatchedRead))
-}
-
 /// A page-cache hit is served fastest by a `preadv2(RWF_NOWAIT)` on the
 /// vcpu itself, which never blocks (it says EAGAIN instead): under epoll
 /// the other way is a helper thread, under io_uring a park, a ring round
@@ -82,10 +71,10 @@ fn batched_read() -> bool {
 #[inline]
 unsafe fn read_cached(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Option<usize> {
     // The switch first: on by default, it spares the engine query.
-    if !cached_read_on_ring() && sched::engine_runs(crate::engine::OpKind::Socket).unwrap_or(true) {
+    if !wanted(Feature::CachedRead) && sched::engine_runs(crate::engine::OpKind::Socket).unwrap_or(true) {
         return None;
     }
-    if batched_read() && sched::read_joins_batch() {
+    if wanted(Feature::BatchedRead) && sched::read_joins_batch() {
         return None;
     }
     // SAFETY: per the contract.

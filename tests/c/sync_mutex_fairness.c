@@ -7,25 +7,33 @@
  * mutex is nearly always taken (they yield only every 256 rounds, so their
  * own vcpu's other threads get to run at all). Meanwhile a "polite" thread
  * on pool vcpu 1, and then one on the main vcpu, takes the lock 300
- * times with pauses of 100 us between. Each of its lock calls must return
- * within 10 ms (the rule predicts about 1 ms plus a wake-up: 1.0-2.2 ms seen,
- * 5.1 ms once at load 9; without the hand-off, 4-36 ms), and the hogs
- * must make progress too. Time the OS kept this process's threads waiting
- * for a CPU during a lock call (run_delay in /proc/self/task/N/schedstat:
- * a hog preempted while holding the lock, on a machine busy with other
- * work) is not photon's and is taken out of that call's wait; on a quiet
- * machine it is about zero.
+ * times with pauses of 100 us between. Its lock calls must return in
+ * about 1 ms plus a wake-up (the rule): 9 in 10 within 5 ms and at most 3
+ * of 300 over 10 ms, and the hogs must make progress too. Measured with the
+ * hand-off: median 1.0 ms, p90 1.0 ms (pool vcpu) and 1.4-1.5 ms (main
+ * vcpu), none over 10 ms; with it removed (STARVING_US infinite): p90
+ * 8-32 ms and 21-82 over 10 ms on one vcpu or the other. A single worst
+ * case is not the bound: a CI run on a loaded VM saw one 15.9 ms wait
+ * (most likely the VM's CPU itself taken away, which run_delay does not
+ * show) among 299 normal ones. Time the OS kept this process's threads
+ * waiting for a CPU during a lock call (run_delay in
+ * /proc/self/task/N/schedstat: a hog preempted while holding the lock, on
+ * a machine busy with other work) is not photon's and is taken out of that
+ * call's wait; on a quiet machine it is about zero.
  */
 #include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "check.h"
 
 #define HOGS 3
 #define ROUNDS 300
-#define MAX_WAIT_US 10000ULL
+#define P90_WAIT_US 5000ULL
+#define LONG_WAIT_US 10000ULL
+#define MAX_LONG_WAITS 3
 #define WATCHDOG_S 30
 
 static photon_workpool *pool;
@@ -85,8 +93,14 @@ static uint64_t run_delay_ns(void) {
 }
 
 struct polite_result {
-    uint64_t worst, sum, os_delay;
+    uint64_t sum, os_delay;
+    uint64_t waits[ROUNDS];
 };
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
 
 static void *polite(void *arg) {
     struct polite_result *res = arg;
@@ -101,8 +115,8 @@ static void *polite(void *arg) {
         CHECK(atomic_exchange(&inside, 1) == 0, "two owners");
         atomic_store(&inside, 0);
         CHECK_OK(photon_mutex_unlock(mtx));
-        res->worst = w > res->worst ? w : res->worst;
         res->sum += w;
+        res->waits[i] = w;
         CHECK_OK(photon_thread_usleep(100));
     }
     CHECK_OK(photon_sem_signal(done, 1));
@@ -140,19 +154,27 @@ int main(void) {
 
     const char *where[2] = {"pool vcpu 1 (no hog there)", "the main vcpu (with two hogs)"};
     for (int k = 0; k < 2; k++) {
-        struct polite_result res = {0, 0, 0};
+        static struct polite_result res;
+        memset(&res, 0, sizeof(res));
         struct placed pol = {polite, &res, k == 0 ? p1 : NULL};
         uint64_t before = atomic_load(&hog_ops);
         CHECK(photon_thread_create(placed_main, &pol, 0), "create");
         errno = 0;
         CHECK(photon_sem_wait(done, 1, 20 * 1000 * 1000ULL) == 0, "the polite thread: errno %d", errno);
         uint64_t hogged = atomic_load(&hog_ops) - before;
-        SAY("polite thread on %s: %d locks, mean wait %.0f us, worst %llu us (OS run delays taken out: "
-            "%llu us in all); hogs meanwhile %llu ops",
-            where[k], ROUNDS, (double)res.sum / ROUNDS, (unsigned long long)res.worst,
+        qsort(res.waits, ROUNDS, sizeof(res.waits[0]), cmp_u64);
+        uint64_t p50 = res.waits[ROUNDS / 2], p90 = res.waits[ROUNDS * 9 / 10], p99 = res.waits[ROUNDS * 99 / 100];
+        int over = 0;
+        for (int i = 0; i < ROUNDS; i++) over += res.waits[i] >= LONG_WAIT_US;
+        SAY("polite thread on %s: %d locks, mean wait %.0f us, median %llu, p90 %llu, p99 %llu, worst %llu us, "
+            "%d over %llu us (OS run delays taken out: %llu us in all); hogs meanwhile %llu ops",
+            where[k], ROUNDS, (double)res.sum / ROUNDS, (unsigned long long)p50, (unsigned long long)p90,
+            (unsigned long long)p99, (unsigned long long)res.waits[ROUNDS - 1], over, (unsigned long long)LONG_WAIT_US,
             (unsigned long long)res.os_delay, (unsigned long long)hogged);
-        CHECK(res.worst < MAX_WAIT_US, "a lock waited %llu us behind the hogs (limit %llu)",
-              (unsigned long long)res.worst, (unsigned long long)MAX_WAIT_US);
+        CHECK(p90 < P90_WAIT_US, "1 lock in 10 waited %llu us or more behind the hogs (limit %llu)",
+              (unsigned long long)p90, (unsigned long long)P90_WAIT_US);
+        CHECK(over <= MAX_LONG_WAITS, "%d locks waited over %llu us behind the hogs (limit %d)", over,
+              (unsigned long long)LONG_WAIT_US, MAX_LONG_WAITS);
         CHECK(hogged > ROUNDS, "the hogs made no progress (%llu ops)", (unsigned long long)hogged);
     }
     atomic_store(&stop, 1);

@@ -9,12 +9,15 @@
 #ifndef PHOTON_TEST_CHECK_H
 #define PHOTON_TEST_CHECK_H
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "photon.h"
 
@@ -116,6 +119,45 @@ static inline void *join_ok(photon_thread *th) {
 
 static inline uint64_t elapsed_us(uint64_t since) {
     return photon_now_us() - since;
+}
+
+/* Microseconds the calling OS thread has waited for a CPU so far (run_delay,
+ * the second field of /proc/thread-self/schedstat). A test that bounds a
+ * wall-time gap on a vcpu takes this out of it: time the OS gave to other
+ * work on a shared machine is not photon's. A vcpu blocked in a system
+ * call sleeps in the kernel, which run_delay does not count. */
+static inline uint64_t thread_run_delay_us(void) {
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0, "open /proc/thread-self/schedstat: %s", strerror(errno));
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    CHECK(n > 0, "read /proc/thread-self/schedstat: %s", strerror(errno));
+    close(fd);
+    buf[n] = '\0';
+    unsigned long long on_cpu, delay;
+    CHECK(sscanf(buf, "%llu %llu", &on_cpu, &delay) == 2, "schedstat: %s", buf);
+    return delay / 1000;
+}
+
+/* The same summed over every thread of the process (threads that end
+ * meanwhile drop out of the sum). */
+static inline uint64_t process_run_delay_us(void) {
+    uint64_t sum = 0;
+    DIR *d = opendir("/proc/self/task");
+    CHECK(d != NULL, "opendir /proc/self/task: %s", strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char path[300]; /* d_name is up to 255 bytes */
+        snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) continue; /* the thread ended meanwhile */
+        unsigned long long on_cpu, delay;
+        if (fscanf(f, "%llu %llu", &on_cpu, &delay) == 2) sum += delay;
+        fclose(f);
+    }
+    closedir(d);
+    return sum / 1000;
 }
 
 #endif /* PHOTON_TEST_CHECK_H */

@@ -24,27 +24,13 @@ static volatile int g_phase; /* 0 writing, 1 fsync, 2 done */
 static uint64_t g_max_gap[2], g_raw_gap[2], g_ticks[2];
 static int g_fd;
 
-/* Microseconds the calling OS thread (the vcpu) has waited for a CPU. */
-static uint64_t run_delay_us(void) {
-    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-    CHECK(fd >= 0, "open /proc/thread-self/schedstat: %s", strerror(errno));
-    char buf[128];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    CHECK(n > 0, "read /proc/thread-self/schedstat: %s", strerror(errno));
-    close(fd);
-    buf[n] = '\0';
-    unsigned long long on_cpu, delay;
-    CHECK(sscanf(buf, "%llu %llu", &on_cpu, &delay) == 2, "schedstat: %s", buf);
-    return delay / 1000;
-}
-
 static void *ticker_main(void *arg) {
     (void)arg;
-    uint64_t last = photon_now_us(), last_delay = run_delay_us();
+    uint64_t last = photon_now_us(), last_delay = thread_run_delay_us();
     while (g_phase < 2) {
         int phase = g_phase;
         CHECK_OK(photon_thread_usleep(1000));
-        uint64_t now = photon_now_us(), delay = run_delay_us();
+        uint64_t now = photon_now_us(), delay = thread_run_delay_us();
         uint64_t raw = now - last, os = delay - last_delay;
         uint64_t gap = raw > os ? raw - os : 0;
         last = now;

@@ -21,7 +21,6 @@
  * a machine busy with other work) is not photon's and is taken out of that
  * call's wait; on a quiet machine it is about zero.
  */
-#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -72,26 +71,6 @@ static void *hog(void *arg) {
     return NULL;
 }
 
-/* Nanoseconds this process's threads have waited for a CPU so far. */
-static uint64_t run_delay_ns(void) {
-    uint64_t sum = 0;
-    DIR *d = opendir("/proc/self/task");
-    CHECK(d != NULL, "opendir /proc/self/task: errno %d", errno);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        char path[300]; /* d_name is up to 255 bytes */
-        snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL) continue; /* the thread ended meanwhile */
-        unsigned long long on_cpu, delay;
-        if (fscanf(f, "%llu %llu", &on_cpu, &delay) == 2) sum += delay;
-        fclose(f);
-    }
-    closedir(d);
-    return sum;
-}
-
 struct polite_result {
     uint64_t sum, os_delay;
     uint64_t waits[ROUNDS];
@@ -105,11 +84,11 @@ static int cmp_u64(const void *a, const void *b) {
 static void *polite(void *arg) {
     struct polite_result *res = arg;
     for (int i = 0; i < ROUNDS; i++) {
-        uint64_t d0 = run_delay_ns();
+        uint64_t d0 = process_run_delay_us();
         uint64_t t0 = photon_now_us();
         CHECK_OK(photon_mutex_lock(mtx, PHOTON_FOREVER));
         uint64_t w = elapsed_us(t0);
-        uint64_t os = (run_delay_ns() - d0) / 1000;
+        uint64_t os = process_run_delay_us() - d0;
         res->os_delay += os;
         w = w > os ? w - os : 0;
         CHECK(atomic_exchange(&inside, 1) == 0, "two owners");

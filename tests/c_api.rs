@@ -75,6 +75,7 @@ const PROGRAMS: &[&str] = &[
     "net_fairness",
     "net_interrupt",
     "net_iouring_fallback",
+    "net_multishot_recv",
     "net_partial",
     "net_server_api",
     "net_timeouts",
@@ -362,7 +363,7 @@ fn c_test(name: &str) {
 }
 
 /// Every optional I/O feature, as `PHOTON_IO_OFF` names them.
-const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place";
+const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place,multishot_recv";
 
 /// The socket and file programs again with every optional I/O feature
 /// switched off (`PHOTON_IO_OFF`), as on a kernel that lacks them: the
@@ -371,6 +372,7 @@ const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,laz
 fn c_io_features_off() {
     let programs = [
         "net_echo_many",
+        "net_multishot_recv",
         "net_accept_burst",
         "net_partial",
         "net_interrupt",
@@ -534,6 +536,11 @@ fn c_net_accept_burst() {
 #[test]
 fn c_net_emfile() {
     c_test("net_emfile");
+}
+
+#[test]
+fn c_net_multishot_recv() {
+    c_test("net_multishot_recv");
 }
 
 #[test]

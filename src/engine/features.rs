@@ -70,6 +70,11 @@ pub(crate) enum Feature {
     /// `preadv2` each: 1-3% less CPU per read with 64 readers, 0-9% with 16
     /// (a tie in some runs; the kernel's own gap is 2-3%).
     BatchedRead = 1 << 13,
+    /// io_uring: a TCP socket photon made, received on by one vcpu, gets a
+    /// multishot receive (6.0+) into 16 KiB buffers of a provided-buffer
+    /// ring; receives copy out of the buffers it holds
+    /// (engine/uring/recv.rs). Off: a ring receive per call.
+    MultishotRecv = 1 << 14,
 }
 
 const NAMES: &[(&str, Feature)] = &[
@@ -84,6 +89,7 @@ const NAMES: &[(&str, Feature)] = &[
     ("aio", Feature::Aio),
     ("poll_in_place", Feature::PollInPlace),
     ("batched_read", Feature::BatchedRead),
+    ("multishot_recv", Feature::MultishotRecv),
 ];
 
 fn parse(list: &str) -> u32 {

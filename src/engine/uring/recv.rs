@@ -1,0 +1,932 @@
+//! Multishot receive on a provided-buffer ring (6.0+;
+//! `PHOTON_IO_OFF=multishot_recv` turns it off).
+//!
+//! A TCP socket photon made (`photon_socket`, `photon_accept`), received
+//! on by threads of one vcpu only, gets one multishot receive drawing
+//! 16 KiB buffers from the vcpu's ring of 1024. What arrives stays in the
+//! ring's buffers, held by the connection ("held bytes"): a receive copies
+//! out of them into its caller's buffer and gives the emptied buffers back
+//! to the ring, without a ring operation or a park when bytes are held.
+//! Measured with the hand-written loop (bench/README.md, "Multishot
+//! receive: does it pay here?"): 1.25-1.34x MiB/s and 0.66-0.76x CPU per
+//! 4 KiB for streaming, ping-pong even.
+//!
+//! Bounds: once a connection holds [`HOLD_CAP`] buffers its multishot is
+//! cancelled (TCP's window then pushes back on the peer), and armed again
+//! by a receive that finds nothing held. The kernel fills buffers until the
+//! cancel lands, so a connection may hold more, never more than the ring:
+//! when the ring runs dry (`ENOBUFS` ends a multishot), or has fewer than
+//! [`MIN_FREE`] buffers left, receives go to the kernel one by one (plain
+//! ring receives into the caller's buffer) until buffers come back.
+//!
+//! Order: everything that reads the stream sees the held bytes first.
+//! Receives, `read`/`readv` on the socket and `recvmsg` copy from them
+//! (`MSG_PEEK` copies without taking); a readable-wait reports readable
+//! while bytes are held; the end of the stream or an error that ended the
+//! multishot comes after the held bytes, once. An operation the held bytes
+//! cannot serve in full (a wait for both directions, `MSG_WAITALL`, a
+//! `recvmsg` asking for control messages) first gets the multishot
+//! stopped (its last completion reaped), then the held bytes if any (a
+//! short count), else goes to the kernel; no multishot is armed again
+//! while such an operation is in the kernel. A receive that gives up
+//! (timeout, interrupt) leaves at once: bytes arriving stay held.
+//!
+//! Vcpus: the held bytes are this vcpu's (fdinfo's `HELD` word names the
+//! owner). A thread of another vcpu (or one that migrated) that reads the
+//! socket asks the owner to let go (`sched::io::held_first`): the owner
+//! stops the multishot, serves its own waiting receives, and hands what is
+//! still held to the fdinfo spill, which every vcpu's reads take first. A
+//! socket another vcpu has waited on is never armed again (plain receives).
+//! `photon_close` cancels the multishot and gives the held buffers back.
+
+use std::collections::VecDeque;
+
+use io_uring::{cqueue, opcode, types};
+
+use super::{Role, UD_CANCEL, UOp, UringEngine};
+use crate::engine::{Completion, Op, OpId, READABLE, Submitted, WRITABLE, Waiter};
+use crate::errno::Errno;
+use crate::fdinfo;
+
+/// The buffer group id of the provided-buffer ring.
+const BGID: u16 = 0x5048;
+/// Buffers in the ring (a power of two).
+const NBUF: u16 = 1024;
+/// Bytes per buffer (the most one completion carries).
+const BSZ: usize = 16384;
+/// Buffers a connection holds before its multishot is cancelled.
+pub(super) const HOLD_CAP: usize = 4;
+/// Free buffers below which no multishot is armed (plain receives).
+const MIN_FREE: usize = 64;
+
+/// The provided-buffer ring: its entries (shared with the kernel) and the
+/// buffers' memory.
+pub(super) struct BufRing {
+    entries: *mut types::BufRingEntry,
+    mem: *mut u8,
+    tail: u16,
+    /// Buffers the kernel has handed us that are not back in the ring.
+    out: usize,
+}
+
+impl BufRing {
+    fn give(&mut self, bid: u16) {
+        let i = (self.tail & (NBUF - 1)) as usize;
+        // SAFETY: i < NBUF entries of our mapping.
+        let e = unsafe { &mut *self.entries.add(i) };
+        e.set_addr(self.mem as u64 + (bid as usize * BSZ) as u64);
+        e.set_len(BSZ as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        self.out = self.out.saturating_sub(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the ring's tail field (in the first entry), shared with
+        // the kernel, which reads it with acquire ordering.
+        let t = unsafe { &*(types::BufRingEntry::tail(self.entries).cast::<core::sync::atomic::AtomicU16>()) };
+        t.store(self.tail, core::sync::atomic::Ordering::Release);
+    }
+
+    fn bytes(&self, bid: u16, off: usize, len: usize) -> &[u8] {
+        // SAFETY: bid < NBUF and off + len <= BSZ (the kernel's count).
+        unsafe { core::slice::from_raw_parts(self.mem.add(bid as usize * BSZ + off), len) }
+    }
+}
+
+/// Where a waiting read-side operation wants its answer.
+#[derive(Clone, Copy)]
+enum Dest {
+    Buf {
+        ptr: *mut u8,
+        len: usize,
+    },
+    Iov {
+        iov: *const libc::iovec,
+        n: u32,
+    },
+    Msg {
+        msg: *mut libc::msghdr,
+    },
+    /// A readiness wait (`events`).
+    Poll {
+        events: u32,
+    },
+}
+
+#[derive(Clone, Copy)]
+struct Want {
+    dest: Dest,
+    peek: bool,
+    /// MSG_TRUNC: take the bytes without copying them.
+    trunc: bool,
+    /// Held bytes cannot serve it in full: stop the multishot, then held
+    /// bytes or the kernel.
+    plain: bool,
+    /// MSG_DONTWAIT: never waits.
+    dontwait: bool,
+    /// The operation as the kernel would run it.
+    op: Op,
+}
+
+/// One socket's receive state on this ring.
+#[derive(Default)]
+pub(super) struct Conn {
+    /// Held buffers: (buffer id, offset of the first unread byte, bytes left).
+    held: VecDeque<(u16, usize, usize)>,
+    /// The multishot receive in flight (armed, or cancelled and not yet ended).
+    arm: Option<OpId>,
+    cancelling: bool,
+    /// The end of the stream (0) or the error that ended the multishot,
+    /// after the held bytes.
+    end: Option<i32>,
+    /// Ended or errored: never armed again.
+    finished: bool,
+    /// Waiting operations, in order.
+    waiters: VecDeque<(OpId, WantBox)>,
+    /// Read-side operations of this socket in the kernel (no multishot
+    /// while any is).
+    plain: u32,
+    /// Another vcpu asked for the held bytes: hand them over once the
+    /// multishot ended.
+    releasing: bool,
+}
+
+/// [`Want`] in the waiters' queue.
+pub(super) struct WantBox(Want);
+
+/// Per-fd eligibility cache.
+const UNSEEN: u8 = 0;
+const NO: u8 = 1;
+const YES: u8 = 2;
+
+/// True for a TCP (IPv4 or IPv6) socket.
+fn is_tcp(fd: i32) -> bool {
+    let mut d: libc::c_int = 0;
+    let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid out pointers of the sizes given.
+    let r = unsafe { crate::sys::getsockopt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN, (&raw mut d).cast(), &mut len) };
+    r == 0 && (d == libc::AF_INET || d == libc::AF_INET6) && fdinfo::is_stream(fd)
+}
+
+/// What a read-side operation wants, or None for operations this module
+/// leaves alone (sends, out-of-band data, the error queue, writable-waits).
+fn want_of(op: Op) -> Option<(i32, Want)> {
+    let base = |dest, flags: i32, fd| {
+        let known = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC | libc::MSG_NOSIGNAL | libc::MSG_CMSG_CLOEXEC;
+        if flags & (libc::MSG_OOB | libc::MSG_ERRQUEUE) != 0 {
+            return None;
+        }
+        Some((
+            fd,
+            Want {
+                dest,
+                peek: flags & libc::MSG_PEEK != 0,
+                trunc: flags & libc::MSG_TRUNC != 0,
+                plain: flags & !known != 0, // MSG_WAITALL and the like
+                dontwait: flags & libc::MSG_DONTWAIT != 0,
+                op,
+            },
+        ))
+    };
+    match op {
+        Op::Recv { fd, buf, len, flags } => base(
+            Dest::Buf {
+                ptr: buf,
+                len: len as usize,
+            },
+            flags,
+            fd,
+        ),
+        Op::Read { fd, buf, len } => base(
+            Dest::Buf {
+                ptr: buf,
+                len: len as usize,
+            },
+            0,
+            fd,
+        ),
+        Op::Readv { fd, iov, n } => base(Dest::Iov { iov, n }, 0, fd),
+        Op::RecvMsg { fd, msg, flags } => {
+            // SAFETY: the caller's msghdr, valid per the engine contract.
+            let control = unsafe { (*msg).msg_controllen } > 0;
+            let w = base(Dest::Msg { msg }, flags as i32, fd);
+            w.map(|(fd, mut w)| {
+                w.plain |= control;
+                (fd, w)
+            })
+        }
+        Op::Poll { fd, events } if events & READABLE != 0 => Some((
+            fd,
+            Want {
+                dest: Dest::Poll { events },
+                peek: true,
+                trunc: false,
+                plain: events & WRITABLE != 0,
+                dontwait: false,
+                op,
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// Copies `src` into `d` (for a Poll: nothing); returns the bytes taken.
+///
+/// # Safety
+/// `d`'s pointers are valid (the engine contract).
+unsafe fn copy_into(d: Dest, src: &[u8], trunc: bool) -> usize {
+    match d {
+        Dest::Buf { ptr, len } => {
+            let n = src.len().min(len);
+            if !trunc {
+                // SAFETY: per the contract; n <= len.
+                unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), ptr, n) };
+            }
+            n
+        }
+        Dest::Iov { iov, n } => {
+            // SAFETY: per the contract.
+            unsafe { copy_iov(iov, n as usize, src, trunc) }
+        }
+        Dest::Msg { msg } => {
+            // SAFETY: per the contract.
+            unsafe {
+                (*msg).msg_controllen = 0;
+                (*msg).msg_flags = 0;
+                (*msg).msg_namelen = 0;
+                copy_iov((*msg).msg_iov, (*msg).msg_iovlen, src, trunc)
+            }
+        }
+        Dest::Poll { .. } => 0,
+    }
+}
+
+/// # Safety
+/// `iov` holds `n` iovecs valid for writes.
+unsafe fn copy_iov(iov: *const libc::iovec, n: usize, src: &[u8], trunc: bool) -> usize {
+    let mut done = 0;
+    for i in 0..n {
+        if done >= src.len() {
+            break;
+        }
+        // SAFETY: per the contract.
+        let v = unsafe { *iov.add(i) };
+        let k = v.iov_len.min(src.len() - done);
+        if !trunc && k > 0 {
+            // SAFETY: per the contract; k <= iov_len.
+            unsafe { core::ptr::copy_nonoverlapping(src.as_ptr().add(done), v.iov_base.cast::<u8>(), k) };
+        }
+        done += k;
+    }
+    done
+}
+
+/// The room of `d` in bytes.
+///
+/// # Safety
+/// As [`copy_into`].
+unsafe fn room(d: Dest) -> usize {
+    // SAFETY: per the contract.
+    unsafe {
+        match d {
+            Dest::Buf { len, .. } => len,
+            Dest::Iov { iov, n } => (0..n as usize).map(|i| (*iov.add(i)).iov_len).sum(),
+            Dest::Msg { msg } => (0..(*msg).msg_iovlen).map(|i| (*(*msg).msg_iov.add(i)).iov_len).sum(),
+            Dest::Poll { .. } => 0,
+        }
+    }
+}
+
+fn c_fd(i: usize) -> i32 {
+    i as i32
+}
+
+/// WRITABLE if socket `fd` is writable now (a zero-timeout poll), else 0.
+fn writable_now(fd: i32) -> u32 {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one live pollfd.
+    if unsafe { libc::poll(&mut p, 1, 0) } == 1 && p.revents & libc::POLLOUT != 0 {
+        WRITABLE
+    } else {
+        0
+    }
+}
+
+/// Sets up the buffer ring on `ring`: None (with the reason) if the kernel
+/// refuses it.
+fn new_buf_ring(ring: &io_uring::IoUring) -> Result<BufRing, String> {
+    let esz = NBUF as usize * core::mem::size_of::<types::BufRingEntry>();
+    // SAFETY: fresh anonymous mappings; nothing of ours is touched.
+    let (entries, mem) = unsafe {
+        let e = libc::mmap(
+            core::ptr::null_mut(),
+            esz,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if e == libc::MAP_FAILED {
+            return Err("mmap of the buffer ring failed".into());
+        }
+        let m = libc::mmap(
+            core::ptr::null_mut(),
+            NBUF as usize * BSZ,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        );
+        if m == libc::MAP_FAILED {
+            libc::munmap(e, esz);
+            return Err("mmap of the receive buffers failed".into());
+        }
+        (e.cast::<types::BufRingEntry>(), m.cast::<u8>())
+    };
+    let mut b = BufRing {
+        entries,
+        mem,
+        tail: 0,
+        out: NBUF as usize,
+    };
+    for bid in 0..NBUF {
+        b.give(bid);
+    }
+    b.out = 0;
+    b.publish();
+    // SAFETY: the mappings live until the ring is unregistered (drop).
+    if let Err(e) = unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(entries as u64, NBUF, BGID, 0)
+    } {
+        // SAFETY: our unregistered mappings.
+        unsafe {
+            libc::munmap(entries.cast(), esz);
+            libc::munmap(mem.cast(), NBUF as usize * BSZ);
+        }
+        return Err(format!("IORING_REGISTER_PBUF_RING refused: {e}"));
+    }
+    Ok(b)
+}
+
+fn log_absent(why: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| log::info!("photon: io_uring multishot receive unavailable ({why}); plain ring receives"));
+}
+
+impl UringEngine {
+    /// The read-side operation `op`, if it is one on a socket with (or
+    /// about to get) receive state here: served from held bytes, waiting
+    /// for the multishot, or sent to the kernel as a plain operation of
+    /// that socket. None: the ordinary path.
+    #[inline]
+    pub(super) fn recv_held(&mut self, op: Op, waiter: Waiter) -> Result<Option<Submitted>, Errno> {
+        let Some((fd, w)) = want_of(op) else { return Ok(None) };
+        let Ok(i) = usize::try_from(fd) else { return Ok(None) };
+        if self.conns.get(i).is_none_or(|c| c.is_none()) {
+            // Only a plain receive starts a multishot.
+            let starts = matches!(op, Op::Recv { .. } | Op::Read { .. }) && !w.plain && !w.peek && !w.dontwait;
+            if !starts || !self.eligible(fd) {
+                return Ok(None);
+            }
+            if !fdinfo::claim_held(fd, crate::sched::current_id()) {
+                self.mshot_kind[i] = NO; // received on by other vcpus: plain from now on
+                return Ok(None);
+            }
+            fdinfo::note_vcpu(fd, crate::sched::current_id()); // photon_close reaches us
+            if self.conns.len() <= i {
+                self.conns.resize_with(i + 1, || None);
+            }
+            self.conns[i] = Some(Conn::default());
+        }
+        // SAFETY: the caller keeps op's memory valid (engine contract).
+        if let Some(r) = unsafe { self.serve_now(i, &w) } {
+            return Ok(Some(Submitted::Done(r)));
+        }
+        if w.dontwait {
+            let c = self.conns[i].as_ref().expect("checked");
+            if c.arm.is_some() {
+                return Ok(Some(Submitted::Done(-(libc::EAGAIN as i64))));
+            }
+            return self.plain_op(i, w.op, waiter).map(Some);
+        }
+        let c = self.conns[i].as_mut().expect("checked");
+        if c.arm.is_some() {
+            // Bytes come with the multishot's completions.
+            let id = self.ops.insert(UOp {
+                waiter,
+                fd,
+                role: Role::RecvWait,
+                cancel_sent: false,
+            });
+            let c = self.conns[i].as_mut().expect("checked");
+            c.waiters.push_back((id, WantBox(w)));
+            if w.plain {
+                self.disarm_recv(i);
+            }
+            return Ok(Some(Submitted::Pending(id)));
+        }
+        if w.plain || c.plain > 0 || c.finished || c.releasing || self.bufs_free() < MIN_FREE {
+            return self.plain_op(i, w.op, waiter).map(Some);
+        }
+        let id = self.ops.insert(UOp {
+            waiter,
+            fd,
+            role: Role::RecvWait,
+            cancel_sent: false,
+        });
+        self.conns[i]
+            .as_mut()
+            .expect("checked")
+            .waiters
+            .push_back((id, WantBox(w)));
+        if let Err(e) = self.arm_recv(i) {
+            self.conns[i].as_mut().expect("checked").waiters.pop_back();
+            self.ops.remove(id);
+            return Err(e);
+        }
+        Ok(Some(Submitted::Pending(id)))
+    }
+
+    /// True if `fd` may get a multishot receive (cached per fd).
+    fn eligible(&mut self, fd: i32) -> bool {
+        if !self.multishot_recv {
+            return false;
+        }
+        let i = fd as usize;
+        if self.mshot_kind.len() <= i {
+            self.mshot_kind.resize(i + 1, UNSEEN);
+        }
+        if self.mshot_kind[i] == UNSEEN {
+            self.mshot_kind[i] = if fdinfo::is_created_socket(fd) && is_tcp(fd) {
+                YES
+            } else {
+                NO
+            };
+        }
+        if self.mshot_kind[i] != YES {
+            return false;
+        }
+        if self.bufs.is_none() {
+            match new_buf_ring(&self.ring) {
+                Ok(b) => self.bufs = Some(b),
+                Err(why) => {
+                    log_absent(&why);
+                    self.multishot_recv = false;
+                    return false;
+                }
+            }
+        }
+        self.bufs_free() >= MIN_FREE
+    }
+
+    fn bufs_free(&self) -> usize {
+        self.bufs
+            .as_ref()
+            .map_or(0, |b| NBUF as usize - b.out.min(NBUF as usize))
+    }
+
+    /// `w` served at once from what conn `i` holds (or its end), if it can be.
+    ///
+    /// # Safety
+    /// `w`'s pointers are valid.
+    unsafe fn serve_now(&mut self, i: usize, w: &Want) -> Option<i64> {
+        let c = self.conns[i].as_ref()?;
+        if c.held.is_empty() && c.end.is_none() {
+            return None;
+        }
+        // SAFETY: per the contract.
+        Some(unsafe { self.take_held(i, w) })
+    }
+
+    /// Takes what conn `i` holds into `w` (held bytes, else its end).
+    ///
+    /// # Safety
+    /// `w`'s pointers are valid; conn `i` holds bytes or has its end.
+    unsafe fn take_held(&mut self, i: usize, w: &Want) -> i64 {
+        let bufs = self.bufs.as_mut().expect("held bytes come from the ring");
+        let c = self.conns[i].as_mut().expect("a conn");
+        if let Dest::Poll { events } = w.dest {
+            return match (c.held.is_empty(), c.end) {
+                (true, Some(e)) if e < 0 => (READABLE | WRITABLE) as i64,
+                _ if events & WRITABLE != 0 => (READABLE | writable_now(c_fd(i))) as i64,
+                _ => READABLE as i64,
+            };
+        }
+        if c.held.is_empty() {
+            let e = c.end.expect("held bytes or an end");
+            c.finished = true;
+            if e < 0 {
+                c.end = None; // an error is reported once
+            }
+            return e as i64;
+        }
+        // SAFETY: per the contract.
+        let mut left = unsafe { room(w.dest) };
+        let mut done = 0usize;
+        let mut gave = false;
+        let mut k = 0;
+        while left > 0 && k < c.held.len() {
+            let (bid, off, len) = c.held[k];
+            let n = len.min(left);
+            let src = bufs.bytes(bid, off, n);
+            // Copy into the rest of the destination: advance it by `done`.
+            // SAFETY: per the contract.
+            let got = unsafe { copy_at(w.dest, done, src, w.trunc) };
+            debug_assert_eq!(got, n);
+            done += n;
+            left -= n;
+            if w.peek {
+                k += 1;
+                continue;
+            }
+            if n == len {
+                c.held.pop_front();
+                bufs.give(bid);
+                gave = true;
+            } else {
+                c.held[0] = (bid, off + n, len - n);
+                k += 1;
+            }
+        }
+        if gave {
+            bufs.publish();
+        }
+        done as i64
+    }
+
+    /// Arms conn `i`'s multishot receive.
+    fn arm_recv(&mut self, i: usize) -> Result<(), Errno> {
+        let fd = i as i32;
+        let id = self.ops.insert(UOp {
+            waiter: core::ptr::null_mut(),
+            fd,
+            role: Role::RecvArm,
+            cancel_sent: false,
+        });
+        let sqe = match self.fixed_slot(fd) {
+            Some(s) => opcode::RecvMulti::new(types::Fixed(s), BGID).build(),
+            None => opcode::RecvMulti::new(types::Fd(fd), BGID).build(),
+        };
+        if let Err(e) = self.push(sqe.user_data(id as u64)) {
+            self.ops.remove(id);
+            return Err(e);
+        }
+        let c = self.conns[i].as_mut().expect("a conn");
+        c.arm = Some(id);
+        c.cancelling = false;
+        Ok(())
+    }
+
+    /// Queues the cancellation of conn `i`'s multishot.
+    fn disarm_recv(&mut self, i: usize) {
+        let Some(c) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        let Some(arm) = c.arm else { return };
+        if c.cancelling {
+            return;
+        }
+        c.cancelling = true;
+        if let Some(op) = self.ops.get_mut(arm) {
+            op.cancel_sent = true;
+        }
+        let sqe = opcode::AsyncCancel::new(arm as u64).build().user_data(UD_CANCEL);
+        if let Err(e) = self.push(sqe) {
+            log::error!("photon: io_uring cancel of a multishot receive could not be queued: {e}");
+        }
+    }
+
+    /// `op` of conn `i` as a ring operation of its own (role RecvPlain).
+    fn plain_op(&mut self, i: usize, op: Op, waiter: Waiter) -> Result<Submitted, Errno> {
+        let slot = self.fixed_slot(i as i32);
+        let sqe = match slot.and_then(|s| super::sqe_fixed(op, s)) {
+            Some(sqe) => sqe,
+            None => super::sqe_for(op).0,
+        };
+        let is_poll = matches!(op, Op::Poll { .. });
+        let id = self.ops.insert(UOp {
+            waiter,
+            fd: i as i32,
+            role: if is_poll { Role::RecvPlainPoll } else { Role::RecvPlain },
+            cancel_sent: false,
+        });
+        if let Err(e) = self.push(sqe.user_data(id as u64)) {
+            self.ops.remove(id);
+            return Err(e);
+        }
+        if let Some(c) = self.conns[i].as_mut() {
+            c.plain += 1;
+        }
+        Ok(Submitted::Pending(id))
+    }
+
+    /// A plain operation of `fd`'s conn completed.
+    pub(super) fn recv_plain_done(&mut self, fd: i32) {
+        if let Some(Some(c)) = self.conns.get_mut(fd as usize) {
+            c.plain = c.plain.saturating_sub(1);
+        }
+    }
+
+    /// A completion of multishot receive `id` on `fd`.
+    pub(super) fn recv_completion(&mut self, id: OpId, fd: i32, res: i32, flags: u32, out: &mut Vec<Completion>) {
+        let more = cqueue::more(flags);
+        if !more {
+            self.ops.remove(id);
+        }
+        let bid = cqueue::buffer_select(flags);
+        if bid.is_some()
+            && let Some(b) = self.bufs.as_mut()
+        {
+            b.out += 1;
+        }
+        let i = fd as usize;
+        let mine = self
+            .conns
+            .get(i)
+            .and_then(|c| c.as_ref())
+            .is_some_and(|c| c.arm == Some(id));
+        if !mine {
+            // The socket was closed or forgotten: give the buffer back.
+            if let (Some(bid), Some(b)) = (bid, self.bufs.as_mut()) {
+                b.give(bid);
+                b.publish();
+            }
+            return;
+        }
+        let c = self.conns[i].as_mut().expect("mine");
+        match bid {
+            Some(bid) if res > 0 => c.held.push_back((bid, 0, res as usize)),
+            Some(bid) => {
+                let b = self.bufs.as_mut().expect("a buffer came");
+                b.give(bid);
+                b.publish();
+            }
+            None => {}
+        }
+        if !more {
+            c.arm = None;
+            c.cancelling = false;
+            if res == 0 || (res < 0 && res != -libc::ECANCELED && res != -libc::ENOBUFS) {
+                c.end = Some(res);
+            }
+        }
+        self.serve_waiters(i, out);
+        let Some(c) = self.conns[i].as_mut() else { return };
+        if more {
+            if c.held.len() >= HOLD_CAP && !c.cancelling {
+                self.disarm_recv(i);
+            }
+            return;
+        }
+        if c.releasing {
+            self.finish_release(i, out);
+            return;
+        }
+        if !c.waiters.is_empty() {
+            self.after_end(i, out);
+        }
+    }
+
+    /// Conn `i`'s multishot ended with waiters left and nothing held: arm
+    /// it again, or send them to the kernel one by one.
+    fn after_end(&mut self, i: usize, out: &mut Vec<Completion>) {
+        let c = self.conns[i].as_mut().expect("a conn");
+        let any_plain = c.waiters.iter().any(|(_, w)| w.0.plain);
+        if !any_plain && c.plain == 0 && !c.finished && self.bufs_free() >= MIN_FREE {
+            if let Err(e) = self.arm_recv(i) {
+                let c = self.conns[i].as_mut().expect("a conn");
+                let ws: Vec<_> = c.waiters.drain(..).collect();
+                for (w, _) in ws {
+                    self.finish_recv_waiter(w, -(e.0 as i64), out);
+                }
+            }
+            return;
+        }
+        let ws: Vec<_> = self.conns[i].as_mut().expect("a conn").waiters.drain(..).collect();
+        for (w, want) in ws {
+            self.waiter_to_plain(i, w, want.0.op, out);
+        }
+    }
+
+    /// Waiting operation `w` (of conn `i`, or of no conn: `i` None) as a
+    /// ring operation of its own.
+    fn waiter_to_plain(&mut self, i: usize, w: OpId, op: Op, out: &mut Vec<Completion>) {
+        let Some(u) = self.ops.get_mut(w) else { return };
+        let is_poll = matches!(op, Op::Poll { .. });
+        u.role = if is_poll { Role::RecvPlainPoll } else { Role::RecvPlain };
+        let slot = self.fixed_slot(i as i32);
+        let sqe = match slot.and_then(|s| super::sqe_fixed(op, s)) {
+            Some(sqe) => sqe,
+            None => super::sqe_for(op).0,
+        };
+        match self.push(sqe.user_data(w as u64)) {
+            Ok(()) => {
+                if let Some(Some(c)) = self.conns.get_mut(i) {
+                    c.plain += 1;
+                } else if let Some(u) = self.ops.get_mut(w) {
+                    u.role = if is_poll { Role::Poll } else { Role::Plain };
+                }
+            }
+            Err(e) => self.finish_recv_waiter(w, -(e.0 as i64), out),
+        }
+    }
+
+    /// Serves conn `i`'s waiters, in order, from what it holds.
+    fn serve_waiters(&mut self, i: usize, out: &mut Vec<Completion>) {
+        loop {
+            let Some(c) = self.conns[i].as_ref() else { return };
+            let Some(&(w, WantBox(want))) = c.waiters.front() else {
+                return;
+            };
+            if c.held.is_empty() && c.end.is_none() {
+                return;
+            }
+            // SAFETY: the waiter's memory is valid until its completion.
+            let r = unsafe { self.take_held(i, &want) };
+            self.conns[i].as_mut().expect("a conn").waiters.pop_front();
+            self.finish_recv_waiter(w, r, out);
+        }
+    }
+
+    fn finish_recv_waiter(&mut self, id: OpId, result: i64, out: &mut Vec<Completion>) {
+        if let Some(op) = self.ops.remove(id) {
+            out.push(Completion {
+                waiter: op.waiter,
+                id,
+                result,
+            });
+        }
+    }
+
+    /// A waiting receive gives up: it leaves at once (what arrives stays held).
+    pub(super) fn recv_cancel(&mut self, id: OpId) {
+        let Some(op) = self.ops.remove(id) else { return };
+        if let Some(Some(c)) = self.conns.get_mut(op.fd as usize) {
+            c.waiters.retain(|&(w, _)| w != id);
+        }
+    }
+
+    /// Another vcpu reads `fd`: stop the multishot and hand the held bytes
+    /// over (now, or when the multishot's last completion comes).
+    pub(super) fn recv_release(&mut self, fd: i32, out: &mut Vec<Completion>) {
+        let i = fd as usize;
+        if let Some(k) = self.mshot_kind.get_mut(i) {
+            *k = NO; // shared from now on
+        }
+        let Some(Some(c)) = self.conns.get_mut(i) else {
+            fdinfo::release_held(fd, crate::sched::current_id());
+            return;
+        };
+        c.releasing = true;
+        if c.arm.is_some() {
+            self.disarm_recv(i);
+            self.submit_now();
+            return;
+        }
+        self.finish_release(i, out);
+    }
+
+    /// Conn `i`'s multishot has ended and another vcpu wants its bytes:
+    /// its own waiters are served first, the rest goes to the spill, the
+    /// waiters left become ring operations, and the conn is dropped.
+    fn finish_release(&mut self, i: usize, out: &mut Vec<Completion>) {
+        self.serve_waiters(i, out);
+        let Some(c) = self.conns[i].take() else { return };
+        let mut bytes = Vec::new();
+        if let Some(b) = self.bufs.as_mut() {
+            for &(bid, off, len) in &c.held {
+                bytes.extend_from_slice(b.bytes(bid, off, len));
+                b.give(bid);
+            }
+            b.publish();
+        }
+        fdinfo::spill_put(i as i32, bytes, c.end);
+        for (w, want) in c.waiters {
+            self.waiter_to_plain(i, w, want.0.op, out);
+        }
+        fdinfo::release_held(i as i32, crate::sched::current_id());
+    }
+
+    /// `fd` is closed (`out`: its waiters end with ECANCELED) or its number
+    /// reused: the multishot is cancelled, the held buffers go back.
+    pub(super) fn recv_forget(&mut self, fd: i32, out: Option<&mut Vec<Completion>>) {
+        let i = fd as usize;
+        if let Some(k) = self.mshot_kind.get_mut(i) {
+            *k = UNSEEN;
+        }
+        let Some(Some(_)) = self.conns.get(i) else { return };
+        self.disarm_recv(i);
+        let c = self.conns[i].take().expect("checked");
+        if let Some(b) = self.bufs.as_mut() {
+            for &(bid, _, _) in &c.held {
+                b.give(bid);
+            }
+            b.publish();
+        }
+        match out {
+            Some(out) => {
+                for (w, _) in c.waiters {
+                    self.finish_recv_waiter(w, -(libc::ECANCELED as i64), out);
+                }
+            }
+            None => {
+                for (w, _) in c.waiters {
+                    self.ops.remove(w);
+                }
+            }
+        }
+        fdinfo::release_held(fd, crate::sched::current_id());
+    }
+
+    /// At the ring's end: multishots cancelled and reaped (bounded wait),
+    /// then the buffer ring unregistered and unmapped (left mapped if the
+    /// kernel may still write into it).
+    pub(super) fn recv_drop(&mut self) {
+        let Some(b) = self.bufs.take() else { return };
+        let arms = self.ops.ids_where(|o| o.role == Role::RecvArm);
+        for id in arms {
+            if let Some(op) = self.ops.get_mut(id)
+                && !op.cancel_sent
+            {
+                op.cancel_sent = true;
+                let sqe = opcode::AsyncCancel::new(id as u64).build().user_data(UD_CANCEL);
+                let _ = self.push(sqe);
+            }
+        }
+        self.conns.clear();
+        let start = std::time::Instant::now();
+        while !self.ops.ids_where(|o| o.role == Role::RecvArm).is_empty() {
+            if start.elapsed() > std::time::Duration::from_millis(200) {
+                log::warn!("photon: io_uring multishot receives did not end; their buffers stay mapped");
+                return;
+            }
+            let _ = self.ring.submit_and_wait(1);
+            let mut cq = self.ring.completion();
+            cq.sync();
+            let done: Vec<_> = (&mut cq).map(|c| (c.user_data(), c.flags())).collect();
+            drop(cq);
+            for (ud, flags) in done {
+                if ud < UD_CANCEL - 1 && !cqueue::more(flags) {
+                    let id = ud as OpId;
+                    if self.ops.get(id).is_some_and(|o| o.role == Role::RecvArm) {
+                        self.ops.remove(id);
+                    }
+                }
+            }
+        }
+        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+        // SAFETY: unregistered, no multishot left: nothing uses them.
+        unsafe {
+            libc::munmap(
+                b.entries.cast(),
+                NBUF as usize * core::mem::size_of::<types::BufRingEntry>(),
+            );
+            libc::munmap(b.mem.cast(), NBUF as usize * BSZ);
+        }
+    }
+}
+
+/// [`copy_into`] starting `at` bytes into the destination.
+///
+/// # Safety
+/// As [`copy_into`].
+unsafe fn copy_at(d: Dest, at: usize, src: &[u8], trunc: bool) -> usize {
+    if at == 0 {
+        // SAFETY: per the contract.
+        return unsafe { copy_into(d, src, trunc) };
+    }
+    match d {
+        // SAFETY: per the contract; at < len.
+        Dest::Buf { ptr, len } => unsafe {
+            copy_into(
+                Dest::Buf {
+                    ptr: ptr.add(at),
+                    len: len - at,
+                },
+                src,
+                trunc,
+            )
+        },
+        Dest::Iov { iov, n } => {
+            // SAFETY: per the contract.
+            let all = unsafe { core::slice::from_raw_parts(iov, n as usize) };
+            let w = crate::sys::iov_window(all, at, src.len());
+            // SAFETY: w covers part of the caller's iovecs.
+            unsafe { copy_iov(w.as_ptr(), w.len(), src, trunc) }
+        }
+        Dest::Msg { msg } => {
+            // SAFETY: per the contract.
+            let all = unsafe { core::slice::from_raw_parts((*msg).msg_iov, (*msg).msg_iovlen) };
+            let w = crate::sys::iov_window(all, at, src.len());
+            // SAFETY: as above.
+            unsafe { copy_iov(w.as_ptr(), w.len(), src, trunc) }
+        }
+        Dest::Poll { .. } => 0,
+    }
+}

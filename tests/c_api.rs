@@ -538,9 +538,27 @@ fn c_net_emfile() {
     c_test("net_emfile");
 }
 
+/// Multishot receive is opt-in (`PHOTON_IO_ON=multishot_recv`): the
+/// program runs by default (plain receives), and with it on under both
+/// engines (epoll ignores it), where it checks that held bytes are read
+/// without an engine operation each.
 #[test]
 fn c_net_multishot_recv() {
     c_test("net_multishot_recv");
+    if skipped_under_checker("net_multishot_recv") {
+        return;
+    }
+    let exe = compile_c_program("net_multishot_recv");
+    for &engine in engines() {
+        let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_ON", "multishot_recv")]);
+        assert!(
+            run.passed(),
+            "C test net_multishot_recv with PHOTON_ENGINE={engine} PHOTON_IO_ON=multishot_recv failed: {}",
+            run.describe()
+        );
+        println!("net_multishot_recv (PHOTON_ENGINE={engine}, PHOTON_IO_ON=multishot_recv): passed");
+        print!("{}", run.stdout);
+    }
 }
 
 #[test]

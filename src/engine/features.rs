@@ -2,7 +2,9 @@
 //! switch that turns any of them off: `PHOTON_IO_OFF=name,name,...` (read
 //! once per process) makes the engines behave as on a kernel that lacks
 //! them. Tests use it to exercise every fallback; benchmarks use it for
-//! A/B rows. Unknown names are logged and ignored.
+//! A/B rows. A feature that measured worse than going without it is off
+//! unless `PHOTON_IO_ON=name,...` asks for it ([`DEFAULT_OFF`]); OFF wins
+//! over ON. Unknown names are logged and ignored.
 
 use std::sync::OnceLock;
 
@@ -70,10 +72,13 @@ pub(crate) enum Feature {
     /// `preadv2` each: 1-3% less CPU per read with 64 readers, 0-9% with 16
     /// (a tie in some runs; the kernel's own gap is 2-3%).
     BatchedRead = 1 << 13,
-    /// io_uring: a TCP socket photon made, received on by one vcpu, gets a
-    /// multishot receive (6.0+) into 16 KiB buffers of a provided-buffer
-    /// ring; receives copy out of the buffers it holds
-    /// (engine/uring/recv.rs). Off: a ring receive per call.
+    /// io_uring, opt-in (`PHOTON_IO_ON=multishot_recv`): a TCP socket
+    /// photon made, received on by one vcpu, gets a multishot receive
+    /// (6.0+) into its own ring of 4 provided 16 KiB buffers; receives copy
+    /// out of the buffers it holds (engine/uring/recv.rs). Off by default:
+    /// on bench echo (streaming 64 x 4 KiB) it cost 12-29% more server CPU
+    /// per 4 KiB than a ring receive per call (the copy out of the buffers,
+    /// and re-arming), with no gain in MiB/s; ping-pong even.
     MultishotRecv = 1 << 14,
 }
 
@@ -92,6 +97,9 @@ const NAMES: &[(&str, Feature)] = &[
     ("multishot_recv", Feature::MultishotRecv),
 ];
 
+/// Features that are off unless `PHOTON_IO_ON` names them.
+const DEFAULT_OFF: u32 = Feature::MultishotRecv as u32;
+
 fn parse(list: &str) -> u32 {
     let mut off = 0;
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -108,10 +116,17 @@ fn switched_off() -> u32 {
     *OFF.get_or_init(|| std::env::var("PHOTON_IO_OFF").map_or(0, |v| parse(&v)))
 }
 
-/// True unless `PHOTON_IO_OFF` names `f` (whether the kernel has it is
-/// the engine's own probe).
+fn switched_on() -> u32 {
+    static ON: OnceLock<u32> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("PHOTON_IO_ON").map_or(0, |v| parse(&v)))
+}
+
+/// True unless `PHOTON_IO_OFF` names `f`, or `f` is off by default
+/// ([`DEFAULT_OFF`]) and `PHOTON_IO_ON` does not name it (whether the
+/// kernel has it is the engine's own probe).
 pub(crate) fn wanted(f: Feature) -> bool {
-    switched_off() & f as u32 == 0
+    let f = f as u32;
+    switched_off() & f == 0 && (DEFAULT_OFF & f == 0 || switched_on() & f != 0)
 }
 
 #[cfg(test)]

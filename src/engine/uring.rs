@@ -133,8 +133,8 @@ pub(crate) struct UringEngine {
     fixed: fixed::FixedFiles,
     /// Multishot receive is known to the kernel (6.0+) and wanted.
     multishot_recv: bool,
-    /// The provided-buffer ring (made at the first multishot receive).
-    bufs: Option<recv::BufRing>,
+    /// The connections' provided-buffer rings (see `recv`).
+    bufs: recv::Rings,
     /// Per fd: its receive state (see `recv`).
     conns: Vec<Option<recv::Conn>>,
     /// Per fd: may it get a multishot receive (see `recv`).
@@ -400,10 +400,9 @@ impl UringEngine {
         // Multishot receive with provided-buffer rings came with 6.0, as
         // IORING_OP_SEND_ZC did; the buffer ring itself is made (and its
         // refusal logged) at the first use.
-        let multishot_recv = probe.is_supported(opcode::SendZc::CODE)
-            && !crate::sched::preload_active()
-            && super::features::wanted(super::features::Feature::MultishotRecv);
-        if !multishot_recv && super::features::wanted(super::features::Feature::MultishotRecv) {
+        let want_mshot = super::features::wanted(super::features::Feature::MultishotRecv);
+        let multishot_recv = want_mshot && probe.is_supported(opcode::SendZc::CODE) && !crate::sched::preload_active();
+        if !multishot_recv && want_mshot {
             if crate::sched::preload_active() {
                 log::info!(
                     "photon: multishot receive is off under the preload shim (libc's poll and non-blocking reads would not see held bytes)"
@@ -443,7 +442,7 @@ impl UringEngine {
             cqes: Vec::new(),
             accept_cancels: false,
             multishot_recv,
-            bufs: None,
+            bufs: recv::Rings::default(),
             conns: Vec::new(),
             mshot_kind: Vec::new(),
         })

@@ -1,8 +1,8 @@
 /*
  * Receives on TCP sockets photon made, where io_uring holds what arrived in
- * a multishot receive's buffers (PHOTON_IO_OFF=multishot_recv: plain ring
- * receives; epoll: syscalls). Whatever the engine, every byte arrives once
- * and in order:
+ * a multishot receive's buffers (opt-in: PHOTON_IO_ON=multishot_recv; else
+ * plain ring receives; epoll: syscalls; c_api runs it all three ways).
+ * Whatever the engine, every byte arrives once and in order:
  *  - streaming 32 MiB written in uneven pieces, read with uneven buffer
  *    sizes (read, recv, readv, recvmsg in turn) and pauses that let bytes
  *    pile up: every byte checked;
@@ -253,10 +253,13 @@ static void timeouts(void) {
     close_pair(fds);
 }
 
+/* Multishot receive is opt-in (PHOTON_IO_ON=multishot_recv), io_uring's. */
 static int multishot_expected(void) {
+    const char *on = getenv("PHOTON_IO_ON");
     const char *off = getenv("PHOTON_IO_OFF");
     const char *eng = photon_engine_name();
-    return eng && strcmp(eng, "io_uring") == 0 && !(off && strstr(off, "multishot_recv"));
+    return eng && strcmp(eng, "io_uring") == 0 && on && strstr(on, "multishot_recv") &&
+           !(off && strstr(off, "multishot_recv"));
 }
 
 static void close_while_held(void) {

@@ -1,23 +1,31 @@
-//! Multishot receive on a provided-buffer ring (6.0+;
-//! `PHOTON_IO_OFF=multishot_recv` turns it off).
+//! Multishot receive on provided-buffer rings (6.0+), opt-in:
+//! `PHOTON_IO_ON=multishot_recv` (`PHOTON_IO_OFF` wins).
 //!
 //! A TCP socket photon made (`photon_socket`, `photon_accept`), received
-//! on by threads of one vcpu only, gets one multishot receive drawing
-//! 16 KiB buffers from the vcpu's ring of 1024. What arrives stays in the
-//! ring's buffers, held by the connection ("held bytes"): a receive copies
-//! out of them into its caller's buffer and gives the emptied buffers back
-//! to the ring, without a ring operation or a park when bytes are held.
-//! Measured with the hand-written loop (bench/README.md, "Multishot
-//! receive: does it pay here?"): 1.25-1.34x MiB/s and 0.66-0.76x CPU per
-//! 4 KiB for streaming, ping-pong even.
+//! on by threads of one vcpu only, gets one multishot receive drawing from
+//! a provided-buffer ring of its own: [`NBUF`] buffers of 16 KiB. What
+//! arrives stays in those buffers, held by the connection ("held bytes"):
+//! a receive copies out of them into its caller's buffer and gives the
+//! emptied buffers back, without a ring operation or a park when bytes are
+//! held.
 //!
-//! Bounds: once a connection holds [`HOLD_CAP`] buffers its multishot is
-//! cancelled (TCP's window then pushes back on the peer), and armed again
-//! by a receive that finds nothing held. The kernel fills buffers until the
-//! cancel lands, so a connection may hold more, never more than the ring:
-//! when the ring runs dry (`ENOBUFS` ends a multishot), or has fewer than
-//! [`MIN_FREE`] buffers left, receives go to the kernel one by one (plain
-//! ring receives into the caller's buffer) until buffers come back.
+//! Bounds: a connection holds at most its ring's [`NBUF`] buffers (64 KiB;
+//! the kernel cannot overshoot into other connections' memory, as with one
+//! ring shared by all, where streaming peers filled 1024 buffers and
+//! `ENOBUFS` ended most multishots). With its ring full the kernel ends
+//! the multishot (`ENOBUFS`) and TCP's window pushes back on the peer; a
+//! receive that finds nothing held arms it again. An io_uring has at most
+//! [`MAX_RINGS`] rings (16 MiB of buffers, touched only as used); rings of
+//! closed connections are reused, and connections beyond get plain ring
+//! receives.
+//!
+//! Why opt-in: on bench echo (streaming 64 x 4 KiB, same-run A/B) it cost
+//! 12-29% more server CPU per 4 KiB than a ring receive per call, for no
+//! gain in MiB/s: the copy out of the buffers (user CPU per 4 KiB 0.26-0.41
+//! against 0.09-0.19 us) is not paid back, the ring already batching the
+//! turn's receives into one `io_uring_enter` (0.35 syscalls per 4 KiB).
+//! The hand-written loop's gain (bench/README.md, "Multishot receive: does
+//! it pay here?") was against a loop with one syscall per 4 KiB.
 //!
 //! Order: everything that reads the stream sees the held bytes first.
 //! Receives, `read`/`readv` on the socket and `recvmsg` copy from them
@@ -48,25 +56,36 @@ use crate::engine::{Completion, Op, OpId, READABLE, Submitted, WRITABLE, Waiter}
 use crate::errno::Errno;
 use crate::fdinfo;
 
-/// The buffer group id of the provided-buffer ring.
-const BGID: u16 = 0x5048;
-/// Buffers in the ring (a power of two).
-const NBUF: u16 = 1024;
+/// The buffer group id of a ring's first provided-buffer ring.
+const BGID_BASE: u16 = 0x5000;
+/// Buffers in a connection's ring (a power of two): the most it holds.
+pub(super) const NBUF: u16 = 4;
 /// Bytes per buffer (the most one completion carries).
 const BSZ: usize = 16384;
-/// Buffers a connection holds before its multishot is cancelled.
-pub(super) const HOLD_CAP: usize = 4;
-/// Free buffers below which no multishot is armed (plain receives).
-const MIN_FREE: usize = 64;
+/// Buffer rings per io_uring (connections beyond get plain receives).
+const MAX_RINGS: usize = 256;
+/// Bytes of a ring's entries mapping (one page at least).
+const ENTRIES_MAP: usize = 4096;
 
-/// The provided-buffer ring: its entries (shared with the kernel) and the
-/// buffers' memory.
+/// A connection's provided-buffer ring: its entries (shared with the
+/// kernel), the buffers' memory, and its group id.
 pub(super) struct BufRing {
     entries: *mut types::BufRingEntry,
     mem: *mut u8,
     tail: u16,
-    /// Buffers the kernel has handed us that are not back in the ring.
-    out: usize,
+    bgid: u16,
+}
+
+/// The buffer rings of one io_uring.
+#[derive(Default)]
+pub(super) struct Rings {
+    /// Registered, all buffers in the ring, no connection.
+    free: Vec<BufRing>,
+    /// Registered so far.
+    made: usize,
+    /// Rings of dropped connections whose multishot (the op id) has not
+    /// ended yet: the kernel may still fill their buffers.
+    orphans: Vec<(OpId, BufRing)>,
 }
 
 impl BufRing {
@@ -78,7 +97,6 @@ impl BufRing {
         e.set_len(BSZ as u32);
         e.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
-        self.out = self.out.saturating_sub(1);
     }
 
     fn publish(&self) {
@@ -150,6 +168,8 @@ pub(super) struct Conn {
     /// Another vcpu asked for the held bytes: hand them over once the
     /// multishot ended.
     releasing: bool,
+    /// The connection's buffers.
+    ring: Option<BufRing>,
 }
 
 /// [`Want`] in the waiters' queue.
@@ -317,10 +337,10 @@ fn writable_now(fd: i32) -> u32 {
     }
 }
 
-/// Sets up the buffer ring on `ring`: None (with the reason) if the kernel
-/// refuses it.
-fn new_buf_ring(ring: &io_uring::IoUring) -> Result<BufRing, String> {
-    let esz = NBUF as usize * core::mem::size_of::<types::BufRingEntry>();
+/// Sets up a buffer ring of group `bgid` on `ring`: Err (the reason) if
+/// the kernel refuses it.
+fn new_buf_ring(ring: &io_uring::IoUring, bgid: u16) -> Result<BufRing, String> {
+    let esz = ENTRIES_MAP;
     // SAFETY: fresh anonymous mappings; nothing of ours is touched.
     let (entries, mem) = unsafe {
         let e = libc::mmap(
@@ -352,17 +372,16 @@ fn new_buf_ring(ring: &io_uring::IoUring) -> Result<BufRing, String> {
         entries,
         mem,
         tail: 0,
-        out: NBUF as usize,
+        bgid,
     };
     for bid in 0..NBUF {
         b.give(bid);
     }
-    b.out = 0;
     b.publish();
     // SAFETY: the mappings live until the ring is unregistered (drop).
     if let Err(e) = unsafe {
         ring.submitter()
-            .register_buf_ring_with_flags(entries as u64, NBUF, BGID, 0)
+            .register_buf_ring_with_flags(entries as u64, NBUF, bgid, 0)
     } {
         // SAFETY: our unregistered mappings.
         unsafe {
@@ -394,15 +413,20 @@ impl UringEngine {
             if !starts || !self.eligible(fd) {
                 return Ok(None);
             }
+            let Some(ring) = self.take_ring() else { return Ok(None) };
             if !fdinfo::claim_held(fd, crate::sched::current_id()) {
                 self.mshot_kind[i] = NO; // received on by other vcpus: plain from now on
+                self.bufs.free.push(ring);
                 return Ok(None);
             }
             fdinfo::note_vcpu(fd, crate::sched::current_id()); // photon_close reaches us
             if self.conns.len() <= i {
                 self.conns.resize_with(i + 1, || None);
             }
-            self.conns[i] = Some(Conn::default());
+            self.conns[i] = Some(Conn {
+                ring: Some(ring),
+                ..Conn::default()
+            });
         }
         // SAFETY: the caller keeps op's memory valid (engine contract).
         if let Some(r) = unsafe { self.serve_now(i, &w) } {
@@ -431,7 +455,7 @@ impl UringEngine {
             }
             return Ok(Some(Submitted::Pending(id)));
         }
-        if w.plain || c.plain > 0 || c.finished || c.releasing || self.bufs_free() < MIN_FREE {
+        if w.plain || c.plain > 0 || c.finished || c.releasing {
             return self.plain_op(i, w.op, waiter).map(Some);
         }
         let id = self.ops.insert(UOp {
@@ -469,26 +493,45 @@ impl UringEngine {
                 NO
             };
         }
-        if self.mshot_kind[i] != YES {
-            return false;
-        }
-        if self.bufs.is_none() {
-            match new_buf_ring(&self.ring) {
-                Ok(b) => self.bufs = Some(b),
-                Err(why) => {
-                    log_absent(&why);
-                    self.multishot_recv = false;
-                    return false;
-                }
-            }
-        }
-        self.bufs_free() >= MIN_FREE
+        self.mshot_kind[i] == YES
     }
 
-    fn bufs_free(&self) -> usize {
-        self.bufs
-            .as_ref()
-            .map_or(0, |b| NBUF as usize - b.out.min(NBUF as usize))
+    /// A buffer ring for a new connection: a free one, or a new one while
+    /// fewer than [`MAX_RINGS`] exist (the first refusal turns multishot
+    /// receive off for this ring, with one log line).
+    fn take_ring(&mut self) -> Option<BufRing> {
+        if let Some(r) = self.bufs.free.pop() {
+            return Some(r);
+        }
+        if self.bufs.made >= MAX_RINGS {
+            return None;
+        }
+        match new_buf_ring(&self.ring, BGID_BASE + self.bufs.made as u16) {
+            Ok(r) => {
+                self.bufs.made += 1;
+                Some(r)
+            }
+            Err(why) => {
+                log_absent(&why);
+                self.multishot_recv = false;
+                None
+            }
+        }
+    }
+
+    /// Conn `c`'s ring, its held buffers given back, to the free rings (or
+    /// to the orphans while its multishot `arm` has not ended).
+    fn put_ring(&mut self, c: &mut Conn) {
+        let Some(mut r) = c.ring.take() else { return };
+        for &(bid, _, _) in &c.held {
+            r.give(bid);
+        }
+        r.publish();
+        c.held.clear();
+        match c.arm {
+            Some(arm) => self.bufs.orphans.push((arm, r)),
+            None => self.bufs.free.push(r),
+        }
     }
 
     /// `w` served at once from what conn `i` holds (or its end), if it can be.
@@ -509,7 +552,6 @@ impl UringEngine {
     /// # Safety
     /// `w`'s pointers are valid; conn `i` holds bytes or has its end.
     unsafe fn take_held(&mut self, i: usize, w: &Want) -> i64 {
-        let bufs = self.bufs.as_mut().expect("held bytes come from the ring");
         let c = self.conns[i].as_mut().expect("a conn");
         if let Dest::Poll { events } = w.dest {
             return match (c.held.is_empty(), c.end) {
@@ -531,8 +573,10 @@ impl UringEngine {
         let mut done = 0usize;
         let mut gave = false;
         let mut k = 0;
-        while left > 0 && k < c.held.len() {
-            let (bid, off, len) = c.held[k];
+        let Conn { held, ring, .. } = c;
+        let bufs = ring.as_mut().expect("held bytes come from the ring");
+        while left > 0 && k < held.len() {
+            let (bid, off, len) = held[k];
             let n = len.min(left);
             let src = bufs.bytes(bid, off, n);
             // Copy into the rest of the destination: advance it by `done`.
@@ -546,11 +590,11 @@ impl UringEngine {
                 continue;
             }
             if n == len {
-                c.held.pop_front();
+                held.pop_front();
                 bufs.give(bid);
                 gave = true;
             } else {
-                c.held[0] = (bid, off + n, len - n);
+                held[0] = (bid, off + n, len - n);
                 k += 1;
             }
         }
@@ -569,9 +613,13 @@ impl UringEngine {
             role: Role::RecvArm,
             cancel_sent: false,
         });
+        let Some(bgid) = self.conns[i].as_ref().and_then(|c| c.ring.as_ref()).map(|r| r.bgid) else {
+            self.ops.remove(id);
+            return Err(Errno(libc::ENOBUFS));
+        };
         let sqe = match self.fixed_slot(fd) {
-            Some(s) => opcode::RecvMulti::new(types::Fixed(s), BGID).build(),
-            None => opcode::RecvMulti::new(types::Fd(fd), BGID).build(),
+            Some(s) => opcode::RecvMulti::new(types::Fixed(s), bgid).build(),
+            None => opcode::RecvMulti::new(types::Fd(fd), bgid).build(),
         };
         if let Err(e) = self.push(sqe.user_data(id as u64)) {
             self.ops.remove(id);
@@ -640,11 +688,6 @@ impl UringEngine {
             self.ops.remove(id);
         }
         let bid = cqueue::buffer_select(flags);
-        if bid.is_some()
-            && let Some(b) = self.bufs.as_mut()
-        {
-            b.out += 1;
-        }
         let i = fd as usize;
         let mine = self
             .conns
@@ -652,10 +695,18 @@ impl UringEngine {
             .and_then(|c| c.as_ref())
             .is_some_and(|c| c.arm == Some(id));
         if !mine {
-            // The socket was closed or forgotten: give the buffer back.
-            if let (Some(bid), Some(b)) = (bid, self.bufs.as_mut()) {
-                b.give(bid);
-                b.publish();
+            // The socket was closed or forgotten: the buffer goes back, and
+            // the ring to the free ones once the multishot ended.
+            if let Some(k) = self.bufs.orphans.iter().position(|(a, _)| *a == id) {
+                if let Some(bid) = bid {
+                    let r = &mut self.bufs.orphans[k].1;
+                    r.give(bid);
+                    r.publish();
+                }
+                if !more {
+                    let (_, r) = self.bufs.orphans.swap_remove(k);
+                    self.bufs.free.push(r);
+                }
             }
             return;
         }
@@ -663,9 +714,9 @@ impl UringEngine {
         match bid {
             Some(bid) if res > 0 => c.held.push_back((bid, 0, res as usize)),
             Some(bid) => {
-                let b = self.bufs.as_mut().expect("a buffer came");
-                b.give(bid);
-                b.publish();
+                let r = c.ring.as_mut().expect("a buffer came from it");
+                r.give(bid);
+                r.publish();
             }
             None => {}
         }
@@ -679,9 +730,6 @@ impl UringEngine {
         self.serve_waiters(i, out);
         let Some(c) = self.conns[i].as_mut() else { return };
         if more {
-            if c.held.len() >= HOLD_CAP && !c.cancelling {
-                self.disarm_recv(i);
-            }
             return;
         }
         if c.releasing {
@@ -698,7 +746,7 @@ impl UringEngine {
     fn after_end(&mut self, i: usize, out: &mut Vec<Completion>) {
         let c = self.conns[i].as_mut().expect("a conn");
         let any_plain = c.waiters.iter().any(|(_, w)| w.0.plain);
-        if !any_plain && c.plain == 0 && !c.finished && self.bufs_free() >= MIN_FREE {
+        if !any_plain && c.plain == 0 && !c.finished && !c.releasing && c.held.len() < NBUF as usize {
             if let Err(e) = self.arm_recv(i) {
                 let c = self.conns[i].as_mut().expect("a conn");
                 let ws: Vec<_> = c.waiters.drain(..).collect();
@@ -797,15 +845,14 @@ impl UringEngine {
     /// waiters left become ring operations, and the conn is dropped.
     fn finish_release(&mut self, i: usize, out: &mut Vec<Completion>) {
         self.serve_waiters(i, out);
-        let Some(c) = self.conns[i].take() else { return };
+        let Some(mut c) = self.conns[i].take() else { return };
         let mut bytes = Vec::new();
-        if let Some(b) = self.bufs.as_mut() {
+        if let Some(b) = c.ring.as_ref() {
             for &(bid, off, len) in &c.held {
                 bytes.extend_from_slice(b.bytes(bid, off, len));
-                b.give(bid);
             }
-            b.publish();
         }
+        self.put_ring(&mut c);
         fdinfo::spill_put(i as i32, bytes, c.end);
         for (w, want) in c.waiters {
             self.waiter_to_plain(i, w, want.0.op, out);
@@ -822,13 +869,8 @@ impl UringEngine {
         }
         let Some(Some(_)) = self.conns.get(i) else { return };
         self.disarm_recv(i);
-        let c = self.conns[i].take().expect("checked");
-        if let Some(b) = self.bufs.as_mut() {
-            for &(bid, _, _) in &c.held {
-                b.give(bid);
-            }
-            b.publish();
-        }
+        let mut c = self.conns[i].take().expect("checked");
+        self.put_ring(&mut c);
         match out {
             Some(out) => {
                 for (w, _) in c.waiters {
@@ -845,10 +887,9 @@ impl UringEngine {
     }
 
     /// At the ring's end: multishots cancelled and reaped (bounded wait),
-    /// then the buffer ring unregistered and unmapped (left mapped if the
-    /// kernel may still write into it).
+    /// then the buffer rings unregistered and unmapped (left mapped if the
+    /// kernel may still write into them).
     pub(super) fn recv_drop(&mut self) {
-        let Some(b) = self.bufs.take() else { return };
         let arms = self.ops.ids_where(|o| o.role == Role::RecvArm);
         for id in arms {
             if let Some(op) = self.ops.get_mut(id)
@@ -859,7 +900,17 @@ impl UringEngine {
                 let _ = self.push(sqe);
             }
         }
+        let mut rings: Vec<BufRing> = core::mem::take(&mut self.bufs.free);
+        rings.extend(self.bufs.orphans.drain(..).map(|(_, r)| r));
+        rings.extend(
+            self.conns
+                .iter_mut()
+                .filter_map(|c| c.as_mut().and_then(|c| c.ring.take())),
+        );
         self.conns.clear();
+        if rings.is_empty() {
+            return;
+        }
         let start = std::time::Instant::now();
         while !self.ops.ids_where(|o| o.role == Role::RecvArm).is_empty() {
             if start.elapsed() > std::time::Duration::from_millis(200) {
@@ -880,14 +931,13 @@ impl UringEngine {
                 }
             }
         }
-        let _ = self.ring.submitter().unregister_buf_ring(BGID);
-        // SAFETY: unregistered, no multishot left: nothing uses them.
-        unsafe {
-            libc::munmap(
-                b.entries.cast(),
-                NBUF as usize * core::mem::size_of::<types::BufRingEntry>(),
-            );
-            libc::munmap(b.mem.cast(), NBUF as usize * BSZ);
+        for b in rings {
+            let _ = self.ring.submitter().unregister_buf_ring(b.bgid);
+            // SAFETY: unregistered, no multishot left: nothing uses them.
+            unsafe {
+                libc::munmap(b.entries.cast(), ENTRIES_MAP);
+                libc::munmap(b.mem.cast(), NBUF as usize * BSZ);
+            }
         }
     }
 }

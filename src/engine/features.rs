@@ -125,8 +125,13 @@ fn switched_on() -> u32 {
 /// ([`DEFAULT_OFF`]) and `PHOTON_IO_ON` does not name it (whether the
 /// kernel has it is the engine's own probe).
 pub(crate) fn wanted(f: Feature) -> bool {
+    decide(switched_off(), switched_on(), f)
+}
+
+/// [`wanted`] given the `PHOTON_IO_OFF` and `PHOTON_IO_ON` sets.
+fn decide(off: u32, on: u32, f: Feature) -> bool {
     let f = f as u32;
-    switched_off() & f == 0 && (DEFAULT_OFF & f == 0 || switched_on() & f != 0)
+    off & f == 0 && (DEFAULT_OFF & f == 0 || on & f != 0)
 }
 
 #[cfg(test)]
@@ -141,5 +146,17 @@ mod tests {
             parse(" poll_first , readiness,nonsense"),
             Feature::Readiness as u32 | Feature::PollFirst as u32
         );
+    }
+
+    /// A default-off feature needs PHOTON_IO_ON; PHOTON_IO_OFF wins; the
+    /// others are on unless switched off.
+    #[test]
+    fn default_off_needs_on() {
+        let m = Feature::MultishotRecv;
+        assert!(!decide(0, 0, m));
+        assert!(decide(0, parse("multishot_recv"), m));
+        assert!(!decide(parse("multishot_recv"), parse("multishot_recv"), m));
+        assert!(decide(0, 0, Feature::PollFirst));
+        assert!(!decide(parse("poll_first"), 0, Feature::PollFirst));
     }
 }

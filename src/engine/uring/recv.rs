@@ -980,3 +980,150 @@ unsafe fn copy_at(d: Dest, at: usize, src: &[u8], trunc: bool) -> usize {
         Dest::Poll { .. } => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::complete;
+    use super::*;
+    use crate::engine::Engine;
+    use std::time::Duration;
+
+    /// A connected TCP pair on 127.0.0.1: (client, accepted), the accepted
+    /// end non-blocking and known as a socket photon made.
+    fn tcp_pair() -> (i32, i32) {
+        // SAFETY: plain socket calls on owned fds and local structs.
+        unsafe {
+            let l = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let mut sa: libc::sockaddr_in = core::mem::zeroed();
+            sa.sin_family = libc::AF_INET as u16;
+            sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let len = core::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(libc::bind(l, (&raw const sa).cast(), len), 0);
+            assert_eq!(libc::listen(l, 4), 0);
+            let mut got = len;
+            assert_eq!(libc::getsockname(l, (&raw mut sa).cast(), &mut got), 0);
+            let c = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert_eq!(libc::connect(c, (&raw const sa).cast(), len), 0);
+            let s = libc::accept4(l, core::ptr::null_mut(), core::ptr::null_mut(), libc::SOCK_NONBLOCK);
+            assert!(s >= 0);
+            libc::close(l);
+            fdinfo::forget(s);
+            fdinfo::new_socket(s, true);
+            (c, s)
+        }
+    }
+
+    fn send(fd: i32, b: &[u8]) {
+        // SAFETY: a live buffer.
+        assert_eq!(unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) }, b.len() as isize);
+    }
+
+    fn recv_op(fd: i32, buf: &mut [u8], flags: i32) -> Op {
+        Op::Recv {
+            fd,
+            buf: buf.as_mut_ptr(),
+            len: buf.len() as u32,
+            flags,
+        }
+    }
+
+    /// Polls the engine until `done` holds (2 s at most).
+    fn until(e: &mut UringEngine, mut done: impl FnMut(&UringEngine) -> bool) {
+        let mut out = Vec::new();
+        for _ in 0..200 {
+            if done(e) {
+                return;
+            }
+            e.wait(Some(Duration::from_millis(10)), &mut out).unwrap();
+        }
+        panic!("condition not reached");
+    }
+
+    /// A receive arms the multishot; what comes next is held and served
+    /// at once, MSG_PEEK takes nothing, a connection holds at most its
+    /// ring's buffers, and a closed connection's ring is reused.
+    #[test]
+    fn holds_serves_and_reuses() {
+        let Ok(mut e) = UringEngine::new(false) else {
+            println!("holds_serves_and_reuses: no io_uring here, skipped");
+            return;
+        };
+        e.multishot_recv = e.probe.is_supported(opcode::SendZc::CODE); // as PHOTON_IO_ON would
+        if !e.multishot_recv {
+            println!("holds_serves_and_reuses: this kernel lacks multishot receive, skipped");
+            return;
+        }
+        let (c, s) = tcp_pair();
+        let mut buf = [0u8; 8];
+        send(c, b"a");
+        // SAFETY: buf outlives the operation (waited for below).
+        let Submitted::Pending(id) = (unsafe { e.submit(recv_op(s, &mut buf[..1], 0), 1 as Waiter) }).unwrap() else {
+            panic!("nothing held yet: the receive waits for the multishot");
+        };
+        assert_eq!(complete(&mut e, id), 1);
+        assert_eq!(buf[0], b'a');
+        send(c, b"bcd");
+        until(&mut e, |e| {
+            e.conns[s as usize].as_ref().is_some_and(|c| !c.held.is_empty())
+        });
+        // SAFETY: as above (Done: nothing in flight).
+        let r = unsafe { e.submit(recv_op(s, &mut buf[..2], 0), 1 as Waiter) }.unwrap();
+        assert!(
+            matches!(r, Submitted::Done(2)) && &buf[..2] == b"bc",
+            "held bytes served at once"
+        );
+        // SAFETY: as above.
+        let r = unsafe { e.submit(recv_op(s, &mut buf, libc::MSG_PEEK), 1 as Waiter) }.unwrap();
+        assert!(matches!(r, Submitted::Done(1)) && buf[0] == b'd', "peek");
+        // SAFETY: as above.
+        let r = unsafe { e.submit(recv_op(s, &mut buf, 0), 1 as Waiter) }.unwrap();
+        assert!(
+            matches!(r, Submitted::Done(1)) && buf[0] == b'd',
+            "the peeked byte is still there"
+        );
+        // A streaming peer: the connection holds NBUF buffers at most.
+        let big = vec![7u8; 1 << 20];
+        // SAFETY: a live buffer; the client socket blocks, so send in pieces
+        // the kernel takes (socket buffers).
+        let sent = unsafe { libc::send(c, big.as_ptr().cast(), big.len(), libc::MSG_DONTWAIT) };
+        assert!(sent > (NBUF as isize) * BSZ as isize, "sent {sent}");
+        let mut tmp = [0u8; 4];
+        // SAFETY: as above.
+        let r = unsafe { e.submit(recv_op(s, &mut tmp, 0), 1 as Waiter) }.unwrap();
+        if let Submitted::Pending(id) = r {
+            complete(&mut e, id);
+        }
+        until(&mut e, |e| {
+            e.conns[s as usize].as_ref().is_some_and(|c| c.arm.is_none())
+        });
+        let held = e.conns[s as usize].as_ref().unwrap().held.len();
+        assert!(held <= NBUF as usize && held > 0, "held {held}");
+        assert_eq!(e.bufs.made, 1);
+        let mut out = Vec::new();
+        e.cancel_fd(s, &mut out);
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(s);
+            libc::close(c);
+        }
+        fdinfo::forget(s);
+        until(&mut e, |e| e.bufs.orphans.is_empty() && e.bufs.free.len() == 1);
+        let (c2, s2) = tcp_pair();
+        send(c2, b"z");
+        // SAFETY: as above.
+        let r = unsafe { e.submit(recv_op(s2, &mut buf, 0), 1 as Waiter) }.unwrap();
+        let n = match r {
+            Submitted::Done(n) => n,
+            Submitted::Pending(id) => complete(&mut e, id),
+        };
+        assert!(n == 1 && buf[0] == b'z');
+        assert_eq!(e.bufs.made, 1, "the closed connection's ring was reused");
+        e.cancel_fd(s2, &mut out);
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(s2);
+            libc::close(c2);
+        }
+        fdinfo::forget(s2);
+    }
+}

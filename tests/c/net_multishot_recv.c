@@ -19,7 +19,9 @@
  *    reads);
  *  - the end of the stream after held bytes: the bytes, then 0, then 0;
  *  - a thread reading a stream migrates to another vcpu and back
- *    (photon_thread_migrate) mid-stream: the bytes come on in order.
+ *    (photon_thread_migrate) mid-stream: the bytes come on in order;
+ *  - the vcpu that received on a socket (and may hold its bytes) ends
+ *    (photon_workpool_free): another vcpu reads the stream on, in order.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -363,6 +365,29 @@ static void migration(void) {
     photon_workpool_free(pool);
 }
 
+static void *first_byte_main(void *arg) {
+    int fd = *(int *)arg;
+    char c;
+    CHECK(photon_recv(fd, &c, 1, 0, 5 * SEC) == 1 && c == 'P', "first byte on the pool vcpu");
+    return NULL;
+}
+
+static void vcpu_ends_while_held(void) {
+    SAY("the vcpu that received on a socket ends with bytes held: another reads them on");
+    photon_workpool *pool = photon_workpool_new(1, PHOTON_EVENT_DEFAULT);
+    CHECK(pool != NULL, "photon_workpool_new: %s", strerror(errno));
+    int fds[2];
+    tcp_pair(fds);
+    send_all(fds[0], "P", 1);
+    CHECK_OK(photon_workpool_call(pool, first_byte_main, &fds[1], NULL));
+    struct writer w = {.fd = fds[0], .from = 0, .len = 100000};
+    writer_main(&w);
+    CHECK_OK(photon_thread_usleep(20000));
+    photon_workpool_free(pool);
+    read_checked(fds[1], 0, 100000, 0, "after its vcpu ended");
+    close_pair(fds);
+}
+
 int main(void) {
     CHECK_OK(photon_init(PHOTON_EVENT_DEFAULT, 0));
     SAY("engine %s, multishot receive expected: %d", photon_engine_name(), multishot_expected());
@@ -374,6 +399,7 @@ int main(void) {
     close_while_held();
     eof_after_held();
     migration();
+    vcpu_ends_while_held();
     CHECK_OK(photon_fini());
     SAY("ok");
     return 0;

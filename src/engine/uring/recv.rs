@@ -886,30 +886,21 @@ impl UringEngine {
         fdinfo::release_held(fd, crate::sched::current_id());
     }
 
-    /// At the ring's end: multishots cancelled and reaped (bounded wait),
-    /// then the buffer rings unregistered and unmapped (left mapped if the
-    /// kernel may still write into them).
+    /// At the ring's end (its vcpu ends): what connections hold goes to
+    /// the fdinfo spill, for threads of other vcpus that read those sockets
+    /// on (their multishots are cancelled and reaped first, within a
+    /// bounded wait); then the buffer rings are unregistered and unmapped
+    /// (left mapped if the kernel may still write into them).
     pub(super) fn recv_drop(&mut self) {
-        let arms = self.ops.ids_where(|o| o.role == Role::RecvArm);
-        for id in arms {
-            if let Some(op) = self.ops.get_mut(id)
-                && !op.cancel_sent
-            {
-                op.cancel_sent = true;
-                let sqe = opcode::AsyncCancel::new(id as u64).build().user_data(UD_CANCEL);
-                let _ = self.push(sqe);
+        let mut out = Vec::new();
+        for i in 0..self.conns.len() {
+            let Some(c) = self.conns[i].as_mut() else { continue };
+            c.releasing = true;
+            if c.arm.is_some() {
+                self.disarm_recv(i);
+            } else {
+                self.finish_release(i, &mut out);
             }
-        }
-        let mut rings: Vec<BufRing> = core::mem::take(&mut self.bufs.free);
-        rings.extend(self.bufs.orphans.drain(..).map(|(_, r)| r));
-        rings.extend(
-            self.conns
-                .iter_mut()
-                .filter_map(|c| c.as_mut().and_then(|c| c.ring.take())),
-        );
-        self.conns.clear();
-        if rings.is_empty() {
-            return;
         }
         let start = std::time::Instant::now();
         while !self.ops.ids_where(|o| o.role == Role::RecvArm).is_empty() {
@@ -920,17 +911,25 @@ impl UringEngine {
             let _ = self.ring.submit_and_wait(1);
             let mut cq = self.ring.completion();
             cq.sync();
-            let done: Vec<_> = (&mut cq).map(|c| (c.user_data(), c.flags())).collect();
+            let done: Vec<_> = (&mut cq).map(|c| (c.user_data(), c.result(), c.flags())).collect();
             drop(cq);
-            for (ud, flags) in done {
-                if ud < UD_CANCEL - 1 && !cqueue::more(flags) {
-                    let id = ud as OpId;
-                    if self.ops.get(id).is_some_and(|o| o.role == Role::RecvArm) {
-                        self.ops.remove(id);
-                    }
+            for (ud, res, flags) in done {
+                let id = ud as OpId;
+                if ud < UD_CANCEL - 1
+                    && let Some(fd) = self.ops.get(id).filter(|o| o.role == Role::RecvArm).map(|o| o.fd)
+                {
+                    self.recv_completion(id, fd, res, flags, &mut out);
                 }
             }
         }
+        let mut rings: Vec<BufRing> = core::mem::take(&mut self.bufs.free);
+        rings.extend(self.bufs.orphans.drain(..).map(|(_, r)| r));
+        rings.extend(
+            self.conns
+                .iter_mut()
+                .filter_map(|c| c.as_mut().and_then(|c| c.ring.take())),
+        );
+        self.conns.clear();
         for b in rings {
             let _ = self.ring.submitter().unregister_buf_ring(b.bgid);
             // SAFETY: unregistered, no multishot left: nothing uses them.

@@ -280,4 +280,168 @@ pub(crate) fn forget(fd: i32) {
     if let Some(c) = cell(fd) {
         c.store(UNKNOWN, Relaxed);
     }
+    held_forget(fd);
+}
+
+/// Per fd, who may hold bytes of its stream outside the kernel (io_uring
+/// multishot receive, engine/uring/recv.rs): bits 0-15 the vcpu id + 1
+/// whose engine has receive state for it (0: none), [`SPILLED`] bytes
+/// handed over by such a vcpu and not yet read (see [`spill_put`]).
+static HELD: [AtomicPtr<core::sync::atomic::AtomicU32>; CHUNKS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
+/// Set once any fd had receive state: until then readers skip the table.
+static HELD_USED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// [`HELD`] bit: bytes of the fd wait in the spill.
+pub(crate) const SPILLED: u32 = 1 << 16;
+const OWNER: u32 = 0xffff;
+
+fn held_cell(fd: i32) -> Option<&'static core::sync::atomic::AtomicU32> {
+    cell_in(&HELD, fd, || core::sync::atomic::AtomicU32::new(0))
+}
+
+/// The [`HELD`] word of `fd` (0 when no fd ever had receive state).
+#[inline]
+pub(crate) fn held(fd: i32) -> u32 {
+    if !HELD_USED.load(Relaxed) {
+        return 0;
+    }
+    held_cell(fd).map_or(0, |c| c.load(SeqCst))
+}
+
+/// The vcpu (id) whose engine has receive state for `fd`, if any.
+pub(crate) fn held_owner(word: u32) -> Option<u32> {
+    match word & OWNER {
+        0 => None,
+        o => Some(o - 1),
+    }
+}
+
+/// Makes vcpu `id` the owner of `fd`'s receive state: false if another
+/// vcpu owns it, or if another vcpu has waited on `fd` (the caller then
+/// keeps to plain receives). The store comes before the look at
+/// [`vcpus`], as a reader's [`note_vcpu`] comes before its look at
+/// [`held`]: one of the two sees the other.
+pub(crate) fn claim_held(fd: i32, id: u32) -> bool {
+    let Some(c) = held_cell(fd) else { return false };
+    HELD_USED.store(true, SeqCst);
+    let me = (id & OWNER) + 1;
+    let mut cur = c.load(SeqCst);
+    loop {
+        if cur & OWNER == me {
+            break;
+        }
+        if cur & OWNER != 0 {
+            return false;
+        }
+        match c.compare_exchange(cur, cur | me, SeqCst, SeqCst) {
+            Ok(_) => break,
+            Err(x) => cur = x,
+        }
+    }
+    core::sync::atomic::fence(SeqCst);
+    if vcpus(fd) & !(1u64 << (id % 64)) != 0 {
+        release_held(fd, id);
+        return false;
+    }
+    true
+}
+
+/// Vcpu `id` no longer has receive state for `fd`.
+pub(crate) fn release_held(fd: i32, id: u32) {
+    if let Some(c) = held_cell(fd) {
+        let me = (id & OWNER) + 1;
+        let _ = c.fetch_update(SeqCst, SeqCst, |w| (w & OWNER == me).then_some(w & !OWNER));
+    }
+}
+
+/// Clears `fd`'s owner whoever it is (its vcpu is gone).
+pub(crate) fn drop_owner(fd: i32, word: u32) {
+    if let Some(c) = held_cell(fd) {
+        let _ = c.compare_exchange(word, word & !OWNER, SeqCst, SeqCst);
+    }
+}
+
+/// Bytes of an fd's stream handed over by the vcpu that held them, and the
+/// end of the stream (0) or error (-errno) that came after them.
+struct Spill {
+    fd: i32,
+    bytes: Vec<u8>,
+    at: usize,
+    end: Option<i32>,
+}
+
+static SPILLS: std::sync::Mutex<Vec<Spill>> = std::sync::Mutex::new(Vec::new());
+
+/// Hands `bytes` (then `end`) of `fd` to whichever vcpu reads it next.
+pub(crate) fn spill_put(fd: i32, bytes: Vec<u8>, end: Option<i32>) {
+    if bytes.is_empty() && end.is_none() {
+        return;
+    }
+    let mut s = SPILLS.lock().unwrap_or_else(|e| e.into_inner());
+    match s.iter_mut().find(|x| x.fd == fd) {
+        Some(x) => {
+            x.bytes.extend_from_slice(&bytes);
+            if end.is_some() {
+                x.end = end;
+            }
+        }
+        None => s.push(Spill { fd, bytes, at: 0, end }),
+    }
+    if let Some(c) = held_cell(fd) {
+        HELD_USED.store(true, SeqCst);
+        c.fetch_or(SPILLED, SeqCst);
+    }
+}
+
+/// Takes up to `want` spilled bytes of `fd` through `copy` (which gets
+/// them as one slice and returns how many it took; `consume` false: they
+/// stay, as for MSG_PEEK). Returns what `copy` returned, or the end of
+/// the stream / error once the bytes are gone; None if nothing is spilled.
+pub(crate) fn spill_take(fd: i32, consume: bool, copy: impl FnOnce(&[u8]) -> usize) -> Option<i64> {
+    let mut s = SPILLS.lock().unwrap_or_else(|e| e.into_inner());
+    let i = s.iter().position(|x| x.fd == fd)?;
+    let x = &mut s[i];
+    let r = if x.at < x.bytes.len() {
+        let n = copy(&x.bytes[x.at..]);
+        if consume {
+            x.at += n;
+        }
+        n as i64
+    } else {
+        let e = x.end.unwrap_or(0);
+        if e < 0 && consume {
+            x.end = None;
+        }
+        e as i64
+    };
+    let x = &s[i];
+    if x.at >= x.bytes.len() && x.end.is_none_or(|e| e == 0) && consume {
+        // Only a clean end is left (read again and again, as the kernel
+        // would): the kernel says it from now on.
+        s.swap_remove(i);
+        if let Some(c) = held_cell(fd) {
+            c.fetch_and(!SPILLED, SeqCst);
+        }
+    }
+    Some(r)
+}
+
+/// True if spilled bytes (or an error after them) of `fd` wait.
+pub(crate) fn spill_has_data(fd: i32) -> Option<bool> {
+    let s = SPILLS.lock().unwrap_or_else(|e| e.into_inner());
+    s.iter()
+        .find(|x| x.fd == fd)
+        .map(|x| x.at < x.bytes.len() || x.end.is_some())
+}
+
+/// `fd` is being closed (or its number reused): its spill and owner go.
+pub(crate) fn held_forget(fd: i32) {
+    if held(fd) == 0 {
+        return;
+    }
+    if let Some(c) = held_cell(fd) {
+        c.fetch_and(OWNER, SeqCst);
+    }
+    let mut s = SPILLS.lock().unwrap_or_else(|e| e.into_inner());
+    s.retain(|x| x.fd != fd);
 }

@@ -75,6 +75,7 @@ const PROGRAMS: &[&str] = &[
     "net_fairness",
     "net_interrupt",
     "net_iouring_fallback",
+    "net_multishot_recv",
     "net_partial",
     "net_server_api",
     "net_timeouts",
@@ -362,7 +363,7 @@ fn c_test(name: &str) {
 }
 
 /// Every optional I/O feature, as `PHOTON_IO_OFF` names them.
-const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place";
+const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place,multishot_recv";
 
 /// The socket and file programs again with every optional I/O feature
 /// switched off (`PHOTON_IO_OFF`), as on a kernel that lacks them: the
@@ -371,6 +372,7 @@ const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,laz
 fn c_io_features_off() {
     let programs = [
         "net_echo_many",
+        "net_multishot_recv",
         "net_accept_burst",
         "net_partial",
         "net_interrupt",
@@ -534,6 +536,29 @@ fn c_net_accept_burst() {
 #[test]
 fn c_net_emfile() {
     c_test("net_emfile");
+}
+
+/// Multishot receive is opt-in (`PHOTON_IO_ON=multishot_recv`): the
+/// program runs by default (plain receives), and with it on under both
+/// engines (epoll ignores it), where it checks that held bytes are read
+/// without an engine operation each.
+#[test]
+fn c_net_multishot_recv() {
+    c_test("net_multishot_recv");
+    if skipped_under_checker("net_multishot_recv") {
+        return;
+    }
+    let exe = compile_c_program("net_multishot_recv");
+    for &engine in engines() {
+        let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_ON", "multishot_recv")]);
+        assert!(
+            run.passed(),
+            "C test net_multishot_recv with PHOTON_ENGINE={engine} PHOTON_IO_ON=multishot_recv failed: {}",
+            run.describe()
+        );
+        println!("net_multishot_recv (PHOTON_ENGINE={engine}, PHOTON_IO_ON=multishot_recv): passed");
+        print!("{}", run.stdout);
+    }
 }
 
 #[test]

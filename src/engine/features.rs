@@ -2,7 +2,9 @@
 //! switch that turns any of them off: `PHOTON_IO_OFF=name,name,...` (read
 //! once per process) makes the engines behave as on a kernel that lacks
 //! them. Tests use it to exercise every fallback; benchmarks use it for
-//! A/B rows. Unknown names are logged and ignored.
+//! A/B rows. A feature that measured worse than going without it is off
+//! unless `PHOTON_IO_ON=name,...` asks for it ([`DEFAULT_OFF`]); OFF wins
+//! over ON. Unknown names are logged and ignored.
 
 use std::sync::OnceLock;
 
@@ -70,6 +72,14 @@ pub(crate) enum Feature {
     /// `preadv2` each: 1-3% less CPU per read with 64 readers, 0-9% with 16
     /// (a tie in some runs; the kernel's own gap is 2-3%).
     BatchedRead = 1 << 13,
+    /// io_uring, opt-in (`PHOTON_IO_ON=multishot_recv`): a TCP socket
+    /// photon made, received on by one vcpu, gets a multishot receive
+    /// (6.0+) into its own ring of 4 provided 16 KiB buffers; receives copy
+    /// out of the buffers it holds (engine/uring/recv.rs). Off by default:
+    /// on bench echo (streaming 64 x 4 KiB) it cost 12-29% more server CPU
+    /// per 4 KiB than a ring receive per call (the copy out of the buffers,
+    /// and re-arming), with no gain in MiB/s; ping-pong even.
+    MultishotRecv = 1 << 14,
 }
 
 const NAMES: &[(&str, Feature)] = &[
@@ -84,7 +94,11 @@ const NAMES: &[(&str, Feature)] = &[
     ("aio", Feature::Aio),
     ("poll_in_place", Feature::PollInPlace),
     ("batched_read", Feature::BatchedRead),
+    ("multishot_recv", Feature::MultishotRecv),
 ];
+
+/// Features that are off unless `PHOTON_IO_ON` names them.
+const DEFAULT_OFF: u32 = Feature::MultishotRecv as u32;
 
 fn parse(list: &str) -> u32 {
     let mut off = 0;
@@ -102,10 +116,22 @@ fn switched_off() -> u32 {
     *OFF.get_or_init(|| std::env::var("PHOTON_IO_OFF").map_or(0, |v| parse(&v)))
 }
 
-/// True unless `PHOTON_IO_OFF` names `f` (whether the kernel has it is
-/// the engine's own probe).
+fn switched_on() -> u32 {
+    static ON: OnceLock<u32> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("PHOTON_IO_ON").map_or(0, |v| parse(&v)))
+}
+
+/// True unless `PHOTON_IO_OFF` names `f`, or `f` is off by default
+/// ([`DEFAULT_OFF`]) and `PHOTON_IO_ON` does not name it (whether the
+/// kernel has it is the engine's own probe).
 pub(crate) fn wanted(f: Feature) -> bool {
-    switched_off() & f as u32 == 0
+    decide(switched_off(), switched_on(), f)
+}
+
+/// [`wanted`] given the `PHOTON_IO_OFF` and `PHOTON_IO_ON` sets.
+fn decide(off: u32, on: u32, f: Feature) -> bool {
+    let f = f as u32;
+    off & f == 0 && (DEFAULT_OFF & f == 0 || on & f != 0)
 }
 
 #[cfg(test)]
@@ -120,5 +146,17 @@ mod tests {
             parse(" poll_first , readiness,nonsense"),
             Feature::Readiness as u32 | Feature::PollFirst as u32
         );
+    }
+
+    /// A default-off feature needs PHOTON_IO_ON; PHOTON_IO_OFF wins; the
+    /// others are on unless switched off.
+    #[test]
+    fn default_off_needs_on() {
+        let m = Feature::MultishotRecv;
+        assert!(!decide(0, 0, m));
+        assert!(decide(0, parse("multishot_recv"), m));
+        assert!(!decide(parse("multishot_recv"), parse("multishot_recv"), m));
+        assert!(decide(0, 0, Feature::PollFirst));
+        assert!(!decide(parse("poll_first"), 0, Feature::PollFirst));
     }
 }

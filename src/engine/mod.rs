@@ -364,6 +364,14 @@ pub(crate) trait Engine {
     fn drained(&mut self, fd: i32, bits: u32) {
         let _ = (fd, bits);
     }
+    /// Another vcpu reads `fd`: bytes of its stream this engine holds
+    /// (io_uring multishot receive) go to the fdinfo spill, now or once
+    /// the kernel gave the last of them; completions of this engine's own
+    /// waiting receives that this produces are appended to `out`.
+    fn release_held(&mut self, fd: i32, out: &mut Vec<Completion>) {
+        let _ = (fd, out);
+        crate::fdinfo::release_held(fd, crate::sched::current_id());
+    }
     /// Sleeps until completions, a notify, or `timeout` (None: no limit;
     /// zero: just collect what is ready); appends completions to `out`.
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno>;
@@ -454,4 +462,69 @@ pub(crate) fn direct_test_file(tag: &str) -> Option<(i32, std::path::PathBuf)> {
         let _ = std::fs::remove_file(&path);
     }
     None
+}
+
+/// Serves the read-side operation `op` on `fd` from bytes another vcpu
+/// handed over (the fdinfo spill, see engine/uring/recv.rs): the result
+/// as the operation's, or None when nothing is spilled (or `op` is one
+/// the spill does not answer: out-of-band data, the error queue).
+///
+/// # Safety
+/// `op`'s pointers are valid for the call.
+pub(crate) unsafe fn serve_spill(op: Op, fd: i32) -> Option<i64> {
+    let copy_iov = |iov: *const libc::iovec, n: usize, src: &[u8], trunc: bool| {
+        let mut done = 0;
+        for i in 0..n {
+            if done >= src.len() {
+                break;
+            }
+            // SAFETY: per the contract.
+            let v = unsafe { *iov.add(i) };
+            let k = v.iov_len.min(src.len() - done);
+            if !trunc && k > 0 {
+                // SAFETY: per the contract; k <= iov_len.
+                unsafe { core::ptr::copy_nonoverlapping(src.as_ptr().add(done), v.iov_base.cast::<u8>(), k) };
+            }
+            done += k;
+        }
+        done
+    };
+    let ok = |flags: i32| flags & (libc::MSG_OOB | libc::MSG_ERRQUEUE) == 0;
+    match op {
+        Op::Poll { .. } => crate::fdinfo::spill_has_data(fd).and_then(|d| d.then_some(READABLE as i64)),
+        Op::Recv { buf, len, flags, .. } if ok(flags) => {
+            crate::fdinfo::spill_take(fd, flags & libc::MSG_PEEK == 0, |src| {
+                let n = src.len().min(len as usize);
+                if flags & libc::MSG_TRUNC == 0 {
+                    // SAFETY: per the contract.
+                    unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), buf, n) };
+                }
+                n
+            })
+        }
+        Op::Read { buf, len, .. } => crate::fdinfo::spill_take(fd, true, |src| {
+            let n = src.len().min(len as usize);
+            // SAFETY: per the contract.
+            unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), buf, n) };
+            n
+        }),
+        Op::Readv { iov, n, .. } => crate::fdinfo::spill_take(fd, true, |src| copy_iov(iov, n as usize, src, false)),
+        Op::RecvMsg { msg, flags, .. } if ok(flags as i32) => {
+            crate::fdinfo::spill_take(fd, flags as i32 & libc::MSG_PEEK == 0, |src| {
+                // SAFETY: per the contract.
+                unsafe {
+                    (*msg).msg_controllen = 0;
+                    (*msg).msg_flags = 0;
+                    (*msg).msg_namelen = 0;
+                    copy_iov(
+                        (*msg).msg_iov,
+                        (*msg).msg_iovlen,
+                        src,
+                        flags as i32 & libc::MSG_TRUNC != 0,
+                    )
+                }
+            })
+        }
+        _ => None,
+    }
 }

@@ -52,6 +52,7 @@ pub(crate) fn explain(e: &SetupError) -> String {
 
 mod accept;
 mod fixed;
+mod recv;
 
 /// What a ring operation is to the engine.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -65,6 +66,15 @@ enum Role {
     /// An accept call waiting for a multishot accept's next connection
     /// (never submitted itself).
     AcceptWait,
+    /// A multishot receive (no thread waits on it; see `recv`).
+    RecvArm,
+    /// A read-side operation waiting for a multishot receive's bytes
+    /// (never submitted itself).
+    RecvWait,
+    /// A read-side operation of a socket with receive state, in the kernel.
+    RecvPlain,
+    /// The same, a readiness wait.
+    RecvPlainPoll,
 }
 
 struct UOp {
@@ -121,6 +131,14 @@ pub(crate) struct UringEngine {
     accept_cancels: bool,
     /// Registered files for sockets (see `fixed`).
     fixed: fixed::FixedFiles,
+    /// Multishot receive is known to the kernel (6.0+) and wanted.
+    multishot_recv: bool,
+    /// The connections' provided-buffer rings (see `recv`).
+    bufs: recv::Rings,
+    /// Per fd: its receive state (see `recv`).
+    conns: Vec<Option<recv::Conn>>,
+    /// Per fd: may it get a multishot receive (see `recv`).
+    mshot_kind: Vec<u8>,
 }
 
 /// File systems whose reads and writes can block the submitting thread
@@ -379,6 +397,20 @@ impl UringEngine {
         if !multishot_accept && super::features::wanted(super::features::Feature::MultishotAccept) {
             log::info!("photon: io_uring lacks multishot accept (5.19+); one ring accept per connection");
         }
+        // Multishot receive with provided-buffer rings came with 6.0, as
+        // IORING_OP_SEND_ZC did; the buffer ring itself is made (and its
+        // refusal logged) at the first use.
+        let want_mshot = super::features::wanted(super::features::Feature::MultishotRecv);
+        let multishot_recv = want_mshot && probe.is_supported(opcode::SendZc::CODE) && !crate::sched::preload_active();
+        if !multishot_recv && want_mshot {
+            if crate::sched::preload_active() {
+                log::info!(
+                    "photon: multishot receive is off under the preload shim (libc's poll and non-blocking reads would not see held bytes)"
+                );
+            } else {
+                log::info!("photon: io_uring lacks multishot receive (6.0+); plain ring receives");
+            }
+        }
         let notify = Arc::new(EventFd::new().map_err(|errno| SetupError {
             errno,
             what: "eventfd".into(),
@@ -409,6 +441,10 @@ impl UringEngine {
             listeners: Vec::new(),
             cqes: Vec::new(),
             accept_cancels: false,
+            multishot_recv,
+            bufs: recv::Rings::default(),
+            conns: Vec::new(),
+            mshot_kind: Vec::new(),
         })
     }
 
@@ -497,11 +533,19 @@ impl UringEngine {
                         self.accept_completion(id, res, flags, out);
                         continue;
                     }
+                    if role == Role::RecvArm {
+                        let fd = self.ops.get(id).map_or(-1, |o| o.fd);
+                        self.recv_completion(id, fd, res, flags, out);
+                        continue;
+                    }
                     let Some(op) = self.ops.remove(id) else {
                         continue;
                     };
+                    if matches!(role, Role::RecvPlain | Role::RecvPlainPoll) {
+                        self.recv_plain_done(op.fd);
+                    }
                     let mut result = res as i64;
-                    if role == Role::Poll && result >= 0 {
+                    if matches!(role, Role::Poll | Role::RecvPlainPoll) && result >= 0 {
                         result = ready_bits(result as i16) as i64;
                     }
                     out.push(Completion {
@@ -521,7 +565,11 @@ impl UringEngine {
 impl Drop for UringEngine {
     fn drop(&mut self) {
         self.accept_drop();
-        let waited_for = self.ops.ids_where(|o| o.role != Role::AcceptArm).len();
+        self.recv_drop();
+        let waited_for = self
+            .ops
+            .ids_where(|o| o.role != Role::AcceptArm && o.role != Role::RecvArm)
+            .len();
         if waited_for > 0 {
             log::error!("photon: io_uring engine dropped with {waited_for} operations in flight");
         }
@@ -673,6 +721,11 @@ impl Engine for UringEngine {
     }
 
     unsafe fn submit(&mut self, op: Op, waiter: Waiter) -> Result<Submitted, Errno> {
+        if self.multishot_recv
+            && let Some(done) = self.recv_held(op, waiter)?
+        {
+            return Ok(done);
+        }
         if let Some((sqe, fd, is_poll)) = self.socket_sqe(op) {
             return self.queue(sqe, fd, is_poll, waiter);
         }
@@ -719,6 +772,10 @@ impl Engine for UringEngine {
             self.accept_cancel(id);
             return Cancel::Requested;
         }
+        if op.role == Role::RecvWait {
+            self.recv_cancel(id);
+            return Cancel::Gone;
+        }
         if !op.cancel_sent {
             op.cancel_sent = true;
             let sqe = opcode::AsyncCancel::new(id as u64).build().user_data(UD_CANCEL);
@@ -731,6 +788,7 @@ impl Engine for UringEngine {
 
     fn cancel_fd(&mut self, fd: i32, out: &mut Vec<Completion>) {
         self.accept_forget(fd, Some(out));
+        self.recv_forget(fd, Some(out));
         let ids = self.ops.ids_where(|o| o.fd == fd);
         for &id in &ids {
             self.cancel(id);
@@ -755,6 +813,7 @@ impl Engine for UringEngine {
         if !self.listeners.is_empty() {
             self.accept_forget(fd, None);
         }
+        self.recv_forget(fd, None);
         if let Some(k) = self.fs_kind.get_mut(fd as usize) {
             *k = 0;
         }
@@ -762,6 +821,10 @@ impl Engine for UringEngine {
             *d = false;
         }
         self.fixed_release(fd);
+    }
+
+    fn release_held(&mut self, fd: i32, out: &mut Vec<Completion>) {
+        self.recv_release(fd, out);
     }
 
     fn drained(&mut self, fd: i32, bits: u32) {

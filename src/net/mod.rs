@@ -78,6 +78,13 @@ unsafe fn transfer(
             }
         }
     }
+    if dir == READABLE
+        && fdinfo::held(fd) != 0
+        // SAFETY: the caller keeps op's memory valid.
+        && let Some(r) = unsafe { sched::held_first(op, deadline)? }
+    {
+        return if r < 0 { Err(Errno(-r as i32)) } else { Ok(r as usize) };
+    }
     sched::check_interrupt()?;
     fdinfo::ensure_nonblocking(fd)?;
     let mut waited = false;
@@ -376,6 +383,10 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
     }
     let len = clamp(len);
     if flags & libc::MSG_DONTWAIT != 0 {
+        // SAFETY: per the contract.
+        if let Some(r) = unsafe { held_nowait(Op::Recv { fd, buf, len, flags }, fd)? } {
+            return Ok(r);
+        }
         return syscall!(recv(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
     }
     // SAFETY: per the contract.
@@ -394,6 +405,32 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
             || crate::sys::recv(fd, buf.cast(), len as usize, flags),
         )
     }
+}
+
+/// A receive with MSG_DONTWAIT on a socket whose bytes an engine may hold
+/// (io_uring multishot receive): those bytes first, through the engine
+/// (which answers at once: held bytes, or EAGAIN while its multishot is
+/// armed). None: no bytes held anywhere, the syscall is right.
+///
+/// # Safety
+/// `op`'s pointers are valid for the call.
+unsafe fn held_nowait(op: Op, fd: i32) -> Result<Option<usize>, Errno> {
+    if fdinfo::held(fd) == 0 {
+        return Ok(None);
+    }
+    // SAFETY: per the contract.
+    if let Some(r) = unsafe { sched::held_first(op, sched::FOREVER)? } {
+        return if r < 0 {
+            Err(Errno(-r as i32))
+        } else {
+            Ok(Some(r as usize))
+        };
+    }
+    if fdinfo::held_owner(fdinfo::held(fd)) == Some(sched::current_id()) && sched::engine_runs(OpKind::Socket)? {
+        // SAFETY: per the contract.
+        return unsafe { sched::io_wait(op, sched::FOREVER) }.map(|n| Some(n as usize));
+    }
+    Ok(None)
 }
 
 /// `send(2)` that waits as a photon thread; never raises SIGPIPE.
@@ -439,6 +476,15 @@ pub unsafe fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32, deadline: u64
         return unsafe { unet::recvmsg(fd, msg, flags, deadline) };
     }
     if flags & libc::MSG_DONTWAIT != 0 {
+        let op = Op::RecvMsg {
+            fd,
+            msg,
+            flags: flags as u32,
+        };
+        // SAFETY: per the contract.
+        if let Some(r) = unsafe { held_nowait(op, fd)? } {
+            return Ok(r);
+        }
         return syscall!(recvmsg(fd, msg, flags)).map(|n| n as usize);
     }
     // SAFETY: per the contract.
@@ -744,6 +790,11 @@ pub fn wait_fd(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
         return unet::wait_fd(fd, events, deadline);
     }
     sched::engine_runs(OpKind::Poll)?;
+    if events & READABLE != 0 && fdinfo::held(fd) != 0 {
+        // Bytes an engine holds (io_uring multishot receive) are readable
+        // though poll(2) cannot see them: the engine answers.
+        return ready_wait(fd, events, deadline).map(|b| b & events);
+    }
     let mut pfd = libc::pollfd {
         fd,
         events: poll_mask(events),

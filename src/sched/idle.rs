@@ -346,6 +346,12 @@ unsafe fn drain_inbox(v: *mut Vcpu) {
                     super::io::cancel_fd_here(v, fd, ack);
                     continue;
                 }
+                Msg::ReleaseHeld { fd } => {
+                    let mut done = Vec::new();
+                    (*v).engine.release_held(fd, &mut done);
+                    deliver(v, &mut done);
+                    continue;
+                }
                 Msg::Adopt { tcb } => {
                     adopt(v, tcb as *mut ThreadCtl);
                     continue;

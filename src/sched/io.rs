@@ -56,6 +56,10 @@ pub(crate) fn read_joins_batch() -> bool {
 /// Every pointer in `op` must stay valid until this returns (it does not
 /// return while the kernel may still use them).
 pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
+    // SAFETY: per the contract.
+    if let Some(r) = unsafe { held_first(op, deadline)? } {
+        return to_result(r);
+    }
     let v = on_vcpu()?;
     // SAFETY: live vcpu and current TCB; both re-read after each switch.
     unsafe {
@@ -249,5 +253,55 @@ pub(crate) fn forget_fd(fd: i32) {
     if let Ok(v) = on_vcpu() {
         // SAFETY: live vcpu; no switch here.
         unsafe { (*v).engine.forget_fd(fd) };
+    }
+}
+
+/// Before a read-side operation `op` (a receive, read, readv, recvmsg or
+/// readable-wait) on a socket whose bytes another vcpu's engine may hold
+/// (io_uring multishot receive, engine/uring/recv.rs): asks that vcpu to
+/// hand them over and waits (photon sleeps) until it did, then serves `op`
+/// from the handed-over bytes (the fdinfo spill) while there are any.
+/// Some(result): `op` was answered here; None: go on to the engine. One
+/// atomic load when no fd ever had held bytes.
+///
+/// # Safety
+/// `op`'s pointers are valid for the call.
+pub(crate) unsafe fn held_first(op: Op, deadline: u64) -> Result<Option<i64>, Errno> {
+    let Some(fd) = read_side_fd(&op) else { return Ok(None) };
+    let mut word = crate::fdinfo::held(fd);
+    if word == 0 {
+        return Ok(None);
+    }
+    let me = current_id();
+    let mut nap = 20;
+    while let Some(owner) = crate::fdinfo::held_owner(word)
+        && owner != me
+    {
+        on_vcpu()?;
+        crate::fdinfo::note_vcpu(fd, me); // the owner will not arm it again
+        if super::remote::post(owner, Msg::ReleaseHeld { fd }).is_err() {
+            crate::fdinfo::drop_owner(fd, word); // its vcpu has ended
+        } else {
+            if now_us() >= deadline {
+                return Err(Errno::ETIMEDOUT);
+            }
+            super::vcpu::sleep_us(nap.min(deadline.saturating_sub(now_us())))?;
+            nap = (nap * 2).min(1000);
+        }
+        word = crate::fdinfo::held(fd);
+    }
+    if word & crate::fdinfo::SPILLED == 0 {
+        return Ok(None);
+    }
+    // SAFETY: per the contract.
+    Ok(unsafe { crate::engine::serve_spill(op, fd) })
+}
+
+/// The socket of a read-side operation.
+fn read_side_fd(op: &Op) -> Option<i32> {
+    match *op {
+        Op::Recv { fd, .. } | Op::Read { fd, .. } | Op::Readv { fd, .. } | Op::RecvMsg { fd, .. } => Some(fd),
+        Op::Poll { fd, events } if events & crate::engine::READABLE != 0 => Some(fd),
+        _ => None,
     }
 }

@@ -18,10 +18,13 @@ mod migrate;
 mod workpool;
 
 pub use handle::Handle;
-pub(crate) use io::{cancel_fd, chunked, engine_runs, fd_drained, fd_readiness, forget_fd, io_wait, read_joins_batch};
+pub(crate) use io::{
+    cancel_fd, chunked, engine_runs, fd_drained, fd_readiness, forget_fd, held_first, io_wait, read_joins_batch,
+};
 pub use stats::{Stats, dump as dump_threads, set_name, stats as vcpu_stats};
 pub use thread::Entry;
 pub(crate) use thread::Wait;
+pub(crate) use tls::preload_active;
 pub(crate) use vcpu::{FOREVER, block_on, next_wait_seq, wake};
 pub(crate) use vcpu::{
     check_interrupt, current_id, engine_name, exit_current, fini, fini_waiting, in_thread, init, interrupt, io_budget,

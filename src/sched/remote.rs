@@ -40,6 +40,9 @@ pub(crate) enum Msg {
     /// on `fd` (ECANCELED), then acknowledge through `ack`, a raw
     /// `Arc<CloseAck>` this message owns one count of.
     CancelFd { fd: i32, ack: usize },
+    /// A thread of another vcpu reads `fd`: hand the bytes of its stream
+    /// this vcpu's engine holds to the fdinfo spill (see `io::held_first`).
+    ReleaseHeld { fd: i32 },
 }
 
 struct Node {

@@ -197,6 +197,7 @@ const PHOTON_URING_NO_LAZY_SUBMIT: &str = "libphoton io_uring -lazy_submit";
 const PHOTON_URING_NO_MULTISHOT_ACCEPT: &str = "libphoton io_uring -multishot_accept";
 const PHOTON_URING_NO_FIXED_FILES: &str = "libphoton io_uring -fixed_files";
 const PHOTON_URING_NO_POLL_IN_PLACE: &str = "libphoton io_uring -poll_in_place";
+const PHOTON_URING_MULTISHOT_RECV: &str = "libphoton io_uring +multishot_recv";
 const PHOTON_EPOLL_NO_POLL_IN_PLACE: &str = "libphoton epoll -poll_in_place";
 
 fn servers(o: &Opts) -> Vec<Server> {
@@ -322,6 +323,11 @@ fn servers(o: &Opts) -> Vec<Server> {
             PHOTON_EPOLL_NO_POLL_IN_PLACE,
             "epoll",
             ("PHOTON_IO_OFF", "poll_in_place"),
+        ),
+        (
+            PHOTON_URING_MULTISHOT_RECV,
+            "io_uring",
+            ("PHOTON_IO_ON", "multishot_recv"),
         ),
     ];
     let mut all = all;

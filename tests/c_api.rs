@@ -69,6 +69,7 @@ const PROGRAMS: &[&str] = &[
     "net_accept_burst",
     "net_budget",
     "net_close_wakes",
+    "net_direct_recv",
     "net_echo_many",
     "net_emfile",
     "net_errors",
@@ -363,7 +364,7 @@ fn c_test(name: &str) {
 }
 
 /// Every optional I/O feature, as `PHOTON_IO_OFF` names them.
-const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place,multishot_recv";
+const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place,multishot_recv,direct_recv";
 
 /// The socket and file programs again with every optional I/O feature
 /// switched off (`PHOTON_IO_OFF`), as on a kernel that lacks them: the
@@ -372,6 +373,7 @@ const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,laz
 fn c_io_features_off() {
     let programs = [
         "net_echo_many",
+        "net_direct_recv",
         "net_multishot_recv",
         "net_accept_burst",
         "net_partial",
@@ -557,6 +559,29 @@ fn c_net_multishot_recv() {
             run.describe()
         );
         println!("net_multishot_recv (PHOTON_ENGINE={engine}, PHOTON_IO_ON=multishot_recv): passed");
+        print!("{}", run.stdout);
+    }
+}
+
+/// Receives of queued bytes go straight to the socket on io_uring
+/// (direct_recv): the program runs by default, and with the feature off
+/// under both engines, where its engine-operation count must show a ring
+/// receive per read.
+#[test]
+fn c_net_direct_recv() {
+    c_test("net_direct_recv");
+    if skipped_under_checker("net_direct_recv") {
+        return;
+    }
+    let exe = compile_c_program("net_direct_recv");
+    for &engine in engines() {
+        let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_OFF", "direct_recv")]);
+        assert!(
+            run.passed(),
+            "C test net_direct_recv with PHOTON_ENGINE={engine} PHOTON_IO_OFF=direct_recv failed: {}",
+            run.describe()
+        );
+        println!("net_direct_recv (PHOTON_ENGINE={engine}, PHOTON_IO_OFF=direct_recv): passed");
         print!("{}", run.stdout);
     }
 }

@@ -80,6 +80,15 @@ pub(crate) enum Feature {
     /// per 4 KiB than a ring receive per call (the copy out of the buffers,
     /// and re-arming), with no gain in MiB/s; ping-pong even.
     MultishotRecv = 1 << 14,
+    /// io_uring: a receive (`photon_recv` without flags, `photon_read`) on
+    /// a stream socket whose last ring receive came back with bytes still
+    /// queued (`IORING_CQE_F_SOCK_NONEMPTY`, 5.19+; older kernels never
+    /// set it) is a non-blocking `recv` on the vcpu: one syscall and no
+    /// park, as epoll's kept readiness gives, instead of a ring receive,
+    /// its share of the turn's `io_uring_enter` and a wake-up; so is the
+    /// next one while receives fill their buffers. EAGAIN goes the ring's
+    /// way.
+    DirectRecv = 1 << 15,
 }
 
 const NAMES: &[(&str, Feature)] = &[
@@ -95,6 +104,7 @@ const NAMES: &[(&str, Feature)] = &[
     ("poll_in_place", Feature::PollInPlace),
     ("batched_read", Feature::BatchedRead),
     ("multishot_recv", Feature::MultishotRecv),
+    ("direct_recv", Feature::DirectRecv),
 ];
 
 /// Features that are off unless `PHOTON_IO_ON` names them.

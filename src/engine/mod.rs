@@ -364,6 +364,18 @@ pub(crate) trait Engine {
     fn drained(&mut self, fd: i32, bits: u32) {
         let _ = (fd, bits);
     }
+    /// True (once) if the last receive on stream socket `fd` came back with
+    /// bytes still queued in the socket (io_uring:
+    /// `IORING_CQE_F_SOCK_NONEMPTY`), so a non-blocking receive on the vcpu
+    /// finds data now. Engines that cannot tell say false.
+    fn take_nonempty(&mut self, fd: i32) -> bool {
+        let _ = fd;
+        false
+    }
+    /// A receive on the vcpu filled its buffer: `fd` may hold more.
+    fn set_nonempty(&mut self, fd: i32) {
+        let _ = fd;
+    }
     /// Another vcpu reads `fd`: bytes of its stream this engine holds
     /// (io_uring multishot receive) go to the fdinfo spill, now or once
     /// the kernel gave the last of them; completions of this engine's own

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use io_uring::{IoUring, Probe, opcode, squeue, types};
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
 use super::offload::Offload;
 use super::slab::OpSlab;
@@ -116,6 +116,12 @@ pub(crate) struct UringEngine {
     /// Per fd: its last receive came back short (the socket was drained),
     /// so the next one arms its poll first.
     drained: Vec<bool>,
+    /// `PHOTON_IO_OFF=direct_recv` not given: see [`Engine::take_nonempty`].
+    direct_recv: bool,
+    /// Per fd: its last ring receive came back with bytes still queued
+    /// (`IORING_CQE_F_SOCK_NONEMPTY`), or a receive on the vcpu filled its
+    /// buffer: the next receive goes straight to the socket.
+    nonempty: Vec<bool>,
     /// `PHOTON_IO_OFF=lazy_submit` not given: see [`UringEngine::wait`].
     lazy_submit: bool,
     /// An `io_uring_enter` ran since the last poll that must not sleep.
@@ -435,6 +441,8 @@ impl UringEngine {
             dev_blocking: Vec::new(),
             poll_first,
             drained: Vec::new(),
+            direct_recv: super::features::wanted(super::features::Feature::DirectRecv),
+            nonempty: Vec::new(),
             lazy_submit: super::features::wanted(super::features::Feature::LazySubmit),
             entered: false,
             multishot_accept,
@@ -543,6 +551,8 @@ impl UringEngine {
                     };
                     if matches!(role, Role::RecvPlain | Role::RecvPlainPoll) {
                         self.recv_plain_done(op.fd);
+                    } else if res > 0 && cqueue::sock_nonempty(flags) && role == Role::Plain {
+                        self.set_nonempty(op.fd);
                     }
                     let mut result = res as i64;
                     if matches!(role, Role::Poll | Role::RecvPlainPoll) && result >= 0 {
@@ -820,6 +830,9 @@ impl Engine for UringEngine {
         if let Some(d) = self.drained.get_mut(fd as usize) {
             *d = false;
         }
+        if let Some(d) = self.nonempty.get_mut(fd as usize) {
+            *d = false;
+        }
         self.fixed_release(fd);
     }
 
@@ -835,6 +848,24 @@ impl Engine for UringEngine {
             }
             self.drained[i] = true;
         }
+    }
+
+    fn take_nonempty(&mut self, fd: i32) -> bool {
+        match self.nonempty.get_mut(fd as usize) {
+            Some(d) => core::mem::take(d),
+            None => false,
+        }
+    }
+
+    fn set_nonempty(&mut self, fd: i32) {
+        if !self.direct_recv {
+            return;
+        }
+        let Ok(i) = usize::try_from(fd) else { return };
+        if self.nonempty.len() <= i {
+            self.nonempty.resize(i + 1, false);
+        }
+        self.nonempty[i] = true;
     }
 
     /// A wait with a zero timeout is a poll of a vcpu that has threads to

@@ -196,6 +196,10 @@ fn buffered_file(fd: i32) -> bool {
 /// `buf` is valid for `len` bytes of writes.
 unsafe fn read_one(fd: i32, buf: *mut u8, len: u32, deadline: u64) -> Result<usize, Errno> {
     // SAFETY: per the contract.
+    if let Some(n) = unsafe { recv_now(fd, buf, len as usize)? } {
+        return Ok(n);
+    }
+    // SAFETY: per the contract.
     unsafe {
         transfer(
             OpKind::Socket,
@@ -389,6 +393,12 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
         }
         return syscall!(recv(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
     }
+    if flags == 0
+        // SAFETY: per the contract.
+        && let Some(n) = unsafe { recv_now(fd, buf, len as usize)? }
+    {
+        return Ok(n);
+    }
     // SAFETY: per the contract.
     unsafe {
         transfer(
@@ -405,6 +415,40 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
             || crate::sys::recv(fd, buf.cast(), len as usize, flags),
         )
     }
+}
+
+/// A receive (no flags) on stream socket `fd` whose last receive left bytes
+/// queued, as the vcpu's engine saw it (io_uring: the ring receive's
+/// `IORING_CQE_F_SOCK_NONEMPTY`; `PHOTON_IO_OFF=direct_recv`): a
+/// non-blocking `recv` on the vcpu takes them now, one syscall and no
+/// park, instead of a ring receive and a wake-up. A receive that fills
+/// `buf` leaves the hint set for the next one. None: no hint, bytes held
+/// by a multishot receive, or EAGAIN: go the usual way.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+#[inline]
+unsafe fn recv_now(fd: i32, buf: *mut u8, len: usize) -> Result<Option<usize>, Errno> {
+    if !sched::fd_take_nonempty(fd) || fdinfo::held(fd) != 0 || len == 0 {
+        return Ok(None);
+    }
+    sched::check_interrupt()?;
+    // SAFETY: per the contract; MSG_DONTWAIT whatever the fd's flags.
+    let n = unsafe { crate::sys::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return match Errno::last_os_error() {
+            Errno(libc::EAGAIN) | Errno(libc::EINTR) => Ok(None),
+            e => Err(e),
+        };
+    }
+    let n = n as usize;
+    if n == len {
+        sched::fd_nonempty(fd);
+    } else if n > 0 {
+        sched::fd_drained(fd, READABLE);
+    }
+    sched::io_budget();
+    Ok(Some(n))
 }
 
 /// A receive with MSG_DONTWAIT on a socket whose bytes an engine may hold

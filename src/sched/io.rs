@@ -248,6 +248,27 @@ pub(crate) fn fd_drained(fd: i32, bits: u32) {
     }
 }
 
+/// True (once) if the calling vcpu's engine saw `fd`'s last receive leave
+/// bytes in the socket ([`crate::engine::Engine::take_nonempty`]).
+#[inline]
+pub(crate) fn fd_take_nonempty(fd: i32) -> bool {
+    match on_vcpu() {
+        // SAFETY: live vcpu; no switch here.
+        Ok(v) => unsafe { (*v).engine.take_nonempty(fd) },
+        Err(_) => false,
+    }
+}
+
+/// Tells the calling vcpu's engine that a receive on `fd` filled its
+/// buffer (more may be queued).
+#[inline]
+pub(crate) fn fd_nonempty(fd: i32) {
+    if let Ok(v) = on_vcpu() {
+        // SAFETY: live vcpu; no switch here.
+        unsafe { (*v).engine.set_nonempty(fd) };
+    }
+}
+
 /// Tells the calling vcpu's engine that `fd` is a new file.
 pub(crate) fn forget_fd(fd: i32) {
     if let Ok(v) = on_vcpu() {

@@ -19,7 +19,8 @@ mod workpool;
 
 pub use handle::Handle;
 pub(crate) use io::{
-    cancel_fd, chunked, engine_runs, fd_drained, fd_readiness, forget_fd, held_first, io_wait, read_joins_batch,
+    cancel_fd, chunked, engine_runs, fd_drained, fd_nonempty, fd_readiness, fd_take_nonempty, forget_fd, held_first,
+    io_wait, read_joins_batch,
 };
 pub use stats::{Stats, dump as dump_threads, set_name, stats as vcpu_stats};
 pub use thread::Entry;

@@ -9,7 +9,9 @@
  * first, so the reader's vcpu submits far fewer ring operations than there
  * were reads: with DIRECT=1 at most one per 16 reads of the 4,000 (one per
  * 32 goes the ring's way so the vcpu's other threads run), with DIRECT=0
- * (PHOTON_PRELOAD_DIRECT_READ=0) at least one per read. The counts come
+ * (PHOTON_PRELOAD_DIRECT_READ=0, and PHOTON_IO_OFF=direct_recv: the
+ * engine's own direct receive would serve these reads too) at least one
+ * per read. The counts come
  * from libphoton's photon_stats_get, found with dlsym.
  */
 #ifndef _GNU_SOURCE

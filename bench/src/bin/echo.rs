@@ -198,6 +198,7 @@ const PHOTON_URING_NO_MULTISHOT_ACCEPT: &str = "libphoton io_uring -multishot_ac
 const PHOTON_URING_NO_FIXED_FILES: &str = "libphoton io_uring -fixed_files";
 const PHOTON_URING_NO_POLL_IN_PLACE: &str = "libphoton io_uring -poll_in_place";
 const PHOTON_URING_MULTISHOT_RECV: &str = "libphoton io_uring +multishot_recv";
+const PHOTON_URING_NO_DIRECT_RECV: &str = "libphoton io_uring -direct_recv";
 const PHOTON_EPOLL_NO_POLL_IN_PLACE: &str = "libphoton epoll -poll_in_place";
 
 fn servers(o: &Opts) -> Vec<Server> {
@@ -328,6 +329,11 @@ fn servers(o: &Opts) -> Vec<Server> {
             PHOTON_URING_MULTISHOT_RECV,
             "io_uring",
             ("PHOTON_IO_ON", "multishot_recv"),
+        ),
+        (
+            PHOTON_URING_NO_DIRECT_RECV,
+            "io_uring",
+            ("PHOTON_IO_OFF", "direct_recv"),
         ),
     ];
     let mut all = all;

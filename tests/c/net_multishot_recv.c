@@ -285,7 +285,6 @@ static void close_while_held(void) {
     CHECK(photon_recv(fds[1], &c, 1, 0, 5 * SEC) == 1, "first byte");
     photon_stats s0 = {.size = sizeof s0}, s1 = {.size = sizeof s1};
     unsigned reads = 0;
-    size_t done = 0;
     CHECK_OK(photon_stats_get(&s0));
     for (int round = 0; round < 64; round++) {
         send_all(fds[0], big, 48 << 10);
@@ -299,7 +298,6 @@ static void close_while_held(void) {
             got += (size_t)r;
             reads++;
         }
-        done += got;
     }
     CHECK_OK(photon_stats_get(&s1));
     uint64_t ops = s1.io_submitted - s0.io_submitted;

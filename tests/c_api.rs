@@ -687,9 +687,11 @@ fn c_fs_parity() {
 }
 
 /// Page-cache reads made alone stay on the vcpu; made by threads ready
-/// together they share the ring under io_uring (`batched_read`), and with
-/// `PHOTON_IO_OFF=batched_read` (the fallback, forced) or `=cached_read`
-/// each goes its one way; the program checks which under both engines.
+/// together they share the ring under io_uring with
+/// `PHOTON_IO_ON=batched_read` (opt-in), stay on the vcpu by default or
+/// with `PHOTON_IO_OFF=batched_read` (which wins over ON), and all go on
+/// the ring with `PHOTON_IO_OFF=cached_read`; the program checks which
+/// under both engines.
 #[test]
 fn c_fs_batched_read() {
     c_test("fs_batched_read");
@@ -697,12 +699,18 @@ fn c_fs_batched_read() {
         return;
     }
     let exe = compile_c_program("fs_batched_read");
-    for off in ["batched_read", "cached_read"] {
+    let runs: [&[(&str, &str)]; 4] = [
+        &[("PHOTON_IO_ON", "batched_read")],
+        &[("PHOTON_IO_ON", "batched_read"), ("PHOTON_IO_OFF", "batched_read")],
+        &[("PHOTON_IO_ON", "batched_read"), ("PHOTON_IO_OFF", "cached_read")],
+        &[("PHOTON_IO_OFF", "cached_read")],
+    ];
+    for env in runs {
         for &engine in engines() {
-            let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_OFF", off)]);
+            let run = run_c_program_with(&exe, engine, env);
             assert!(
                 run.passed(),
-                "C test fs_batched_read with PHOTON_ENGINE={engine} PHOTON_IO_OFF={off} failed: {}",
+                "C test fs_batched_read with PHOTON_ENGINE={engine} {env:?} failed: {}",
                 run.describe()
             );
             print!("{}", run.stdout);

@@ -63,14 +63,19 @@ pub(crate) enum Feature {
     /// switch when its own wait is what ends the sleep (sched/idle.rs,
     /// `poll_in_place`; the rule in sched/wait.rs, `block_inline`).
     PollInPlace = 1 << 12,
-    /// io_uring: a buffered file read made while other threads of the vcpu
-    /// are ready to run, or while submissions are queued, skips the
-    /// `preadv2(RWF_NOWAIT)` attempt and goes on the ring, so the turn's
-    /// reads reach the kernel in one `io_uring_enter` (each served at once
-    /// from the page cache at submission). A read made alone keeps the
-    /// `preadv2` (fs/mod.rs, `read_cached`). bench files, against a
-    /// `preadv2` each: 1-3% less CPU per read with 64 readers, 0-9% with 16
-    /// (a tie in some runs; the kernel's own gap is 2-3%).
+    /// io_uring, opt-in (`PHOTON_IO_ON=batched_read`): a buffered file read
+    /// made while other threads of the vcpu are ready to run, or while
+    /// submissions are queued, skips the `preadv2(RWF_NOWAIT)` attempt and
+    /// goes on the ring, so the turn's reads reach the kernel in one
+    /// `io_uring_enter` (each served at once from the page cache at
+    /// submission). A read made alone keeps the `preadv2` (fs/mod.rs,
+    /// `read_cached`). bench files, against a `preadv2` each: on an AMD
+    /// EPYC host 1-3% less CPU per read with 64 readers, 0-9% with 16; on
+    /// an Intel Xeon host (same kernel, 2026-12-05 quiet run, 3 reps, no
+    /// overlap between the ranges) 11% fewer reads per second with 16
+    /// readers (884,585 vs 989,231) and 7% with 64 (899,704 vs 964,017),
+    /// where `preadv2` each kept pace with a plain `pread` loop (0.99x).
+    /// The losses outweigh the gains, so it is off unless asked for.
     BatchedRead = 1 << 13,
     /// io_uring, opt-in (`PHOTON_IO_ON=multishot_recv`): a TCP socket
     /// photon made, received on by one vcpu, gets a multishot receive
@@ -108,7 +113,7 @@ const NAMES: &[(&str, Feature)] = &[
 ];
 
 /// Features that are off unless `PHOTON_IO_ON` names them.
-const DEFAULT_OFF: u32 = Feature::MultishotRecv as u32;
+const DEFAULT_OFF: u32 = Feature::MultishotRecv as u32 | Feature::BatchedRead as u32;
 
 fn parse(list: &str) -> u32 {
     let mut off = 0;

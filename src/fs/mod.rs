@@ -58,13 +58,12 @@ unsafe fn run(op: Op) -> Result<i64, Errno> {
 /// way. Not for an O_DIRECT fd: with RWF_NOWAIT its read still waits for
 /// the device.
 ///
-/// Under io_uring, a read made while the vcpu's other threads are ready
-/// to run (or submissions are queued) goes on the ring instead: the turn's
-/// reads then share one `io_uring_enter`, each served from the page cache
-/// at submission, which costs the kernel less than a `preadv2` each (the
-/// vectored syscall's iovec import; bench files: 1-3% less CPU per read
-/// with 64 readers, 0-9% with 16). `PHOTON_IO_OFF=batched_read` keeps the
-/// `preadv2` first.
+/// With `PHOTON_IO_ON=batched_read`, under io_uring, a read made while the
+/// vcpu's other threads are ready to run (or submissions are queued) goes
+/// on the ring instead: the turn's reads then share one `io_uring_enter`,
+/// each served from the page cache at submission. Whether that beats a
+/// `preadv2` each depends on the host (bench files: 1-9% better on one,
+/// 7-11% worse on another; see `Feature::BatchedRead`), so it is opt-in.
 ///
 /// # Safety
 /// `iov` holds `n` valid iovecs for writes.

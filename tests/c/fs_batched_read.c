@@ -3,8 +3,9 @@
  * photon_pread made while no other photon thread of the vcpu is ready is
  * served on the vcpu (preadv2 with RWF_NOWAIT: nothing goes to the engine).
  * Reads made by threads that are ready in the same scheduler turn go, under
- * io_uring, on the ring, and reach the kernel together in one
- * io_uring_enter; PHOTON_IO_OFF=batched_read keeps each on the vcpu, and
+ * io_uring with PHOTON_IO_ON=batched_read (opt-in), on the ring, and reach
+ * the kernel together in one io_uring_enter; by default (or with
+ * PHOTON_IO_OFF=batched_read, which wins) each stays on the vcpu, and
  * PHOTON_IO_OFF=cached_read puts every read on the ring. Under epoll every
  * read is served on the vcpu. The vcpu's io_submitted counter (operations
  * the engine had to be waited for) tells which way each phase went; every
@@ -53,9 +54,10 @@ static uint64_t submitted(void) {
     return s.io_submitted;
 }
 
-/* True if the comma-separated PHOTON_IO_OFF names `name`. */
-static int switched_off(const char *name) {
-    const char *off = getenv("PHOTON_IO_OFF");
+/* True if the comma-separated list in environment variable `var` names
+ * `name`. */
+static int listed(const char *var, const char *name) {
+    const char *off = getenv(var);
     size_t k = strlen(name);
     for (const char *p = off; p && *p;) {
         while (*p == ' ' || *p == ',') p++;
@@ -73,8 +75,8 @@ int main(void) {
     test_start("fs_batched_read");
     test_init();
     int ring = strcmp(photon_engine_name(), "io_uring") == 0;
-    int cached_off = switched_off("cached_read");
-    int batched_off = switched_off("batched_read");
+    int cached_off = listed("PHOTON_IO_OFF", "cached_read");
+    int batched_off = listed("PHOTON_IO_OFF", "batched_read") || !listed("PHOTON_IO_ON", "batched_read");
 
     char dir[] = "/tmp/photon_fs_batch_XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
@@ -118,8 +120,9 @@ int main(void) {
         CHECK(together == 0, "%d reads made by threads ready together: %llu went to the engine, want 0",
               NTHREADS, (unsigned long long)together);
     }
-    printf("engine %s, PHOTON_IO_OFF=%s: alone %llu, together %llu on the engine\n",
+    printf("engine %s, PHOTON_IO_OFF=%s, PHOTON_IO_ON=%s: alone %llu, together %llu on the engine\n",
            photon_engine_name(), getenv("PHOTON_IO_OFF") ? getenv("PHOTON_IO_OFF") : "",
+           getenv("PHOTON_IO_ON") ? getenv("PHOTON_IO_ON") : "",
            (unsigned long long)alone, (unsigned long long)together);
 
     CHECK_OK(photon_close(g_fd));

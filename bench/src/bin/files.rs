@@ -535,7 +535,7 @@ fn main() -> ExitCode {
         for direct in [true, false] {
             for &n in &o.depths {
                 let d = if direct { "1" } else { "0" };
-                let photon_env = |engine: &'static str, off: &'static str| {
+                let photon_env = |engine: &'static str, var: &'static str, val: &'static str| {
                     let (p, args) = (
                         p_photon.clone(),
                         vec![
@@ -549,7 +549,7 @@ fn main() -> ExitCode {
                     );
                     How::Child(Box::new(move || {
                         let mut c = Command::new(&p);
-                        c.args(&args).env("PHOTON_ENGINE", engine).env("PHOTON_IO_OFF", off);
+                        c.args(&args).env("PHOTON_ENGINE", engine).env(var, val);
                         c
                     }))
                 };
@@ -577,7 +577,7 @@ fn main() -> ExitCode {
                     secs.clone(),
                     warm.clone(),
                 ];
-                let photon = |engine: &'static str| photon_env(engine, "");
+                let photon = |engine: &'static str| photon_env(engine, "PHOTON_IO_OFF", "");
                 let pt = p_threads.clone();
                 let pt1 = p_threads.clone();
                 let mut one_thread_args = threads_args.clone();
@@ -624,14 +624,14 @@ fn main() -> ExitCode {
                     // A/B: ring reads only, no preadv2(RWF_NOWAIT) attempt on the vcpu first.
                     contenders.push(Contender {
                         label: format!("libphoton io_uring -cached_read, {n} photon thread{}", plural(n)),
-                        how: photon_env("io_uring", "cached_read"),
+                        how: photon_env("io_uring", "PHOTON_IO_OFF", "cached_read"),
                         fresh_file: None,
                     });
-                    // A/B: a preadv2(RWF_NOWAIT) first even when other readers are ready
-                    // (no ring batch of the turn's reads).
+                    // A/B: reads made while other readers are ready go on the ring, the
+                    // turn's reads in one io_uring_enter (opt-in: PHOTON_IO_ON=batched_read).
                     contenders.push(Contender {
-                        label: format!("libphoton io_uring -batched_read, {n} photon thread{}", plural(n)),
-                        how: photon_env("io_uring", "batched_read"),
+                        label: format!("libphoton io_uring +batched_read, {n} photon thread{}", plural(n)),
+                        how: photon_env("io_uring", "PHOTON_IO_ON", "batched_read"),
                         fresh_file: None,
                     });
                 }
@@ -639,13 +639,13 @@ fn main() -> ExitCode {
                     // A/B: O_DIRECT ring transfers submitted only at the scheduler turn's end.
                     contenders.push(Contender {
                         label: format!("libphoton io_uring -eager_direct, {n} photon thread{}", plural(n)),
-                        how: photon_env("io_uring", "eager_direct"),
+                        how: photon_env("io_uring", "PHOTON_IO_OFF", "eager_direct"),
                         fresh_file: None,
                     });
                     // A/B: epoll's O_DIRECT reads on the offload pool's helper threads, not kernel AIO.
                     contenders.push(Contender {
                         label: format!("libphoton epoll -aio (offload pool), {n} photon thread{}", plural(n)),
-                        how: photon_env("epoll", "aio"),
+                        how: photon_env("epoll", "PHOTON_IO_OFF", "aio"),
                         fresh_file: None,
                     });
                 }

@@ -15,7 +15,8 @@
 //!    with a photon_sem of count 1 (FIFO hand-off) and a photon_rwlock's
 //!    write side as the lock, against the mutex.
 //! 2. uncontended lock/unlock pair, one thread on CPU 1, ns per pair, against
-//!    pthread_mutex_lock/unlock.
+//!    pthread_mutex_lock/unlock in a process with a second (sleeping) thread,
+//!    and for information in a single-threaded one (no atomics in glibc).
 //! 3. cross-vcpu ping-pong: a photon_sem pair (and a photon_cond) between the
 //!    main vcpu on CPU 0 and a pool vcpu on CPU 1; median and p99 of the
 //!    round trip in us, against a pthread_cond_t (and a sem_t) ping-pong
@@ -432,14 +433,28 @@ fn main() -> ExitCode {
                 &["uncontended", &secs],
                 Some("io_uring"),
             ),
-            contender("pthread_mutex_lock + unlock", &p_pthread, &["uncontended", &secs], None),
+            contender(
+                "pthread_mutex_lock + unlock (a 2nd thread alive)",
+                &p_pthread,
+                &["uncontended", &secs],
+                None,
+            ),
+            contender(
+                "pthread_mutex_lock + unlock, single-threaded process",
+                &p_pthread,
+                &["uncontended", &secs, "single"],
+                None,
+            ),
         ];
         let r = runner.run("uncontended", &cs, reps, &["value"], timeout);
         let load = runner.last_load.clone();
         println!("## {section}. Uncontended lock/unlock pair: ns per pair (lower is better)");
         println!();
         println!(
-            "One thread on CPU 1, calibrated to ~{} s per run. Load meanwhile: {load}.",
+            "One thread on CPU 1, calibrated to ~{} s per run. Load meanwhile: {load}. The target's \
+             peer is pthread's pair while a second thread of the process exists (libphoton's process \
+             always has its service threads); in a single-threaded process glibc skips the atomic \
+             instructions (last row, information only).",
             o.c.secs
         );
         println!();

@@ -484,23 +484,6 @@ pub(crate) fn direct_test_file(tag: &str) -> Option<(i32, std::path::PathBuf)> {
 /// # Safety
 /// `op`'s pointers are valid for the call.
 pub(crate) unsafe fn serve_spill(op: Op, fd: i32) -> Option<i64> {
-    let copy_iov = |iov: *const libc::iovec, n: usize, src: &[u8], trunc: bool| {
-        let mut done = 0;
-        for i in 0..n {
-            if done >= src.len() {
-                break;
-            }
-            // SAFETY: per the contract.
-            let v = unsafe { *iov.add(i) };
-            let k = v.iov_len.min(src.len() - done);
-            if !trunc && k > 0 {
-                // SAFETY: per the contract; k <= iov_len.
-                unsafe { core::ptr::copy_nonoverlapping(src.as_ptr().add(done), v.iov_base.cast::<u8>(), k) };
-            }
-            done += k;
-        }
-        done
-    };
     let ok = |flags: i32| flags & (libc::MSG_OOB | libc::MSG_ERRQUEUE) == 0;
     match op {
         Op::Poll { .. } => crate::fdinfo::spill_has_data(fd).and_then(|d| d.then_some(READABLE as i64)),
@@ -520,7 +503,10 @@ pub(crate) unsafe fn serve_spill(op: Op, fd: i32) -> Option<i64> {
             unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), buf, n) };
             n
         }),
-        Op::Readv { iov, n, .. } => crate::fdinfo::spill_take(fd, true, |src| copy_iov(iov, n as usize, src, false)),
+        Op::Readv { iov, n, .. } => crate::fdinfo::spill_take(fd, true, |src| {
+            // SAFETY: per the contract.
+            unsafe { copy_iov(iov, n as usize, src, false) }
+        }),
         Op::RecvMsg { msg, flags, .. } if ok(flags as i32) => {
             crate::fdinfo::spill_take(fd, flags as i32 & libc::MSG_PEEK == 0, |src| {
                 // SAFETY: per the contract.
@@ -539,4 +525,28 @@ pub(crate) unsafe fn serve_spill(op: Op, fd: i32) -> Option<i64> {
         }
         _ => None,
     }
+}
+
+/// Copies `src` into the `n` iovecs at `iov` in order, as far as they
+/// reach (with `trunc`, counts without copying: MSG_TRUNC); returns the
+/// bytes taken.
+///
+/// # Safety
+/// `iov` holds `n` iovecs valid for writes.
+pub(crate) unsafe fn copy_iov(iov: *const libc::iovec, n: usize, src: &[u8], trunc: bool) -> usize {
+    let mut done = 0;
+    for i in 0..n {
+        if done >= src.len() {
+            break;
+        }
+        // SAFETY: per the contract.
+        let v = unsafe { *iov.add(i) };
+        let k = v.iov_len.min(src.len() - done);
+        if !trunc && k > 0 {
+            // SAFETY: per the contract; k <= iov_len.
+            unsafe { core::ptr::copy_nonoverlapping(src.as_ptr().add(done), v.iov_base.cast::<u8>(), k) };
+        }
+        done += k;
+    }
+    done
 }

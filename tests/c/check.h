@@ -9,6 +9,7 @@
 #ifndef PHOTON_TEST_CHECK_H
 #define PHOTON_TEST_CHECK_H
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "photon.h"
@@ -158,6 +160,29 @@ static inline uint64_t process_run_delay_us(void) {
     }
     closedir(d);
     return sum / 1000;
+}
+
+/* A connected TCP pair on 127.0.0.1 made with photon calls: fds[0]
+ * connects (its SO_RCVBUF set to `rcvbuf` first when > 0), fds[1] is the
+ * accepted end. Both are photon-made sockets. */
+static inline void tcp_loopback_pair(int fds[2], int rcvbuf) {
+    int lfd = photon_socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(lfd >= 0, "photon_socket: %s", strerror(errno));
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_OK(bind(lfd, (struct sockaddr *)&sin, sizeof sin));
+    CHECK_OK(listen(lfd, 4));
+    socklen_t len = sizeof sin;
+    CHECK_OK(getsockname(lfd, (struct sockaddr *)&sin, &len));
+    fds[0] = photon_socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fds[0] >= 0, "photon_socket: %s", strerror(errno));
+    if (rcvbuf > 0) CHECK_OK(setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf));
+    CHECK_OK(photon_connect(fds[0], (struct sockaddr *)&sin, sizeof sin, 5000000));
+    fds[1] = photon_accept(lfd, NULL, NULL, 5000000);
+    CHECK(fds[1] >= 0, "photon_accept: %s", strerror(errno));
+    CHECK_OK(photon_close(lfd));
 }
 
 #endif /* PHOTON_TEST_CHECK_H */

@@ -31,25 +31,9 @@ static unsigned char data[TOTAL];
 /* fds[0]: the reader (connects, 1 MiB receive buffer set first);
  * fds[1]: the writer (accepted, 1 MiB send buffer). */
 static void tcp_pair(int fds[2]) {
-    int lfd = photon_socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(lfd >= 0, "photon_socket: %s", strerror(errno));
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_OK(bind(lfd, (struct sockaddr *)&sin, sizeof sin));
-    CHECK_OK(listen(lfd, 4));
-    socklen_t len = sizeof sin;
-    CHECK_OK(getsockname(lfd, (struct sockaddr *)&sin, &len));
-    fds[0] = photon_socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fds[0] >= 0, "photon_socket: %s", strerror(errno));
     int big = 1 << 20;
-    CHECK_OK(setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof big));
-    CHECK_OK(photon_connect(fds[0], (struct sockaddr *)&sin, sizeof sin, 5 * SEC));
-    fds[1] = photon_accept(lfd, NULL, NULL, 5 * SEC);
-    CHECK(fds[1] >= 0, "photon_accept: %s", strerror(errno));
+    tcp_loopback_pair(fds, big);
     CHECK_OK(setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big));
-    CHECK_OK(photon_close(lfd));
 }
 
 struct writer {

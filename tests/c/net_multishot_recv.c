@@ -37,24 +37,7 @@
 
 static unsigned char pattern(size_t i) { return (unsigned char)((i * 131u + (i >> 13) + (i >> 21)) & 0xff); }
 
-static void tcp_pair(int fds[2]) {
-    int lfd = photon_socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(lfd >= 0, "photon_socket: %s", strerror(errno));
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_OK(bind(lfd, (struct sockaddr *)&sin, sizeof sin));
-    CHECK_OK(listen(lfd, 4));
-    socklen_t len = sizeof sin;
-    CHECK_OK(getsockname(lfd, (struct sockaddr *)&sin, &len));
-    fds[0] = photon_socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fds[0] >= 0, "photon_socket: %s", strerror(errno));
-    CHECK_OK(photon_connect(fds[0], (struct sockaddr *)&sin, sizeof sin, 5 * SEC));
-    fds[1] = photon_accept(lfd, NULL, NULL, 5 * SEC);
-    CHECK(fds[1] >= 0, "photon_accept: %s", strerror(errno));
-    CHECK_OK(photon_close(lfd));
-}
+static void tcp_pair(int fds[2]) { tcp_loopback_pair(fds, 0); }
 
 static void close_pair(int fds[2]) {
     CHECK_OK(photon_close(fds[0]));

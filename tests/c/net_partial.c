@@ -29,25 +29,7 @@ static unsigned char *pattern_buf(size_t len) {
     return b;
 }
 
-/* A connected TCP pair on 127.0.0.1 made with photon calls. */
-static void tcp_pair(int fds[2]) {
-    int lfd = photon_socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(lfd >= 0, "photon_socket: %s", strerror(errno));
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_OK(bind(lfd, (struct sockaddr *)&sin, sizeof sin));
-    CHECK_OK(listen(lfd, 4));
-    socklen_t len = sizeof sin;
-    CHECK_OK(getsockname(lfd, (struct sockaddr *)&sin, &len));
-    fds[0] = photon_socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fds[0] >= 0, "photon_socket: %s", strerror(errno));
-    CHECK_OK(photon_connect(fds[0], (struct sockaddr *)&sin, sizeof sin, 5 * SEC));
-    fds[1] = photon_accept(lfd, NULL, NULL, 5 * SEC);
-    CHECK(fds[1] >= 0, "photon_accept: %s", strerror(errno));
-    CHECK_OK(photon_close(lfd));
-}
+static void tcp_pair(int fds[2]) { tcp_loopback_pair(fds, 0); }
 
 /* --- a slow reader: small reads with sleeps in between --- */
 

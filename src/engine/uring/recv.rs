@@ -52,7 +52,7 @@ use std::collections::VecDeque;
 use io_uring::{cqueue, opcode, types};
 
 use super::{Role, UD_CANCEL, UOp, UringEngine};
-use crate::engine::{Completion, Op, OpId, READABLE, Submitted, WRITABLE, Waiter};
+use crate::engine::{Completion, Op, OpId, READABLE, Submitted, WRITABLE, Waiter, copy_iov};
 use crate::errno::Errno;
 use crate::fdinfo;
 
@@ -280,26 +280,6 @@ unsafe fn copy_into(d: Dest, src: &[u8], trunc: bool) -> usize {
         }
         Dest::Poll { .. } => 0,
     }
-}
-
-/// # Safety
-/// `iov` holds `n` iovecs valid for writes.
-unsafe fn copy_iov(iov: *const libc::iovec, n: usize, src: &[u8], trunc: bool) -> usize {
-    let mut done = 0;
-    for i in 0..n {
-        if done >= src.len() {
-            break;
-        }
-        // SAFETY: per the contract.
-        let v = unsafe { *iov.add(i) };
-        let k = v.iov_len.min(src.len() - done);
-        if !trunc && k > 0 {
-            // SAFETY: per the contract; k <= iov_len.
-            unsafe { core::ptr::copy_nonoverlapping(src.as_ptr().add(done), v.iov_base.cast::<u8>(), k) };
-        }
-        done += k;
-    }
-    done
 }
 
 /// The room of `d` in bytes.

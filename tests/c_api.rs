@@ -340,25 +340,36 @@ fn skipped_under_checker(name: &str) -> bool {
 /// Compiles `tests/c/<name>.c` and runs it under each engine; it must exit 0
 /// every time.
 fn c_test(name: &str) {
+    c_test_with(name, &[]);
+}
+
+/// [`c_test`] with `env` added to the program's environment (a feature
+/// switched on or off).
+fn c_test_with(name: &str, env: &[(&str, &str)]) {
     if skipped_under_checker(name) {
         return;
     }
     let exe = compile_c_program(name);
     for &engine in engines() {
-        let run = run_c_program(&exe, engine);
+        let run = run_c_program_with(&exe, engine, env);
         assert!(
             run.passed(),
-            "C test {name} with PHOTON_ENGINE={engine} failed: {}",
+            "C test {name} with PHOTON_ENGINE={engine} {env:?} failed: {}",
             run.describe()
         );
         if checker() == Checker::Asan {
             assert!(
                 !run.stderr.contains("AddressSanitizer") && !run.stderr.contains("ASan is ignoring"),
-                "C test {name} with PHOTON_ENGINE={engine}: AddressSanitizer spoke: {}",
+                "C test {name} with PHOTON_ENGINE={engine} {env:?}: AddressSanitizer spoke: {}",
                 run.describe()
             );
         }
-        println!("{name} (PHOTON_ENGINE={engine}): passed in {:.2?}", run.elapsed);
+        let with = if env.is_empty() {
+            String::new()
+        } else {
+            format!(", {env:?}")
+        };
+        println!("{name} (PHOTON_ENGINE={engine}{with}): passed in {:.2?}", run.elapsed);
         print!("{}", run.stdout);
     }
 }
@@ -547,20 +558,7 @@ fn c_net_emfile() {
 #[test]
 fn c_net_multishot_recv() {
     c_test("net_multishot_recv");
-    if skipped_under_checker("net_multishot_recv") {
-        return;
-    }
-    let exe = compile_c_program("net_multishot_recv");
-    for &engine in engines() {
-        let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_ON", "multishot_recv")]);
-        assert!(
-            run.passed(),
-            "C test net_multishot_recv with PHOTON_ENGINE={engine} PHOTON_IO_ON=multishot_recv failed: {}",
-            run.describe()
-        );
-        println!("net_multishot_recv (PHOTON_ENGINE={engine}, PHOTON_IO_ON=multishot_recv): passed");
-        print!("{}", run.stdout);
-    }
+    c_test_with("net_multishot_recv", &[("PHOTON_IO_ON", "multishot_recv")]);
 }
 
 /// Receives of queued bytes go straight to the socket on io_uring
@@ -570,20 +568,7 @@ fn c_net_multishot_recv() {
 #[test]
 fn c_net_direct_recv() {
     c_test("net_direct_recv");
-    if skipped_under_checker("net_direct_recv") {
-        return;
-    }
-    let exe = compile_c_program("net_direct_recv");
-    for &engine in engines() {
-        let run = run_c_program_with(&exe, engine, &[("PHOTON_IO_OFF", "direct_recv")]);
-        assert!(
-            run.passed(),
-            "C test net_direct_recv with PHOTON_ENGINE={engine} PHOTON_IO_OFF=direct_recv failed: {}",
-            run.describe()
-        );
-        println!("net_direct_recv (PHOTON_ENGINE={engine}, PHOTON_IO_OFF=direct_recv): passed");
-        print!("{}", run.stdout);
-    }
+    c_test_with("net_direct_recv", &[("PHOTON_IO_OFF", "direct_recv")]);
 }
 
 #[test]
@@ -695,26 +680,13 @@ fn c_fs_parity() {
 #[test]
 fn c_fs_batched_read() {
     c_test("fs_batched_read");
-    if skipped_under_checker("fs_batched_read") {
-        return;
-    }
-    let exe = compile_c_program("fs_batched_read");
-    let runs: [&[(&str, &str)]; 4] = [
-        &[("PHOTON_IO_ON", "batched_read")],
+    for env in [
+        &[("PHOTON_IO_ON", "batched_read")][..],
         &[("PHOTON_IO_ON", "batched_read"), ("PHOTON_IO_OFF", "batched_read")],
         &[("PHOTON_IO_ON", "batched_read"), ("PHOTON_IO_OFF", "cached_read")],
         &[("PHOTON_IO_OFF", "cached_read")],
-    ];
-    for env in runs {
-        for &engine in engines() {
-            let run = run_c_program_with(&exe, engine, env);
-            assert!(
-                run.passed(),
-                "C test fs_batched_read with PHOTON_ENGINE={engine} {env:?} failed: {}",
-                run.describe()
-            );
-            print!("{}", run.stdout);
-        }
+    ] {
+        c_test_with("fs_batched_read", env);
     }
 }
 

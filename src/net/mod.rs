@@ -423,7 +423,10 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
 /// non-blocking `recv` on the vcpu takes them now, one syscall and no
 /// park, instead of a ring receive and a wake-up. A receive that fills
 /// `buf` leaves the hint set for the next one. None: no hint, bytes held
-/// by a multishot receive, or EAGAIN: go the usual way.
+/// by a multishot receive, or the recv failed (EAGAIN; or an error, which
+/// the usual way reports as well, and which is also what a stale hint
+/// gives: an fd number closed and reused behind the library's back):
+/// go the usual way.
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
@@ -436,10 +439,7 @@ unsafe fn recv_now(fd: i32, buf: *mut u8, len: usize) -> Result<Option<usize>, E
     // SAFETY: per the contract; MSG_DONTWAIT whatever the fd's flags.
     let n = unsafe { crate::sys::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) };
     if n < 0 {
-        return match Errno::last_os_error() {
-            Errno(libc::EAGAIN) | Errno(libc::EINTR) => Ok(None),
-            e => Err(e),
-        };
+        return Ok(None);
     }
     let n = n as usize;
     if n == len {

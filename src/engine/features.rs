@@ -85,8 +85,8 @@ pub(crate) enum Feature {
     /// per 4 KiB than a ring receive per call (the copy out of the buffers,
     /// and re-arming), with no gain in MiB/s; ping-pong even.
     MultishotRecv = 1 << 14,
-    /// io_uring: a receive (`photon_recv` without flags, `photon_read`) on
-    /// a stream socket whose last ring receive came back with bytes still
+    /// io_uring: a receive (`photon_recv` without flags, `photon_read` on a
+    /// socket) whose last ring receive came back with bytes still
     /// queued (`IORING_CQE_F_SOCK_NONEMPTY`, 5.19+; older kernels never
     /// set it) is a non-blocking `recv` on the vcpu: one syscall and no
     /// park, as epoll's kept readiness gives, instead of a ring receive,

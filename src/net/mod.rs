@@ -196,10 +196,6 @@ fn buffered_file(fd: i32) -> bool {
 /// `buf` is valid for `len` bytes of writes.
 unsafe fn read_one(fd: i32, buf: *mut u8, len: u32, deadline: u64) -> Result<usize, Errno> {
     // SAFETY: per the contract.
-    if let Some(n) = unsafe { recv_now(fd, buf, len as usize)? } {
-        return Ok(n);
-    }
-    // SAFETY: per the contract.
     unsafe {
         transfer(
             OpKind::Socket,
@@ -417,9 +413,10 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
     }
 }
 
-/// A receive (no flags) on stream socket `fd` whose last receive left bytes
-/// queued, as the vcpu's engine saw it (io_uring: the ring receive's
-/// `IORING_CQE_F_SOCK_NONEMPTY`; `PHOTON_IO_OFF=direct_recv`): a
+/// A receive (no flags; `photon_read` on a socket is one) on socket `fd`
+/// whose last receive left bytes queued, as the vcpu's engine saw it
+/// (io_uring: the ring receive's `IORING_CQE_F_SOCK_NONEMPTY`;
+/// `PHOTON_IO_OFF=direct_recv`): a
 /// non-blocking `recv` on the vcpu takes them now, one syscall and no
 /// park, instead of a ring receive and a wake-up. A receive that fills
 /// `buf` leaves the hint set for the next one. None: no hint, bytes held

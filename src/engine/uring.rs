@@ -319,6 +319,20 @@ impl UringEngine {
         Ok(Submitted::Pending(id))
     }
 
+    /// Queues an `IORING_OP_ASYNC_CANCEL` of ring operation `id` (`what`
+    /// names it in the log line if the queue refuses), once per operation.
+    fn send_cancel(&mut self, id: OpId, what: &str) {
+        let Some(op) = self.ops.get_mut(id) else { return };
+        if op.cancel_sent {
+            return;
+        }
+        op.cancel_sent = true;
+        let sqe = opcode::AsyncCancel::new(id as u64).build().user_data(UD_CANCEL);
+        if let Err(e) = self.push(sqe) {
+            log::error!("photon: io_uring cancel of {what} could not be queued: {e}");
+        }
+    }
+
     /// True (once) if `fd` was seen drained since its last receive.
     fn take_drained(&mut self, fd: i32) -> bool {
         match self.drained.get_mut(fd as usize) {
@@ -786,13 +800,7 @@ impl Engine for UringEngine {
             self.recv_cancel(id);
             return Cancel::Gone;
         }
-        if !op.cancel_sent {
-            op.cancel_sent = true;
-            let sqe = opcode::AsyncCancel::new(id as u64).build().user_data(UD_CANCEL);
-            if let Err(e) = self.push(sqe) {
-                log::error!("photon: io_uring cancel could not be queued: {e}");
-            }
-        }
+        self.send_cancel(id, "an operation");
         Cancel::Requested
     }
 

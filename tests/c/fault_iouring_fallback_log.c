@@ -83,27 +83,13 @@ static const char *init_default(void) {
 
 /* A loopback TCP round trip through photon calls on the current vcpu. */
 static void round_trip(void) {
-    int l = photon_socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(l >= 0, "photon_socket: %s", strerror(errno));
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_OK(bind(l, (struct sockaddr *)&sin, sizeof sin));
-    CHECK_OK(listen(l, 4));
-    socklen_t len = sizeof sin;
-    CHECK_OK(getsockname(l, (struct sockaddr *)&sin, &len));
-    int c = photon_socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(c >= 0, "photon_socket: %s", strerror(errno));
-    CHECK_OK(photon_connect(c, (struct sockaddr *)&sin, sizeof sin, SEC));
-    int a = photon_accept(l, NULL, NULL, SEC);
-    CHECK(a >= 0, "photon_accept: %s", strerror(errno));
+    int fds[2];
+    tcp_loopback_pair(fds, 0);
     char buf[8];
-    CHECK(photon_write(c, "ping", 4, SEC) == 4, "write: %s", strerror(errno));
-    CHECK(photon_read_full(a, buf, 4, SEC) == 4 && memcmp(buf, "ping", 4) == 0, "read");
-    CHECK_OK(photon_close(a));
-    CHECK_OK(photon_close(c));
-    CHECK_OK(photon_close(l));
+    CHECK(photon_write(fds[0], "ping", 4, SEC) == 4, "write: %s", strerror(errno));
+    CHECK(photon_read_full(fds[1], buf, 4, SEC) == 4 && memcmp(buf, "ping", 4) == 0, "read");
+    CHECK_OK(photon_close(fds[1]));
+    CHECK_OK(photon_close(fds[0]));
 }
 
 static const char *_Atomic second_engine;

@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 
 use io_uring::{cqueue, opcode, types};
 
-use super::{Role, UD_CANCEL, UOp, UringEngine};
+use super::{Role, UOp, UringEngine};
 use crate::engine::{Completion, OpId, Submitted, Waiter};
 use crate::errno::Errno;
 
@@ -164,13 +164,7 @@ impl UringEngine {
             return;
         }
         l.cancelling = true;
-        if let Some(op) = self.ops.get_mut(arm) {
-            op.cancel_sent = true;
-        }
-        let sqe = opcode::AsyncCancel::new(arm as u64).build().user_data(UD_CANCEL);
-        if let Err(e) = self.push(sqe) {
-            log::error!("photon: io_uring cancel of a multishot accept could not be queued: {e}");
-        }
+        self.send_cancel(arm, "a multishot accept");
     }
 
     /// A completion of multishot accept `id`: a new connection (`result`

@@ -621,13 +621,7 @@ impl UringEngine {
             return;
         }
         c.cancelling = true;
-        if let Some(op) = self.ops.get_mut(arm) {
-            op.cancel_sent = true;
-        }
-        let sqe = opcode::AsyncCancel::new(arm as u64).build().user_data(UD_CANCEL);
-        if let Err(e) = self.push(sqe) {
-            log::error!("photon: io_uring cancel of a multishot receive could not be queued: {e}");
-        }
+        self.send_cancel(arm, "a multishot receive");
     }
 
     /// `op` of conn `i` as a ring operation of its own (role RecvPlain).

@@ -174,12 +174,36 @@ pub(crate) fn is_direct(fd: i32) -> bool {
     facts(fd) & DIRECT != 0
 }
 
-/// What positioned file I/O asks of an fd, from one lookup
-/// ([`file_facts`]): a read or write checks both on every call.
+/// What the I/O paths ask of an fd, from one lookup ([`file_facts`]): a
+/// positioned read checks two facts on every call, a socket transfer three.
 #[derive(Clone, Copy)]
 pub(crate) struct FileFacts(u8);
 
 impl FileFacts {
+    /// As [`is_storage`].
+    #[inline]
+    pub(crate) fn storage(self) -> bool {
+        self.0 & STORAGE != 0
+    }
+
+    /// As [`is_stream`].
+    #[inline]
+    pub(crate) fn stream(self) -> bool {
+        self.0 & STREAM != 0
+    }
+
+    /// As [`is_fifo`].
+    #[inline]
+    pub(crate) fn fifo(self) -> bool {
+        self.0 & FIFO != 0
+    }
+
+    /// True if O_NONBLOCK is known set ([`ensure_nonblocking`] has nothing to do).
+    #[inline]
+    pub(crate) fn nonblocking(self) -> bool {
+        self.0 & NONBLOCK != 0
+    }
+
     /// True if the fd cannot seek (socket, pipe, FIFO): positioned I/O is
     /// ESPIPE.
     pub(crate) fn unseekable(self) -> bool {
@@ -207,11 +231,16 @@ pub(crate) fn is_fifo(fd: i32) -> bool {
 /// block the vcpu.
 #[inline]
 pub(crate) fn ensure_nonblocking(fd: i32) -> Result<(), crate::Errno> {
-    let f = facts(fd);
-    if f & NONBLOCK != 0 {
+    ensure_nonblocking_with(fd, file_facts(fd))
+}
+
+/// [`ensure_nonblocking`] given the fd's facts, looked up by the caller.
+#[inline]
+pub(crate) fn ensure_nonblocking_with(fd: i32, f: FileFacts) -> Result<(), crate::Errno> {
+    if f.nonblocking() {
         return Ok(());
     }
-    set_nonblocking(fd, f)
+    set_nonblocking(fd, f.0)
 }
 
 /// Sets O_NONBLOCK on `fd` (whose facts are `f`) and notes it.
@@ -246,13 +275,26 @@ pub(crate) fn is_created_socket(fd: i32) -> bool {
 }
 
 /// Notes that vcpu `id` has a thread waiting on `fd` (cheap when noted
-/// before: one load).
+/// before: a table lookup and one load, inlined into every wait).
 #[inline]
 pub(crate) fn note_vcpu(fd: i32, id: u32) {
     let bit = 1u64 << (id % 64);
-    if let Some(c) = cell_in(&VCPUS, fd, || AtomicU64::new(0))
-        && c.load(Relaxed) & bit == 0
-    {
+    let i = fd as u32 as usize;
+    if let Some(slot) = VCPUS.get(i / CHUNK) {
+        let chunk = slot.load(Acquire);
+        // SAFETY: a published chunk holds CHUNK cells and is never freed.
+        if !chunk.is_null() && unsafe { &*chunk.add(i % CHUNK) }.load(Relaxed) & bit != 0 {
+            return;
+        }
+    }
+    note_vcpu_first(fd, bit);
+}
+
+/// [`note_vcpu`] for a vcpu not noted yet (or an fd whose chunk is new).
+#[cold]
+#[inline(never)]
+fn note_vcpu_first(fd: i32, bit: u64) {
+    if let Some(c) = cell_in(&VCPUS, fd, || AtomicU64::new(0)) {
         c.fetch_or(bit, Relaxed);
     }
 }
@@ -302,10 +344,17 @@ fn held_cell(fd: i32) -> Option<&'static core::sync::atomic::AtomicU32> {
 /// The [`HELD`] word of `fd` (0 when no fd ever had receive state).
 #[inline]
 pub(crate) fn held(fd: i32) -> u32 {
-    if !HELD_USED.load(Relaxed) {
+    if !held_used() {
         return 0;
     }
     held_cell(fd).map_or(0, |c| c.load(SeqCst))
+}
+
+/// False until some fd had receive state (an opt-in multishot receive):
+/// until then no fd's [`held`] word needs a look.
+#[inline]
+pub(crate) fn held_used() -> bool {
+    HELD_USED.load(Relaxed)
 }
 
 /// The vcpu (id) whose engine has receive state for `fd`, if any.

@@ -76,6 +76,7 @@ const PROGRAMS: &[&str] = &[
     "net_fairness",
     "net_interrupt",
     "net_iouring_fallback",
+    "net_lone_send",
     "net_multishot_recv",
     "net_partial",
     "net_server_api",
@@ -389,6 +390,7 @@ fn c_io_features_off() {
     let programs = [
         "net_echo_many",
         "net_direct_recv",
+        "net_lone_send",
         "net_multishot_recv",
         "net_accept_burst",
         "net_partial",
@@ -573,6 +575,14 @@ fn c_net_multishot_recv() {
 fn c_net_direct_recv() {
     c_test("net_direct_recv");
     c_test_with("net_direct_recv", &[("PHOTON_IO_OFF", "direct_recv")]);
+}
+
+/// A send with nothing to batch with goes directly (io_uring), a send with
+/// company goes on the ring; with batched_send off every send goes directly.
+#[test]
+fn c_net_lone_send() {
+    c_test("net_lone_send");
+    c_test_with("net_lone_send", &[("PHOTON_IO_OFF", "batched_send")]);
 }
 
 #[test]

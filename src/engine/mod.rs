@@ -270,6 +270,10 @@ pub(crate) enum OpKind {
     File,
 }
 
+impl OpKind {
+    pub(crate) const ALL: [OpKind; 4] = [OpKind::Poll, OpKind::Socket, OpKind::Accept, OpKind::File];
+}
+
 /// What [`Engine::submit`] did.
 pub(crate) enum Submitted {
     /// In flight; reported later.
@@ -363,6 +367,11 @@ pub(crate) trait Engine {
     /// event says otherwise.
     fn drained(&mut self, fd: i32, bits: u32) {
         let _ = (fd, bits);
+    }
+    /// True if [`Engine::take_nonempty`] may ever say true (the vcpu asks
+    /// only then: a flag read instead of a call per receive).
+    fn gives_nonempty(&self) -> bool {
+        false
     }
     /// True (once) if the last receive on stream socket `fd` came back with
     /// bytes still queued in the socket (io_uring:

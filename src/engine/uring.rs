@@ -858,6 +858,10 @@ impl Engine for UringEngine {
         }
     }
 
+    fn gives_nonempty(&self) -> bool {
+        self.direct_recv
+    }
+
     fn take_nonempty(&mut self, fd: i32) -> bool {
         match self.nonempty.get_mut(fd as usize) {
             Some(d) => core::mem::take(d),

@@ -29,34 +29,53 @@ fn ready_wait(fd: i32, events: u32, deadline: u64) -> Result<u32, Errno> {
     unsafe { sched::io_wait(Op::Poll { fd, events }, deadline) }.map(|b| b as u32)
 }
 
+/// Which reads tell that their fd drained: a count shorter than asked
+/// means nothing more is queued (see [`transfer`]).
+#[derive(Clone, Copy)]
+enum Drains {
+    /// Not such a read (writes, vectored and message reads, MSG_PEEK).
+    Never,
+    /// A read of this many bytes, if the fd is a stream socket.
+    IfStream(usize),
+    /// A read of this many bytes, if the fd is a pipe or FIFO.
+    IfFifo(usize),
+}
+
 /// Runs one transfer: as the engine operation `op` when the engine runs
 /// `kind`, else as the non-blocking syscall `sys` (returning -1 + errno),
 /// waiting for readiness in direction `dir` while it says EAGAIN, or at
 /// once when the engine knows the fd drained there.
 ///
-/// `drains`: the bytes a read asked for, where a shorter count means the
-/// fd was drained (a stream socket or pipe read without MSG_PEEK); 0 for
-/// other transfers. The engine is told, so the next such read waits for an
-/// event first instead of calling into an EAGAIN; other transfers always
-/// try their syscall first.
+/// `drains`: for reads where a shorter count than asked means the fd was
+/// drained (a stream socket or pipe read without MSG_PEEK), the bytes
+/// asked. The engine is told, so the next such read waits for an event
+/// first instead of calling into an EAGAIN; other transfers always try
+/// their syscall first. What the fd is comes from one lookup of its facts.
 ///
 /// # Safety
 /// The pointers in `op` (and those `sys` uses) are valid for the call.
+#[inline]
 unsafe fn transfer(
     kind: OpKind,
     op: Op,
     fd: i32,
     dir: u32,
-    drains: usize,
+    drains: Drains,
     deadline: u64,
     mut sys: impl FnMut() -> isize,
 ) -> Result<usize, Errno> {
     if fd < 0 {
         return Err(Errno(libc::EBADF));
     }
+    let facts = fdinfo::file_facts(fd);
+    let drains = match drains {
+        Drains::IfStream(n) if facts.stream() => n,
+        Drains::IfFifo(n) if facts.fifo() => n,
+        _ => 0,
+    };
     // Regular files never report EAGAIN: they go to the engine (ring or
     // offload pool), never to a syscall on the vcpu.
-    let kind = if fdinfo::is_storage(fd) { OpKind::File } else { kind };
+    let kind = if facts.storage() { OpKind::File } else { kind };
     if sched::engine_runs(kind)? {
         loop {
             // SAFETY: the caller keeps op's memory valid.
@@ -86,7 +105,7 @@ unsafe fn transfer(
         return if r < 0 { Err(Errno(-r as i32)) } else { Ok(r as usize) };
     }
     sched::check_interrupt()?;
-    fdinfo::ensure_nonblocking(fd)?;
+    fdinfo::ensure_nonblocking_with(fd, facts)?;
     let mut waited = false;
     if drains > 0 && sched::fd_readiness(fd) & dir == 0 {
         // A read of a stream seen drained, no event since: the syscall
@@ -128,19 +147,22 @@ fn send_first() -> bool {
     *ON.get_or_init(|| !crate::engine::features::wanted(crate::engine::features::Feature::BatchedSend))
 }
 
-/// With `PHOTON_IO_OFF=batched_send`, where the engine would park the
-/// thread for a ring operation (io_uring), `attempt` (a send with
-/// MSG_DONTWAIT) runs once first: one syscall instead of a park, a share
-/// of the turn's `io_uring_enter` and a wake-up. By default sends are ring
+/// Where the engine would park the thread for a ring send (io_uring),
+/// `attempt` (a send with MSG_DONTWAIT) runs once first when the send
+/// would have nothing to batch with (no other thread ready, nothing
+/// queued: [`sched::turn_has_batch`]), or always with
+/// `PHOTON_IO_OFF=batched_send`: one syscall instead of a park, an
+/// `io_uring_enter` of its own and a wake-up. Otherwise sends are ring
 /// operations: the turn's sends go to the kernel in one `io_uring_enter`
 /// with its receives, fewer syscalls per request than a `sendto` each.
 /// Ok(None): go the normal way.
+#[inline]
 fn send_now(attempt: impl FnOnce() -> isize) -> Result<Option<usize>, Errno> {
     if !sched::engine_runs(OpKind::Socket)? {
         return Ok(None); // the syscall path tries first anyway
     }
-    if !send_first() {
-        return Ok(None); // the default: a ring send, batched
+    if !send_first() && sched::turn_has_batch() {
+        return Ok(None); // the default with company: a ring send, batched
     }
     sched::check_interrupt()?;
     let n = attempt();
@@ -202,7 +224,7 @@ unsafe fn read_one(fd: i32, buf: *mut u8, len: u32, deadline: u64) -> Result<usi
             Op::Read { fd, buf, len },
             fd,
             READABLE,
-            if fdinfo::is_fifo(fd) { len as usize } else { 0 },
+            Drains::IfFifo(len as usize),
             deadline,
             || crate::sys::read(fd, buf.cast(), len as usize),
         )
@@ -249,7 +271,7 @@ unsafe fn write_one(fd: i32, buf: *const u8, len: u32, deadline: u64) -> Result<
             Op::Write { fd, buf, len },
             fd,
             WRITABLE,
-            0,
+            Drains::Never,
             deadline,
             || crate::sys::write(fd, buf.cast(), len as usize),
         )
@@ -321,7 +343,7 @@ unsafe fn readv_one(fd: i32, iov: *const libc::iovec, n: u32, deadline: u64) -> 
             Op::Readv { fd, iov, n },
             fd,
             READABLE,
-            0,
+            Drains::Never,
             deadline,
             || crate::sys::readv(fd, iov, n as i32),
         )
@@ -364,7 +386,7 @@ unsafe fn writev_one(fd: i32, iov: *const libc::iovec, n: u32, deadline: u64) ->
             Op::Writev { fd, iov, n },
             fd,
             WRITABLE,
-            0,
+            Drains::Never,
             deadline,
             || crate::sys::writev(fd, iov, n as i32),
         )
@@ -402,10 +424,10 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
             Op::Recv { fd, buf, len, flags },
             fd,
             READABLE,
-            if flags & libc::MSG_PEEK == 0 && fdinfo::is_stream(fd) {
-                len as usize
+            if flags & libc::MSG_PEEK == 0 {
+                Drains::IfStream(len as usize)
             } else {
-                0
+                Drains::Never
             },
             deadline,
             || crate::sys::recv(fd, buf.cast(), len as usize, flags),
@@ -500,7 +522,7 @@ pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u6
             Op::Send { fd, buf, len, flags },
             fd,
             WRITABLE,
-            0,
+            Drains::Never,
             deadline,
             || crate::sys::send(fd, buf.cast(), len as usize, flags),
         )
@@ -539,7 +561,7 @@ pub unsafe fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32, deadline: u64
             },
             fd,
             READABLE,
-            0,
+            Drains::Never,
             deadline,
             || crate::sys::recvmsg(fd, msg, flags),
         )
@@ -574,7 +596,7 @@ pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32, deadline: u
             },
             fd,
             WRITABLE,
-            0,
+            Drains::Never,
             deadline,
             || crate::sys::sendmsg(fd, msg, flags),
         )
@@ -762,7 +784,7 @@ pub unsafe fn accept(
     };
     // SAFETY: per the contract.
     let nfd = unsafe {
-        transfer(OpKind::Accept, op, fd, READABLE, 0, deadline, || {
+        transfer(OpKind::Accept, op, fd, READABLE, Drains::Never, deadline, || {
             crate::sys::accept4(fd, addr, addrlen, flags) as isize
         })?
     } as i32;

@@ -25,27 +25,30 @@ fn to_result(r: i64) -> Result<i64, Errno> {
 }
 
 /// True if the calling vcpu's engine runs operations of `kind` itself.
+#[inline]
 pub(crate) fn engine_runs(kind: OpKind) -> Result<bool, Errno> {
     let v = on_vcpu()?;
     // SAFETY: this OS thread's live vcpu.
-    Ok(unsafe { (*v).engine.runs(kind) })
+    Ok(unsafe { (*v).engine_runs } & 1 << kind as u8 != 0)
 }
 
 /// True if a file read by the calling thread, submitted to the engine now,
 /// would reach the kernel in one call with other work of this scheduler
 /// turn: the engine runs reads itself (io_uring with its read opcodes) and
-/// other threads are ready to run (their reads join the queue too) or
-/// submissions are already queued. False off a vcpu.
+/// [`turn_has_batch`]. False off a vcpu.
 pub(crate) fn read_joins_batch() -> bool {
+    turn_has_batch() && engine_runs(OpKind::Socket) == Ok(true)
+}
+
+/// True if an operation the calling thread queues for the engine now would
+/// go to the kernel with others in one call: other threads are ready to
+/// run (theirs join the queue too) or submissions wait queued already.
+/// False off a vcpu.
+#[inline]
+pub(crate) fn turn_has_batch() -> bool {
     let v = super::vcpu::current();
-    if v.is_null() {
-        return false;
-    }
     // SAFETY: this OS thread's live vcpu; no switch here.
-    unsafe {
-        let e = &(*v).engine;
-        ((*v).run_queue.has_others() || e.has_queued()) && e.runs(OpKind::Socket)
-    }
+    !v.is_null() && unsafe { (*v).run_queue.has_others() || (*v).engine.has_queued() }
 }
 
 /// Runs `op` on the calling vcpu's engine and parks the calling thread until
@@ -254,7 +257,7 @@ pub(crate) fn fd_drained(fd: i32, bits: u32) {
 pub(crate) fn fd_take_nonempty(fd: i32) -> bool {
     match on_vcpu() {
         // SAFETY: live vcpu; no switch here.
-        Ok(v) => unsafe { (*v).engine.take_nonempty(fd) },
+        Ok(v) => unsafe { (*v).engine_nonempty && (*v).engine.take_nonempty(fd) },
         Err(_) => false,
     }
 }
@@ -287,7 +290,21 @@ pub(crate) fn forget_fd(fd: i32) {
 ///
 /// # Safety
 /// `op`'s pointers are valid for the call.
+#[inline]
 pub(crate) unsafe fn held_first(op: Op, deadline: u64) -> Result<Option<i64>, Errno> {
+    if !crate::fdinfo::held_used() {
+        return Ok(None);
+    }
+    // SAFETY: per the contract.
+    unsafe { held_first_slow(op, deadline) }
+}
+
+/// [`held_first`] once some fd had receive state.
+///
+/// # Safety
+/// As [`held_first`].
+#[inline(never)]
+unsafe fn held_first_slow(op: Op, deadline: u64) -> Result<Option<i64>, Errno> {
     let Some(fd) = read_side_fd(&op) else { return Ok(None) };
     let mut word = crate::fdinfo::held(fd);
     if word == 0 {

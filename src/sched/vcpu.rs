@@ -53,6 +53,11 @@ pub(crate) struct Vcpu {
     pub(super) run_queue: RunQueue,
     pub(super) timers: TimerHeap,
     pub(super) engine: Box<dyn Engine>,
+    /// The [`OpKind`](crate::engine::OpKind)s the engine runs itself (bit
+    /// `kind as u8`), asked once at creation: every I/O call asks.
+    pub(super) engine_runs: u8,
+    /// The engine's [`Engine::gives_nonempty`], asked once.
+    pub(super) engine_nonempty: bool,
     /// Scratch for completions collected from the engine.
     pub(super) completions: Vec<Completion>,
     pub(super) pool: StackPool,
@@ -185,6 +190,11 @@ pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
     super::stats::start_monitor();
     super::tls::on_init();
     let engine = engine::create(engine_kind, flags)?;
+    let engine_runs = engine::OpKind::ALL
+        .iter()
+        .filter(|&&k| engine.runs(k))
+        .fold(0u8, |m, &k| m | 1 << k as u8);
+    let engine_nonempty = engine.gives_nonempty();
     log::debug!("photon: vcpu starting on the {} engine", engine.name());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let remote = Arc::new(Remote::new(engine.notifier()));
@@ -217,6 +227,8 @@ pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
         run_queue: RunQueue::new(),
         timers: TimerHeap::new(),
         engine,
+        engine_runs,
+        engine_nonempty,
         completions: Vec::new(),
         pool: StackPool::new(POOL_CAP),
         tcbs: super::thread::TcbCache::new(),

@@ -112,7 +112,7 @@ static inline int sqpoll_threads(void) {
 
 /* The SQPOLL opt-in took its path: with PHOTON_IO_SQPOLL=1 under io_uring
  * (c_api's *_sqpoll tests) the process has a kernel thread polling a ring,
- * and without it (or under epoll, which ignores it) none. Where this kernel
+ * and without the flag none. Where this kernel
  * refuses SQPOLL (the library then makes a ring without it and says so),
  * or keeps the polling thread outside the process (before 5.12), a NOTICE
  * says why nothing was checked. Called by test_init, after photon_init. */
@@ -129,8 +129,11 @@ static inline void check_sqpoll_path(void) {
         n = sqpoll_threads();
     }
     if (!want) {
-        CHECK(n == 0, "%d io_uring SQPOLL thread(s), not asked for (PHOTON_IO_SQPOLL=%s, engine %s)",
-              n, flag ? flag : "(unset)", engine ? engine : "(none)");
+        /* Asked for, but this vcpu fell back to epoll: an earlier vcpu's
+         * ring may have had one, and its end is asynchronous. */
+        if (flag != NULL && strcmp(flag, "1") == 0) return;
+        CHECK(n == 0, "%d io_uring SQPOLL thread(s) without PHOTON_IO_SQPOLL=1 (engine %s)", n,
+              engine ? engine : "(none)");
         return;
     }
     if (n > 0) {

@@ -129,11 +129,13 @@ static inline void check_sqpoll_path(void) {
         n = sqpoll_threads();
     }
     if (!want) {
+        const char *chosen = getenv("PHOTON_ENGINE");
         /* Asked for, but this vcpu fell back to epoll: an earlier vcpu's
-         * ring may have had one, and its end is asynchronous. */
-        if (flag != NULL && strcmp(flag, "1") == 0) return;
-        CHECK(n == 0, "%d io_uring SQPOLL thread(s) without PHOTON_IO_SQPOLL=1 (engine %s)", n,
-              engine ? engine : "(none)");
+         * ring may have had one, and its end is asynchronous. Under
+         * PHOTON_ENGINE=epoll no ring was made: the flag is ignored. */
+        if (flag != NULL && strcmp(flag, "1") == 0 && !(chosen && strcmp(chosen, "epoll") == 0)) return;
+        CHECK(n == 0, "%d io_uring SQPOLL thread(s) (PHOTON_IO_SQPOLL=%s, PHOTON_ENGINE=%s)", n,
+              flag ? flag : "(unset)", chosen ? chosen : "(unset)");
         return;
     }
     if (n > 0) {

@@ -232,22 +232,38 @@ const EAGER_DIRECT_BATCH: usize = 4;
 const SQPOLL_IDLE_MS: u32 = 10;
 
 fn build_ring(sqpoll: bool) -> Result<IoUring, SetupError> {
-    let err = |e: std::io::Error, what: &str| SetupError {
-        errno: e.into(),
-        what: what.to_string(),
-    };
     if sqpoll {
         // DEFER_TASKRUN needs the submitter to run the task work, which an
         // SQ thread cannot: SQPOLL goes alone (plus a large CQ).
         let mut b = IoUring::builder();
         b.setup_cqsize(CQ_ENTRIES).setup_sqpoll(SQPOLL_IDLE_MS);
-        match b.build(SQ_ENTRIES) {
+        let refused = match b.build(SQ_ENTRIES) {
             Ok(r) => return Ok(r),
-            Err(e) => log::warn!(
-                "photon: io_uring with SQPOLL refused ({e}); using a ring without it (before 5.11 SQPOLL needs CAP_SYS_NICE)"
-            ),
-        }
+            Err(e) => e,
+        };
+        // Said only once a ring without SQPOLL is made, and once per
+        // process: where io_uring is refused altogether (seccomp, the
+        // sysctl) the caller's one fallback line says why, and a line
+        // saying "using a ring without it" before it, at every vcpu,
+        // would be wrong.
+        let ring = build_plain_ring()?;
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            log::warn!(
+                "photon: io_uring with SQPOLL refused ({refused}); using rings without it (before 5.11 SQPOLL needs CAP_SYS_NICE)"
+            )
+        });
+        return Ok(ring);
     }
+    build_plain_ring()
+}
+
+/// A ring without SQPOLL, with the task-run flags this kernel has.
+fn build_plain_ring() -> Result<IoUring, SetupError> {
+    let err = |e: std::io::Error, what: &str| SetupError {
+        errno: e.into(),
+        what: what.to_string(),
+    };
     let mut last = None;
     for attempt in 0..3 {
         let mut b = IoUring::builder();

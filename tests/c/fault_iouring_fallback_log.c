@@ -162,6 +162,12 @@ int main(void) {
     SAY("  %d fallback warning line(s) for 3 fallbacks", warnings);
     CHECK(warnings >= 1, "no log line says \"" FALLBACK_MSG "\"");
     CHECK(warnings <= 3, "%d fallback lines for 3 inits", warnings);
+    /* and nothing else is logged: with PHOTON_IO_SQPOLL=1 (c_api runs it so)
+     * a "SQPOLL refused; using a ring without it" line at every init
+     * misled, io_uring being refused altogether */
+    CHECK(count_lines_with(log, "photon: ") == warnings,
+          "%d log lines, %d of them the fallback: the others mislead", count_lines_with(log, "photon: "),
+          warnings);
     if (host_has_uring) {
         CHECK(warnings == 1, "the fallback warning was repeated %d times (photon.h: \"one "
                              "logged warning\")",
@@ -196,6 +202,8 @@ int main(void) {
           "photon_init(IOURING) without io_uring: %d with errno %d (%s)", r, err, strerror(err));
     CHECK(count_lines_with(log, EXPLICIT_MSG) == 1,
           "no (or more than one) log line says \"" EXPLICIT_MSG "\"");
+    CHECK(count_lines_with(log, "photon: ") == 1, "%d log lines: want the one saying why",
+          count_lines_with(log, "photon: "));
     CHECK_NULL_ERRNO(photon_engine_name(), EPERM);
 
     SAY("fault_iouring_fallback_log: OK");

@@ -285,6 +285,8 @@ int main(void) {
         SAY("  fell back to epoll, and said so");
     }
 
+    check_sqpoll_path(); /* PHOTON_IO_SQPOLL=1 (c_fault_memlock_sqpoll): SQPOLL under the limit */
+
     SAY("sockets (%d concurrent connections), files and a 2-vcpu pool work on %s", CONNS,
         engine);
     sockets_work();

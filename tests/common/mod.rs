@@ -69,6 +69,15 @@ pub fn private_name(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Removed from the environment of every program the tests run against
+/// libphoton: `cargo test` sets `LD_LIBRARY_PATH` to `target/<profile>/`
+/// (and `deps/`), which the loader searches before a program's RUNPATH, and
+/// build.rs puts a `libphoton.so.0` link there to the `libphoton.so` that
+/// the last `cargo build` copied: after an edit and a `cargo test` without
+/// `cargo build`, every program ran the old library instead of the one in
+/// [`lib_dir`] (a test of a change passed without the change).
+pub const CARGO_LIBRARY_PATH: &str = "LD_LIBRARY_PATH";
+
 /// `target/<profile>/photon-lib/`: a copy of the `libphoton.so` cargo built,
 /// under its soname (`libphoton.so.<major>`, what a linked program asks the
 /// loader for), and `libphoton.so` linking to it. A copy, not a symlink into
@@ -193,6 +202,7 @@ pub fn run_program(exe: &Path, args: &[&str], engine: &str, envs: &[(&str, &str)
     let mut cmd = Command::new(exe);
     cmd.args(args)
         .env("PHOTON_ENGINE", engine)
+        .env_remove(CARGO_LIBRARY_PATH)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

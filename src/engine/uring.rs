@@ -509,6 +509,28 @@ impl UringEngine {
         }
     }
 
+    /// Runs the ring's deferred task work now (an `io_uring_enter` with
+    /// GETEVENTS that waits for nothing): with DEFER_TASKRUN a cancelled
+    /// operation is finished, and lets go of its file, only there. After
+    /// `photon_close` the file must be gone, as close(2) leaves it: a
+    /// listener whose cancelled accept still held it kept taking
+    /// connections (a connect right after the close succeeded).
+    fn run_task_work(&mut self) {
+        if self.ring.params().is_setup_sqpoll() {
+            return; // no DEFER_TASKRUN with SQPOLL: the work runs at once
+        }
+        const IORING_ENTER_GETEVENTS: u32 = 1;
+        // SAFETY: no submission, no argument; the kernel only runs task work
+        // and posts completions into the ring, which reap() reads later.
+        if let Err(e) = unsafe {
+            self.ring
+                .submitter()
+                .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
+        } {
+            log::debug!("photon: io_uring task work run failed: {e}");
+        }
+    }
+
     /// Hands the queued submissions to the kernel now (not at the turn's end).
     fn submit_now(&mut self) {
         match self.ring.submit() {
@@ -841,6 +863,9 @@ impl Engine for UringEngine {
         // After the queued operations went in: one still queued would
         // find its file slot empty (EBADF instead of ECANCELED).
         self.forget_fd(fd);
+        if !ids.is_empty() {
+            self.run_task_work();
+        }
     }
 
     fn forget_fd(&mut self, fd: i32) {

@@ -4,7 +4,8 @@
  * ECANCELED") promptly, without a crash. Covers read, recv, readv,
  * wait_fd, accept, write on a full buffer, several threads blocked on the
  * same fd at once, and a closed fd number reused by a new socket, which
- * must then behave as a fresh fd (no stale state from the old one), and
+ * must then behave as a fresh fd (no stale state from the old one), a
+ * closed listener that refuses connections at once, and
  * threads of another vcpu blocked on the fd (read, recv, wait_fd). Also
  * photon_fini with threads blocked without a timeout in read and accept:
  * they fail with ECANCELED and fini returns promptly.
@@ -251,6 +252,15 @@ int main(void) {
         tcp_listener(&lfd, &sin);
         enum op op = OP_ACCEPT;
         close_under(lfd, &op, 1);
+        /* The listener is gone once photon_close returned, as after
+         * close(2): io_uring's multishot accept that was armed on it must
+         * not keep it taking connections. */
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK(c >= 0, "socket: %s", strerror(errno));
+        errno = 0;
+        CHECK(connect(c, (struct sockaddr *)&sin, sizeof sin) == -1 && errno == ECONNREFUSED,
+              "connect to the closed listener: errno %d (%s), want ECONNREFUSED", errno, strerror(errno));
+        CHECK_OK(close(c));
     }
 
     SAY("write blocked on a full send buffer; another photon thread closes it");

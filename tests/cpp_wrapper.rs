@@ -406,6 +406,7 @@ fn cpp_example_echo_server() {
     for engine in ENGINES {
         let start = Instant::now();
         let mut child = Command::new(&exe)
+            .env_remove(CARGO_LIBRARY_PATH)
             .args(["0", "--connections", "2"])
             .env("PHOTON_ENGINE", engine)
             .stdin(Stdio::null())

@@ -290,6 +290,7 @@ fn serve_and_check(server: &Path, client: &Path, engine: &str, envs: &[(&str, &s
     let start = Instant::now();
     let mut cmd = Command::new(server);
     cmd.env("PHOTON_ENGINE", engine)
+        .env_remove(CARGO_LIBRARY_PATH)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -389,6 +390,7 @@ impl Redis {
             .expect("a free port")
             .port();
         let child = Command::new(bin)
+            .env_remove(CARGO_LIBRARY_PATH)
             .args([
                 "--port",
                 &port.to_string(),

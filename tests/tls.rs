@@ -241,6 +241,7 @@ fn tls_server_for_curl_and_s_client() {
     const SESSIONS: usize = 20;
     for engine in ENGINES {
         let mut server = Command::new(exe)
+            .env_remove(CARGO_LIBRARY_PATH)
             .args(["server", &cert("server.pem"), &cert("server.key")])
             .arg((DOWNLOADS + SESSIONS).to_string())
             .env("PHOTON_ENGINE", engine)

@@ -129,7 +129,10 @@ fn child() {
     }
     if name == "cpp_wrapper" {
         let exe = std::env::var("UNET_CPP_PROGRAM").unwrap();
-        let o = Command::new(&exe).output().unwrap();
+        let o = Command::new(&exe)
+            .env_remove(common::CARGO_LIBRARY_PATH)
+            .output()
+            .unwrap();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&o.stdout),
@@ -1051,6 +1054,7 @@ fn c_echo() {
     let client = std::env::var("UNET_ECHO_CLIENT").unwrap();
     let engine = std::env::var("PHOTON_ENGINE").unwrap();
     let mut srv = Command::new(&server)
+        .env_remove(common::CARGO_LIBRARY_PATH)
         .args(["--netstack", &format!("tap:{TAP},{STACK_IP}/24"), "--port", "7100"])
         .args(["--engine", &engine, "--quiet"])
         .stdout(std::process::Stdio::piped())
@@ -1074,6 +1078,7 @@ fn c_echo() {
     assert!(line.contains("on the userspace stack"), "server: {line}");
     for (mode, size) in [("pingpong", "1000"), ("stream", "4096")] {
         let o = Command::new(&client)
+            .env_remove(common::CARGO_LIBRARY_PATH)
             .args(["--host", STACK_IP, "--port", "7100", "--conns", "200"])
             .args(["--size", size, "--mode", mode, "--duration", "1", "--warmup", "0.2"])
             .output()

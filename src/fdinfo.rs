@@ -91,8 +91,21 @@ fn facts_table() -> Option<*mut AtomicU8> {
     }
 }
 
+/// The cell of `fd` in a table of lazily allocated chunks, if its chunk
+/// exists (never allocates: for lookups on hot paths).
+#[inline]
+fn cell_present<T>(table: &'static [AtomicPtr<T>; CHUNKS], fd: i32) -> Option<&'static T> {
+    let fd = usize::try_from(fd).ok()?;
+    let chunk = table.get(fd / CHUNK)?.load(Acquire);
+    // SAFETY: a published chunk holds CHUNK cells and is never freed.
+    (!chunk.is_null()).then(|| unsafe { &*chunk.add(fd % CHUNK) })
+}
+
 /// The cell of `fd` in a table of lazily allocated chunks.
 fn cell_in<T>(table: &'static [AtomicPtr<T>; CHUNKS], fd: i32, init: fn() -> T) -> Option<&'static T> {
+    if let Some(c) = cell_present(table, fd) {
+        return Some(c);
+    }
     let fd = usize::try_from(fd).ok()?;
     let slot = table.get(fd / CHUNK)?;
     let mut chunk = slot.load(Acquire);
@@ -161,17 +174,17 @@ pub(crate) fn is_socket(fd: i32) -> bool {
 
 /// True if `fd` is a SOCK_STREAM socket.
 pub(crate) fn is_stream(fd: i32) -> bool {
-    facts(fd) & STREAM != 0
+    file_facts(fd).stream()
 }
 
 /// True if `fd` is a regular file or block device.
 pub(crate) fn is_storage(fd: i32) -> bool {
-    facts(fd) & STORAGE != 0
+    file_facts(fd).storage()
 }
 
 /// True if `fd` is a file opened with O_DIRECT (as of its first use here).
 pub(crate) fn is_direct(fd: i32) -> bool {
-    facts(fd) & DIRECT != 0
+    file_facts(fd).direct()
 }
 
 /// What the I/O paths ask of an fd, from one lookup ([`file_facts`]): a
@@ -224,7 +237,7 @@ pub(crate) fn file_facts(fd: i32) -> FileFacts {
 
 /// True if `fd` is a pipe or FIFO.
 pub(crate) fn is_fifo(fd: i32) -> bool {
-    facts(fd) & FIFO != 0
+    file_facts(fd).fifo()
 }
 
 /// Makes sure `fd` has O_NONBLOCK set (once), so a syscall on it cannot
@@ -279,15 +292,9 @@ pub(crate) fn is_created_socket(fd: i32) -> bool {
 #[inline]
 pub(crate) fn note_vcpu(fd: i32, id: u32) {
     let bit = 1u64 << (id % 64);
-    let i = fd as u32 as usize;
-    if let Some(slot) = VCPUS.get(i / CHUNK) {
-        let chunk = slot.load(Acquire);
-        // SAFETY: a published chunk holds CHUNK cells and is never freed.
-        if !chunk.is_null() && unsafe { &*chunk.add(i % CHUNK) }.load(Relaxed) & bit != 0 {
-            return;
-        }
+    if cell_present(&VCPUS, fd).is_none_or(|c| c.load(Relaxed) & bit == 0) {
+        note_vcpu_first(fd, bit);
     }
-    note_vcpu_first(fd, bit);
 }
 
 /// [`note_vcpu`] for a vcpu not noted yet (or an fd whose chunk is new).

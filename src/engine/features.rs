@@ -6,7 +6,8 @@
 //! unless `PHOTON_IO_ON=name,...` asks for it ([`DEFAULT_OFF`]); OFF wins
 //! over ON. Unknown names are logged and ignored.
 
-use std::sync::OnceLock;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 /// An optional I/O feature.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -115,35 +116,59 @@ const NAMES: &[(&str, Feature)] = &[
 /// Features that are off unless `PHOTON_IO_ON` names them.
 const DEFAULT_OFF: u32 = Feature::MultishotRecv as u32 | Feature::BatchedRead as u32;
 
-fn parse(list: &str) -> u32 {
+fn parse(var: &str, list: &str) -> u32 {
     let mut off = 0;
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match NAMES.iter().find(|(n, _)| *n == name) {
             Some(&(_, f)) => off |= f as u32,
-            None => log::warn!("photon: PHOTON_IO_OFF: unknown feature {name:?} ignored"),
+            None => log::warn!("photon: {var}: unknown feature {name:?} ignored"),
         }
     }
     off
 }
 
-fn switched_off() -> u32 {
-    static OFF: OnceLock<u32> = OnceLock::new();
-    *OFF.get_or_init(|| std::env::var("PHOTON_IO_OFF").map_or(0, |v| parse(&v)))
+/// The features wanted, decided once per process from `PHOTON_IO_OFF` and
+/// `PHOTON_IO_ON`; [`UNDECIDED`] until the first [`wanted`] (hot paths ask
+/// per call: one load and a bit test).
+static WANTED: AtomicU32 = AtomicU32::new(UNDECIDED);
+/// No feature uses the top bit.
+const UNDECIDED: u32 = 1 << 31;
+
+#[cold]
+#[inline(never)]
+fn decide_once() -> u32 {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let set = |var: &str| std::env::var(var).map_or(0, |v| parse(var, &v));
+        let (off, on) = (set("PHOTON_IO_OFF"), set("PHOTON_IO_ON"));
+        WANTED.store(decided(off, on), Relaxed);
+    });
+    // call_once's return orders the store before this load.
+    WANTED.load(Relaxed)
 }
 
-fn switched_on() -> u32 {
-    static ON: OnceLock<u32> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("PHOTON_IO_ON").map_or(0, |v| parse(&v)))
+/// The wanted set: every feature but those `off` names and those off by
+/// default that `on` does not name.
+fn decided(off: u32, on: u32) -> u32 {
+    !off & (!DEFAULT_OFF | on) & !UNDECIDED
 }
 
 /// True unless `PHOTON_IO_OFF` names `f`, or `f` is off by default
 /// ([`DEFAULT_OFF`]) and `PHOTON_IO_ON` does not name it (whether the
 /// kernel has it is the engine's own probe).
+#[inline]
 pub(crate) fn wanted(f: Feature) -> bool {
-    decide(switched_off(), switched_on(), f)
+    let mut set = WANTED.load(Relaxed);
+    if set == UNDECIDED {
+        set = decide_once();
+    }
+    set & f as u32 != 0
 }
 
-/// [`wanted`] given the `PHOTON_IO_OFF` and `PHOTON_IO_ON` sets.
+/// [`wanted`] given the `PHOTON_IO_OFF` and `PHOTON_IO_ON` sets, one
+/// feature at a time: the rule [`decided`] applies to all at once, kept as
+/// the tests' reference.
+#[cfg(test)]
 fn decide(off: u32, on: u32, f: Feature) -> bool {
     let f = f as u32;
     off & f == 0 && (DEFAULT_OFF & f == 0 || on & f != 0)
@@ -155,10 +180,10 @@ mod tests {
 
     #[test]
     fn names_parse() {
-        assert_eq!(parse(""), 0);
-        assert_eq!(parse("readiness"), Feature::Readiness as u32);
+        assert_eq!(parse("PHOTON_IO_OFF", ""), 0);
+        assert_eq!(parse("PHOTON_IO_OFF", "readiness"), Feature::Readiness as u32);
         assert_eq!(
-            parse(" poll_first , readiness,nonsense"),
+            parse("PHOTON_IO_OFF", " poll_first , readiness,nonsense"),
             Feature::Readiness as u32 | Feature::PollFirst as u32
         );
     }
@@ -169,9 +194,38 @@ mod tests {
     fn default_off_needs_on() {
         let m = Feature::MultishotRecv;
         assert!(!decide(0, 0, m));
-        assert!(decide(0, parse("multishot_recv"), m));
-        assert!(!decide(parse("multishot_recv"), parse("multishot_recv"), m));
+        assert!(decide(0, parse("PHOTON_IO_ON", "multishot_recv"), m));
+        assert!(!decide(
+            parse("PHOTON_IO_ON", "multishot_recv"),
+            parse("PHOTON_IO_ON", "multishot_recv"),
+            m
+        ));
         assert!(decide(0, 0, Feature::PollFirst));
-        assert!(!decide(parse("poll_first"), 0, Feature::PollFirst));
+        assert!(!decide(parse("PHOTON_IO_OFF", "poll_first"), 0, Feature::PollFirst));
+    }
+
+    /// The set `wanted` reads holds exactly the features `decide` wants,
+    /// for every OFF and ON list of one or two names.
+    #[test]
+    fn decided_set_is_decide() {
+        let mut lists = vec![0];
+        for &(_, a) in NAMES {
+            for &(_, b) in NAMES {
+                lists.push(a as u32 | b as u32);
+            }
+        }
+        for &off in &lists {
+            for &on in &lists {
+                let set = decided(off, on);
+                assert_eq!(set & UNDECIDED, 0);
+                for &(name, f) in NAMES {
+                    assert_eq!(
+                        set & f as u32 != 0,
+                        decide(off, on, f),
+                        "{name} off={off:#x} on={on:#x}"
+                    );
+                }
+            }
+        }
     }
 }

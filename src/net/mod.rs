@@ -140,11 +140,11 @@ unsafe fn transfer(
     }
 }
 
-/// True if `PHOTON_IO_OFF=batched_send` (read once): sends try a direct
+/// True if `PHOTON_IO_OFF=batched_send`: sends try a direct
 /// `MSG_DONTWAIT` send before a ring send.
+#[inline]
 fn send_first() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| !crate::engine::features::wanted(crate::engine::features::Feature::BatchedSend))
+    !crate::engine::features::wanted(crate::engine::features::Feature::BatchedSend)
 }
 
 /// Where the engine would park the thread for a ring send (io_uring),

@@ -94,6 +94,22 @@ pub(crate) enum Feature {
     /// next one while receives fill their buffers. EAGAIN goes the ring's
     /// way.
     DirectRecv = 1 << 15,
+    /// io_uring: a receive (`photon_recv` without flags, `photon_read` on a
+    /// socket) on a stream socket whose last receive drained at least 8 KiB
+    /// (several of the peer's writes had piled up: bulk streaming) waits
+    /// for readiness (a ring poll) and then receives with a non-blocking
+    /// `recv` on the vcpu when the thread runs, as an epoll thread does,
+    /// instead of a ring receive, which copies only what is queued when the
+    /// ring is entered at the turn's start. A receive of less goes back to
+    /// ring receives (ping-pong sizes keep their one `io_uring_enter` per
+    /// turn). MEASURED: see below.
+    ReadinessRecv = 1 << 16,
+    /// io_uring: a send of at least 8 KiB tries a direct `MSG_DONTWAIT`
+    /// send on the vcpu first even when it could join the turn's batch (as
+    /// a lone send does, see `batched_send`): its syscall costs little
+    /// beside the copy, and its thread goes on at once instead of parking
+    /// until the turn's `io_uring_enter` ran it. MEASURED: see below.
+    DirectBigSend = 1 << 17,
 }
 
 const NAMES: &[(&str, Feature)] = &[
@@ -110,6 +126,8 @@ const NAMES: &[(&str, Feature)] = &[
     ("batched_read", Feature::BatchedRead),
     ("multishot_recv", Feature::MultishotRecv),
     ("direct_recv", Feature::DirectRecv),
+    ("readiness_recv", Feature::ReadinessRecv),
+    ("direct_big_send", Feature::DirectBigSend),
 ];
 
 /// Features that are off unless `PHOTON_IO_ON` names them.

@@ -499,7 +499,11 @@ impl UringEngine {
             dev_blocking: Vec::new(),
             poll_first,
             direct_recv: super::features::wanted(super::features::Feature::DirectRecv),
-            readiness_recv: data_ops && super::features::wanted(super::features::Feature::ReadinessRecv),
+            // Not beside multishot receives: their bytes are the engine's,
+            // not the socket's, until handed out.
+            readiness_recv: data_ops
+                && !multishot_recv
+                && super::features::wanted(super::features::Feature::ReadinessRecv),
             recv_state: Vec::new(),
             lazy_submit: super::features::wanted(super::features::Feature::LazySubmit),
             entered: false,
@@ -1055,6 +1059,42 @@ mod tests {
             }
         }
         panic!("operation {id} did not complete");
+    }
+
+    /// The per-fd receive hints follow what the receives returned: a
+    /// drained bulk amount makes the next receive a readiness receive, a
+    /// small one takes it back to ring receives, queued bytes come first
+    /// (once), and a new file with the number starts afresh.
+    #[test]
+    fn recv_hints_follow_sizes() {
+        let Ok(mut e) = UringEngine::new(false) else {
+            println!("recv_hints_follow_sizes: no io_uring here, skipped");
+            return;
+        };
+        e.readiness_recv = true;
+        e.direct_recv = true;
+        let fd = 5;
+        assert_eq!(e.recv_hint(fd), RecvHint::Usual);
+        e.drained(fd, READABLE, BULK_RECV);
+        assert_eq!(e.recv_hint(fd), RecvHint::Ready);
+        assert_eq!(e.recv_hint(fd), RecvHint::Ready, "a mode, not a one-shot hint");
+        e.set_nonempty(fd);
+        assert_eq!(e.recv_hint(fd), RecvHint::Queued);
+        assert_eq!(e.recv_hint(fd), RecvHint::Ready, "queued bytes are said once");
+        e.drained(fd, crate::engine::WRITABLE, 0);
+        assert_eq!(
+            e.recv_hint(fd),
+            RecvHint::Ready,
+            "a write side drain says nothing of receives"
+        );
+        e.drained(fd, READABLE, BULK_RECV - 1);
+        assert_eq!(e.recv_hint(fd), RecvHint::Usual);
+        e.drained(fd, READABLE, 64 << 10);
+        e.forget_fd(fd);
+        assert_eq!(e.recv_hint(fd), RecvHint::Usual);
+        e.readiness_recv = false;
+        e.drained(fd, READABLE, 64 << 10);
+        assert_eq!(e.recv_hint(fd), RecvHint::Usual, "the feature off");
     }
 
     /// A receive after a drain arms its poll first: it still gets data that

@@ -459,9 +459,8 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
 /// - [`RecvHint::Ready`]: the socket streams (its last receive drained a
 ///   bulk amount; `PHOTON_IO_OFF=readiness_recv`): wait for readiness (a
 ///   ring poll), then `recv` when the thread runs, later in the turn than a
-///   ring receive would have copied, so it finds more. Only while other
-///   work shares the turn's `io_uring_enter` ([`sched::turn_has_batch`]):
-///   a thread alone gets its bytes in that one enter from a ring receive.
+///   ring receive would have copied, so it finds more. EAGAIN (another
+///   reader took the bytes) waits again; the `recv`'s errors are returned.
 ///
 /// None: no hint, bytes held by a multishot receive, or the `recv` failed
 /// where a hint said bytes were queued (EAGAIN; or an error, which the

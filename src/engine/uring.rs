@@ -304,7 +304,7 @@ const FD_BULK: u8 = 4;
 /// A receive that drains at least this many bytes says the socket streams
 /// (several of the peer's writes had piled up since the last one): see
 /// `readiness_recv` in engine/features.rs.
-pub(crate) const BULK_RECV: usize = 8 << 10;
+const BULK_RECV: usize = 8 << 10;
 
 impl UringEngine {
     /// The socket operations' fast path in `submit` (a ping-pong server's

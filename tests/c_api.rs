@@ -79,6 +79,7 @@ const PROGRAMS: &[&str] = &[
     "net_lone_send",
     "net_multishot_recv",
     "net_partial",
+    "net_readiness_recv",
     "net_server_api",
     "net_timeouts",
     "net_udp",
@@ -403,7 +404,7 @@ fn run_checked(name: &str, exe: &Path, engine: &str, env: &[(&str, &str)]) {
 }
 
 /// Every optional I/O feature, as `PHOTON_IO_OFF` names them.
-const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place,multishot_recv,direct_recv";
+const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place,multishot_recv,direct_recv,readiness_recv,direct_big_send";
 
 /// The socket and file programs again with every optional I/O feature
 /// switched off (`PHOTON_IO_OFF`), as on a kernel that lacks them: the
@@ -414,6 +415,7 @@ fn c_io_features_off() {
         "net_echo_many",
         "net_direct_recv",
         "net_lone_send",
+        "net_readiness_recv",
         "net_multishot_recv",
         "net_accept_burst",
         "net_partial",
@@ -710,11 +712,25 @@ fn c_net_direct_recv() {
 }
 
 /// A send with nothing to batch with goes directly (io_uring), a send with
-/// company goes on the ring; with batched_send off every send goes directly.
+/// company goes on the ring unless it is big (direct_big_send); with
+/// batched_send off every send goes directly, with direct_big_send off big
+/// sends with company go on the ring too.
 #[test]
 fn c_net_lone_send() {
     c_test("net_lone_send");
     c_test_with("net_lone_send", &[("PHOTON_IO_OFF", "batched_send")]);
+    c_test_with("net_lone_send", &[("PHOTON_IO_OFF", "direct_big_send")]);
+}
+
+/// A stream socket whose receives drain bulk amounts waits for readiness
+/// and receives on the vcpu (io_uring, readiness_recv), one of ping-pong
+/// sizes gets ring receives: the program runs by default, and with the
+/// feature off under both engines, where every wait it observes on
+/// io_uring must be a ring receive.
+#[test]
+fn c_net_readiness_recv() {
+    c_test("net_readiness_recv");
+    c_test_with("net_readiness_recv", &[("PHOTON_IO_OFF", "readiness_recv")]);
 }
 
 #[test]

@@ -297,7 +297,7 @@ impl Engine for EpollEngine {
         }
     }
 
-    fn drained(&mut self, fd: i32, bits: u32) {
+    fn drained(&mut self, fd: i32, bits: u32, _n: usize) {
         if !self.keep_readiness || fd < 0 {
             return;
         }
@@ -385,7 +385,7 @@ mod tests {
         e.keep_readiness = true;
         let (a, b) = socketpair();
         assert_eq!(e.readiness(a), READABLE | WRITABLE, "unknown: maybe ready");
-        e.drained(a, READABLE);
+        e.drained(a, READABLE, 0);
         assert_eq!(e.readiness(a) & READABLE, 0, "seen drained");
         settle(&mut e);
         assert_eq!(e.readiness(a), WRITABLE, "the registration's event: writable only");
@@ -396,12 +396,12 @@ mod tests {
         let mut buf = [0u8; 8];
         // SAFETY: a live buffer of 8 bytes.
         assert_eq!(unsafe { libc::read(a, buf.as_mut_ptr().cast(), 8) }, 1);
-        e.drained(a, READABLE);
+        e.drained(a, READABLE, 0);
         assert_eq!(e.readiness(a) & READABLE, 0);
         // SAFETY: plain calls on our fds.
         unsafe { libc::shutdown(b, libc::SHUT_WR) };
         settle(&mut e);
-        e.drained(a, READABLE);
+        e.drained(a, READABLE, 0);
         assert_eq!(e.readiness(a) & READABLE, READABLE, "end of file stays readable");
         e.forget_fd(a);
         assert_eq!(e.readiness(a), READABLE | WRITABLE, "a forgotten fd is unknown again");
@@ -418,7 +418,7 @@ mod tests {
         let mut e = EpollEngine::new().unwrap();
         e.keep_readiness = false;
         let (a, b) = socketpair();
-        e.drained(a, READABLE);
+        e.drained(a, READABLE, 0);
         settle(&mut e);
         assert_eq!(e.readiness(a), READABLE | WRITABLE);
         // SAFETY: our fds.

@@ -95,6 +95,34 @@ pub(crate) enum Feature {
     /// next one while receives fill their buffers. EAGAIN goes the ring's
     /// way.
     DirectRecv = 1 << 15,
+    /// io_uring: a receive (`photon_recv` without flags, `photon_read` on a
+    /// socket) on a stream socket whose last receive drained at least 8 KiB
+    /// (several of the peer's writes had piled up: bulk streaming) waits
+    /// for readiness (a ring poll) and then receives with a non-blocking
+    /// `recv` on the vcpu when the thread runs, as an epoll thread does,
+    /// instead of a ring receive, which copies only what is queued when the
+    /// ring is entered at the turn's start. A receive of less goes back to
+    /// ring receives, so ping-pong sizes keep theirs (the one
+    /// `io_uring_enter` of a turn carries them). The choice is per fd, in
+    /// the engine's per-fd receive state. Measured on bench echo (quiet,
+    /// 5 reps x 3 s, 2026-12-06), with `direct_big_send`: streaming 64 x 4
+    /// KiB 1,241 MiB/s against 1,136 without it (1,141 without both; epoll
+    /// 1,240, tokio 1,213); ping-pong 64 x 512 3,859 against 3,987 ns per
+    /// request, 1 x 512 31,959 against 31,640 with both off (7 reps; noise):
+    /// the small receives stay ring receives. Without `direct_big_send` it
+    /// gained 1-6% (three runs). Requiring other threads ready in the
+    /// turn ([`crate::sched::turn_has_batch`]) left it unused: a streaming
+    /// server's turns are short (two sends per `io_uring_enter`).
+    ReadinessRecv = 1 << 16,
+    /// io_uring: a send of at least 8 KiB tries a direct `MSG_DONTWAIT`
+    /// send on the vcpu first even when it could join the turn's batch (as
+    /// a lone send does, see `batched_send`): its syscall costs little
+    /// beside the copy, and its thread goes on at once instead of parking
+    /// until the turn's `io_uring_enter` ran it. With `readiness_recv`
+    /// (above) it is what closes the streaming gap: 1,241 MiB/s against
+    /// 1,096 without it (the same run); alone it measured 1,168 against
+    /// 1,116 with neither.
+    DirectBigSend = 1 << 17,
 }
 
 const NAMES: &[(&str, Feature)] = &[
@@ -111,6 +139,8 @@ const NAMES: &[(&str, Feature)] = &[
     ("batched_read", Feature::BatchedRead),
     ("multishot_recv", Feature::MultishotRecv),
     ("direct_recv", Feature::DirectRecv),
+    ("readiness_recv", Feature::ReadinessRecv),
+    ("direct_big_send", Feature::DirectBigSend),
 ];
 
 /// Features that are off unless `PHOTON_IO_ON` names them.

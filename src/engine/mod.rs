@@ -327,6 +327,22 @@ impl Drop for EventFd {
     }
 }
 
+/// How a receive (no flags) on a stream socket should go, from what the
+/// engine saw of the socket's last receives ([`Engine::recv_hint`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum RecvHint {
+    /// The usual way: an engine receive, or the syscall and its waits.
+    Usual,
+    /// Bytes are queued: a non-blocking receive on the vcpu finds them now
+    /// (`direct_recv`).
+    Queued,
+    /// The socket streams: its last receive drained a bulk amount (several
+    /// of the peer's writes had piled up). Wait for readiness, then receive
+    /// on the vcpu when the thread runs, which finds what arrived
+    /// meanwhile too (`readiness_recv`).
+    Ready,
+}
+
 /// An event engine owned by one vcpu.
 pub(crate) trait Engine {
     /// "epoll" or "io_uring".
@@ -363,23 +379,26 @@ pub(crate) trait Engine {
         READABLE | WRITABLE
     }
     /// The caller saw `fd` drained in the directions `bits` (a short read
-    /// of a stream): the engine may skip the next attempt there until an
-    /// event says otherwise.
-    fn drained(&mut self, fd: i32, bits: u32) {
-        let _ = (fd, bits);
+    /// of a stream, which returned `n` bytes): the engine may skip the next
+    /// attempt there until an event says otherwise.
+    fn drained(&mut self, fd: i32, bits: u32, n: usize) {
+        let _ = (fd, bits, n);
     }
-    /// True if [`Engine::take_nonempty`] may ever say true (the vcpu asks
-    /// only then: a flag read instead of a call per receive).
-    fn gives_nonempty(&self) -> bool {
+    /// True if [`Engine::recv_hint`] may ever say anything but
+    /// [`RecvHint::Usual`] (the vcpu asks only then: a flag read instead of
+    /// a call per receive).
+    fn gives_recv_hints(&self) -> bool {
         false
     }
-    /// True (once) if the last receive on stream socket `fd` came back with
-    /// bytes still queued in the socket (io_uring:
-    /// `IORING_CQE_F_SOCK_NONEMPTY`), so a non-blocking receive on the vcpu
-    /// finds data now. Engines that cannot tell say false.
-    fn take_nonempty(&mut self, fd: i32) -> bool {
+    /// How the next receive (no flags) on stream socket `fd` goes, from
+    /// what its last receives returned: [`RecvHint::Queued`] (said once)
+    /// if the last one came back with bytes still queued in the socket
+    /// (io_uring: `IORING_CQE_F_SOCK_NONEMPTY`); [`RecvHint::Ready`] while
+    /// its receives drain bulk amounts. Engines that cannot tell say
+    /// [`RecvHint::Usual`].
+    fn recv_hint(&mut self, fd: i32) -> RecvHint {
         let _ = fd;
-        false
+        RecvHint::Usual
     }
     /// A receive on the vcpu filled its buffer: `fd` may hold more.
     fn set_nonempty(&mut self, fd: i32) {

@@ -19,7 +19,8 @@ use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 use super::offload::Offload;
 use super::slab::OpSlab;
 use super::{
-    Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, READABLE, Submitted, Waiter, poll_mask, ready_bits,
+    Cancel, Completion, Engine, EventFd, Notify, Op, OpId, OpKind, READABLE, RecvHint, Submitted, Waiter, poll_mask,
+    ready_bits,
 };
 use crate::errno::Errno;
 
@@ -113,15 +114,13 @@ pub(crate) struct UringEngine {
     dev_blocking: Vec<(libc::dev_t, bool)>,
     /// `IORING_RECVSEND_POLL_FIRST` is known to the kernel (5.19+) and wanted.
     poll_first: bool,
-    /// Per fd: its last receive came back short (the socket was drained),
-    /// so the next one arms its poll first.
-    drained: Vec<bool>,
-    /// `PHOTON_IO_OFF=direct_recv` not given: see [`Engine::take_nonempty`].
+    /// `PHOTON_IO_OFF=direct_recv` not given: see [`Engine::recv_hint`].
     direct_recv: bool,
-    /// Per fd: its last ring receive came back with bytes still queued
-    /// (`IORING_CQE_F_SOCK_NONEMPTY`), or a receive on the vcpu filled its
-    /// buffer: the next receive goes straight to the socket.
-    nonempty: Vec<bool>,
+    /// `PHOTON_IO_OFF=readiness_recv` not given: see [`Engine::recv_hint`].
+    readiness_recv: bool,
+    /// Per fd, what its last receives said: [`FD_DRAINED`], [`FD_NONEMPTY`],
+    /// [`FD_BULK`].
+    recv_state: Vec<u8>,
     /// `PHOTON_IO_OFF=lazy_submit` not given: see [`UringEngine::wait`].
     lazy_submit: bool,
     /// An `io_uring_enter` ran since the last poll that must not sleep.
@@ -290,6 +289,23 @@ fn build_plain_ring() -> Result<IoUring, SetupError> {
 /// `ioprio` flag of a receive: arm the poll before trying (5.19+).
 const IORING_RECVSEND_POLL_FIRST: u16 = 1;
 
+/// `recv_state`: the fd's last receive came back short (the socket was
+/// drained), so the next ring receive arms its poll first.
+const FD_DRAINED: u8 = 1;
+/// `recv_state`: its last ring receive came back with bytes still queued
+/// (`IORING_CQE_F_SOCK_NONEMPTY`), or a receive on the vcpu filled its
+/// buffer: the next receive goes straight to the socket.
+const FD_NONEMPTY: u8 = 2;
+/// `recv_state`: its last receive that drained the socket returned at
+/// least [`BULK_RECV`] bytes: the next one waits for readiness and then
+/// receives on the vcpu ([`RecvHint::Ready`]).
+const FD_BULK: u8 = 4;
+
+/// A receive that drains at least this many bytes says the socket streams
+/// (several of the peer's writes had piled up since the last one): see
+/// `readiness_recv` in engine/features.rs.
+const BULK_RECV: usize = 8 << 10;
+
 impl UringEngine {
     /// The socket operations' fast path in `submit` (a ping-pong server's
     /// every request): a receive, send or poll, matched once, its file
@@ -351,10 +367,22 @@ impl UringEngine {
 
     /// True (once) if `fd` was seen drained since its last receive.
     fn take_drained(&mut self, fd: i32) -> bool {
-        match self.drained.get_mut(fd as usize) {
-            Some(d) => core::mem::take(d),
-            None => false,
+        match self.recv_state.get_mut(fd as usize) {
+            Some(d) if *d & FD_DRAINED != 0 => {
+                *d &= !FD_DRAINED;
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// `fd`'s `recv_state`, grown to hold it.
+    fn recv_state_mut(&mut self, fd: i32) -> Option<&mut u8> {
+        let i = usize::try_from(fd).ok()?;
+        if self.recv_state.len() <= i {
+            self.recv_state.resize(i + 1, 0);
+        }
+        Some(&mut self.recv_state[i])
     }
 
     /// True if `fd` lives on a file system that may block io_uring_enter
@@ -470,9 +498,13 @@ impl UringEngine {
             fs_kind: Vec::new(),
             dev_blocking: Vec::new(),
             poll_first,
-            drained: Vec::new(),
             direct_recv: super::features::wanted(super::features::Feature::DirectRecv),
-            nonempty: Vec::new(),
+            // Not beside multishot receives: their bytes are the engine's,
+            // not the socket's, until handed out.
+            readiness_recv: data_ops
+                && !multishot_recv
+                && super::features::wanted(super::features::Feature::ReadinessRecv),
+            recv_state: Vec::new(),
             lazy_submit: super::features::wanted(super::features::Feature::LazySubmit),
             entered: false,
             multishot_accept,
@@ -876,11 +908,8 @@ impl Engine for UringEngine {
         if let Some(k) = self.fs_kind.get_mut(fd as usize) {
             *k = 0;
         }
-        if let Some(d) = self.drained.get_mut(fd as usize) {
-            *d = false;
-        }
-        if let Some(d) = self.nonempty.get_mut(fd as usize) {
-            *d = false;
+        if let Some(d) = self.recv_state.get_mut(fd as usize) {
+            *d = 0;
         }
         self.fixed_release(fd);
     }
@@ -889,36 +918,46 @@ impl Engine for UringEngine {
         self.recv_release(fd, out);
     }
 
-    fn drained(&mut self, fd: i32, bits: u32) {
-        if self.poll_first && bits & READABLE != 0 {
-            let Ok(i) = usize::try_from(fd) else { return };
-            if self.drained.len() <= i {
-                self.drained.resize(i + 1, false);
+    fn drained(&mut self, fd: i32, bits: u32, n: usize) {
+        if bits & READABLE == 0 || !(self.poll_first || self.readiness_recv) {
+            return;
+        }
+        let (poll_first, readiness_recv) = (self.poll_first, self.readiness_recv);
+        let Some(st) = self.recv_state_mut(fd) else { return };
+        if poll_first {
+            *st |= FD_DRAINED;
+        }
+        if readiness_recv {
+            if n >= BULK_RECV {
+                *st |= FD_BULK;
+            } else {
+                *st &= !FD_BULK;
             }
-            self.drained[i] = true;
         }
     }
 
-    fn gives_nonempty(&self) -> bool {
-        self.direct_recv
+    fn gives_recv_hints(&self) -> bool {
+        self.direct_recv || self.readiness_recv
     }
 
-    fn take_nonempty(&mut self, fd: i32) -> bool {
-        match self.nonempty.get_mut(fd as usize) {
-            Some(d) => core::mem::take(d),
-            None => false,
+    #[inline]
+    fn recv_hint(&mut self, fd: i32) -> RecvHint {
+        match self.recv_state.get_mut(fd as usize) {
+            Some(d) if *d & FD_NONEMPTY != 0 => {
+                *d &= !FD_NONEMPTY;
+                RecvHint::Queued
+            }
+            Some(d) if *d & FD_BULK != 0 => RecvHint::Ready,
+            _ => RecvHint::Usual,
         }
     }
 
     fn set_nonempty(&mut self, fd: i32) {
-        if !self.direct_recv {
-            return;
+        if self.direct_recv
+            && let Some(st) = self.recv_state_mut(fd)
+        {
+            *st |= FD_NONEMPTY;
         }
-        let Ok(i) = usize::try_from(fd) else { return };
-        if self.nonempty.len() <= i {
-            self.nonempty.resize(i + 1, false);
-        }
-        self.nonempty[i] = true;
     }
 
     /// A wait with a zero timeout is a poll of a vcpu that has threads to
@@ -1022,6 +1061,42 @@ mod tests {
         panic!("operation {id} did not complete");
     }
 
+    /// The per-fd receive hints follow what the receives returned: a
+    /// drained bulk amount makes the next receive a readiness receive, a
+    /// small one takes it back to ring receives, queued bytes come first
+    /// (once), and a new file with the number starts afresh.
+    #[test]
+    fn recv_hints_follow_sizes() {
+        let Ok(mut e) = UringEngine::new(false) else {
+            println!("recv_hints_follow_sizes: no io_uring here, skipped");
+            return;
+        };
+        e.readiness_recv = true;
+        e.direct_recv = true;
+        let fd = 5;
+        assert_eq!(e.recv_hint(fd), RecvHint::Usual);
+        e.drained(fd, READABLE, BULK_RECV);
+        assert_eq!(e.recv_hint(fd), RecvHint::Ready);
+        assert_eq!(e.recv_hint(fd), RecvHint::Ready, "a mode, not a one-shot hint");
+        e.set_nonempty(fd);
+        assert_eq!(e.recv_hint(fd), RecvHint::Queued);
+        assert_eq!(e.recv_hint(fd), RecvHint::Ready, "queued bytes are said once");
+        e.drained(fd, crate::engine::WRITABLE, 0);
+        assert_eq!(
+            e.recv_hint(fd),
+            RecvHint::Ready,
+            "a write side drain says nothing of receives"
+        );
+        e.drained(fd, READABLE, BULK_RECV - 1);
+        assert_eq!(e.recv_hint(fd), RecvHint::Usual);
+        e.drained(fd, READABLE, 64 << 10);
+        e.forget_fd(fd);
+        assert_eq!(e.recv_hint(fd), RecvHint::Usual);
+        e.readiness_recv = false;
+        e.drained(fd, READABLE, 64 << 10);
+        assert_eq!(e.recv_hint(fd), RecvHint::Usual, "the feature off");
+    }
+
     /// A receive after a drain arms its poll first: it still gets data that
     /// is already there, and data that comes later; with the feature off
     /// (`poll_first` false, as on a kernel before 5.19) the same holds.
@@ -1039,8 +1114,11 @@ mod tests {
             let (a, b) = socketpair();
             let mut buf = [0u8; 16];
             for early in [true, false] {
-                e.drained(a, READABLE);
-                assert_eq!(e.drained.get(a as usize).copied().unwrap_or(false), poll_first);
+                e.drained(a, READABLE, 0);
+                assert_eq!(
+                    e.recv_state.get(a as usize).is_some_and(|&s| s & FD_DRAINED != 0),
+                    poll_first
+                );
                 if early {
                     // SAFETY: 3 bytes from a live buffer.
                     assert_eq!(unsafe { libc::write(b, b"abc".as_ptr().cast(), 3) }, 3);

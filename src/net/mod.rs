@@ -13,7 +13,7 @@ mod stop_signal;
 
 pub use control::*;
 
-use crate::engine::{Op, OpKind, READABLE, WRITABLE, poll_mask, ready_bits};
+use crate::engine::{Op, OpKind, READABLE, RecvHint, WRITABLE, poll_mask, ready_bits};
 use crate::errno::{Errno, syscall};
 use crate::fdinfo;
 use crate::sched;
@@ -90,7 +90,7 @@ unsafe fn transfer(
                 r => {
                     let n = r? as usize;
                     if n > 0 && n < drains {
-                        sched::fd_drained(fd, dir);
+                        sched::fd_drained(fd, dir, n);
                     }
                     return Ok(n);
                 }
@@ -119,7 +119,7 @@ unsafe fn transfer(
         if n >= 0 {
             let n = n as usize;
             if n > 0 && n < drains {
-                sched::fd_drained(fd, dir);
+                sched::fd_drained(fd, dir, n);
             }
             sched::io_budget();
             return Ok(n);
@@ -140,28 +140,38 @@ unsafe fn transfer(
     }
 }
 
-/// True if `PHOTON_IO_OFF=batched_send`: sends try a direct
-/// `MSG_DONTWAIT` send before a ring send.
+/// A send of at least this many bytes tries a direct send first even when
+/// it could batch (`direct_big_send` in engine/features.rs).
+const BIG_SEND: usize = 8 << 10;
+
+/// Which sends try a direct `MSG_DONTWAIT` send before a ring send: all of
+/// them (`PHOTON_IO_OFF=batched_send`), and those of at least [`BIG_SEND`]
+/// bytes (unless `PHOTON_IO_OFF=direct_big_send`).
 #[inline]
-fn send_first() -> bool {
-    !crate::engine::features::wanted(crate::engine::features::Feature::BatchedSend)
+fn send_rules() -> (bool, bool) {
+    use crate::engine::features::{Feature, wanted};
+    (!wanted(Feature::BatchedSend), wanted(Feature::DirectBigSend))
 }
 
 /// Where the engine would park the thread for a ring send (io_uring),
 /// `attempt` (a send with MSG_DONTWAIT) runs once first when the send
 /// would have nothing to batch with (no other thread ready, nothing
-/// queued: [`sched::turn_has_batch`]), or always with
+/// queued: [`sched::turn_has_batch`]), when it sends at least
+/// [`BIG_SEND`] bytes (`len`; 0: not known), or always with
 /// `PHOTON_IO_OFF=batched_send`: one syscall instead of a park, an
 /// `io_uring_enter` of its own and a wake-up. Otherwise sends are ring
 /// operations: the turn's sends go to the kernel in one `io_uring_enter`
-/// with its receives, fewer syscalls per request than a `sendto` each.
+/// with its receives, fewer syscalls per request than a `sendto` each (a
+/// big send's syscall costs little beside its copy, and its thread goes on
+/// at once instead of a turn later).
 /// Ok(None): go the normal way.
 #[inline]
-fn send_now(attempt: impl FnOnce() -> isize) -> Result<Option<usize>, Errno> {
+fn send_now(len: usize, attempt: impl FnOnce() -> isize) -> Result<Option<usize>, Errno> {
     if !sched::engine_runs(OpKind::Socket)? {
         return Ok(None); // the syscall path tries first anyway
     }
-    if !send_first() && sched::turn_has_batch() {
+    let (first, big) = send_rules();
+    if !first && (!big || len < BIG_SEND) && sched::turn_has_batch() {
         return Ok(None); // the default with company: a ring send, batched
     }
     sched::check_interrupt()?;
@@ -367,8 +377,10 @@ pub unsafe fn writev(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) ->
         let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
         msg.msg_iov = iov.cast_mut();
         msg.msg_iovlen = n as usize;
+        // SAFETY: per the contract (validated above).
+        let len = unsafe { crate::sys::iov_total(iov, n as usize) };
         // SAFETY: per the contract; msg lives across the call.
-        return unsafe { sendmsg(fd, &msg, 0, deadline) };
+        return unsafe { sendmsg_sized(fd, &msg, 0, deadline, len) };
     }
     // SAFETY: per the contract (validated above).
     unsafe { vectored(fd, iov, n, deadline, writev_one) }
@@ -413,7 +425,7 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
     }
     if flags == 0
         // SAFETY: per the contract.
-        && let Some(n) = unsafe { recv_now(fd, buf, len as usize)? }
+        && let Some(n) = unsafe { recv_now(fd, buf, len as usize, deadline)? }
     {
         return Ok(n);
     }
@@ -435,36 +447,66 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
     }
 }
 
-/// A receive (no flags; `photon_read` on a socket is one) on socket `fd`
-/// whose last receive left bytes queued, as the vcpu's engine saw it
-/// (io_uring: the ring receive's `IORING_CQE_F_SOCK_NONEMPTY`;
-/// `PHOTON_IO_OFF=direct_recv`): a
-/// non-blocking `recv` on the vcpu takes them now, one syscall and no
-/// park, instead of a ring receive and a wake-up. A receive that fills
-/// `buf` leaves the hint set for the next one. None: no hint, bytes held
-/// by a multishot receive, or the recv failed (EAGAIN; or an error, which
-/// the usual way reports as well, and which is also what a stale hint
-/// gives: an fd number closed and reused behind the library's back):
-/// go the usual way.
+/// A receive (no flags; `photon_read` on a socket is one) on stream socket
+/// `fd` that the vcpu's engine says to make on the vcpu
+/// ([`sched::fd_recv_hint`]), with a non-blocking `recv`, instead of as an
+/// engine receive:
+/// - [`RecvHint::Queued`]: the last receive left bytes queued (io_uring:
+///   the ring receive's `IORING_CQE_F_SOCK_NONEMPTY`;
+///   `PHOTON_IO_OFF=direct_recv`): the `recv` takes them now, one syscall
+///   and no park, instead of a ring receive and a wake-up. A receive that
+///   fills `buf` leaves the hint set for the next one.
+/// - [`RecvHint::Ready`]: the socket streams (its last receive drained a
+///   bulk amount; `PHOTON_IO_OFF=readiness_recv`): wait for readiness (a
+///   ring poll), then `recv` when the thread runs, later in the turn than a
+///   ring receive would have copied, so it finds more. EAGAIN (another
+///   reader took the bytes) waits again; the `recv`'s errors are returned.
+///
+/// None: no hint, bytes held by a multishot receive, or the `recv` failed
+/// where a hint said bytes were queued (EAGAIN; or an error, which the
+/// usual way reports as well, and which is also what a stale hint gives:
+/// an fd number closed and reused behind the library's back): go the usual
+/// way.
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
 #[inline]
-unsafe fn recv_now(fd: i32, buf: *mut u8, len: usize) -> Result<Option<usize>, Errno> {
-    if !sched::fd_take_nonempty(fd) || fdinfo::held(fd) != 0 || len == 0 {
+unsafe fn recv_now(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<Option<usize>, Errno> {
+    let hint = sched::fd_recv_hint(fd);
+    if hint == RecvHint::Usual || fdinfo::held(fd) != 0 || len == 0 {
         return Ok(None);
     }
-    sched::check_interrupt()?;
-    // SAFETY: per the contract; MSG_DONTWAIT whatever the fd's flags.
-    let n = unsafe { crate::sys::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Ok(None);
+    let ready = hint == RecvHint::Ready;
+    if ready {
+        ready_wait(fd, READABLE, deadline)?;
+    } else {
+        sched::check_interrupt()?;
     }
-    let n = n as usize;
+    let n = loop {
+        // SAFETY: per the contract; MSG_DONTWAIT whatever the fd's flags.
+        let n = unsafe { crate::sys::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            break n as usize;
+        }
+        if !ready {
+            return Ok(None);
+        }
+        match Errno::last_os_error() {
+            // Readable, yet taken by another reader first: wait again.
+            Errno(libc::EAGAIN) => {
+                if now_us() >= deadline {
+                    return Err(Errno::ETIMEDOUT);
+                }
+                ready_wait(fd, READABLE, deadline)?;
+            }
+            Errno(libc::EINTR) => {}
+            e => return Err(e),
+        }
+    };
     if n == len {
         sched::fd_nonempty(fd);
     } else if n > 0 {
-        sched::fd_drained(fd, READABLE);
+        sched::fd_drained(fd, READABLE, n);
     }
     sched::io_budget();
     Ok(Some(n))
@@ -511,8 +553,9 @@ pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u6
         return syscall!(send(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
     }
     // SAFETY: per the contract.
-    if let Some(n) = send_now(|| unsafe { crate::sys::send(fd, buf.cast(), len as usize, flags | libc::MSG_DONTWAIT) })?
-    {
+    if let Some(n) = send_now(len as usize, || unsafe {
+        crate::sys::send(fd, buf.cast(), len as usize, flags | libc::MSG_DONTWAIT)
+    })? {
         return Ok(n);
     }
     // SAFETY: per the contract.
@@ -573,6 +616,22 @@ pub unsafe fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32, deadline: u64
 /// # Safety
 /// `msg` and everything it points to are valid for the call.
 pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32, deadline: u64) -> Result<usize, Errno> {
+    // SAFETY: per the contract. (The iovecs are the caller's, not looked
+    // at here: their total is not known.)
+    unsafe { sendmsg_sized(fd, msg, flags, deadline, 0) }
+}
+
+/// [`sendmsg`] of `len` bytes (0: not known; see [`send_now`]).
+///
+/// # Safety
+/// As [`sendmsg`].
+unsafe fn sendmsg_sized(
+    fd: i32,
+    msg: *const libc::msghdr,
+    flags: i32,
+    deadline: u64,
+    len: usize,
+) -> Result<usize, Errno> {
     if unet::is_unet(fd) {
         // SAFETY: per the contract.
         return unsafe { unet::sendmsg(fd, msg, flags, deadline) };
@@ -582,7 +641,9 @@ pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32, deadline: u
         return syscall!(sendmsg(fd, msg, flags)).map(|n| n as usize);
     }
     // SAFETY: per the contract.
-    if let Some(n) = send_now(|| unsafe { crate::sys::sendmsg(fd, msg, flags | libc::MSG_DONTWAIT) })? {
+    if let Some(n) = send_now(len, || unsafe {
+        crate::sys::sendmsg(fd, msg, flags | libc::MSG_DONTWAIT)
+    })? {
         return Ok(n);
     }
     // SAFETY: per the contract.
@@ -697,7 +758,7 @@ pub unsafe fn sendto(
         msg.msg_namelen = addrlen;
     }
     // SAFETY: msg and iov live across the call; per the contract.
-    unsafe { sendmsg(fd, &msg, flags, deadline) }
+    unsafe { sendmsg_sized(fd, &msg, flags, deadline, iov.iov_len) }
 }
 
 /// What a looping transfer did: the bytes moved, and the error that

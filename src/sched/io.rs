@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::*};
 use super::handle::Handle;
 use super::remote::Msg;
 use super::vcpu::{FOREVER, block, block_on, current, current_id, keep_interrupt, next_wait_seq, on_vcpu};
-use crate::engine::{Cancel, Op, OpKind, Submitted};
+use crate::engine::{Cancel, Op, OpKind, RecvHint, Submitted};
 use crate::errno::Errno;
 use crate::time::now_us;
 
@@ -242,23 +242,25 @@ pub(crate) fn fd_readiness(fd: i32) -> u32 {
     }
 }
 
-/// Tells the calling vcpu's engine that `fd` was seen drained in `bits`.
+/// Tells the calling vcpu's engine that `fd` was seen drained in `bits`
+/// by a read that returned `n` bytes.
 #[inline]
-pub(crate) fn fd_drained(fd: i32, bits: u32) {
+pub(crate) fn fd_drained(fd: i32, bits: u32, n: usize) {
     if let Ok(v) = on_vcpu() {
         // SAFETY: live vcpu; no switch here.
-        unsafe { (*v).engine.drained(fd, bits) };
+        unsafe { (*v).engine.drained(fd, bits, n) };
     }
 }
 
-/// True (once) if the calling vcpu's engine saw `fd`'s last receive leave
-/// bytes in the socket ([`crate::engine::Engine::take_nonempty`]).
+/// How the calling vcpu's engine says the next receive on stream socket
+/// `fd` should go ([`crate::engine::Engine::recv_hint`]); the usual way off
+/// a vcpu.
 #[inline]
-pub(crate) fn fd_take_nonempty(fd: i32) -> bool {
+pub(crate) fn fd_recv_hint(fd: i32) -> RecvHint {
     match on_vcpu() {
         // SAFETY: live vcpu; no switch here.
-        Ok(v) => unsafe { (*v).engine_nonempty && (*v).engine.take_nonempty(fd) },
-        Err(_) => false,
+        Ok(v) if unsafe { (*v).engine_recv_hints } => unsafe { (*v).engine.recv_hint(fd) },
+        _ => RecvHint::Usual,
     }
 }
 

@@ -19,7 +19,7 @@ mod workpool;
 
 pub use handle::Handle;
 pub(crate) use io::{
-    cancel_fd, chunked, engine_runs, fd_drained, fd_nonempty, fd_readiness, fd_take_nonempty, forget_fd, held_first,
+    cancel_fd, chunked, engine_runs, fd_drained, fd_nonempty, fd_readiness, fd_recv_hint, forget_fd, held_first,
     io_wait, read_joins_batch, turn_has_batch,
 };
 pub use stats::{Stats, dump as dump_threads, set_name, stats as vcpu_stats};

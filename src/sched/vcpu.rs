@@ -56,8 +56,8 @@ pub(crate) struct Vcpu {
     /// The [`OpKind`](crate::engine::OpKind)s the engine runs itself (bit
     /// `kind as u8`), asked once at creation: every I/O call asks.
     pub(super) engine_runs: u8,
-    /// The engine's [`Engine::gives_nonempty`], asked once.
-    pub(super) engine_nonempty: bool,
+    /// The engine's [`Engine::gives_recv_hints`], asked once.
+    pub(super) engine_recv_hints: bool,
     /// Scratch for completions collected from the engine.
     pub(super) completions: Vec<Completion>,
     pub(super) pool: StackPool,
@@ -194,7 +194,7 @@ pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
         .iter()
         .filter(|&&k| engine.runs(k))
         .fold(0u8, |m, &k| m | 1 << k as u8);
-    let engine_nonempty = engine.gives_nonempty();
+    let engine_recv_hints = engine.gives_recv_hints();
     log::debug!("photon: vcpu starting on the {} engine", engine.name());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let remote = Arc::new(Remote::new(engine.notifier()));
@@ -228,7 +228,7 @@ pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
         timers: TimerHeap::new(),
         engine,
         engine_runs,
-        engine_nonempty,
+        engine_recv_hints,
         completions: Vec::new(),
         pool: StackPool::new(POOL_CAP),
         tcbs: super::thread::TcbCache::new(),

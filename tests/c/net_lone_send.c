@@ -14,7 +14,11 @@
  *  - 8 photon threads, each on its own connection, sending 200 messages
  *    and yielding after each (so others are always ready to run): every
  *    byte arrives in order; on io_uring by default most sends are engine
- *    operations (batched), with batched_send off hardly any.
+ *    operations (batched), with batched_send off hardly any;
+ *  - the same with 16 KiB messages: a send of 8 KiB or more tries directly
+ *    first even with company (direct_big_send), so on io_uring hardly any
+ *    is an engine operation; with direct_big_send off (batched_send on)
+ *    most are.
  */
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -30,6 +34,8 @@
 #define LONE_SENDS 400u
 #define SENDERS 8
 #define EACH 200u
+#define BIG (16u << 10)
+#define BIG_EACH 40u
 
 static unsigned char pattern(size_t i, unsigned salt) { return (unsigned char)((i * 13u + salt * 31u + (i >> 9)) & 0xff); }
 
@@ -47,6 +53,11 @@ static int on_uring(void) {
 static int batched_send_off(void) {
     const char *off = getenv("PHOTON_IO_OFF");
     return off && strstr(off, "batched_send") != NULL;
+}
+
+static int direct_big_send_off(void) {
+    const char *off = getenv("PHOTON_IO_OFF");
+    return off && strstr(off, "direct_big_send") != NULL;
 }
 
 /* An OS thread reading `len` bytes from `fd` with blocking recv(2) and
@@ -83,39 +94,84 @@ static void start_reader(struct reader *r) {
 
 static void finish_reader(struct reader *r) { CHECK(pthread_join(r->th, NULL) == 0, "pthread_join"); }
 
-/* Sends message i of connection `salt` on fd, by one of three calls. */
-static void send_msg(int fd, unsigned salt, unsigned i) {
-    unsigned char m[MSG];
-    for (unsigned k = 0; k < MSG; k++) m[k] = pattern((size_t)i * MSG + k, salt);
+/* Sends message i (of `size` bytes, built in `m`) of connection `salt` on
+ * fd, by one of three calls; a short send's rest goes by photon_send. */
+static void send_msg_sized(int fd, unsigned salt, unsigned i, unsigned char *m, size_t size) {
+    for (size_t k = 0; k < size; k++) m[k] = pattern((size_t)i * size + k, salt);
     ssize_t n;
     switch (i % 3) {
     case 0:
-        n = photon_send(fd, m, MSG, 0, 10 * SEC);
+        n = photon_send(fd, m, size, 0, 10 * SEC);
         break;
     case 1:
-        n = photon_write(fd, m, MSG, 10 * SEC);
+        n = photon_write(fd, m, size, 10 * SEC);
         break;
     default: {
-        struct iovec iov[2] = {{m, 100}, {m + 100, MSG - 100}};
+        struct iovec iov[2] = {{m, 100}, {m + 100, size - 100}};
         n = photon_writev(fd, iov, 2, 10 * SEC);
         break;
     }
     }
-    CHECK(n == (ssize_t)MSG, "send %u of connection %u: %zd (%s)", i, salt, n, strerror(errno));
+    CHECK(n > 0, "send %u of connection %u: %zd (%s)", i, salt, n, strerror(errno));
+    size_t done = (size_t)n;
+    while (done < size) {
+        n = photon_send(fd, m + done, size - done, 0, 10 * SEC);
+        CHECK(n > 0, "rest of send %u of connection %u: %zd (%s)", i, salt, n, strerror(errno));
+        done += (size_t)n;
+    }
+}
+
+static void send_msg(int fd, unsigned salt, unsigned i) {
+    unsigned char m[MSG];
+    send_msg_sized(fd, salt, i, m, MSG);
 }
 
 struct sender {
     int fd;
     unsigned salt;
+    size_t size;     /* bytes per message */
+    unsigned count;  /* messages */
+    unsigned char *buf;
 };
 
 static void *sender_main(void *arg) {
     struct sender *s = arg;
-    for (unsigned i = 0; i < EACH; i++) {
-        send_msg(s->fd, s->salt, i);
+    for (unsigned i = 0; i < s->count; i++) {
+        send_msg_sized(s->fd, s->salt, i, s->buf, s->size);
         photon_thread_yield();
     }
     return NULL;
+}
+
+/* SENDERS photon threads, each on its own connection read by an OS
+ * thread, send `count` messages of `size` bytes, yielding after each.
+ * Returns the engine operations waited for meanwhile. */
+static uint64_t senders_in_turn(size_t size, unsigned count) {
+    static unsigned char bufs[SENDERS][BIG];
+    struct sender s[SENDERS];
+    struct reader rs[SENDERS];
+    photon_thread *th[SENDERS];
+    int fds[2];
+    for (int k = 0; k < SENDERS; k++) {
+        tcp_loopback_pair(fds, 0);
+        /* Room for all of it: no send waits for the reader. */
+        int room = 1 << 20;
+        CHECK_OK(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &room, sizeof room));
+        CHECK_OK(setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &room, sizeof room));
+        s[k] = (struct sender){fds[0], (unsigned)k + 1, size, count, bufs[k]};
+        rs[k] = (struct reader){fds[1], size * count, (unsigned)k + 1, 0};
+        start_reader(&rs[k]);
+    }
+    uint64_t ops0 = submitted();
+    for (int k = 0; k < SENDERS; k++) th[k] = spawn_joinable(sender_main, &s[k], 0);
+    for (int k = 0; k < SENDERS; k++) join_ok(th[k]);
+    uint64_t ops = submitted() - ops0;
+    for (int k = 0; k < SENDERS; k++) {
+        finish_reader(&rs[k]);
+        CHECK_OK(photon_close(s[k].fd));
+        CHECK_OK(photon_close(rs[k].fd));
+    }
+    return ops;
 }
 
 int main(void) {
@@ -139,24 +195,7 @@ int main(void) {
     CHECK_OK(photon_close(fds[1]));
 
     SAY("%d photon threads sending in turn, yielding after each send", SENDERS);
-    struct sender s[SENDERS];
-    struct reader rs[SENDERS];
-    photon_thread *th[SENDERS];
-    for (int k = 0; k < SENDERS; k++) {
-        tcp_loopback_pair(fds, 0);
-        s[k] = (struct sender){fds[0], (unsigned)k + 1};
-        rs[k] = (struct reader){fds[1], (size_t)EACH * MSG, (unsigned)k + 1, 0};
-        start_reader(&rs[k]);
-    }
-    ops0 = submitted();
-    for (int k = 0; k < SENDERS; k++) th[k] = spawn_joinable(sender_main, &s[k], 0);
-    for (int k = 0; k < SENDERS; k++) join_ok(th[k]);
-    ops = submitted() - ops0;
-    for (int k = 0; k < SENDERS; k++) {
-        finish_reader(&rs[k]);
-        CHECK_OK(photon_close(s[k].fd));
-        CHECK_OK(photon_close(rs[k].fd));
-    }
+    ops = senders_in_turn(MSG, EACH);
     unsigned sends = SENDERS * EACH;
     SAY("  %" PRIu64 " engine operations for %u sends", ops, sends);
     if (on_uring() && !batched_send_off())
@@ -165,6 +204,17 @@ int main(void) {
     if (on_uring() && batched_send_off())
         CHECK(ops * 10 < sends, "with batched_send off sends go directly: %" PRIu64 " engine operations for %u sends",
               ops, sends);
+
+    SAY("the same with %u KiB messages", BIG >> 10);
+    ops = senders_in_turn(BIG, BIG_EACH);
+    sends = SENDERS * BIG_EACH;
+    SAY("  %" PRIu64 " engine operations for %u sends", ops, sends);
+    if (on_uring() && !direct_big_send_off())
+        CHECK(ops * 4 < sends, "a big send should go directly: %" PRIu64 " engine operations for %u sends", ops,
+              sends);
+    if (on_uring() && direct_big_send_off() && !batched_send_off())
+        CHECK(ops * 2 >= sends, "with direct_big_send off big sends with company are batched: %" PRIu64
+              " engine operations for %u sends", ops, sends);
 
     test_fini();
     SAY("ok");

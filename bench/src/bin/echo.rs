@@ -199,6 +199,9 @@ const PHOTON_URING_NO_FIXED_FILES: &str = "libphoton io_uring -fixed_files";
 const PHOTON_URING_NO_POLL_IN_PLACE: &str = "libphoton io_uring -poll_in_place";
 const PHOTON_URING_MULTISHOT_RECV: &str = "libphoton io_uring +multishot_recv";
 const PHOTON_URING_NO_DIRECT_RECV: &str = "libphoton io_uring -direct_recv";
+const PHOTON_URING_NO_READINESS_RECV: &str = "libphoton io_uring -readiness_recv";
+const PHOTON_URING_NO_DIRECT_BIG_SEND: &str = "libphoton io_uring -direct_big_send";
+const PHOTON_URING_NO_BULK_STREAMING: &str = "libphoton io_uring -readiness_recv -direct_big_send";
 const PHOTON_EPOLL_NO_POLL_IN_PLACE: &str = "libphoton epoll -poll_in_place";
 
 fn servers(o: &Opts) -> Vec<Server> {
@@ -334,6 +337,21 @@ fn servers(o: &Opts) -> Vec<Server> {
             PHOTON_URING_NO_DIRECT_RECV,
             "io_uring",
             ("PHOTON_IO_OFF", "direct_recv"),
+        ),
+        (
+            PHOTON_URING_NO_READINESS_RECV,
+            "io_uring",
+            ("PHOTON_IO_OFF", "readiness_recv"),
+        ),
+        (
+            PHOTON_URING_NO_DIRECT_BIG_SEND,
+            "io_uring",
+            ("PHOTON_IO_OFF", "direct_big_send"),
+        ),
+        (
+            PHOTON_URING_NO_BULK_STREAMING,
+            "io_uring",
+            ("PHOTON_IO_OFF", "readiness_recv,direct_big_send"),
         ),
     ];
     let mut all = all;

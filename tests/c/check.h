@@ -10,6 +10,7 @@
 #define PHOTON_TEST_CHECK_H
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -85,6 +86,30 @@ static inline void test_start(const char *name) {
            engine ? engine : "(unset)", photon_version());
 }
 
+/* True if the calling vcpu runs the engine `name` ("io_uring", "epoll"). */
+static inline int engine_is(const char *name) {
+    const char *engine = photon_engine_name();
+    return engine != NULL && strcmp(engine, name) == 0;
+}
+
+/* True if the environment variable `var` (PHOTON_IO_OFF, PHOTON_IO_ON: names
+ * separated by commas) names `feature`, matched whole and with the blanks
+ * around it ignored, as the library reads the list. */
+static inline int io_feature_listed(const char *var, const char *feature) {
+    const char *p = getenv(var);
+    size_t want = strlen(feature);
+    while (p != NULL && *p != 0) {
+        while (isspace((unsigned char)*p)) p++;
+        const char *end = strchr(p, ',');
+        if (end == NULL) end = p + strlen(p);
+        const char *last = end;
+        while (last > p && isspace((unsigned char)last[-1])) last--;
+        if ((size_t)(last - p) == want && strncmp(p, feature, want) == 0) return 1;
+        p = *end != 0 ? end + 1 : end;
+    }
+    return 0;
+}
+
 /* Threads of this process named "iou-sqp-<pid>": the kernel threads that
  * poll io_uring submission queues set up with SQPOLL (5.12+ makes them
  * threads of the ring's process). */
@@ -118,9 +143,7 @@ static inline int sqpoll_threads(void) {
  * says why nothing was checked. Called by test_init, after photon_init. */
 static inline void check_sqpoll_path(void) {
     const char *flag = getenv("PHOTON_IO_SQPOLL");
-    const char *engine = photon_engine_name();
-    int want = flag != NULL && strcmp(flag, "1") == 0 && engine != NULL &&
-               strcmp(engine, "io_uring") == 0;
+    int want = flag != NULL && strcmp(flag, "1") == 0 && engine_is("io_uring");
     int n = sqpoll_threads();
     /* The polling thread names itself when it first runs, which on a busy
      * machine can be after io_uring_setup returned: give it up to 2 s. */

@@ -51,15 +51,11 @@ static void *writer_main(void *arg) {
 }
 
 static int direct_expected(void) {
-    const char *off = getenv("PHOTON_IO_OFF");
-    const char *eng = photon_engine_name();
-    return eng && strcmp(eng, "io_uring") == 0 && !(off && strstr(off, "direct_recv"));
+    return engine_is("io_uring") && !io_feature_listed("PHOTON_IO_OFF", "direct_recv");
 }
 
 static int uring_without_direct(void) {
-    const char *off = getenv("PHOTON_IO_OFF");
-    const char *eng = photon_engine_name();
-    return eng && strcmp(eng, "io_uring") == 0 && off && strstr(off, "direct_recv");
+    return engine_is("io_uring") && io_feature_listed("PHOTON_IO_OFF", "direct_recv");
 }
 
 static uint64_t submitted(void) {

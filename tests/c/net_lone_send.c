@@ -45,21 +45,6 @@ static uint64_t submitted(void) {
     return s.io_submitted;
 }
 
-static int on_uring(void) {
-    const char *eng = photon_engine_name();
-    return eng && strcmp(eng, "io_uring") == 0;
-}
-
-static int batched_send_off(void) {
-    const char *off = getenv("PHOTON_IO_OFF");
-    return off && strstr(off, "batched_send") != NULL;
-}
-
-static int direct_big_send_off(void) {
-    const char *off = getenv("PHOTON_IO_OFF");
-    return off && strstr(off, "direct_big_send") != NULL;
-}
-
 /* An OS thread reading `len` bytes from `fd` with blocking recv(2) and
  * checking them against pattern(i, salt). */
 struct reader {
@@ -188,7 +173,7 @@ int main(void) {
     uint64_t ops = submitted() - ops0;
     finish_reader(&r);
     SAY("  %" PRIu64 " engine operations for %u sends", ops, LONE_SENDS);
-    if (on_uring())
+    if (engine_is("io_uring"))
         CHECK(ops * 10 < LONE_SENDS, "a lone send should go directly: %" PRIu64 " engine operations for %u sends",
               ops, LONE_SENDS);
     CHECK_OK(photon_close(fds[0]));
@@ -198,10 +183,10 @@ int main(void) {
     ops = senders_in_turn(MSG, EACH);
     unsigned sends = SENDERS * EACH;
     SAY("  %" PRIu64 " engine operations for %u sends", ops, sends);
-    if (on_uring() && !batched_send_off())
+    if (engine_is("io_uring") && !io_feature_listed("PHOTON_IO_OFF", "batched_send"))
         CHECK(ops * 2 >= sends, "sends with company should be batched on the ring: %" PRIu64
               " engine operations for %u sends", ops, sends);
-    if (on_uring() && batched_send_off())
+    if (engine_is("io_uring") && io_feature_listed("PHOTON_IO_OFF", "batched_send"))
         CHECK(ops * 10 < sends, "with batched_send off sends go directly: %" PRIu64 " engine operations for %u sends",
               ops, sends);
 
@@ -209,10 +194,10 @@ int main(void) {
     ops = senders_in_turn(BIG, BIG_EACH);
     sends = SENDERS * BIG_EACH;
     SAY("  %" PRIu64 " engine operations for %u sends", ops, sends);
-    if (on_uring() && !direct_big_send_off())
+    if (engine_is("io_uring") && !io_feature_listed("PHOTON_IO_OFF", "direct_big_send"))
         CHECK(ops * 4 < sends, "a big send should go directly: %" PRIu64 " engine operations for %u sends", ops,
               sends);
-    if (on_uring() && direct_big_send_off() && !batched_send_off())
+    if (engine_is("io_uring") && io_feature_listed("PHOTON_IO_OFF", "direct_big_send") && !io_feature_listed("PHOTON_IO_OFF", "batched_send"))
         CHECK(ops * 2 >= sends, "with direct_big_send off big sends with company are batched: %" PRIu64
               " engine operations for %u sends", ops, sends);
 

@@ -241,18 +241,12 @@ static void timeouts(void) {
 
 /* Multishot receive is opt-in (PHOTON_IO_ON=multishot_recv), io_uring's. */
 static int multishot_expected(void) {
-    const char *on = getenv("PHOTON_IO_ON");
-    const char *off = getenv("PHOTON_IO_OFF");
-    const char *eng = photon_engine_name();
-    return eng && strcmp(eng, "io_uring") == 0 && on && strstr(on, "multishot_recv") &&
-           !(off && strstr(off, "multishot_recv"));
+    return engine_is("io_uring") && io_feature_listed("PHOTON_IO_ON", "multishot_recv") &&
+           !io_feature_listed("PHOTON_IO_OFF", "multishot_recv");
 }
 
 /* PHOTON_IO_OFF names direct_recv (or every feature, as c_io_features_off). */
-static int direct_recv_off(void) {
-    const char *off = getenv("PHOTON_IO_OFF");
-    return off && strstr(off, "direct_recv");
-}
+static int direct_recv_off(void) { return io_feature_listed("PHOTON_IO_OFF", "direct_recv"); }
 
 static void close_while_held(void) {
     SAY("close with bytes held, 400 times; then held reads need no engine operation each");
@@ -294,7 +288,7 @@ static void close_while_held(void) {
     SAY("  %u reads of 4 KiB, %" PRIu64 " engine operations waited for", reads, ops);
     if (multishot_expected()) {
         CHECK(ops * 2 < reads, "multishot receive: %" PRIu64 " operations for %u reads of held bytes", ops, reads);
-    } else if (direct_recv_off() && strcmp(photon_engine_name(), "io_uring") == 0) {
+    } else if (direct_recv_off() && engine_is("io_uring")) {
         /* A direct receive (on by default) reads queued bytes without an
          * operation too, so only with it off does the count tell the two
          * apart: c_api runs this way with multishot on (the check above)

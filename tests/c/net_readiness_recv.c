@@ -37,16 +37,6 @@
 
 static unsigned char pattern(size_t i) { return (unsigned char)((i * 11u + (i >> 10) * 3u) & 0xff); }
 
-static int on_uring(void) {
-    const char *eng = photon_engine_name();
-    return eng && strcmp(eng, "io_uring") == 0;
-}
-
-static int feature_off(void) {
-    const char *off = getenv("PHOTON_IO_OFF");
-    return off && strstr(off, "readiness_recv") != NULL;
-}
-
 /* What the dump says the thread named "reader" is blocked in, once it is
  * blocked (waits up to 5 s): 'r' a readiness wait on `fd`, 'q' a ring
  * receive on `fd`. */
@@ -128,7 +118,7 @@ static unsigned feed(int fds[2], size_t *at, unsigned steps, size_t len) {
         }
         char w = reader_wait(fds[0]);
         if (i > 0 && w == 'r') ready++;
-        if (!on_uring()) CHECK(w == 'r', "epoll: step %u: the reader should wait for readiness", i);
+        if (!engine_is("io_uring")) CHECK(w == 'r', "epoll: step %u: the reader should wait for readiness", i);
         CHECK(photon_write_full(fds[1], data + *at + (size_t)i * len, len, 5 * SEC) == (ssize_t)len, "write: %s",
               strerror(errno));
     }
@@ -177,25 +167,25 @@ int main(void) {
     int fds[2];
     tcp_loopback_pair(fds, big);
     CHECK_OK(setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big));
-    int expect_ready = on_uring() && !feature_off();
+    int expect_ready = engine_is("io_uring") && !io_feature_listed("PHOTON_IO_OFF", "readiness_recv");
     size_t at = 0;
 
     SAY("bulk: 12 steps of %u KiB", BULK >> 10);
     unsigned ready = feed(fds, &at, 12, BULK);
     SAY("  %u of 11 waits were readiness waits", ready);
-    if (on_uring())
+    if (engine_is("io_uring"))
         CHECK(ready == (expect_ready ? 11u : 0u), "%u readiness waits of 11 (feature %s)", ready,
               expect_ready ? "on" : "off");
 
     SAY("ping-pong sizes: 12 steps of %u B", SMALL);
     ready = feed(fds, &at, 12, SMALL);
     SAY("  %u of 11 waits were readiness waits", ready);
-    if (on_uring()) CHECK(ready == 0, "small receives should be ring receives: %u readiness waits", ready);
+    if (engine_is("io_uring")) CHECK(ready == 0, "small receives should be ring receives: %u readiness waits", ready);
 
     SAY("bulk again: 6 steps");
     ready = feed(fds, &at, 6, BULK);
     SAY("  %u of 5 waits were readiness waits", ready);
-    if (on_uring()) CHECK(ready == (expect_ready ? 5u : 0u), "%u readiness waits of 5", ready);
+    if (engine_is("io_uring")) CHECK(ready == (expect_ready ? 5u : 0u), "%u readiness waits of 5", ready);
 
     SAY("bulk mode: a receive on the idle socket times out, then gets later bytes");
     static unsigned char b[BUF];

@@ -306,6 +306,17 @@ const FD_BULK: u8 = 4;
 /// `readiness_recv` in engine/features.rs.
 const BULK_RECV: usize = 8 << 10;
 
+/// `fd`'s byte in a per-fd table of the engine (indexed by fd number, 0
+/// for an fd not looked at yet), the table grown to hold it; None for a
+/// negative fd.
+pub(super) fn fd_cell(cells: &mut Vec<u8>, fd: i32) -> Option<&mut u8> {
+    let i = usize::try_from(fd).ok()?;
+    if cells.len() <= i {
+        cells.resize(i + 1, 0);
+    }
+    Some(&mut cells[i])
+}
+
 impl UringEngine {
     /// The socket operations' fast path in `submit` (a ping-pong server's
     /// every request): a receive, send or poll, matched once, its file
@@ -376,24 +387,14 @@ impl UringEngine {
         }
     }
 
-    /// `fd`'s `recv_state`, grown to hold it.
-    fn recv_state_mut(&mut self, fd: i32) -> Option<&mut u8> {
-        let i = usize::try_from(fd).ok()?;
-        if self.recv_state.len() <= i {
-            self.recv_state.resize(i + 1, 0);
-        }
-        Some(&mut self.recv_state[i])
-    }
-
     /// True if `fd` lives on a file system that may block io_uring_enter
     /// (see [`is_blocking_fs_type`]); looked up once per fd (fstat and
     /// mountinfo, per device), cached until the fd is closed or reused.
     fn on_blocking_fs(&mut self, fd: i32) -> bool {
-        let Ok(i) = usize::try_from(fd) else { return false };
-        if self.fs_kind.len() <= i {
-            self.fs_kind.resize(i + 1, 0);
-        }
-        if self.fs_kind[i] == 0 {
+        let Some(&mut mut kind) = fd_cell(&mut self.fs_kind, fd) else {
+            return false;
+        };
+        if kind == 0 {
             // SAFETY: fstat into a zeroed struct.
             let mut st: libc::stat = unsafe { core::mem::zeroed() };
             let blocking = if unsafe { crate::sys::fstat(fd, &mut st) } != 0 {
@@ -411,9 +412,10 @@ impl UringEngine {
             } else {
                 false // sockets, pipes, devices: no file system behind them
             };
-            self.fs_kind[i] = if blocking { 2 } else { 1 };
+            kind = if blocking { 2 } else { 1 };
+            self.fs_kind[fd as usize] = kind; // fd_cell grew the table to hold it
         }
-        self.fs_kind[i] == 2
+        kind == 2
     }
 
     pub(crate) fn new(sqpoll: bool) -> Result<UringEngine, SetupError> {
@@ -923,7 +925,9 @@ impl Engine for UringEngine {
             return;
         }
         let (poll_first, readiness_recv) = (self.poll_first, self.readiness_recv);
-        let Some(st) = self.recv_state_mut(fd) else { return };
+        let Some(st) = fd_cell(&mut self.recv_state, fd) else {
+            return;
+        };
         if poll_first {
             *st |= FD_DRAINED;
         }
@@ -954,7 +958,7 @@ impl Engine for UringEngine {
 
     fn set_nonempty(&mut self, fd: i32) {
         if self.direct_recv
-            && let Some(st) = self.recv_state_mut(fd)
+            && let Some(st) = fd_cell(&mut self.recv_state, fd)
         {
             *st |= FD_NONEMPTY;
         }

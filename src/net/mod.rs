@@ -62,7 +62,7 @@ unsafe fn transfer(
     dir: u32,
     drains: Drains,
     deadline: u64,
-    mut sys: impl FnMut() -> isize,
+    sys: impl FnMut() -> isize,
 ) -> Result<usize, Errno> {
     if fd < 0 {
         return Err(Errno(libc::EBADF));
@@ -114,6 +114,22 @@ unsafe fn transfer(
         ready_wait(fd, dir, deadline)?;
         waited = true;
     }
+    sys_until_done(fd, dir, drains, deadline, waited, sys)
+}
+
+/// The syscall side of [`transfer`]: `sys` (non-blocking, -1 + errno)
+/// until it says something but EAGAIN, waiting for readiness in `dir`
+/// after each EAGAIN (`waited`: a wait came first), and telling the engine
+/// of a read that drained the fd (`drains`, as in [`transfer`]).
+#[inline]
+fn sys_until_done(
+    fd: i32,
+    dir: u32,
+    drains: usize,
+    deadline: u64,
+    mut waited: bool,
+    mut sys: impl FnMut() -> isize,
+) -> Result<usize, Errno> {
     loop {
         let n = sys();
         if n >= 0 {
@@ -476,33 +492,22 @@ unsafe fn recv_now(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<O
     if hint == RecvHint::Usual || fdinfo::held(fd) != 0 || len == 0 {
         return Ok(None);
     }
-    let ready = hint == RecvHint::Ready;
-    if ready {
+    // SAFETY: per the contract; MSG_DONTWAIT whatever the fd's flags.
+    let sys = || unsafe { crate::sys::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) };
+    if hint == RecvHint::Ready {
         ready_wait(fd, READABLE, deadline)?;
-    } else {
-        sched::check_interrupt()?;
+        let n = sys_until_done(fd, READABLE, len, deadline, true, sys)?;
+        if n == len {
+            sched::fd_nonempty(fd);
+        }
+        return Ok(Some(n));
     }
-    let n = loop {
-        // SAFETY: per the contract; MSG_DONTWAIT whatever the fd's flags.
-        let n = unsafe { crate::sys::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) };
-        if n >= 0 {
-            break n as usize;
-        }
-        if !ready {
-            return Ok(None);
-        }
-        match Errno::last_os_error() {
-            // Readable, yet taken by another reader first: wait again.
-            Errno(libc::EAGAIN) => {
-                if now_us() >= deadline {
-                    return Err(Errno::ETIMEDOUT);
-                }
-                ready_wait(fd, READABLE, deadline)?;
-            }
-            Errno(libc::EINTR) => {}
-            e => return Err(e),
-        }
-    };
+    sched::check_interrupt()?;
+    let n = sys();
+    if n < 0 {
+        return Ok(None);
+    }
+    let n = n as usize;
     if n == len {
         sched::fd_nonempty(fd);
     } else if n > 0 {

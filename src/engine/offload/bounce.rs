@@ -114,9 +114,6 @@ fn pool_put(base: *mut u8) -> bool {
     if pool.len() >= POOL_CAP {
         return false;
     }
-    if pool.capacity() == 0 {
-        pool.reserve_exact(POOL_CAP);
-    }
     pool.push(Pooled(base));
     true
 }

@@ -21,6 +21,7 @@ const MAX_SLOTS: u32 = 16384;
 
 /// Per-fd state.
 const UNSEEN: u8 = 0;
+const _: () = assert!(UNSEEN == 0, "what fd_cell fills a grown table with");
 const REGISTERED: u8 = 1;
 /// Not a socket, or refused: plain fd until the number is forgotten.
 const PLAIN: u8 = 2;
@@ -101,10 +102,7 @@ impl UringEngine {
     fn fixed_first_use(&mut self, fd: i32) -> Option<u32> {
         let ff = &mut self.fixed;
         let i = u32::try_from(fd).ok().filter(|&i| i < ff.slots)? as usize;
-        if ff.state.len() <= i {
-            ff.state.resize(i + 1, UNSEEN);
-        }
-        match ff.state[i] {
+        match *super::fd_cell(&mut ff.state, fd)? {
             REGISTERED => return Some(i as u32),
             PLAIN => return None,
             _ => {}

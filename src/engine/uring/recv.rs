@@ -177,6 +177,7 @@ pub(super) struct WantBox(Want);
 
 /// Per-fd eligibility cache.
 const UNSEEN: u8 = 0;
+const _: () = assert!(UNSEEN == 0, "what fd_cell fills a grown table with");
 const NO: u8 = 1;
 const YES: u8 = 2;
 
@@ -462,18 +463,17 @@ impl UringEngine {
         if !self.multishot_recv {
             return false;
         }
-        let i = fd as usize;
-        if self.mshot_kind.len() <= i {
-            self.mshot_kind.resize(i + 1, UNSEEN);
-        }
-        if self.mshot_kind[i] == UNSEEN {
-            self.mshot_kind[i] = if fdinfo::is_created_socket(fd) && is_tcp(fd) {
+        let Some(kind) = super::fd_cell(&mut self.mshot_kind, fd) else {
+            return false;
+        };
+        if *kind == UNSEEN {
+            *kind = if fdinfo::is_created_socket(fd) && is_tcp(fd) {
                 YES
             } else {
                 NO
             };
         }
-        self.mshot_kind[i] == YES
+        *kind == YES
     }
 
     /// A buffer ring for a new connection: a free one, or a new one while

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::*};
 
 use super::handle::Handle;
 use super::remote::Msg;
-use super::vcpu::{FOREVER, block, block_on, current, current_id, keep_interrupt, next_wait_seq, on_vcpu};
+use super::vcpu::{
+    FOREVER, block, block_inline, block_on, current, current_id, keep_interrupt, next_wait_seq, on_vcpu,
+};
 use crate::engine::{Cancel, Op, OpKind, RecvHint, Submitted};
 use crate::errno::Errno;
 use crate::time::now_us;
@@ -85,7 +87,7 @@ pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
         }
         (*cur).io_op = id;
         (*cur).io_done = false;
-        let woke = block_on(deadline, Wait::Io { what, fd });
+        let woke = block_inline(deadline, Wait::Io { what, fd });
         if !(*cur).io_done {
             let interrupted = woke.err();
             let why = interrupted.unwrap_or(Errno(libc::EINTR));

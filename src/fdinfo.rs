@@ -235,6 +235,25 @@ pub(crate) fn file_facts(fd: i32) -> FileFacts {
     FileFacts(facts(fd))
 }
 
+/// True if `fd`'s facts are known (cached) and say it can seek and was not
+/// opened with O_DIRECT: a positioned read of it may be served from the
+/// page cache. One load, no system call: an fd not known yet, or beyond the
+/// table (negative ones and the userspace stack's, `unet::FD_BASE` and up,
+/// among them), answers false and goes the general way, which learns it.
+#[inline]
+pub(crate) fn known_buffered_seekable(fd: i32) -> bool {
+    let i = fd as u32 as usize;
+    if i >= CACHED {
+        return false;
+    }
+    let base = FACTS.load(Acquire);
+    // SAFETY: as in `cell`: CACHED bytes, never unmapped.
+    !base.is_null() && unsafe { &*base.add(i) }.load(Relaxed) & (KNOWN | SOCKET | FIFO | DIRECT) == KNOWN
+}
+
+// The fast lookup above leaves the userspace stack's fds out by size.
+const _: () = assert!(CACHED <= crate::unet::FD_BASE as usize);
+
 /// True if `fd` is a pipe or FIFO.
 pub(crate) fn is_fifo(fd: i32) -> bool {
     file_facts(fd).fifo()

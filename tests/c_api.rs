@@ -59,6 +59,7 @@ const PROGRAMS: &[&str] = &[
     "fs_liveness",
     "fs_ops",
     "fs_parity",
+    "fs_read_budget",
     "interrupt",
     "join",
     "join_fastpath",
@@ -172,6 +173,10 @@ const NOT_UNDER_VALGRIND: &[(&str, &str)] = &[
     (
         "net_budget",
         "bounds a sleeper's wake-up beside a busy writer (100 ms), which two Valgrind runs side by side overshoot",
+    ),
+    (
+        "fs_read_budget",
+        "bounds a sleeper's wake-up beside a reader that never waits (100 ms), which two Valgrind runs side by side overshoot",
     ),
     (
         "net_close_wakes",
@@ -428,6 +433,7 @@ fn c_io_features_off() {
         "fs_big_transfer",
         "fs_direct",
         "fs_batched_read",
+        "fs_read_budget",
     ];
     for name in programs {
         if skipped_under_checker(name) {
@@ -831,6 +837,16 @@ fn c_fs_ops() {
 #[test]
 fn c_fs_parity() {
     c_test("fs_parity");
+}
+
+/// A thread whose cached reads never wait does not starve its vcpu's
+/// other threads, and the errno contract holds on a known, cached fd
+/// (the common-case read path's checks), also with
+/// `PHOTON_IO_OFF=cached_read`.
+#[test]
+fn c_fs_read_budget() {
+    c_test("fs_read_budget");
+    c_test_with("fs_read_budget", &[("PHOTON_IO_OFF", "cached_read")]);
 }
 
 /// Page-cache reads made alone stay on the vcpu; made by threads ready

@@ -129,6 +129,28 @@ pub fn tls_set(v: *mut u8) {
     }
 }
 
+/// System call `nr` with six arguments, made here rather than through
+/// libc's generic `syscall()`: the kernel's result, `-errno` on failure,
+/// errno untouched.
+///
+/// # Safety
+/// As the system call's own contract.
+#[inline(always)]
+pub unsafe fn syscall6(nr: usize, a: [usize; 6]) -> isize {
+    let r: isize;
+    // SAFETY: per the contract. `svc` changes only x0 (the result).
+    unsafe {
+        asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") a[0] as isize => r,
+            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+            options(nostack, preserves_flags),
+        );
+    }
+    r
+}
+
 /// A Valgrind client request (`request` and up to five arguments): the
 /// documented no-op instruction sequence Valgrind recognises. Natively it
 /// does nothing and returns `default`.

@@ -1,4 +1,6 @@
-//! The context switch: one module per CPU, the only place with assembly.
+//! The context switch (and the few other things that need assembly: the
+//! TLS slot, Valgrind requests, a raw system call): one module per CPU,
+//! the only place with assembly.
 //!
 //! Contract, the same on every CPU:
 //! - A suspended context is represented by its saved stack pointer
@@ -24,12 +26,12 @@
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
-pub use x86_64::{init_stack, switch, switch_final, tls_get, tls_set, valgrind_request};
+pub use x86_64::{init_stack, switch, switch_final, syscall6, tls_get, tls_set, valgrind_request};
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "aarch64")]
-pub use aarch64::{init_stack, switch, tls_get, tls_set, valgrind_request};
+pub use aarch64::{init_stack, switch, syscall6, tls_get, tls_set, valgrind_request};
 
 /// Resumes `to` from a context that never runs again (a thread that
 /// ended): [`switch`] with the leaving context's save thrown away.

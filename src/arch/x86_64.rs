@@ -211,6 +211,31 @@ pub fn valgrind_request(default: usize, args: &[usize; 6]) -> usize {
     result
 }
 
+/// System call `nr` with six arguments, made here rather than through
+/// libc's generic `syscall()` (a call, seven arguments moved down one
+/// register and one onto the stack, and errno set on failure): the kernel's
+/// result, `-errno` on failure, errno untouched.
+///
+/// # Safety
+/// As the system call's own contract.
+#[inline(always)]
+pub unsafe fn syscall6(nr: usize, a: [usize; 6]) -> isize {
+    let r: isize;
+    // SAFETY: per the contract. `syscall` clobbers rcx (return address)
+    // and r11 (the flags, restored by sysret) and leaves the stack alone.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr as isize => r,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack, preserves_flags),
+        );
+    }
+    r
+}
+
 /// Reads the calling OS thread's vcpu pointer.
 #[inline(always)]
 pub fn tls_get() -> *mut u8 {

@@ -195,6 +195,20 @@ pub(crate) fn wanted(f: Feature) -> bool {
     set & f as u32 != 0
 }
 
+/// True if `yes` is wanted and `no` (another feature) is not, from one
+/// load; false while the set is undecided (the caller's general path, through [`wanted`],
+/// then decides it).
+#[inline]
+pub(crate) fn wanted_without(yes: Feature, no: Feature) -> bool {
+    set_has_without(WANTED.load(Relaxed), yes, no)
+}
+
+/// [`wanted_without`] of the wanted set `set` (or [`UNDECIDED`]).
+#[inline(always)]
+fn set_has_without(set: u32, yes: Feature, no: Feature) -> bool {
+    set & (yes as u32 | no as u32) == yes as u32
+}
+
 /// [`wanted`] given the `PHOTON_IO_OFF` and `PHOTON_IO_ON` sets, one
 /// feature at a time: the rule [`decided`] applies to all at once, kept as
 /// the tests' reference.
@@ -232,6 +246,31 @@ mod tests {
         ));
         assert!(decide(0, 0, Feature::PollFirst));
         assert!(!decide(parse("PHOTON_IO_OFF", "poll_first"), 0, Feature::PollFirst));
+    }
+
+    /// `wanted_without` is false while the set is undecided, and otherwise
+    /// says what two `wanted` questions say, for every OFF and ON list of
+    /// one name and every pair of two features.
+    #[test]
+    fn wanted_without_is_two_wanted() {
+        for &(_, yes) in NAMES {
+            for &(_, no) in NAMES {
+                assert!(!set_has_without(UNDECIDED, yes, no));
+            }
+        }
+        let mut lists = vec![0];
+        lists.extend(NAMES.iter().map(|&(_, f)| f as u32));
+        for &off in &lists {
+            for &on in &lists {
+                let set = decided(off, on);
+                for &(_, yes) in NAMES {
+                    for &(_, no) in NAMES.iter().filter(|&&(_, no)| no != yes) {
+                        let want = decide(off, on, yes) && !decide(off, on, no);
+                        assert_eq!(set_has_without(set, yes, no), want, "{yes:?} without {no:?}");
+                    }
+                }
+            }
+        }
     }
 
     /// The set `wanted` reads holds exactly the features `decide` wants,

@@ -40,11 +40,35 @@ pub extern "C" fn photon_open(path: *const c_char, flags: c_int, mode: mode_t) -
 /// `pread(2)`: may return fewer bytes than asked (0 at EOF).
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_pread(fd: c_int, buf: *mut c_void, count: usize, offset: off_t) -> ssize_t {
+    // The common case (a page-cache hit) first, outside the panic guard,
+    // which it does not need (nothing in it can panic or call out): it
+    // then keeps no frame, and every other way is a tail call.
+    if !buf.is_null() {
+        // SAFETY: the caller passes a buffer of count bytes.
+        match unsafe { fs::pread_cached(fd, buf.cast(), count, offset) } {
+            fs::Cached::Done(n) => return n as ssize_t,
+            fs::Cached::Miss { buf, len } => return pread_engine(fd, buf, len, offset),
+            fs::Cached::General => {}
+        }
+    }
+    pread(fd, buf, count, offset)
+}
+
+/// [`photon_pread`] in general.
+#[inline(never)]
+fn pread(fd: c_int, buf: *mut c_void, count: usize, offset: off_t) -> ssize_t {
     guard(|| {
         buf_ok(buf, count)?;
         // SAFETY: the caller passes a buffer of count bytes.
         unsafe { fs::pread(fd, buf.cast(), count, offset) }.map(|n| n as ssize_t)
     })
+}
+
+/// [`photon_pread`] of a checked read that missed the page cache.
+#[inline(never)]
+fn pread_engine(fd: c_int, buf: *mut u8, count: usize, offset: off_t) -> ssize_t {
+    // SAFETY: the caller passes a buffer of count bytes.
+    guard(|| unsafe { fs::pread_engine(fd, buf, count, offset) }.map(|n| n as ssize_t))
 }
 
 /// `pwrite(2)`.

@@ -9,7 +9,7 @@
 use core::ffi::c_char;
 
 use crate::engine::Op;
-use crate::engine::features::{Feature, wanted};
+use crate::engine::features::{Feature, wanted, wanted_without};
 use crate::errno::Errno;
 use crate::fdinfo;
 use crate::sched::chunked;
@@ -115,6 +115,66 @@ pub unsafe fn open(path: *const c_char, flags: i32, mode: u32) -> Result<i32, Er
     Ok(fd)
 }
 
+/// What [`pread_cached`] did.
+pub(crate) enum Cached {
+    /// Read this many bytes from the page cache (the call counted against
+    /// the I/O budget, as [`read_cached`] counts it).
+    Done(usize),
+    /// The read passed every check but its pages are not all cached: the
+    /// caller has the engine read `len` bytes into `buf` ([`pread_engine`]).
+    Miss { buf: *mut u8, len: usize },
+    /// Not the common case: the caller goes the general way ([`pread`]).
+    General,
+}
+
+/// The common case of [`pread`], decided from a few loads: a read of at
+/// most [`FILE_CHUNK`] from a buffered file already known, on a vcpu with
+/// no interrupt pending, where `preadv2(RWF_NOWAIT)` comes first
+/// ([`read_cached`] without `batched_read`), and that does not use up the
+/// I/O budget. A page-cache hit costs one system call and about 70
+/// instructions of our own, with no call out. Any call that is not the
+/// common case, including any that would fail a check, is left to
+/// [`pread`], which makes every check in its own order: nothing here
+/// changes state before the system call. The caller checks the C API's
+/// NULL buffer first.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+#[inline(always)]
+pub(crate) unsafe fn pread_cached(fd: i32, buf: *mut u8, len: usize, off: i64) -> Cached {
+    let Some(run) = sched::running() else {
+        return Cached::General;
+    };
+    if off < 0
+        || len > FILE_CHUNK
+        || crate::sys::user_range_ok(buf, len).is_err()
+        || !fdinfo::known_buffered_seekable(fd)
+        || !wanted_without(Feature::CachedRead, Feature::BatchedRead)
+    {
+        return Cached::General;
+    }
+    let Some(budget) = run.io_budget_left() else {
+        return Cached::General;
+    };
+    let iov = libc::iovec {
+        iov_base: buf.cast(),
+        iov_len: len,
+    };
+    // SAFETY: per the contract.
+    let r = unsafe { crate::sys::preadv2_raw(fd, &iov, 1, off, libc::RWF_NOWAIT) };
+    if r < 0 {
+        // EAGAIN, or an error the engine's read will report. The buffer is
+        // read back from the iovec (the same values: the kernel does not
+        // write it), so they need no register kept across the system call.
+        return Cached::Miss {
+            buf: iov.iov_base.cast(),
+            len: iov.iov_len,
+        };
+    }
+    budget.count();
+    Cached::Done(r as usize)
+}
+
 /// `pread(2)`. A buffered read bigger than [`crate::sys::FILE_CHUNK`]
 /// goes in pieces, so the vcpu runs its other threads in between.
 ///
@@ -142,26 +202,31 @@ pub unsafe fn pread(fd: i32, buf: *mut u8, len: usize, off: i64) -> Result<usize
 /// `buf` is valid for `len` bytes of writes.
 #[inline]
 unsafe fn pread_one(fd: i32, buf: *mut u8, len: usize, off: i64, direct: bool) -> Result<usize, Errno> {
-    let uoff = off as u64;
-    let len = len as u32;
     let iov = libc::iovec {
         iov_base: buf.cast(),
-        iov_len: len as usize,
+        iov_len: len,
     };
     // SAFETY: per the contract.
     if !direct && let Some(n) = unsafe { read_cached(fd, &iov, 1, off) } {
         return Ok(n);
     }
     // SAFETY: per the contract.
-    unsafe {
-        run(Op::Pread {
-            fd,
-            buf,
-            len,
-            off: uoff,
-        })
-    }
-    .map(|n| n as usize)
+    unsafe { pread_engine(fd, buf, len, off) }
+}
+
+/// One `pread` by the engine (`off` checked, `len` capped).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+pub(crate) unsafe fn pread_engine(fd: i32, buf: *mut u8, len: usize, off: i64) -> Result<usize, Errno> {
+    let op = Op::Pread {
+        fd,
+        buf,
+        len: len as u32,
+        off: off as u64,
+    };
+    // SAFETY: per the contract.
+    unsafe { run(op) }.map(|n| n as usize)
 }
 
 /// `pwrite(2)`. A buffered write bigger than [`crate::sys::FILE_CHUNK`]

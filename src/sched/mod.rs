@@ -29,7 +29,8 @@ pub(crate) use tls::preload_active;
 pub(crate) use vcpu::{FOREVER, block_on, next_wait_seq, wake};
 pub(crate) use vcpu::{
     check_interrupt, current_id, engine_name, exit_current, fini, fini_waiting, in_thread, init, interrupt, io_budget,
-    join, keep_interrupt, key_get, key_set, migrate, on_end, self_handle, sleep_us, spawn, thread_number, yield_now,
+    join, keep_interrupt, key_get, key_set, migrate, on_end, running, self_handle, sleep_us, spawn, thread_number,
+    yield_now,
 };
 pub use workpool::{WorkPool, offload_call};
 

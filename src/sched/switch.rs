@@ -297,23 +297,64 @@ pub(super) const IO_BUDGET: u32 = 64;
 /// polls when its run queue drains or every [`POLL_EVERY`] decisions.
 #[inline]
 pub(crate) fn io_budget() {
-    #[cold]
-    #[inline(never)]
-    unsafe fn spent(v: *mut Vcpu) {
-        // SAFETY: per io_budget; the poll runs before the switch.
-        unsafe {
-            poll(v, false);
-            if (*v).io_run >= IO_BUDGET {
-                (*v).io_run = 0;
-                yield_now();
-            }
-        }
-    }
     let v = current();
     if v.is_null() {
         return;
     }
     // SAFETY: this OS thread's live vcpu.
+    unsafe { io_budget_on(v) }
+}
+
+impl Running {
+    /// [`io_budget`] on the vcpu already in hand, in two steps for a fast
+    /// path that must not call out: this asks first, before the fast path
+    /// does anything, and returns the [`BudgetCount`] to make once the call
+    /// completed, or None if counting it would use the budget up (the
+    /// caller then takes its general path, whose [`io_budget`] polls and
+    /// maybe yields).
+    #[inline(always)]
+    pub(crate) fn io_budget_left(self) -> Option<BudgetCount> {
+        let v = self.0;
+        // SAFETY: `running` gave out this OS thread's live vcpu, and the
+        // caller has not switched since (a Running is not kept across one).
+        unsafe {
+            let n = Arc::as_ref(&(*v).remote).switches.load(Ordering::Relaxed);
+            let run = if n != (*v).io_run_from { 1 } else { (*v).io_run + 1 };
+            ((*v).io_budget > 1 && run < IO_BUDGET).then_some(BudgetCount { v, n, run })
+        }
+    }
+}
+
+/// One call to count against the I/O budget, which it does not use up
+/// ([`Running::io_budget_left`]).
+#[must_use]
+pub(crate) struct BudgetCount {
+    v: *mut Vcpu,
+    n: u64,
+    run: u32,
+}
+
+impl BudgetCount {
+    /// Counts the call: what [`io_budget`] does short of the budget's end.
+    #[inline(always)]
+    pub(crate) fn count(self) {
+        let v = self.v;
+        // SAFETY: as in `io_budget_left`, with no switch since.
+        unsafe {
+            (*v).io_run_from = self.n;
+            (*v).io_run = self.run;
+            (*v).io_budget -= 1;
+        }
+    }
+}
+
+/// [`io_budget`] on `v`.
+///
+/// # Safety
+/// `v` is the calling OS thread's live vcpu.
+#[inline(always)]
+unsafe fn io_budget_on(v: *mut Vcpu) {
+    // SAFETY: per the contract.
     unsafe {
         let n = Arc::as_ref(&(*v).remote).switches.load(Ordering::Relaxed);
         if n != (*v).io_run_from {
@@ -323,7 +364,25 @@ pub(crate) fn io_budget() {
         (*v).io_run += 1;
         (*v).io_budget -= 1;
         if (*v).io_budget == 0 || (*v).io_run >= IO_BUDGET {
-            spent(v);
+            io_budget_spent(v);
+        }
+    }
+}
+
+/// The end of an I/O budget: polls, and yields after a run of
+/// [`IO_BUDGET`] calls.
+///
+/// # Safety
+/// As [`io_budget_on`]; the poll runs before the switch.
+#[cold]
+#[inline(never)]
+unsafe fn io_budget_spent(v: *mut Vcpu) {
+    // SAFETY: per the contract.
+    unsafe {
+        poll(v, false);
+        if (*v).io_run >= IO_BUDGET {
+            (*v).io_run = 0;
+            yield_now();
         }
     }
 }

@@ -37,6 +37,27 @@ pub(crate) fn check_interrupt() -> Result<(), Errno> {
     Ok(())
 }
 
+/// The calling thread's vcpu, given out by [`running`] only where
+/// [`check_interrupt`] would pass without consuming anything: the fast
+/// path of a call that can complete without waiting starts with it and
+/// keeps it for its I/O budget ([`Running::io_budget_left`]), so the call
+/// reads the vcpu (an opaque TLS read) once. Not kept across a switch.
+#[derive(Clone, Copy)]
+pub(crate) struct Running(pub(super) *mut Vcpu);
+
+/// [`Running`] when on a vcpu with no interrupt pending; None otherwise
+/// (off a vcpu, or an interrupt to deliver: the general path, which starts
+/// with [`check_interrupt`], then says EPERM or takes the interrupt).
+#[inline]
+pub(crate) fn running() -> Option<Running> {
+    let v = current();
+    if v.is_null() {
+        return None;
+    }
+    // SAFETY: live vcpu and current TCB; no switch here.
+    (unsafe { (*(*v).current).pending_interrupt } == 0).then_some(Running(v))
+}
+
 /// Makes `e` the calling thread's pending interrupt again: a wait that was
 /// interrupted but succeeded anyway (granted in the same moment) must not
 /// lose the interrupt; the thread's next blocking call fails with it.

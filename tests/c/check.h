@@ -92,6 +92,15 @@ static inline int engine_is(const char *name) {
     return engine != NULL && strcmp(engine, name) == 0;
 }
 
+/* Engine operations the calling vcpu submitted so far (photon_stats). */
+static inline uint64_t io_submitted(void) {
+    photon_stats s;
+    memset(&s, 0, sizeof s);
+    s.size = sizeof s;
+    CHECK_OK(photon_stats_get(&s));
+    return s.io_submitted;
+}
+
 /* True if the environment variable `var` (PHOTON_IO_OFF, PHOTON_IO_ON: names
  * separated by commas) names `feature`, matched whole and with the blanks
  * around it ignored, as the library reads the list. */

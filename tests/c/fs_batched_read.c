@@ -46,37 +46,13 @@ static void *reader(void *arg) {
     return NULL;
 }
 
-static uint64_t submitted(void) {
-    photon_stats s;
-    memset(&s, 0, sizeof s);
-    s.size = sizeof s;
-    CHECK_OK(photon_stats_get(&s));
-    return s.io_submitted;
-}
-
-/* True if the comma-separated list in environment variable `var` names
- * `name`. */
-static int listed(const char *var, const char *name) {
-    const char *off = getenv(var);
-    size_t k = strlen(name);
-    for (const char *p = off; p && *p;) {
-        while (*p == ' ' || *p == ',') p++;
-        const char *end = p;
-        while (*end && *end != ',') end++;
-        const char *last = end;
-        while (last > p && last[-1] == ' ') last--;
-        if ((size_t)(last - p) == k && strncmp(p, name, k) == 0) return 1;
-        p = end;
-    }
-    return 0;
-}
-
 int main(void) {
     test_start("fs_batched_read");
     test_init();
-    int ring = strcmp(photon_engine_name(), "io_uring") == 0;
-    int cached_off = listed("PHOTON_IO_OFF", "cached_read");
-    int batched_off = listed("PHOTON_IO_OFF", "batched_read") || !listed("PHOTON_IO_ON", "batched_read");
+    int ring = engine_is("io_uring");
+    int cached_off = io_feature_listed("PHOTON_IO_OFF", "cached_read");
+    int batched_off = io_feature_listed("PHOTON_IO_OFF", "batched_read") ||
+                      !io_feature_listed("PHOTON_IO_ON", "batched_read");
 
     char dir[] = "/tmp/photon_fs_batch_XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
@@ -93,19 +69,19 @@ int main(void) {
     /* Written through the page cache: every block is there now. */
 
     /* Alone: nothing else is ready, so each read is served on the vcpu. */
-    uint64_t s0 = submitted();
+    uint64_t s0 = io_submitted();
     for (int b = 0; b < NTHREADS; b++) read_block(b, "main alone");
-    uint64_t alone = submitted() - s0;
+    uint64_t alone = io_submitted() - s0;
     uint64_t want_alone = ring && cached_off ? NTHREADS : 0;
     CHECK(alone == want_alone, "%d reads made alone: %llu went to the engine, want %llu",
           NTHREADS, (unsigned long long)alone, (unsigned long long)want_alone);
 
     /* Together: NTHREADS threads ready in one turn, one read each. */
     photon_thread *th[NTHREADS];
-    s0 = submitted();
+    s0 = io_submitted();
     for (int i = 0; i < NTHREADS; i++) th[i] = spawn_joinable(reader, (void *)(intptr_t)i, 0);
     for (int i = 0; i < NTHREADS; i++) CHECK_OK(photon_thread_join(th[i], NULL));
-    uint64_t together = submitted() - s0;
+    uint64_t together = io_submitted() - s0;
     if (ring && cached_off) {
         CHECK(together == NTHREADS, "cached_read off: %llu of %d reads went to the engine",
               (unsigned long long)together, NTHREADS);

@@ -38,14 +38,6 @@ static unsigned char byte_at(off_t pos) {
     return (unsigned char)(x ^ (x >> 29));
 }
 
-static uint64_t submitted(void) {
-    photon_stats s;
-    memset(&s, 0, sizeof s);
-    s.size = sizeof s;
-    CHECK_OK(photon_stats_get(&s));
-    return s.io_submitted;
-}
-
 static void *reader(void *arg) {
     (void)arg;
     unsigned char buf[BLOCK];
@@ -82,7 +74,7 @@ static void *yielder(void *arg) {
 
 static void fairness(void) {
     int engine_reads = engine_is("io_uring") && io_feature_listed("PHOTON_IO_OFF", "cached_read");
-    uint64_t s0 = submitted();
+    uint64_t s0 = io_submitted();
     g_reading = 1;
     photon_thread *s = spawn_joinable(sleeper, NULL, 0);
     photon_thread_yield(); /* the sleeper is asleep before the reader starts */
@@ -91,7 +83,7 @@ static void fairness(void) {
     join_ok(r);
     join_ok(s);
     join_ok(y);
-    uint64_t to_engine = submitted() - s0;
+    uint64_t to_engine = io_submitted() - s0;
     SAY("%llu reads in %d ms (%llu by the engine); the %d ms sleeper woke after %.1f ms (%.1f ms "
         "kept from a CPU); the yielder had %llu turns",
         (unsigned long long)g_reads, READ_US / 1000, (unsigned long long)to_engine, SLEEP_US / 1000,

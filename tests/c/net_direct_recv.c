@@ -58,12 +58,6 @@ static int uring_without_direct(void) {
     return engine_is("io_uring") && io_feature_listed("PHOTON_IO_OFF", "direct_recv");
 }
 
-static uint64_t submitted(void) {
-    photon_stats s = {.size = sizeof s};
-    CHECK_OK(photon_stats_get(&s));
-    return s.io_submitted;
-}
-
 /* Reads `len` bytes from `fd` in pieces of PIECE, checking them against
  * data[from..]; alternates photon_recv and photon_read, peeking first
  * every 16th piece. Returns the number of reads. */
@@ -98,9 +92,9 @@ int main(void) {
     struct writer w = {fds[1], 0, TOTAL, 0};
     photon_thread *wt = spawn_joinable(writer_main, &w, 0);
     CHECK_OK(photon_thread_usleep(50000)); /* let it all arrive */
-    uint64_t ops0 = submitted();
+    uint64_t ops0 = io_submitted();
     unsigned reads = read_checked(fds[0], 0, TOTAL);
-    uint64_t ops = submitted() - ops0;
+    uint64_t ops = io_submitted() - ops0;
     join_ok(wt);
     SAY("  %u reads, %" PRIu64 " engine operations waited for", reads, ops);
     if (direct_expected()) {

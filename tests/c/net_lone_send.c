@@ -39,12 +39,6 @@
 
 static unsigned char pattern(size_t i, unsigned salt) { return (unsigned char)((i * 13u + salt * 31u + (i >> 9)) & 0xff); }
 
-static uint64_t submitted(void) {
-    photon_stats s = {.size = sizeof s};
-    CHECK_OK(photon_stats_get(&s));
-    return s.io_submitted;
-}
-
 /* An OS thread reading `len` bytes from `fd` with blocking recv(2) and
  * checking them against pattern(i, salt). */
 struct reader {
@@ -147,10 +141,10 @@ static uint64_t senders_in_turn(size_t size, unsigned count) {
         rs[k] = (struct reader){fds[1], size * count, (unsigned)k + 1, 0};
         start_reader(&rs[k]);
     }
-    uint64_t ops0 = submitted();
+    uint64_t ops0 = io_submitted();
     for (int k = 0; k < SENDERS; k++) th[k] = spawn_joinable(sender_main, &s[k], 0);
     for (int k = 0; k < SENDERS; k++) join_ok(th[k]);
-    uint64_t ops = submitted() - ops0;
+    uint64_t ops = io_submitted() - ops0;
     for (int k = 0; k < SENDERS; k++) {
         finish_reader(&rs[k]);
         CHECK_OK(photon_close(s[k].fd));
@@ -168,9 +162,9 @@ int main(void) {
     tcp_loopback_pair(fds, 0);
     struct reader r = {fds[1], (size_t)LONE_SENDS * MSG, 0, 0};
     start_reader(&r);
-    uint64_t ops0 = submitted();
+    uint64_t ops0 = io_submitted();
     for (unsigned i = 0; i < LONE_SENDS; i++) send_msg(fds[0], 0, i);
-    uint64_t ops = submitted() - ops0;
+    uint64_t ops = io_submitted() - ops0;
     finish_reader(&r);
     SAY("  %" PRIu64 " engine operations for %u sends", ops, LONE_SENDS);
     if (engine_is("io_uring"))

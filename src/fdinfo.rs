@@ -127,11 +127,28 @@ fn cell_in<T>(table: &'static [AtomicPtr<T>; CHUNKS], fd: i32, init: fn() -> T) 
 
 #[inline]
 fn facts(fd: i32) -> u8 {
-    let cached = cell(fd).map_or(UNKNOWN, |c| c.load(Relaxed));
+    let cached = cached(fd);
     if cached & KNOWN != 0 {
         return cached;
     }
     learn(fd)
+}
+
+/// What is cached of `fd` ([`UNKNOWN`] if nothing): one load, never a
+/// system call or the table's mapping (an fd beyond the table, negative
+/// ones among them, or a table not mapped yet: nothing).
+#[inline]
+fn cached(fd: i32) -> u8 {
+    let i = fd as u32 as usize; // a negative fd lands far beyond the table
+    if i >= CACHED {
+        return UNKNOWN;
+    }
+    let base = FACTS.load(Acquire);
+    if base.is_null() {
+        return UNKNOWN;
+    }
+    // SAFETY: as in `cell`: CACHED bytes, never unmapped.
+    unsafe { &*base.add(i) }.load(Relaxed)
 }
 
 /// Asks the kernel what `fd` is, and caches the answer.
@@ -242,13 +259,9 @@ pub(crate) fn file_facts(fd: i32) -> FileFacts {
 /// among them), answers false and goes the general way, which learns it.
 #[inline]
 pub(crate) fn known_buffered_seekable(fd: i32) -> bool {
-    let i = fd as u32 as usize;
-    if i >= CACHED {
-        return false;
-    }
-    let base = FACTS.load(Acquire);
-    // SAFETY: as in `cell`: CACHED bytes, never unmapped.
-    !base.is_null() && unsafe { &*base.add(i) }.load(Relaxed) & (KNOWN | SOCKET | FIFO | DIRECT) == KNOWN
+    // Known, and neither `FileFacts::unseekable` nor `FileFacts::direct`,
+    // in one compare.
+    cached(fd) & (KNOWN | SOCKET | FIFO | DIRECT) == KNOWN
 }
 
 // The fast lookup above leaves the userspace stack's fds out by size.

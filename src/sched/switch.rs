@@ -314,32 +314,54 @@ impl Running {
     /// maybe yields).
     #[inline(always)]
     pub(crate) fn io_budget_left(self) -> Option<BudgetCount> {
-        let v = self.0;
         // SAFETY: `running` gave out this OS thread's live vcpu, and the
         // caller has not switched since (a Running is not kept across one).
-        unsafe {
-            let n = Arc::as_ref(&(*v).remote).switches.load(Ordering::Relaxed);
-            let run = if n != (*v).io_run_from { 1 } else { (*v).io_run + 1 };
-            ((*v).io_budget > 1 && run < IO_BUDGET).then_some(BudgetCount { v, n, run })
-        }
+        let c = unsafe { BudgetCount::next(self.0) };
+        (!c.spends()).then_some(c)
     }
 }
 
-/// One call to count against the I/O budget, which it does not use up
-/// ([`Running::io_budget_left`]).
+/// One call to count against the I/O budget: the rule [`io_budget`] and
+/// the fast paths' [`Running::io_budget_left`] share.
 #[must_use]
 pub(crate) struct BudgetCount {
     v: *mut Vcpu,
+    /// The vcpu's scheduling decisions so far (a new run after any).
     n: u64,
+    /// The calling thread's run of calls, this one included.
     run: u32,
 }
 
 impl BudgetCount {
-    /// Counts the call: what [`io_budget`] does short of the budget's end.
+    /// The count the next call on `v` makes.
+    ///
+    /// # Safety
+    /// `v` is the calling OS thread's live vcpu; no switch until [`BudgetCount::count`].
+    #[inline(always)]
+    unsafe fn next(v: *mut Vcpu) -> BudgetCount {
+        // SAFETY: per the contract.
+        unsafe {
+            let n = Arc::as_ref(&(*v).remote).switches.load(Ordering::Relaxed);
+            // A decision since this run's last call: another run.
+            let run = if n != (*v).io_run_from { 1 } else { (*v).io_run + 1 };
+            BudgetCount { v, n, run }
+        }
+    }
+
+    /// True if counting this call uses the budget up: the vcpu polls
+    /// (its budget's last call), and the thread yields after a run of
+    /// [`IO_BUDGET`].
+    #[inline(always)]
+    fn spends(&self) -> bool {
+        // SAFETY: as in `next`.
+        unsafe { (*self.v).io_budget <= 1 || self.run >= IO_BUDGET }
+    }
+
+    /// Counts the call.
     #[inline(always)]
     pub(crate) fn count(self) {
         let v = self.v;
-        // SAFETY: as in `io_budget_left`, with no switch since.
+        // SAFETY: as in `next`, with no switch since.
         unsafe {
             (*v).io_run_from = self.n;
             (*v).io_run = self.run;
@@ -354,16 +376,12 @@ impl BudgetCount {
 /// `v` is the calling OS thread's live vcpu.
 #[inline(always)]
 unsafe fn io_budget_on(v: *mut Vcpu) {
-    // SAFETY: per the contract.
+    // SAFETY: per the contract; the poll runs after the count.
     unsafe {
-        let n = Arc::as_ref(&(*v).remote).switches.load(Ordering::Relaxed);
-        if n != (*v).io_run_from {
-            (*v).io_run_from = n; // a decision since this run's last call: another run
-            (*v).io_run = 0;
-        }
-        (*v).io_run += 1;
-        (*v).io_budget -= 1;
-        if (*v).io_budget == 0 || (*v).io_run >= IO_BUDGET {
+        let c = BudgetCount::next(v);
+        let spent = c.spends();
+        c.count();
+        if spent {
             io_budget_spent(v);
         }
     }

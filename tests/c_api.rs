@@ -67,6 +67,7 @@ const PROGRAMS: &[&str] = &[
     "keys",
     "many_threads",
     "million_threads",
+    "monitor_fds",
     "net_accept_burst",
     "net_budget",
     "net_close_wakes",
@@ -767,6 +768,11 @@ fn c_net_server_api() {
 #[test]
 fn c_signal_mask() {
     c_test("signal_mask");
+}
+
+#[test]
+fn c_monitor_fds() {
+    c_test("monitor_fds");
 }
 
 #[test]

@@ -294,6 +294,13 @@ pub(crate) enum Cancel {
 /// Wakes a sleeping engine from any OS thread.
 pub(crate) trait Notify: Send + Sync {
     fn notify(&self);
+
+    /// The eventfd [`Notify::notify`] writes, if that is how it wakes: a
+    /// thread with its own fd table (the monitor, see sched's
+    /// private_fds) writes a copy of it instead.
+    fn eventfd(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// A non-blocking eventfd that both engines sleep on for cross-thread
@@ -313,11 +320,20 @@ impl EventFd {
 
 impl Notify for EventFd {
     fn notify(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd. EAGAIN (a
-        // counter near overflow) still leaves it readable: the wake stands.
-        unsafe { crate::sys::write(self.0, (&raw const one).cast(), 8) };
+        notify_eventfd(self.0);
     }
+
+    fn eventfd(&self) -> Option<i32> {
+        Some(self.0)
+    }
+}
+
+/// Wakes whoever sleeps on eventfd `fd` (an [`EventFd`]'s, or a copy).
+pub(crate) fn notify_eventfd(fd: i32) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to an eventfd. EAGAIN (a
+    // counter near overflow) still leaves it readable: the wake stands.
+    unsafe { crate::sys::write(fd, (&raw const one).cast(), 8) };
 }
 
 impl Drop for EventFd {

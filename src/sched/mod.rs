@@ -7,6 +7,7 @@ mod io;
 pub mod keys;
 mod remote;
 mod run_queue;
+mod private_fds;
 mod stats;
 mod thread;
 mod timer;

@@ -85,6 +85,12 @@ impl Remote {
 
     /// Posts a message and wakes the vcpu if it sleeps.
     pub(crate) fn post(&self, m: Msg) {
+        self.post_via(m, |n| n.notify());
+    }
+
+    /// [`Remote::post`], waking the vcpu with `wake` (given its notifier)
+    /// if it sleeps.
+    pub(crate) fn post_via(&self, m: Msg, wake: impl FnOnce(&dyn Notify)) {
         let n = Box::into_raw(Box::new(Node {
             msg: m,
             next: ptr::null_mut(),
@@ -99,7 +105,7 @@ impl Remote {
             }
         }
         if self.sleeping.load(SeqCst) {
-            self.notify.notify();
+            wake(&*self.notify);
         }
     }
 

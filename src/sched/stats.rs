@@ -15,6 +15,7 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use super::handle::Handle;
+use super::private_fds::{self, PrivateFds};
 use super::remote::{self, Msg, Remote};
 use super::thread::{NAME_MAX, State, ThreadCtl, Wait};
 use super::vcpu::{Vcpu, on_vcpu};
@@ -309,9 +310,33 @@ pub(crate) fn start_monitor() {
                 log::debug!("photon: thread dumps on signal {sig}");
             }
         }
-        let spawned = crate::sys::spawn_service_thread("photon-monitor", 256 << 10, move || monitor(pipe_rd, stall_ms));
-        if let Err(e) = spawned {
-            log::warn!("photon: cannot start the monitor thread: {e}");
+        // The monitor takes its own fd table (see private_fds), holding
+        // only the pipe's read end and a pidfd: the program's table then
+        // stays unshared while a vcpu is its only thread. This thread waits
+        // until it has, then closes what the monitor took from the shared
+        // table.
+        let pidfd = private_fds::prepare();
+        let pidfd_raw = pidfd.as_ref().map(|p| p.raw());
+        let (entered_tx, entered_rx) = std::sync::mpsc::sync_channel(1);
+        let spawned = crate::sys::spawn_service_thread("photon-monitor", 256 << 10, move || {
+            let mut keep = [pipe_rd];
+            let own = pidfd.and_then(|p| PrivateFds::enter(p, &mut keep));
+            let _ = entered_tx.send(own.is_some());
+            monitor(keep[0], stall_ms, own)
+        });
+        match spawned {
+            Err(e) => log::warn!("photon: cannot start the monitor thread: {e}"),
+            Ok(()) if entered_rx.recv() == Ok(true) && pipe_rd >= 0 => {
+                // SAFETY: the pipe end this function made; the monitor has
+                // its own copy now.
+                unsafe { crate::sys::close(pipe_rd) };
+            }
+            Ok(()) => {}
+        }
+        if let Some(fd) = pidfd_raw {
+            // SAFETY: the pidfd `prepare` made; the monitor has its own
+            // copy, or does not use it.
+            unsafe { crate::sys::close(fd) };
         }
     });
 }
@@ -323,7 +348,9 @@ struct Seen {
     warned: bool,
 }
 
-fn monitor(pipe_rd: i32, stall_ms: Option<u64>) {
+/// The monitor's loop; `own`: its own fd table, if it has one (standard
+/// error is then fetched for each warning).
+fn monitor(pipe_rd: i32, stall_ms: Option<u64>, own: Option<PrivateFds>) {
     let period_ms = stall_ms.map_or(-1, |ms| (ms / 4).clamp(1, 1000) as i32);
     let mut seen: HashMap<u32, Seen> = HashMap::new();
     loop {
@@ -339,22 +366,25 @@ fn monitor(pipe_rd: i32, stall_ms: Option<u64>) {
                 let mut buf = [0u8; 64];
                 // SAFETY: drains into a live buffer.
                 while unsafe { crate::sys::read(pipe_rd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-                for (id, _) in remote::all() {
-                    let _ = remote::post(id, Msg::Dump);
+                for (_, r) in remote::all() {
+                    match &own {
+                        Some(own) => r.post_via(Msg::Dump, |n| own.notify(n)),
+                        None => r.post(Msg::Dump),
+                    }
                 }
             }
         } else {
             std::thread::sleep(Duration::from_millis(period_ms as u64));
         }
         if let Some(ms) = stall_ms {
-            check_stalls(ms, &mut seen);
+            check_stalls(ms, &mut seen, own.as_ref());
         }
     }
 }
 
 /// Warns once per episode about every vcpu whose running thread has not
 /// yielded for `stall_ms`.
-fn check_stalls(stall_ms: u64, seen: &mut HashMap<u32, Seen>) {
+fn check_stalls(stall_ms: u64, seen: &mut HashMap<u32, Seen>, own: Option<&PrivateFds>) {
     let now = now_us();
     let all = remote::all();
     seen.retain(|id, _| all.iter().any(|(i, _)| i == id));
@@ -377,12 +407,18 @@ fn check_stalls(stall_ms: u64, seen: &mut HashMap<u32, Seen>) {
         if ran_ms >= stall_ms && !s.warned {
             s.warned = true;
             let (tid, name) = running_thread(r, switches);
-            log::warn!(
-                "photon: stall: thread {tid:#x} \"{name}\" on vcpu {id} has run for {ran_ms} ms without yielding: \
+            let warn = || {
+                log::warn!(
+                    "photon: stall: thread {tid:#x} \"{name}\" on vcpu {id} has run for {ran_ms} ms without yielding: \
                  it computes, or blocks the vcpu's OS thread in a call that is not a photon wait (a libc call \
                  without the LD_PRELOAD shim, a plain lock); the vcpu's other threads wait meanwhile \
                  (PHOTON_STALL_MS={stall_ms}; 0 turns this warning off)"
-            );
+                )
+            };
+            match own {
+                Some(own) => own.with_stderr(warn),
+                None => warn(),
+            }
         }
     }
 }

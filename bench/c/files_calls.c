@@ -4,15 +4,18 @@
  *   files_calls MODE READS [IOVCNT]
  *
  * MODE: pread (4 KiB at a random block), read (4 KiB at the file position,
- * the file read front to back, then lseek back to the start), or
- * preadv (IOVCNT iovecs, default 2, that together cover 4 KiB at a random
- * block), or sock (photon_read of 64 bytes, as many as were just written into a Unix
- * socketpair with photon_write: what the files' common case costs a read
- * it does not serve). The file (16 MiB, in a fresh directory under /tmp) is written
+ * the file read front to back, then lseek back to the start), preadv
+ * (IOVCNT iovecs, default 2, that together cover 4 KiB at a random block),
+ * or sock (photon_read of the 64 bytes just written into a Unix socketpair
+ * with photon_write: what the files' common case costs a read it does not
+ * serve). The file (16 MiB, in a fresh directory under /tmp) is written
  * first through the page cache, so every read is a page-cache hit. Every
  * read goes through one_read(), kept out of line, so that
  *
- *   valgrind --tool=callgrind --toggle-collect=one_read ./files_calls read 200000
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I include -I bench/c \
+ *      bench/c/files_calls.c -L target/release -lphoton -o files_calls
+ *   LD_LIBRARY_PATH=target/release \
+ *      valgrind --tool=callgrind --toggle-collect=one_read ./files_calls read 200000
  *
  * collects exactly the reads: the total divided by READS is the library's
  * instructions per read, plus one_read's own handful (its call and the

@@ -696,7 +696,9 @@ int photon_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, uint64_t ti
 
 /**
  * `read(2)` waiting as a photon thread: returns once some bytes arrived (a
- * partial count is normal), 0 at EOF.
+ * partial count is normal), 0 at EOF. On a buffered file it reads at the
+ * file position and advances it; bytes in the page cache come at once,
+ * whatever `timeout_us`.
  */
 ssize_t photon_read(int fd, void *buf, size_t count_, uint64_t timeout_us);
 

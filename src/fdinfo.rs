@@ -264,7 +264,18 @@ pub(crate) fn known_buffered_seekable(fd: i32) -> bool {
     cached(fd) & (KNOWN | SOCKET | FIFO | DIRECT) == KNOWN
 }
 
-// The fast lookup above leaves the userspace stack's fds out by size.
+/// True if `fd`'s facts are known (cached) and say it is storage (a regular
+/// file or block device) not opened with O_DIRECT: what read(2) of it may
+/// serve from the page cache. One load, no system call, as
+/// [`known_buffered_seekable`].
+#[inline]
+pub(crate) fn known_buffered_storage(fd: i32) -> bool {
+    // Known, `FileFacts::storage` and not `FileFacts::direct`, in one
+    // compare (storage is never a socket or a FIFO).
+    cached(fd) & (KNOWN | STORAGE | DIRECT) == KNOWN | STORAGE
+}
+
+// The fast lookups above leave the userspace stack's fds out by size.
 const _: () = assert!(CACHED <= crate::unet::FD_BASE as usize);
 
 /// True if `fd` is a pipe or FIFO.

@@ -287,6 +287,28 @@ pub(crate) unsafe fn iovecs_ok(iov: *const iovec, n: usize) -> Result<(), crate:
     Ok(())
 }
 
+/// The total length of `n` iovecs if it is at most `max` and they would
+/// pass [`iovecs_ok`], in one pass: each segment at most `max` bytes (so
+/// that no sum of [`IOV_MAX`] of them overflows) and in the user address
+/// space. None does not mean they fail [`iovecs_ok`]: the fast paths then
+/// go the general way, which checks.
+///
+/// # Safety
+/// `iov` holds `n` (at most [`IOV_MAX`]) readable iovecs.
+#[inline(always)]
+pub(crate) unsafe fn iovecs_total_within(iov: *const iovec, n: usize, max: usize) -> Option<usize> {
+    // SAFETY: per the contract.
+    let iovs = unsafe { core::slice::from_raw_parts(iov, n) };
+    let mut total = 0;
+    for v in iovs {
+        if v.iov_len > max || user_range_ok(v.iov_base.cast_const().cast(), v.iov_len).is_err() {
+            return None;
+        }
+        total += v.iov_len;
+    }
+    (total <= max).then_some(total)
+}
+
 /// Copies up to `len` bytes between the caller's memory and the runtime's
 /// own through the kernel (`process_vm_readv`/`writev` on this process), so
 /// a buffer shorter than its stated length gives a short count, as a
@@ -387,4 +409,41 @@ where
     // SAFETY: restores the mask read above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
     spawned.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(base: usize, len: usize) -> iovec {
+        iovec {
+            iov_base: base as *mut libc::c_void,
+            iov_len: len,
+        }
+    }
+
+    /// The fast paths' one-pass check answers a total only where the
+    /// general path's checks pass and the transfer is one piece.
+    #[test]
+    fn iovecs_total_within_answers_only_what_iovecs_ok_passes() {
+        let max = FILE_CHUNK;
+        let cases: &[(&[iovec], Option<usize>)] = &[
+            (&[v(4096, 100), v(8192, 0), v(12288, 3996)], Some(4096)),
+            (&[v(0, 0)], Some(0)),
+            (&[v(4096, max)], Some(max)),
+            (&[v(4096, max), v(4096, 1)], None),        // one piece too many
+            (&[v(4096, max + 1)], None),                // a segment too long
+            (&[v(4096, usize::MAX), v(4096, 2)], None), // iovecs_ok: EINVAL
+            (&[v(4096, 4), v(USER_END - 2, 4)], None),  // iovecs_ok: EFAULT
+        ];
+        for (i, (iov, want)) in cases.iter().enumerate() {
+            // SAFETY: a slice of iovecs, only read.
+            let got = unsafe { iovecs_total_within(iov.as_ptr(), iov.len(), max) };
+            assert_eq!(got, *want, "case {i}");
+            if got.is_some() {
+                // SAFETY: as above.
+                assert!(unsafe { iovecs_ok(iov.as_ptr(), iov.len()) }.is_ok(), "case {i}");
+            }
+        }
+    }
 }

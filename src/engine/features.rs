@@ -28,8 +28,9 @@ pub(crate) enum Feature {
     /// B ping-pong): 0.6 instead of 1.3 syscalls per request, CPU per request
     /// even within noise.
     BatchedSend = 1 << 2,
-    /// io_uring: a buffered file read first tries `preadv2(RWF_NOWAIT)` on
-    /// the vcpu (a page-cache hit costs one syscall, no park) before
+    /// io_uring: a buffered file read (`photon_pread`, `photon_preadv`, and
+    /// `photon_read` at the file position) first tries `preadv2(RWF_NOWAIT)`
+    /// on the vcpu (a page-cache hit costs one syscall, no park) before
     /// queuing a ring read. (epoll always does: its other way is a helper
     /// thread.)
     CachedRead = 1 << 3,
@@ -69,7 +70,7 @@ pub(crate) enum Feature {
     /// submissions are queued, skips the `preadv2(RWF_NOWAIT)` attempt and
     /// goes on the ring, so the turn's reads reach the kernel in one
     /// `io_uring_enter` (each served at once from the page cache at
-    /// submission). A read made alone keeps the `preadv2` (fs/mod.rs,
+    /// submission). A read made alone keeps the `preadv2` (sched/cached.rs,
     /// `read_cached`). bench files, against a `preadv2` each: on an AMD
     /// EPYC host 1-3% less CPU per read with 64 readers, 0-9% with 16; on
     /// an Intel Xeon host (same kernel, 2026-12-05 quiet run, 3 reps, no

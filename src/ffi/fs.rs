@@ -14,6 +14,7 @@ use libc::{c_int, iovec, mode_t, off_t, ssize_t};
 use super::guard;
 use crate::errno::Errno;
 use crate::fs;
+use crate::sched::Cached;
 
 fn path_ok(p: *const c_char) -> Result<(), Errno> {
     if p.is_null() { Err(Errno::EINVAL) } else { Ok(()) }
@@ -43,15 +44,16 @@ pub extern "C" fn photon_pread(fd: c_int, buf: *mut c_void, count: usize, offset
     // The common case (a page-cache hit) first, outside the panic guard,
     // which it does not need (nothing in it can panic or call out): it
     // then keeps no frame, and every other way is a tail call.
-    if !buf.is_null() {
+    let cached = if buf.is_null() {
+        Cached::General
+    } else {
         // SAFETY: the caller passes a buffer of count bytes.
-        match unsafe { fs::pread_cached(fd, buf.cast(), count, offset) } {
-            fs::Cached::Done(n) => return n as ssize_t,
-            fs::Cached::Miss { buf, len } => return pread_engine(fd, buf, len, offset),
-            fs::Cached::General => {}
-        }
-    }
-    pread(fd, buf, count, offset)
+        unsafe { fs::pread_cached(fd, buf.cast(), count, offset) }
+    };
+    cached.answer(
+        |buf, len| pread_engine(fd, buf, len, offset),
+        || pread(fd, buf, count, offset),
+    )
 }
 
 /// [`photon_pread`] in general.
@@ -84,11 +86,35 @@ pub extern "C" fn photon_pwrite(fd: c_int, buf: *const c_void, count: usize, off
 /// `preadv(2)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_preadv(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: off_t) -> ssize_t {
+    // The common case (a page-cache hit) first, outside the panic guard, as
+    // photon_pread's.
+    if !iov.is_null() {
+        // SAFETY: the caller passes iovcnt valid iovecs.
+        match unsafe { fs::preadv_cached(fd, iov, iovcnt, offset) } {
+            Some(n) if n >= 0 => return n,
+            Some(_) => return preadv_engine(fd, iov, iovcnt, offset),
+            None => {}
+        }
+    }
+    preadv(fd, iov, iovcnt, offset)
+}
+
+/// [`photon_preadv`] in general.
+#[inline(never)]
+fn preadv(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: off_t) -> ssize_t {
     guard(|| {
         buf_ok(iov, iovcnt.max(0) as usize)?;
         // SAFETY: the caller passes iovcnt valid iovecs.
         unsafe { fs::preadv(fd, iov, iovcnt, offset) }.map(|n| n as ssize_t)
     })
+}
+
+/// [`photon_preadv`] of checked iovecs (1 to IOV_MAX of them) that missed
+/// the page cache.
+#[inline(never)]
+fn preadv_engine(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: off_t) -> ssize_t {
+    // SAFETY: the caller passes iovcnt valid iovecs.
+    guard(|| unsafe { fs::preadv_engine(fd, iov, iovcnt as u32, offset) }.map(|n| n as ssize_t))
 }
 
 /// `pwritev(2)`.

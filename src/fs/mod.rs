@@ -9,11 +9,10 @@
 use core::ffi::c_char;
 
 use crate::engine::Op;
-use crate::engine::features::{Feature, wanted, wanted_without};
 use crate::errno::Errno;
 use crate::fdinfo;
-use crate::sched::chunked;
 use crate::sched::{self, FOREVER};
+use crate::sched::{Cached, chunked};
 use crate::sys::{FILE_CHUNK, clamp_io, iov_count, iov_total, iov_window};
 
 fn int(r: i64) -> i32 {
@@ -49,42 +48,6 @@ unsafe fn run(op: Op) -> Result<i64, Errno> {
     unsafe { sched::io_wait(op, FOREVER) }
 }
 
-/// A page-cache hit is served fastest by a `preadv2(RWF_NOWAIT)` on the
-/// vcpu itself, which never blocks (it says EAGAIN instead): under epoll
-/// the other way is a helper thread, under io_uring a park, a ring round
-/// trip and a switch back (bench files, 4 KiB buffered reads, one thread:
-/// 0.44M IOPS as ring reads against 0.78M this way under epoll). Under
-/// io_uring `PHOTON_IO_OFF=cached_read` turns it off. None: go the normal
-/// way. Not for an O_DIRECT fd: with RWF_NOWAIT its read still waits for
-/// the device.
-///
-/// With `PHOTON_IO_ON=batched_read`, under io_uring, a read made while the
-/// vcpu's other threads are ready to run (or submissions are queued) goes
-/// on the ring instead: the turn's reads then share one `io_uring_enter`,
-/// each served from the page cache at submission. Whether that beats a
-/// `preadv2` each depends on the host (bench files: 1-9% better on one,
-/// 7-11% worse on another; see `Feature::BatchedRead`), so it is opt-in.
-///
-/// # Safety
-/// `iov` holds `n` valid iovecs for writes.
-#[inline]
-unsafe fn read_cached(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Option<usize> {
-    // The switch first: on by default, it spares the engine query.
-    if !wanted(Feature::CachedRead) && sched::engine_runs(crate::engine::OpKind::Socket).unwrap_or(true) {
-        return None;
-    }
-    if wanted(Feature::BatchedRead) && sched::read_joins_batch() {
-        return None;
-    }
-    // SAFETY: per the contract.
-    let r = unsafe { crate::sys::preadv2(fd, iov, n, off, libc::RWF_NOWAIT) };
-    if r > 0 || (r == 0 && n > 0) {
-        sched::io_budget();
-        return Some(r as usize);
-    }
-    None
-}
-
 /// `openat(AT_FDCWD, path, flags, mode)`. A FIFO opened without
 /// O_NONBLOCK waits for its peer, as open(2) does.
 ///
@@ -115,64 +78,26 @@ pub unsafe fn open(path: *const c_char, flags: i32, mode: u32) -> Result<i32, Er
     Ok(fd)
 }
 
-/// What [`pread_cached`] did.
-pub(crate) enum Cached {
-    /// Read this many bytes from the page cache (the call counted against
-    /// the I/O budget, as [`read_cached`] counts it).
-    Done(usize),
-    /// The read passed every check but its pages are not all cached: the
-    /// caller has the engine read `len` bytes into `buf` ([`pread_engine`]).
-    Miss { buf: *mut u8, len: usize },
-    /// Not the common case: the caller goes the general way ([`pread`]).
-    General,
-}
-
-/// The common case of [`pread`], decided from a few loads: a read of at
-/// most [`FILE_CHUNK`] from a buffered file already known, on a vcpu with
-/// no interrupt pending, where `preadv2(RWF_NOWAIT)` comes first
-/// ([`read_cached`] without `batched_read`), and that does not use up the
-/// I/O budget. A page-cache hit costs one system call and about 70
-/// instructions of our own, with no call out. Any call that is not the
-/// common case, including any that would fail a check, is left to
-/// [`pread`], which makes every check in its own order: nothing here
-/// changes state before the system call. The caller checks the C API's
-/// NULL buffer first.
+/// The common case of [`pread`], decided from a few loads
+/// ([`sched::read_cached_fast`]): a read of at most [`FILE_CHUNK`] at a
+/// valid offset from a buffered file already known, on a vcpu with no
+/// interrupt pending, where `preadv2(RWF_NOWAIT)` comes first and that does
+/// not use up the I/O budget. A page-cache hit costs one system call and
+/// about 70 instructions of our own, with no call out. Any call that is not
+/// the common case, including any that would fail a check, is left to
+/// [`pread`], which makes every check in its own order. The caller checks
+/// the C API's NULL buffer first; on a miss it has [`pread_engine`] make
+/// the read.
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
 #[inline(always)]
 pub(crate) unsafe fn pread_cached(fd: i32, buf: *mut u8, len: usize, off: i64) -> Cached {
-    let Some(run) = sched::running() else {
-        return Cached::General;
-    };
-    if off < 0
-        || len > FILE_CHUNK
-        || crate::sys::user_range_ok(buf, len).is_err()
-        || !fdinfo::known_buffered_seekable(fd)
-        || !wanted_without(Feature::CachedRead, Feature::BatchedRead)
-    {
+    if !fdinfo::known_buffered_seekable(fd) {
         return Cached::General;
     }
-    let Some(budget) = run.io_budget_left() else {
-        return Cached::General;
-    };
-    let iov = libc::iovec {
-        iov_base: buf.cast(),
-        iov_len: len,
-    };
     // SAFETY: per the contract.
-    let r = unsafe { crate::sys::preadv2_raw(fd, &iov, 1, off, libc::RWF_NOWAIT) };
-    if r < 0 {
-        // EAGAIN, or an error the engine's read will report. The buffer is
-        // read back from the iovec (the same values: the kernel does not
-        // write it), so they need no register kept across the system call.
-        return Cached::Miss {
-            buf: iov.iov_base.cast(),
-            len: iov.iov_len,
-        };
-    }
-    budget.count();
-    Cached::Done(r as usize)
+    unsafe { sched::read_cached_buf(fd, buf, len, off, off >= 0) }
 }
 
 /// `pread(2)`. A buffered read bigger than [`crate::sys::FILE_CHUNK`]
@@ -207,7 +132,7 @@ unsafe fn pread_one(fd: i32, buf: *mut u8, len: usize, off: i64, direct: bool) -
         iov_len: len,
     };
     // SAFETY: per the contract.
-    if !direct && let Some(n) = unsafe { read_cached(fd, &iov, 1, off) } {
+    if !direct && let Some(n) = unsafe { sched::read_cached(fd, &iov, 1, off) } {
         return Ok(n);
     }
     // SAFETY: per the contract.
@@ -279,15 +204,49 @@ pub unsafe fn preadv(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Resu
     })
 }
 
+/// The common case of [`preadv`], as [`pread_cached`] is [`pread`]'s:
+/// `n` iovecs (at least one) that pass [`preadv`]'s checks and call for one
+/// transfer of at most [`FILE_CHUNK`], at a valid offset of a buffered file
+/// already known. None: the caller goes the general way ([`preadv`]);
+/// Some(r): the kernel's answer, negative for a read the caller has
+/// [`preadv_engine`] make.
+///
+/// # Safety
+/// `iov` holds `n` iovecs valid for writes (the caller checks the C API's
+/// NULL array first).
+#[inline(always)]
+pub(crate) unsafe fn preadv_cached(fd: i32, iov: *const libc::iovec, n: i32, off: i64) -> Option<isize> {
+    if !fdinfo::known_buffered_seekable(fd) || off < 0 || n < 1 {
+        return None;
+    }
+    // iovecs that pass preadv's checks and call for one piece (asked on a
+    // vcpu only; a count past IOV_MAX is not looked at).
+    let args_ok = || {
+        // SAFETY: per the contract.
+        iov_count(n).is_ok() && unsafe { crate::sys::iovecs_total_within(iov, n as usize, FILE_CHUNK) }.is_some()
+    };
+    // SAFETY: per the contract.
+    unsafe { sched::read_cached_fast(fd, iov, n, off, args_ok) }
+}
+
 /// One `preadv` (`off` and the iovecs checked); `direct`: `fd` is O_DIRECT.
 ///
 /// # Safety
 /// `iov` holds `n` iovecs valid for writes.
 unsafe fn preadv_one(fd: i32, iov: *const libc::iovec, n: u32, off: i64, direct: bool) -> Result<usize, Errno> {
     // SAFETY: per the contract.
-    if !direct && let Some(r) = unsafe { read_cached(fd, iov, n as i32, off) } {
+    if !direct && let Some(r) = unsafe { sched::read_cached(fd, iov, n as i32, off) } {
         return Ok(r);
     }
+    // SAFETY: per the contract.
+    unsafe { preadv_engine(fd, iov, n, off) }
+}
+
+/// One `preadv` by the engine (`off` and the iovecs checked).
+///
+/// # Safety
+/// `iov` holds `n` iovecs valid for writes.
+pub(crate) unsafe fn preadv_engine(fd: i32, iov: *const libc::iovec, n: u32, off: i64) -> Result<usize, Errno> {
     let uoff = off as u64;
     // SAFETY: per the contract.
     unsafe { run(Op::Preadv { fd, iov, n, off: uoff }) }.map(|n| n as usize)

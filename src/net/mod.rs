@@ -223,10 +223,55 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
     }
     let len = clamp(len);
     if buffered_file(fd) {
+        // A pending interrupt fails the call (EPERM off a vcpu) before a
+        // piece could come from the page cache without asking, as in pread.
+        sched::check_interrupt()?;
         // SAFETY: per the contract; each piece lies within the buffer.
         return chunked(len as usize, |done, n| unsafe {
-            read_one(fd, buf.add(done), n as u32, deadline)
+            file_read_one(fd, buf.add(done), n as u32, deadline)
         });
+    }
+    // SAFETY: per the contract.
+    unsafe { read_one(fd, buf, len, deadline) }
+}
+
+/// The common case of [`read`], decided from a few loads
+/// ([`sched::read_cached_fast`]): a read of at most
+/// [`FILE_CHUNK`](crate::sys::FILE_CHUNK) from a buffered file already
+/// known (regular or block device, not O_DIRECT: the caller has checked
+/// [`fdinfo::known_buffered_storage`] first, the one check a socket's read
+/// pays for this), at its position, on a vcpu with no interrupt pending,
+/// where `preadv2(RWF_NOWAIT)` comes first and that does not use up the
+/// I/O budget: what [`file_read_one`] reads from the page cache, without
+/// [`read`]'s checks and lookups. Any other call is left to [`read`]. The
+/// caller checks the C API's NULL buffer first; on a miss it has
+/// [`read_one`] make the read (no deadline is needed before that: a hit
+/// never waits).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+#[inline(always)]
+pub(crate) unsafe fn read_cached(fd: i32, buf: *mut u8, len: usize) -> sched::Cached {
+    debug_assert!(fdinfo::known_buffered_storage(fd));
+    // SAFETY: per the contract.
+    unsafe { sched::read_cached_buf(fd, buf, len, -1, true) }
+}
+
+/// One piece of a read of a buffered file, at the file position: from the
+/// page cache on the vcpu where it can be ([`sched::read_cached`], offset
+/// -1: the kernel reads at the position and advances it, as read(2)), else
+/// by the engine ([`read_one`]).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+unsafe fn file_read_one(fd: i32, buf: *mut u8, len: u32, deadline: u64) -> Result<usize, Errno> {
+    let iov = libc::iovec {
+        iov_base: buf.cast(),
+        iov_len: len as usize,
+    };
+    // SAFETY: per the contract.
+    if let Some(n) = unsafe { sched::read_cached(fd, &iov, 1, -1) } {
+        return Ok(n);
     }
     // SAFETY: per the contract.
     unsafe { read_one(fd, buf, len, deadline) }
@@ -238,11 +283,12 @@ fn buffered_file(fd: i32) -> bool {
     fdinfo::is_storage(fd) && !fdinfo::is_direct(fd)
 }
 
-/// One `read` (`len` capped).
+/// One `read` (`len` capped) by the engine, or by the system call when
+/// the fd is ready.
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
-unsafe fn read_one(fd: i32, buf: *mut u8, len: u32, deadline: u64) -> Result<usize, Errno> {
+pub(crate) unsafe fn read_one(fd: i32, buf: *mut u8, len: u32, deadline: u64) -> Result<usize, Errno> {
     // SAFETY: per the contract.
     unsafe {
         transfer(

@@ -1,6 +1,7 @@
 //! The scheduler: vcpus, photon threads, timers, keys, handles and the
 //! messages that let other OS threads reach a vcpu's threads.
 
+mod cached;
 pub mod handle;
 mod idle;
 mod io;
@@ -18,6 +19,7 @@ mod wait;
 mod migrate;
 mod workpool;
 
+pub(crate) use cached::{Cached, read_cached, read_cached_buf, read_cached_fast};
 pub use handle::Handle;
 pub(crate) use io::{
     cancel_fd, chunked, engine_runs, fd_drained, fd_nonempty, fd_readiness, fd_recv_hint, forget_fd, held_first,

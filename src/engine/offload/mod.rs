@@ -9,6 +9,12 @@
 //! job finishes on its own, its result is dropped, and an fd it opened is
 //! closed. The helper threads are [`pool`]'s; the jobs' copies of the
 //! caller's buffers are [`bounce`]'s.
+//!
+//! In steady state a job allocates nothing: its slot ([`Job`], which goes
+//! through the pool's queue as one box) and its bounces of up to 64 KiB
+//! ([`bounce::Spares`]) come back with its completion and serve the
+//! engine's next jobs, up to a cap; never before the completion, since the
+//! helper thread may still be writing them (an abandoned job's too).
 
 mod aio;
 mod bounce;
@@ -21,8 +27,8 @@ use std::sync::{Arc, Mutex};
 
 use super::{Cancel, Completion, EventFd, Notify, Op, OpId, Waiter};
 use crate::errno::Errno;
-use bounce::{Bounce, bounces};
-use pool::pool;
+use bounce::{Bounce, Bufs, Spares, bounces};
+use pool::{Task, pool};
 pub(crate) use pool::{after_fork_in_child, run_task};
 /// Offload op ids have this bit set (ring and epoll ids never do).
 const OFFLOAD_BIT: OpId = 1 << 31;
@@ -31,12 +37,12 @@ const OFFLOAD_BIT: OpId = 1 << 31;
 enum Work {
     Read {
         fd: i32,
-        bufs: Vec<Bounce>,
+        bufs: Bufs,
         off: Option<i64>,
     },
     Write {
         fd: i32,
-        bufs: Vec<Bounce>,
+        bufs: Bufs,
         off: Option<i64>,
     },
     Fsync {
@@ -83,16 +89,58 @@ enum Work {
     },
 }
 
-/// Data a finished job hands back for copying into the waiter's memory.
+/// Data a finished job hands back for copying into the waiter's memory,
+/// and the bounces it is done with (a write's too), for the engine's
+/// [`Spares`].
 enum Output {
     None,
-    Bytes(Vec<Bounce>),
+    Bytes(Bufs),
     Statx(Box<libc::statx>),
 }
 
+/// An offloaded operation's slot: the vcpu fills in the work and sends it
+/// to a helper thread (the box itself goes through the pool's queue, so a
+/// queue entry stays two words), the helper runs it and posts the slot,
+/// with the result and output, to its engine's inbox, and the engine
+/// reuses the slot for a later job ([`Offload::jobs`]): no allocation and
+/// no closure per job.
+pub(super) struct Job {
+    id: OpId,
+    /// Taken by the helper thread.
+    work: Option<Work>,
+    result: i64,
+    out: Output,
+    /// Where the helper posts the slot: set at each submission and taken
+    /// by the helper before it posts, so a slot in an inbox never holds
+    /// that inbox (a job finishing after its engine is gone frees it).
+    inbox: Option<Arc<Inbox>>,
+}
+
+impl Job {
+    /// Runs the syscall and posts the slot to the engine's inbox.
+    fn run(mut self: Box<Self>) {
+        let work = self.work.take();
+        // A panic still completes the operation, so its waiter wakes.
+        let (result, out) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.map(execute)))
+            .ok()
+            .flatten()
+            .unwrap_or((-i64::from(Errno::ENOTRECOVERABLE.0), Output::None));
+        self.result = result;
+        self.out = out;
+        let Some(inbox) = self.inbox.take() else { return };
+        inbox.done.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+        inbox.notify.notify();
+    }
+}
+
+/// Most job slots an engine keeps for reuse; more in flight at once are
+/// freed when they come back.
+const SPARE_JOBS: usize = 64;
+
 /// Where finished jobs of one engine land.
 pub(crate) struct Inbox {
-    done: Mutex<Vec<(OpId, i64, Output)>>,
+    #[allow(clippy::vec_box)] // each box is a job's slot, sent to a helper and back
+    done: Mutex<Vec<Box<Job>>>,
     notify: Arc<dyn Notify>,
 }
 
@@ -104,26 +152,44 @@ fn ret(r: isize) -> i64 {
     }
 }
 
+/// Up to this many iovecs of a vector job are built on the helper's stack.
+const STACK_IOVS: usize = 8;
+
+/// Calls `f` with the iovecs of `bufs` (on the stack when there are few).
+fn with_iovecs<R>(bufs: &Bufs, f: impl FnOnce(&[libc::iovec]) -> R) -> R {
+    let bufs = bufs.as_slice();
+    if bufs.len() <= STACK_IOVS {
+        let mut iov = [libc::iovec {
+            iov_base: core::ptr::null_mut(),
+            iov_len: 0,
+        }; STACK_IOVS];
+        for (v, b) in iov.iter_mut().zip(bufs) {
+            *v = b.iovec();
+        }
+        return f(&iov[..bufs.len()]);
+    }
+    let iov: Vec<libc::iovec> = bufs.iter().map(Bounce::iovec).collect();
+    f(&iov)
+}
+
 /// Runs a job's syscall on a helper thread.
 fn execute(work: Work) -> (i64, Output) {
     // SAFETY: every pointer below points into memory the job owns.
     unsafe {
         match work {
             Work::Read { fd, bufs, off } => {
-                let iov: Vec<libc::iovec> = bufs.iter().map(Bounce::iovec).collect();
-                let r = ret(match off {
+                let r = with_iovecs(&bufs, |iov| match off {
                     Some(o) => crate::sys::preadv(fd, iov.as_ptr(), iov.len() as i32, o),
                     None => crate::sys::readv(fd, iov.as_ptr(), iov.len() as i32),
                 });
-                (r, Output::Bytes(bufs))
+                (ret(r), Output::Bytes(bufs))
             }
             Work::Write { fd, bufs, off } => {
-                let iov: Vec<libc::iovec> = bufs.iter().map(Bounce::iovec).collect();
-                let r = match off {
+                let r = with_iovecs(&bufs, |iov| match off {
                     Some(o) => crate::sys::pwritev(fd, iov.as_ptr(), iov.len() as i32, o),
                     None => crate::sys::writev(fd, iov.as_ptr(), iov.len() as i32),
-                };
-                (ret(r), Output::None)
+                });
+                (ret(r), Output::Bytes(bufs))
             }
             Work::Fsync { fd, datasync } => {
                 let r = if datasync {
@@ -210,6 +276,18 @@ pub(crate) struct Offload {
     /// False once AIO was found missing or unusable (or
     /// `PHOTON_IO_OFF=aio`): every read goes to the pool.
     aio_usable: bool,
+    /// Small bounce allocations of reaped jobs, for the next ones.
+    spare: Spares,
+    /// The inbox's other list, swapped in at each reap so that neither
+    /// side allocates once both have grown to the load.
+    #[allow(clippy::vec_box)] // job slots, as in the inbox
+    reaped: Vec<Box<Job>>,
+    /// Job slots back from reaped jobs, for the next ones (at most
+    /// [`SPARE_JOBS`]).
+    #[allow(clippy::vec_box)] // job slots, as in the inbox
+    jobs: Vec<Box<Job>>,
+    /// AIO completions of one reap (kept for its capacity).
+    aio_finished: Vec<(OpId, i64)>,
 }
 
 fn cstr_copy(p: *const c_char) -> Result<CString, Errno> {
@@ -240,6 +318,10 @@ impl Offload {
             resfd,
             aio: None,
             aio_usable: super::features::wanted(super::features::Feature::Aio),
+            spare: Spares::new(),
+            reaped: Vec::new(),
+            jobs: Vec::new(),
+            aio_finished: Vec::new(),
         }
     }
 
@@ -344,7 +426,7 @@ impl Offload {
                 Op::Read { fd, buf, len } => (
                     Work::Read {
                         fd,
-                        bufs: vec![Bounce::new(buf, len as usize)?],
+                        bufs: Bufs::One(Bounce::new(buf, len as usize, &mut self.spare)?),
                         off: None,
                     },
                     Dest::Buf(buf),
@@ -352,7 +434,7 @@ impl Offload {
                 Op::Pread { fd, buf, len, off: o } => (
                     Work::Read {
                         fd,
-                        bufs: vec![Bounce::new(buf, len as usize)?],
+                        bufs: Bufs::One(Bounce::new(buf, len as usize, &mut self.spare)?),
                         off: off(o),
                     },
                     Dest::Buf(buf),
@@ -360,7 +442,7 @@ impl Offload {
                 Op::Readv { fd, iov, n } => (
                     Work::Read {
                         fd,
-                        bufs: bounces(iov, n, false)?,
+                        bufs: bounces(iov, n, false, &mut self.spare)?,
                         off: None,
                     },
                     Dest::Iov(iov, n),
@@ -368,7 +450,7 @@ impl Offload {
                 Op::Preadv { fd, iov, n, off: o } => (
                     Work::Read {
                         fd,
-                        bufs: bounces(iov, n, false)?,
+                        bufs: bounces(iov, n, false, &mut self.spare)?,
                         off: off(o),
                     },
                     Dest::Iov(iov, n),
@@ -376,7 +458,7 @@ impl Offload {
                 Op::Write { fd, buf, len } => (
                     Work::Write {
                         fd,
-                        bufs: bounces(&one(buf, len), 1, true)?,
+                        bufs: bounces(&one(buf, len), 1, true, &mut self.spare)?,
                         off: None,
                     },
                     Dest::None,
@@ -384,7 +466,7 @@ impl Offload {
                 Op::Pwrite { fd, buf, len, off: o } => (
                     Work::Write {
                         fd,
-                        bufs: bounces(&one(buf, len), 1, true)?,
+                        bufs: bounces(&one(buf, len), 1, true, &mut self.spare)?,
                         off: off(o),
                     },
                     Dest::None,
@@ -392,7 +474,7 @@ impl Offload {
                 Op::Writev { fd, iov, n } => (
                     Work::Write {
                         fd,
-                        bufs: bounces(iov, n, true)?,
+                        bufs: bounces(iov, n, true, &mut self.spare)?,
                         off: None,
                     },
                     Dest::None,
@@ -400,7 +482,7 @@ impl Offload {
                 Op::Pwritev { fd, iov, n, off: o } => (
                     Work::Write {
                         fd,
-                        bufs: bounces(iov, n, true)?,
+                        bufs: bounces(iov, n, true, &mut self.spare)?,
                         off: off(o),
                     },
                     Dest::None,
@@ -472,18 +554,22 @@ impl Offload {
             }
         };
         self.live.insert(id, Pending { waiter, dest });
-        let inbox = self.inbox.clone();
-        pool().run(Box::new(move || {
-            // A panic still completes the operation, so its waiter wakes.
-            let (result, out) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(work)))
-                .unwrap_or((-i64::from(Errno::ENOTRECOVERABLE.0), Output::None));
-            inbox
-                .done
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((id, result, out));
-            inbox.notify.notify();
-        }));
+        let job = match self.jobs.pop() {
+            Some(mut job) => {
+                job.id = id;
+                job.work = Some(work);
+                job.inbox = Some(self.inbox.clone());
+                job
+            }
+            None => Box::new(Job {
+                id,
+                work: Some(work),
+                result: 0,
+                out: Output::None,
+                inbox: Some(self.inbox.clone()),
+            }),
+        };
+        pool().run(Task::Job(job));
         Ok(())
     }
 
@@ -512,27 +598,45 @@ impl Offload {
         if self.aio.as_ref().is_some_and(|a| a.in_flight() > 0) {
             self.reap_aio(out);
         }
-        let done = core::mem::take(&mut *self.inbox.done.lock().unwrap_or_else(|e| e.into_inner()));
-        for (id, result, output) in done {
-            let Some(p) = self.live.remove(&id) else {
-                self.abandoned = self.abandoned.saturating_sub(1);
-                continue;
-            };
-            if p.waiter.is_null() {
-                if result >= 0 {
-                    // SAFETY: an fd opened for a waiter that left; nobody else knows it.
-                    unsafe { crate::sys::close(result as i32) };
+        let mut done = core::mem::take(&mut self.reaped);
+        core::mem::swap(
+            &mut done,
+            &mut *self.inbox.done.lock().unwrap_or_else(|e| e.into_inner()),
+        );
+        for mut job in done.drain(..) {
+            let (id, result) = (job.id, job.result);
+            let output = core::mem::replace(&mut job.out, Output::None);
+            match self.live.remove(&id) {
+                None => self.abandoned = self.abandoned.saturating_sub(1),
+                Some(p) if p.waiter.is_null() => {
+                    if result >= 0 {
+                        // SAFETY: an fd opened for a waiter that left; nobody else knows it.
+                        unsafe { crate::sys::close(result as i32) };
+                    }
                 }
-                continue;
+                Some(p) => {
+                    // SAFETY: the waiter is parked, so its destination memory is valid.
+                    unsafe { copy_out(p.dest, &output, result.max(0) as usize) };
+                    out.push(Completion {
+                        waiter: p.waiter,
+                        id,
+                        result,
+                    });
+                }
             }
-            // SAFETY: the waiter is parked, so its destination memory is valid.
-            unsafe { copy_out(p.dest, output, result.max(0) as usize) };
-            out.push(Completion {
-                waiter: p.waiter,
-                id,
-                result,
-            });
+            // The helper thread is done with the job's bounces and slot
+            // (an abandoned job's too, now that its completion came).
+            if let Output::Bytes(bufs) = output {
+                self.spare.put(bufs);
+            }
+            if self.jobs.len() < SPARE_JOBS {
+                if self.jobs.capacity() == 0 {
+                    self.jobs.reserve_exact(SPARE_JOBS);
+                }
+                self.jobs.push(job);
+            }
         }
+        self.reaped = done;
     }
 }
 
@@ -540,13 +644,14 @@ impl Offload {
     /// Delivers finished AIO reads; one the kernel would have had to block
     /// for (EAGAIN under RWF_NOWAIT) goes to the pool under the same id.
     fn reap_aio(&mut self, out: &mut Vec<Completion>) {
-        let mut finished = Vec::new();
+        let mut finished = core::mem::take(&mut self.aio_finished);
         if let Some(a) = self.aio.as_mut() {
             a.reap(|data, res| finished.push((data as OpId, res)));
         }
-        for (id, res) in finished {
+        for (id, res) in finished.drain(..) {
             self.aio_done(id, res, out);
         }
+        self.aio_finished = finished;
     }
 
     /// AIO read `id` finished with `res`.
@@ -578,24 +683,24 @@ impl Offload {
 ///
 /// # Safety
 /// `dest` points to live memory of a parked waiter, as large as it asked.
-unsafe fn copy_out(dest: Dest, output: Output, mut n: usize) {
+unsafe fn copy_out(dest: Dest, output: &Output, mut n: usize) {
     // SAFETY: per the contract; each copy stays within the waiter's iovec.
     unsafe {
         match (dest, output) {
             (Dest::Buf(p), Output::Bytes(bufs)) => {
-                if let Some(b) = bufs.first() {
+                if let Some(b) = bufs.as_slice().first() {
                     crate::sys::copy_user(b.ptr(), p, n.min(b.len), true);
                 }
             }
             (Dest::Iov(iov, count), Output::Bytes(bufs)) => {
                 let iovs = core::slice::from_raw_parts(iov, count as usize);
-                for (v, b) in iovs.iter().zip(&bufs) {
+                for (v, b) in iovs.iter().zip(bufs.as_slice()) {
                     let k = n.min(b.len);
                     crate::sys::copy_user(b.ptr(), v.iov_base.cast::<u8>(), k, true);
                     n -= k;
                 }
             }
-            (Dest::Statx(p), Output::Statx(st)) => p.write(*st),
+            (Dest::Statx(p), Output::Statx(st)) => p.write(**st),
             _ => {}
         }
     }
@@ -776,6 +881,185 @@ mod aio_tests {
         }
         // SAFETY: our fd.
         unsafe { libc::close(fd) };
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+
+    /// A buffered file of 16 blocks, block i filled with byte i.
+    fn blocks_file(tag: &str) -> (i32, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("photon-{tag}-{}.dat", std::process::id()));
+        let data: Vec<u8> = (0..16u8).flat_map(|i| [i; 4096]).collect();
+        std::fs::write(&path, data).unwrap();
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        assert!(fd >= 0);
+        (fd, path)
+    }
+
+    /// Waits until the inbox holds `n` finished jobs (not reaped).
+    fn wait_inbox(o: &Offload, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while o.inbox.done.lock().unwrap().len() < n {
+            assert!(std::time::Instant::now() < deadline, "jobs did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    fn reap_all(o: &mut Offload, n: usize) -> Vec<Completion> {
+        wait_inbox(o, n);
+        let mut out = Vec::new();
+        o.reap(&mut out);
+        out
+    }
+
+    /// Reads and writes one after the other reuse one bounce and one job
+    /// slot (nothing allocated per job once they are there); a burst of
+    /// 300 jobs in flight keeps at most the caps.
+    #[test]
+    fn offloaded_jobs_reuse_bounces_and_slots() {
+        let (fd, path) = blocks_file("offload-reuse");
+        let efd = Arc::new(EventFd::new().unwrap());
+        let mut o = Offload::new(efd);
+        let mut buf = [0u8; 4096];
+        for i in 0..20u64 {
+            let op = Op::Pread {
+                fd,
+                buf: buf.as_mut_ptr(),
+                len: 4096,
+                off: (i % 16) * 4096,
+            };
+            // SAFETY: the buffer outlives the read (completed below).
+            let id = unsafe { o.submit(op, 1 as Waiter) }.unwrap();
+            let out = reap_all(&mut o, 1);
+            assert_eq!((out.len(), out[0].id, out[0].result), (1, id, 4096));
+            assert!(buf.iter().all(|&x| x == (i % 16) as u8), "read {i}'s data");
+            assert_eq!(o.spare.held(), (1, 8192), "after read {i}: its bounce is the spare");
+            assert_eq!(o.jobs.len(), 1, "after read {i}: its slot is kept");
+        }
+        // A write's bounce comes back too (to the same class).
+        let (wfd, wpath) = blocks_file("offload-reuse-w");
+        // SAFETY: our fd.
+        unsafe { libc::close(wfd) };
+        let c = std::ffi::CString::new(wpath.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        let wfd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        let data = [0x77u8; 3000];
+        let op = Op::Pwrite {
+            fd: wfd,
+            buf: data.as_ptr(),
+            len: 3000,
+            off: 100,
+        };
+        // SAFETY: the source is read at submission.
+        unsafe { o.submit(op, 1 as Waiter) }.unwrap();
+        assert_eq!(o.spare.held(), (0, 0), "the write took the spare");
+        let out = reap_all(&mut o, 1);
+        assert_eq!(out[0].result, 3000);
+        assert_eq!(o.spare.held(), (1, 8192));
+        let written = std::fs::read(&wpath).unwrap();
+        assert!(written[100..3100].iter().all(|&x| x == 0x77));
+
+        // A burst: 300 reads in flight at once, each its own bounce and slot.
+        let mut bufs = vec![[0u8; 4096]; 300];
+        for (i, b) in bufs.iter_mut().enumerate() {
+            let op = Op::Pread {
+                fd,
+                buf: b.as_mut_ptr(),
+                len: 4096,
+                off: (i as u64 % 16) * 4096,
+            };
+            // SAFETY: the buffers outlive the reads (completed below).
+            unsafe { o.submit(op, 1 as Waiter) }.unwrap();
+        }
+        let out = reap_all(&mut o, 300);
+        assert_eq!(out.len(), 300);
+        assert!(out.iter().all(|c| c.result == 4096));
+        for (i, b) in bufs.iter().enumerate() {
+            assert!(b.iter().all(|&x| x == (i % 16) as u8), "burst read {i}'s data");
+        }
+        let (count, bytes) = o.spare.held();
+        assert_eq!(bytes, bounce::SPARE_BYTES, "the spares are capped ({count} kept)");
+        assert_eq!(o.jobs.len(), SPARE_JOBS, "the slots are capped");
+        assert_eq!(o.in_flight(), 0);
+        // SAFETY: our fds.
+        unsafe { (libc::close(fd), libc::close(wfd)) };
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&wpath);
+    }
+
+    /// A read abandoned while its helper thread waits keeps its bounce
+    /// until its completion comes: a read started after the cancel gets
+    /// another one, and the abandoned read's late data does not land in
+    /// it. Both bounces are spares afterwards, and distinct.
+    #[test]
+    fn abandoned_read_keeps_its_bounce_until_it_finishes() {
+        let (fd, path) = blocks_file("offload-abandon");
+        let mut p = [0i32; 2];
+        // SAFETY: a valid array of two fds.
+        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let efd = Arc::new(EventFd::new().unwrap());
+        let mut o = Offload::new(efd);
+        // Warm: one spare bounce and slot, which the pipe read takes.
+        let mut buf = [0u8; 4096];
+        let op = Op::Pread {
+            fd,
+            buf: buf.as_mut_ptr(),
+            len: 4096,
+            off: 0,
+        };
+        // SAFETY: the buffer outlives the read.
+        unsafe { o.submit(op, 1 as Waiter) }.unwrap();
+        reap_all(&mut o, 1);
+        assert_eq!(o.spare.held(), (1, 8192));
+
+        let mut gone = [0u8; 4096];
+        let op = Op::Read {
+            fd: p[0],
+            buf: gone.as_mut_ptr(),
+            len: 4096,
+        };
+        // SAFETY: the read is abandoned before `gone` could be written.
+        let a = unsafe { o.submit(op, 1 as Waiter) }.unwrap();
+        assert_eq!(o.spare.held(), (0, 0));
+        std::thread::sleep(std::time::Duration::from_millis(20)); // the helper is in read(2)
+        assert_eq!(o.cancel(a), Cancel::Gone);
+        assert_eq!(o.spare.held(), (0, 0), "the cancel gives no bounce back");
+
+        let op = Op::Pread {
+            fd,
+            buf: buf.as_mut_ptr(),
+            len: 4096,
+            off: 5 * 4096,
+        };
+        // SAFETY: the buffer outlives the read.
+        let b = unsafe { o.submit(op, 1 as Waiter) }.unwrap();
+        wait_inbox(&o, 1);
+        // The abandoned read now gets its data, into its own bounce.
+        let junk = [0xAAu8; 4096];
+        // SAFETY: a valid buffer.
+        assert_eq!(unsafe { libc::write(p[1], junk.as_ptr().cast(), 4096) }, 4096);
+        let out = reap_all(&mut o, 2);
+        assert_eq!(out.len(), 1, "only the live read completes");
+        assert_eq!((out[0].id, out[0].result), (b, 4096));
+        assert!(
+            buf.iter().all(|&x| x == 5),
+            "the live read's data, not the abandoned one's"
+        );
+        assert!(
+            gone.iter().all(|&x| x == 0),
+            "the abandoned read's buffer is never written"
+        );
+        assert_eq!(o.in_flight(), 0);
+        let bases = o.spare.bases();
+        assert_eq!(bases.len(), 2, "both bounces are spares now");
+        assert_ne!(bases[0], bases[1], "and distinct");
+        // SAFETY: our fds.
+        unsafe { (libc::close(fd), libc::close(p[0]), libc::close(p[1])) };
         let _ = std::fs::remove_file(&path);
     }
 }

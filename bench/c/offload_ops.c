@@ -7,6 +7,7 @@
  *
  *   offload_ops pread  PATH N   4 KiB O_DIRECT preads of PATH (>= 64 KiB)
  *   offload_ops pwrite PATH N   4 KiB buffered pwrites into a new file PATH
+ *   offload_ops open   PATH N   photon_open(PATH, O_RDONLY) + photon_close
  *
  * Output: RESULT ops=N */
 #define _GNU_SOURCE
@@ -16,12 +17,22 @@
 
 int main(int argc, char** argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s pread|pwrite PATH N\n", argv[0]);
+        fprintf(stderr, "usage: %s pread|pwrite|open PATH N\n", argv[0]);
         return 2;
     }
     int rd = strcmp(argv[1], "pread") == 0;
     long n = atol(argv[3]);
     if (photon_init(PHOTON_EVENT_DEFAULT, 0) != 0) BENCH_DIE("photon_init");
+    if (strcmp(argv[1], "open") == 0) {
+        for (long i = 0; i < n; i++) {
+            int fd = photon_open(argv[2], O_RDONLY | O_CLOEXEC, 0);
+            if (fd < 0) BENCH_DIE("photon_open(%s) %ld", argv[2], i);
+            if (photon_close(fd) != 0) BENCH_DIE("photon_close");
+        }
+        printf("RESULT ops=%ld engine=%s\n", n, photon_engine_name());
+        if (photon_fini() != 0) BENCH_DIE("photon_fini");
+        return 0;
+    }
     int fd = rd ? photon_open(argv[2], O_RDONLY | O_DIRECT | O_CLOEXEC, 0)
                 : photon_open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) BENCH_DIE("photon_open(%s)", argv[2]);

@@ -22,7 +22,6 @@ mod pool;
 
 use core::ffi::c_char;
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::sync::{Arc, Mutex};
 
 use super::{Cancel, Completion, EventFd, Notify, Op, OpId, Waiter};
@@ -88,32 +87,29 @@ enum Work {
         fd: i32,
         len: i64,
     },
+    // The path ops' paths are in their job slot's `path` ([`Job::path`]).
     Open {
         dirfd: i32,
-        path: CString,
         flags: i32,
         mode: u32,
     },
     Statx {
         dirfd: i32,
-        path: CString,
         flags: i32,
         mask: u32,
     },
     Unlink {
         dirfd: i32,
-        path: CString,
         flags: i32,
     },
     Rename {
         olddir: i32,
-        old: CString,
         newdir: i32,
-        new: CString,
+        /// Where the new path starts in the slot's `path` (after the old).
+        new: usize,
     },
     Mkdir {
         dirfd: i32,
-        path: CString,
         mode: u32,
     },
 }
@@ -139,6 +135,10 @@ pub(super) struct Job {
     work: Option<Work>,
     result: i64,
     out: Output,
+    /// A path op's path, NUL-terminated (a rename's old one, then its new
+    /// one): the job's own copy, in a buffer the slot keeps for its next
+    /// jobs (up to [`PATH_KEEP`] bytes).
+    path: Vec<u8>,
     /// Where the helper posts the slot: set at each submission and taken
     /// by the helper before it posts, so a slot in an inbox never holds
     /// that inbox (a job finishing after its engine is gone frees it).
@@ -149,8 +149,9 @@ impl Job {
     /// Runs the syscall and posts the slot to the engine's inbox.
     fn run(mut self: Box<Self>) {
         let work = self.work.take();
+        let path = &self.path;
         // A panic still completes the operation, so its waiter wakes.
-        let (result, out) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.map(execute)))
+        let (result, out) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.map(|w| execute(w, path))))
             .ok()
             .flatten()
             .unwrap_or((-i64::from(Errno::ENOTRECOVERABLE.0), Output::None));
@@ -165,6 +166,8 @@ impl Job {
 /// Most job slots an engine keeps for reuse; more in flight at once are
 /// freed when they come back.
 const SPARE_JOBS: usize = 64;
+/// A slot keeps a path buffer of up to this capacity for its next jobs.
+const PATH_KEEP: usize = 1024;
 
 /// Where finished jobs of one engine land.
 pub(crate) struct Inbox {
@@ -201,9 +204,11 @@ fn with_iovecs<R>(bufs: &Bufs, f: impl FnOnce(&[libc::iovec]) -> R) -> R {
     f(&iov)
 }
 
-/// Runs a job's syscall on a helper thread.
-fn execute(work: Work) -> (i64, Output) {
-    // SAFETY: every pointer below points into memory the job owns.
+/// Runs a job's syscall on a helper thread; `path`: its slot's paths.
+fn execute(work: Work, path: &[u8]) -> (i64, Output) {
+    let at = |i: usize| path[i..].as_ptr().cast::<c_char>();
+    // SAFETY: every pointer below points into memory the job owns (paths
+    // NUL-terminated by path_copy).
     unsafe {
         match work {
             Work::Read { fd, bufs, off } => {
@@ -230,40 +235,18 @@ fn execute(work: Work) -> (i64, Output) {
             }
             Work::Fallocate { fd, mode, off, len } => (ret(libc::fallocate(fd, mode, off, len) as isize), Output::None),
             Work::Ftruncate { fd, len } => (ret(libc::ftruncate(fd, len) as isize), Output::None),
-            Work::Open {
-                dirfd,
-                path,
-                flags,
-                mode,
-            } => (
-                ret(libc::openat(dirfd, path.as_ptr(), flags, mode) as isize),
-                Output::None,
-            ),
-            Work::Statx {
-                dirfd,
-                path,
-                flags,
-                mask,
-            } => {
+            Work::Open { dirfd, flags, mode } => (ret(libc::openat(dirfd, at(0), flags, mode) as isize), Output::None),
+            Work::Statx { dirfd, flags, mask } => {
                 let mut st: Box<libc::statx> = Box::new(core::mem::zeroed());
-                let r = ret(libc::statx(dirfd, path.as_ptr(), flags, mask, &mut *st) as isize);
+                let r = ret(libc::statx(dirfd, at(0), flags, mask, &mut *st) as isize);
                 (r, Output::Statx(st))
             }
-            Work::Unlink { dirfd, path, flags } => {
-                (ret(libc::unlinkat(dirfd, path.as_ptr(), flags) as isize), Output::None)
-            }
-            Work::Rename {
-                olddir,
-                old,
-                newdir,
-                new,
-            } => (
-                ret(libc::renameat(olddir, old.as_ptr(), newdir, new.as_ptr()) as isize),
+            Work::Unlink { dirfd, flags } => (ret(libc::unlinkat(dirfd, at(0), flags) as isize), Output::None),
+            Work::Rename { olddir, newdir, new } => (
+                ret(libc::renameat(olddir, at(0), newdir, at(new)) as isize),
                 Output::None,
             ),
-            Work::Mkdir { dirfd, path, mode } => {
-                (ret(libc::mkdirat(dirfd, path.as_ptr(), mode) as isize), Output::None)
-            }
+            Work::Mkdir { dirfd, mode } => (ret(libc::mkdirat(dirfd, at(0), mode) as isize), Output::None),
         }
     }
 }
@@ -319,12 +302,16 @@ pub(crate) struct Offload {
     aio_finished: Vec<(OpId, i64)>,
 }
 
-fn cstr_copy(p: *const c_char) -> Result<CString, Errno> {
+/// Appends a copy of the path `p` with its NUL to `to`; where it starts.
+fn path_copy(to: &mut Vec<u8>, p: *const c_char) -> Result<usize, Errno> {
     if p.is_null() {
         return Err(Errno(libc::EFAULT));
     }
     // SAFETY: a non-NULL path from the caller is NUL-terminated.
-    Ok(unsafe { core::ffi::CStr::from_ptr(p) }.to_owned())
+    let bytes = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes_with_nul();
+    let start = to.len();
+    to.extend_from_slice(bytes);
+    Ok(start)
 }
 
 fn off(o: u64) -> Option<i64> {
@@ -445,12 +432,59 @@ impl Offload {
     /// # Safety
     /// As [`Offload::submit`].
     unsafe fn submit_pool(&mut self, op: Op, waiter: Waiter, id: OpId) -> Result<(), Errno> {
+        let mut job = self.jobs.pop().unwrap_or_else(|| {
+            Box::new(Job {
+                id,
+                work: None,
+                result: 0,
+                out: Output::None,
+                path: Vec::new(),
+                inbox: None,
+            })
+        });
+        job.path.clear();
+        // SAFETY: per the contract.
+        let (work, dest) = match unsafe { self.work_of(op, &mut job.path) } {
+            Ok(w) => w,
+            Err(e) => {
+                self.keep(job);
+                return Err(e);
+            }
+        };
+        self.live.insert(id, Pending { waiter, dest });
+        job.id = id;
+        job.work = Some(work);
+        job.inbox = Some(self.inbox.clone());
+        pool().run(Task::Job(job));
+        Ok(())
+    }
+
+    /// Keeps a job slot for a later job (at most [`SPARE_JOBS`]).
+    fn keep(&mut self, mut job: Box<Job>) {
+        if self.jobs.len() >= SPARE_JOBS {
+            return;
+        }
+        if job.path.capacity() > PATH_KEEP {
+            job.path = Vec::new();
+        }
+        if self.jobs.capacity() == 0 {
+            self.jobs.reserve_exact(SPARE_JOBS);
+        }
+        self.jobs.push(job);
+    }
+
+    /// What a job does for `op`, and where its output goes; a path op's
+    /// paths are copied into `to`.
+    ///
+    /// # Safety
+    /// As [`Offload::submit`].
+    unsafe fn work_of(&mut self, op: Op, to: &mut Vec<u8>) -> Result<(Work, Dest), Errno> {
         let one = |p: *const u8, len: u32| libc::iovec {
             iov_base: p.cast_mut().cast(),
             iov_len: len as usize,
         };
         // SAFETY (for the copies and slices): the caller guarantees the memory.
-        let (work, dest) = unsafe {
+        Ok(unsafe {
             match op {
                 Op::Read { fd, buf, len } => (
                     Work::Read {
@@ -525,81 +559,41 @@ impl Offload {
                     flags,
                     mode,
                     ..
-                } => (
-                    Work::Open {
-                        dirfd,
-                        path: cstr_copy(path)?,
-                        flags,
-                        mode,
-                    },
-                    Dest::CloseIfOrphaned,
-                ),
+                } => {
+                    path_copy(to, path)?;
+                    (Work::Open { dirfd, flags, mode }, Dest::CloseIfOrphaned)
+                }
                 Op::Statx {
                     dirfd,
                     path,
                     flags,
                     mask,
                     buf,
-                } => (
-                    Work::Statx {
-                        dirfd,
-                        path: cstr_copy(path)?,
-                        flags,
-                        mask,
-                    },
-                    Dest::Statx(buf),
-                ),
-                Op::Unlink { dirfd, path, flags } => (
-                    Work::Unlink {
-                        dirfd,
-                        path: cstr_copy(path)?,
-                        flags,
-                    },
-                    Dest::None,
-                ),
+                } => {
+                    path_copy(to, path)?;
+                    (Work::Statx { dirfd, flags, mask }, Dest::Statx(buf))
+                }
+                Op::Unlink { dirfd, path, flags } => {
+                    path_copy(to, path)?;
+                    (Work::Unlink { dirfd, flags }, Dest::None)
+                }
                 Op::Rename {
                     olddir,
                     old,
                     newdir,
                     new,
-                } => (
-                    Work::Rename {
-                        olddir,
-                        old: cstr_copy(old)?,
-                        newdir,
-                        new: cstr_copy(new)?,
-                    },
-                    Dest::None,
-                ),
-                Op::Mkdir { dirfd, path, mode } => (
-                    Work::Mkdir {
-                        dirfd,
-                        path: cstr_copy(path)?,
-                        mode,
-                    },
-                    Dest::None,
-                ),
+                } => {
+                    path_copy(to, old)?;
+                    let new = path_copy(to, new)?;
+                    (Work::Rename { olddir, newdir, new }, Dest::None)
+                }
+                Op::Mkdir { dirfd, path, mode } => {
+                    path_copy(to, path)?;
+                    (Work::Mkdir { dirfd, mode }, Dest::None)
+                }
                 _ => return Err(Errno::ENOSYS), // sockets and polls never go to the pool
             }
-        };
-        self.live.insert(id, Pending { waiter, dest });
-        let job = match self.jobs.pop() {
-            Some(mut job) => {
-                job.id = id;
-                job.work = Some(work);
-                job.inbox = Some(self.inbox.clone());
-                job
-            }
-            None => Box::new(Job {
-                id,
-                work: Some(work),
-                result: 0,
-                out: Output::None,
-                inbox: Some(self.inbox.clone()),
-            }),
-        };
-        pool().run(Task::Job(job));
-        Ok(())
+        })
     }
 
     /// Abandons `id`: its result will be dropped (an opened fd closed);
@@ -658,12 +652,7 @@ impl Offload {
             if let Output::Bytes(bufs) = output {
                 self.spare.put(bufs);
             }
-            if self.jobs.len() < SPARE_JOBS {
-                if self.jobs.capacity() == 0 {
-                    self.jobs.reserve_exact(SPARE_JOBS);
-                }
-                self.jobs.push(job);
-            }
+            self.keep(job);
         }
         self.reaped = done;
     }
@@ -1090,5 +1079,89 @@ mod reuse_tests {
         // SAFETY: our fds.
         unsafe { (libc::close(fd), libc::close(p[0]), libc::close(p[1])) };
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// Runs one op on `o` to its completion.
+    fn run1(o: &mut Offload, op: Op) -> i64 {
+        // SAFETY: every op's memory outlives its completion, awaited here.
+        unsafe { o.submit(op, 1 as Waiter) }.unwrap();
+        reap_all(o, 1)[0].result
+    }
+
+    /// Path ops (mkdir, rename, open, statx, unlink) copy their paths
+    /// into their job slot's buffer, which the slot keeps: one slot and
+    /// one buffer serve them all. A NULL path is EFAULT at submission and
+    /// the slot stays; a buffer grown past PATH_KEEP is not kept.
+    #[test]
+    fn path_ops_reuse_their_slots_path_buffer() {
+        let c = |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        let base = std::env::temp_dir().join(format!("photon-offload-paths-{}", std::process::id()));
+        let (dir, dir2) = (base.join("a"), base.join("b"));
+        std::fs::create_dir_all(&base).unwrap();
+        let (cdir, cdir2, cfile) = (c(&dir), c(&dir2), c(&dir2.join("f")));
+        let efd = Arc::new(EventFd::new().unwrap());
+        let mut o = Offload::new(efd);
+        let mkdir = Op::Mkdir {
+            dirfd: libc::AT_FDCWD,
+            path: cdir.as_ptr(),
+            mode: 0o700,
+        };
+        assert_eq!(run1(&mut o, mkdir), 0);
+        assert!(dir.is_dir());
+        let rename = Op::Rename {
+            olddir: libc::AT_FDCWD,
+            old: cdir.as_ptr(),
+            newdir: libc::AT_FDCWD,
+            new: cdir2.as_ptr(),
+        };
+        assert_eq!(run1(&mut o, rename), 0);
+        assert!(dir2.is_dir() && !dir.exists());
+        assert_eq!(o.jobs.len(), 1);
+        let buf = o.jobs[0].path.as_ptr();
+        let open = Op::Open {
+            dirfd: libc::AT_FDCWD,
+            path: cfile.as_ptr(),
+            flags: libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            mode: 0o600,
+            blocking: false,
+        };
+        let fd = run1(&mut o, open);
+        assert!(fd >= 0, "open: {fd}");
+        // SAFETY: our fd, and a valid buffer.
+        assert_eq!(unsafe { libc::write(fd as i32, b"12345".as_ptr().cast(), 5) }, 5);
+        // SAFETY: our fd.
+        unsafe { libc::close(fd as i32) };
+        // SAFETY: a statx is plain data.
+        let mut st: libc::statx = unsafe { core::mem::zeroed() };
+        let statx = Op::Statx {
+            dirfd: libc::AT_FDCWD,
+            path: cfile.as_ptr(),
+            flags: 0,
+            mask: libc::STATX_SIZE,
+            buf: &mut st,
+        };
+        assert_eq!(run1(&mut o, statx), 0);
+        assert_eq!(st.stx_size, 5, "statx's output reached the waiter");
+        let unlink = |path: *const c_char, flags| Op::Unlink {
+            dirfd: libc::AT_FDCWD,
+            path,
+            flags,
+        };
+        assert_eq!(run1(&mut o, unlink(cfile.as_ptr(), 0)), 0);
+        assert_eq!(run1(&mut o, unlink(cdir2.as_ptr(), libc::AT_REMOVEDIR)), 0);
+        assert!(!dir2.exists());
+        assert_eq!(o.jobs.len(), 1, "one slot served every op");
+        assert_eq!(o.jobs[0].path.as_ptr(), buf, "and one path buffer");
+
+        // SAFETY: a NULL path is refused before anything runs.
+        let e = unsafe { o.submit(unlink(core::ptr::null(), 0), 1 as Waiter) };
+        assert_eq!(e, Err(Errno(libc::EFAULT)));
+        assert_eq!((o.in_flight(), o.jobs.len()), (0, 1), "the slot is kept");
+
+        let long = c(&base.join("x/".repeat(PATH_KEEP)));
+        assert_eq!(run1(&mut o, unlink(long.as_ptr(), 0)), -(libc::ENOENT as i64));
+        assert_eq!(o.jobs.len(), 1);
+        assert_eq!(o.jobs[0].path.capacity(), 0, "a long path's buffer is not kept");
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -8,6 +8,7 @@
  *   offload_ops pread  PATH N   4 KiB O_DIRECT preads of PATH (>= 64 KiB)
  *   offload_ops pwrite PATH N   4 KiB buffered pwrites into a new file PATH
  *   offload_ops open   PATH N   photon_open(PATH, O_RDONLY) + photon_close
+ *   offload_ops fstat  PATH N   photon_fstat of PATH opened once
  *
  * Output: RESULT ops=N */
 #define _GNU_SOURCE
@@ -17,7 +18,7 @@
 
 int main(int argc, char** argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s pread|pwrite|open PATH N\n", argv[0]);
+        fprintf(stderr, "usage: %s pread|pwrite|open|fstat PATH N\n", argv[0]);
         return 2;
     }
     int rd = strcmp(argv[1], "pread") == 0;
@@ -29,6 +30,18 @@ int main(int argc, char** argv) {
             if (fd < 0) BENCH_DIE("photon_open(%s) %ld", argv[2], i);
             if (photon_close(fd) != 0) BENCH_DIE("photon_close");
         }
+        printf("RESULT ops=%ld engine=%s\n", n, photon_engine_name());
+        if (photon_fini() != 0) BENCH_DIE("photon_fini");
+        return 0;
+    }
+    if (strcmp(argv[1], "fstat") == 0) {
+        int fd = photon_open(argv[2], O_RDONLY | O_CLOEXEC, 0);
+        if (fd < 0) BENCH_DIE("photon_open(%s)", argv[2]);
+        for (long i = 0; i < n; i++) {
+            struct stat st;
+            if (photon_fstat(fd, &st) != 0 || st.st_size <= 0) BENCH_DIE("photon_fstat %ld", i);
+        }
+        if (photon_close(fd) != 0) BENCH_DIE("photon_close");
         printf("RESULT ops=%ld engine=%s\n", n, photon_engine_name());
         if (photon_fini() != 0) BENCH_DIE("photon_fini");
         return 0;

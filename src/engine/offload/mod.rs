@@ -120,7 +120,8 @@ enum Work {
 enum Output {
     None,
     Bytes(Bufs),
-    Statx(Box<libc::statx>),
+    /// In the slot's `statx`.
+    Statx,
 }
 
 /// An offloaded operation's slot: the vcpu fills in the work and sends it
@@ -139,6 +140,8 @@ pub(super) struct Job {
     /// one): the job's own copy, in a buffer the slot keeps for its next
     /// jobs (up to [`PATH_KEEP`] bytes).
     path: Vec<u8>,
+    /// A statx's output.
+    statx: libc::statx,
     /// Where the helper posts the slot: set at each submission and taken
     /// by the helper before it posts, so a slot in an inbox never holds
     /// that inbox (a job finishing after its engine is gone frees it).
@@ -149,12 +152,13 @@ impl Job {
     /// Runs the syscall and posts the slot to the engine's inbox.
     fn run(mut self: Box<Self>) {
         let work = self.work.take();
-        let path = &self.path;
+        let (path, st) = (&self.path, &mut self.statx);
         // A panic still completes the operation, so its waiter wakes.
-        let (result, out) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.map(|w| execute(w, path))))
-            .ok()
-            .flatten()
-            .unwrap_or((-i64::from(Errno::ENOTRECOVERABLE.0), Output::None));
+        let (result, out) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.map(|w| execute(w, path, st))))
+                .ok()
+                .flatten()
+                .unwrap_or((-i64::from(Errno::ENOTRECOVERABLE.0), Output::None));
         self.result = result;
         self.out = out;
         let Some(inbox) = self.inbox.take() else { return };
@@ -204,8 +208,9 @@ fn with_iovecs<R>(bufs: &Bufs, f: impl FnOnce(&[libc::iovec]) -> R) -> R {
     f(&iov)
 }
 
-/// Runs a job's syscall on a helper thread; `path`: its slot's paths.
-fn execute(work: Work, path: &[u8]) -> (i64, Output) {
+/// Runs a job's syscall on a helper thread; `path`: its slot's paths,
+/// `st`: its slot's statx.
+fn execute(work: Work, path: &[u8], st: &mut libc::statx) -> (i64, Output) {
     let at = |i: usize| path[i..].as_ptr().cast::<c_char>();
     // SAFETY: every pointer below points into memory the job owns (paths
     // NUL-terminated by path_copy).
@@ -237,9 +242,8 @@ fn execute(work: Work, path: &[u8]) -> (i64, Output) {
             Work::Ftruncate { fd, len } => (ret(libc::ftruncate(fd, len) as isize), Output::None),
             Work::Open { dirfd, flags, mode } => (ret(libc::openat(dirfd, at(0), flags, mode) as isize), Output::None),
             Work::Statx { dirfd, flags, mask } => {
-                let mut st: Box<libc::statx> = Box::new(core::mem::zeroed());
-                let r = ret(libc::statx(dirfd, at(0), flags, mask, &mut *st) as isize);
-                (r, Output::Statx(st))
+                *st = core::mem::zeroed();
+                (ret(libc::statx(dirfd, at(0), flags, mask, st) as isize), Output::Statx)
             }
             Work::Unlink { dirfd, flags } => (ret(libc::unlinkat(dirfd, at(0), flags) as isize), Output::None),
             Work::Rename { olddir, newdir, new } => (
@@ -439,6 +443,8 @@ impl Offload {
                 result: 0,
                 out: Output::None,
                 path: Vec::new(),
+                // SAFETY: a statx is plain data.
+                statx: unsafe { core::mem::zeroed() },
                 inbox: None,
             })
         });
@@ -639,7 +645,7 @@ impl Offload {
                 }
                 Some(p) => {
                     // SAFETY: the waiter is parked, so its destination memory is valid.
-                    unsafe { copy_out(p.dest, &output, result.max(0) as usize) };
+                    unsafe { copy_out(p.dest, &output, &job.statx, result.max(0) as usize) };
                     out.push(Completion {
                         waiter: p.waiter,
                         id,
@@ -697,11 +703,12 @@ impl Offload {
     }
 }
 
-/// Copies the first `n` bytes a read produced into the waiter's buffers.
+/// Copies the first `n` bytes a read produced into the waiter's buffers
+/// (a statx's output `st` into the waiter's statx).
 ///
 /// # Safety
 /// `dest` points to live memory of a parked waiter, as large as it asked.
-unsafe fn copy_out(dest: Dest, output: &Output, mut n: usize) {
+unsafe fn copy_out(dest: Dest, output: &Output, st: &libc::statx, mut n: usize) {
     // SAFETY: per the contract; each copy stays within the waiter's iovec.
     unsafe {
         match (dest, output) {
@@ -718,7 +725,7 @@ unsafe fn copy_out(dest: Dest, output: &Output, mut n: usize) {
                     n -= k;
                 }
             }
-            (Dest::Statx(p), Output::Statx(st)) => p.write(**st),
+            (Dest::Statx(p), Output::Statx) => p.write(*st),
             _ => {}
         }
     }

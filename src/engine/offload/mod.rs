@@ -1171,4 +1171,65 @@ mod reuse_tests {
         assert_eq!(o.jobs[0].path.capacity(), 0, "a long path's buffer is not kept");
         let _ = std::fs::remove_dir_all(&base);
     }
+
+    /// A vector read and write of more iovecs than the helper builds on its
+    /// stack: every piece lands in its own iovec, and every bounce comes
+    /// back as a spare.
+    #[test]
+    fn many_iovecs_on_the_pool() {
+        let (fd, path) = blocks_file("offload-iovs");
+        let efd = Arc::new(EventFd::new().unwrap());
+        let mut o = Offload::new(efd);
+        const N: usize = STACK_IOVS + 3;
+        let mut bufs = [[0u8; 4096]; N];
+        let iov: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: 4096,
+            })
+            .collect();
+        let op = Op::Preadv {
+            fd,
+            iov: iov.as_ptr(),
+            n: N as u32,
+            off: 4096,
+        };
+        assert_eq!(run1(&mut o, op), (N * 4096) as i64);
+        for (i, b) in bufs.iter().enumerate() {
+            assert!(b.iter().all(|&x| x == i as u8 + 1), "iovec {i}");
+        }
+        assert_eq!(o.spare.held(), (N, N * 8192), "each bounce is a spare");
+
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        for (i, b) in bufs.iter_mut().enumerate() {
+            b.fill(0xC0 + i as u8);
+        }
+        let op = Op::Pwritev {
+            fd,
+            iov: iov.as_ptr(),
+            n: N as u32,
+            off: 0,
+        };
+        assert_eq!(run1(&mut o, op), (N * 4096) as i64);
+        assert_eq!(
+            o.spare.held(),
+            (N, N * 8192),
+            "the write took the spares and gave them back"
+        );
+        let data = std::fs::read(&path).unwrap();
+        for i in 0..N {
+            assert!(
+                data[i * 4096..(i + 1) * 4096].iter().all(|&x| x == 0xC0 + i as u8),
+                "block {i}"
+            );
+        }
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+        let _ = std::fs::remove_file(&path);
+    }
 }

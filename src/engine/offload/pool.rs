@@ -9,9 +9,14 @@ use crossbeam_channel::{Receiver, Sender};
 /// Most helper threads at once (process-wide).
 pub(crate) const MAX_THREADS: usize = 64;
 
-/// What a helper thread runs: an offloaded op and the posting of its
-/// completion, or a [`run_task`] call.
-pub(crate) type Task = Box<dyn FnOnce() + Send>;
+/// What a helper thread runs.
+pub(super) enum Task {
+    /// An offloaded operation and the posting of its completion: the job
+    /// itself travels through the queue, nothing is boxed.
+    Job(Box<super::Job>),
+    /// A [`run_task`] call.
+    Call(Box<dyn FnOnce() + Send>),
+}
 
 pub(super) struct Pool {
     tx: Sender<Task>,
@@ -70,7 +75,11 @@ impl Pool {
             };
             // A panicking job must not end the thread: its slot would stay
             // counted for good, and at `max` such ends nothing would run.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err() {
+            let run = move || match task {
+                Task::Job(job) => job.run(),
+                Task::Call(f) => f(),
+            };
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
                 log::error!("photon: an offloaded job panicked (caught; the helper thread goes on)");
             }
         }
@@ -91,8 +100,8 @@ pub(crate) fn after_fork_in_child() {
 
 /// Runs `task` on one of the pool's helper threads (plain OS threads, never
 /// vcpus), started on demand up to [`MAX_THREADS`]; beyond that it queues.
-pub(crate) fn run_task(task: Task) {
-    pool().run(task);
+pub(crate) fn run_task(task: Box<dyn FnOnce() + Send>) {
+    pool().run(Task::Call(task));
 }
 
 #[cfg(test)]
@@ -119,13 +128,13 @@ mod tests {
                 let done = done_tx.clone();
                 std::thread::spawn(move || {
                     start.wait();
-                    pool.run(Box::new(move || {
+                    pool.run(Task::Call(Box::new(move || {
                         let now = running.fetch_add(1, AcqRel) + 1;
                         most.fetch_max(now, AcqRel);
                         std::thread::sleep(Duration::from_millis(5));
                         running.fetch_sub(1, AcqRel);
                         done.send(()).unwrap();
-                    }));
+                    })));
                 })
             })
             .collect();
@@ -151,10 +160,10 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         for _ in 0..(3 * MAX) {
             let tx = tx.clone();
-            pool.run(Box::new(move || {
+            pool.run(Task::Call(Box::new(move || {
                 tx.send(()).unwrap();
                 panic!("a job that panics (expected by this test)");
-            }));
+            })));
         }
         for _ in 0..(3 * MAX) {
             rx.recv_timeout(Duration::from_secs(10))
@@ -162,7 +171,7 @@ mod tests {
         }
         for _ in 0..(3 * MAX) {
             let tx = tx.clone();
-            pool.run(Box::new(move || tx.send(()).unwrap()));
+            pool.run(Task::Call(Box::new(move || tx.send(()).unwrap())));
         }
         for _ in 0..(3 * MAX) {
             rx.recv_timeout(Duration::from_secs(10))

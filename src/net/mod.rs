@@ -370,8 +370,30 @@ pub unsafe fn readv(fd: i32, iov: *const libc::iovec, n: i32, deadline: u64) -> 
             )
         };
     }
+    if buffered_file(fd) {
+        // As in read: a pending interrupt fails the call before a piece
+        // could come from the page cache without asking.
+        sched::check_interrupt()?;
+        // SAFETY: per the contract (validated above).
+        return unsafe { vectored(fd, iov, n, deadline, file_readv_one) };
+    }
     // SAFETY: per the contract (validated above).
     unsafe { vectored(fd, iov, n, deadline, readv_one) }
+}
+
+/// One piece of a `readv` of a buffered file, at the file position: from
+/// the page cache on the vcpu where it can be ([`sched::read_cached`],
+/// offset -1, as [`file_read_one`]), else by the engine ([`readv_one`]).
+///
+/// # Safety
+/// `iov` holds `n` valid iovecs, each valid for writes.
+unsafe fn file_readv_one(fd: i32, iov: *const libc::iovec, n: u32, deadline: u64) -> Result<usize, Errno> {
+    // SAFETY: per the contract.
+    if let Some(k) = unsafe { sched::read_cached(fd, iov, n as i32, -1) } {
+        return Ok(k);
+    }
+    // SAFETY: per the contract.
+    unsafe { readv_one(fd, iov, n, deadline) }
 }
 
 /// One vectored transfer, `one`, over checked iovecs; on a buffered file a

@@ -1,10 +1,11 @@
 /*
- * The common case of photon_pread, photon_read and photon_preadv (a buffered
- * file already known, its pages cached, no interrupt pending: one
- * preadv2(RWF_NOWAIT) on the vcpu, at the offset given or, for photon_read,
- * at the file position) keeps every rule of the general path.
+ * The common case of photon_pread, photon_read, photon_preadv and
+ * photon_readv (a buffered file already known, its pages cached, no
+ * interrupt pending: one preadv2(RWF_NOWAIT) on the vcpu, at the offset
+ * given or, for photon_read and photon_readv, at the file position) keeps
+ * every rule of the general path.
  *
- * 1. Fairness, for each of the three calls: such reads never wait, so each
+ * 1. Fairness, for each of the four calls: such reads never wait, so each
  *    counts against the vcpu's I/O budget, which polls timers and events
  *    every 64 calls and yields after 64 in a row. Beside a thread that loops
  *    the call on a cached file for 300 ms, a 10 ms sleeper wakes in under
@@ -36,8 +37,8 @@
 #define MIB (1 << 20)
 
 /* Which call the fairness reader loops. */
-enum call { PREAD, READ, PREADV };
-static const char *const CALL_NAME[] = {"photon_pread", "photon_read", "photon_preadv"};
+enum call { PREAD, READ, PREADV, READV };
+static const char *const CALL_NAME[] = {"photon_pread", "photon_read", "photon_preadv", "photon_readv"};
 
 static int g_fd;
 static enum call g_call;
@@ -51,17 +52,20 @@ static unsigned char byte_at(off_t pos) {
 
 static off_t position(void) { return lseek(g_fd, 0, SEEK_CUR); }
 
-/* Reads block b into buf with the call under test: photon_read reads the
- * blocks in order from the start, whatever b. Returns the block read. */
+/* Reads block b into buf with the call under test: photon_read and
+ * photon_readv read the blocks in order from the start, whatever b.
+ * Returns the block read. */
 static int read_block(unsigned char *buf, int b) {
-    if (g_call == READ) {
+    if (g_call == READ || g_call == READV) {
         off_t pos = position();
         if (pos >= SIZE) pos = lseek(g_fd, 0, SEEK_SET);
         CHECK(pos >= 0 && pos % BLOCK == 0, "the file position: %lld", (long long)pos);
-        ssize_t n = photon_read(g_fd, buf, BLOCK, PHOTON_FOREVER);
-        CHECK(n == BLOCK, "photon_read at %lld: %zd (%s)", (long long)pos, n, strerror(errno));
-        CHECK(position() == pos + BLOCK, "photon_read moved the position from %lld to %lld", (long long)pos,
-              (long long)position());
+        struct iovec iov[2] = {{buf, 100}, {buf + 100, BLOCK - 100}};
+        ssize_t n = g_call == READ ? photon_read(g_fd, buf, BLOCK, PHOTON_FOREVER)
+                                   : photon_readv(g_fd, iov, 2, PHOTON_FOREVER);
+        CHECK(n == BLOCK, "%s at %lld: %zd (%s)", CALL_NAME[g_call], (long long)pos, n, strerror(errno));
+        CHECK(position() == pos + BLOCK, "%s moved the position from %lld to %lld", CALL_NAME[g_call],
+              (long long)pos, (long long)position());
         return (int)(pos / BLOCK);
     }
     ssize_t n;
@@ -292,6 +296,39 @@ static void contract_preadv(void) {
         "big reads as the general path has them");
 }
 
+static void contract_readv(void) {
+    unsigned char buf[BLOCK];
+    struct iovec iov[3] = {{buf, 10}, {buf + 10, 0}, {buf + 10, 6}};
+    CHECK(lseek(g_fd, 100, SEEK_SET) == 100, "lseek");
+    CHECK(photon_readv(g_fd, iov, 3, PHOTON_FOREVER) == 16 && holds(buf, 100, 16) && position() == 116,
+          "a plain read");
+    CHECK_ERRNO(photon_readv(g_fd, NULL, 1, PHOTON_FOREVER), EINVAL);
+    CHECK_ERRNO(photon_readv(g_fd, iov, -1, PHOTON_FOREVER), EINVAL);
+    struct iovec far[2] = {{buf, 4}, {(void *)(uintptr_t)((1ULL << 48) - 2), 4}};
+    CHECK_ERRNO(photon_readv(g_fd, far, 2, PHOTON_FOREVER), EFAULT);
+    CHECK_ERRNO(photon_readv(-1, iov, 3, PHOTON_FOREVER), EBADF);
+    CHECK_OK(photon_thread_interrupt(photon_thread_self(), CUSTOM_ERRNO));
+    CHECK_ERRNO(photon_readv(g_fd, iov, 3, PHOTON_FOREVER), CUSTOM_ERRNO);
+    CHECK(position() == 116, "the interrupted read moved the position");
+    CHECK(photon_readv(g_fd, iov, 3, PHOTON_FOREVER) == 16 && holds(buf, 116, 16), "the read after the interrupt");
+    CHECK(photon_readv(g_fd, iov, 0, PHOTON_FOREVER) == 0 && position() == 132, "no iovecs");
+    size_t big = 2 * MIB + 5;
+    unsigned char *all = malloc(big);
+    CHECK(all != NULL, "malloc");
+    struct iovec pieces[3] = {{all, 3}, {all + 3, MIB}, {all + 3 + MIB, big - 3 - MIB}};
+    CHECK(lseek(g_fd, 7, SEEK_SET) == 7, "lseek");
+    CHECK(photon_readv(g_fd, pieces, 3, PHOTON_FOREVER) == (ssize_t)big && holds(all, 7, big) &&
+              position() == 7 + (off_t)big,
+          "a read of 2 MiB");
+    CHECK(photon_readv(g_fd, pieces, 3, PHOTON_FOREVER) == SIZE - 7 - (ssize_t)big &&
+              holds(all, 7 + (off_t)big, SIZE - 7 - big) && position() == SIZE,
+          "a read of 2 MiB across the end");
+    CHECK(photon_readv(g_fd, iov, 3, PHOTON_FOREVER) == 0 && position() == SIZE, "a read at the end");
+    free(all);
+    SAY("photon_readv on a known, cached fd: EINVAL, EFAULT, EBADF, the interrupt, the end of the file, big "
+        "reads and the file position as the general path has them");
+}
+
 int main(void) {
     test_start("fs_read_budget");
     test_init();
@@ -310,9 +347,11 @@ int main(void) {
     fairness(PREAD);
     fairness(READ);
     fairness(PREADV);
+    fairness(READV);
     contract_pread();
     contract_read();
     contract_preadv();
+    contract_readv();
     CHECK_OK(photon_close(g_fd));
     CHECK_OK(photon_unlink(path));
     CHECK_OK(rmdir(dir));

@@ -65,9 +65,9 @@ const PROGRAMS: &[&str] = &[
     "join_fastpath",
     "jump",
     "keys",
+    "library_threads",
     "many_threads",
     "million_threads",
-    "monitor_fds",
     "net_accept_burst",
     "net_budget",
     "net_close_wakes",
@@ -771,8 +771,8 @@ fn c_signal_mask() {
 }
 
 #[test]
-fn c_monitor_fds() {
-    c_test("monitor_fds");
+fn c_library_threads() {
+    c_test("library_threads");
 }
 
 #[test]

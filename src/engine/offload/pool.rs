@@ -1,13 +1,26 @@
 //! The helper-thread pool: plain OS threads (never vcpus) that run
-//! blocking jobs, started on demand up to [`MAX_THREADS`] (process-wide).
+//! blocking jobs, started on demand up to [`MAX_THREADS`] (process-wide),
+//! each ending after [`IDLE_EXIT`] without work.
+//!
+//! Helper threads share the program's fd table (they make its calls), and
+//! while any thread shares it the kernel counts a file reference on every
+//! fd call of every thread (see sched/private_fds.rs): a one-vcpu server
+//! that opened one file through the pool paid that on each `recv` and
+//! `send` for the rest of its life. Ending idle threads gives the table
+//! back to the vcpu alone.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicUsize, Ordering::*, fence};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 /// Most helper threads at once (process-wide).
 pub(crate) const MAX_THREADS: usize = 64;
+
+/// How long a helper thread waits for work before it ends (the next job
+/// starts one again: about 50 us on the vcpu that submits it).
+const IDLE_EXIT: Duration = Duration::from_secs(1);
 
 /// What a helper thread runs.
 pub(super) enum Task {
@@ -25,16 +38,21 @@ pub(super) struct Pool {
     threads: AtomicUsize,
     idle: AtomicUsize,
     max: usize,
+    /// [`IDLE_EXIT`] (shorter in tests).
+    idle_exit: Duration,
+    /// Tests only: how long an idle thread waits between its wait's end
+    /// and its last look at the queue, to put a submission there.
+    exit_pause: Duration,
 }
 
 static POOL: OnceLock<Pool> = OnceLock::new();
 
 pub(super) fn pool() -> &'static Pool {
-    POOL.get_or_init(|| Pool::new(MAX_THREADS))
+    POOL.get_or_init(|| Pool::new(MAX_THREADS, IDLE_EXIT, Duration::ZERO))
 }
 
 impl Pool {
-    fn new(max: usize) -> Pool {
+    fn new(max: usize, idle_exit: Duration, exit_pause: Duration) -> Pool {
         let (tx, rx) = crossbeam_channel::unbounded();
         Pool {
             tx,
@@ -42,36 +60,62 @@ impl Pool {
             threads: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             max,
+            idle_exit,
+            exit_pause,
         }
     }
 
+    /// Reserves a thread slot by one compare-and-swap, so callers at the
+    /// same moment cannot start more than `max` threads between them.
+    fn reserve(&self) -> bool {
+        self.threads
+            .fetch_update(SeqCst, SeqCst, |n| (n < self.max).then_some(n + 1))
+            .is_ok()
+    }
+
     pub(super) fn run(&'static self, task: Task) {
-        // A thread slot is reserved by one compare-and-swap, so callers at
-        // the same moment cannot start more than `max` threads between them.
-        let reserved = self.idle.load(Acquire) == 0
-            && self
-                .threads
-                .fetch_update(AcqRel, Acquire, |n| (n < self.max).then_some(n + 1))
-                .is_ok();
-        if reserved {
+        // The task first, then the count of waiting threads. A thread that
+        // ends for idleness stops counting itself before its last look at
+        // the queue (see `worker`), so either it sees this task or this
+        // sees no waiting thread and starts one.
+        // The receiver lives in the pool forever: send cannot fail.
+        let _ = self.tx.send(task);
+        fence(SeqCst);
+        if self.idle.load(SeqCst) == 0 && self.reserve() {
             let spawned = crate::sys::spawn_service_thread("photon-offload", 256 << 10, move || self.worker());
             if let Err(e) = spawned {
-                self.threads.fetch_sub(1, AcqRel);
+                self.threads.fetch_sub(1, SeqCst);
                 log::warn!("photon: cannot start an offload thread: {e}");
             }
         }
-        // The receiver lives in the pool forever: send cannot fail.
-        let _ = self.tx.send(task);
     }
 
     fn worker(&self) {
         loop {
-            self.idle.fetch_add(1, AcqRel);
-            let task = self.rx.recv();
-            self.idle.fetch_sub(1, AcqRel);
-            let Ok(task) = task else {
-                self.threads.fetch_sub(1, AcqRel);
-                return;
+            self.idle.fetch_add(1, SeqCst);
+            let task = self.rx.recv_timeout(self.idle_exit);
+            self.idle.fetch_sub(1, SeqCst);
+            let task = match task {
+                Ok(task) => task,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Idle: end, unless a task came after the wait ended
+                    // (its sender may have counted this thread as waiting
+                    // and started none); then stay if the cap allows (else
+                    // a thread started meanwhile takes it).
+                    if !self.exit_pause.is_zero() {
+                        std::thread::sleep(self.exit_pause);
+                    }
+                    self.threads.fetch_sub(1, SeqCst);
+                    fence(SeqCst);
+                    if self.rx.is_empty() || !self.reserve() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.threads.fetch_sub(1, SeqCst);
+                    return;
+                }
             };
             // A panicking job must not end the thread: its slot would stay
             // counted for good, and at `max` such ends nothing would run.
@@ -117,7 +161,7 @@ mod tests {
     fn thread_cap_holds_under_concurrent_callers() {
         const MAX: usize = 3;
         const CALLERS: usize = 16;
-        let pool: &'static Pool = Box::leak(Box::new(Pool::new(MAX)));
+        let pool: &'static Pool = Box::leak(Box::new(Pool::new(MAX, IDLE_EXIT, Duration::ZERO)));
         let running: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
         let most: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
         let start = Arc::new(Barrier::new(CALLERS));
@@ -156,7 +200,7 @@ mod tests {
     #[test]
     fn panicking_job_keeps_the_count() {
         const MAX: usize = 2;
-        let pool: &'static Pool = Box::leak(Box::new(Pool::new(MAX)));
+        let pool: &'static Pool = Box::leak(Box::new(Pool::new(MAX, IDLE_EXIT, Duration::ZERO)));
         let (tx, rx) = mpsc::channel();
         for _ in 0..(3 * MAX) {
             let tx = tx.clone();
@@ -185,5 +229,39 @@ mod tests {
         }
         let threads = pool.threads.load(Acquire);
         assert!((1..=MAX).contains(&threads), "{threads} threads counted");
+    }
+
+    /// Idle threads end after the pool's idle time, and a job submitted
+    /// after is still run, also one submitted while the only thread (at the
+    /// cap) is ending: its submitter starts none (the cap is reached, no
+    /// thread waits), so the ending thread must see it and stay.
+    #[test]
+    fn idle_threads_end_and_jobs_still_run() {
+        const EXIT: Duration = Duration::from_millis(20);
+        const PAUSE: Duration = Duration::from_millis(40);
+        let pool: &'static Pool = Box::leak(Box::new(Pool::new(1, EXIT, PAUSE)));
+        let (tx, rx) = mpsc::channel();
+        let job = |tx: &mpsc::Sender<()>| {
+            let tx = tx.clone();
+            Task::Call(Box::new(move || tx.send(()).unwrap()))
+        };
+        for round in 0..3 {
+            pool.run(job(&tx));
+            rx.recv_timeout(Duration::from_secs(10)).expect("the job runs");
+            // The thread's wait ends at 20 ms; it looks at the queue at 60.
+            std::thread::sleep(EXIT + PAUSE / 2);
+            assert_eq!(pool.idle.load(SeqCst), 0, "round {round}: the thread is ending");
+            pool.run(job(&tx));
+            rx.recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("round {round}: a job was left queued with no thread to run it"));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pool.threads.load(SeqCst) != 0 {
+            assert!(std::time::Instant::now() < deadline, "the idle thread did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        pool.run(job(&tx));
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a job after the thread ended runs");
     }
 }

@@ -1,8 +1,11 @@
 /*
- * The monitor thread (PHOTON_STALL_MS, PHOTON_DUMP_SIGNAL) keeps its own
- * fd table, so that a process whose only other thread is a vcpu keeps an
- * unshared one (the kernel then looks fds up without counting references:
- * see src/sched/private_fds.rs). Checked from outside, in /proc:
+ * The library's own threads leave a one-vcpu process's fd table unshared
+ * in its steady state (the kernel then looks fds up without counting
+ * references: see src/sched/private_fds.rs):
+ * - the offload pool's helper threads (photon_offload, and the epoll
+ *   engine's file calls) end after a second without work;
+ * - the monitor thread (PHOTON_STALL_MS, PHOTON_DUMP_SIGNAL) keeps its own
+ *   fd table. Checked from outside, in /proc:
  * - the monitor's table holds none of the program's fds (a file opened
  *   before photon_init and one opened after);
  * - it holds no reference either: a pipe's write end the program made
@@ -37,24 +40,31 @@ static int kernel_can(void) {
 #endif
 }
 
-/* The tid of the thread named "photon-monitor", or 0. */
-static long monitor_tid(void) {
+/* The tid of the first thread named `name`, or 0; *count: how many are. */
+static long named_thread(const char *name, int *count) {
     DIR *d = opendir("/proc/self/task");
     CHECK(d != NULL, "opendir: %s", strerror(errno));
     long found = 0;
+    int n = 0;
     struct dirent *e;
-    while ((e = readdir(d)) != NULL && !found) {
+    while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
         char path[320], comm[32] = "";
         snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
         FILE *f = fopen(path, "r");
         if (!f) continue;
-        if (fgets(comm, sizeof comm, f) && strncmp(comm, "photon-monitor", 14) == 0) found = atol(e->d_name);
+        if (fgets(comm, sizeof comm, f) && strncmp(comm, name, strlen(name)) == 0) {
+            if (!found) found = atol(e->d_name);
+            n++;
+        }
         fclose(f);
     }
     closedir(d);
+    if (count) *count = n;
     return found;
 }
+
+static void *on_helper(void *arg) { return arg; }
 
 /* True if fd `fd` is open in task `tid`'s table. */
 static int task_has_fd(long tid, int fd) {
@@ -92,7 +102,7 @@ static void *pool_sleeper(void *arg) {
 }
 
 int main(void) {
-    test_start("monitor_fds");
+    test_start("library_threads");
     setenv("PHOTON_STALL_MS", "100", 1);
     setenv("PHOTON_DUMP_SIGNAL", "SIGUSR2", 1);
     unsetenv("PHOTON_LOG");
@@ -104,7 +114,20 @@ int main(void) {
     int after = open("/dev/null", O_RDONLY | O_CLOEXEC);
     CHECK(after >= 0, "open: %s", strerror(errno));
 
-    long tid = monitor_tid();
+    SAY("the offload pool's helper threads end after a second without work");
+    void *rv = NULL;
+    CHECK_OK(photon_offload(on_helper, (void *)&rv, &rv));
+    CHECK(rv == (void *)&rv, "photon_offload's result");
+    int helpers = 0;
+    named_thread("photon-offload", &helpers);
+    CHECK(helpers >= 1, "no photon-offload thread after photon_offload");
+    uint64_t t0 = photon_now_us();
+    while (named_thread("photon-offload", &helpers), helpers > 0 && elapsed_us(t0) < 10 * 1000 * 1000)
+        photon_thread_usleep(50 * 1000);
+    CHECK(helpers == 0, "%d photon-offload threads still there after %.1f s idle", helpers, elapsed_us(t0) / 1e6);
+    SAY("  gone after %.2f s", elapsed_us(t0) / 1e6);
+
+    long tid = named_thread("photon-monitor", NULL);
     CHECK(tid > 0, "no photon-monitor thread");
     if (kernel_can()) {
         SAY("the monitor's fd table holds none of the program's fds");

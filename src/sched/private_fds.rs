@@ -7,11 +7,9 @@
 //! monitor behind `PHOTON_STALL_MS`, which every process has by default)
 //! puts every `recv`, `send` and `epoll_wait` of a one-vcpu server on the
 //! shared path: an atomic increment and decrement of the file's count per
-//! call. Measured on bench echo 64 x 512 (epoll engine, quiet): 2,963 /
-//! 3,018 / 2,948 ns of server CPU per request with the monitor sharing the
-//! table, 2,883 / 2,937 / 2,912 without it (mio loop 2,829 / 2,855 / 2,795);
-//! `perf record` put `fdget` + `fput` 32 ns per request above the mio
-//! loop's.
+//! call. `perf record` of bench echo 64 x 512 (epoll) put `fdget` + `fput`
+//! 32 ns per request above the mio loop's (one thread); timed, the change
+//! is at the VM's noise (bench/README, "The library's own threads").
 //!
 //! A thread that enters its own table ([`PrivateFds::enter`]) keeps only
 //! the fds it names: `close_range(CLOSE_RANGE_UNSHARE)` gives it a copy

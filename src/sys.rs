@@ -4,11 +4,12 @@
 //! `poll`, `fcntl` and friends and routes them, inside photon threads, to
 //! this library's C API. If the runtime called those same libc symbols it
 //! would call back into the shim (and from there into itself). So every
-//! function the shim hooks is called here through `syscall(2)`, which the
-//! shim does not hook. Each function has the signature and the result
-//! convention of its libc namesake (-1 and `errno` on failure), so call
-//! sites read the same, and [`crate::errno::syscall!`] resolves names here
-//! first. Functions the shim does not hook are re-exported from libc.
+//! function the shim hooks is made here with the `syscall` instruction
+//! ([`direct`]), which no shim can hook. Each function has the signature
+//! and the result convention of its libc namesake (-1 and `errno` on
+//! failure), so call sites read the same, and [`crate::errno::syscall!`]
+//! resolves names here first. Functions the shim does not hook are
+//! re-exported from libc.
 
 #![allow(clippy::missing_safety_doc)] // each function's contract is its libc namesake's
 

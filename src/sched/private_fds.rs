@@ -145,9 +145,7 @@ impl PrivateFds {
             r
         }
     }
-}
 
-impl PrivateFds {
     /// Wakes a vcpu from this thread: through a copy of its eventfd,
     /// fetched from the program's table (the notifier, alive while `n` is,
     /// keeps that number its eventfd meanwhile).

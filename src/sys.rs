@@ -29,14 +29,23 @@ macro_rules! raw {
 /// System call `nr` with `args` (the rest 0), made with the `syscall`
 /// instruction ([`crate::arch::syscall6`]) instead of libc's generic
 /// `syscall()`, which cost a call and about 20 instructions of its own per
-/// `recv` and `send` (callgrind, bench echo 64 x 512 on epoll); the result
-/// convention is `syscall()`'s: -1 with errno set on failure.
+/// `recv` and `send` (callgrind, bench echo 64 x 512 on epoll): the
+/// kernel's result, `-errno` on failure, errno untouched (for fast paths
+/// that go another way on a failure: [`preadv2_raw`]).
 #[inline(always)]
-unsafe fn direct<const N: usize>(nr: c_long, args: [usize; N]) -> c_long {
+unsafe fn direct_raw<const N: usize>(nr: c_long, args: [usize; N]) -> isize {
     let mut a = [0usize; 6];
     a[..N].copy_from_slice(&args);
     // SAFETY: per the caller's contract.
-    let r = unsafe { crate::arch::syscall6(nr as usize, a) };
+    unsafe { crate::arch::syscall6(nr as usize, a) }
+}
+
+/// [`direct_raw`] with `syscall()`'s result convention: -1 with errno set
+/// on failure.
+#[inline(always)]
+unsafe fn direct<const N: usize>(nr: c_long, args: [usize; N]) -> c_long {
+    // SAFETY: per the caller's contract.
+    let r = unsafe { direct_raw(nr, args) };
     if (-4095..0).contains(&r) {
         return failed(-r as c_int);
     }
@@ -87,24 +96,15 @@ pub(crate) unsafe fn preadv2(fd: c_int, iov: *const iovec, n: c_int, off: i64, f
     raw!(SYS_preadv2, fd, iov, n, lo, hi, flags) as ssize_t
 }
 
-/// `preadv2(2)` made directly ([`crate::arch::syscall6`]): the kernel's
-/// result, `-errno` on failure, errno untouched. For the hot paths, where
-/// libc's generic `syscall()` cost a call and a dozen instructions of its
-/// own per read.
+/// `preadv2(2)` as [`direct_raw`] makes it: `-errno` on failure, errno
+/// untouched (the cached-read fast path goes to the engine on any failure).
 #[inline(always)]
 pub(crate) unsafe fn preadv2_raw(fd: c_int, iov: *const iovec, n: c_int, off: i64, flags: c_int) -> isize {
     let (lo, hi) = lo_hi(off);
-    let a = [
-        fd as usize,
-        iov as usize,
-        n as usize,
-        lo as usize,
-        hi as usize,
-        flags as usize,
-    ];
+    let a = [fd as c_long, iov as c_long, n as c_long, lo, hi, flags as c_long];
     // SAFETY: the caller upholds preadv2's contract; the kernel validates
     // every pointer and reports EFAULT.
-    unsafe { crate::arch::syscall6(libc::SYS_preadv2 as usize, a) }
+    unsafe { direct_raw(libc::SYS_preadv2, a.map(|x| x as usize)) }
 }
 
 pub(crate) unsafe fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {

@@ -489,7 +489,7 @@ impl Offload {
             iov_base: p.cast_mut().cast(),
             iov_len: len as usize,
         };
-        // SAFETY (for the copies and slices): the caller guarantees the memory.
+        // SAFETY: the caller guarantees the memory (for the copies and slices).
         Ok(unsafe {
             match op {
                 Op::Read { fd, buf, len } => (

@@ -1040,6 +1040,7 @@ fn main() -> ExitCode {
 
     let mut runner = Runner::new(&o.c);
     let labels: Vec<String> = servers.iter().map(|s| s.name.to_string()).collect();
+    let mut targets = Vec::new();
     for sc in &scenarios {
         eprintln!("--- {} ({})", sc.name, sc.title());
         let rows = runner.interleave(
@@ -1063,6 +1064,7 @@ fn main() -> ExitCode {
         );
         let by_name: BTreeMap<&str, &Row<Run>> = servers.iter().map(|s| s.name).zip(&rows).collect();
         print_scenario(&o, sc, &servers, &by_name);
+        targets.extend(target_lines(sc, &by_name));
     }
     println!();
     println!(
@@ -1078,5 +1080,112 @@ fn main() -> ExitCode {
          machine). Per 4 KiB echoed when streaming."
     );
     println!();
+    if !targets.is_empty() {
+        println!("## Targets (information; the exit status reflects errors only)");
+        println!();
+        for t in &targets {
+            println!("- {t}");
+        }
+        println!();
+    }
     runner.finish(&[])
+}
+
+/// The peer whose CPU per request is the bar of the ping-pong target.
+const CPU_BAR: &str = "mio loop";
+
+/// One scenario's lines against the performance targets (issue "I/O
+/// performance, second pass"): ping-pong CPU per request of each default
+/// engine against [`CPU_BAR`] and the best median req/s against the best
+/// peer's; streaming MiB/s of each engine against the best peer's. Each
+/// ratio of medians comes with the median of the per-rep ratios and how
+/// many reps were on the target's side: the servers of one rep run one
+/// after another, so a rep's own ratio is free of the drift between reps
+/// (this VM's speed swings by several percent over minutes), which the
+/// medians taken apart are not. Rows missing or failed give no line.
+fn target_lines(sc: &Scenario, rows: &BTreeMap<&str, &Row<Run>>) -> Vec<String> {
+    let ok = |name: &str| {
+        rows.get(name)
+            .copied()
+            .filter(|r| r.error.is_none() && !r.runs.is_empty())
+    };
+    let peers: Vec<&str> = rows
+        .keys()
+        .copied()
+        .filter(|n| !n.starts_with("libphoton") && ok(n).is_some())
+        .collect();
+    let engines = [PHOTON_URING, PHOTON_EPOLL];
+    let mut out = Vec::new();
+    // `a`'s over `b`'s: the ratio of the medians, the median of the paired
+    // per-rep ratios, and in how many reps the ratio was on the target's
+    // side (`good`).
+    let compare = |a: &Row<Run>, b: &Row<Run>, f: &dyn Fn(&Run) -> f64, good: &dyn Fn(f64) -> bool| {
+        let fa: Vec<f64> = a.runs.iter().map(f).collect();
+        let fb: Vec<f64> = b.runs.iter().map(f).collect();
+        let ratio = median(&fa) / median(&fb);
+        let paired: Vec<f64> = fa.iter().zip(&fb).map(|(x, y)| x / y).collect();
+        let detail = if fa.len() == fb.len() && fa.len() > 1 {
+            format!(
+                " (median of the per-rep ratios {:.2}x; on the target's side in {} of {} reps)",
+                median(&paired),
+                paired.iter().filter(|r| good(**r)).count(),
+                paired.len()
+            )
+        } else {
+            String::new()
+        };
+        (ratio, detail)
+    };
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    let best_peer = |f: &dyn Fn(&Run) -> f64| {
+        peers
+            .iter()
+            .map(|p| (*p, median(&ok(p).unwrap().runs.iter().map(f).collect::<Vec<_>>())))
+            .max_by(|x, y| x.1.total_cmp(&y.1))
+    };
+    match sc.mode {
+        Mode::PingPong => {
+            if let Some(bar) = ok(CPU_BAR) {
+                for e in engines {
+                    let Some(row) = ok(e) else { continue };
+                    let (r, detail) = compare(row, bar, &|x: &Run| x.oncpu_ns_per_req, &|r| r <= 1.0);
+                    out.push(format!(
+                        "{}: CPU per request, {e} / {CPU_BAR} = {r:.2}x (target <= 1.00x): {}{detail}",
+                        sc.name,
+                        verdict(r <= 1.0)
+                    ));
+                }
+            }
+            let best_own = engines
+                .iter()
+                .filter_map(|e| ok(e).map(|r| (*e, r)))
+                .map(|(e, r)| (e, r, median(&r.runs.iter().map(|x| x.req_s).collect::<Vec<_>>())))
+                .max_by(|x, y| x.2.total_cmp(&y.2));
+            if let (Some((e, row, own)), Some((p, theirs))) = (best_own, best_peer(&|x: &Run| x.req_s)) {
+                let (_, detail) = compare(row, ok(p).unwrap(), &|x: &Run| x.req_s, &|r| r >= 1.0);
+                let r = own / theirs;
+                out.push(format!(
+                    "{}: best req/s, {e} {} / {p} {} = {r:.2}x (target >= 1.00x): {}{detail}",
+                    sc.name,
+                    fmt_rate(own),
+                    fmt_rate(theirs),
+                    verdict(r >= 1.0)
+                ));
+            }
+        }
+        Mode::Stream => {
+            if let Some((p, _)) = best_peer(&|x: &Run| x.mib_s) {
+                for e in engines {
+                    let Some(row) = ok(e) else { continue };
+                    let (r, detail) = compare(row, ok(p).unwrap(), &|x: &Run| x.mib_s, &|r| r >= 1.0);
+                    out.push(format!(
+                        "{}: MiB/s, {e} / the best peer ({p}) = {r:.2}x (target >= 1.00x): {}{detail}",
+                        sc.name,
+                        verdict(r >= 1.0)
+                    ));
+                }
+            }
+        }
+    }
+    out
 }

@@ -155,10 +155,10 @@ fn cached(fd: i32) -> u8 {
 #[cold]
 #[inline(never)]
 fn learn(fd: i32) -> u8 {
-    // SAFETY: fstat into a zeroed struct.
+    // SAFETY: an all-zero stat is a valid value.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: valid out pointer.
     let mut f = KNOWN;
+    // SAFETY: a valid out pointer.
     if unsafe { crate::sys::fstat(fd, &mut st) } == 0 {
         match st.st_mode & libc::S_IFMT {
             libc::S_IFSOCK => {

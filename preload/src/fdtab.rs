@@ -220,8 +220,9 @@ pub fn probe(fd: i32) -> Probe {
 
 #[cold]
 fn probe_slow(fd: i32, e: &Entry) -> Probe {
-    // SAFETY: fstat into a zeroed struct; raw syscalls, never hooked.
+    // SAFETY: an all-zero stat is a valid value.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: a valid out pointer; the raw syscall, never hooked.
     if unsafe { libc::syscall(libc::SYS_fstat, fd as libc::c_long, &raw mut st) } < 0 {
         return Probe::Bad(crate::errno());
     }

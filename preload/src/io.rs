@@ -89,10 +89,10 @@ pub fn route(fd: c_int, dir: Dir, nonblocking: bool) -> Route {
     }
     if fdtab::known(fd) & (KNOWN | USER_NB | UNDER_NB) == KNOWN | UNDER_NB {
         let t = sock_timeout_us(fd, dir);
-        // SAFETY: a clock read.
         let deadline = if t == 0 {
             FOREVER
         } else {
+            // SAFETY: a clock read.
             (unsafe { photon::photon_now_us() }) + t
         };
         Route::Emulate(deadline)

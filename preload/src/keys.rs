@@ -232,8 +232,8 @@ pub unsafe extern "C" fn pthread_key_create(key: *mut libc::pthread_key_t, dtor:
         let _g = KEY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: the caller's arguments, as glibc takes them.
         let r = unsafe { real::pthread_key_create(key, dtor) };
-        // SAFETY: glibc wrote the new key when it returned 0.
         if r == 0
+            // SAFETY: glibc wrote the new key when it returned 0.
             && let Some(e) = KEYS.get(unsafe { *key } as usize)
         {
             e.dtor.store(dtor.map_or(0, |d| d as usize), Release);
@@ -308,10 +308,10 @@ pub unsafe extern "C" fn pthread_setspecific(key: libc::pthread_key_t, value: *c
         if tag & 1 == 0 {
             return libc::EINVAL;
         }
-        // SAFETY: this thread's live table (or NULL: none yet).
         let mut s = if table.is_null() {
             ptr::null_mut()
         } else {
+            // SAFETY: this thread's live table.
             unsafe { slot(table, k) }
         };
         if s.is_null() {

@@ -171,9 +171,9 @@ impl Abs {
     /// # Safety
     /// `ts` is NULL or readable.
     pub(crate) unsafe fn new(clock: clockid_t, ts: *const timespec) -> Option<Abs> {
-        // SAFETY: per the contract.
         (!ts.is_null()).then(|| Abs {
             clock,
+            // SAFETY: not NULL, so readable per the contract.
             ts: unsafe { *ts },
         })
     }

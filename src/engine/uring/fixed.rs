@@ -44,8 +44,9 @@ impl FixedFiles {
             return off;
         }
         // The kernel refuses a table larger than RLIMIT_NOFILE.
-        // SAFETY: getrlimit into a zeroed struct.
+        // SAFETY: an all-zero rlimit is a valid value.
         let mut r: libc::rlimit = unsafe { core::mem::zeroed() };
+        // SAFETY: a valid out pointer.
         let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
             r.rlim_cur.min(MAX_SLOTS as u64) as u32
         } else {

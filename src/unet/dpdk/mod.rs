@@ -80,8 +80,9 @@ static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
 /// search path), then where this build put it.
 fn load() -> Result<Lib, String> {
     let mut places = Vec::new();
-    // SAFETY: dladdr on an address inside this object fills `info`.
+    // SAFETY: an all-zero Dl_info is a valid value.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: dladdr on an address inside this object fills `info`.
     if unsafe { libc::dladdr(load as *const c_void, &mut info) } != 0 && !info.dli_fname.is_null() {
         // SAFETY: dladdr gives a NUL-terminated path.
         let me = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) }
@@ -109,9 +110,10 @@ fn load() -> Result<Lib, String> {
         // SAFETY: a NUL-terminated path.
         let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
         if h.is_null() {
-            // SAFETY: dlerror's message is NUL-terminated.
+            // SAFETY: dlerror takes no argument.
             let e = unsafe { libc::dlerror() };
             if !e.is_null() {
+                // SAFETY: dlerror's message is NUL-terminated.
                 why = unsafe { core::ffi::CStr::from_ptr(e) }.to_string_lossy().into_owned();
             }
             continue;
@@ -235,10 +237,12 @@ impl Dpdk {
             return Err(Errno(libc::ENODEV));
         }
         let intr_fd = (port.intr_fd >= 0).then_some(port.intr_fd);
-        // SAFETY: fstat into a struct we own.
+        // SAFETY: an all-zero stat is a valid value.
         let mut sb: libc::stat = unsafe { core::mem::zeroed() };
-        let intr_read = intr_fd
-            .is_some_and(|fd| unsafe { libc::fstat(fd, &mut sb) } == 0 && sb.st_mode & libc::S_IFMT != libc::S_IFCHR);
+        let intr_read = intr_fd.is_some_and(|fd| {
+            // SAFETY: fstat into a struct we own.
+            (unsafe { libc::fstat(fd, &mut sb) }) == 0 && sb.st_mode & libc::S_IFMT != libc::S_IFCHR
+        });
         Ok(Dpdk {
             lib,
             rx: RxSide {

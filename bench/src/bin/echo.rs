@@ -380,6 +380,45 @@ fn servers(o: &Opts) -> Vec<Server> {
 // ------------------------------------------------------------------ machine
 
 /// Whether perf can count hardware events here (a VM may have no PMU).
+/// io_uring's tracepoints counted beside the syscalls, when the kernel has
+/// them ([`RING_EVENTS`]): exact counts of what a ring did, as the
+/// syscall count is (a perf profile's self time can mislead: a receive
+/// that arms its poll first showed `sock_poll` at 3% of the server, the
+/// first touch of the socket's cache lines, which the receive takes
+/// instead when it goes first).
+const RING_SUBMIT: &str = "io_uring:io_uring_submit_req";
+const RING_POLL_ARM: &str = "io_uring:io_uring_poll_arm";
+
+/// Whether perf can count [`RING_SUBMIT`] and [`RING_POLL_ARM`] here
+/// (probed once in main).
+static RING_EVENTS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// True if `perf stat` accepts the io_uring tracepoints.
+fn ring_events_status() -> bool {
+    Command::new("perf")
+        .args([
+            "stat",
+            "-x,",
+            "-e",
+            &format!("{RING_SUBMIT},{RING_POLL_ARM}"),
+            "--",
+            "true",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The events `perf stat` counts for each run.
+fn perf_events() -> String {
+    let mut e = "instructions,cycles,task-clock,context-switches,raw_syscalls:sys_enter".to_string();
+    if RING_EVENTS.get().copied().unwrap_or(false) {
+        e += &format!(",{RING_SUBMIT},{RING_POLL_ARM}");
+    }
+    e
+}
+
 fn perf_hw_status() -> Result<bool, String> {
     let out = Command::new("perf")
         .args(["stat", "-x,", "-e", "instructions,cycles", "--", "true"])
@@ -581,6 +620,14 @@ struct Run {
     syscalls_per_req: Option<f64>,
     /// The server's context switches per request.
     switches_per_req: Option<f64>,
+    /// io_uring submissions the server's rings took (the
+    /// `io_uring:io_uring_submit_req` tracepoint) per request: 0 for a
+    /// server without io_uring; None where the kernel has no such tracepoint.
+    sqes_per_req: Option<f64>,
+    /// Polls io_uring armed for the server's operations (a receive that
+    /// found no data, or one with `IORING_RECVSEND_POLL_FIRST`, waits on
+    /// one: `io_uring:io_uring_poll_arm`) per request.
+    arms_per_req: Option<f64>,
     cpu_us_per_req: f64,
     user_us_per_req: f64,
     /// Server CPU time / wall time in the measured window.
@@ -628,7 +675,12 @@ fn parse_perf(text: &str) -> BTreeMap<String, Option<f64>> {
         if event.is_empty() {
             continue;
         }
-        m.insert(event, f[0].trim().parse::<f64>().ok());
+        let value = f[0].trim().parse::<f64>().ok();
+        // Tracepoints also under their whole name (two share "io_uring").
+        if f[2].contains(':') {
+            m.insert(f[2].trim().to_string(), value);
+        }
+        m.insert(event, value);
     }
     m
 }
@@ -707,15 +759,7 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
         let t0 = Instant::now();
         let perf = if o.perf {
             let out = Command::new("perf")
-                .args([
-                    "stat",
-                    "-x,",
-                    "-e",
-                    "instructions,cycles,task-clock,context-switches,raw_syscalls:sys_enter",
-                    "-p",
-                    &pid.to_string(),
-                    "--",
-                ])
+                .args(["stat", "-x,", "-e", &perf_events(), "-p", &pid.to_string(), "--"])
                 .args(["sleep", &format!("{measure:.3}")])
                 .stdin(Stdio::null())
                 .output()
@@ -819,6 +863,8 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
         .copied()
         .flatten()
         .map(|v| per_req(v / measure));
+    let sqes = perf.get(RING_SUBMIT).copied().flatten().map(|v| per_req(v / measure));
+    let arms = perf.get(RING_POLL_ARM).copied().flatten().map(|v| per_req(v / measure));
     Ok(Run {
         req_s,
         mib_s,
@@ -826,6 +872,8 @@ fn one_run(o: &Opts, sc: &Scenario, s: &Server) -> Result<Run, String> {
         cycles_per_req: cycles,
         syscalls_per_req: syscalls,
         switches_per_req: switches,
+        sqes_per_req: sqes,
+        arms_per_req: arms,
         cpu_us_per_req: per_req((user + sys) / wall) * 1e6,
         user_us_per_req: per_req(user / wall) * 1e6,
         util: (user + sys) / wall,
@@ -903,7 +951,7 @@ fn print_scenario(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&
     let uring_ns = ns_of(PHOTON_URING);
     let epoll_ns = ns_of(PHOTON_EPOLL);
     println!(
-        "{:<31} {:>9} {:>17} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9} {:>9} {:>11} {:>11} {:>11} {:>11} {:>7} {:>6}",
+        "{:<31} {:>9} {:>17} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>8} {:>11} {:>11} {:>11} {:>11} {:>7} {:>6}",
         "server",
         unit,
         "range (min-max)",
@@ -914,6 +962,8 @@ fn print_scenario(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&
         "epoll/peer",
         format!("sysc/{per}"),
         format!("cs/{per}"),
+        format!("sqe/{per}"),
+        format!("arm/{per}"),
         format!("instr/{per}"),
         format!("cycles/{per}"),
         format!("CPU us/{per}"),
@@ -936,7 +986,7 @@ fn print_scenario(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&
         let ns = median(&row.runs.iter().map(|r| r.oncpu_ns_per_req).collect::<Vec<_>>());
         let ns_ratio = |a: Option<f64>| a.map(|a| format!("{:.2}", a / ns)).unwrap_or_else(|| "-".into());
         println!(
-            "{:<31} {:>9} {:>17} {:>10} {:>10} {:>9.0} {:>10} {:>10} {:>9} {:>9} {:>11} {:>11} {:>11.2} {:>11.2} {:>6.0}% {:>5.0}%",
+            "{:<31} {:>9} {:>17} {:>10} {:>10} {:>9.0} {:>10} {:>10} {:>9} {:>9} {:>8} {:>8} {:>11} {:>11} {:>11.2} {:>11.2} {:>6.0}% {:>5.0}%",
             s.name,
             fmt(m),
             format!("{} - {}", fmt(lo), fmt(hi)),
@@ -947,6 +997,8 @@ fn print_scenario(o: &Opts, sc: &Scenario, servers: &[Server], rows: &BTreeMap<&
             ns_ratio(epoll_ns),
             fmt_opt2(&row.runs.iter().map(|r| r.syscalls_per_req).collect::<Vec<_>>()),
             fmt_opt2(&row.runs.iter().map(|r| r.switches_per_req).collect::<Vec<_>>()),
+            fmt_opt2(&row.runs.iter().map(|r| r.sqes_per_req).collect::<Vec<_>>()),
+            fmt_opt2(&row.runs.iter().map(|r| r.arms_per_req).collect::<Vec<_>>()),
             fmt_opt(&row.runs.iter().map(|r| r.instr_per_req).collect::<Vec<_>>()),
             fmt_opt(&row.runs.iter().map(|r| r.cycles_per_req).collect::<Vec<_>>()),
             median(&row.runs.iter().map(|r| r.cpu_us_per_req).collect::<Vec<_>>()),
@@ -1006,6 +1058,7 @@ fn main() -> ExitCode {
     } else {
         false
     };
+    let _ = RING_EVENTS.set(o.perf && ring_events_status());
 
     print_header(
         "echo benchmark: libphoton's C echo server against its peers (issue \"event engines and coroutine sockets\")",
@@ -1073,7 +1126,9 @@ fn main() -> ExitCode {
          ns/req: the server's on-CPU nanoseconds per request (all its threads, /proc/PID/task/*/schedstat), then \
          libphoton io_uring's (epoll's) figure over the row's (below 1 = libphoton cheaper); \
          sysc/req, cs/req: the server's system calls (perf's raw_syscalls:sys_enter tracepoint) and context \
-         switches per request, counted exactly whatever the machine's load; instr/req, cycles/req: the server process's instructions and cycles (user + kernel, perf stat -p) per request; \
+         switches per request, counted exactly whatever the machine's load; sqe/req, arm/req: io_uring \
+         submissions and armed polls per request (tracepoints io_uring:io_uring_submit_req and \
+         io_uring:io_uring_poll_arm; 0 without io_uring, n/a where perf cannot count them), exact too; instr/req, cycles/req: the server process's instructions and cycles (user + kernel, perf stat -p) per request; \
          CPU us/req, user us/req: the server's utime+stime (utime only) from /proc/PID/stat per request; \
          srv CPU: server CPU time / wall time (100% = CPU 0 saturated); other: the most CPU (% of one CPU) that \
          processes other than the server and the client used during a measured window of the row (0 on a quiet \

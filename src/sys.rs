@@ -16,7 +16,7 @@
 use core::ffi::{c_int, c_long, c_void};
 use libc::{iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
-pub(crate) use libc::{bind, getsockname, getsockopt, listen, mprotect};
+pub(crate) use libc::{bind, eventfd, getsockname, getsockopt, listen, memfd_create, mprotect};
 
 macro_rules! raw {
     ($nr:ident $(, $arg:expr)*) => {
@@ -149,6 +149,32 @@ pub(crate) unsafe fn fcntl(fd: c_int, cmd: c_int, arg: c_int) -> c_int {
 /// reach the hooks.
 pub(crate) unsafe fn fstat(fd: c_int, st: *mut libc::stat) -> c_int {
     raw!(SYS_fstat, fd, st) as c_int
+}
+
+/// [`fstat`] as [`direct_raw`] makes it: `-errno` on failure, errno
+/// untouched (`photon_fstat` on the vcpu returns its error as a `Result`).
+#[inline(always)]
+pub(crate) unsafe fn fstat_raw(fd: c_int, st: *mut libc::stat) -> isize {
+    // SAFETY: the caller upholds fstat's contract; the kernel validates
+    // the pointer and reports EFAULT.
+    unsafe { direct_raw(libc::SYS_fstat, [fd as c_long as usize, st as usize]) }
+}
+
+/// statx(2) as a system call: libc's wrapper is glibc 2.28+ only (the
+/// preload shim does not hook it).
+pub(crate) unsafe fn statx(
+    dirfd: c_int,
+    path: *const core::ffi::c_char,
+    flags: c_int,
+    mask: u32,
+    buf: *mut libc::statx,
+) -> c_int {
+    raw!(SYS_statx, dirfd, path, flags, mask, buf) as c_int
+}
+
+/// pipe2 without libc's wrapper, which the preload shim hooks.
+pub(crate) unsafe fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
+    raw!(SYS_pipe2, fds, flags) as c_int
 }
 
 pub(crate) unsafe fn close(fd: c_int) -> c_int {

@@ -55,6 +55,7 @@ const PROGRAMS: &[&str] = &[
     "fs_concurrent",
     "fs_direct",
     "fs_errors",
+    "fs_fstat",
     "fs_interrupt",
     "fs_liveness",
     "fs_ops",
@@ -410,7 +411,7 @@ fn run_checked(name: &str, exe: &Path, engine: &str, env: &[(&str, &str)]) {
 }
 
 /// Every optional I/O feature, as `PHOTON_IO_OFF` names them.
-const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place,multishot_recv,direct_recv,readiness_recv,direct_big_send";
+const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place,multishot_recv,direct_recv,readiness_recv,direct_big_send,inline_fstat";
 
 /// The socket and file programs again with every optional I/O feature
 /// switched off (`PHOTON_IO_OFF`), as on a kernel that lacks them: the
@@ -435,6 +436,7 @@ fn c_io_features_off() {
         "fs_direct",
         "fs_batched_read",
         "fs_read_budget",
+        "fs_fstat",
     ];
     for name in programs {
         if skipped_under_checker(name) {
@@ -823,6 +825,15 @@ fn c_fs_direct() {
 #[test]
 fn c_fs_errors() {
     c_test("fs_errors");
+}
+
+/// photon_fstat on the vcpu for fds whose attributes are in memory
+/// (inline_fstat), the engine's statx for the others; and with the feature
+/// off, the engine's for all.
+#[test]
+fn c_fs_fstat() {
+    c_test("fs_fstat");
+    c_test_with("fs_fstat", &[("PHOTON_IO_OFF", "inline_fstat")]);
 }
 
 #[test]

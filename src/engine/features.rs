@@ -124,6 +124,15 @@ pub(crate) enum Feature {
     /// 1,096 without it (the same run); alone it measured 1,168 against
     /// 1,116 with neither.
     DirectBigSend = 1 << 17,
+    /// Both engines: `photon_fstat` of an fd whose attributes are in memory
+    /// (a socket, a pipe, a file on a local file system: `fdinfo`,
+    /// `fstype`) is an `fstat` system call on the vcpu, instead of a statx
+    /// on the ring (which io_uring always hands to an `iou-wrk` worker
+    /// thread) or on the offload pool's helper thread under epoll. A file
+    /// on a file system whose getattr may ask a server or daemon (NFS,
+    /// FUSE, ...) and an fd photon cannot classify keep that way. Measured
+    /// with bench/c/fstat_calls.c (see bench/README.md).
+    InlineFstat = 1 << 18,
 }
 
 const NAMES: &[(&str, Feature)] = &[
@@ -142,6 +151,7 @@ const NAMES: &[(&str, Feature)] = &[
     ("direct_recv", Feature::DirectRecv),
     ("readiness_recv", Feature::ReadinessRecv),
     ("direct_big_send", Feature::DirectBigSend),
+    ("inline_fstat", Feature::InlineFstat),
 ];
 
 /// Features that are off unless `PHOTON_IO_ON` names them.

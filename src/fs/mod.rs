@@ -9,6 +9,7 @@
 use core::ffi::c_char;
 
 use crate::engine::Op;
+use crate::engine::features::{Feature, wanted};
 use crate::errno::Errno;
 use crate::fdinfo;
 use crate::sched::{self, FOREVER};
@@ -315,13 +316,29 @@ pub fn ftruncate(fd: i32, len: i64) -> Result<(), Errno> {
     unsafe { run(Op::Ftruncate { fd, len }) }.map(|_| ())
 }
 
-/// `fstat(2)`, through statx.
+/// `fstat(2)`: on the vcpu where `fd`'s attributes are in memory (a
+/// socket, a pipe, a file on a local file system: [`fdinfo::attrs_local`]),
+/// else through the engine's statx (a file system whose getattr may wait
+/// for a server or daemon, an fd photon cannot classify, and every fd with
+/// `PHOTON_IO_OFF=inline_fstat`).
 pub fn fstat(fd: i32) -> Result<libc::stat, Errno> {
     if crate::unet::is_unet(fd) {
         return Err(crate::unet::refuse(fd, libc::EOPNOTSUPP)); // no kernel file behind it
     }
     if fd < 0 {
         return Err(Errno(libc::EBADF)); // statx would take AT_FDCWD as the cwd
+    }
+    if wanted(Feature::InlineFstat) && fdinfo::attrs_local(fd) {
+        sched::check_interrupt()?; // as the engine's way: EPERM off a vcpu, a pending interrupt
+        // SAFETY: a zeroed stat is valid.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: a valid out pointer.
+        let r = unsafe { crate::sys::fstat_raw(fd, &mut st) };
+        if r < 0 {
+            return Err(Errno(-r as i32));
+        }
+        sched::io_budget(); // a loop of them still lets the vcpu's other threads run
+        return Ok(st);
     }
     // SAFETY: a zeroed statx is valid; it lives across the wait.
     let mut stx: libc::statx = unsafe { core::mem::zeroed() };

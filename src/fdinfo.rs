@@ -599,3 +599,40 @@ pub(crate) fn held_forget(fd: i32) {
     let mut s = SPILLS.lock().unwrap_or_else(|e| e.into_inner());
     s.retain(|x| x.fd != fd);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file-system facts are learnt once per fd (a pipe: local
+    /// attributes, no blocking data), go with [`forget`], and come with
+    /// [`new_socket`].
+    #[test]
+    fn fs_facts_follow_the_fd() {
+        let mut p = [-1; 2];
+        // SAFETY: two ints; the fds are ours and closed below.
+        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let fd = p[0];
+        forget(fd);
+        assert_eq!(cached(fd) & FS_KNOWN, 0);
+        assert!(attrs_local(fd));
+        assert!(!on_blocking_fs(fd));
+        assert_eq!(
+            cached(fd) & (KNOWN | FS_KNOWN | ATTRS_LOCAL | FIFO),
+            KNOWN | FS_KNOWN | ATTRS_LOCAL | FIFO
+        );
+        forget(fd);
+        assert_eq!(cached(fd), UNKNOWN);
+        new_socket(fd, true);
+        assert_eq!(
+            cached(fd) & (FS_KNOWN | ATTRS_LOCAL | DATA_BLOCKING),
+            FS_KNOWN | ATTRS_LOCAL
+        );
+        forget(fd);
+        for x in p {
+            // SAFETY: our own fds.
+            unsafe { libc::close(x) };
+        }
+        assert!(!attrs_local(-1), "not an fd");
+    }
+}

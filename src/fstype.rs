@@ -173,7 +173,22 @@ fn identify(fd: i32) -> Option<(u32, libc::dev_t, Option<u64>)> {
     if unsafe { crate::sys::statx(fd, c"".as_ptr(), flags, mask, &mut x) } == 0 {
         let dev = libc::makedev(x.stx_dev_major, x.stx_dev_minor);
         let mnt = (x.stx_mask & libc::STATX_MNT_ID != 0).then_some(x.stx_mnt_id);
+        if mnt.is_none() {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                log::info!(
+                    "photon: statx gives no mount id here (before 5.8): files' mounts are found by device \
+                     (btrfs subvolumes and some overlay files are then of an unknown mount: photon_fstat \
+                     of them goes through the engine)"
+                );
+            });
+        }
         return Some((u32::from(x.stx_mode), dev, mnt));
+    }
+    let e = crate::errno::Errno::last_os_error();
+    if e.0 != libc::EBADF {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| log::info!("photon: statx of an fd failed ({e}): fds are classified with fstat"));
     }
     // No statx (before 4.11, or refused by a filter): fstat.
     // SAFETY: a zeroed stat is valid; a valid out pointer.

@@ -25,14 +25,11 @@ const STREAM: u16 = 64;
 /// A socket photon made (photon_socket, photon_accept): its number's
 /// lifetime is photon's to see (io_uring registers such sockets).
 const CREATED: u16 = 128;
-/// Its file system was looked at ([`fs_facts`]): the next two bits are
-/// facts.
-const FS_KNOWN: u16 = 256;
 /// `fstat` of it never waits (`fstype::FsFacts::attrs_local`).
-const ATTRS_LOCAL: u16 = 512;
+const ATTRS_LOCAL: u16 = 256;
 /// Its transfers may block inside `io_uring_enter`
 /// (`fstype::FsFacts::data_blocking`).
-const DATA_BLOCKING: u16 = 1024;
+const DATA_BLOCKING: u16 = 512;
 
 /// True if socket `fd` is of type SOCK_STREAM.
 fn stream_type(fd: i32) -> bool {
@@ -161,16 +158,21 @@ fn cached(fd: i32) -> u16 {
     unsafe { &*base.add(i) }.load(Relaxed)
 }
 
-/// Asks the kernel what `fd` is, and caches the answer.
+/// Asks the kernel what `fd` is and what its file system is (`fstype`:
+/// a statx that no file system needs its server for, and the mount table
+/// once per mount), and caches the answer.
 #[cold]
 #[inline(never)]
 fn learn(fd: i32) -> u16 {
-    // SAFETY: an all-zero stat is a valid value.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
     let mut f = KNOWN;
-    // SAFETY: a valid out pointer.
-    if unsafe { crate::sys::fstat(fd, &mut st) } == 0 {
-        match st.st_mode & libc::S_IFMT {
+    if let Some((mode, fs)) = crate::fstype::classify(fd) {
+        if fs.attrs_local {
+            f |= ATTRS_LOCAL;
+        }
+        if fs.data_blocking {
+            f |= DATA_BLOCKING;
+        }
+        match mode & libc::S_IFMT {
             libc::S_IFSOCK => {
                 f |= SOCKET;
                 if stream_type(fd) {
@@ -328,38 +330,10 @@ fn set_nonblocking(fd: i32, f: u16) -> Result<(), crate::Errno> {
 pub(crate) fn new_socket(fd: i32, stream: bool) {
     if let Some(c) = cell(fd) {
         c.store(
-            KNOWN | SOCKET | NONBLOCK | CREATED | FS_KNOWN | ATTRS_LOCAL | if stream { STREAM } else { 0 },
+            KNOWN | SOCKET | NONBLOCK | CREATED | ATTRS_LOCAL | if stream { STREAM } else { 0 },
             Relaxed,
         );
     }
-}
-
-/// The facts of `fd` with those of its file system ([`FS_KNOWN`] and the
-/// two after it), looked at once per fd; [`FS_KNOWN`] clear if `fd` is not
-/// open (nothing is noted then).
-#[inline]
-fn fs_facts(fd: i32) -> u16 {
-    let cached = cached(fd);
-    if cached & FS_KNOWN != 0 {
-        return cached;
-    }
-    fs_learn(fd)
-}
-
-/// Asks `fstype` what `fd`'s file system is, and notes it.
-#[cold]
-#[inline(never)]
-fn fs_learn(fd: i32) -> u16 {
-    // The other facts first: learning them stores the whole cell.
-    let f = facts(fd);
-    let Some(k) = crate::fstype::classify(fd) else {
-        return f;
-    };
-    let bits = FS_KNOWN | if k.attrs_local { ATTRS_LOCAL } else { 0 } | if k.data_blocking { DATA_BLOCKING } else { 0 };
-    if let Some(c) = cell(fd) {
-        c.fetch_or(bits, Relaxed);
-    }
-    f | bits
 }
 
 /// True if `fstat` of `fd` never waits: a socket, a pipe, a file on a
@@ -368,7 +342,7 @@ fn fs_learn(fd: i32) -> u16 {
 /// One load once known.
 #[inline]
 pub(crate) fn attrs_local(fd: i32) -> bool {
-    fs_facts(fd) & ATTRS_LOCAL != 0
+    facts(fd) & ATTRS_LOCAL != 0
 }
 
 /// True if `fd` is a file on a file system whose transfers may block
@@ -376,7 +350,7 @@ pub(crate) fn attrs_local(fd: i32) -> bool {
 /// One load once known.
 #[inline]
 pub(crate) fn on_blocking_fs(fd: i32) -> bool {
-    fs_facts(fd) & DATA_BLOCKING != 0
+    facts(fd) & DATA_BLOCKING != 0
 }
 
 /// True if `fd` is a socket photon made ([`new_socket`]) and has not seen
@@ -604,9 +578,9 @@ pub(crate) fn held_forget(fd: i32) {
 mod tests {
     use super::*;
 
-    /// The file-system facts are learnt once per fd (a pipe: local
-    /// attributes, no blocking data), go with [`forget`], and come with
-    /// [`new_socket`].
+    /// The file-system facts are learnt with the others, once per fd (a
+    /// pipe: local attributes, no blocking data), go with [`forget`], and
+    /// come with [`new_socket`].
     #[test]
     fn fs_facts_follow_the_fd() {
         let mut p = [-1; 2];
@@ -614,20 +588,15 @@ mod tests {
         assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         let fd = p[0];
         forget(fd);
-        assert_eq!(cached(fd) & FS_KNOWN, 0);
+        assert_eq!(cached(fd), UNKNOWN);
         assert!(attrs_local(fd));
         assert!(!on_blocking_fs(fd));
-        assert_eq!(
-            cached(fd) & (KNOWN | FS_KNOWN | ATTRS_LOCAL | FIFO),
-            KNOWN | FS_KNOWN | ATTRS_LOCAL | FIFO
-        );
+        let want = KNOWN | ATTRS_LOCAL | FIFO;
+        assert_eq!(cached(fd) & (want | DATA_BLOCKING), want);
         forget(fd);
         assert_eq!(cached(fd), UNKNOWN);
         new_socket(fd, true);
-        assert_eq!(
-            cached(fd) & (FS_KNOWN | ATTRS_LOCAL | DATA_BLOCKING),
-            FS_KNOWN | ATTRS_LOCAL
-        );
+        assert_eq!(cached(fd) & (ATTRS_LOCAL | DATA_BLOCKING), ATTRS_LOCAL);
         forget(fd);
         for x in p {
             // SAFETY: our own fds.

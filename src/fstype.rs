@@ -197,25 +197,28 @@ fn identify(fd: i32) -> Option<(u32, libc::dev_t, Option<u64>)> {
     (unsafe { crate::sys::fstat(fd, &mut st) } == 0).then_some((st.st_mode, st.st_dev, None))
 }
 
-/// The [`FsFacts`] of `fd`: None if it is not an open fd.
-pub(crate) fn classify(fd: i32) -> Option<FsFacts> {
+/// The file type and mode (`st_mode`) of `fd` and its [`FsFacts`]: None
+/// if it is not an open fd.
+pub(crate) fn classify(fd: i32) -> Option<(u32, FsFacts)> {
     let (mode, dev, mnt) = identify(fd)?;
     let ty = mode & libc::S_IFMT;
     if ty == libc::S_IFSOCK {
         // Sockets live in the kernel's socket file system whatever path
         // a Unix socket was bound to.
-        return Some(FsFacts {
+        let local = FsFacts {
             attrs_local: true,
             data_blocking: false,
-        });
+        };
+        return Some((mode, local));
     }
     let m = mount_class(mnt, dev);
-    Some(FsFacts {
+    let facts = FsFacts {
         attrs_local: m == Mount::Local,
         // What moves data through the file system (a FIFO's or a device
         // node's transfers do not).
         data_blocking: m == Mount::Blocking && matches!(ty, libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR),
-    })
+    };
+    Some((mode, facts))
 }
 
 #[cfg(test)]
@@ -306,13 +309,13 @@ mod tests {
             ("file", fd),
         ] {
             assert!(x >= 0, "{what}");
-            assert_eq!(classify(x), local, "{what}");
+            assert_eq!(classify(x).map(|(_, k)| k), local, "{what}");
         }
         for x in [s, e, m, p[0], p[1]] {
             // SAFETY: our own fds.
             unsafe { libc::close(x) };
         }
-        assert_eq!(classify(-1), None, "not an fd");
+        assert!(classify(-1).is_none(), "not an fd");
         drop(f);
         let _ = std::fs::remove_file(format!("target/photon-fstype-{}.dat", std::process::id()));
     }

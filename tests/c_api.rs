@@ -44,6 +44,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 const PROGRAMS: &[&str] = &[
     "bad_input",
     "cross_vcpu",
+    "fault_fstat_fuse",
     "fault_interrupt_pread",
     "fault_interrupt_waits",
     "fault_iouring_fallback_log",
@@ -1141,6 +1142,22 @@ fn c_fault_test(name: &str, not_under_valgrind: Option<&str>) {
         return;
     }
     c_test(name);
+}
+
+/// photon_fstat of a file on a FUSE file system (the test's own) goes
+/// through the engine, never on the vcpu; a local file's does not.
+#[test]
+fn c_fault_fstat_fuse() {
+    c_fault_test(
+        "fault_fstat_fuse",
+        Some(
+            "its FUSE daemon is a thread of the same process, and Valgrind runs one thread at a time, \
+             holding its lock through file system calls (a stat) that wait for that daemon",
+        ),
+    );
+    if checker() != Checker::Valgrind {
+        c_test_with("fault_fstat_fuse", &[("PHOTON_IO_OFF", "inline_fstat")]);
+    }
 }
 
 /// Every kind of wait interrupted (same vcpu, plain pthread, pending):

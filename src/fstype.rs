@@ -150,7 +150,16 @@ fn mount_class(mnt: Option<u64>, dev: libc::dev_t) -> Mount {
     if let Some(&(_, _, m)) = known().iter().find(|&&(i, d, _)| i == mnt && d == dev) {
         return m;
     }
-    let info = crate::sys::read_proc_file(c"/proc/self/mountinfo").unwrap_or_default();
+    let info = crate::sys::read_proc_file(c"/proc/self/mountinfo").unwrap_or_else(|| {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            log::info!(
+                "photon: /proc/self/mountinfo cannot be read: files' mounts are unknown (photon_fstat of \
+                 them goes through the engine, and none is taken for a blocking file system)"
+            );
+        });
+        String::new()
+    });
     let m = class_of(mount_type(&info, mnt, dev)).unwrap_or_else(|| {
         if internal_devs().contains(&dev) {
             Mount::Local

@@ -131,9 +131,10 @@ pub(crate) enum Feature {
     /// thread) or on the offload pool's helper thread under epoll. A file
     /// on a file system whose getattr may ask a server or daemon (NFS,
     /// FUSE, ...) and an fd photon cannot classify keep that way.
-    /// bench/c/fstat_calls.c: a regular file's `photon_fstat` 1,759 -> 131
-    /// ns under io_uring, 1,960 -> 136 under epoll (libc's `fstat` about
-    /// 140; bench/README.md).
+    /// bench/c/fstat_calls.c: a regular file's `photon_fstat` 1,758 -> 129
+    /// ns under io_uring, 1,933 -> 136 under epoll (libc's `fstat` about
+    /// 140); with a cached 4 KiB `photon_pread`, 2,126 -> 340 and 3,377 ->
+    /// 354 (bench/README.md).
     InlineFstat = 1 << 18,
 }
 

@@ -331,10 +331,11 @@ pub fn fstat(fd: i32) -> Result<libc::stat, Errno> {
 /// engine's statx (a file system whose getattr may wait for a server or
 /// daemon, an fd photon cannot classify, and every fd with
 /// `PHOTON_IO_OFF=inline_fstat`). bench/c/fstat_calls.c, ns per call
-/// (pinned, median of 5 interleaved runs; libc's fstat 139-146 for the
-/// file, 119-129 for the others): a regular file 1,759 -> 131 under
-/// io_uring, 1,960 -> 136 under epoll; a socket or pipe about 1,790 -> 109
-/// and 1,905 -> 119 (bench/README.md, "`photon_fstat` on the vcpu").
+/// (pinned, median of 5 interleaved runs; libc's fstat 116-147): a regular
+/// file 1,758 -> 129 under io_uring, 1,933 -> 136 under epoll; a socket or
+/// pipe about 1,777 -> 105 and 1,910 -> 118; an fstat and a cached 4 KiB
+/// pread, a static-file server's request, 2,126 -> 340 and 3,377 -> 354
+/// (bench/README.md, "`photon_fstat` on the vcpu").
 ///
 /// # Safety
 /// `st` is valid for writes of a `struct stat` (on the vcpu the kernel

@@ -1,28 +1,35 @@
-//! What the I/O layers (`net`, `fs`, and the preload shim through them)
-//! remember per fd number, process-wide: whether it is a socket or
-//! storage, and whether O_NONBLOCK was ensured. It sits below those layers,
-//! beside `sys`, so none of them reaches sideways into another. One byte per fd in a table
-//! that only grows. Reset whenever photon creates or closes an fd; an fd
-//! closed behind photon's back and reused keeps stale facts, which is why
-//! fds given to photon functions are to be closed with `photon_close`.
+//! What the I/O layers (`net`, `fs`, the engines, and the preload shim
+//! through them) remember per fd number, process-wide: whether it is a
+//! socket or storage, whether O_NONBLOCK was ensured, and what its file
+//! system is as far as blocking goes (`fstype`). It sits below those
+//! layers, beside `sys`, so none of them reaches sideways into another.
+//! Two bytes per fd in a table that only grows. Reset whenever photon
+//! creates or closes an fd; an fd closed behind photon's back and reused
+//! keeps stale facts, which is why fds given to photon functions are to be
+//! closed with `photon_close` (or announced with `photon_fd_forget`).
 
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU64, Ordering::*};
 
-const UNKNOWN: u8 = 0;
-const KNOWN: u8 = 1;
-const SOCKET: u8 = 2;
-const NONBLOCK: u8 = 4;
+const UNKNOWN: u16 = 0;
+const KNOWN: u16 = 1;
+const SOCKET: u16 = 2;
+const NONBLOCK: u16 = 4;
 /// A regular file or block device: transfers may block on storage.
-const STORAGE: u8 = 8;
+const STORAGE: u16 = 8;
 /// A pipe or FIFO.
-const FIFO: u8 = 16;
+const FIFO: u16 = 16;
 /// Opened with O_DIRECT.
-const DIRECT: u8 = 32;
+const DIRECT: u16 = 32;
 /// A SOCK_STREAM socket: a read shorter than asked drained it.
-const STREAM: u8 = 64;
+const STREAM: u16 = 64;
 /// A socket photon made (photon_socket, photon_accept): its number's
 /// lifetime is photon's to see (io_uring registers such sockets).
-const CREATED: u8 = 128;
+const CREATED: u16 = 128;
+/// `fstat` of it never waits (`fstype::FsFacts::attrs_local`).
+const ATTRS_LOCAL: u16 = 256;
+/// Its transfers may block inside `io_uring_enter`
+/// (`fstype::FsFacts::data_blocking`).
+const DATA_BLOCKING: u16 = 512;
 
 /// True if socket `fd` is of type SOCK_STREAM.
 fn stream_type(fd: i32) -> bool {
@@ -37,17 +44,17 @@ const CHUNK: usize = 4096;
 const CHUNKS: usize = 1024; // fds below 4M are cached; others are looked up each time
 /// Fds below this have their facts cached.
 const CACHED: usize = CHUNK * CHUNKS;
-/// The facts of fds below [`CACHED`], a byte each, in one anonymous
-/// `MAP_NORESERVE` mapping made at first use (4 MiB of address space, of
+/// The facts of fds below [`CACHED`], two bytes each, in one anonymous
+/// `MAP_NORESERVE` mapping made at first use (8 MiB of address space, of
 /// which only the pages of fds in use are ever touched): every I/O call
 /// reads it several times, so a lookup is one bounds check and one load.
-static FACTS: AtomicPtr<AtomicU8> = AtomicPtr::new(core::ptr::null_mut());
+static FACTS: AtomicPtr<AtomicU16> = AtomicPtr::new(core::ptr::null_mut());
 /// Per fd, the vcpus that waited on it (bit `id % 64`), so `photon_close`
 /// can wake their threads too.
 static VCPUS: [AtomicPtr<AtomicU64>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
 
 #[inline]
-fn cell(fd: i32) -> Option<&'static AtomicU8> {
+fn cell(fd: i32) -> Option<&'static AtomicU16> {
     let i = fd as u32 as usize; // a negative fd lands far beyond the table
     if i >= CACHED {
         return None;
@@ -56,7 +63,7 @@ fn cell(fd: i32) -> Option<&'static AtomicU8> {
     if base.is_null() {
         base = facts_table()?;
     }
-    // SAFETY: the mapping holds CACHED zero-initialised bytes (UNKNOWN)
+    // SAFETY: the mapping holds CACHED zero-initialised cells (UNKNOWN)
     // and is never unmapped.
     Some(unsafe { &*base.add(i) })
 }
@@ -65,12 +72,12 @@ fn cell(fd: i32) -> Option<&'static AtomicU8> {
 /// cached and each call asks the kernel).
 #[cold]
 #[inline(never)]
-fn facts_table() -> Option<*mut AtomicU8> {
+fn facts_table() -> Option<*mut AtomicU16> {
     // SAFETY: a fresh private anonymous mapping; no memory of ours is touched.
     let p = unsafe {
         libc::mmap(
             core::ptr::null_mut(),
-            CACHED,
+            CACHED * core::mem::size_of::<AtomicU16>(),
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
@@ -80,12 +87,12 @@ fn facts_table() -> Option<*mut AtomicU8> {
     if p == libc::MAP_FAILED {
         return None;
     }
-    let p = p.cast::<AtomicU8>();
+    let p = p.cast::<AtomicU16>();
     match FACTS.compare_exchange(core::ptr::null_mut(), p, AcqRel, Acquire) {
         Ok(_) => Some(p),
         Err(winner) => {
             // SAFETY: our own unpublished mapping.
-            unsafe { libc::munmap(p.cast(), CACHED) };
+            unsafe { libc::munmap(p.cast(), CACHED * core::mem::size_of::<AtomicU16>()) };
             Some(winner)
         }
     }
@@ -126,7 +133,7 @@ fn cell_in<T>(table: &'static [AtomicPtr<T>; CHUNKS], fd: i32, init: fn() -> T) 
 }
 
 #[inline]
-fn facts(fd: i32) -> u8 {
+fn facts(fd: i32) -> u16 {
     let cached = cached(fd);
     if cached & KNOWN != 0 {
         return cached;
@@ -138,7 +145,7 @@ fn facts(fd: i32) -> u8 {
 /// system call or the table's mapping (an fd beyond the table, negative
 /// ones among them, or a table not mapped yet: nothing).
 #[inline]
-fn cached(fd: i32) -> u8 {
+fn cached(fd: i32) -> u16 {
     let i = fd as u32 as usize; // a negative fd lands far beyond the table
     if i >= CACHED {
         return UNKNOWN;
@@ -147,20 +154,25 @@ fn cached(fd: i32) -> u8 {
     if base.is_null() {
         return UNKNOWN;
     }
-    // SAFETY: as in `cell`: CACHED bytes, never unmapped.
+    // SAFETY: as in `cell`: CACHED cells, never unmapped.
     unsafe { &*base.add(i) }.load(Relaxed)
 }
 
-/// Asks the kernel what `fd` is, and caches the answer.
+/// Asks the kernel what `fd` is and what its file system is (`fstype`:
+/// a statx that no file system needs its server for, and the mount table
+/// once per mount), and caches the answer.
 #[cold]
 #[inline(never)]
-fn learn(fd: i32) -> u8 {
-    // SAFETY: an all-zero stat is a valid value.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+fn learn(fd: i32) -> u16 {
     let mut f = KNOWN;
-    // SAFETY: a valid out pointer.
-    if unsafe { crate::sys::fstat(fd, &mut st) } == 0 {
-        match st.st_mode & libc::S_IFMT {
+    if let Some((mode, fs)) = crate::fstype::classify(fd) {
+        if fs.attrs_local {
+            f |= ATTRS_LOCAL;
+        }
+        if fs.data_blocking {
+            f |= DATA_BLOCKING;
+        }
+        match mode & libc::S_IFMT {
             libc::S_IFSOCK => {
                 f |= SOCKET;
                 if stream_type(fd) {
@@ -207,7 +219,7 @@ pub(crate) fn is_direct(fd: i32) -> bool {
 /// What the I/O paths ask of an fd, from one lookup ([`file_facts`]): a
 /// positioned read checks two facts on every call, a socket transfer three.
 #[derive(Clone, Copy)]
-pub(crate) struct FileFacts(u8);
+pub(crate) struct FileFacts(u16);
 
 impl FileFacts {
     /// As [`is_storage`].
@@ -302,7 +314,7 @@ pub(crate) fn ensure_nonblocking_with(fd: i32, f: FileFacts) -> Result<(), crate
 /// Sets O_NONBLOCK on `fd` (whose facts are `f`) and notes it.
 #[cold]
 #[inline(never)]
-fn set_nonblocking(fd: i32, f: u8) -> Result<(), crate::Errno> {
+fn set_nonblocking(fd: i32, f: u16) -> Result<(), crate::Errno> {
     let fl = crate::errno::syscall!(fcntl(fd, libc::F_GETFL, 0))?;
     if fl & libc::O_NONBLOCK == 0 {
         crate::errno::syscall!(fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK))?;
@@ -314,14 +326,31 @@ fn set_nonblocking(fd: i32, f: u8) -> Result<(), crate::Errno> {
 }
 
 /// Records a socket photon just created (already non-blocking), of type
-/// SOCK_STREAM if `stream`.
+/// SOCK_STREAM if `stream` (a socket's attributes are in memory).
 pub(crate) fn new_socket(fd: i32, stream: bool) {
     if let Some(c) = cell(fd) {
         c.store(
-            KNOWN | SOCKET | NONBLOCK | CREATED | if stream { STREAM } else { 0 },
+            KNOWN | SOCKET | NONBLOCK | CREATED | ATTRS_LOCAL | if stream { STREAM } else { 0 },
             Relaxed,
         );
     }
+}
+
+/// True if `fstat` of `fd` never waits: a socket, a pipe, a file on a
+/// local file system (`fstype`). False for a file system whose getattr may
+/// ask a server or daemon, one photon cannot classify, and a closed fd.
+/// One load once known.
+#[inline]
+pub(crate) fn attrs_local(fd: i32) -> bool {
+    facts(fd) & ATTRS_LOCAL != 0
+}
+
+/// True if `fd` is a file on a file system whose transfers may block
+/// inside `io_uring_enter` (FUSE, network file systems: `fstype`).
+/// One load once known.
+#[inline]
+pub(crate) fn on_blocking_fs(fd: i32) -> bool {
+    facts(fd) & DATA_BLOCKING != 0
 }
 
 /// True if `fd` is a socket photon made ([`new_socket`]) and has not seen
@@ -543,4 +572,36 @@ pub(crate) fn held_forget(fd: i32) {
     }
     let mut s = SPILLS.lock().unwrap_or_else(|e| e.into_inner());
     s.retain(|x| x.fd != fd);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file-system facts are learnt with the others, once per fd (a
+    /// pipe: local attributes, no blocking data), go with [`forget`], and
+    /// come with [`new_socket`].
+    #[test]
+    fn fs_facts_follow_the_fd() {
+        let mut p = [-1; 2];
+        // SAFETY: two ints; the fds are ours and closed below.
+        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let fd = p[0];
+        forget(fd);
+        assert_eq!(cached(fd), UNKNOWN);
+        assert!(attrs_local(fd));
+        assert!(!on_blocking_fs(fd));
+        let want = KNOWN | ATTRS_LOCAL | FIFO;
+        assert_eq!(cached(fd) & (want | DATA_BLOCKING), want);
+        forget(fd);
+        assert_eq!(cached(fd), UNKNOWN);
+        new_socket(fd, true);
+        assert_eq!(cached(fd) & (ATTRS_LOCAL | DATA_BLOCKING), ATTRS_LOCAL);
+        forget(fd);
+        for x in p {
+            // SAFETY: our own fds.
+            unsafe { libc::close(x) };
+        }
+        assert!(!attrs_local(-1), "not an fd");
+    }
 }

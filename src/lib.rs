@@ -64,6 +64,7 @@ pub mod errno;
 pub(crate) mod fdinfo;
 pub mod ffi;
 pub mod fs;
+pub(crate) mod fstype;
 pub mod net;
 pub mod sched;
 pub mod stack;

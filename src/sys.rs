@@ -16,7 +16,7 @@
 use core::ffi::{c_int, c_long, c_void};
 use libc::{iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
-pub(crate) use libc::{bind, getsockname, getsockopt, listen, mprotect};
+pub(crate) use libc::{bind, eventfd, getsockname, getsockopt, listen, memfd_create, mprotect};
 
 macro_rules! raw {
     ($nr:ident $(, $arg:expr)*) => {
@@ -149,6 +149,37 @@ pub(crate) unsafe fn fcntl(fd: c_int, cmd: c_int, arg: c_int) -> c_int {
 /// reach the hooks.
 pub(crate) unsafe fn fstat(fd: c_int, st: *mut libc::stat) -> c_int {
     raw!(SYS_fstat, fd, st) as c_int
+}
+
+/// [`fstat`] as [`direct_raw`] makes it: `-errno` on failure, errno
+/// untouched (`photon_fstat` on the vcpu returns its error as a `Result`).
+#[inline(always)]
+pub(crate) unsafe fn fstat_raw(fd: c_int, st: *mut libc::stat) -> isize {
+    // SAFETY: the caller upholds fstat's contract; the kernel validates
+    // the pointer and reports EFAULT.
+    unsafe { direct_raw(libc::SYS_fstat, [fd as c_long as usize, st as usize]) }
+}
+
+/// statx(2) as a system call: libc's wrapper is glibc 2.28+ only (the
+/// preload shim does not hook it).
+pub(crate) unsafe fn statx(
+    dirfd: c_int,
+    path: *const core::ffi::c_char,
+    flags: c_int,
+    mask: u32,
+    buf: *mut libc::statx,
+) -> c_int {
+    raw!(SYS_statx, dirfd, path, flags, mask, buf) as c_int
+}
+
+/// openat without libc's wrapper, which the preload shim hooks.
+pub(crate) unsafe fn openat(dirfd: c_int, path: *const core::ffi::c_char, flags: c_int, mode: u32) -> c_int {
+    raw!(SYS_openat, dirfd, path, flags, mode) as c_int
+}
+
+/// pipe2 without libc's wrapper, which the preload shim hooks.
+pub(crate) unsafe fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
+    raw!(SYS_pipe2, fds, flags) as c_int
 }
 
 pub(crate) unsafe fn close(fd: c_int) -> c_int {
@@ -362,12 +393,15 @@ pub(crate) unsafe fn copy_user(ours: *mut u8, user: *mut u8, len: usize, to_user
 
 /// A /proc file's text, read with raw syscalls: std's file reading goes
 /// through libc's `read`, which the preload shim turns into a photon read
-/// (and, from inside the engine, into a recursion).
+/// (and, from inside the engine, into a recursion); its `openat` hook sends
+/// the open to the offload pool, parking the thread, also from inside the
+/// engine (`fdinfo` classifies an fd's file system on first use, which
+/// reads /proc/self/mountinfo).
 pub(crate) fn read_proc_file(path: &core::ffi::CStr) -> Option<String> {
-    // SAFETY: openat (not hooked) of a NUL-terminated path; raw reads into a
-    // live buffer; the fd is ours and closed.
+    // SAFETY: a raw openat of a NUL-terminated path; raw reads into a live
+    // buffer; the fd is ours and closed.
     unsafe {
-        let fd = libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0);
         if fd < 0 {
             return None;
         }

@@ -44,6 +44,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 const PROGRAMS: &[&str] = &[
     "bad_input",
     "cross_vcpu",
+    "fault_fstat_fuse",
     "fault_interrupt_pread",
     "fault_interrupt_waits",
     "fault_iouring_fallback_log",
@@ -55,6 +56,7 @@ const PROGRAMS: &[&str] = &[
     "fs_concurrent",
     "fs_direct",
     "fs_errors",
+    "fs_fstat",
     "fs_interrupt",
     "fs_liveness",
     "fs_ops",
@@ -410,7 +412,7 @@ fn run_checked(name: &str, exe: &Path, engine: &str, env: &[(&str, &str)]) {
 }
 
 /// Every optional I/O feature, as `PHOTON_IO_OFF` names them.
-const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place,multishot_recv,direct_recv,readiness_recv,direct_big_send";
+const ALL_IO_FEATURES: &str = "readiness,poll_first,batched_send,cached_read,lazy_submit,multishot_accept,fixed_files,eager_direct,aio,batched_read,poll_in_place,multishot_recv,direct_recv,readiness_recv,direct_big_send,inline_fstat";
 
 /// The socket and file programs again with every optional I/O feature
 /// switched off (`PHOTON_IO_OFF`), as on a kernel that lacks them: the
@@ -435,6 +437,7 @@ fn c_io_features_off() {
         "fs_direct",
         "fs_batched_read",
         "fs_read_budget",
+        "fs_fstat",
     ];
     for name in programs {
         if skipped_under_checker(name) {
@@ -825,6 +828,15 @@ fn c_fs_errors() {
     c_test("fs_errors");
 }
 
+/// photon_fstat on the vcpu for fds whose attributes are in memory
+/// (inline_fstat), the engine's statx for the others; and with the feature
+/// off, the engine's for all.
+#[test]
+fn c_fs_fstat() {
+    c_test("fs_fstat");
+    c_test_with("fs_fstat", &[("PHOTON_IO_OFF", "inline_fstat")]);
+}
+
 #[test]
 fn c_fs_interrupt() {
     c_test("fs_interrupt");
@@ -1130,6 +1142,22 @@ fn c_fault_test(name: &str, not_under_valgrind: Option<&str>) {
         return;
     }
     c_test(name);
+}
+
+/// photon_fstat of a file on a FUSE file system (the test's own) goes
+/// through the engine, never on the vcpu; a local file's does not.
+#[test]
+fn c_fault_fstat_fuse() {
+    c_fault_test(
+        "fault_fstat_fuse",
+        Some(
+            "its FUSE daemon is a thread of the same process, and Valgrind runs one thread at a time, \
+             holding its lock through file system calls (a stat) that wait for that daemon",
+        ),
+    );
+    if checker() != Checker::Valgrind {
+        c_test_with("fault_fstat_fuse", &[("PHOTON_IO_OFF", "inline_fstat")]);
+    }
 }
 
 /// Every kind of wait interrupted (same vcpu, plain pthread, pending):

@@ -9,7 +9,9 @@
 //! non-blocking open first, which pairs with a waiting peer and then
 //! closes, so the peer reads a spurious end of file), the others are
 //! libphoton's file calls (`photon_fstat`, ...: io_uring operations, or the
-//! offload pool under the epoll engine). RocksDB makes these calls from the threads
+//! offload pool under the epoll engine; `photon_fstat` of an fd whose
+//! attributes are in memory, a local file's, a socket's or a pipe's, is an
+//! `fstat` on the vcpu). RocksDB makes these calls from the threads
 //! that write (a new write-ahead log at each memtable switch, `fallocate`,
 //! `fstat`) and that delete obsolete files (`unlink`). Elsewhere, and for
 //! arguments libphoton's calls do not cover (NULL pointers, whose error

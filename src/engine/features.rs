@@ -124,6 +124,18 @@ pub(crate) enum Feature {
     /// 1,096 without it (the same run); alone it measured 1,168 against
     /// 1,116 with neither.
     DirectBigSend = 1 << 17,
+    /// Both engines: `photon_fstat` of an fd whose attributes are in memory
+    /// (a socket, a pipe, a file on a local file system: `fdinfo`,
+    /// `fstype`) is an `fstat` system call on the vcpu, instead of a statx
+    /// on the ring (which io_uring always hands to an `iou-wrk` worker
+    /// thread) or on the offload pool's helper thread under epoll. A file
+    /// on a file system whose getattr may ask a server or daemon (NFS,
+    /// FUSE, ...) and an fd photon cannot classify keep that way.
+    /// bench/c/fstat_calls.c: a regular file's `photon_fstat` 1,758 -> 129
+    /// ns under io_uring, 1,933 -> 136 under epoll (libc's `fstat` about
+    /// 140); with a cached 4 KiB `photon_pread`, 2,126 -> 340 and 3,377 ->
+    /// 354 (bench/README.md).
+    InlineFstat = 1 << 18,
 }
 
 const NAMES: &[(&str, Feature)] = &[
@@ -142,6 +154,7 @@ const NAMES: &[(&str, Feature)] = &[
     ("direct_recv", Feature::DirectRecv),
     ("readiness_recv", Feature::ReadinessRecv),
     ("direct_big_send", Feature::DirectBigSend),
+    ("inline_fstat", Feature::InlineFstat),
 ];
 
 /// Features that are off unless `PHOTON_IO_ON` names them.

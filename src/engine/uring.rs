@@ -107,11 +107,6 @@ pub(crate) struct UringEngine {
     /// Opcodes this kernel supports (file operations not here are offloaded).
     probe: Probe,
     offload: Offload,
-    /// Per fd: 0 not looked at yet, 1 ordinary, 2 on a file system that
-    /// may block inside io_uring_enter (FUSE, network file systems).
-    fs_kind: Vec<u8>,
-    /// Devices looked up in /proc/self/mountinfo: blocking file system or not.
-    dev_blocking: Vec<(libc::dev_t, bool)>,
     /// `IORING_RECVSEND_POLL_FIRST` is known to the kernel (5.19+) and wanted.
     poll_first: bool,
     /// `PHOTON_IO_OFF=direct_recv` not given: see [`Engine::recv_hint`].
@@ -144,45 +139,6 @@ pub(crate) struct UringEngine {
     conns: Vec<Option<recv::Conn>>,
     /// Per fd: may it get a multishot receive (see `recv`).
     mshot_kind: Vec<u8>,
-}
-
-/// File systems whose reads and writes can block the submitting thread
-/// even when io_uring asks for a non-blocking attempt (FUSE waits for its
-/// daemon; network file systems for their server): their operations go
-/// straight to io_uring's workers (IOSQE_ASYNC), so the vcpu never waits.
-fn is_blocking_fs_type(t: &str) -> bool {
-    t.starts_with("fuse")
-        || matches!(
-            t,
-            "nfs"
-                | "nfs4"
-                | "cifs"
-                | "smb3"
-                | "smbfs"
-                | "ceph"
-                | "9p"
-                | "afs"
-                | "coda"
-                | "ocfs2"
-                | "gfs2"
-                | "glusterfs"
-        )
-}
-
-/// The file system type of the mount with device `dev`, from
-/// /proc/self/mountinfo (asking the file system itself, with fstatfs, could
-/// block on the very daemon this is meant to avoid).
-fn fs_type_of_dev(dev: libc::dev_t) -> Option<String> {
-    let want = format!("{}:{}", libc::major(dev), libc::minor(dev));
-    let info = crate::sys::read_proc_file(c"/proc/self/mountinfo")?;
-    info.lines().find_map(|l| {
-        let mut fields = l.split(' ');
-        if fields.nth(2)? != want {
-            return None;
-        }
-        let mut rest = l.split(" - ").nth(1)?.split(' ');
-        rest.next().map(str::to_string)
-    })
 }
 
 /// True if `op` moves file data (what may block inside the kernel).
@@ -388,34 +344,11 @@ impl UringEngine {
     }
 
     /// True if `fd` lives on a file system that may block io_uring_enter
-    /// (see [`is_blocking_fs_type`]); looked up once per fd (fstat and
-    /// mountinfo, per device), cached until the fd is closed or reused.
-    fn on_blocking_fs(&mut self, fd: i32) -> bool {
-        let Some(&mut mut kind) = fd_cell(&mut self.fs_kind, fd) else {
-            return false;
-        };
-        if kind == 0 {
-            // SAFETY: fstat into a zeroed struct.
-            let mut st: libc::stat = unsafe { core::mem::zeroed() };
-            let blocking = if unsafe { crate::sys::fstat(fd, &mut st) } != 0 {
-                false
-            } else if matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR) {
-                let dev = st.st_dev;
-                match self.dev_blocking.iter().find(|(d, _)| *d == dev) {
-                    Some(&(_, b)) => b,
-                    None => {
-                        let b = fs_type_of_dev(dev).is_some_and(|t| is_blocking_fs_type(&t));
-                        self.dev_blocking.push((dev, b));
-                        b
-                    }
-                }
-            } else {
-                false // sockets, pipes, devices: no file system behind them
-            };
-            kind = if blocking { 2 } else { 1 };
-            self.fs_kind[fd as usize] = kind; // fd_cell grew the table to hold it
-        }
-        kind == 2
+    /// (FUSE, network file systems): the fd's fact in `fdinfo` (see
+    /// `fstype`), looked up once per fd and per mount, forgotten when the
+    /// fd is closed or reused.
+    fn on_blocking_fs(&self, fd: i32) -> bool {
+        crate::fdinfo::on_blocking_fs(fd)
     }
 
     pub(crate) fn new(sqpoll: bool) -> Result<UringEngine, SetupError> {
@@ -497,8 +430,6 @@ impl UringEngine {
             data_ops,
             accept_op: probe.is_supported(opcode::Accept::CODE),
             probe,
-            fs_kind: Vec::new(),
-            dev_blocking: Vec::new(),
             poll_first,
             direct_recv: super::features::wanted(super::features::Feature::DirectRecv),
             // Not beside multishot receives: their bytes are the engine's,
@@ -907,9 +838,6 @@ impl Engine for UringEngine {
             self.accept_forget(fd, None);
         }
         self.recv_forget(fd, None);
-        if let Some(k) = self.fs_kind.get_mut(fd as usize) {
-            *k = 0;
-        }
         if let Some(d) = self.recv_state.get_mut(fd as usize) {
             *d = 0;
         }

@@ -158,10 +158,8 @@ pub extern "C" fn photon_fstat(fd: c_int, st: *mut libc::stat) -> c_int {
         if st.is_null() {
             return Err(Errno::EINVAL);
         }
-        let s = fs::fstat(fd)?;
         // SAFETY: non-NULL; the caller passes a writable struct stat.
-        unsafe { st.write(s) };
-        Ok(0)
+        unsafe { fs::fstat_into(fd, st) }.map(|()| 0)
     })
 }
 

@@ -144,10 +144,19 @@ fn internal_devs() -> &'static [libc::dev_t] {
 
 /// The class of the mount with id `mnt` (if the kernel said) and device
 /// `dev`: looked up once per pair in the process, kept for its life.
+///
+/// The table's lock is only tried, never waited for: a child forked while
+/// another thread held it would otherwise wait forever at its first new
+/// fd (and a vcpu never waits for another's lookup); without the lock the
+/// class is worked out again and not kept.
 fn mount_class(mnt: Option<u64>, dev: libc::dev_t) -> Mount {
     static KNOWN: Mutex<Vec<(Option<u64>, libc::dev_t, Mount)>> = Mutex::new(Vec::new());
-    let known = || KNOWN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(&(_, _, m)) = known().iter().find(|&&(i, d, _)| i == mnt && d == dev) {
+    let known = || match KNOWN.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    if let Some(m) = known().and_then(|k| k.iter().find(|&&(i, d, _)| i == mnt && d == dev).map(|e| e.2)) {
         return m;
     }
     let info = crate::sys::read_proc_file(c"/proc/self/mountinfo").unwrap_or_else(|| {
@@ -167,7 +176,9 @@ fn mount_class(mnt: Option<u64>, dev: libc::dev_t) -> Mount {
             Mount::Unknown
         }
     });
-    known().push((mnt, dev, m));
+    if let Some(mut k) = known() {
+        k.push((mnt, dev, m));
+    }
     m
 }
 

@@ -119,10 +119,8 @@ static inline int io_feature_listed(const char *var, const char *feature) {
     return 0;
 }
 
-/* Threads of this process named "iou-sqp-<pid>": the kernel threads that
- * poll io_uring submission queues set up with SQPOLL (5.12+ makes them
- * threads of the ring's process). */
-static inline int sqpoll_threads(void) {
+/* Threads of this process whose name (comm) starts with `prefix`. */
+static inline int threads_named(const char *prefix) {
     DIR *d = opendir("/proc/self/task");
     CHECK(d != NULL, "opendir /proc/self/task: %s", strerror(errno));
     int n = 0;
@@ -137,12 +135,17 @@ static inline int sqpoll_threads(void) {
         close(fd);
         if (r > 0) {
             comm[r] = '\0';
-            if (strncmp(comm, "iou-sqp-", 8) == 0) n++;
+            if (strncmp(comm, prefix, strlen(prefix)) == 0) n++;
         }
     }
     closedir(d);
     return n;
 }
+
+/* Threads of this process named "iou-sqp-<pid>": the kernel threads that
+ * poll io_uring submission queues set up with SQPOLL (5.12+ makes them
+ * threads of the ring's process). */
+static inline int sqpoll_threads(void) { return threads_named("iou-sqp-"); }
 
 /* The SQPOLL opt-in took its path: with PHOTON_IO_SQPOLL=1 under io_uring
  * (c_api's *_sqpoll tests) the process has a kernel thread polling a ring,

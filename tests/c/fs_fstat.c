@@ -67,29 +67,6 @@ static void same_stat(const char *what, int fd) {
           "%s: st_blksize/st_blocks differ", what);
 }
 
-/* Threads of this process whose name starts with `prefix`. */
-static int threads_named(const char *prefix) {
-    DIR *d = opendir("/proc/self/task");
-    CHECK(d != NULL, "opendir /proc/self/task: %s", strerror(errno));
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        char path[300], comm[32];
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue; /* the thread ended meanwhile */
-        ssize_t r = read(fd, comm, sizeof comm - 1);
-        close(fd);
-        if (r > 0) {
-            comm[r] = '\0';
-            if (strncmp(comm, prefix, strlen(prefix)) == 0) n++;
-        }
-    }
-    closedir(d);
-    return n;
-}
-
 /* 8 photon_fstat calls of `fd`, each checked against fstat(2): on the vcpu
  * (no engine operation) if `local` and inline_fstat is on, else one engine
  * operation each. */

@@ -1011,7 +1011,13 @@ int photon_fallocate(int fd, int mode, off_t offset, off_t len);
 int photon_ftruncate(int fd, off_t length);
 
 /**
- * `fstat(2)` into `*st`.
+ * `fstat(2)` into `*st`. An fd whose attributes are in memory (a socket,
+ * a pipe, a file on a local file system) is stat'ed on the vcpu, a
+ * system call that never waits (`PHOTON_IO_OFF=inline_fstat`: never);
+ * a file on a file system whose getattr may wait for a server or daemon
+ * (NFS, FUSE, ...) through the engine, as a `statx`. -1 with EINVAL for a
+ * NULL `st`, EBADF for a bad fd, EFAULT where the kernel cannot write
+ * `*st`.
  */
 int photon_fstat(int fd, struct stat *st);
 

@@ -151,7 +151,13 @@ pub extern "C" fn photon_ftruncate(fd: c_int, length: off_t) -> c_int {
     guard(|| fs::ftruncate(fd, length).map(|()| 0))
 }
 
-/// `fstat(2)` into `*st`.
+/// `fstat(2)` into `*st`. An fd whose attributes are in memory (a socket,
+/// a pipe, a file on a local file system) is stat'ed on the vcpu, a
+/// system call that never waits (`PHOTON_IO_OFF=inline_fstat`: never);
+/// a file on a file system whose getattr may wait for a server or daemon
+/// (NFS, FUSE, ...) through the engine, as a `statx`. -1 with EINVAL for a
+/// NULL `st`, EBADF for a bad fd, EFAULT where the kernel cannot write
+/// `*st`.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_fstat(fd: c_int, st: *mut libc::stat) -> c_int {
     guard(|| {

@@ -313,13 +313,14 @@ uint64_t photon_now_us(void);
 /**
  * Gives memory the runtime keeps for reuse back to the kernel: the calling
  * vcpu's pooled thread stacks at once, every other vcpu's when it next runs
- * its scheduler (soon: it is woken). A vcpu also does this by itself,
- * keeping a few stacks, after `PHOTON_STACK_TRIM_MS` (default 1000; 0:
- * never) without creating or ending threads while it has nothing to run.
- * Callable from any OS thread.
+ * its scheduler (soon: it is woken), and with them the pages of receive
+ * buffers no connection uses (io_uring's multishot receive rings). A vcpu
+ * also does this by itself, keeping a few stacks, after
+ * `PHOTON_STACK_TRIM_MS` (default 1000; 0: never) without creating or
+ * ending threads while it has nothing to run. Callable from any OS thread.
  *
  * Returns the bytes of stack address space this call unmapped (never
- * fails; 0 when nothing was pooled).
+ * fails; 0 when nothing was pooled); the buffers' pages are not counted.
  */
 size_t photon_trim(void);
 

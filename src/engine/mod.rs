@@ -436,6 +436,13 @@ pub(crate) trait Engine {
     fn has_pending(&self) -> bool;
     /// A handle that wakes this engine's `wait` from any OS thread.
     fn notifier(&self) -> Arc<dyn Notify>;
+    /// Gives back to the kernel the pages of memory the engine keeps for
+    /// reuse and no operation uses now (io_uring: the buffers of idle
+    /// multishot receive rings), with the vcpu's stacks (`photon_trim`, and
+    /// a vcpu's own trim when idle). Returns the bytes given back.
+    fn trim(&mut self) -> usize {
+        0
+    }
 }
 
 /// Creates the engine `photon_init` asked for, with its `flags`

@@ -960,6 +960,10 @@ impl Engine for UringEngine {
     fn notifier(&self) -> Arc<dyn Notify> {
         self.notify.clone()
     }
+
+    fn trim(&mut self) -> usize {
+        self.recv_trim()
+    }
 }
 
 #[cfg(test)]

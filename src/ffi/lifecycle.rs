@@ -102,13 +102,14 @@ pub extern "C" fn photon_now_us() -> u64 {
 
 /// Gives memory the runtime keeps for reuse back to the kernel: the calling
 /// vcpu's pooled thread stacks at once, every other vcpu's when it next runs
-/// its scheduler (soon: it is woken). A vcpu also does this by itself,
-/// keeping a few stacks, after `PHOTON_STACK_TRIM_MS` (default 1000; 0:
-/// never) without creating or ending threads while it has nothing to run.
-/// Callable from any OS thread.
+/// its scheduler (soon: it is woken), and with them the pages of receive
+/// buffers no connection uses (io_uring's multishot receive rings). A vcpu
+/// also does this by itself, keeping a few stacks, after
+/// `PHOTON_STACK_TRIM_MS` (default 1000; 0: never) without creating or
+/// ending threads while it has nothing to run. Callable from any OS thread.
 ///
 /// Returns the bytes of stack address space this call unmapped (never
-/// fails; 0 when nothing was pooled).
+/// fails; 0 when nothing was pooled); the buffers' pages are not counted.
 #[unsafe(no_mangle)]
 pub extern "C" fn photon_trim() -> usize {
     std::panic::catch_unwind(sched::trim).unwrap_or(0)

@@ -228,6 +228,7 @@ unsafe fn idle_trim(v: *mut Vcpu) -> Option<u64> {
             return Some(due);
         }
         let n = (*v).tcbs.clear() + (*v).pool.trim(TRIM_KEEP);
+        (*v).engine.trim();
         (*v).trim_done = uses;
         let (chunks, mapped, _) = crate::stack::chunk::usage();
         log::debug!(
@@ -248,6 +249,7 @@ pub(super) unsafe fn trim_now(v: *mut Vcpu) {
     unsafe {
         (*v).tcbs.clear();
         (*v).pool.trim(0);
+        (*v).engine.trim();
         (*v).trim_done = (*v).pool.uses();
     }
 }

@@ -38,8 +38,9 @@ pub(crate) use vcpu::{
 pub use workpool::{WorkPool, offload_call};
 
 /// `photon_trim`: the calling vcpu (if any) gives every pooled stack back
-/// (and their pages) now, every other vcpu does so when it next runs its
-/// scheduler. Returns the bytes of stack address space unmapped here.
+/// (and their pages), and its engine's idle buffers' pages, now; every
+/// other vcpu does so when it next runs its scheduler. Returns the bytes of
+/// stack address space unmapped here.
 pub(crate) fn trim() -> usize {
     let v = vcpu::current();
     let me = vcpu::current_id();

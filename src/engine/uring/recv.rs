@@ -476,6 +476,25 @@ impl UringEngine {
         *kind == YES
     }
 
+    /// Gives back the pages of the free buffer rings' buffers (`MADV_DONTNEED`:
+    /// they read as zeros until the kernel fills them again). A free ring
+    /// belongs to no connection and no multishot receive is armed on its
+    /// group, so the kernel writes none of its buffers meanwhile; a ring
+    /// whose multishot has not ended yet is an orphan, not free, and keeps
+    /// its pages. The entries page stays (the kernel reads the ring's
+    /// tail there). Returns the bytes given back.
+    pub(super) fn recv_trim(&mut self) -> usize {
+        let len = NBUF as usize * BSZ;
+        let mut given = 0;
+        for r in &self.bufs.free {
+            // SAFETY: our own mapping of `len` bytes, used by no one now.
+            if unsafe { libc::madvise(r.mem.cast(), len, libc::MADV_DONTNEED) } == 0 {
+                given += len;
+            }
+        }
+        given
+    }
+
     /// A buffer ring for a new connection: a free one, or a new one while
     /// fewer than [`MAX_RINGS`] exist (the first refusal turns multishot
     /// receive off for this ring, with one log line).
@@ -1000,6 +1019,15 @@ mod tests {
         }
     }
 
+    /// How many of the pages of `len` bytes at `p` are resident (mincore).
+    fn resident_pages(p: *mut u8, len: usize) -> usize {
+        let page = 4096;
+        let mut v = vec![0u8; len.div_ceil(page)];
+        // SAFETY: a page-aligned mapping of ours, a vector of one byte a page.
+        assert_eq!(unsafe { libc::mincore(p.cast(), len, v.as_mut_ptr()) }, 0);
+        v.iter().filter(|b| **b & 1 != 0).count()
+    }
+
     /// Polls the engine until `done` holds (2 s at most).
     fn until(e: &mut UringEngine, mut done: impl FnMut(&UringEngine) -> bool) {
         let mut out = Vec::new();
@@ -1014,7 +1042,8 @@ mod tests {
 
     /// A receive arms the multishot; what comes next is held and served
     /// at once, MSG_PEEK takes nothing, a connection holds at most its
-    /// ring's buffers, and a closed connection's ring is reused.
+    /// ring's buffers, a closed connection's ring gives its buffers' pages
+    /// back at a trim, and is reused.
     #[test]
     fn holds_serves_and_reuses() {
         let Ok(mut e) = UringEngine::new(false) else {
@@ -1081,6 +1110,19 @@ mod tests {
         }
         fdinfo::forget(s);
         until(&mut e, |e| e.bufs.orphans.is_empty() && e.bufs.free.len() == 1);
+        // The free ring's buffers, filled by the streaming peer above, go
+        // back to the kernel at a trim, and the ring still serves after.
+        let mem = e.bufs.free[0].mem;
+        assert!(
+            resident_pages(mem, NBUF as usize * BSZ) > 0,
+            "the streamed buffers are resident"
+        );
+        assert_eq!(e.trim(), NBUF as usize * BSZ);
+        assert_eq!(
+            resident_pages(mem, NBUF as usize * BSZ),
+            0,
+            "trimmed buffers still resident"
+        );
         let (c2, s2) = tcp_pair();
         send(c2, b"z");
         // SAFETY: as above.

@@ -381,7 +381,12 @@ int main(void) {
     start(1, rw_reader_holds, NULL);
     start(2, rw_reader_holds, NULL);
     wait_done(2);
+    atomic_store(&rw_writer_started_at, 0);
     start(3, rw_waiting_writer, NULL);
+    /* The writer runs on the pool's vcpu, which a loaded host may not have
+     * scheduled yet: wait until it is about to lock (a reader coming first
+     * would simply get the lock), then give it 10 ms to queue. */
+    while (atomic_load(&rw_writer_started_at) == 0) CHECK_OK(photon_thread_usleep(1000));
     CHECK_OK(photon_thread_usleep(10000)); /* the writer is queued */
     t0 = photon_now_us();
     errno = 0;

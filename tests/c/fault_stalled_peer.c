@@ -266,12 +266,14 @@ int main(void) {
         "timeout",
         STALLED, (unsigned long long)(WRITE_TIMEOUT_US / 1000));
     uint64_t rounds0 = echo_rounds, ticks0 = ticks;
+    uint64_t steal0 = machine_steal_us();
     uint64_t t0 = photon_now_us();
     ticker_max_gap = 0;
     echo_max_rtt_us = 0;
     CHECK(pthread_create(&stall_pt, NULL, stall_clients, NULL) == 0, "pthread_create");
     CHECK_OK(photon_sem_wait(floods_done, STALLED, 30 * SEC));
     uint64_t stall_time = elapsed_us(t0);
+    uint64_t steal = machine_steal_us() - steal0;
     uint64_t rounds = echo_rounds - rounds0, nticks = ticks - ticks0;
     CHECK(pthread_join(stall_pt, NULL) == 0, "pthread_join"); /* it is done by now */
 
@@ -299,11 +301,16 @@ int main(void) {
         STALLED, floods[0].last_took / 1000, floods[0].written, floods[0].full_took / 1000,
         floods[0].full_ret);
     SAY("  during those %" PRIu64 " ms: the ticker ticked %" PRIu64 " times (longest gap %" PRIu64
-        " ms); %" PRIu64 " echo round trips (slowest %" PRIu64 " ms)",
-        stall_time / 1000, nticks, ticker_max_gap / 1000, rounds, echo_max_rtt_us / 1000);
-    CHECK(ticker_max_gap < 100 * MS, "the vcpu stalled: the ticker's longest gap was %" PRIu64
-                                     " us",
-          ticker_max_gap);
+        " ms); %" PRIu64 " echo round trips (slowest %" PRIu64 " ms); the hypervisor stole %" PRIu64
+        " ms of the machine's CPUs",
+        stall_time / 1000, nticks, ticker_max_gap / 1000, rounds, echo_max_rtt_us / 1000,
+        steal / 1000);
+    /* A gap the hypervisor's steal in the window can account for is the
+     * host's, not photon's (the whole VM stood still). */
+    CHECK(ticker_max_gap < 100 * MS + steal,
+          "the vcpu stalled: the ticker's longest gap was %" PRIu64 " us (steal in the window %" PRIu64
+          " us)",
+          ticker_max_gap, steal);
     CHECK(nticks * 1000 >= stall_time / 4, "the ticker ticked only %" PRIu64 " times in %" PRIu64
                                            " ms",
           nticks, stall_time / 1000);

@@ -1144,17 +1144,15 @@ fn c_fault_test(name: &str, not_under_valgrind: Option<&str>) {
     c_test(name);
 }
 
+/// Why a test with a FUSE daemon of its own cannot run under Valgrind.
+const FUSE_UNDER_VALGRIND: &str = "its FUSE daemon is a thread of the same process, and Valgrind runs one thread \
+     at a time, holding its lock through file system calls (a stat) that wait for that daemon";
+
 /// photon_fstat of a file on a FUSE file system (the test's own) goes
 /// through the engine, never on the vcpu; a local file's does not.
 #[test]
 fn c_fault_fstat_fuse() {
-    c_fault_test(
-        "fault_fstat_fuse",
-        Some(
-            "its FUSE daemon is a thread of the same process, and Valgrind runs one thread at a time, \
-             holding its lock through file system calls (a stat) that wait for that daemon",
-        ),
-    );
+    c_fault_test("fault_fstat_fuse", Some(FUSE_UNDER_VALGRIND));
     if checker() != Checker::Valgrind {
         c_test_with("fault_fstat_fuse", &[("PHOTON_IO_OFF", "inline_fstat")]);
     }
@@ -1173,13 +1171,7 @@ fn c_fault_interrupt_waits() {
 /// the vcpu never stalls.
 #[test]
 fn c_fault_interrupt_pread() {
-    c_fault_test(
-        "fault_interrupt_pread",
-        Some(
-            "its FUSE daemon is a thread of the same process, and Valgrind runs one thread at a time, \
-             holding its lock through file system calls (a stat) that wait for that daemon",
-        ),
-    );
+    c_fault_test("fault_interrupt_pread", Some(FUSE_UNDER_VALGRIND));
 }
 
 /// io_uring_setup forbidden (seccomp): epoll, and the fallback is logged.

@@ -12,8 +12,10 @@
  * inflate, measured with CLOCK_THREAD_CPUTIME_ID: every photon thread of a
  * vcpu runs on its OS thread), and at most 250 ms of wall time (this only
  * catches a vcpu blocked in the kernel for a whole call: on a machine
- * shared with builds, wall-time gaps of 100 ms come from the host alone). Each call must move all 64 MiB, and the
- * data must read back.
+ * shared with builds, wall-time gaps of 100 ms come from the host alone).
+ * A call over a limit is repeated, up to three attempts: a host's hiccup
+ * does not come back each time, an unsplit call's stall does. Each call
+ * must move all 64 MiB, and the data must read back.
  */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -114,40 +116,55 @@ static ssize_t timed(int c, unsigned char *buf) {
     return n;
 }
 
+/* Whether call c's largest gap is within the limits. */
+static int within_limits(int c) {
+    uint64_t wall, cpu;
+    int inside;
+    max_gap(c, &wall, &cpu, &inside);
+    if (cpu <= MAX_CPU_GAP_US && wall <= MAX_GAP_US) return 1;
+    SAY("%s: a gap of %.2f ms (%.2f ms of vcpu CPU time) is over the limit", g_names[c],
+        wall / 1000.0, cpu / 1000.0);
+    return 0;
+}
+
+/* Runs call c at file offset off, up to ATTEMPTS times while its largest
+ * gap is over the limits (a read first zeroes buf). An unsplit call stalls
+ * the vcpu for the whole 64 MiB each time; a split one stalls only when the
+ * host does (a CI run once gave one 6 ms gap among 37 ticks of a write),
+ * and not three times in a row. main checks the last attempt. */
+#define ATTEMPTS 3
+static void run(int c, unsigned char *buf, off_t off) {
+    for (int a = 1; a <= ATTEMPTS; a++) {
+        if (c >= PREAD) memset(buf, 0, BIG);
+        CHECK(lseek(g_fd, off, SEEK_SET) == off, "lseek");
+        ssize_t n = timed(c, buf);
+        CHECK(n == BIG, "%s of 64 MiB = %zd: %s", g_names[c], n, strerror(errno));
+        if (within_limits(c)) return;
+        if (a < ATTEMPTS) SAY("%s: attempt %d of %d, repeating it", g_names[c], a, ATTEMPTS);
+    }
+}
+
 static void *worker_main(void *arg) {
     (void)arg;
     unsigned char *buf = malloc(BIG), *want = malloc(BIG);
     CHECK(buf && want, "malloc");
 
+    /* photon_pwrite ignores the position; the others start where lseek put
+     * it: three 64 MiB regions, read back in the same order */
     fill(buf, BIG, 1);
-    ssize_t n = timed(PWRITE, buf);
-    CHECK(n == BIG, "photon_pwrite of 64 MiB = %zd: %s", n, strerror(errno));
-
+    run(PWRITE, buf, 0);
     fill(buf, BIG, 2);
-    CHECK(lseek(g_fd, BIG, SEEK_SET) == BIG, "lseek");
-    n = timed(WRITE, buf);
-    CHECK(n == BIG, "photon_write of 64 MiB = %zd: %s", n, strerror(errno));
-
+    run(WRITE, buf, BIG);
     fill(buf, BIG, 3);
-    n = timed(WRITEV, buf); /* at the position the write left: 2 x 64 MiB */
-    CHECK(n == BIG, "photon_writev of 64 MiB = %zd: %s", n, strerror(errno));
+    run(WRITEV, buf, 2 * (off_t)BIG);
 
-    memset(buf, 0, BIG);
-    n = timed(PREAD, buf);
-    CHECK(n == BIG, "photon_pread of 64 MiB = %zd: %s", n, strerror(errno));
+    run(PREAD, buf, 0);
     fill(want, BIG, 1);
     CHECK(memcmp(buf, want, BIG) == 0, "photon_pread: data differ");
-
-    CHECK(lseek(g_fd, BIG, SEEK_SET) == BIG, "lseek");
-    memset(buf, 0, BIG);
-    n = timed(READ, buf);
-    CHECK(n == BIG, "photon_read of 64 MiB = %zd: %s", n, strerror(errno));
+    run(READ, buf, BIG);
     fill(want, BIG, 2);
     CHECK(memcmp(buf, want, BIG) == 0, "photon_read: data differ");
-
-    memset(buf, 0, BIG);
-    n = timed(READV, buf); /* at the position the read left: 2 x 64 MiB */
-    CHECK(n == BIG, "photon_readv of 64 MiB = %zd: %s", n, strerror(errno));
+    run(READV, buf, 2 * (off_t)BIG);
     fill(want, BIG, 3);
     CHECK(memcmp(buf, want, BIG) == 0, "photon_readv: data differ");
 

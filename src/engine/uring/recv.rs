@@ -81,6 +81,10 @@ pub(super) struct BufRing {
 pub(super) struct Rings {
     /// Registered, all buffers in the ring, no connection.
     free: Vec<BufRing>,
+    /// `free[..clean]` have been given back since they were freed (a trim
+    /// skips them): `free` is a stack, so the rings freed since the last
+    /// trim are those above this mark.
+    clean: usize,
     /// Registered so far.
     made: usize,
     /// Rings of dropped connections whose multishot (the op id) has not
@@ -482,16 +486,18 @@ impl UringEngine {
     /// group, so the kernel writes none of its buffers meanwhile; a ring
     /// whose multishot has not ended yet is an orphan, not free, and keeps
     /// its pages. The entries page stays (the kernel reads the ring's
-    /// tail there). Returns the bytes given back.
+    /// tail there). Rings given back at an earlier trim and not used since
+    /// are skipped. Returns the bytes given back.
     pub(super) fn recv_trim(&mut self) -> usize {
         let len = NBUF as usize * BSZ;
         let mut given = 0;
-        for r in &self.bufs.free {
+        for r in &self.bufs.free[self.bufs.clean..] {
             // SAFETY: our own mapping of `len` bytes, used by no one now.
             if unsafe { libc::madvise(r.mem.cast(), len, libc::MADV_DONTNEED) } == 0 {
                 given += len;
             }
         }
+        self.bufs.clean = self.bufs.free.len();
         given
     }
 
@@ -500,6 +506,7 @@ impl UringEngine {
     /// receive off for this ring, with one log line).
     fn take_ring(&mut self) -> Option<BufRing> {
         if let Some(r) = self.bufs.free.pop() {
+            self.bufs.clean = self.bufs.clean.min(self.bufs.free.len());
             return Some(r);
         }
         if self.bufs.made >= MAX_RINGS {
@@ -916,6 +923,7 @@ impl UringEngine {
             }
         }
         let mut rings: Vec<BufRing> = core::mem::take(&mut self.bufs.free);
+        self.bufs.clean = 0;
         rings.extend(self.bufs.orphans.drain(..).map(|(_, r)| r));
         rings.extend(
             self.conns
@@ -1123,6 +1131,7 @@ mod tests {
             0,
             "trimmed buffers still resident"
         );
+        assert_eq!(e.trim(), 0, "a ring trimmed and not used since is given back once");
         let (c2, s2) = tcp_pair();
         send(c2, b"z");
         // SAFETY: as above.
@@ -1140,5 +1149,8 @@ mod tests {
             libc::close(c2);
         }
         fdinfo::forget(s2);
+        // Used again, so given back again at the next trim.
+        until(&mut e, |e| e.bufs.orphans.is_empty() && e.bufs.free.len() == 1);
+        assert_eq!(e.trim(), NBUF as usize * BSZ, "a reused ring is trimmed again");
     }
 }

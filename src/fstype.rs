@@ -6,7 +6,7 @@
 //!   True of sockets, and of files on a mount whose type is not a blocking
 //!   one ([`is_blocking_fs_type`]: ext4, xfs, btrfs, tmpfs, overlay, proc,
 //!   ...), or on one of the kernel's internal mounts (pipes, eventfds and
-//!   other anonymous inodes, memfds: [`internal_devs`]). False for a
+//!   other anonymous inodes, memfds: [`is_internal_dev`]). False for a
 //!   blocking file system, whose getattr may ask its server or daemon, and
 //!   for a mount photon cannot find (another mount namespace's, a lazily
 //!   unmounted one): those keep the engine's way.
@@ -27,7 +27,7 @@
 //! earlier one (as the io_uring engine's per-engine cache did before).
 //! An overlay counts as local whatever its layers are.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// What [`classify`] tells of an fd.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -109,37 +109,59 @@ fn class_of(fs_type: Option<&str>) -> Option<Mount> {
     })
 }
 
-/// The devices of the kernel's internal mounts that hold a process's
-/// anonymous files, learnt once by making one of each and closing it: the
-/// pipe file system, anonymous inodes (eventfd, epoll, timerfd, signalfd,
-/// io_uring...), the internal tmpfs of memfds. None of them is in the
-/// mount table; all keep their attributes in memory.
-fn internal_devs() -> &'static [libc::dev_t] {
-    static DEVS: OnceLock<Vec<libc::dev_t>> = OnceLock::new();
-    DEVS.get_or_init(|| {
-        let mut fds = Vec::new();
-        let mut p = [-1; 2];
-        // SAFETY: a valid array of two ints; the fds are ours.
-        if unsafe { crate::sys::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
-            fds.extend(p);
-        }
-        // SAFETY: plain fd-making calls; a NUL-terminated name.
-        fds.push(unsafe { crate::sys::eventfd(0, libc::EFD_CLOEXEC) });
-        // SAFETY: as above.
-        fds.push(unsafe { crate::sys::memfd_create(c"photon-probe".as_ptr(), libc::MFD_CLOEXEC) });
-        let mut devs = Vec::new();
-        for fd in fds.into_iter().filter(|&fd| fd >= 0) {
-            // SAFETY: a zeroed stat is valid; our own fd, then closed.
-            unsafe {
-                let mut st: libc::stat = core::mem::zeroed();
-                if crate::sys::fstat(fd, &mut st) == 0 && !devs.contains(&st.st_dev) {
-                    devs.push(st.st_dev);
-                }
-                crate::sys::close(fd);
+/// Whether `dev` is the device of one of the kernel's internal mounts that
+/// hold a process's anonymous files: the pipe file system, anonymous
+/// inodes (eventfd, epoll, timerfd, signalfd, io_uring...), the internal
+/// tmpfs of memfds. None of them is in the mount table; all keep their
+/// attributes in memory. The devices are learnt once by making one of each
+/// and closing it; as with [`mount_class`]'s table, the lock is only tried
+/// (a child forked while another thread held it learns them again on each
+/// call instead of waiting forever).
+fn is_internal_dev(dev: libc::dev_t) -> bool {
+    let mut kept = match INTERNAL_DEVS.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    if let Some(devs) = kept.as_ref().and_then(|k| k.as_ref()) {
+        return devs.contains(&dev);
+    }
+    let devs = learn_internal_devs();
+    let internal = devs.contains(&dev);
+    if let Some(k) = kept.as_mut() {
+        **k = Some(devs);
+    }
+    internal
+}
+
+/// What [`is_internal_dev`] has learnt (None: nothing yet).
+static INTERNAL_DEVS: Mutex<Option<Vec<libc::dev_t>>> = Mutex::new(None);
+
+/// The devices [`is_internal_dev`] knows, from one pipe, one eventfd and
+/// one memfd, made and closed.
+fn learn_internal_devs() -> Vec<libc::dev_t> {
+    let mut fds = Vec::new();
+    let mut p = [-1; 2];
+    // SAFETY: a valid array of two ints; the fds are ours.
+    if unsafe { crate::sys::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+        fds.extend(p);
+    }
+    // SAFETY: plain fd-making calls; a NUL-terminated name.
+    fds.push(unsafe { crate::sys::eventfd(0, libc::EFD_CLOEXEC) });
+    // SAFETY: as above.
+    fds.push(unsafe { crate::sys::memfd_create(c"photon-probe".as_ptr(), libc::MFD_CLOEXEC) });
+    let mut devs = Vec::new();
+    for fd in fds.into_iter().filter(|&fd| fd >= 0) {
+        // SAFETY: a zeroed stat is valid; our own fd, then closed.
+        unsafe {
+            let mut st: libc::stat = core::mem::zeroed();
+            if crate::sys::fstat(fd, &mut st) == 0 && !devs.contains(&st.st_dev) {
+                devs.push(st.st_dev);
             }
+            crate::sys::close(fd);
         }
-        devs
-    })
+    }
+    devs
 }
 
 /// The class of the mount with id `mnt` (if the kernel said) and device
@@ -170,7 +192,7 @@ fn mount_class(mnt: Option<u64>, dev: libc::dev_t) -> Mount {
         String::new()
     });
     let m = class_of(mount_type(&info, mnt, dev)).unwrap_or_else(|| {
-        if internal_devs().contains(&dev) {
+        if is_internal_dev(dev) {
             Mount::Local
         } else {
             Mount::Unknown
@@ -337,6 +359,38 @@ mod tests {
         }
         assert!(classify(-1).is_none(), "not an fd");
         drop(f);
+    }
+
+    /// The internal mounts' devices are known with their lock free, and
+    /// also while it is held, as in a child forked while another thread
+    /// held it: then they are learnt again instead of waited for.
+    #[test]
+    fn internal_devs_without_waiting() {
+        let mut p = [-1; 2];
+        // SAFETY: two ints.
+        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: a zeroed stat is valid; our fd.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::fstat(p[0], &mut st) }, 0);
+        // SAFETY: a zeroed stat is valid.
+        let mut file: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: a NUL-terminated path, a valid out pointer.
+        assert_eq!(unsafe { libc::stat(c"Cargo.toml".as_ptr(), &mut file) }, 0);
+        assert!(is_internal_dev(st.st_dev), "a pipe");
+        assert!(!is_internal_dev(file.st_dev), "a file of the source tree");
+        assert!(
+            INTERNAL_DEVS.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+            "kept"
+        );
+        let held = INTERNAL_DEVS.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(is_internal_dev(st.st_dev), "a pipe, with the lock held");
+        assert!(!is_internal_dev(file.st_dev), "a file, with the lock held");
+        drop(held);
+        for x in p {
+            // SAFETY: our own fds.
+            unsafe { libc::close(x) };
+        }
         let _ = std::fs::remove_file(format!("target/photon-fstype-{}.dat", std::process::id()));
     }
 }

@@ -359,6 +359,7 @@ mod tests {
         }
         assert!(classify(-1).is_none(), "not an fd");
         drop(f);
+        let _ = std::fs::remove_file(format!("target/photon-fstype-{}.dat", std::process::id()));
     }
 
     /// The internal mounts' devices are known with their lock free, and
@@ -391,6 +392,5 @@ mod tests {
             // SAFETY: our own fds.
             unsafe { libc::close(x) };
         }
-        let _ = std::fs::remove_file(format!("target/photon-fstype-{}.dat", std::process::id()));
     }
 }

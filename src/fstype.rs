@@ -118,11 +118,7 @@ fn class_of(fs_type: Option<&str>) -> Option<Mount> {
 /// (a child forked while another thread held it learns them again on each
 /// call instead of waiting forever).
 fn is_internal_dev(dev: libc::dev_t) -> bool {
-    let mut kept = match INTERNAL_DEVS.try_lock() {
-        Ok(g) => Some(g),
-        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
-    };
+    let mut kept = crate::sync::try_guard(&INTERNAL_DEVS);
     if let Some(devs) = kept.as_ref().and_then(|k| k.as_ref()) {
         return devs.contains(&dev);
     }
@@ -173,11 +169,7 @@ fn learn_internal_devs() -> Vec<libc::dev_t> {
 /// class is worked out again and not kept.
 fn mount_class(mnt: Option<u64>, dev: libc::dev_t) -> Mount {
     static KNOWN: Mutex<Vec<(Option<u64>, libc::dev_t, Mount)>> = Mutex::new(Vec::new());
-    let known = || match KNOWN.try_lock() {
-        Ok(g) => Some(g),
-        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
-    };
+    let known = || crate::sync::try_guard(&KNOWN);
     if let Some(m) = known().and_then(|k| k.iter().find(|&&(i, d, _)| i == mnt && d == dev).map(|e| e.2)) {
         return m;
     }

@@ -228,13 +228,15 @@ unsafe fn idle_trim(v: *mut Vcpu) -> Option<u64> {
             return Some(due);
         }
         let n = (*v).tcbs.clear() + (*v).pool.trim(TRIM_KEEP);
-        (*v).engine.trim();
+        let buffers = (*v).engine.trim();
         (*v).trim_done = uses;
         let (chunks, mapped, _) = crate::stack::chunk::usage();
         log::debug!(
-            "photon: vcpu {} idle: gave {n} pooled stacks back ({chunks} stack chunks, {} MiB of address space, left)",
+            "photon: vcpu {} idle: gave {n} pooled stacks back ({chunks} stack chunks, {} MiB of address space, left) \
+             and {} KiB of idle receive buffers",
             (*v).id,
-            mapped >> 20
+            mapped >> 20,
+            buffers >> 10
         );
         None
     }

@@ -51,6 +51,16 @@ pub(crate) fn guard<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> 
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Locks a std mutex if it is free, ignoring poisoning as [`guard`] does;
+/// None if another thread holds it (or held it when a fork copied it).
+pub(crate) fn try_guard<T>(m: &std::sync::Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 /// Parks the calling photon thread on a lock.
 ///
 /// `enqueue` runs under the lock's state: it either takes what is wanted at

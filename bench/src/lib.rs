@@ -704,6 +704,12 @@ fn allowed_cpus_before_pin() -> Vec<usize> {
     BEFORE_PIN.get().cloned().unwrap_or_else(allowed_cpus)
 }
 
+/// A CPU the process could run on before [`pin_to_one_cpu`] other than
+/// `cpu`: where a driver's sampler thread stays off the contenders' CPU.
+pub fn spare_cpu(cpu: usize) -> Option<usize> {
+    allowed_cpus_before_pin().into_iter().find(|&c| c != cpu)
+}
+
 /// Per-CPU jiffies from /proc/stat: (cpu, busy, idle, steal).
 #[derive(Debug, Clone, Default)]
 pub struct CpuTimes(Vec<(usize, u64, u64, u64)>);

@@ -12,6 +12,8 @@
 //!   (io_uring engine; epoll engine, whose file calls run on the offload
 //!   pool), fio `--ioengine=io_uring --iodepth=N --rw=randread --bs=4k
 //!   --direct=0/1`, and N OS threads calling pread(2) (bench/c/files_pthreads.c).
+//!   The O_DIRECT tables also show each contender's mean reads in flight at
+//!   the block device ([`InflightSampler`]).
 //! - sequential 1 MiB writes of a new file, fsync at the end (MB/s):
 //!   libphoton (both engines), fio `--ioengine=io_uring --rw=write --bs=1m
 //!   --end_fsync=1`, one OS thread calling pwrite(2).
@@ -233,6 +235,76 @@ fn o_direct_ok(path: &Path) -> Result<(), String> {
         })
 }
 
+/// The sysfs `inflight` file of the block device holding `path`
+/// (`/sys/dev/block/MAJ:MIN/inflight`: reads and writes the device has
+/// been handed and not finished), if the file system sits on one.
+fn inflight_file(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata(path).ok()?.dev();
+    let f = PathBuf::from(format!(
+        "/sys/dev/block/{}:{}/inflight",
+        libc::major(dev),
+        libc::minor(dev)
+    ));
+    f.exists().then_some(f)
+}
+
+/// Samples a device's reads in flight every millisecond, on a thread of
+/// its own (on a CPU other than the contenders' when there is one),
+/// within a window of a run: the mean shows whether a contender keeps the
+/// device's queue as full as its depth asks (Little's law: IOPS = in
+/// flight / latency), which tells a slower disk from a runtime that lets
+/// the queue run dry.
+struct InflightSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Option<f64>>,
+}
+
+impl InflightSampler {
+    /// Starts sampling `file` between `from` and `until` after now.
+    fn start(file: &Path, cpu: Option<usize>, from: Duration, until: Duration) -> Result<InflightSampler, String> {
+        let f = File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let t0 = Instant::now();
+        let thread = std::thread::spawn(move || {
+            if let Some(c) = cpu {
+                let _ = pin_self(c);
+            }
+            let (mut sum, mut n) = (0u64, 0u64);
+            let mut buf = [0u8; 64];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = t0.elapsed();
+                if t >= until {
+                    break;
+                }
+                if t >= from {
+                    use std::os::unix::fs::FileExt;
+                    // sysfs gives the whole value at offset 0 each time
+                    let got = f.read_at(&mut buf, 0).unwrap_or(0);
+                    let reads = std::str::from_utf8(&buf[..got])
+                        .ok()
+                        .and_then(|s| s.split_whitespace().next())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if let Some(r) = reads {
+                        sum += r;
+                        n += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (n > 0).then(|| sum as f64 / n as f64)
+        });
+        Ok(InflightSampler { stop, thread })
+    }
+
+    /// The mean reads in flight over the window (None: no sample in it).
+    fn finish(self) -> Option<f64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().ok().flatten()
+    }
+}
+
 // ------------------------------------------------------------- running runs
 
 /// How one contender is run and read.
@@ -256,6 +328,8 @@ struct Figures {
     value: f64,
     cpu_us: f64,
     info: Vec<String>,
+    /// Mean reads in flight at the device (tables that sample it).
+    inflight: Option<f64>,
 }
 
 /// The number after `"key" :` that follows `anchor` in fio's JSON.
@@ -318,6 +392,7 @@ fn parse_fio(stdout: &str, section: &str, cpu_s: f64, ramp_s: f64) -> Result<Fig
             value: iops,
             cpu_us: cpu_s * 1e6 / ios,
             info,
+            inflight: None,
         })
     } else {
         // job_runtime includes the end_fsync (checked: it grows by the fsync's time)
@@ -326,6 +401,7 @@ fn parse_fio(stdout: &str, section: &str, cpu_s: f64, ramp_s: f64) -> Result<Fig
             value: mbps,
             cpu_us: cpu_s * 1e6 / (bytes / MIB as f64),
             info,
+            inflight: None,
         })
     }
 }
@@ -346,6 +422,7 @@ fn run_one(c: &Contender, timeout: Duration) -> Result<Figures, String> {
                 value: o.num(key)?,
                 cpu_us: o.num("cpu_us")?,
                 info: o.info,
+                inflight: None,
             })
         }
         How::Fio(cmd, section, ramp) => {
@@ -362,14 +439,26 @@ struct TableData {
     contenders: Vec<Contender>,
     value: Vec<Series>,
     cpu: Vec<Series>,
+    /// Mean device reads in flight per contender (filled for tables with `sample`).
+    inflight: Vec<Series>,
     /// Run before each rep's round of this table (warming the page cache).
     before: Option<PathBuf>,
+    /// The device `inflight` file sampled during each run ([`InflightSampler`]).
+    sample: Option<PathBuf>,
+}
+
+/// Where and when [`run_all`] samples a device's queue: the sampler's CPU,
+/// and the window after a run's start (past its warm-up, before its end).
+struct SampleAt {
+    cpu: Option<usize>,
+    from: Duration,
+    until: Duration,
 }
 
 /// Runs every table's contenders, interleaved: for rep { for table { for
 /// contender { one run } } }, warming the page cache before a table that
 /// asks for it.
-fn run_all(runner: &mut Runner, tables: &mut [TableData], reps: usize, timeout: Duration) {
+fn run_all(runner: &mut Runner, tables: &mut [TableData], reps: usize, timeout: Duration, at: &SampleAt) {
     let flat: Vec<(usize, usize)> = tables
         .iter()
         .enumerate()
@@ -404,7 +493,15 @@ fn run_all(runner: &mut Runner, tables: &mut [TableData], reps: usize, timeout: 
                     eprintln!("[{}] page cache holds {:.1}% of {}", t.title, r * 100.0, p.display())
                 }
             }
-            let f = run_one(&t.contenders[ci], timeout)?;
+            let sampler = match &t.sample {
+                Some(file) => Some(InflightSampler::start(file, at.cpu, at.from, at.until)?),
+                None => None,
+            };
+            let mut f = run_one(&t.contenders[ci], timeout);
+            if let (Some(s), Ok(f)) = (sampler, f.as_mut()) {
+                f.inflight = s.finish();
+            }
+            let f = f?;
             if verbose {
                 for i in &f.info {
                     eprintln!("    {i}");
@@ -417,6 +514,9 @@ fn run_all(runner: &mut Runner, tables: &mut [TableData], reps: usize, timeout: 
     for (&(ti, ci), row) in flat.iter().zip(&rows) {
         tables[ti].value[ci] = row.series(|f| f.value);
         tables[ti].cpu[ci] = row.series(|f| f.cpu_us);
+        if tables[ti].sample.is_some() {
+            tables[ti].inflight[ci] = row.series(|f| f.inflight.unwrap_or(f64::NAN));
+        }
     }
 }
 
@@ -441,32 +541,38 @@ fn print_data(t: &TableData, unit: &str, cpu_unit: &str) {
     println!("## {}", t.title);
     println!();
     let (io, ep) = (&t.value[0], &t.value[1]);
+    let sampled = t.sample.is_some();
     let rows: Vec<Vec<String>> = t
         .contenders
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            vec![
+            let mut row = vec![
                 c.label.clone(),
                 cell_median(&t.value[i]),
                 cell_range(&t.value[i]),
                 cell_median(&t.cpu[i]),
                 cell_ratio(io, &t.value[i]),
                 cell_ratio(ep, &t.value[i]),
-            ]
+            ];
+            if sampled {
+                row.push(cell_median(&t.inflight[i]));
+            }
+            row
         })
         .collect();
-    print_table(
-        &[
-            "contender",
-            &format!("median {unit}"),
-            &format!("range {unit}"),
-            cpu_unit,
-            "io_uring / row",
-            "epoll / row",
-        ],
-        &rows,
-    );
+    let mut header = vec![
+        "contender".to_string(),
+        format!("median {unit}"),
+        format!("range {unit}"),
+        cpu_unit.to_string(),
+        "io_uring / row".to_string(),
+        "epoll / row".to_string(),
+    ];
+    if sampled {
+        header.push("device reads in flight".to_string());
+    }
+    print_table(&header.iter().map(String::as_str).collect::<Vec<_>>(), &rows);
     println!();
 }
 
@@ -538,6 +644,23 @@ fn main() -> ExitCode {
     println!(
         "         for fio, its whole process tree's CPU (from the driver's RUSAGE_CHILDREN) scaled by runtime / (ramp + runtime)"
     );
+    let device_queue = inflight_file(&data);
+    let sample_at = SampleAt {
+        cpu: spare_cpu(cpu),
+        from: Duration::from_secs_f64(o.warmup + 0.25),
+        until: Duration::from_secs_f64(o.warmup + (o.c.secs - 0.05).max(0.3)),
+    };
+    match &device_queue {
+        Some(f) => println!(
+            "         device reads in flight (O_DIRECT tables): mean of {} sampled every 1 ms from {:.2} s to {:.2} s \
+             after a run's start, by a thread on {}; median of the reps",
+            f.display(),
+            sample_at.from.as_secs_f64(),
+            sample_at.until.as_secs_f64(),
+            sample_at.cpu.map_or("the same CPU".into(), |c| format!("CPU {c}"))
+        ),
+        None => println!("         device reads in flight: not sampled (the data's file system is on no block device)"),
+    }
     println!();
 
     let secs = o.c.secs.to_string();
@@ -687,7 +810,10 @@ fn main() -> ExitCode {
                     contenders,
                     value: (0..k).map(|_| Series::default()).collect(),
                     cpu: (0..k).map(|_| Series::default()).collect(),
+                    inflight: (0..k).map(|_| Series::default()).collect(),
                     before: (!direct).then(|| data.clone()),
+                    // a page-cache read never reaches the device
+                    sample: if direct { device_queue.clone() } else { None },
                 });
             }
         }
@@ -758,14 +884,16 @@ fn main() -> ExitCode {
             contenders,
             value: (0..k).map(|_| Series::default()).collect(),
             cpu: (0..k).map(|_| Series::default()).collect(),
+            inflight: (0..k).map(|_| Series::default()).collect(),
             before: None,
+            sample: None,
         });
     }
 
     let timeout = Duration::from_secs_f64(120.0 + o.c.secs * 10.0 + o.warmup);
     let mut runner = Runner::new(&o.c);
     let t0 = Instant::now();
-    run_all(&mut runner, &mut tables, o.c.reps, timeout);
+    run_all(&mut runner, &mut tables, o.c.reps, timeout, &sample_at);
     let load = runner.last_load.clone();
     let _ = fs::remove_file(&wfile);
 

@@ -286,18 +286,38 @@ impl UringEngine {
             _ => return None,
         };
         let slot = self.fixed_slot(fd);
+        // Built here for these three opcodes only, not through sqe_for or
+        // sqe_fixed: their matches over every operation, inlined, gave this
+        // frame (on every photon thread's stack at each receive and send)
+        // hundreds of bytes of SQE temporaries.
         let sqe = match op {
-            Op::Recv { buf, len, flags, .. } if self.poll_first && self.take_drained(fd) => {
+            Op::Recv { buf, len, flags, .. } => {
                 let b = match slot {
                     Some(s) => opcode::Recv::new(types::Fixed(s), buf, len),
                     None => opcode::Recv::new(types::Fd(fd), buf, len),
+                }
+                .flags(flags);
+                let b = if self.poll_first && self.take_drained(fd) {
+                    b.ioprio(IORING_RECVSEND_POLL_FIRST)
+                } else {
+                    b
                 };
-                b.flags(flags).ioprio(IORING_RECVSEND_POLL_FIRST).build()
+                b.build()
             }
-            _ => match slot.and_then(|s| sqe_fixed(op, s)) {
-                Some(sqe) => sqe,
-                None => sqe_for(op).0,
-            },
+            Op::Send { buf, len, flags, .. } => match slot {
+                Some(s) => opcode::Send::new(types::Fixed(s), buf, len),
+                None => opcode::Send::new(types::Fd(fd), buf, len),
+            }
+            .flags(flags)
+            .build(),
+            Op::Poll { events, .. } => {
+                let mask = poll_mask(events) as u16 as u32;
+                match slot {
+                    Some(s) => opcode::PollAdd::new(types::Fixed(s), mask).build(),
+                    None => opcode::PollAdd::new(types::Fd(fd), mask).build(),
+                }
+            }
+            _ => return None,
         };
         Some((sqe, fd, is_poll))
     }
@@ -589,6 +609,50 @@ impl UringEngine {
     }
 }
 
+impl UringEngine {
+    /// [`Engine::submit`] of everything but the socket fast path (file
+    /// operations, accepts, opens, operations on other fds): out of line, so
+    /// the fast path's frame, on every photon thread's stack at each receive
+    /// and send, stays small (the general path's SQE builders take hundreds
+    /// of bytes of stack).
+    ///
+    /// # Safety
+    /// As [`Engine::submit`].
+    #[inline(never)]
+    unsafe fn submit_other(&mut self, op: Op, waiter: Waiter) -> Result<Submitted, Errno> {
+        let blocking_open = matches!(op, Op::Open { blocking: true, .. });
+        if blocking_open || file_opcode(&op).is_some_and(|code| !self.probe.is_supported(code)) {
+            // SAFETY: the caller keeps op's memory valid per the engine contract.
+            return unsafe { self.offload.submit(op, waiter) }.map(Submitted::Pending);
+        }
+        if let Op::Accept { fd, addr, len, flags } = op
+            && self.multishot_accept
+            && addr.is_null()
+            && len.is_null()
+            && let Some(done) = self.accept_multi(fd, flags, waiter)?
+        {
+            return Ok(done);
+        }
+        let data_fd = is_data_op(&op);
+        let async_fs = data_fd.is_some_and(|fd| self.on_blocking_fs(fd));
+        let slot = socket_fd(&op).and_then(|fd| self.fixed_slot(fd));
+        // (Receives, sends and polls took the fast path above.)
+        let (sqe, fd, is_poll) = match slot.and_then(|s| sqe_fixed(op, s)) {
+            Some(sqe) => (sqe, socket_fd(&op).unwrap_or(-1), false),
+            None => sqe_for(op),
+        };
+        let sqe = if async_fs { sqe.flags(squeue::Flags::ASYNC) } else { sqe };
+        let queued = self.queue(sqe, fd, is_poll, waiter)?;
+        if self.eager_direct && data_fd.is_some_and(crate::fdinfo::is_direct) {
+            self.direct_queued += 1;
+            if self.direct_queued >= EAGER_DIRECT_BATCH {
+                self.submit_now();
+            }
+        }
+        Ok(queued)
+    }
+}
+
 impl Drop for UringEngine {
     fn drop(&mut self) {
         self.accept_drop();
@@ -756,36 +820,8 @@ impl Engine for UringEngine {
         if let Some((sqe, fd, is_poll)) = self.socket_sqe(op) {
             return self.queue(sqe, fd, is_poll, waiter);
         }
-        let blocking_open = matches!(op, Op::Open { blocking: true, .. });
-        if blocking_open || file_opcode(&op).is_some_and(|code| !self.probe.is_supported(code)) {
-            // SAFETY: the caller keeps op's memory valid per the engine contract.
-            return unsafe { self.offload.submit(op, waiter) }.map(Submitted::Pending);
-        }
-        if let Op::Accept { fd, addr, len, flags } = op
-            && self.multishot_accept
-            && addr.is_null()
-            && len.is_null()
-            && let Some(done) = self.accept_multi(fd, flags, waiter)?
-        {
-            return Ok(done);
-        }
-        let data_fd = is_data_op(&op);
-        let async_fs = data_fd.is_some_and(|fd| self.on_blocking_fs(fd));
-        let slot = socket_fd(&op).and_then(|fd| self.fixed_slot(fd));
-        // (Receives, sends and polls took the fast path above.)
-        let (sqe, fd, is_poll) = match slot.and_then(|s| sqe_fixed(op, s)) {
-            Some(sqe) => (sqe, socket_fd(&op).unwrap_or(-1), false),
-            None => sqe_for(op),
-        };
-        let sqe = if async_fs { sqe.flags(squeue::Flags::ASYNC) } else { sqe };
-        let queued = self.queue(sqe, fd, is_poll, waiter)?;
-        if self.eager_direct && data_fd.is_some_and(crate::fdinfo::is_direct) {
-            self.direct_queued += 1;
-            if self.direct_queued >= EAGER_DIRECT_BATCH {
-                self.submit_now();
-            }
-        }
-        Ok(queued)
+        // SAFETY: per the engine contract.
+        unsafe { self.submit_other(op, waiter) }
     }
 
     fn cancel(&mut self, id: OpId) -> Cancel {

@@ -387,8 +387,10 @@ impl UringEngine {
     /// The read-side operation `op`, if it is one on a socket with (or
     /// about to get) receive state here: served from held bytes, waiting
     /// for the multishot, or sent to the kernel as a plain operation of
-    /// that socket. None: the ordinary path.
-    #[inline]
+    /// that socket. None: the ordinary path. Out of line: only the opt-in
+    /// multishot receive calls it, and inlined it made the fast path's
+    /// frame in [`Engine::submit`](crate::engine::Engine::submit) several hundred bytes.
+    #[inline(never)]
     pub(super) fn recv_held(&mut self, op: Op, waiter: Waiter) -> Result<Option<Submitted>, Errno> {
         let Some((fd, w)) = want_of(op) else { return Ok(None) };
         let Ok(i) = usize::try_from(fd) else { return Ok(None) };

@@ -607,9 +607,7 @@ impl UringEngine {
         self.cqes = cqes;
         self.offload.reap(out);
     }
-}
 
-impl UringEngine {
     /// [`Engine::submit`] of everything but the socket fast path (file
     /// operations, accepts, opens, operations on other fds): out of line, so
     /// the fast path's frame, on every photon thread's stack at each receive
@@ -636,7 +634,7 @@ impl UringEngine {
         let data_fd = is_data_op(&op);
         let async_fs = data_fd.is_some_and(|fd| self.on_blocking_fs(fd));
         let slot = socket_fd(&op).and_then(|fd| self.fixed_slot(fd));
-        // (Receives, sends and polls took the fast path above.)
+        // (Receives, sends and polls took socket_sqe's fast path.)
         let (sqe, fd, is_poll) = match slot.and_then(|s| sqe_fixed(op, s)) {
             Some(sqe) => (sqe, socket_fd(&op).unwrap_or(-1), false),
             None => sqe_for(op),

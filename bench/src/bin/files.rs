@@ -493,10 +493,13 @@ fn run_all(runner: &mut Runner, tables: &mut [TableData], reps: usize, timeout: 
                     eprintln!("[{}] page cache holds {:.1}% of {}", t.title, r * 100.0, p.display())
                 }
             }
-            let sampler = match &t.sample {
-                Some(file) => Some(InflightSampler::start(file, at.cpu, at.from, at.until)?),
-                None => None,
-            };
+            // A diagnostic: a sampler that cannot start leaves its cell n/a,
+            // not the run failed.
+            let sampler = t.sample.as_ref().and_then(|file| {
+                InflightSampler::start(file, at.cpu, at.from, at.until)
+                    .map_err(|e| eprintln!("[files] device queue not sampled: {e}"))
+                    .ok()
+            });
             let mut f = run_one(&t.contenders[ci], timeout);
             if let (Some(s), Ok(f)) = (sampler, f.as_mut()) {
                 f.inflight = s.finish();

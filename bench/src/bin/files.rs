@@ -29,6 +29,8 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use photon_bench::*;
@@ -256,7 +258,7 @@ fn inflight_file(path: &Path) -> Option<PathBuf> {
 /// flight / latency), which tells a slower disk from a runtime that lets
 /// the queue run dry.
 struct InflightSampler {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Option<f64>>,
 }
 
@@ -264,7 +266,7 @@ impl InflightSampler {
     /// Starts sampling `file` between `from` and `until` after now.
     fn start(file: &Path, cpu: Option<usize>, from: Duration, until: Duration) -> Result<InflightSampler, String> {
         let f = File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let t0 = Instant::now();
         let thread = std::thread::spawn(move || {
@@ -273,7 +275,7 @@ impl InflightSampler {
             }
             let (mut sum, mut n) = (0u64, 0u64);
             let mut buf = [0u8; 64];
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stopped.load(Ordering::Relaxed) {
                 let t = t0.elapsed();
                 if t >= until {
                     break;
@@ -300,7 +302,7 @@ impl InflightSampler {
 
     /// The mean reads in flight over the window (None: no sample in it).
     fn finish(self) -> Option<f64> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         self.thread.join().ok().flatten()
     }
 }

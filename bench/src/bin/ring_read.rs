@@ -1,0 +1,139 @@
+//! What a page-cache hit costs by each way that never blocks on the disk,
+//! against a plain `pread(2)` (which would): `preadv2(RWF_NOWAIT)` (one
+//! iovec; the call photon's cached-read fast path makes), and an io_uring
+//! `READ` submitted and reaped at once, without parking (the ring serves a
+//! cached page inline at submission), on a plain ring and on a
+//! `SINGLE_ISSUER | DEFER_TASKRUN` ring (the set-up the library asks for).
+//! No libphoton. The companion of `bench/c/pread_nowait.c`:
+//!
+//!   cargo build --release --bin ring_read
+//!   taskset -c 1 target/release/ring_read FILE [READS] [ROUNDS]
+//!
+//! FILE (at least 4 KiB; read once first, into the page cache) is read at
+//! random 4 KiB-aligned offsets, READS (default 1,000,000) times per call
+//! and round, the calls interleaved within each of ROUNDS (default 5)
+//! rounds. Prints one INFO line per call and round (ns per read) and a
+//! RESULT line with each call's median. A short read or an error stops it;
+//! a ring read that did not complete at submission (its page was not
+//! cached) is waited for and counted in the RESULT line.
+
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use io_uring::{IoUring, opcode, types};
+
+const BLOCK: usize = 4096;
+const NAMES: [&str; 4] = ["pread", "preadv2_nowait", "ring_read", "ring_read_defer_taskrun"];
+
+fn die(msg: String) -> ! {
+    eprintln!("ring_read: {msg}");
+    std::process::exit(1);
+}
+
+/// One ring READ of `buf` at `off`, reaped at once. Returns its result and
+/// whether it had to be waited for (not served at submission).
+fn ring_read(ring: &mut IoUring, fd: i32, buf: &mut [u8], off: u64) -> (i32, bool) {
+    let sqe = opcode::Read::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
+        .offset(off)
+        .build()
+        .user_data(1);
+    // SAFETY: `buf` outlives the operation: it is reaped before returning.
+    unsafe { ring.submission().push(&sqe) }.unwrap_or_else(|_| die("submission queue full".into()));
+    ring.submit().unwrap_or_else(|e| die(format!("io_uring_enter: {e}")));
+    if let Some(c) = ring.completion().next() {
+        return (c.result(), false);
+    }
+    ring.submit_and_wait(1)
+        .unwrap_or_else(|e| die(format!("io_uring_enter: {e}")));
+    let c = ring
+        .completion()
+        .next()
+        .unwrap_or_else(|| die("no completion after waiting".into()));
+    (c.result(), true)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 2 {
+        die("usage: ring_read FILE [READS] [ROUNDS]".into());
+    }
+    let reads: u64 = args.get(2).map_or(1_000_000, |s| {
+        s.parse().unwrap_or_else(|_| die(format!("bad READS {s}")))
+    });
+    let rounds: usize = args
+        .get(3)
+        .map_or(5, |s| s.parse().unwrap_or_else(|_| die(format!("bad ROUNDS {s}"))));
+    if reads == 0 || rounds == 0 {
+        die("READS and ROUNDS must be at least 1".into());
+    }
+    let file = std::fs::File::open(&args[1]).unwrap_or_else(|e| die(format!("open {}: {e}", args[1])));
+    let fd = file.as_raw_fd();
+    let blocks = file.metadata().map(|m| m.len()).unwrap_or(0) / BLOCK as u64;
+    if blocks == 0 {
+        die(format!("{} is smaller than 4 KiB", args[1]));
+    }
+    let mut buf = vec![0u8; BLOCK];
+    for b in 0..blocks {
+        // SAFETY: a live buffer of BLOCK bytes.
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), BLOCK, (b * BLOCK as u64) as i64) };
+        if n != BLOCK as isize {
+            die(format!("warm-up read of block {b} returned {n}"));
+        }
+    }
+    let mut plain = IoUring::new(8).unwrap_or_else(|e| die(format!("io_uring_setup: {e}")));
+    let mut deferred = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(8)
+        .unwrap_or_else(|e| die(format!("io_uring_setup (SINGLE_ISSUER | DEFER_TASKRUN, 6.1+): {e}")));
+
+    let mut ns = vec![Vec::with_capacity(rounds); NAMES.len()];
+    let mut waited = 0u64;
+    let mut x: u64 = 88172645463325252; // xorshift64
+    for r in 0..rounds {
+        for (c, name) in NAMES.iter().enumerate() {
+            let t0 = Instant::now();
+            for _ in 0..reads {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let off = (x % blocks) * BLOCK as u64;
+                let n = match c {
+                    // SAFETY: a live buffer of BLOCK bytes.
+                    0 => unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), BLOCK, off as i64) },
+                    1 => {
+                        let v = libc::iovec {
+                            iov_base: buf.as_mut_ptr().cast(),
+                            iov_len: BLOCK,
+                        };
+                        // SAFETY: one live iovec over a live buffer.
+                        unsafe { libc::preadv2(fd, &v, 1, off as i64, libc::RWF_NOWAIT) }
+                    }
+                    _ => {
+                        let ring = if c == 2 { &mut plain } else { &mut deferred };
+                        let (res, w) = ring_read(ring, fd, &mut buf, off);
+                        waited += w as u64;
+                        res as isize
+                    }
+                };
+                if n != BLOCK as isize {
+                    let e = if n < 0 {
+                        std::io::Error::last_os_error().to_string()
+                    } else {
+                        String::new()
+                    };
+                    die(format!("{name} at {off} returned {n} {e}"));
+                }
+            }
+            let v = t0.elapsed().as_nanos() as f64 / reads as f64;
+            println!("INFO round {} {name} {v:.1} ns per read", r + 1);
+            ns[c].push(v);
+        }
+    }
+    print!("RESULT reads={reads} rounds={rounds} ring_reads_waited={waited}");
+    for (c, name) in NAMES.iter().enumerate() {
+        ns[c].sort_by(f64::total_cmp);
+        print!(" {name}_ns={:.1}", ns[c][rounds / 2]);
+    }
+    println!();
+}

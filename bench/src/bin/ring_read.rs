@@ -1,6 +1,6 @@
 //! What a page-cache hit costs by each way that never blocks on the disk,
 //! against a plain `pread(2)` (which would): `preadv2(RWF_NOWAIT)` (one
-//! iovec; the call photon's cached-read fast path makes), and an io_uring
+//! iovec; the call libphoton's cached-read fast path makes), and an io_uring
 //! `READ` submitted and reaped at once, without parking (the ring serves a
 //! cached page inline at submission), on a plain ring and on a
 //! `SINGLE_ISSUER | DEFER_TASKRUN` ring (the set-up the library asks for).
@@ -117,10 +117,11 @@ fn main() {
                     }
                 };
                 if n != BLOCK as isize {
-                    let e = if n < 0 {
-                        std::io::Error::last_os_error().to_string()
-                    } else {
-                        String::new()
+                    // The system calls set errno; a ring read's result is -errno.
+                    let e = match (n < 0, c < 2) {
+                        (false, _) => String::new(),
+                        (true, true) => std::io::Error::last_os_error().to_string(),
+                        (true, false) => std::io::Error::from_raw_os_error(-n as i32).to_string(),
                     };
                     die(format!("{name} at {off} returned {n} {e}"));
                 }

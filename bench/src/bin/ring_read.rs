@@ -21,6 +21,7 @@ use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use io_uring::{IoUring, opcode, types};
+use photon_bench::Series;
 
 const BLOCK: usize = 4096;
 const NAMES: [&str; 4] = ["pread", "preadv2_nowait", "ring_read", "ring_read_defer_taskrun"];
@@ -87,7 +88,7 @@ fn main() {
         .build(8)
         .unwrap_or_else(|e| die(format!("io_uring_setup (SINGLE_ISSUER | DEFER_TASKRUN, 6.1+): {e}")));
 
-    let mut ns = vec![Vec::with_capacity(rounds); NAMES.len()];
+    let mut ns: Vec<Series> = (0..NAMES.len()).map(|_| Series::default()).collect();
     let mut waited = 0u64;
     let mut x: u64 = 88172645463325252; // xorshift64
     for r in 0..rounds {
@@ -128,13 +129,12 @@ fn main() {
             }
             let v = t0.elapsed().as_nanos() as f64 / reads as f64;
             println!("INFO round {} {name} {v:.1} ns per read", r + 1);
-            ns[c].push(v);
+            ns[c].values.push(v);
         }
     }
     print!("RESULT reads={reads} rounds={rounds} ring_reads_waited={waited}");
-    for (c, name) in NAMES.iter().enumerate() {
-        ns[c].sort_by(f64::total_cmp);
-        print!(" {name}_ns={:.1}", ns[c][rounds / 2]);
+    for (name, series) in NAMES.iter().zip(&ns) {
+        print!(" {name}_ns={:.1}", series.median());
     }
     println!();
 }

@@ -633,10 +633,11 @@ impl UringEngine {
         }
         let data_fd = is_data_op(&op);
         let async_fs = data_fd.is_some_and(|fd| self.on_blocking_fs(fd));
-        let slot = socket_fd(&op).and_then(|fd| self.fixed_slot(fd));
+        let sock = socket_fd(&op);
+        let slot = sock.and_then(|fd| self.fixed_slot(fd));
         // (Receives, sends and polls took socket_sqe's fast path.)
         let (sqe, fd, is_poll) = match slot.and_then(|s| sqe_fixed(op, s)) {
-            Some(sqe) => (sqe, socket_fd(&op).unwrap_or(-1), false),
+            Some(sqe) => (sqe, sock.unwrap_or(-1), false),
             None => sqe_for(op),
         };
         let sqe = if async_fs { sqe.flags(squeue::Flags::ASYNC) } else { sqe };

@@ -1110,6 +1110,16 @@ pub fn run_child(cmd: Command, timeout: Duration) -> Result<Output, String> {
     Ok(o)
 }
 
+/// One step of xorshift64 (Marsaglia's 13/7/17): advances `x` (never 0)
+/// and returns it. The benchmarks' cheap deterministic stream of offsets
+/// and fill bytes; `bench/c/pread_nowait.c` makes the same sequence.
+pub fn xorshift64(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
 // -------------------------------------------------------------- statistics
 
 /// The figures of one contender over the repetitions, or its error.

@@ -106,10 +106,7 @@ fn fill_blocks(buf: &mut [u8], first: u64) {
         b[..8].copy_from_slice(&stamp(n).to_le_bytes());
         let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         for w in b[8..].chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            w.copy_from_slice(&x.to_le_bytes()[..w.len()]);
+            w.copy_from_slice(&xorshift64(&mut x).to_le_bytes()[..w.len()]);
         }
     }
 }

@@ -21,10 +21,37 @@ use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use io_uring::{IoUring, opcode, types};
-use photon_bench::Series;
+use photon_bench::{Series, parse_or_exit, xorshift64};
 
 const BLOCK: usize = 4096;
 const NAMES: [&str; 4] = ["pread", "preadv2_nowait", "ring_read", "ring_read_defer_taskrun"];
+const USAGE: &str = "usage: ring_read FILE [READS] [ROUNDS]   (defaults: 1000000 reads, 5 rounds)";
+
+/// FILE, READS, ROUNDS from the command line.
+fn parse(args: &mut photon_bench::Args) -> Result<(String, u64, usize), String> {
+    let mut pos = Vec::new();
+    while let Some(a) = args.next() {
+        if a == "--help" || a == "-h" {
+            return Err(args.help());
+        }
+        pos.push(a);
+    }
+    let [file, rest @ ..] = pos.as_slice() else {
+        return Err("no FILE".into());
+    };
+    if rest.len() > 2 {
+        return Err(format!("unexpected argument {}", rest[2]));
+    }
+    let num = |i: usize, name: &str, default: u64| -> Result<u64, String> {
+        rest.get(i)
+            .map_or(Ok(default), |s| s.parse().map_err(|_| format!("bad {name} {s}")))
+    };
+    let (reads, rounds) = (num(0, "READS", 1_000_000)?, num(1, "ROUNDS", 5)?);
+    if reads == 0 || rounds == 0 {
+        return Err("READS and ROUNDS must be at least 1".into());
+    }
+    Ok((file.clone(), reads, rounds as usize))
+}
 
 fn die(msg: String) -> ! {
     eprintln!("ring_read: {msg}");
@@ -54,24 +81,12 @@ fn ring_read(ring: &mut IoUring, fd: i32, buf: &mut [u8], off: u64) -> (i32, boo
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() < 2 {
-        die("usage: ring_read FILE [READS] [ROUNDS]".into());
-    }
-    let reads: u64 = args.get(2).map_or(1_000_000, |s| {
-        s.parse().unwrap_or_else(|_| die(format!("bad READS {s}")))
-    });
-    let rounds: usize = args
-        .get(3)
-        .map_or(5, |s| s.parse().unwrap_or_else(|_| die(format!("bad ROUNDS {s}"))));
-    if reads == 0 || rounds == 0 {
-        die("READS and ROUNDS must be at least 1".into());
-    }
-    let file = std::fs::File::open(&args[1]).unwrap_or_else(|e| die(format!("open {}: {e}", args[1])));
+    let (path, reads, rounds) = parse_or_exit(USAGE, parse);
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| die(format!("open {path}: {e}")));
     let fd = file.as_raw_fd();
     let blocks = file.metadata().map(|m| m.len()).unwrap_or(0) / BLOCK as u64;
     if blocks == 0 {
-        die(format!("{} is smaller than 4 KiB", args[1]));
+        die(format!("{path} is smaller than 4 KiB"));
     }
     let mut buf = vec![0u8; BLOCK];
     for b in 0..blocks {
@@ -90,15 +105,12 @@ fn main() {
 
     let mut ns: Vec<Series> = (0..NAMES.len()).map(|_| Series::default()).collect();
     let mut waited = 0u64;
-    let mut x: u64 = 88172645463325252; // xorshift64
+    let mut x: u64 = 88172645463325252; // the seed of bench/c/pread_nowait.c
     for r in 0..rounds {
         for (c, name) in NAMES.iter().enumerate() {
             let t0 = Instant::now();
             for _ in 0..reads {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let off = (x % blocks) * BLOCK as u64;
+                let off = (xorshift64(&mut x) % blocks) * BLOCK as u64;
                 let n = match c {
                     // SAFETY: a live buffer of BLOCK bytes.
                     0 => unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), BLOCK, off as i64) },

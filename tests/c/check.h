@@ -86,6 +86,15 @@ static inline void test_start(const char *name) {
            engine ? engine : "(unset)", photon_version());
 }
 
+/* True if the test harness runs this program under Valgrind
+ * (PHOTON_TEST_SANITIZE=valgrind, which it passes on): loops that repeat
+ * the same checks many times run fewer rounds there, where every
+ * instruction costs tens of times more. */
+static inline int under_valgrind(void) {
+    const char *checker = getenv("PHOTON_TEST_SANITIZE");
+    return checker != NULL && strcmp(checker, "valgrind") == 0;
+}
+
 /* True if the calling vcpu runs the engine `name` ("io_uring", "epoll"). */
 static inline int engine_is(const char *name) {
     const char *engine = photon_engine_name();

@@ -237,8 +237,7 @@ static void errors(void) {
  * is written through the kernel too. Not under Valgrind, which reports the
  * system call's unwritable buffer as an error of its own. */
 static void bad_buffer(void) {
-    const char *checker = getenv("PHOTON_TEST_SANITIZE");
-    if (checker != NULL && strcmp(checker, "valgrind") == 0) {
+    if (under_valgrind()) {
         SAY("EFAULT: not checked under Valgrind");
         return;
     }

@@ -19,6 +19,7 @@
  * first check is skipped, the others still hold.
  */
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <time.h>
 
@@ -94,10 +95,15 @@ static void *spinner(void *arg) {
     return NULL;
 }
 
+/* Sleeps on the work pool's vcpu until main interrupts it after the dump
+ * (10 s at most). */
+static photon_thread *_Atomic pool_sleeper_th;
+
 static void *pool_sleeper(void *arg) {
     (void)arg;
     photon_thread_set_name(photon_thread_self(), "pool-sleeper");
-    photon_thread_usleep(3 * 1000 * 1000);
+    atomic_store(&pool_sleeper_th, photon_thread_self());
+    photon_thread_usleep(10 * 1000 * 1000);
     return NULL;
 }
 
@@ -164,6 +170,9 @@ int main(void) {
     CHECK(count_lines_with(err, "\"spinner\"") >= 1 && strstr(err, "without yielding") != NULL,
           "no stall warning naming the spinner in the redirected stderr");
     CHECK(strstr(err, "\"pool-sleeper\": blocked: sleep") != NULL, "SIGUSR2 did not wake and dump the pool's vcpu");
+    photon_thread *sleeper = atomic_load(&pool_sleeper_th);
+    CHECK(sleeper != NULL, "the pool's sleeper never ran");
+    CHECK_OK(photon_thread_interrupt(sleeper, ECANCELED)); /* its sleep ends; the pool can go */
     photon_workpool_free(pool);
 
     close(before);

@@ -6,7 +6,7 @@
  * warning naming it "main"; with PHOTON_STALL_MS=0 there is none, and a
  * photon thread that keeps yielding is never reported. Each case runs in
  * its own child process (the variable is read once per process), with
- * stderr captured.
+ * stderr captured; the three run side by side.
  */
 #include <sys/wait.h>
 #include <time.h>
@@ -57,11 +57,17 @@ static int run_case(const char *stall, int block_ms) {
     return mains;
 }
 
-static int in_child(const char *stall, int block_ms) {
+/* Starts `run_case(stall, block_ms)` in a child process; its exit status
+ * is 10 plus the warnings naming main (a failed CHECK exits 1). */
+static pid_t start_child(const char *stall, int block_ms) {
     fflush(stdout);
     pid_t pid = fork();
     CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) _exit(10 + run_case(stall, block_ms)); /* a failed CHECK exits 1 */
+    if (pid == 0) _exit(10 + run_case(stall, block_ms));
+    return pid;
+}
+
+static int child_result(pid_t pid) {
     int status = 0;
     CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) >= 10, "child failed (status %#x)", status);
@@ -70,14 +76,19 @@ static int in_child(const char *stall, int block_ms) {
 
 int main(void) {
     test_start("stall_default");
+    /* The three cases run side by side, each in its own process (they
+     * share nothing), so the program takes as long as the longest. */
+    pid_t unset_block = start_child(NULL, 1600);
+    pid_t zero_block = start_child("0", 1600);
+    pid_t unset_yield = start_child(NULL, 0);
     SAY("PHOTON_STALL_MS unset: main blocks its vcpu 1.6 s: one warning naming \"main\"");
-    int n = in_child(NULL, 1600);
+    int n = child_result(unset_block);
     CHECK(n == 1, "%d warnings naming main, want 1", n);
     SAY("PHOTON_STALL_MS=0: the same block, no warning");
-    n = in_child("0", 1600);
+    n = child_result(zero_block);
     CHECK(n == 0, "%d warnings with PHOTON_STALL_MS=0", n);
     SAY("PHOTON_STALL_MS unset: a thread that keeps yielding and no block: no warning");
-    n = in_child(NULL, 0);
+    n = child_result(unset_yield);
     CHECK(n == 0, "%d warnings without a stall", n);
     SAY("ok");
     return 0;

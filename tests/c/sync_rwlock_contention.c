@@ -8,7 +8,8 @@
  * at once (shared access must really happen). Locks are taken without a
  * timeout and with a generous one. The writes must add up exactly:
  * 4 writers x 75,000 = 300,000, while 4 readers read 75,000 times each
- * (600,000 lock operations).
+ * (600,000 lock operations; a third of that under Valgrind, where the full
+ * run took 25 s of the 30 s the main thread waits).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -19,7 +20,7 @@
 #define WRITERS 4
 #define READERS 4
 #define THREADS (WRITERS + READERS)
-#define ITERS 75000
+static int iters = 75000; /* 25,000 under Valgrind: main() */
 #define WATCHDOG_S 40
 
 static photon_rwlock *rw;
@@ -34,7 +35,7 @@ static void *writer(void *arg) {
     int id = (int)(intptr_t)arg;
     atomic_store(&vcpu_of[id], photon_vcpu_current());
     uint64_t x = 0x2545F4914F6CDD1DULL * (uint64_t)(id + 1);
-    for (int i = 0; i < ITERS; i++) {
+    for (int i = 0; i < iters; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         if (x % 4 == 0) {
             CHECK_OK(photon_rwlock_wrlock(rw, 10 * 1000 * 1000ULL));
@@ -61,7 +62,7 @@ static void *reader(void *arg) {
     atomic_store(&vcpu_of[id], photon_vcpu_current());
     uint64_t x = 0x9E3779B97F4A7C15ULL * (uint64_t)(id + 1);
     uint64_t last = 0;
-    for (int i = 0; i < ITERS; i++) {
+    for (int i = 0; i < iters; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         if (x % 4 == 0) {
             CHECK_OK(photon_rwlock_rdlock(rw, 10 * 1000 * 1000ULL));
@@ -97,7 +98,7 @@ static void *watchdog(void *arg) {
     }
     fprintf(stderr, "WATCHDOG: stalled after %d s: %llu of %d lock operations done, "
             "writers_in=%d readers_in=%d\n",
-            WATCHDOG_S, (unsigned long long)atomic_load(&progress), THREADS * ITERS,
+            WATCHDOG_S, (unsigned long long)atomic_load(&progress), THREADS * iters,
             atomic_load(&writers_in), atomic_load(&readers_in));
     abort();
 }
@@ -105,6 +106,7 @@ static void *watchdog(void *arg) {
 int main(void) {
     test_start("sync_rwlock_contention");
     test_init();
+    if (under_valgrind()) iters = 25000;
     pthread_t wd;
     CHECK(pthread_create(&wd, NULL, watchdog, NULL) == 0, "pthread_create watchdog");
     photon_workpool *pool = photon_workpool_new(2, PHOTON_EVENT_DEFAULT);
@@ -114,7 +116,7 @@ int main(void) {
     CHECK(rw && done, "new lock failed");
 
     SAY("%d writers and %d readers, half on the main vcpu, half on a pool of 2, %d ops each",
-        WRITERS, READERS, ITERS);
+        WRITERS, READERS, iters);
     uint64_t t0 = photon_now_us();
     /* ids 0..3 writers, 4..7 readers; even ids on the pool, odd ones on main */
     for (int i = 0; i < THREADS; i++) {
@@ -128,17 +130,17 @@ int main(void) {
     errno = 0;
     int r = photon_sem_wait(done, THREADS, 30 * 1000 * 1000ULL);
     CHECK(r == 0, "waiting for the workers: %d errno %d; %llu of %d ops done", r, errno,
-          (unsigned long long)atomic_load(&progress), THREADS * ITERS);
+          (unsigned long long)atomic_load(&progress), THREADS * iters);
     uint64_t took = elapsed_us(t0);
 
     CHECK_OK(photon_rwlock_rdlock(rw, PHOTON_FOREVER));
     uint64_t sa = a, sb = b;
     CHECK_OK(photon_rwlock_unlock(rw));
     SAY("a=%llu b=%llu in %.2f s (%.0f lock/unlock per s), at most %d readers inside at once",
-        (unsigned long long)sa, (unsigned long long)sb, took / 1e6, THREADS * ITERS / (took / 1e6),
+        (unsigned long long)sa, (unsigned long long)sb, took / 1e6, THREADS * iters / (took / 1e6),
         atomic_load(&max_readers_in));
-    CHECK(sa == (uint64_t)WRITERS * ITERS && sb == sa, "a=%llu b=%llu, want %d",
-          (unsigned long long)sa, (unsigned long long)sb, WRITERS * ITERS);
+    CHECK(sa == (uint64_t)WRITERS * iters && sb == sa, "a=%llu b=%llu, want %d",
+          (unsigned long long)sa, (unsigned long long)sb, WRITERS * iters);
     CHECK(atomic_load(&max_readers_in) >= 2, "readers never shared the lock");
 
     photon_vcpu *vm = photon_vcpu_current();

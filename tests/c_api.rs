@@ -79,6 +79,7 @@ const PROGRAMS: &[&str] = &[
     "net_errors",
     "net_fairness",
     "net_interrupt",
+    "net_io_spin",
     "net_iouring_fallback",
     "net_lone_send",
     "net_multishot_recv",
@@ -757,6 +758,13 @@ fn c_net_errors() {
 #[test]
 fn c_net_interrupt() {
     c_test("net_interrupt");
+}
+
+/// The idle I/O spin (`PHOTON_IO_SPIN_US`): on, off, held back by many
+/// waits in flight, bounded by a timeout and by the next timer.
+#[test]
+fn c_net_io_spin() {
+    c_test("net_io_spin");
 }
 
 #[test]

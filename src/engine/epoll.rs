@@ -346,6 +346,10 @@ impl Engine for EpollEngine {
         self.ops.len() > 0 || self.offload.in_flight() > 0
     }
 
+    fn waits_in_flight(&self) -> usize {
+        self.ops.len() + self.offload.in_flight()
+    }
+
     fn notifier(&self) -> Arc<dyn Notify> {
         self.waker.clone()
     }

@@ -434,6 +434,9 @@ pub(crate) trait Engine {
     /// True if operations are in flight or queued (a non-blocking poll may
     /// find completions).
     fn has_pending(&self) -> bool;
+    /// How many waits are in flight or queued (operations, multishot arms,
+    /// offloaded calls): the idle I/O spin runs only when there are few.
+    fn waits_in_flight(&self) -> usize;
     /// A handle that wakes this engine's `wait` from any OS thread.
     fn notifier(&self) -> Arc<dyn Notify>;
     /// Gives back to the kernel the pages of memory the engine keeps for

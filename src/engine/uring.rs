@@ -992,6 +992,10 @@ impl Engine for UringEngine {
         self.ops.len() > 0 || self.queued > 0 || self.offload.in_flight() > 0
     }
 
+    fn waits_in_flight(&self) -> usize {
+        self.ops.len() + self.queued + self.offload.in_flight()
+    }
+
     fn notifier(&self) -> Arc<dyn Notify> {
         self.notify.clone()
     }

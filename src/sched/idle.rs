@@ -109,6 +109,10 @@ pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
             fire_timers(v);
             return;
         }
+        let mut timeout = timeout;
+        if sleeping && io_spin(v, &mut timeout) {
+            return; // completions (or a message) came while spinning: no sleep
+        }
         if sleeping && !(*v).remote.enter_sleep() {
             drain_inbox(v); // a message arrived: do not sleep
             return;
@@ -125,12 +129,147 @@ pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
         }
         if sleeping {
             (*v).remote.leave_sleep();
+            (*v).io_last_batch = done.len();
+            if (*v).io_spin_missed.0 != 0 {
+                io_spin_after_miss(v);
+            }
         }
         deliver(v, &mut done);
         (*v).completions = done;
         if sleeping {
             drain_inbox(v);
             fire_timers(v);
+        }
+    }
+}
+
+/// Default of `PHOTON_IO_SPIN_US`.
+const IO_SPIN_US: u64 = 30;
+/// The I/O spin runs only with at most this many waits in flight (a
+/// server's listener, its signal fd and a connection or two)...
+const IO_SPIN_MAX_WAITS: usize = 8;
+/// ... and when the vcpu's last wake-up from the engine brought at most
+/// this many completions.
+const IO_SPIN_MAX_BATCH: usize = 2;
+/// The most idle sleeps a spin that found nothing makes the next ones skip.
+const IO_SPIN_MAX_BACKOFF: u32 = 64;
+/// A sleep after a spin that found nothing is long (the connection is
+/// quiet) when it lasts over this many times the spin.
+const IO_SPIN_QUIET: u64 = 4;
+
+fn io_spin_us() -> u64 {
+    static SPIN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| match std::env::var("PHOTON_IO_SPIN_US") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
+            log::warn!("photon: PHOTON_IO_SPIN_US={s:?} is not a number of microseconds; using {IO_SPIN_US}");
+            IO_SPIN_US
+        }),
+        Err(_) => IO_SPIN_US,
+    })
+}
+
+/// Before sleeping in the engine with a few waits in flight (at most
+/// [`IO_SPIN_MAX_WAITS`]), when the last wake-up brought at most
+/// [`IO_SPIN_MAX_BATCH`] completions (events come one at a time: a
+/// request, then the reply to what was just sent): polls the engine
+/// without blocking for up to `PHOTON_IO_SPIN_US` (30 us; 0: never),
+/// bounded by the next timer, and delivers what it finds. True if completions or a message came: the
+/// caller does not sleep; otherwise `timeout` is what is left of it.
+///
+/// Why: on a virtual machine a sleep and its wake-up cost more CPU than a
+/// short spin (the idle vCPU halts; the waker's IPI exits to the host), and
+/// add tens of microseconds to each round trip. Spinning for about what a
+/// sleep costs at most doubles the CPU of an idle period that ends later,
+/// and when a spin found nothing and the sleep after it was long the next
+/// idle sleeps skip it ([`io_spin_after_miss`]), so a quiet connection
+/// costs little. With many waits in flight, or completions in bunches,
+/// sleeping lets them batch up: with 64 and 256 connections in ping-pong
+/// the spin (taking one or two completions at a time) measured 10-14%
+/// more CPU per request on io_uring, streaming 5% less throughput.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+unsafe fn io_spin(v: *mut Vcpu, timeout: &mut Option<Duration>) -> bool {
+    // SAFETY: per the contract; runs on the current thread's stack, no switch.
+    unsafe {
+        let spin = io_spin_us();
+        if spin == 0 {
+            return false;
+        }
+        let waits = (*v).engine.waits_in_flight();
+        if waits == 0 || waits > IO_SPIN_MAX_WAITS || (*v).io_last_batch > IO_SPIN_MAX_BATCH {
+            return false;
+        }
+        if (*v).io_spin_skip > 0 {
+            (*v).io_spin_skip -= 1;
+            return false;
+        }
+        let spin = timeout.map_or(spin, |t| spin.min(t.as_micros() as u64));
+        if spin == 0 {
+            return false;
+        }
+        let start = now_us();
+        let until = start + spin;
+        let mut done = core::mem::take(&mut (*v).completions);
+        let found = loop {
+            (*v).in_runtime = true;
+            // io_uring: a look at the completion ring, entering the kernel
+            // only for queued submissions or deferred task work; epoll: one
+            // epoll_wait with no timeout.
+            let polled = (*v).engine.wait(Some(Duration::ZERO), &mut done);
+            (*v).in_runtime = false;
+            if let Err(e) = polled {
+                log::error!("photon: engine poll failed: {e}");
+                break false;
+            }
+            if !done.is_empty() || (*v).remote.has_pending() {
+                break true;
+            }
+            if now_us() >= until {
+                break false;
+            }
+            for _ in 0..32 {
+                core::hint::spin_loop();
+            }
+        };
+        (*v).io_last_batch = done.len();
+        deliver(v, &mut done);
+        (*v).completions = done;
+        if found {
+            (*v).io_spin_backoff = 0;
+            drain_inbox(v);
+            fire_timers(v);
+        } else {
+            let now = now_us();
+            (*v).io_spin_missed = (now, spin);
+            if let Some(t) = timeout.as_mut() {
+                // The sleep ends at the same deadline, at least 1 us on
+                // (a zero timeout would not sleep).
+                let spent = Duration::from_micros(now - start);
+                *t = t.saturating_sub(spent).max(Duration::from_micros(1));
+            }
+        }
+        found
+    }
+}
+
+/// After the sleep that followed a spin that found nothing: if the sleep
+/// was long (over [`IO_SPIN_QUIET`] times the spin) the connection is
+/// quiet, and the next idle sleeps skip the spin (1, 2, 4 ..
+/// [`IO_SPIN_MAX_BACKOFF`] of them); if it was short, a spin would have
+/// paid, and the next one runs.
+///
+/// # Safety
+/// `v` is the calling OS thread's vcpu.
+unsafe fn io_spin_after_miss(v: *mut Vcpu) {
+    // SAFETY: per the contract.
+    unsafe {
+        let (missed_at, spin) = core::mem::take(&mut (*v).io_spin_missed);
+        if now_us().saturating_sub(missed_at) > spin * IO_SPIN_QUIET {
+            (*v).io_spin_backoff = ((*v).io_spin_backoff * 2).clamp(1, IO_SPIN_MAX_BACKOFF);
+            (*v).io_spin_skip = (*v).io_spin_backoff;
+        } else {
+            (*v).io_spin_backoff = 0;
         }
     }
 }

@@ -71,6 +71,16 @@ pub(crate) struct Vcpu {
     pub(super) trim_done: u64,
     /// When a message from another OS thread last arrived (now_us; 0: never).
     pub(super) last_remote: u64,
+    /// The I/O spin before an idle sleep (`super::idle::io_spin`): idle
+    /// sleeps still to take without spinning; how many the next quiet
+    /// period makes them skip (doubling, reset when a spin finds work);
+    /// when the last spin that found nothing ended, and its length (us;
+    /// 0: none since the last sleep).
+    pub(super) io_spin_skip: u32,
+    pub(super) io_spin_backoff: u32,
+    pub(super) io_spin_missed: (u64, u64),
+    /// Completions the last idle wait or spin brought.
+    pub(super) io_last_batch: usize,
     /// The OS thread's timer slack before `photon_init` (restored at fini).
     timer_slack: libc::c_int,
     pub(crate) slots: SlotCache,
@@ -236,6 +246,10 @@ pub(crate) fn init(engine_kind: u64, flags: u64) -> Result<(), Errno> {
         trim_quiet_since: 0,
         trim_done: 0,
         last_remote: 0,
+        io_spin_skip: 0,
+        io_spin_backoff: 0,
+        io_spin_missed: (0, 0),
+        io_last_batch: 0,
         timer_slack: set_timer_slack(),
         slots,
         remote: remote.clone(),

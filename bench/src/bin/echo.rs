@@ -203,6 +203,8 @@ const PHOTON_URING_NO_READINESS_RECV: &str = "libphoton io_uring -readiness_recv
 const PHOTON_URING_NO_DIRECT_BIG_SEND: &str = "libphoton io_uring -direct_big_send";
 const PHOTON_URING_NO_BULK_STREAMING: &str = "libphoton io_uring -readiness_recv -direct_big_send";
 const PHOTON_EPOLL_NO_POLL_IN_PLACE: &str = "libphoton epoll -poll_in_place";
+const PHOTON_URING_NO_IO_SPIN: &str = "libphoton io_uring -io_spin";
+const PHOTON_EPOLL_NO_IO_SPIN: &str = "libphoton epoll -io_spin";
 
 fn servers(o: &Opts) -> Vec<Server> {
     let peer = |n: &str| o.bin_dir.join(n);
@@ -353,6 +355,8 @@ fn servers(o: &Opts) -> Vec<Server> {
             "io_uring",
             ("PHOTON_IO_OFF", "readiness_recv,direct_big_send"),
         ),
+        (PHOTON_URING_NO_IO_SPIN, "io_uring", ("PHOTON_IO_SPIN_US", "0")),
+        (PHOTON_EPOLL_NO_IO_SPIN, "epoll", ("PHOTON_IO_SPIN_US", "0")),
     ];
     let mut all = all;
     for (name, engine, env) in ab {
@@ -491,6 +495,7 @@ impl RunningServer {
             .args(["--port", "0"])
             .env_remove("PHOTON_IO_OFF")
             .env_remove("PHOTON_IO_SQPOLL")
+            .env_remove("PHOTON_IO_SPIN_US")
             .envs(s.env.iter().copied());
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         die_with_driver(&mut cmd);

@@ -154,8 +154,8 @@ const IO_SPIN_MAX_BATCH: usize = 2;
 /// The most idle sleeps a spin that found nothing makes the next ones skip.
 const IO_SPIN_MAX_BACKOFF: u32 = 64;
 /// A sleep after a spin that found nothing is long (the connection is
-/// quiet) when it lasts over this many times the spin.
-const IO_SPIN_QUIET: u64 = 4;
+/// quiet, or the device slow) when it lasts over this many times the spin.
+const IO_SPIN_QUIET: u64 = 2;
 
 fn io_spin_us() -> u64 {
     static SPIN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();

@@ -760,8 +760,9 @@ fn c_net_interrupt() {
     c_test("net_interrupt");
 }
 
-/// The idle I/O spin (`PHOTON_IO_SPIN_US`): on, off, held back by many
-/// waits in flight, bounded by a timeout and by the next timer.
+/// The idle I/O spin (`PHOTON_IO_SPIN_US`): on, off, held back by bunched
+/// completions and by many waits in flight, bounded by a timeout and by
+/// the next timer.
 #[test]
 fn c_net_io_spin() {
     c_test("net_io_spin");

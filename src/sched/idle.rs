@@ -158,9 +158,8 @@ const IO_SPIN_MAX_BACKOFF: u32 = 64;
 const IO_SPIN_QUIET: u64 = 2;
 
 /// `PHOTON_IO_SPIN_US`, else [`IO_SPIN_US`]; under Valgrind, which runs
-/// one thread at a time, 0 unless set (a spinning vcpu only holds back the
-/// thread that would end its wait: the C tests' Valgrind pass took 30%
-/// longer with it).
+/// one thread at a time, 0 unless set: a spinning vcpu there only holds
+/// back the thread that would end its wait.
 fn io_spin_us() -> u64 {
     static SPIN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *SPIN.get_or_init(|| {
@@ -184,8 +183,9 @@ fn io_spin_us() -> u64 {
 /// [`IO_SPIN_MAX_BATCH`] completions (events come one at a time: a
 /// request, then the reply to what was just sent): polls the engine
 /// without blocking for up to `PHOTON_IO_SPIN_US` (30 us; 0: never),
-/// bounded by the next timer, and delivers what it finds. True if completions or a message came: the
-/// caller does not sleep; otherwise `timeout` is what is left of it.
+/// bounded by the next timer, and delivers what it finds. True if
+/// completions or a message came: the caller does not sleep; otherwise
+/// `timeout` is what is left of it.
 ///
 /// Why: on a virtual machine a sleep and its wake-up cost more CPU than a
 /// short spin (the idle vCPU halts; the waker's IPI exits to the host), and

@@ -342,10 +342,6 @@ impl Engine for EpollEngine {
         Ok(())
     }
 
-    fn has_pending(&self) -> bool {
-        self.ops.len() > 0 || self.offload.in_flight() > 0
-    }
-
     fn waits_in_flight(&self) -> usize {
         self.ops.len() + self.offload.in_flight()
     }

@@ -431,12 +431,14 @@ pub(crate) trait Engine {
     /// Sleeps until completions, a notify, or `timeout` (None: no limit;
     /// zero: just collect what is ready); appends completions to `out`.
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<(), Errno>;
-    /// True if operations are in flight or queued (a non-blocking poll may
-    /// find completions).
-    fn has_pending(&self) -> bool;
     /// How many waits are in flight or queued (operations, multishot arms,
     /// offloaded calls): the idle I/O spin runs only when there are few.
     fn waits_in_flight(&self) -> usize;
+    /// True if operations are in flight or queued (a non-blocking poll may
+    /// find completions).
+    fn has_pending(&self) -> bool {
+        self.waits_in_flight() > 0
+    }
     /// A handle that wakes this engine's `wait` from any OS thread.
     fn notifier(&self) -> Arc<dyn Notify>;
     /// Gives back to the kernel the pages of memory the engine keeps for

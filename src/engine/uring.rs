@@ -988,10 +988,6 @@ impl Engine for UringEngine {
         Ok(())
     }
 
-    fn has_pending(&self) -> bool {
-        self.ops.len() > 0 || self.queued > 0 || self.offload.in_flight() > 0
-    }
-
     fn waits_in_flight(&self) -> usize {
         self.ops.len() + self.queued + self.offload.in_flight()
     }

@@ -104,12 +104,12 @@ pub(super) unsafe fn poll(v: *mut Vcpu, may_sleep: bool) {
         if sleeping {
             super::tls::watch_loads(); // before sleeping: dlopen'ed modules
         }
-        if sleeping && spin_for_messages(v, timeout) {
+        let mut timeout = timeout;
+        if sleeping && spin_for_messages(v, &mut timeout) {
             drain_inbox(v); // a message came while spinning: no sleep
             fire_timers(v);
             return;
         }
-        let mut timeout = timeout;
         if sleeping && io_spin(v, &mut timeout) {
             return; // completions (or a message) came while spinning: no sleep
         }
@@ -253,14 +253,20 @@ unsafe fn io_spin(v: *mut Vcpu, timeout: &mut Option<Duration>) -> bool {
         } else {
             let now = now_us();
             (*v).io_spin_missed = (now, spin);
-            if let Some(t) = timeout.as_mut() {
-                // The sleep ends at the same deadline, at least 1 us on
-                // (a zero timeout would not sleep).
-                let spent = Duration::from_micros(now - start);
-                *t = t.saturating_sub(spent).max(Duration::from_micros(1));
-            }
+            spent_spinning(timeout, now - start);
         }
         found
+    }
+}
+
+/// After a spin of `spent_us` that found nothing: the sleep that follows
+/// ends at the same deadline, so a timer is not late by the spin; at least
+/// 1 us on (a zero timeout would not sleep).
+fn spent_spinning(timeout: &mut Option<Duration>, spent_us: u64) {
+    if let Some(t) = timeout.as_mut() {
+        *t = t
+            .saturating_sub(Duration::from_micros(spent_us))
+            .max(Duration::from_micros(1));
     }
 }
 
@@ -305,11 +311,12 @@ fn idle_spin_us() -> u64 {
 /// Before sleeping in the engine: a vcpu that other OS threads woke
 /// recently watches its inbox for up to `PHOTON_IDLE_SPIN_US` (20 us; 0:
 /// never), so a wake-up from another vcpu that comes soon costs no system
-/// call on either side. True if a message arrived.
+/// call on either side. True if a message arrived; otherwise `timeout` is
+/// what is left of it.
 ///
 /// # Safety
 /// `v` is the calling OS thread's vcpu.
-unsafe fn spin_for_messages(v: *mut Vcpu, timeout: Option<Duration>) -> bool {
+unsafe fn spin_for_messages(v: *mut Vcpu, timeout: &mut Option<Duration>) -> bool {
     // SAFETY: per the contract; only atomics are read while spinning.
     unsafe {
         let spin = idle_spin_us();
@@ -330,7 +337,9 @@ unsafe fn spin_for_messages(v: *mut Vcpu, timeout: Option<Duration>) -> bool {
                 }
                 core::hint::spin_loop();
             }
-            if now_us() >= until {
+            let at = now_us();
+            if at >= until {
+                spent_spinning(timeout, at - now);
                 return false;
             }
         }

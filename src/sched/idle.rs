@@ -168,14 +168,20 @@ fn io_spin_us() -> u64 {
         } else {
             IO_SPIN_US
         };
-        match std::env::var("PHOTON_IO_SPIN_US") {
-            Ok(s) => s.trim().parse().unwrap_or_else(|_| {
-                log::warn!("photon: PHOTON_IO_SPIN_US={s:?} is not a number of microseconds; using {default}");
-                default
-            }),
-            Err(_) => default,
-        }
+        env_micros("PHOTON_IO_SPIN_US", default)
     })
+}
+
+/// The environment variable `name` as a number of microseconds, else
+/// `default` (with a warning when it is set but not a number).
+fn env_micros(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
+            log::warn!("photon: {name}={s:?} is not a number of microseconds; using {default}");
+            default
+        }),
+        Err(_) => default,
+    }
 }
 
 /// Before sleeping in the engine with a few waits in flight (at most
@@ -299,13 +305,7 @@ const SPIN_IF_REMOTE_WITHIN_US: u64 = 50_000;
 
 fn idle_spin_us() -> u64 {
     static SPIN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *SPIN.get_or_init(|| match std::env::var("PHOTON_IDLE_SPIN_US") {
-        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
-            log::warn!("photon: PHOTON_IDLE_SPIN_US={s:?} is not a number of microseconds; using {IDLE_SPIN_US}");
-            IDLE_SPIN_US
-        }),
-        Err(_) => IDLE_SPIN_US,
-    })
+    *SPIN.get_or_init(|| env_micros("PHOTON_IDLE_SPIN_US", IDLE_SPIN_US))
 }
 
 /// Before sleeping in the engine: a vcpu that other OS threads woke

@@ -331,7 +331,14 @@ impl UringEngine {
             role: if is_poll { Role::Poll } else { Role::Plain },
             cancel_sent: false,
         });
-        if let Err(e) = self.push(sqe.user_data(id as u64)) {
+        let sqe = sqe.user_data(id as u64);
+        // The common case in this frame: `push` out of line is one more
+        // frame below the parking thread's (see `socket_sqe`).
+        // SAFETY: the engine contract keeps every pointer in `sqe` valid
+        // until its completion is reaped.
+        if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+            self.queued += 1;
+        } else if let Err(e) = self.push(sqe) {
             self.ops.remove(id);
             return Err(e);
         }

@@ -136,12 +136,24 @@ pub(crate) fn guard<R: Failure>(body: impl FnOnce() -> Result<R, Errno>) -> R {
             set_errno(e);
             R::failure()
         }
-        Err(_) => {
-            log::error!("photon: internal panic caught at the C API boundary");
-            set_errno(Errno::ENOTRECOVERABLE);
+        Err(payload) => {
+            caught_panic(payload);
             R::failure()
         }
     }
+}
+
+/// A panic caught by [`guard`]: logged, and `errno` set to
+/// `ENOTRECOVERABLE`. Out of line and cold, so that the log record's
+/// formatting does not sit in every export's frame: a thread parked in
+/// `photon_recv` keeps that frame on its stack, and at many connections
+/// each of its cache lines misses when the thread resumes.
+#[cold]
+#[inline(never)]
+fn caught_panic(payload: Box<dyn std::any::Any + Send>) {
+    drop(payload);
+    log::error!("photon: internal panic caught at the C API boundary");
+    set_errno(Errno::ENOTRECOVERABLE);
 }
 
 #[cfg(test)]

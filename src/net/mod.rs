@@ -79,22 +79,14 @@ unsafe fn transfer(
     if sched::engine_runs(kind)? {
         loop {
             // SAFETY: the caller keeps op's memory valid.
-            match unsafe { sched::io_wait(op, deadline) } {
-                // A kernel that does not poll-arm O_NONBLOCK files: wait, retry.
-                Err(Errno(libc::EAGAIN)) => {
-                    if now_us() >= deadline {
-                        return Err(Errno::ETIMEDOUT);
-                    }
-                    ready_wait(fd, dir, deadline)?;
-                }
-                r => {
-                    let n = r? as usize;
-                    if n > 0 && n < drains {
-                        sched::fd_drained(fd, dir, n);
-                    }
-                    return Ok(n);
-                }
+            if let Some(n) = unsafe { on_engine(op, fd, dir, drains, deadline)? } {
+                return Ok(n);
             }
+            // A kernel that does not poll-arm O_NONBLOCK files: wait, retry.
+            if now_us() >= deadline {
+                return Err(Errno::ETIMEDOUT);
+            }
+            ready_wait(fd, dir, deadline)?;
         }
     }
     if dir == READABLE
@@ -115,6 +107,28 @@ unsafe fn transfer(
         waited = true;
     }
     sys_until_done(fd, dir, drains, deadline, waited, sys)
+}
+
+/// One operation of [`transfer`] on the vcpu's engine (which runs `op`'s
+/// kind): its byte count, telling the engine of a read that drained the fd
+/// (`drains`, as in [`transfer`]); None for EAGAIN (a kernel that does not
+/// poll-arm O_NONBLOCK files), which the caller waits out.
+///
+/// # Safety
+/// The pointers in `op` are valid for the call.
+#[inline(always)]
+unsafe fn on_engine(op: Op, fd: i32, dir: u32, drains: usize, deadline: u64) -> Result<Option<usize>, Errno> {
+    // SAFETY: per the contract.
+    match unsafe { sched::io_wait(op, deadline) } {
+        Err(Errno(libc::EAGAIN)) => Ok(None),
+        r => {
+            let n = r? as usize;
+            if n > 0 && n < drains {
+                sched::fd_drained(fd, dir, n);
+            }
+            Ok(Some(n))
+        }
+    }
 }
 
 /// The syscall side of [`transfer`]: `sys` (non-blocking, -1 + errno)
@@ -169,6 +183,15 @@ fn send_rules() -> (bool, bool) {
     (!wanted(Feature::BatchedSend), wanted(Feature::DirectBigSend))
 }
 
+/// True if a send of `len` bytes (0: not known) on a vcpu whose engine runs
+/// socket operations goes as a ring send, batched with the turn's others,
+/// with no direct send first: see [`send_now`].
+#[inline]
+fn send_batches(len: usize) -> bool {
+    let (first, big) = send_rules();
+    !first && (!big || len < BIG_SEND) && sched::turn_has_batch()
+}
+
 /// Where the engine would park the thread for a ring send (io_uring),
 /// `attempt` (a send with MSG_DONTWAIT) runs once first when the send
 /// would have nothing to batch with (no other thread ready, nothing
@@ -186,8 +209,7 @@ fn send_now(len: usize, attempt: impl FnOnce() -> isize) -> Result<Option<usize>
     if !sched::engine_runs(OpKind::Socket)? {
         return Ok(None); // the syscall path tries first anyway
     }
-    let (first, big) = send_rules();
-    if !first && (!big || len < BIG_SEND) && sched::turn_has_batch() {
+    if send_batches(len) {
         return Ok(None); // the default with company: a ring send, batched
     }
     sched::check_interrupt()?;
@@ -202,11 +224,28 @@ fn send_now(len: usize, attempt: impl FnOnce() -> isize) -> Result<Option<usize>
     }
 }
 
-/// `read(2)` that waits as a photon thread.
+/// `read(2)` that waits as a photon thread. A stream socket already known
+/// goes straight to [`recv`]'s common case, in the caller's frame.
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
+#[inline(always)]
 pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    if len > 0 && fdinfo::known_stream(fd) {
+        crate::sys::user_range_ok(buf, len)?; // read(2) checks the whole length first
+        // SAFETY: per the contract.
+        return unsafe { recv(fd, buf, len, 0, deadline) };
+    }
+    // SAFETY: per the contract.
+    unsafe { read_general(fd, buf, len, deadline) }
+}
+
+/// [`read`] of anything but a stream socket already known.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+#[inline(never)]
+unsafe fn read_general(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<usize, Errno> {
     if unet::is_unet(fd) {
         // SAFETY: per the contract.
         return unsafe { unet::read(fd, buf, len, 0, deadline) };
@@ -304,11 +343,28 @@ pub(crate) unsafe fn read_one(fd: i32, buf: *mut u8, len: u32, deadline: u64) ->
 }
 
 /// `write(2)` that waits as a photon thread; on a socket it never raises
-/// SIGPIPE (EPIPE is returned instead).
+/// SIGPIPE (EPIPE is returned instead). A stream socket already known goes
+/// straight to [`send`]'s common case, in the caller's frame.
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of reads.
+#[inline(always)]
 pub unsafe fn write(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    if fdinfo::known_stream(fd) {
+        crate::sys::user_range_ok(buf, len)?; // write(2) checks the whole length first
+        // SAFETY: per the contract.
+        return unsafe { send_stream(fd, buf, len, 0, deadline) };
+    }
+    // SAFETY: per the contract.
+    unsafe { write_general(fd, buf, len, deadline) }
+}
+
+/// [`write`] of anything but a stream socket already known.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of reads.
+#[inline(never)]
+unsafe fn write_general(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Result<usize, Errno> {
     if unet::is_unet(fd) {
         // SAFETY: per the contract.
         return unsafe { unet::write(fd, buf, len, 0, deadline) };
@@ -492,9 +548,49 @@ unsafe fn writev_one(fd: i32, iov: *const libc::iovec, n: u32, deadline: u64) ->
 /// `recv(2)` that waits as a photon thread (once: returns what arrived).
 /// With `MSG_DONTWAIT` in `flags` it does not wait (EAGAIN).
 ///
+/// The common receive is made here, in the caller's frame: no flags, a
+/// stream socket already known, the vcpu's engine running socket
+/// operations (io_uring), no receive hint, no held bytes. It goes straight
+/// to [`sched::io_wait`], as [`transfer`] would, but without
+/// [`recv_general`]'s frame, which holds every other case's state: a thread
+/// parked in a receive keeps its frames on its stack, and at many
+/// connections each of their cache lines misses when it resumes (bench
+/// echo, 256 connections).
+///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
+#[inline(always)]
 pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
+    if flags == 0
+        && len > 0
+        && sched::engine_runs(OpKind::Socket) == Ok(true)
+        && fdinfo::known_stream(fd)
+        && fdinfo::held(fd) == 0
+    {
+        let hint = sched::fd_recv_hint(fd);
+        if hint == RecvHint::Usual {
+            let len = clamp(len);
+            let op = Op::Recv { fd, buf, len, flags };
+            // SAFETY: per the contract.
+            if let Some(n) = unsafe { on_engine(op, fd, READABLE, len as usize, deadline)? } {
+                return Ok(n);
+            }
+        // SAFETY: per the contract.
+        } else if let Some(n) = unsafe { recv_now(fd, buf, len, deadline, hint)? } {
+            return Ok(n);
+        }
+    }
+    // SAFETY: per the contract.
+    unsafe { recv_general(fd, buf, len, flags, deadline) }
+}
+
+/// [`recv`] of every case but its common one (which may also end here: a
+/// receive hint the socket no longer bears out, EAGAIN from the engine).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+#[inline(never)]
+unsafe fn recv_general(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
     if unet::is_unet(fd) {
         // SAFETY: per the contract.
         return unsafe { unet::read(fd, buf, len, flags, deadline) };
@@ -507,11 +603,14 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
         }
         return syscall!(recv(fd, buf.cast(), len as usize, flags)).map(|n| n as usize);
     }
-    if flags == 0
-        // SAFETY: per the contract.
-        && let Some(n) = unsafe { recv_now(fd, buf, len as usize, deadline)? }
-    {
-        return Ok(n);
+    if flags == 0 {
+        let hint = sched::fd_recv_hint(fd);
+        if hint != RecvHint::Usual
+            // SAFETY: per the contract.
+            && let Some(n) = unsafe { recv_now(fd, buf, len as usize, deadline, hint)? }
+        {
+            return Ok(n);
+        }
     }
     // SAFETY: per the contract.
     unsafe {
@@ -532,9 +631,9 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
 }
 
 /// A receive (no flags; `photon_read` on a socket is one) on stream socket
-/// `fd` that the vcpu's engine says to make on the vcpu
-/// ([`sched::fd_recv_hint`]), with a non-blocking `recv`, instead of as an
-/// engine receive:
+/// `fd` that the vcpu's engine says to make on the vcpu (`hint`, from
+/// [`sched::fd_recv_hint`], which the caller asked), with a non-blocking
+/// `recv`, instead of as an engine receive:
 /// - [`RecvHint::Queued`]: the last receive left bytes queued (io_uring:
 ///   the ring receive's `IORING_CQE_F_SOCK_NONEMPTY`;
 ///   `PHOTON_IO_OFF=direct_recv`): the `recv` takes them now, one syscall
@@ -554,9 +653,11 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
-#[inline]
-unsafe fn recv_now(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<Option<usize>, Errno> {
-    let hint = sched::fd_recv_hint(fd);
+///
+/// Out of line: [`recv`]'s common case, which parks, keeps its caller's
+/// frame small.
+#[inline(never)]
+unsafe fn recv_now(fd: i32, buf: *mut u8, len: usize, deadline: u64, hint: RecvHint) -> Result<Option<usize>, Errno> {
     if hint == RecvHint::Usual || fdinfo::held(fd) != 0 || len == 0 {
         return Ok(None);
     }
@@ -613,9 +714,49 @@ unsafe fn held_nowait(op: Op, fd: i32) -> Result<Option<usize>, Errno> {
 
 /// `send(2)` that waits as a photon thread; never raises SIGPIPE.
 ///
+/// As [`recv`], the common send is made here, in the caller's frame: no
+/// flags, a stream socket already known, the vcpu's engine running socket
+/// operations, and a ring send batched with the turn's others
+/// ([`send_batches`]); every other case goes to [`send_general`].
+///
 /// # Safety
 /// `buf` is valid for `len` bytes of reads.
+#[inline(always)]
 pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
+    if fdinfo::known_stream(fd) {
+        // SAFETY: per the contract.
+        return unsafe { send_stream(fd, buf, len, flags, deadline) };
+    }
+    // SAFETY: per the contract.
+    unsafe { send_general(fd, buf, len, flags, deadline) }
+}
+
+/// [`send`] on `fd`, a stream socket already known.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of reads.
+#[inline(always)]
+unsafe fn send_stream(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
+    if flags == 0 && sched::engine_runs(OpKind::Socket) == Ok(true) && send_batches(len) {
+        let len = clamp(len);
+        let flags = libc::MSG_NOSIGNAL;
+        let op = Op::Send { fd, buf, len, flags };
+        // SAFETY: per the contract.
+        if let Some(n) = unsafe { on_engine(op, fd, WRITABLE, 0, deadline)? } {
+            return Ok(n);
+        }
+    }
+    // SAFETY: per the contract.
+    unsafe { send_general(fd, buf, len, flags, deadline) }
+}
+
+/// [`send`] of every case but its common one (which may also end here:
+/// EAGAIN from the engine).
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of reads.
+#[inline(never)]
+unsafe fn send_general(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
     if unet::is_unet(fd) {
         // SAFETY: per the contract.
         return unsafe { unet::write(fd, buf, len, flags, deadline) };

@@ -89,37 +89,59 @@ pub(crate) unsafe fn io_wait(op: Op, deadline: u64) -> Result<i64, Errno> {
         (*cur).io_done = false;
         let woke = block_inline(deadline, Wait::Io { what, fd });
         if !(*cur).io_done {
-            let interrupted = woke.err();
-            let why = interrupted.unwrap_or(Errno(libc::EINTR));
-            match (*current()).engine.cancel(id) {
-                Cancel::Gone => {
-                    (*cur).io_op = NO_OP;
-                    return Err(why);
-                }
-                Cancel::Requested => {
-                    (*cur).uninterruptible = true;
-                    // Not done yet (checked above, no switch since): park
-                    // until the completion is delivered.
-                    loop {
-                        let _ = block(FOREVER);
-                        if (*cur).io_done {
-                            break;
-                        }
-                    }
-                    (*cur).uninterruptible = false;
-                }
-            }
-            // Cancelled: ECANCELED, or EINTR from an io-wq worker that was
-            // woken in the middle of a blocking call (a FUSE read).
-            if (*cur).io_result == -(libc::ECANCELED as i64) || (*cur).io_result == -(libc::EINTR as i64) {
+            return cancel_and_finish(cur, id, woke.err());
+        }
+        to_result((*cur).io_result)
+    }
+}
+
+/// The rest of [`io_wait`] for a thread that woke before its operation
+/// completed (timed out, interrupted): cancels operation `id` and, unless
+/// the engine dropped it at once, parks uninterruptibly until its completion
+/// is delivered. Out of line and cold: every parked thread keeps
+/// [`io_wait`]'s frame on its stack, and at many connections each of that
+/// frame's cache lines misses when the thread resumes.
+///
+/// # Safety
+/// `cur` is the calling thread's TCB, and `id` its operation in flight.
+#[cold]
+#[inline(never)]
+unsafe fn cancel_and_finish(
+    cur: *mut super::thread::ThreadCtl,
+    id: crate::engine::OpId,
+    interrupted: Option<Errno>,
+) -> Result<i64, Errno> {
+    let why = interrupted.unwrap_or(Errno(libc::EINTR));
+    // SAFETY: per the contract; the TCB is re-read after each switch.
+    unsafe {
+        match (*current()).engine.cancel(id) {
+            Cancel::Gone => {
+                (*cur).io_op = NO_OP;
                 return Err(why);
             }
-            // The kernel finished it anyway (a file operation it had started
-            // cannot be cancelled): succeed, and keep the interrupt for the
-            // thread's next blocking call (a timeout is simply over).
-            if let Some(e) = interrupted {
-                keep_interrupt(e);
+            Cancel::Requested => {
+                (*cur).uninterruptible = true;
+                // Not done yet (checked by the caller, no switch since):
+                // park until the completion is delivered.
+                loop {
+                    let _ = block(FOREVER);
+                    if (*cur).io_done {
+                        break;
+                    }
+                }
+                (*cur).uninterruptible = false;
             }
+        }
+        // Cancelled: ECANCELED, or EINTR from an io-wq worker that was
+        // woken in the middle of a blocking call (a FUSE read).
+        if (*cur).io_result == -(libc::ECANCELED as i64) || (*cur).io_result == -(libc::EINTR as i64) {
+            return Err(why);
+        }
+        // The kernel finished it anyway (a file operation it had started
+        // cannot be cancelled): succeed, and keep the interrupt for the
+        // thread's next blocking call (a timeout is simply over).
+        if let Some(e) = interrupted {
+            keep_interrupt(e);
         }
         to_result((*cur).io_result)
     }

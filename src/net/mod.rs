@@ -651,11 +651,11 @@ unsafe fn recv_general(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: 
 /// an fd number closed and reused behind the library's back): go the usual
 /// way.
 ///
+/// Out of line, so that the frame of [`recv`]'s common case (which parks
+/// in its caller's frame) stays small.
+///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
-///
-/// Out of line: [`recv`]'s common case, which parks, keeps its caller's
-/// frame small.
 #[inline(never)]
 unsafe fn recv_now(fd: i32, buf: *mut u8, len: usize, deadline: u64, hint: RecvHint) -> Result<Option<usize>, Errno> {
     if hint == RecvHint::Usual || fdinfo::held(fd) != 0 || len == 0 {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: the tool probe (scripts/probe.sh), cargo fmt and clippy,
 # cargo build and test (release), the ABI check against the baseline
-# (scripts/abi-check.sh), the C tests again under AddressSanitizer+UBSan and
-# under Valgrind, then the CMake build of the C examples, an install into a
-# temporary prefix, and a consumer project built against that install
-# (find_package and pkg-config).
+# (scripts/abi-check.sh), the C tests again under AddressSanitizer+UBSan (the
+# io_uring engine) and under Valgrind (the epoll engine), then the CMake build
+# of the C examples, an install into a temporary prefix, and a consumer
+# project built against that install (find_package and pkg-config).
 # Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,10 +36,10 @@ cargo test --release
 step "ABI against the baseline abi/libphoton.so.0.abi (scripts/abi-check.sh)"
 scripts/abi-check.sh
 
-step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang; leaks and stack-use-after-return checked)"
+step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer (io_uring engine; clang; leaks and stack-use-after-return checked)"
 PHOTON_TEST_SANITIZE=asan cargo test --release --test c_api
 
-step "C tests under Valgrind memcheck (epoll engine)"
+step "C tests under Valgrind memcheck (epoll engine; definite leaks checked)"
 PHOTON_TEST_SANITIZE=valgrind cargo test --release --test c_api
 
 step "cmake build (build/)"

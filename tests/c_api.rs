@@ -8,7 +8,7 @@
 //! errors, and the checked-in header is the one build.rs generates.
 //!
 //! `PHOTON_TEST_SANITIZE` runs the same programs under a checker
-//! (`scripts/test.sh --sanitize` sets it):
+//! (`scripts/test.sh` sets it for its two sanitizer passes):
 //! - `asan`: built with clang `-fsanitize=address,undefined` (errors fatal,
 //!   leak detection and stack-use-after-return detection on), io_uring only
 //!   (Valgrind covers epoll; see [`engines`]),

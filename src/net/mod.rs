@@ -234,7 +234,7 @@ pub unsafe fn read(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<u
     if len > 0 && fdinfo::known_stream(fd) {
         crate::sys::user_range_ok(buf, len)?; // read(2) checks the whole length first
         // SAFETY: per the contract.
-        return unsafe { recv(fd, buf, len, 0, deadline) };
+        return unsafe { recv_stream(fd, buf, len, 0, deadline) };
     }
     // SAFETY: per the contract.
     unsafe { read_general(fd, buf, len, deadline) }
@@ -561,23 +561,34 @@ unsafe fn writev_one(fd: i32, iov: *const libc::iovec, n: u32, deadline: u64) ->
 /// `buf` is valid for `len` bytes of writes.
 #[inline(always)]
 pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
-    if flags == 0
-        && len > 0
-        && sched::engine_runs(OpKind::Socket) == Ok(true)
-        && fdinfo::known_stream(fd)
-        && fdinfo::held(fd) == 0
-    {
+    if fdinfo::known_stream(fd) {
+        // SAFETY: per the contract.
+        return unsafe { recv_stream(fd, buf, len, flags, deadline) };
+    }
+    // SAFETY: per the contract.
+    unsafe { recv_general(fd, buf, len, flags, deadline) }
+}
+
+/// [`recv`] on `fd`, a stream socket already known.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+#[inline(always)]
+unsafe fn recv_stream(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
+    if flags == 0 && len > 0 && sched::engine_runs(OpKind::Socket) == Ok(true) && fdinfo::held(fd) == 0 {
         let hint = sched::fd_recv_hint(fd);
-        if hint == RecvHint::Usual {
+        if hint != RecvHint::Usual {
+            // SAFETY: per the contract.
+            if let Some(n) = unsafe { recv_now(fd, buf, len, deadline, hint)? } {
+                return Ok(n);
+            }
+        } else {
             let len = clamp(len);
             let op = Op::Recv { fd, buf, len, flags };
             // SAFETY: per the contract.
             if let Some(n) = unsafe { on_engine(op, fd, READABLE, len as usize, deadline)? } {
                 return Ok(n);
             }
-        // SAFETY: per the contract.
-        } else if let Some(n) = unsafe { recv_now(fd, buf, len, deadline, hint)? } {
-            return Ok(n);
         }
     }
     // SAFETY: per the contract.

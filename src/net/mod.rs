@@ -555,7 +555,8 @@ unsafe fn writev_one(fd: i32, iov: *const libc::iovec, n: u32, deadline: u64) ->
 /// [`recv_general`]'s frame, which holds every other case's state: a thread
 /// parked in a receive keeps its frames on its stack, and at many
 /// connections each of their cache lines misses when it resumes (bench
-/// echo, 256 connections).
+/// echo, 256 connections). Under epoll the same receive goes to
+/// [`recv_ready`], which skips the general path's checks as well.
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
@@ -575,24 +576,62 @@ pub unsafe fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64)
 /// `buf` is valid for `len` bytes of writes.
 #[inline(always)]
 unsafe fn recv_stream(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
-    if flags == 0 && len > 0 && sched::engine_runs(OpKind::Socket) == Ok(true) && fdinfo::held(fd) == 0 {
-        let hint = sched::fd_recv_hint(fd);
-        if hint != RecvHint::Usual {
-            // SAFETY: per the contract.
-            if let Some(n) = unsafe { recv_now(fd, buf, len, deadline, hint)? } {
-                return Ok(n);
+    if flags == 0 && len > 0 {
+        match sched::engine_runs(OpKind::Socket) {
+            Ok(true) if fdinfo::held(fd) == 0 => {
+                let hint = sched::fd_recv_hint(fd);
+                if hint != RecvHint::Usual {
+                    // SAFETY: per the contract.
+                    if let Some(n) = unsafe { recv_now(fd, buf, len, deadline, hint)? } {
+                        return Ok(n);
+                    }
+                } else {
+                    let len = clamp(len);
+                    let op = Op::Recv { fd, buf, len, flags };
+                    // SAFETY: per the contract.
+                    if let Some(n) = unsafe { on_engine(op, fd, READABLE, len as usize, deadline)? } {
+                        return Ok(n);
+                    }
+                }
             }
-        } else {
-            let len = clamp(len);
-            let op = Op::Recv { fd, buf, len, flags };
             // SAFETY: per the contract.
-            if let Some(n) = unsafe { on_engine(op, fd, READABLE, len as usize, deadline)? } {
-                return Ok(n);
-            }
+            Ok(false) => return unsafe { recv_ready(fd, buf, len, deadline) },
+            _ => {}
         }
     }
     // SAFETY: per the contract.
     unsafe { recv_general(fd, buf, len, flags, deadline) }
+}
+
+/// [`recv`]'s common case on an engine that waits for readiness and leaves
+/// the transfer to the thread (epoll; `len` > 0, no flags): [`transfer`]'s
+/// syscall side without the checks that a known stream socket with no
+/// flags already passed, and with `MSG_DONTWAIT` instead of the fd's own
+/// O_NONBLOCK. A read of a socket seen drained (the engine's kept
+/// readiness) waits for its event first, as in [`transfer`]. Bytes held
+/// for the fd by another vcpu's engine (a thread that moved off an
+/// io_uring vcpu with a multishot receive armed) go the general way. Out
+/// of line: the thread parks in [`ready_wait`] below this small frame, not
+/// below [`recv_general`]'s.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of writes.
+#[inline(never)]
+unsafe fn recv_ready(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    if fdinfo::held(fd) != 0 {
+        // SAFETY: per the contract.
+        return unsafe { recv_general(fd, buf, len, 0, deadline) };
+    }
+    sched::check_interrupt()?;
+    let len = clamp(len) as usize;
+    let mut waited = false;
+    if sched::fd_readiness(fd) & READABLE == 0 {
+        ready_wait(fd, READABLE, deadline)?;
+        waited = true;
+    }
+    // SAFETY: per the contract.
+    let sys = || unsafe { crate::sys::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) };
+    sys_until_done(fd, READABLE, len, deadline, waited, sys)
 }
 
 /// [`recv`] of every case but its common one (which may also end here: a
@@ -728,7 +767,9 @@ unsafe fn held_nowait(op: Op, fd: i32) -> Result<Option<usize>, Errno> {
 /// As [`recv`], the common send is made here, in the caller's frame: no
 /// flags, a stream socket already known, the vcpu's engine running socket
 /// operations, and a ring send batched with the turn's others
-/// ([`send_batches`]); every other case goes to [`send_general`].
+/// ([`send_batches`]). Under epoll a send with no flags on a known stream
+/// socket goes to [`send_ready`]; every other case goes to
+/// [`send_general`].
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of reads.
@@ -748,17 +789,39 @@ pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u6
 /// `buf` is valid for `len` bytes of reads.
 #[inline(always)]
 unsafe fn send_stream(fd: i32, buf: *const u8, len: usize, flags: i32, deadline: u64) -> Result<usize, Errno> {
-    if flags == 0 && sched::engine_runs(OpKind::Socket) == Ok(true) && send_batches(len) {
-        let len = clamp(len);
-        let flags = libc::MSG_NOSIGNAL;
-        let op = Op::Send { fd, buf, len, flags };
-        // SAFETY: per the contract.
-        if let Some(n) = unsafe { on_engine(op, fd, WRITABLE, 0, deadline)? } {
-            return Ok(n);
+    if flags == 0 {
+        match sched::engine_runs(OpKind::Socket) {
+            Ok(true) if send_batches(len) => {
+                let len = clamp(len);
+                let flags = libc::MSG_NOSIGNAL;
+                let op = Op::Send { fd, buf, len, flags };
+                // SAFETY: per the contract.
+                if let Some(n) = unsafe { on_engine(op, fd, WRITABLE, 0, deadline)? } {
+                    return Ok(n);
+                }
+            }
+            // SAFETY: per the contract.
+            Ok(false) => return unsafe { send_ready(fd, buf, len, deadline) },
+            _ => {}
         }
     }
     // SAFETY: per the contract.
     unsafe { send_general(fd, buf, len, flags, deadline) }
+}
+
+/// [`send`]'s common case on an engine that waits for readiness (epoll), as
+/// [`recv_ready`]: the send syscall at once (`MSG_DONTWAIT`), waiting for
+/// the socket to become writable while it says EAGAIN.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes of reads.
+#[inline(never)]
+unsafe fn send_ready(fd: i32, buf: *const u8, len: usize, deadline: u64) -> Result<usize, Errno> {
+    sched::check_interrupt()?;
+    let len = clamp(len) as usize;
+    // SAFETY: per the contract.
+    let sys = || unsafe { crate::sys::send(fd, buf.cast(), len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    sys_until_done(fd, WRITABLE, 0, deadline, false, sys)
 }
 
 /// [`send`] of every case but its common one (which may also end here:

@@ -59,19 +59,19 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod arch;
-pub mod engine;
+pub(crate) mod engine;
 pub mod errno;
 pub(crate) mod fdinfo;
 pub mod ffi;
-pub mod fs;
+pub(crate) mod fs;
 pub(crate) mod fstype;
-pub mod net;
-pub mod sched;
+pub(crate) mod net;
+pub(crate) mod sched;
 pub mod stack;
-pub mod sync;
+pub(crate) mod sync;
 pub(crate) mod sys;
-pub mod time;
-pub mod unet;
+pub(crate) mod time;
+pub(crate) mod unet;
 
 pub use errno::Errno;
 

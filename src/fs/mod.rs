@@ -316,15 +316,6 @@ pub fn ftruncate(fd: i32, len: i64) -> Result<(), Errno> {
     unsafe { run(Op::Ftruncate { fd, len }) }.map(|_| ())
 }
 
-/// `fstat(2)`: see [`fstat_into`].
-pub fn fstat(fd: i32) -> Result<libc::stat, Errno> {
-    // SAFETY: a zeroed stat is valid.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: a valid out pointer.
-    unsafe { fstat_into(fd, &mut st)? };
-    Ok(st)
-}
-
 /// `fstat(2)` into `*st`: on the vcpu where `fd`'s attributes are in
 /// memory (a socket, a pipe, a file on a local file system:
 /// `fdinfo::attrs_local`), straight into `*st`; else through the

@@ -25,8 +25,7 @@ pub(crate) use io::{
     cancel_fd, chunked, engine_runs, fd_drained, fd_nonempty, fd_readiness, fd_recv_hint, forget_fd, held_first,
     io_wait, read_joins_batch, turn_has_batch,
 };
-pub use stats::{Stats, dump as dump_threads, set_name, stats as vcpu_stats};
-pub use thread::Entry;
+pub use stats::{dump as dump_threads, set_name, stats as vcpu_stats};
 pub(crate) use thread::Wait;
 pub(crate) use tls::preload_active;
 pub(crate) use vcpu::{FOREVER, block_on, next_wait_seq, wake};

@@ -68,7 +68,7 @@ pub(crate) mod fstype;
 pub(crate) mod net;
 pub(crate) mod sched;
 pub mod stack;
-pub(crate) mod sync;
+pub mod sync;
 pub(crate) mod sys;
 pub(crate) mod time;
 pub(crate) mod unet;

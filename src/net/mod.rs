@@ -98,11 +98,18 @@ unsafe fn transfer(
     }
     sched::check_interrupt()?;
     fdinfo::ensure_nonblocking_with(fd, facts)?;
+    sys_when_ready(fd, dir, drains, deadline, sys)
+}
+
+/// The syscall side of [`transfer`] once the fd passed its checks: waits
+/// first where the syscall would say EAGAIN (a read of `drains` bytes of a
+/// stream seen drained, no event since; only such reads: one of 0 bytes,
+/// for one, returns at once whatever the socket holds), then
+/// [`sys_until_done`].
+#[inline]
+fn sys_when_ready(fd: i32, dir: u32, drains: usize, deadline: u64, sys: impl FnMut() -> isize) -> Result<usize, Errno> {
     let mut waited = false;
     if drains > 0 && sched::fd_readiness(fd) & dir == 0 {
-        // A read of a stream seen drained, no event since: the syscall
-        // would say EAGAIN. (Only such reads: one of 0 bytes, for one,
-        // returns at once whatever the socket holds.)
         ready_wait(fd, dir, deadline)?;
         waited = true;
     }
@@ -605,14 +612,12 @@ unsafe fn recv_stream(fd: i32, buf: *mut u8, len: usize, flags: i32, deadline: u
 
 /// [`recv`]'s common case on an engine that waits for readiness and leaves
 /// the transfer to the thread (epoll; `len` > 0, no flags): [`transfer`]'s
-/// syscall side without the checks that a known stream socket with no
-/// flags already passed, and with `MSG_DONTWAIT` instead of the fd's own
-/// O_NONBLOCK. A read of a socket seen drained (the engine's kept
-/// readiness) waits for its event first, as in [`transfer`]. Bytes held
-/// for the fd by another vcpu's engine (a thread that moved off an
-/// io_uring vcpu with a multishot receive armed) go the general way. Out
-/// of line: the thread parks in [`ready_wait`] below this small frame, not
-/// below [`recv_general`]'s.
+/// syscall side ([`sys_when_ready`]) without the checks that a known stream
+/// socket with no flags already passed, and with `MSG_DONTWAIT` instead of
+/// the fd's own O_NONBLOCK. Bytes held for the fd by another vcpu's engine
+/// (a thread that moved off an io_uring vcpu with a multishot receive
+/// armed) go the general way. Out of line: the thread parks in
+/// [`ready_wait`] below this small frame, not below [`recv_general`]'s.
 ///
 /// # Safety
 /// `buf` is valid for `len` bytes of writes.
@@ -624,14 +629,9 @@ unsafe fn recv_ready(fd: i32, buf: *mut u8, len: usize, deadline: u64) -> Result
     }
     sched::check_interrupt()?;
     let len = clamp(len) as usize;
-    let mut waited = false;
-    if sched::fd_readiness(fd) & READABLE == 0 {
-        ready_wait(fd, READABLE, deadline)?;
-        waited = true;
-    }
     // SAFETY: per the contract.
     let sys = || unsafe { crate::sys::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) };
-    sys_until_done(fd, READABLE, len, deadline, waited, sys)
+    sys_when_ready(fd, READABLE, len, deadline, sys)
 }
 
 /// [`recv`] of every case but its common one (which may also end here: a

@@ -333,7 +333,12 @@ mod tests {
         let mut p = [-1; 2];
         // SAFETY: two ints.
         assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        let f = std::fs::File::create(format!("target/photon-fstype-{}.dat", std::process::id())).unwrap();
+        // Beside the test binary (the target directory, wherever it is): a
+        // disk file system like the ones the library meets, not a tmpfs.
+        let path = std::env::current_exe()
+            .unwrap()
+            .with_file_name(format!("photon-fstype-{}.dat", std::process::id()));
+        let f = std::fs::File::create(&path).unwrap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
         for (what, x) in [
             ("socket", s),
@@ -351,7 +356,7 @@ mod tests {
         }
         assert!(classify(-1).is_none(), "not an fd");
         drop(f);
-        let _ = std::fs::remove_file(format!("target/photon-fstype-{}.dat", std::process::id()));
+        let _ = std::fs::remove_file(&path);
     }
 
     /// The internal mounts' devices are known with their lock free, and

@@ -5,9 +5,15 @@
  * plain one-thread loop, the bar of the buffered target): a second thread,
  * even one asleep, would make the fd table shared and every pread take
  * the kernel's reference-counting fd lookup (see the library's
- * src/sched/private_fds.rs). */
+ * src/sched/private_fds.rs).
+ *
+ * FILES_READ=preadv2_nowait makes each read a preadv2(RWF_NOWAIT) of one
+ * iovec, the call libphoton makes for a buffered read on a vcpu, with a
+ * plain pread after an EAGAIN (a block not in the page cache; counted):
+ * the one-thread loop of a read that never blocks, without the library. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/uio.h>
 
 #include "files_common.h"
 
@@ -16,6 +22,8 @@ struct slot {
 };
 
 static int g_fd;
+static int g_nowait;                  /* FILES_READ=preadv2_nowait */
+static atomic_uint_fast64_t g_eagain; /* its reads refused (not cached) */
 static uint64_t g_blocks;
 static struct slot* g_slots;
 static atomic_int g_stop;
@@ -27,7 +35,17 @@ static int g_error_errno;
  * every reader told to stop). */
 static int read_one(uint64_t* seed, unsigned char* buf) {
     uint64_t b = files_rng(seed) % g_blocks;
-    ssize_t n = pread(g_fd, buf, FILES_BLOCK, (off_t)(b * FILES_BLOCK));
+    ssize_t n;
+    if (g_nowait) {
+        struct iovec iov = {buf, FILES_BLOCK};
+        n = preadv2(g_fd, &iov, 1, (off_t)(b * FILES_BLOCK), RWF_NOWAIT);
+        if (n < 0 && errno == EAGAIN) {
+            atomic_fetch_add_explicit(&g_eagain, 1, memory_order_relaxed);
+            n = pread(g_fd, buf, FILES_BLOCK, (off_t)(b * FILES_BLOCK));
+        }
+    } else {
+        n = pread(g_fd, buf, FILES_BLOCK, (off_t)(b * FILES_BLOCK));
+    }
     uint64_t stamp = 0;
     if (n == FILES_BLOCK) memcpy(&stamp, buf, 8);
     if (n != FILES_BLOCK || stamp != FILES_STAMP(b)) {
@@ -96,6 +114,11 @@ static void sleep_s(double s) {
 static void threaded_randread(const struct files_args* a, uint64_t* ops, double* secs, double* cpu);
 
 static int run_randread(const struct files_args* a) {
+    const char* how = getenv("FILES_READ");
+    if (how && strcmp(how, "preadv2_nowait") == 0)
+        g_nowait = 1;
+    else if (how && *how)
+        BENCH_DIE("FILES_READ=%s: only preadv2_nowait is known", how);
     g_fd = open(a->path, O_RDONLY | O_CLOEXEC | (a->direct ? O_DIRECT : 0));
     if (g_fd < 0) BENCH_DIE("open(%s, direct=%d)", a->path, a->direct);
     struct stat st;
@@ -115,8 +138,9 @@ static int run_randread(const struct files_args* a) {
     }
     close(g_fd);
     if (ops == 0) BENCH_DIE("no read completed in the timed window");
-    printf("INFO %llu reads in %.3f s, %d OS threads, direct=%d\n", (unsigned long long)ops, secs,
-           a->threads, a->direct);
+    printf("INFO %llu reads in %.3f s, %d OS threads, direct=%d, %s (%llu refused)\n", (unsigned long long)ops,
+           secs, a->threads, a->direct, g_nowait ? "preadv2(RWF_NOWAIT)" : "pread",
+           (unsigned long long)atomic_load(&g_eagain));
     printf("RESULT iops=%.1f cpu_us=%.3f\n", (double)ops / secs, cpu * 1e6 / (double)ops);
     return 0;
 }

@@ -12,6 +12,9 @@
 //!   (io_uring engine; epoll engine, whose file calls run on the offload
 //!   pool), fio `--ioengine=io_uring --iodepth=N --rw=randread --bs=4k
 //!   --direct=0/1`, and N OS threads calling pread(2) (bench/c/files_pthreads.c).
+//!   The buffered tables add one OS thread's plain pread loop (the target's
+//!   bar) and the same loop calling preadv2(RWF_NOWAIT), libphoton's call
+//!   for a buffered read: the most that a read that never blocks reaches.
 //!   The O_DIRECT tables also show each contender's mean reads in flight at
 //!   the block device ([`InflightSampler`]).
 //! - sequential 1 MiB writes of a new file, fsync at the end (MB/s):
@@ -38,6 +41,11 @@ use photon_bench::*;
 const GIB: u64 = 1 << 30;
 const MIB: usize = 1 << 20;
 const BLOCK: usize = 4096;
+/// The buffered tables' bar beyond depth 1 (at depth 1 it is the row of one
+/// OS thread calling pread).
+const PREAD_LOOP: &str = "1 OS thread calling pread (plain loop)";
+/// The buffered tables' row of a one-thread `preadv2(RWF_NOWAIT)` loop.
+const NOWAIT_LOOP: &str = "1 OS thread calling preadv2(RWF_NOWAIT) (plain loop)";
 /// Must match FILES_STAMP in bench/c/files_common.h.
 const STAMP_XOR: u64 = 0x50484F544F4E0000;
 
@@ -800,11 +808,26 @@ fn main() -> ExitCode {
                 }
                 if !direct && n > 1 {
                     // The issue's bar for page-cache reads: one thread's plain pread loop.
+                    let (p, args) = (pt1.clone(), one_thread_args.clone());
                     contenders.push(Contender {
-                        label: "1 OS thread calling pread (plain loop)".into(),
+                        label: PREAD_LOOP.into(),
+                        how: How::Child(Box::new(move || {
+                            let mut c = Command::new(&p);
+                            c.args(&args);
+                            c
+                        })),
+                        fresh_file: None,
+                    });
+                }
+                if !direct {
+                    // The floor of a read that never blocks: the same one-thread
+                    // loop making libphoton's call, preadv2(RWF_NOWAIT), with no
+                    // library around it.
+                    contenders.push(Contender {
+                        label: NOWAIT_LOOP.into(),
                         how: How::Child(Box::new(move || {
                             let mut c = Command::new(&pt1);
-                            c.args(&one_thread_args);
+                            c.args(&one_thread_args).env("FILES_READ", "preadv2_nowait");
                             c
                         })),
                         fresh_file: None,
@@ -946,11 +969,7 @@ fn main() -> ExitCode {
         } else {
             // The bar: one OS thread's plain pread loop (its own row at
             // depth 1, the "(plain loop)" row above that).
-            let one = t
-                .contenders
-                .iter()
-                .position(|c| c.label.ends_with("(plain loop)"))
-                .unwrap_or(3);
+            let one = t.contenders.iter().position(|c| c.label == PREAD_LOOP).unwrap_or(3);
             if let Some(x) = ratio(io, &t.value[one]) {
                 let cpu = ratio(&t.cpu[one], &t.cpu[0]).map_or(String::new(), |c| {
                     format!("; CPU per read: pread loop / io_uring = {c:.2}x")
@@ -960,6 +979,24 @@ fn main() -> ExitCode {
                     verdict(x >= 1.0),
                     paired_note(io, &t.value[one])
                 ));
+            }
+            // What the kernel's non-blocking read allows: the bare preadv2
+            // loop against the pread loop, and libphoton against the former.
+            if let Some(nw) = t.contenders.iter().position(|c| c.label == NOWAIT_LOOP) {
+                if let Some(x) = ratio(&t.value[nw], &t.value[one]) {
+                    targets.push(format!(
+                        "{short}: one-thread preadv2(RWF_NOWAIT) loop / pread loop = {x:.2}x (information: the \
+                         most a read that never blocks reaches){}",
+                        paired_note(&t.value[nw], &t.value[one])
+                    ));
+                }
+                if let Some(x) = ratio(io, &t.value[nw]) {
+                    targets.push(format!(
+                        "{short}: io_uring / one-thread preadv2(RWF_NOWAIT) loop = {x:.2}x (information: the \
+                         library's own cost){}",
+                        paired_note(io, &t.value[nw])
+                    ));
+                }
             }
         }
         if let Some(x) = ratio(ep, io) {

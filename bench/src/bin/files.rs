@@ -968,7 +968,7 @@ fn main() -> ExitCode {
             }
         } else {
             // The bar: one OS thread's plain pread loop (its own row at
-            // depth 1, the "(plain loop)" row above that).
+            // depth 1, the PREAD_LOOP row above that).
             let one = t.contenders.iter().position(|c| c.label == PREAD_LOOP).unwrap_or(3);
             if let Some(x) = ratio(io, &t.value[one]) {
                 let cpu = ratio(&t.cpu[one], &t.cpu[0]).map_or(String::new(), |c| {

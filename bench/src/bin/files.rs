@@ -334,6 +334,16 @@ enum How {
     Fio(Box<dyn Fn() -> Command>, &'static str, f64),
 }
 
+/// A bench/c program run as `prog args` with `env` set in its environment.
+fn child(prog: &Path, args: Vec<String>, env: Vec<(&'static str, &'static str)>) -> How {
+    let prog = prog.to_path_buf();
+    How::Child(Box::new(move || {
+        let mut c = Command::new(&prog);
+        c.args(&args).envs(env.iter().copied());
+        c
+    }))
+}
+
 struct Contender {
     label: String,
     how: How,
@@ -692,23 +702,20 @@ fn main() -> ExitCode {
         for direct in [true, false] {
             for &n in &o.depths {
                 let d = if direct { "1" } else { "0" };
+                let threads_args: Vec<String> = vec![
+                    "randread".into(),
+                    path.clone(),
+                    d.into(),
+                    n.to_string(),
+                    secs.clone(),
+                    warm.clone(),
+                ];
                 let photon_env = |engine: &'static str, var: &'static str, val: &'static str| {
-                    let (p, args) = (
-                        p_photon.clone(),
-                        vec![
-                            "randread".into(),
-                            path.clone(),
-                            d.into(),
-                            n.to_string(),
-                            secs.clone(),
-                            warm.clone(),
-                        ],
-                    );
-                    How::Child(Box::new(move || {
-                        let mut c = Command::new(&p);
-                        c.args(&args).env("PHOTON_ENGINE", engine).env(var, val);
-                        c
-                    }))
+                    child(
+                        &p_photon,
+                        threads_args.clone(),
+                        vec![("PHOTON_ENGINE", engine), (var, val)],
+                    )
                 };
                 let fio_args: Vec<String> = vec![
                     "--name=randread".into(),
@@ -726,17 +733,7 @@ fn main() -> ExitCode {
                     "--invalidate=0".into(),
                     "--output-format=json".into(),
                 ];
-                let threads_args: Vec<String> = vec![
-                    "randread".into(),
-                    path.clone(),
-                    d.into(),
-                    n.to_string(),
-                    secs.clone(),
-                    warm.clone(),
-                ];
                 let photon = |engine: &'static str| photon_env(engine, "PHOTON_IO_OFF", "");
-                let pt = p_threads.clone();
-                let pt1 = p_threads.clone();
                 let mut one_thread_args = threads_args.clone();
                 one_thread_args[3] = "1".into();
                 let mut contenders = vec![
@@ -769,11 +766,7 @@ fn main() -> ExitCode {
                     },
                     Contender {
                         label: format!("{n} OS thread{} calling pread", plural(n)),
-                        how: How::Child(Box::new(move || {
-                            let mut c = Command::new(&pt);
-                            c.args(&threads_args);
-                            c
-                        })),
+                        how: child(&p_threads, threads_args.clone(), vec![]),
                         fresh_file: None,
                     },
                 ];
@@ -808,14 +801,9 @@ fn main() -> ExitCode {
                 }
                 if !direct && n > 1 {
                     // The bar for page-cache reads: one thread's plain pread loop.
-                    let (p, args) = (pt1.clone(), one_thread_args.clone());
                     contenders.push(Contender {
                         label: PREAD_LOOP.into(),
-                        how: How::Child(Box::new(move || {
-                            let mut c = Command::new(&p);
-                            c.args(&args);
-                            c
-                        })),
+                        how: child(&p_threads, one_thread_args.clone(), vec![]),
                         fresh_file: None,
                     });
                 }
@@ -825,11 +813,11 @@ fn main() -> ExitCode {
                     // library around it.
                     contenders.push(Contender {
                         label: NOWAIT_LOOP.into(),
-                        how: How::Child(Box::new(move || {
-                            let mut c = Command::new(&pt1);
-                            c.args(&one_thread_args).env("FILES_READ", "preadv2_nowait");
-                            c
-                        })),
+                        how: child(
+                            &p_threads,
+                            one_thread_args.clone(),
+                            vec![("FILES_READ", "preadv2_nowait")],
+                        ),
                         fresh_file: None,
                     });
                 }
@@ -857,14 +845,8 @@ fn main() -> ExitCode {
     if o.c.want("write") {
         let wpath = wfile.to_string_lossy().into_owned();
         let mib = o.write_mib.to_string();
-        let photon = |engine: &'static str| {
-            let (p, args) = (p_photon.clone(), vec!["write".to_string(), wpath.clone(), mib.clone()]);
-            How::Child(Box::new(move || {
-                let mut c = Command::new(&p);
-                c.args(&args).env("PHOTON_ENGINE", engine);
-                c
-            }))
-        };
+        let wargs = vec!["write".to_string(), wpath.clone(), mib.clone()];
+        let photon = |engine: &'static str| child(&p_photon, wargs.clone(), vec![("PHOTON_ENGINE", engine)]);
         let fio_args: Vec<String> = vec![
             "--name=write".into(),
             format!("--filename={wpath}"),
@@ -875,8 +857,6 @@ fn main() -> ExitCode {
             format!("--size={}m", o.write_mib),
             "--output-format=json".into(),
         ];
-        let pt = p_threads.clone();
-        let targs = vec!["write".to_string(), wpath.clone(), mib.clone()];
         let contenders = vec![
             Contender {
                 label: "libphoton io_uring, 1 photon thread".into(),
@@ -903,11 +883,7 @@ fn main() -> ExitCode {
             },
             Contender {
                 label: "1 OS thread calling pwrite".into(),
-                how: How::Child(Box::new(move || {
-                    let mut c = Command::new(&pt);
-                    c.args(&targs);
-                    c
-                })),
+                how: child(&p_threads, wargs.clone(), vec![]),
                 fresh_file: Some(wfile.clone()),
             },
         ];
